@@ -1,0 +1,91 @@
+// Architectures are data: an input shape plus an ordered list of layers, read from JSON. The same
+// parser reads the concise presets in models/presets/ (shapes inferred, "same" padding) and the
+// explicit list stored in a model file's "ebm.layers" (every size spelled out).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ebm {
+
+// Per-sample shape; flat vectors are {features, 1, 1}. Batches are row-major NCHW.
+struct Shape {
+  int c = 0, h = 1, w = 1;
+  int64_t size() const { return int64_t(c) * h * w; }
+  bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w; }
+  bool operator!=(const Shape& o) const { return !(*this == o); }
+  std::string str() const;  // "32x24x96"
+};
+
+enum class LayerKind { kConv2d, kBatchNorm, kAffine, kSwish, kLeakyRelu, kAvgPool, kFlatten, kDense };
+const char* layer_kind_name(LayerKind k);
+
+struct Padding {
+  int top = 0, left = 0, bottom = 0, right = 0;
+};
+
+// A tensor a layer reads: its role in the layer ("weight"), its name in the file, its shape.
+struct TensorRef {
+  std::string role;
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+struct LayerSpec {
+  LayerKind kind = LayerKind::kFlatten;
+  Shape in, out;
+  int kernel_h = 1, kernel_w = 1;  // conv2d, avgpool
+  int stride_h = 1, stride_w = 1;  // conv2d, avgpool
+  Padding pad;                     // conv2d, avgpool (avgpool divides by the full window)
+  bool bias = true;                // conv2d, dense
+  float slope = 0.2f;              // leaky_relu: y = x for x > 0, slope * x otherwise
+  float eps = 1e-5f;               // batchnorm: y = (x - mean) / sqrt(var + eps) * weight + bias
+  std::vector<TensorRef> tensors;
+
+  const TensorRef* tensor(const std::string& role) const;
+};
+
+struct Architecture {
+  Shape input;
+  std::vector<LayerSpec> layers;
+
+  Shape output() const { return layers.empty() ? input : layers.back().out; }
+  // Every number in every tensor, batch-norm statistics included (4 per channel), which is how
+  // Keras counts the paper's Table 1.
+  int64_t parameter_count() const;
+  // The explicit form written to "ebm.layers".
+  nlohmann::json layers_json() const;
+};
+
+// Limits on what an architecture may ask for; each guards an allocation or a multiplication.
+constexpr int kMaxLayers = 256;
+constexpr int kMaxSpatial = 4096;               // height or width
+constexpr int kMaxChannels = 1 << 16;           // channels or features
+constexpr int kMaxKernel = 64;                  // kernel, stride and padding
+constexpr int64_t kMaxActivation = 1ll << 26;   // floats per sample per layer
+
+Shape parse_input_shape(const nlohmann::json& j);  // {"channels":1,"height":48,"width":192}
+nlohmann::json input_shape_json(const Shape& s);
+
+// Infers every shape from `input`, checks each layer against the limits above and names missing
+// tensors "layers.<i>.<role>". Throws ebm::Error naming the layer ("layer 3 (conv2d): ...").
+Architecture resolve_architecture(const Shape& input, const nlohmann::json& layers);
+
+// A named architecture from models/presets/<name>.json (or any path ending in .json).
+struct Preset {
+  std::string name;
+  std::string description;
+  Architecture arch;
+  nlohmann::json sampler;  // default sampler settings for models of this preset (may be null)
+  nlohmann::json train;    // trainer defaults for this preset (may be null)
+};
+
+// The folder holding the presets: $EBM_PRESETS_DIR if set, else the source tree's models/presets.
+std::string presets_dir();
+std::vector<std::string> list_presets();
+Preset load_preset(const std::string& name_or_path);
+Preset parse_preset(const nlohmann::json& j, const std::string& origin);
+
+}  // namespace ebm

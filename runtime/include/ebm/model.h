@@ -1,0 +1,64 @@
+// A model file: a safetensors file whose "__metadata__" describes the network (SPEC section 3).
+//   ebm.format   "1"
+//   ebm.kind     "energy" (one output: low for real images) or "classifier" (N logits)
+//   ebm.labels   JSON array of N class names (classifiers)
+//   ebm.input    {"channels":C,"height":H,"width":W}
+//   ebm.layers   the explicit layer list (see architecture.h)
+//   ebm.sampler  default sampler settings (see sampler_params.h)
+//   ebm.card     free-form JSON object: name, description, dataset, training summary, license
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ebm/architecture.h"
+#include "ebm/safetensors.h"
+#include "ebm/sampler_params.h"
+
+namespace ebm {
+
+inline constexpr const char* kModelFormatVersion = "1";
+
+enum class ModelKind { kEnergy, kClassifier };
+const char* model_kind_name(ModelKind k);
+
+struct Model {
+  ModelKind kind = ModelKind::kEnergy;
+  std::vector<std::string> labels;  // classifiers: one per output
+  Architecture arch;
+  SamplerParams sampler;
+  nlohmann::json card = nlohmann::json::object();
+  std::vector<Tensor> tensors;  // exactly the tensors the layers use, in file order
+
+  const Tensor& tensor(const std::string& name) const;  // throws if absent
+  // A summary for listings: kind, input, labels, parameter count, sampler and card.
+  nlohmann::json describe() const;
+};
+
+// Parses and validates everything before anything is used: the safetensors container (see
+// safetensors.h), the metadata, and that the tensors are exactly those the layers need, with
+// the right shapes. Throws ebm::Error with a message naming the problem.
+Model parse_model(const uint8_t* bytes, size_t size);
+Model load_model(const std::string& path);  // errors are prefixed with the path
+
+// Checks a model built in memory (by the trainer or a test) as parse_model would.
+void validate_model(const Model& m);
+
+// F16 by default (half the size; the runtime widens to F32 on load), F32 on request.
+std::vector<uint8_t> serialize_model(const Model& m, DType dtype = DType::kF16);
+void save_model(const std::string& path, const Model& m, DType dtype = DType::kF16);
+
+// A model with every tensor of `arch` filled from a seeded uniform(-a, a) with a = 1/sqrt(fan_in)
+// (batch-norm and affine parameters random around the identity, variances positive): for tests,
+// benchmarks and placeholders.
+Model random_model(const Architecture& arch, uint64_t seed, ModelKind kind = ModelKind::kEnergy);
+
+// Folds every batchnorm or affine layer that follows a conv2d or dense layer into that layer's
+// weight and bias (y = s * (W x + b) + t), turns any other batchnorm into an affine layer, and
+// renames tensors to layers.<i>.<role>. The result computes the same function with fewer layers;
+// the trainer's export and the runtime's loader both use it.
+Model fold_normalization(const Model& m);
+
+}  // namespace ebm

@@ -1,0 +1,27 @@
+// Naive reference implementations in any floating type, kept beside the optimised layers so
+// tests can compare them; in double they also give the finite differences that check gradients.
+#pragma once
+
+#include <vector>
+
+#include "ebm/model.h"
+
+namespace ebm {
+
+// One layer, straight from the definition. x: [n, in]; returns [n, out].
+template <class T>
+std::vector<T> reference_layer_forward(const LayerSpec& l, const Model& m, const std::vector<T>& x,
+                                       int n);
+
+// The whole network: returns [n, outputs] (energies for energy models, logits for classifiers).
+template <class T>
+std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n);
+
+extern template std::vector<float> reference_layer_forward(const LayerSpec&, const Model&,
+                                                           const std::vector<float>&, int);
+extern template std::vector<double> reference_layer_forward(const LayerSpec&, const Model&,
+                                                            const std::vector<double>&, int);
+extern template std::vector<float> reference_forward(const Model&, const std::vector<float>&, int);
+extern template std::vector<double> reference_forward(const Model&, const std::vector<double>&, int);
+
+}  // namespace ebm

@@ -1,0 +1,35 @@
+// Langevin sampler settings: what a model file's "ebm.sampler" holds and a user may override.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace ebm {
+
+enum class SamplerForm {
+  // The book's / paper's form (SPEC section 1), per step:
+  //   x = clip(x + noise * N(0,1), -1, 1)
+  //   x = clip(x - step_size * clip(dE/dx, -grad_clip, grad_clip), -1, 1)
+  kPaper,
+  // Du & Mordatch's textbook form: x = clip(x - (eps/2) dE/dx + sqrt(eps) N(0,1), -1, 1)
+  kTextbook,
+};
+
+struct SamplerParams {
+  SamplerForm form = SamplerForm::kPaper;
+  int steps = 1000;         // to generate; training uses 60 per batch
+  float step_size = 10.0f;  // paper form
+  float noise = 0.005f;     // paper form: standard deviation of the added noise
+  float grad_clip = 0.03f;  // paper form: element-wise gradient clip
+  float eps = 0.005f;       // textbook form: eps ~ 1/200
+};
+
+const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook"
+SamplerForm parse_sampler_form(const std::string& name);
+
+// Reads the keys present in `j` over `base` and validates every value (ebm::Error names the key).
+// Unknown keys are refused, so a typo never silently falls back to a default.
+SamplerParams parse_sampler_params(const nlohmann::json& j, SamplerParams base = {});
+nlohmann::json sampler_params_json(const SamplerParams& p);
+
+}  // namespace ebm

@@ -1,0 +1,121 @@
+// Element-wise layers. Shapes: x, y, dy, dx all [n, C, H, W].
+//   affine      y = x * scale[c] + shift[c]          dx = dy * scale[c]
+//   swish       y = x * sigmoid(x)                   dx = dy * (s + y * (1 - s)), s = sigmoid(x)
+//   leaky_relu  y = x > 0 ? x : slope * x            dx = dy or slope * dy
+//   flatten     y = x (NCHW is already C*H*W-major)  dx = dy
+#include <cmath>
+#include <cstring>
+
+#include "factories.h"
+
+namespace ebm {
+
+namespace {
+
+class Affine final : public Layer {
+ public:
+  Affine(const LayerSpec& s, const Model& m) : Layer(s) {
+    const size_t c = size_t(s.in.c);
+    if (s.kind == LayerKind::kAffine) {
+      scale_ = m.tensor(s.tensor("scale")->name).data;
+      shift_ = m.tensor(s.tensor("shift")->name).data;
+      return;
+    }
+    // Inference-form batch norm is an affine map; computed in double then rounded once.
+    const auto& w = m.tensor(s.tensor("weight")->name).data;
+    const auto& b = m.tensor(s.tensor("bias")->name).data;
+    const auto& mean = m.tensor(s.tensor("running_mean")->name).data;
+    const auto& var = m.tensor(s.tensor("running_var")->name).data;
+    scale_.resize(c);
+    shift_.resize(c);
+    for (size_t i = 0; i < c; ++i) {
+      const double sc = double(w[i]) / std::sqrt(double(var[i]) + double(s.eps));
+      scale_[i] = float(sc);
+      shift_[i] = float(double(b[i]) - double(mean[i]) * sc);
+    }
+  }
+
+  void forward(const float* x, float* y, int n, float*) const override {
+    const size_t hw = size_t(spec().in.h) * spec().in.w;
+    for (int b = 0; b < n; ++b)
+      for (int c = 0; c < spec().in.c; ++c) {
+        const size_t off = (size_t(b) * spec().in.c + c) * hw;
+        const float s = scale_[c], t = shift_[c];
+        for (size_t i = 0; i < hw; ++i) y[off + i] = x[off + i] * s + t;
+      }
+  }
+
+  void backward_input(const float*, const float*, const float* dy, float* dx, int n,
+                      float*) const override {
+    const size_t hw = size_t(spec().in.h) * spec().in.w;
+    for (int b = 0; b < n; ++b)
+      for (int c = 0; c < spec().in.c; ++c) {
+        const size_t off = (size_t(b) * spec().in.c + c) * hw;
+        const float s = scale_[c];
+        for (size_t i = 0; i < hw; ++i) dx[off + i] = dy[off + i] * s;
+      }
+  }
+
+ private:
+  std::vector<float> scale_, shift_;
+};
+
+class Swish final : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(const float* x, float* y, int n, float*) const override {
+    const size_t len = size_t(n) * size_t(spec().in.size());
+    for (size_t i = 0; i < len; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  }
+  void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
+                      float*) const override {
+    const size_t len = size_t(n) * size_t(spec().in.size());
+    for (size_t i = 0; i < len; ++i) {
+      const float s = 1.0f / (1.0f + std::exp(-x[i]));
+      dx[i] = dy[i] * (s + y[i] * (1.0f - s));
+    }
+  }
+};
+
+class LeakyRelu final : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(const float* x, float* y, int n, float*) const override {
+    const size_t len = size_t(n) * size_t(spec().in.size());
+    const float a = spec().slope;
+    for (size_t i = 0; i < len; ++i) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+  }
+  void backward_input(const float* x, const float*, const float* dy, float* dx, int n,
+                      float*) const override {
+    const size_t len = size_t(n) * size_t(spec().in.size());
+    const float a = spec().slope;
+    for (size_t i = 0; i < len; ++i) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+  }
+};
+
+class Flatten final : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(const float* x, float* y, int n, float*) const override {
+    std::memcpy(y, x, sizeof(float) * size_t(n) * size_t(spec().in.size()));
+  }
+  void backward_input(const float*, const float*, const float* dy, float* dx, int n,
+                      float*) const override {
+    std::memcpy(dx, dy, sizeof(float) * size_t(n) * size_t(spec().in.size()));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_affine(const LayerSpec& spec, const Model& m) {
+  return std::make_unique<Affine>(spec, m);
+}
+std::unique_ptr<Layer> make_swish(const LayerSpec& spec) { return std::make_unique<Swish>(spec); }
+std::unique_ptr<Layer> make_leaky_relu(const LayerSpec& spec) {
+  return std::make_unique<LeakyRelu>(spec);
+}
+std::unique_ptr<Layer> make_flatten(const LayerSpec& spec) {
+  return std::make_unique<Flatten>(spec);
+}
+
+}  // namespace ebm

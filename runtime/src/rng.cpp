@@ -1,0 +1,95 @@
+// Built with -ffp-contract=off (see runtime/CMakeLists.txt): a fused multiply-add natively but
+// not in wasm would change the last bit of the noise and break cross-platform reproducibility.
+#include "ebm/rng.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace ebm {
+
+Pcg32::Pcg32(uint64_t seed, uint64_t stream) {
+  // pcg32_srandom_r
+  inc_ = (stream << 1u) | 1u;
+  state_ = 0;
+  next_u32();
+  state_ += seed;
+  next_u32();
+}
+
+uint32_t Pcg32::next_u32() {
+  const uint64_t old = state_;
+  state_ = old * 6364136223846793005ull + inc_;
+  const uint32_t xorshifted = uint32_t(((old >> 18u) ^ old) >> 27u);
+  const uint32_t rot = uint32_t(old >> 59u);
+  return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
+}
+
+float Pcg32::uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
+
+float Pcg32::uniform_pm1() { return float(next_u32() >> 8) * (2.0f / 16777216.0f) - 1.0f; }
+
+uint32_t Pcg32::below(uint32_t bound) {
+  // Lemire-free classic rejection: threshold = 2^32 mod bound.
+  const uint32_t threshold = (0u - bound) % bound;
+  for (;;) {
+    const uint32_t r = next_u32();
+    if (r >= threshold) return r % bound;
+  }
+}
+
+void Pcg32::fill_uniform_pm1(float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = uniform_pm1();
+}
+
+float portable_log(float x) {
+  // x = m * 2^e with m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m - 1) / (m + 1),
+  // |s| < 0.172, series to s^9 (next term < 4e-10).
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  int e = int((u >> 23) & 0xffu) - 127;
+  u = (u & 0x7fffffu) | 0x3f800000u;  // m in [1, 2)
+  float m;
+  std::memcpy(&m, &u, 4);
+  if (m > 1.41421356f) {
+    m *= 0.5f;
+    e += 1;
+  }
+  const float s = (m - 1.0f) / (m + 1.0f);
+  const float s2 = s * s;
+  const float poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+  return float(e) * 0.693147180559945f + 2.0f * s * poly;
+}
+
+void portable_sincos_2pi(float u, float* c, float* s) {
+  // Quadrant q and angle phi = (4u - q) * pi/2 in [0, pi/2); Taylor series to phi^11 / phi^12
+  // (truncation below 6e-9).
+  const float t = u * 4.0f;
+  const int q = int(t) & 3;
+  const float phi = (t - float(int(t))) * 1.57079632679490f;
+  const float p2 = phi * phi;
+  const float sn =
+      phi * (1.0f - p2 / 6 * (1.0f - p2 / 20 * (1.0f - p2 / 42 * (1.0f - p2 / 72 * (1.0f - p2 / 110)))));
+  const float cs =
+      1.0f - p2 / 2 * (1.0f - p2 / 12 * (1.0f - p2 / 30 * (1.0f - p2 / 56 * (1.0f - p2 / 90 * (1.0f - p2 / 132)))));
+  switch (q) {
+    case 0: *c = cs; *s = sn; break;
+    case 1: *c = -sn; *s = cs; break;
+    case 2: *c = -cs; *s = -sn; break;
+    default: *c = sn; *s = -cs; break;
+  }
+}
+
+void Pcg32::fill_normal(float* out, size_t n) {
+  // Box-Muller on pairs: u1 in (0, 1], u2 in [0, 1).
+  for (size_t i = 0; i < n; i += 2) {
+    const float u1 = float((next_u32() >> 8) + 1) * (1.0f / 16777216.0f);
+    const float u2 = float(next_u32() >> 8) * (1.0f / 16777216.0f);
+    const float r = std::sqrt(-2.0f * portable_log(u1));  // sqrt is correctly rounded everywhere
+    float c, s;
+    portable_sincos_2pi(u2, &c, &s);
+    out[i] = r * c;
+    if (i + 1 < n) out[i + 1] = r * s;
+  }
+}
+
+}  // namespace ebm

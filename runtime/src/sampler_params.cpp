@@ -1,0 +1,68 @@
+#include "ebm/sampler_params.h"
+
+#include <cmath>
+
+#include "ebm/error.h"
+#include "ebm/json_util.h"
+
+namespace ebm {
+
+using nlohmann::json;
+
+const char* sampler_form_name(SamplerForm f) {
+  return f == SamplerForm::kTextbook ? "textbook" : "paper";
+}
+
+SamplerForm parse_sampler_form(const std::string& name) {
+  if (name == "paper") return SamplerForm::kPaper;
+  if (name == "textbook") return SamplerForm::kTextbook;
+  throw Error("unknown sampler form '" + name +
+              "' (use \"paper\": noise, clipped gradient step, clip; or \"textbook\": "
+              "x - eps/2 dE/dx + sqrt(eps) N(0,1))");
+}
+
+namespace {
+float bounded(const json& j, const char* key, double lo, double hi, bool lo_open) {
+  const json& v = j[key];
+  const double d = v.is_number() ? v.get<double>() : NAN;
+  if (!std::isfinite(d) || d > hi || (lo_open ? d <= lo : d < lo))
+    throw Error(std::string("sampler \"") + key + "\" must be a number in " + (lo_open ? "(" : "[") +
+                std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+  return float(d);
+}
+}  // namespace
+
+SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
+  if (j.is_null()) return p;
+  if (!j.is_object()) throw Error("sampler settings must be a JSON object, got " + j.dump());
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
+        key != "grad_clip" && key != "eps")
+      throw Error("unknown sampler setting \"" + key +
+                  "\" (known: form, steps, step_size, noise, grad_clip, eps)");
+  }
+  if (j.contains("form")) {
+    if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
+    p.form = parse_sampler_form(j["form"].get<std::string>());
+  }
+  if (j.contains("steps")) {
+    const json& v = j["steps"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1000000)
+      throw Error("sampler \"steps\" must be an integer from 0 to 1000000, got " + v.dump());
+    p.steps = int(v.get<int64_t>());
+  }
+  if (j.contains("step_size")) p.step_size = bounded(j, "step_size", 0, 1e6, true);
+  if (j.contains("noise")) p.noise = bounded(j, "noise", 0, 10, false);
+  if (j.contains("grad_clip")) p.grad_clip = bounded(j, "grad_clip", 0, 1e6, true);
+  if (j.contains("eps")) p.eps = bounded(j, "eps", 0, 10, true);
+  return p;
+}
+
+json sampler_params_json(const SamplerParams& p) {
+  return {{"form", sampler_form_name(p.form)},  {"steps", p.steps},
+          {"step_size", json_float(p.step_size)}, {"noise", json_float(p.noise)},
+          {"grad_clip", json_float(p.grad_clip)}, {"eps", json_float(p.eps)}};
+}
+
+}  // namespace ebm

@@ -1,0 +1,178 @@
+// ebm-sample: Langevin sampling from a model file to PNG, natively (the same runtime the page runs
+// as WebAssembly).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/image_io.h"
+#include "ebm/network.h"
+#include "ebm/sampler.h"
+
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, sep);) out.push_back(part);
+  return out;
+}
+
+// "0.5" -> every chain at 0.5; "0.2:0.8" -> evenly spread over the chains.
+std::vector<float> blend_weights(const std::string& spec, int count, const ebm::ArgParser& args) {
+  const std::vector<std::string> parts = split(spec, ':');
+  auto number = [&](const std::string& s) {
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !(v >= 0.0 && v <= 1.0))
+      args.fail("--mix: expected a number in [0, 1] or a range A:B, got '" + spec + "'");
+    return float(v);
+  };
+  if (parts.size() == 1) return std::vector<float>(size_t(count), number(parts[0]));
+  if (parts.size() != 2) args.fail("--mix: expected T or A:B, got '" + spec + "'");
+  const float a = number(parts[0]), b = number(parts[1]);
+  std::vector<float> t(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) t[size_t(i)] = count == 1 ? 0.5f * (a + b) : a + (b - a) * float(i) / float(count - 1);
+  return t;
+}
+
+ebm::Image upscale(const ebm::Image& img, int factor) {
+  if (factor == 1) return img;
+  ebm::Image out(img.width * factor, img.height * factor, img.channels);
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x)
+      std::copy_n(img.at(x / factor, y / factor), img.channels, out.at(x, y));
+  return out;
+}
+
+void ensure_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw ebm::Error("cannot create folder '" + dir + "': " + std::strerror(errno));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
+  int count = 16, steps = -1, cols = 0, scale = 1, frame_every = 0;
+  uint64_t seed = 1;
+  double step_size = -1, noise = -1, grad_clip = -1, eps = -1;
+  bool quiet = false;
+
+  ebm::ArgParser args("ebm-sample",
+                      "Draws images from an energy model by Langevin sampling (SPEC section 1) and "
+                      "writes them as a PNG grid.\nSampler settings default to the model's "
+                      "ebm.sampler; each flag below overrides one.");
+  args.option("model", "FILE", "energy model (.safetensors)", &model_path, true);
+  args.option("count", "N", "number of samples", &count, 1, 4096);
+  args.option("steps", "K", "Langevin steps (default: the model's)", &steps, 0, 1000000);
+  args.option("seed", "S", "random seed; the same seed gives the same samples", &seed);
+  args.option("out", "PNG", "grid of the final samples", &out);
+  args.option("cols", "C", "grid columns (default: about square)", &cols, 0, 4096);
+  args.option("scale", "F", "enlarge the written PNGs F times (nearest neighbour)", &scale, 1, 16);
+  args.option("frames", "DIR", "also write snapshots, noise to bridge: DIR/frame_NNNNNN.png and "
+              "DIR/strip.png (rows: samples, columns: time)", &frames);
+  args.option("frame-every", "K", "steps between snapshots (default: steps / 10)", &frame_every, 0, 1000000);
+  args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
+  args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
+              "the samples", &mix);
+  args.option("form", "NAME", "sampler form: paper or textbook", &form);
+  args.option("step-size", "X", "paper form: gradient step size", &step_size, 0, 1e6);
+  args.option("noise", "X", "paper form: noise standard deviation", &noise, 0, 10);
+  args.option("grad-clip", "X", "paper form: element-wise gradient clip", &grad_clip, 0, 1e6);
+  args.option("eps", "X", "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 0, 10);
+  args.flag("quiet", "no progress bar", &quiet);
+  args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");
+  args.example("ebm-sample --model m.safetensors --count 8 --frames frames/ --frame-every 100");
+  args.example("ebm-sample --model m.safetensors --from arch.png,cable.png --mix 0.2:0.8 --count 8");
+  args.parse(argc, argv);
+
+  return ebm::run_main("ebm-sample", [&]() {
+    ebm::Network net = ebm::Network::from_file(model_path);
+    if (net.kind() != ebm::ModelKind::kEnergy)
+      throw ebm::Error("'" + model_path + "' is a classifier; ebm-sample needs an energy model");
+    const ebm::Shape in = net.input_shape();
+    if (in.c != 1)
+      throw ebm::Error("ebm-sample writes grayscale images; this model takes " +
+                       std::to_string(in.c) + " channels");
+
+    ebm::SamplerParams p = net.sampler();
+    if (!form.empty()) p.form = ebm::parse_sampler_form(form);
+    if (steps >= 0) p.steps = steps;
+    if (args.given("step-size")) p.step_size = float(step_size);
+    if (args.given("noise")) p.noise = float(noise);
+    if (args.given("grad-clip")) p.grad_clip = float(grad_clip);
+    if (args.given("eps")) p.eps = float(eps);
+    p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
+
+    ebm::LangevinSampler sampler(net, p, seed);
+    if (!from.empty()) {
+      const std::vector<std::string> files = split(from, ',');
+      if (files.size() != 2) args.fail("--from: expected two images A.png,B.png, got '" + from + "'");
+      std::vector<std::vector<float>> ends;
+      for (const std::string& f : files)
+        ends.push_back(ebm::image_to_unit(ebm::resize_gray(ebm::read_gray_image(f), in.w, in.h)));
+      sampler.start_blend(ends[0].data(), ends[1].data(), blend_weights(mix, count, args));
+    } else {
+      sampler.start_uniform(count);
+    }
+
+    if (cols == 0)
+      cols = std::max(1, int(std::lround(std::sqrt(double(count) * in.h / in.w))));
+    if (!frames.empty()) ensure_dir(frames);
+    if (frame_every == 0) frame_every = std::max(1, p.steps / 10);
+
+    std::cerr << "model: " << model_path << " (" << net.architecture().parameter_count()
+              << " parameters, input " << in.str() << ")\nsampler: "
+              << ebm::sampler_params_json(p).dump() << ", seed " << seed << ", " << count
+              << " samples\n";
+    const int strip_rows = std::min(count, 8);
+    std::vector<std::vector<float>> strip;  // per snapshot, the first strip_rows images
+    ebm::ProgressBar bar("sampling", p.steps, "step");
+    const size_t d = size_t(net.input_size());
+    sampler.run(1, [&](const ebm::SamplerProgress& s) {
+      if (!frames.empty() && (s.step % frame_every == 0 || s.step == s.total)) {
+        char name[64];
+        std::snprintf(name, sizeof name, "/frame_%06d.png", s.step);
+        ebm::write_png(frames + name,
+                       upscale(ebm::make_grid(s.images, s.count, in.h, in.w, cols), scale));
+        strip.emplace_back(s.images, s.images + size_t(strip_rows) * d);
+      }
+      if (!quiet) {
+        float mean = 0;
+        for (int i = 0; i < s.count; ++i) mean += s.energies[i];
+        char suffix[48];
+        std::snprintf(suffix, sizeof suffix, "mean E %.4f", double(mean) / s.count);
+        bar.update(s.step, suffix);
+      }
+      return true;
+    });
+    if (!quiet) bar.finish();
+
+    const std::vector<float> energies = sampler.final_energies();
+    ebm::write_png(out, upscale(ebm::make_grid(sampler.images().data(), count, in.h, in.w, cols), scale));
+    if (!frames.empty() && !strip.empty()) {
+      // Column t of row r is sample r at snapshot t: one row per chain, noise on the left.
+      const int cols_t = int(strip.size());
+      std::vector<float> tiles(size_t(strip_rows) * cols_t * d);
+      for (int r = 0; r < strip_rows; ++r)
+        for (int t = 0; t < cols_t; ++t)
+          std::copy_n(strip[size_t(t)].data() + size_t(r) * d, d,
+                      tiles.data() + (size_t(r) * cols_t + t) * d);
+      ebm::write_png(frames + "/strip.png",
+                     upscale(ebm::make_grid(tiles.data(), strip_rows * cols_t, in.h, in.w, cols_t), scale));
+    }
+
+    std::cout << "sample\tenergy\n";
+    for (int i = 0; i < count; ++i) std::printf("%d\t%.6f\n", i, double(energies[size_t(i)]));
+    std::cerr << "wrote " << out << (frames.empty() ? "" : " and snapshots in " + frames) << "\n";
+    return 0;
+  });
+}
