@@ -1,0 +1,33 @@
+// Native runtime speed: one Langevin step (forward, gradient with respect to the input, update)
+// for a batch of images, reported per image-step. Run: build/bench/bench_runtime
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "ebm/network.h"
+#include "ebm/sampler.h"
+
+namespace {
+
+void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
+  const ebm::Preset p = ebm::load_preset(std::string(EBM_BENCH_MODELS_DIR) + "/presets/" + preset + ".json");
+  ebm::Network net(ebm::random_model(p.arch, 1));
+  const int batch = int(state.range(0));
+  ebm::SamplerParams params;
+  params.steps = 1 << 30;
+  ebm::LangevinSampler sampler(net, params, 1);
+  sampler.start_uniform(batch);
+  sampler.step();  // workspaces are sized on the first step
+  for (auto _ : state) sampler.step();
+  state.SetItemsProcessed(int64_t(state.iterations()) * batch);
+  // Seconds per image-step: the inverse of the image-step rate.
+  state.counters["per_image_step"] = benchmark::Counter(
+      double(batch), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

@@ -1,0 +1,13 @@
+file(MAKE_DIRECTORY ${WORK})
+foreach(dtype f16 f32)
+  execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/m_${dtype}.safetensors 9 ${dtype} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "make_test_model failed")
+  endif()
+  execute_process(COMMAND ${PYTHON} ${SCRIPT} ${WORK}/m_${dtype}.safetensors
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "numpy could not read the ${dtype} file:\n${out}\n${err}")
+  endif()
+  message(STATUS "${out}")
+endforeach()

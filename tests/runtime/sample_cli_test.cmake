@@ -1,0 +1,52 @@
+# ebm-sample as a user runs it. Inputs: SAMPLE, MAKE_MODEL, PRESET, WORK.
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+
+function(expect_run code fragment)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL code)
+    message(FATAL_ERROR "expected exit ${code}, got ${rc} from: ${ARGN}\n${out}\n${err}")
+  endif()
+  string(FIND "${out}${err}" "${fragment}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "expected '${fragment}' in the output of: ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+# Usage errors exit 2 and name the problem; runtime errors exit 1 and name the file.
+expect_run(0 "Usage: ebm-sample" ${SAMPLE} --help)
+expect_run(2 "missing --model" ${SAMPLE})
+expect_run(2 "--count: expected an integer" ${SAMPLE} --model x --count zero)
+expect_run(1 "cannot open" ${SAMPLE} --model ${WORK}/missing.safetensors)
+file(WRITE ${WORK}/junk.safetensors "definitely not a model file")
+expect_run(1 "junk.safetensors" ${SAMPLE} --model ${WORK}/junk.safetensors)
+
+# A real run on a model with random weights: grid, frames, strip and one energy per sample.
+execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/m.safetensors 5 RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model failed")
+endif()
+expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4
+           --frames ${WORK}/frames --frame-every 2 --out ${WORK}/grid.png --quiet)
+foreach(f grid.png frames/frame_000000.png frames/frame_000002.png frames/frame_000004.png frames/strip.png)
+  if(NOT EXISTS ${WORK}/${f})
+    message(FATAL_ERROR "ebm-sample did not write ${f}")
+  endif()
+endforeach()
+execute_process(COMMAND ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4 --quiet
+                --out ${WORK}/grid2.png OUTPUT_VARIABLE out1)
+execute_process(COMMAND ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4 --quiet
+                --out ${WORK}/grid3.png OUTPUT_VARIABLE out2)
+if(NOT out1 STREQUAL out2)
+  message(FATAL_ERROR "the same seed printed different energies:\n${out1}\n${out2}")
+endif()
+string(REGEX MATCHALL "\n[0-9]+\t-?[0-9.]+" rows "${out1}")
+list(LENGTH rows n)
+if(NOT n EQUAL 3)
+  message(FATAL_ERROR "expected 3 energy rows, got ${n}:\n${out1}")
+endif()
+# Blends of two images.
+expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 --steps 2 --quiet
+           --from ${WORK}/grid.png,${WORK}/grid2.png --mix 0.2:0.8 --out ${WORK}/blend.png)
+expect_run(1 "unknown sampler form 'hmc'" ${SAMPLE} --model ${WORK}/m.safetensors --form hmc)
+expect_run(2 "--from: expected two images" ${SAMPLE} --model ${WORK}/m.safetensors --from ${WORK}/grid.png)

@@ -1,0 +1,77 @@
+#include <gtest/gtest.h>
+
+#include "ebm/cli.h"
+
+namespace ebm {
+namespace {
+
+struct Parsed {
+  int steps = 100;
+  double noise = 0.005;
+  std::string model;
+  bool quiet = false;
+};
+
+void parse(std::vector<std::string> argv_s, Parsed* p) {
+  ArgParser args("prog", "test program");
+  args.option("model", "FILE", "model", &p->model, true);
+  args.option("steps", "K", "steps", &p->steps, 0, 1000);
+  args.option("noise", "X", "noise", &p->noise, 0.0, 1.0);
+  args.flag("quiet", "quiet", &p->quiet);
+  std::vector<char*> argv;
+  argv_s.insert(argv_s.begin(), "prog");
+  for (std::string& s : argv_s) argv.push_back(s.data());
+  args.parse(int(argv.size()), argv.data());
+}
+
+TEST(ArgParser, ParsesBothSpellingsOfValues) {
+  Parsed p;
+  parse({"--model", "m.st", "--steps=20", "--noise", "0.01", "--quiet"}, &p);
+  EXPECT_EQ(p.model, "m.st");
+  EXPECT_EQ(p.steps, 20);
+  EXPECT_DOUBLE_EQ(p.noise, 0.01);
+  EXPECT_TRUE(p.quiet);
+}
+
+TEST(ArgParserDeathTest, BadArgumentsExitWithCode2AndNameTheProblem) {
+  Parsed p;
+  EXPECT_EXIT(parse({"--model", "m", "--steps", "abc"}, &p), ::testing::ExitedWithCode(2),
+              "--steps: expected an integer from 0 to 1000, got 'abc'");
+  EXPECT_EXIT(parse({"--model", "m", "--steps", "5000"}, &p), ::testing::ExitedWithCode(2),
+              "--steps: expected an integer");
+  EXPECT_EXIT(parse({"--model", "m", "--stpes", "5"}, &p), ::testing::ExitedWithCode(2),
+              "unknown option '--stpes' \\(did you mean --steps\\?\\)");
+  EXPECT_EXIT(parse({"--steps", "5"}, &p), ::testing::ExitedWithCode(2), "missing --model FILE");
+  EXPECT_EXIT(parse({"--model"}, &p), ::testing::ExitedWithCode(2), "--model needs a value");
+  EXPECT_EXIT(parse({"--model", "m", "--noise", "nan"}, &p), ::testing::ExitedWithCode(2),
+              "--noise: expected a number");
+  EXPECT_EXIT(parse({"--model", "m", "stray"}, &p), ::testing::ExitedWithCode(2),
+              "unexpected argument 'stray'");
+  EXPECT_EXIT(parse({"--model", "m", "--quiet=yes"}, &p), ::testing::ExitedWithCode(2),
+              "--quiet takes no value");
+}
+
+TEST(ArgParserDeathTest, HelpListsEveryOptionWithItsDefaultAndExitsZero) {
+  Parsed p;
+  EXPECT_EXIT(
+      {
+        parse({"--help"}, &p);
+      },
+      ::testing::ExitedWithCode(0), "");
+  ArgParser args("prog", "does things");
+  int steps = 100;
+  args.option("steps", "K", "number of steps", &steps, 0, 1000);
+  const std::string help = args.help();
+  EXPECT_NE(help.find("Usage: prog"), std::string::npos);
+  EXPECT_NE(help.find("--steps K"), std::string::npos);
+  EXPECT_NE(help.find("(default: 100)"), std::string::npos);
+}
+
+TEST(FormatDuration, ReadsLikeAClock) {
+  EXPECT_EQ(format_duration(4.24), "4.2s");
+  EXPECT_EQ(format_duration(125), "2:05");
+  EXPECT_EQ(format_duration(3723), "1:02:03");
+}
+
+}  // namespace
+}  // namespace ebm

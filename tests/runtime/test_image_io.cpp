@@ -1,0 +1,108 @@
+#include <gtest/gtest.h>
+
+#include <stb_image_write.h>
+
+#include "ebm/error.h"
+#include "ebm/fileio.h"
+#include "ebm/image_io.h"
+#include "test_util.h"
+
+namespace ebm {
+namespace {
+
+using test::expect_error;
+
+TEST(ImageIo, GrayPngRoundTripsExactly) {
+  Image img(7, 5, 1);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(i * 37 % 256);
+  const std::vector<uint8_t> png = encode_png(img);
+  const Image back = decode_gray_image(png.data(), png.size(), "mem");
+  EXPECT_EQ(back.width, 7);
+  EXPECT_EQ(back.height, 5);
+  EXPECT_EQ(back.pixels, img.pixels);
+  EXPECT_EQ(encode_png(img), png) << "the same image must give the same bytes";
+}
+
+TEST(ImageIo, ColourBecomesLumaAndAlphaIsCompositedOverWhite) {
+  Image rgba(3, 1, 4);
+  const uint8_t px[] = {255, 0, 0, 255, /**/ 0, 0, 255, 255, /**/ 0, 0, 0, 0};
+  std::copy(std::begin(px), std::end(px), rgba.pixels.begin());
+  const std::vector<uint8_t> png = encode_png(rgba);
+  const Image g = decode_gray_image(png.data(), png.size(), "mem");
+  EXPECT_EQ(g.channels, 1);
+  EXPECT_EQ(g.pixels[0], 76);   // 0.299 * 255
+  EXPECT_EQ(g.pixels[1], 29);   // 0.114 * 255
+  EXPECT_EQ(g.pixels[2], 255);  // fully transparent -> white
+}
+
+TEST(ImageIo, ReadsJpeg) {
+  Image img(16, 8, 3, 200);
+  const std::string path = test::temp_path("img.jpg");
+  ASSERT_TRUE(stbi_write_jpg(path.c_str(), 16, 8, 3, img.pixels.data(), 95));
+  const Image g = read_gray_image(path);
+  EXPECT_EQ(g.width, 16);
+  EXPECT_NEAR(g.pixels[40], 200, 3);
+}
+
+TEST(ImageIo, ResizeAveragesAreasAndInterpolatesUp) {
+  Image img(4, 2, 1);
+  img.pixels = {0, 100, 200, 40, 0, 100, 200, 40};
+  const Image half = resize_gray(img, 2, 1);
+  EXPECT_EQ(half.pixels, (std::vector<uint8_t>{50, 120}));
+  Image flat(3, 3, 1, 90);
+  const Image up = resize_gray(flat, 10, 7);
+  for (uint8_t v : up.pixels) EXPECT_EQ(v, 90);
+  const Image odd = resize_gray(img, 3, 2);  // 4 -> 3: spans of 4/3 source pixels
+  EXPECT_EQ(odd.pixels[0], 25);              // (0 * 1 + 100 * 1/3) / (4/3)
+}
+
+TEST(ImageIo, UnitConversionMapsTheEndsAndMidpoint) {
+  EXPECT_EQ(pixel_to_unit(0), -1.0f);
+  EXPECT_EQ(pixel_to_unit(255), 1.0f);
+  EXPECT_EQ(unit_to_pixel(-1.0f), 0);
+  EXPECT_EQ(unit_to_pixel(1.0f), 255);
+  EXPECT_EQ(unit_to_pixel(7.0f), 255);
+  for (int v = 0; v < 256; ++v) EXPECT_EQ(unit_to_pixel(pixel_to_unit(uint8_t(v))), v);
+}
+
+TEST(ImageIo, GridPlacesImagesRowByRow) {
+  std::vector<float> imgs(3 * 2 * 2);
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 4; ++k) imgs[size_t(i * 4 + k)] = i == 1 ? 1.0f : -1.0f;
+  const Image g = make_grid(imgs.data(), 3, 2, 2, 2, 1, 128);
+  EXPECT_EQ(g.width, 1 + 2 * 3);
+  EXPECT_EQ(g.height, 1 + 2 * 3);
+  EXPECT_EQ(*g.at(0, 0), 128);  // border
+  EXPECT_EQ(*g.at(1, 1), 0);    // image 0
+  EXPECT_EQ(*g.at(4, 1), 255);  // image 1, second column
+  EXPECT_EQ(*g.at(1, 4), 0);    // image 2, second row
+  EXPECT_EQ(*g.at(4, 4), 128);  // empty cell
+}
+
+TEST(ImageIoRejects, MissingCorruptAndEmptyFilesNamingThem) {
+  expect_error([] { read_gray_image("/nonexistent/x.png"); }, {"/nonexistent/x.png"});
+  const std::string bad = test::temp_path("not_an_image.png");
+  write_file_atomic(bad, std::string("this is not a png"));
+  expect_error([&] { read_gray_image(bad); }, {bad, "cannot be decoded"});
+  const std::string empty = test::temp_path("empty.png");
+  write_file_atomic(empty, std::string());
+  expect_error([&] { read_gray_image(empty); }, {empty, "empty"});
+  // A PNG cut in half.
+  Image img(32, 32, 1, 7);
+  std::vector<uint8_t> png = encode_png(img);
+  png.resize(png.size() / 2);
+  expect_error([&] { decode_gray_image(png.data(), png.size(), "half.png"); }, {"half.png"});
+}
+
+TEST(FileIo, AtomicWriteReplacesAndLeavesNoTemporaryFile) {
+  const std::string path = test::temp_path("atomic.txt");
+  write_file_atomic(path, std::string("first"));
+  write_file_atomic(path, std::string("second"));
+  const std::vector<uint8_t> got = read_file(path);
+  EXPECT_EQ(std::string(got.begin(), got.end()), "second");
+  expect_error([] { write_file_atomic("/nonexistent/dir/f.txt", std::string("x")); },
+               {"/nonexistent/dir/f.txt"});
+}
+
+}  // namespace
+}  // namespace ebm

@@ -1,0 +1,143 @@
+// Every layer type, against the naive double-precision reference (forward) and against central
+// finite differences of that reference (backward with respect to the input).
+//
+// Tolerances: forward |y - y_ref| <= 1e-5 * (1 + |y_ref|) (float accumulation over at most a
+// few hundred terms); gradient |g - g_fd| <= 2e-4 * max(1, |g_fd|) with h = 1e-5 in double,
+// where truncation (~h^2) and rounding (~1e-16 / h) errors are both below 1e-9.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ebm/layers.h"
+#include "ebm/reference.h"
+#include "test_util.h"
+
+namespace ebm {
+namespace {
+
+using nlohmann::json;
+
+struct LayerCase {
+  std::string name;
+  json layer;
+  Shape in;
+  float lo = -1.5f, hi = 1.5f;  // input range
+  bool near_kinks = false;      // inputs within 1e-2 of zero, on both sides
+};
+
+std::ostream& operator<<(std::ostream& os, const LayerCase& c) { return os << c.name; }
+
+class LayerGradient : public ::testing::TestWithParam<LayerCase> {};
+
+TEST_P(LayerGradient, ForwardMatchesReferenceAndBackwardMatchesFiniteDifferences) {
+  const LayerCase& c = GetParam();
+  const int n = 3;
+  const Architecture a = resolve_architecture(c.in, json::array({c.layer}));
+  const Model m = random_model(a, 17);
+  const LayerSpec& l = a.layers[0];
+  const std::unique_ptr<Layer> layer = make_layer(l, m);
+
+  const size_t in_len = size_t(n) * size_t(l.in.size()), out_len = size_t(n) * size_t(l.out.size());
+  std::vector<float> x = test::random_inputs(in_len, 5, c.lo, c.hi);
+  if (c.near_kinks)
+    for (float& v : x) v = (v < 0 ? -1.0f : 1.0f) * (1e-3f + 1e-2f * std::abs(v) / 1.5f);
+  std::vector<float> scratch(std::max<size_t>(layer->scratch_floats(n), 1));
+  std::vector<float> y(out_len);
+  layer->forward(x.data(), y.data(), n, scratch.data());
+
+  const std::vector<double> xd = test::to_double(x);
+  const std::vector<double> y_ref = reference_layer_forward(l, m, xd, n);
+  ASSERT_EQ(y_ref.size(), out_len);
+  int shown = 0;
+  for (size_t i = 0; i < out_len; ++i) {
+    const double tol = 1e-5 * (1 + std::abs(y_ref[i]));
+    if (std::abs(y[i] - y_ref[i]) > tol && shown++ < 5)
+      ADD_FAILURE() << "forward[" << i << "] = " << y[i] << ", reference " << y_ref[i];
+  }
+
+  // L = sum_j r_j y_j with random r; dL/dx from backward_input(dy = r).
+  const std::vector<float> r = test::random_inputs(out_len, 6);
+  std::vector<float> dx(in_len, NAN);
+  layer->backward_input(x.data(), y.data(), r.data(), dx.data(), n, scratch.data());
+  auto loss = [&](const std::vector<double>& xv) {
+    const std::vector<double> yv = reference_layer_forward(l, m, xv, n);
+    double s = 0;
+    for (size_t j = 0; j < yv.size(); ++j) s += double(r[j]) * yv[j];
+    return s;
+  };
+  const double h = 1e-5;
+  double worst = 0;
+  shown = 0;
+  for (size_t i = 0; i < in_len; ++i) {
+    std::vector<double> xp = xd, xm = xd;
+    xp[i] += h;
+    xm[i] -= h;
+    const double fd = (loss(xp) - loss(xm)) / (2 * h);
+    const double err = std::abs(dx[i] - fd) / std::max(1.0, std::abs(fd));
+    worst = std::max(worst, err);
+    if (err > 2e-4 && shown++ < 5)
+      ADD_FAILURE() << "dL/dx[" << i << "] = " << dx[i] << ", finite difference " << fd;
+  }
+  RecordProperty("worst_relative_gradient_error", std::to_string(worst));
+}
+
+json layer(const char* text) { return json::parse(text); }
+
+INSTANTIATE_TEST_SUITE_P(
+    AllLayers, LayerGradient,
+    ::testing::Values(
+        LayerCase{"Conv3x3Stride1Pad1", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":1})"), {2, 6, 7}},
+        LayerCase{"Conv5x5Stride2TensorFlowSame", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 9, 12}},
+        LayerCase{"Conv3x2Stride2x1AsymmetricPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":[3,2],"stride":[2,1],"padding":[0,2,1,0]})"), {2, 7, 6}},
+        LayerCase{"ConvStride3NoPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":2,"stride":3})"), {2, 8, 8}},
+        LayerCase{"ConvPointwise", layer(R"({"type":"conv2d","out_channels":2,"kernel":1})"), {3, 4, 5}},
+        LayerCase{"ConvWithoutBias", layer(R"({"type":"conv2d","out_channels":2,"kernel":3,"bias":false})"), {2, 5, 5}},
+        LayerCase{"Dense", layer(R"({"type":"dense","out_features":4})"), {10, 1, 1}},
+        LayerCase{"DenseWithoutBias", layer(R"({"type":"dense","out_features":3,"bias":false})"), {7, 1, 1}},
+        LayerCase{"Affine", layer(R"({"type":"affine"})"), {3, 4, 5}},
+        LayerCase{"BatchNormInferenceForm", layer(R"({"type":"batchnorm","eps":0.001})"), {3, 4, 5}},
+        LayerCase{"Swish", layer(R"({"type":"swish"})"), {2, 3, 4}, -6.0f, 6.0f},
+        LayerCase{"LeakyReluNearItsKink", layer(R"({"type":"leaky_relu","slope":0.2})"), {2, 3, 4}, -1.5f, 1.5f, true},
+        LayerCase{"LeakyReluAsAbsoluteValue", layer(R"({"type":"leaky_relu","slope":-1})"), {2, 3, 4}, -1.5f, 1.5f, true},
+        LayerCase{"AvgPool2x2", layer(R"({"type":"avgpool","kernel":2})"), {2, 6, 8}},
+        LayerCase{"AvgPool3x3Stride2Padded", layer(R"({"type":"avgpool","kernel":3,"stride":2,"padding":1})"), {2, 7, 6}},
+        LayerCase{"AvgPoolGlobal", layer(R"({"type":"avgpool","kernel":"global"})"), {3, 5, 4}},
+        LayerCase{"Flatten", layer(R"({"type":"flatten"})"), {2, 3, 4}}),
+    [](const ::testing::TestParamInfo<LayerCase>& p) { return p.param.name; });
+
+TEST(Conv2d, MatchesAHandComputedExample) {
+  // One 3x3 input, one 2x2 kernel, stride 1, padding [0,0,1,1] (bottom/right), bias 0.5.
+  const Architecture a = resolve_architecture(
+      {1, 3, 3}, json::parse(R"([{"type":"conv2d","out_channels":1,"kernel":2,"padding":[0,0,1,1]}])"));
+  Model m = random_model(a, 1);
+  m.tensors[0].data = {1, 2, 3, 4};  // [[1,2],[3,4]]
+  m.tensors[1].data = {0.5f};
+  const auto layer = make_layer(a.layers[0], m);
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  std::vector<float> y(9), scratch(layer->scratch_floats(1));
+  layer->forward(x.data(), y.data(), 1, scratch.data());
+  // y[0,0] = 1*1 + 2*2 + 3*4 + 4*5 = 37; y[0,2] = 1*3 + 3*6 = 21 (right column padded);
+  // y[2,2] = 1*9 = 9 (bottom-right corner).
+  const std::vector<float> expected = {37.5f, 47.5f, 21.5f, 67.5f, 77.5f, 33.5f, 23.5f, 26.5f, 9.5f};
+  EXPECT_EQ(y, expected);
+  // dE/dx for dy = 1 everywhere: each input sums the kernel weights that touch it.
+  std::vector<float> dy(9, 1.0f), dx(9);
+  layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), 1, scratch.data());
+  const std::vector<float> expected_dx = {1, 3, 3, 4, 10, 10, 4, 10, 10};
+  EXPECT_EQ(dx, expected_dx);
+}
+
+TEST(LeakyRelu, UsesTheSlopeAtExactlyZero) {
+  const Architecture a = resolve_architecture({1, 1, 2}, json::parse(R"([{"type":"leaky_relu","slope":0.25}])"));
+  const Model m = random_model(a, 1);
+  const auto layer = make_layer(a.layers[0], m);
+  const std::vector<float> x = {0.0f, 2.0f}, dy = {1.0f, 1.0f};
+  std::vector<float> y(2), dx(2);
+  layer->forward(x.data(), y.data(), 1, nullptr);
+  layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), 1, nullptr);
+  EXPECT_EQ(dx[0], 0.25f);
+  EXPECT_EQ(dx[1], 1.0f);
+}
+
+}  // namespace
+}  // namespace ebm

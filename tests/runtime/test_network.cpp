@@ -1,0 +1,218 @@
+// Whole networks: energies against the double-precision reference, input gradients against
+// finite differences (every pixel for a small net with every layer type; random directions for
+// the paper and book presets), batch independence, classifiers, and no allocation per step.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+
+#include "ebm/error.h"
+#include "ebm/network.h"
+#include "ebm/reference.h"
+#include "test_util.h"
+
+#ifndef EBM_SANITIZE_BUILD
+// Count heap allocations made while `g_counting` is set (glibc's allocator underneath).
+extern "C" void* __libc_malloc(size_t);
+extern "C" void* __libc_calloc(size_t, size_t);
+extern "C" void* __libc_realloc(void*, size_t);
+extern "C" void* __libc_memalign(size_t, size_t);
+static std::atomic<bool> g_counting{false};
+static std::atomic<long> g_allocations{0};
+extern "C" void* malloc(size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) ++g_allocations;
+  return __libc_malloc(n);
+}
+extern "C" void* calloc(size_t n, size_t k) {
+  if (g_counting.load(std::memory_order_relaxed)) ++g_allocations;
+  return __libc_calloc(n, k);
+}
+extern "C" void* realloc(void* p, size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) ++g_allocations;
+  return __libc_realloc(p, n);
+}
+extern "C" int posix_memalign(void** out, size_t align, size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) ++g_allocations;
+  *out = __libc_memalign(align, n);
+  return *out ? 0 : 12;  // ENOMEM
+}
+#endif
+
+namespace ebm {
+namespace {
+
+using nlohmann::json;
+using test::expect_error;
+
+std::string preset_path(const std::string& name) {
+  return std::string(EBM_TEST_MODELS_DIR) + "/presets/" + name + ".json";
+}
+
+// Every layer type in one small energy network.
+const json kEveryLayer = json::parse(R"([
+  {"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"},
+  {"type":"batchnorm","eps":0.001},
+  {"type":"swish"},
+  {"type":"conv2d","out_channels":4,"kernel":[3,2],"stride":2,"padding":[0,1,1,0]},
+  {"type":"affine"},
+  {"type":"leaky_relu","slope":0.2},
+  {"type":"avgpool","kernel":2,"stride":1},
+  {"type":"flatten"},
+  {"type":"dense","out_features":6},
+  {"type":"swish"},
+  {"type":"dense","out_features":1}
+])");
+
+TEST(Network, SmallNetworkGradientMatchesFiniteDifferencesAtEveryPixel) {
+  const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 21);
+  Network net(m);
+  const int n = 2;
+  const std::vector<float> x = test::random_inputs(size_t(n) * 96, 8);
+  std::vector<float> e(n), g(x.size());
+  net.energy_and_input_grad(x.data(), n, e.data(), g.data());
+
+  const std::vector<double> xd = test::to_double(x);
+  const std::vector<double> e_ref = reference_forward(m, xd, n);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(e[size_t(i)], e_ref[size_t(i)], 1e-5 * (1 + std::abs(e_ref[size_t(i)])));
+
+  const double h = 1e-5;  // tolerance as in test_layers.cpp
+  int shown = 0;
+  for (size_t k = 0; k < x.size(); ++k) {
+    std::vector<double> xp = xd, xm = xd;
+    xp[k] += h;
+    xm[k] -= h;
+    const size_t img = k / 96;
+    const double fd = (reference_forward(m, xp, n)[img] - reference_forward(m, xm, n)[img]) / (2 * h);
+    if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+      ADD_FAILURE() << "dE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
+  }
+}
+
+// Directional derivative check for large networks: (E(x + h v) - E(x - h v)) / 2h = grad . v.
+void check_preset_network(const std::string& preset, uint64_t seed) {
+  const Preset p = load_preset(preset_path(preset));
+  const Model m = random_model(p.arch, seed);
+  Network net(m);
+  const int n = 2;
+  const size_t d = size_t(p.arch.input.size());
+  const std::vector<float> x = test::random_inputs(n * d, seed + 1);
+  std::vector<float> e(n), g(x.size());
+  net.energy_and_input_grad(x.data(), n, e.data(), g.data());
+
+  const std::vector<double> xd = test::to_double(x);
+  const std::vector<double> e_ref = reference_forward(m, xd, n);
+  for (int i = 0; i < n; ++i)
+    EXPECT_NEAR(e[size_t(i)], e_ref[size_t(i)], 1e-4 * (1 + std::abs(e_ref[size_t(i)])))
+        << preset << " image " << i;
+
+  const double h = 1e-4;
+  for (int dir = 0; dir < 3; ++dir) {
+    const std::vector<float> v = test::random_inputs(x.size(), 100 + uint64_t(dir));
+    std::vector<double> xp = xd, xm = xd;
+    for (size_t k = 0; k < xd.size(); ++k) {
+      xp[k] += h * v[k];
+      xm[k] -= h * v[k];
+    }
+    const std::vector<double> ep = reference_forward(m, xp, n), em = reference_forward(m, xm, n);
+    for (int i = 0; i < n; ++i) {
+      double analytic = 0, scale = 0;
+      for (size_t k = 0; k < d; ++k) {
+        analytic += double(g[i * d + k]) * v[i * d + k];
+        scale += std::abs(double(g[i * d + k]) * v[i * d + k]);
+      }
+      const double fd = (ep[size_t(i)] - em[size_t(i)]) / (2 * h);
+      // The dot product sums d terms; allow 1e-4 of the sum of their magnitudes.
+      EXPECT_NEAR(analytic, fd, 1e-4 * std::max(1.0, scale))
+          << preset << " image " << i << " direction " << dir;
+    }
+  }
+}
+
+TEST(Network, PaperPresetEnergyAndGradientMatchTheReference) { check_preset_network("paper", 31); }
+TEST(Network, BookPresetEnergyAndGradientMatchTheReference) { check_preset_network("book", 32); }
+
+TEST(Network, FoldingBatchNormIntoConvolutionsKeepsTheFunction) {
+  const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 22);
+  const Model folded = fold_normalization(m);
+  EXPECT_EQ(folded.arch.layers.size(), m.arch.layers.size() - 2);  // both norms fold into convs
+  EXPECT_EQ(folded.arch.layers[0].kind, LayerKind::kConv2d);
+  const std::vector<double> x = test::to_double(test::random_inputs(3 * 96, 9));
+  const std::vector<double> a = reference_forward(m, x, 3), b = reference_forward(folded, x, 3);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * (1 + std::abs(a[i])));
+}
+
+TEST(Network, AnImagesEnergyDoesNotDependOnTheRestOfTheBatch) {
+  const Preset p = load_preset(preset_path("paper"));
+  Network net(random_model(p.arch, 33));
+  const size_t d = size_t(p.arch.input.size());
+  const std::vector<float> x = test::random_inputs(5 * d, 12);
+  std::vector<float> e5(5), g5(5 * d), e1(1), g1(d);
+  net.energy_and_input_grad(x.data(), 5, e5.data(), g5.data());
+  for (int i = 0; i < 5; ++i) {
+    net.energy_and_input_grad(x.data() + size_t(i) * d, 1, e1.data(), g1.data());
+    EXPECT_NEAR(e1[0], e5[size_t(i)], 1e-5 * (1 + std::abs(e5[size_t(i)])));
+    double worst = 0;
+    for (size_t k = 0; k < d; ++k) worst = std::max(worst, double(std::abs(g1[k] - g5[i * d + k])));
+    EXPECT_LT(worst, 1e-6) << "image " << i;
+  }
+}
+
+TEST(Network, ClassifierGivesReferenceLogitsAndPenultimateFeatures) {
+  json layers = kEveryLayer;
+  layers.back()["out_features"] = 3;
+  const Model m = random_model(resolve_architecture({1, 8, 12}, layers), 23, ModelKind::kClassifier);
+  Network net(m);
+  EXPECT_EQ(net.outputs(), 3);
+  EXPECT_EQ(net.feature_size(), 6);
+  const std::vector<float> x = test::random_inputs(4 * 96, 10);
+  std::vector<float> logits(4 * 3), feats(4 * 6);
+  net.logits(x.data(), 4, logits.data());
+  net.features(x.data(), 4, feats.data());
+  const std::vector<double> ref = reference_forward(m, test::to_double(x), 4);
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(logits[i], ref[i], 1e-5 * (1 + std::abs(ref[i])));
+  // Features are the input of the last dense layer: the reference without that layer.
+  Model head = m;
+  head.arch.layers.pop_back();
+  const std::vector<double> f_ref = reference_forward(head, test::to_double(x), 4);
+  for (size_t i = 0; i < f_ref.size(); ++i) EXPECT_NEAR(feats[i], f_ref[i], 1e-5 * (1 + std::abs(f_ref[i])));
+  std::vector<float> e(4);
+  expect_error([&] { net.energy(x.data(), 4, e.data()); }, {"energy model", "classifier"});
+}
+
+TEST(Network, LoadsFromBytesAndFromFile) {
+  const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 24);
+  const std::vector<uint8_t> bytes = serialize_model(m, DType::kF32);
+  const std::string path = test::temp_path("network.safetensors");
+  save_model(path, m, DType::kF32);
+  Network a = Network::from_bytes(bytes.data(), bytes.size()), b = Network::from_file(path);
+  const std::vector<float> x = test::random_inputs(96, 2);
+  float ea, eb;
+  a.energy(x.data(), 1, &ea);
+  b.energy(x.data(), 1, &eb);
+  EXPECT_EQ(ea, eb);
+  EXPECT_EQ(a.input_shape(), (Shape{1, 8, 12}));
+}
+
+TEST(Network, RepeatedStepsAtTheSameBatchSizeAllocateNothing) {
+#ifdef EBM_SANITIZE_BUILD
+  GTEST_SKIP() << "sanitizers replace malloc; counted in the plain build";
+#else
+  const Preset p = load_preset(preset_path("paper"));
+  Network net(random_model(p.arch, 34));
+  const size_t d = size_t(p.arch.input.size());
+  for (int n : {1, 8}) {
+    const std::vector<float> x = test::random_inputs(size_t(n) * d, 13);
+    std::vector<float> e(static_cast<size_t>(n)), g(x.size());
+    net.energy_and_input_grad(x.data(), n, e.data(), g.data());  // may grow the workspaces
+    g_allocations = 0;
+    g_counting = true;
+    for (int rep = 0; rep < 3; ++rep) net.energy_and_input_grad(x.data(), n, e.data(), g.data());
+    g_counting = false;
+    EXPECT_EQ(g_allocations.load(), 0) << "batch " << n;
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace ebm

@@ -1,0 +1,234 @@
+// The Langevin sampler on a model whose answer is known: a smooth bowl around a chosen image.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ebm/error.h"
+#include "ebm/sampler.h"
+#include "test_util.h"
+
+namespace ebm {
+namespace {
+
+using nlohmann::json;
+using test::expect_error;
+
+constexpr int kH = 8, kW = 12, kD = kH * kW;
+
+// E(x) = sum_i [swish(u_i) + swish(-u_i)] = sum_i u_i tanh(u_i / 2), u = a (x - t): a bowl whose
+// only minimum (E = 0) is the image t; quadratic (u^2 / 2) near it, growing like |u| far away.
+// Built from the runtime's own layers: dense(+-a I, -+a t) -> swish -> dense(ones).
+Model bowl_model(const std::vector<float>& t, float a) {
+  const json layers = json::parse(R"([
+    {"type":"flatten"},
+    {"type":"dense","out_features":192},
+    {"type":"swish"},
+    {"type":"dense","out_features":1,"bias":false}])");
+  Model m = random_model(resolve_architecture({1, kH, kW}, layers), 1);
+  for (Tensor& tensor : m.tensors) {
+    std::fill(tensor.data.begin(), tensor.data.end(), 0.0f);
+    if (tensor.name == "layers.1.weight")
+      for (int i = 0; i < kD; ++i) {
+        tensor.data[size_t(i) * kD + size_t(i)] = a;                 // row i: +a x_i
+        tensor.data[size_t(i + kD) * kD + size_t(i)] = -a;           // row D+i: -a x_i
+      }
+    if (tensor.name == "layers.1.bias")
+      for (int i = 0; i < kD; ++i) {
+        tensor.data[size_t(i)] = -a * t[size_t(i)];
+        tensor.data[size_t(i + kD)] = a * t[size_t(i)];
+      }
+    if (tensor.name == "layers.3.weight") std::fill(tensor.data.begin(), tensor.data.end(), 1.0f);
+  }
+  return m;
+}
+
+std::vector<float> target_image() { return test::random_inputs(kD, 77, -0.8f, 0.8f); }
+
+double mean_abs_diff(const std::vector<float>& x, const std::vector<float>& t, int chain) {
+  double s = 0;
+  for (int k = 0; k < kD; ++k) s += std::abs(x[size_t(chain) * kD + k] - t[size_t(k)]);
+  return s / kD;
+}
+
+TEST(BowlModel, HasItsMinimumAtTheTarget) {
+  const std::vector<float> t = target_image();
+  Network net(bowl_model(t, 1.0f));
+  float e_target, e_other;
+  net.energy(t.data(), 1, &e_target);
+  std::vector<float> other = t;
+  other[5] += 0.3f;
+  net.energy(other.data(), 1, &e_other);
+  EXPECT_NEAR(e_target, 0.0f, 1e-5);
+  EXPECT_NEAR(e_other, 0.3 * std::tanh(0.15), 1e-5);
+}
+
+TEST(Sampler, PaperFormLowersTheEnergyAndLandsOnTheMinimum) {
+  const std::vector<float> t = target_image();
+  // a = 0.3: the clipped step (10 * 0.03 = 0.3) walks towards t, and near it the unclipped step
+  // 10 * a^2 u / a ~ (x - t) lands on it; what remains is the 0.005 noise.
+  Network net(bowl_model(t, 0.3f));
+  SamplerParams p;  // paper form, step 10, noise 0.005, clip 0.03
+  p.steps = 60;
+  LangevinSampler s(net, p, 42);
+  s.start_uniform(4);
+  const std::vector<float> e0 = s.energies();
+  s.run();
+  const std::vector<float> e1 = s.final_energies();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_LT(e1[size_t(i)], 0.01f * e0[size_t(i)]) << "chain " << i;
+    EXPECT_LT(mean_abs_diff(s.images(), t, i), 0.02) << "chain " << i;
+  }
+}
+
+TEST(Sampler, TextbookFormLowersTheEnergyAndSettlesAroundTheMinimum) {
+  const std::vector<float> t = target_image();
+  // a = 20, eps = 0.005: near t the step is x - t -> (1 - eps a^2 / 2)(x - t) + sqrt(eps) z =
+  // sqrt(eps) z, so pixels settle at t + N(0, 0.0707^2): mean absolute deviation 0.056.
+  Network net(bowl_model(t, 20.0f));
+  SamplerParams p;
+  p.form = SamplerForm::kTextbook;
+  p.eps = 0.005f;
+  p.steps = 200;
+  LangevinSampler s(net, p, 43);
+  s.start_uniform(4);
+  const std::vector<float> e0 = s.energies();
+  s.run();
+  const std::vector<float> e1 = s.final_energies();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_LT(e1[size_t(i)], 0.2f * e0[size_t(i)]) << "chain " << i;
+    const double dev = mean_abs_diff(s.images(), t, i);
+    EXPECT_GT(dev, 0.035) << "noise must keep the chain moving, chain " << i;
+    EXPECT_LT(dev, 0.08) << "chain " << i;
+  }
+}
+
+TEST(Sampler, SameSeedGivesTheSameSamplesAndAnotherSeedDoesNot) {
+  const std::vector<float> t = target_image();
+  Network net(bowl_model(t, 0.3f));
+  SamplerParams p;
+  p.steps = 10;
+  auto sample = [&](uint64_t seed) {
+    LangevinSampler s(net, p, seed);
+    s.start_uniform(3);
+    s.run();
+    return s.images();
+  };
+  EXPECT_EQ(sample(5), sample(5));
+  EXPECT_NE(sample(5), sample(6));
+}
+
+TEST(Sampler, AChainDependsOnItsIndexNotOnTheBatchItRunsIn) {
+  const std::vector<float> t = target_image();
+  Network net(bowl_model(t, 0.3f));
+  SamplerParams p;
+  p.steps = 20;
+  LangevinSampler all(net, p, 9), part(net, p, 9);
+  all.start_uniform(4);
+  all.run();
+  part.start_uniform(2, /*first_chain=*/2);  // chains 2 and 3 alone, as a second worker would
+  part.run();
+  double worst = 0;
+  for (size_t k = 0; k < size_t(2 * kD); ++k)
+    worst = std::max(worst, double(std::abs(part.images()[k] - all.images()[size_t(2 * kD) + k])));
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST(Sampler, ClippingKeepsEveryPixelInRange) {
+  // A target outside [-1, 1] pulls pixels against the clip: they must sit at the bound.
+  std::vector<float> t(kD, 3.0f);
+  for (int k = 0; k < kD / 2; ++k) t[size_t(k)] = -3.0f;
+  for (SamplerForm form : {SamplerForm::kPaper, SamplerForm::kTextbook}) {
+    Network net(bowl_model(t, form == SamplerForm::kPaper ? 0.3f : 100.0f));
+    SamplerParams p;
+    p.form = form;
+    p.steps = 100;
+    LangevinSampler s(net, p, 3);
+    s.start_uniform(2);
+    s.run(1, [&](const SamplerProgress& sp) {
+      for (size_t k = 0; k < size_t(sp.count) * kD; ++k) {
+        EXPECT_GE(sp.images[k], -1.0f);
+        EXPECT_LE(sp.images[k], 1.0f);
+      }
+      return true;
+    });
+    EXPECT_EQ(s.images()[0], -1.0f);
+    EXPECT_EQ(s.images()[kD - 1], 1.0f);
+  }
+}
+
+TEST(Sampler, GradientClipBoundsEachPaperStep) {
+  // Far from the minimum the gradient is large; one step moves a pixel by at most
+  // step_size * grad_clip plus the noise (5 sigma).
+  const std::vector<float> t(kD, 0.9f);
+  Network net(bowl_model(t, 50.0f));
+  SamplerParams p;
+  p.steps = 1;
+  p.step_size = 2.0f;
+  p.grad_clip = 0.01f;
+  LangevinSampler s(net, p, 4);
+  std::vector<float> start(kD, -0.5f);
+  s.start_from(start.data(), 1);
+  s.run();
+  for (float v : s.images()) {
+    EXPECT_NEAR(v, -0.5f + 0.02f, 5 * 0.005f);
+  }
+}
+
+TEST(Sampler, CallbackCadenceAndStopping) {
+  Network net(bowl_model(target_image(), 0.3f));
+  SamplerParams p;
+  p.steps = 25;
+  LangevinSampler s(net, p, 1);
+  s.start_uniform(1);
+  std::vector<int> seen;
+  s.run(10, [&](const SamplerProgress& sp) {
+    seen.push_back(sp.step);
+    EXPECT_EQ(sp.total, 25);
+    return true;
+  });
+  EXPECT_EQ(seen, (std::vector<int>{0, 10, 20, 25}));
+
+  // Returning false stops at once; request_stop() stops before the next step.
+  s.start_uniform(1);
+  EXPECT_EQ(s.run(1, [](const SamplerProgress& sp) { return sp.step < 7; }), 7);
+  s.start_uniform(1);
+  s.request_stop();
+  EXPECT_EQ(s.run(), 0);
+  EXPECT_EQ(s.run(), 25);  // the request was consumed
+
+  // Slices: a long chain run in pieces equals one run.
+  LangevinSampler whole(net, p, 8), sliced(net, p, 8);
+  whole.start_uniform(2);
+  whole.run();
+  sliced.start_uniform(2);
+  while (!sliced.finished()) sliced.run(0, {}, 4);
+  EXPECT_EQ(whole.images(), sliced.images());
+}
+
+TEST(Sampler, BlendStartsBetweenTwoImages) {
+  Network net(bowl_model(target_image(), 0.3f));
+  SamplerParams p;
+  p.steps = 0;
+  LangevinSampler s(net, p, 1);
+  const std::vector<float> a(kD, -1.0f), b(kD, 1.0f);
+  s.start_blend(a.data(), b.data(), {0.0f, 0.25f, 1.0f});
+  EXPECT_EQ(s.count(), 3);
+  EXPECT_EQ(s.images()[0], -1.0f);
+  EXPECT_EQ(s.images()[kD], -0.5f);
+  EXPECT_EQ(s.images()[2 * kD], 1.0f);
+  expect_error([&] { s.start_blend(a.data(), b.data(), {1.5f}); }, {"blend weight", "[0, 1]"});
+}
+
+TEST(Sampler, RefusesClassifiersAndEmptyStarts) {
+  const json layers = json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":2}])");
+  Model c = random_model(resolve_architecture({1, 2, 2}, layers), 1, ModelKind::kClassifier);
+  Network classifier(c);
+  expect_error([&] { LangevinSampler(classifier, SamplerParams{}, 1); }, {"energy model"});
+  Network net(bowl_model(target_image(), 0.3f));
+  LangevinSampler s(net, SamplerParams{}, 1);
+  expect_error([&] { s.step(); }, {"no chains"});
+  expect_error([&] { s.start_uniform(0); }, {"at least 1"});
+}
+
+}  // namespace
+}  // namespace ebm

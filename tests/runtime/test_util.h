@@ -1,0 +1,69 @@
+// Helpers shared by the runtime tests: models from layer JSON, random inputs, file writing.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ebm/architecture.h"
+#include "ebm/model.h"
+#include "ebm/rng.h"
+#include "ebm/safetensors.h"
+
+namespace ebm::test {
+
+inline Architecture arch_of(Shape input, const nlohmann::json& layers) {
+  return resolve_architecture(input, layers);
+}
+
+inline std::vector<float> random_inputs(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Pcg32 rng(seed, 99);
+  std::vector<float> v(n);
+  for (float& x : v) x = lo + (hi - lo) * rng.uniform();
+  return v;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+inline std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "ebm_" + name;
+}
+
+// Serialises a header object plus raw data into a safetensors file image, for building broken
+// files by hand: header_text is used verbatim, then padded (or not) as asked.
+inline std::vector<uint8_t> raw_safetensors(const std::string& header_text,
+                                            const std::vector<uint8_t>& data,
+                                            uint64_t declared_length = UINT64_MAX) {
+  const uint64_t n = declared_length == UINT64_MAX ? header_text.size() : declared_length;
+  std::vector<uint8_t> out;
+  for (int i = 0; i < 8; ++i) out.push_back(uint8_t(n >> (8 * i)));
+  out.insert(out.end(), header_text.begin(), header_text.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> out(v.size() * 4);
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+// Expects `fn` to throw ebm::Error whose message contains every fragment.
+template <class Fn>
+void expect_error(Fn&& fn, const std::vector<std::string>& fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an ebm::Error mentioning '" << fragments.front() << "'";
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    for (const std::string& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
+  }
+}
+
+}  // namespace ebm::test
