@@ -4,9 +4,9 @@
 //   leaky_relu  y = x > 0 ? x : slope * x            dx = dy or slope * dy
 //   flatten     y = x (NCHW is already C*H*W-major)  dx = dy
 #include <cmath>
-#include <Eigen/Core>
 #include <cstring>
 
+#include "../vec.h"
 #include "factories.h"
 
 namespace ebm {
@@ -64,18 +64,17 @@ class Affine final : public Layer {
 class Swish final : public Layer {
  public:
   using Layer::Layer;
-  // Eigen's array expressions vectorise exp (its own polynomial), which std::exp in a loop does not.
   void forward(const float* x, float* y, int n, float*) const override {
-    const Eigen::Index len = Eigen::Index(n) * spec().in.size();
-    const Eigen::Map<const Eigen::ArrayXf> X(x, len);
-    Eigen::Map<Eigen::ArrayXf>(y, len) = X / (1.0f + (-X).exp());
+    simd::map1(x, y, size_t(n) * size_t(spec().in.size()),
+               [](simd::Vec v) { return v / (1.0f + simd::exp(-v)); });
   }
   void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
                       float*) const override {
-    const Eigen::Index len = Eigen::Index(n) * spec().in.size();
-    const Eigen::Map<const Eigen::ArrayXf> X(x, len), Y(y, len), DY(dy, len);
-    const auto s = (1.0f + (-X).exp()).inverse();
-    Eigen::Map<Eigen::ArrayXf>(dx, len) = DY * (s + Y * (1.0f - s));
+    simd::map3(x, y, dy, dx, size_t(n) * size_t(spec().in.size()),
+               [](simd::Vec xv, simd::Vec yv, simd::Vec g) {
+                 const simd::Vec s = 1.0f / (1.0f + simd::exp(-xv));
+                 return g * (s + yv * (1.0f - s));
+               });
   }
 };
 

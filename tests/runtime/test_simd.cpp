@@ -1,0 +1,57 @@
+// White-box tests of the vector helpers the kernels share (runtime/src/vec.h).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "ebm/layers.h"
+#include "test_util.h"
+#include "vec.h"
+
+namespace ebm {
+namespace {
+
+TEST(Simd, ExpIsAccurateAndFiniteEverywhere) {
+  double worst = 0;
+  for (int i = -200000; i <= 200000; ++i) {
+    const float x = float(i) * 4.4e-4f;  // [-88, 88]
+    float in[simd::kLanes], out[simd::kLanes];
+    for (float& v : in) v = x;
+    simd::store(out, simd::exp(simd::load(in)));
+    const double ref = std::exp(double(x));
+    if (x > -87.3f) worst = std::max(worst, std::abs(out[0] - ref) / ref);
+    ASSERT_TRUE(std::isfinite(out[0])) << x;
+  }
+  EXPECT_LT(worst, 3e-7);
+  float big[simd::kLanes], out[simd::kLanes];
+  for (float& v : big) v = 1000.0f;
+  simd::store(out, simd::exp(simd::load(big)));
+  EXPECT_TRUE(std::isfinite(out[0]));
+  for (float& v : big) v = -1000.0f;
+  simd::store(out, simd::exp(simd::load(big)));
+  EXPECT_GT(out[0], 0.0f);
+}
+
+TEST(Simd, SwishGivesTheSameBitsWhereverAValueSits) {
+  // The same values at every offset and length must produce identical results: the tail goes
+  // through the same vector code as the body.
+  const nlohmann::json layers = nlohmann::json::parse(R"([{"type":"swish"}])");
+  const std::vector<float> values = test::random_inputs(37, 3, -9.0f, 9.0f);
+  std::vector<float> reference;
+  for (int offset = 0; offset < 20; ++offset) {
+    std::vector<float> buf = test::random_inputs(size_t(offset) + values.size(), 4);
+    std::copy(values.begin(), values.end(), buf.begin() + offset);
+    const Architecture a = resolve_architecture({int(buf.size()), 1, 1}, layers);
+    const auto layer = make_layer(a.layers[0], random_model(a, 1));
+    std::vector<float> y(buf.size());
+    layer->forward(buf.data(), y.data(), 1, nullptr);
+    const std::vector<float> got(y.begin() + offset, y.end());
+    if (reference.empty())
+      reference = got;
+    else
+      EXPECT_EQ(got, reference) << "offset " << offset;
+  }
+}
+
+}  // namespace
+}  // namespace ebm
