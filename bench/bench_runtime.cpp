@@ -12,10 +12,10 @@ namespace {
 void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   const ebm::Preset p = ebm::load_preset(std::string(EBM_BENCH_MODELS_DIR) + "/presets/" + preset + ".json");
   ebm::Network net(ebm::random_model(p.arch, 1));
-  const int batch = int(state.range(0));
+  const int batch = int(state.range(0)), threads = int(state.range(1));
   ebm::SamplerParams params;
   params.steps = 1 << 30;
-  ebm::LangevinSampler sampler(net, params, 1);
+  ebm::LangevinSampler sampler(net, params, 1, threads);
   sampler.start_uniform(batch);
   sampler.step();  // workspaces are sized on the first step
   for (auto _ : state) sampler.step();
@@ -27,7 +27,18 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Args: batch, threads.
+BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
+    ->ArgsProduct({{1, 8, 32}, {1}})
+    ->Args({8, 2})
+    ->Args({32, 2})
+    ->ArgNames({"batch", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
+    ->ArgsProduct({{1, 8, 32}, {1}})
+    ->ArgNames({"batch", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -29,72 +29,75 @@ Network::~Network() = default;
 
 int Network::feature_size() const { return layers_.back()->spec().in.c; }
 
-void Network::reserve(int n) {
-  if (n <= capacity_) return;
+void Network::reserve(Workspace& ws, int n) const {
+  if (n <= ws.capacity) return;
   size_t total = 0, widest = size_t(arch_.input.size()), scratch = 0;
-  act_offset_.clear();
+  ws.act_offset.clear();
   for (const auto& l : layers_) {
-    act_offset_.push_back(total);
+    ws.act_offset.push_back(total);
     total += size_t(n) * size_t(l->spec().out.size());
     widest = std::max(widest, size_t(l->spec().out.size()));
     scratch = std::max(scratch, l->scratch_floats(n));
   }
-  acts_.assign(total, 0.0f);
-  grad_a_.assign(size_t(n) * widest, 0.0f);
-  grad_b_.assign(size_t(n) * widest, 0.0f);
-  scratch_.assign(std::max<size_t>(scratch, 1), 0.0f);
-  capacity_ = n;
+  ws.acts.assign(total, 0.0f);
+  ws.grad_a.assign(size_t(n) * widest, 0.0f);
+  ws.grad_b.assign(size_t(n) * widest, 0.0f);
+  ws.scratch.assign(std::max<size_t>(scratch, 1), 0.0f);
+  ws.capacity = n;
 }
 
-void Network::forward(const float* x, int n, size_t count) {
+void Network::forward(Workspace& ws, const float* x, int n, size_t count) const {
   if (n < 1) throw Error("batch size must be at least 1, got " + std::to_string(n));
-  reserve(n);
+  reserve(ws, n);
   const float* cur = x;
   for (size_t i = 0; i < count; ++i) {
-    float* out = acts_.data() + act_offset_[i];
-    layers_[i]->forward(cur, out, n, scratch_.data());
+    float* out = ws.acts.data() + ws.act_offset[i];
+    layers_[i]->forward(cur, out, n, ws.scratch.data());
     cur = out;
   }
 }
 
-void Network::energy(const float* x, int n, float* e) {
+void Network::energy(Workspace& ws, const float* x, int n, float* e) const {
   if (kind_ != ModelKind::kEnergy) throw Error("energy() needs an energy model; this is a classifier");
-  forward(x, n, layers_.size());
-  std::memcpy(e, acts_.data() + act_offset_.back(), sizeof(float) * size_t(n));
+  forward(ws, x, n, layers_.size());
+  std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
 }
 
-void Network::energy_and_input_grad(const float* x, int n, float* e, float* grad) {
+void Network::energy_and_input_grad(Workspace& ws, const float* x, int n, float* e,
+                                    float* grad) const {
   if (kind_ != ModelKind::kEnergy)
     throw Error("energy_and_input_grad() needs an energy model; this is a classifier");
-  forward(x, n, layers_.size());
-  std::memcpy(e, acts_.data() + act_offset_.back(), sizeof(float) * size_t(n));
+  forward(ws, x, n, layers_.size());
+  std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
   // dE/d(output) = 1 for every image; walk back, ping-ponging between two buffers, and write the
   // last step (the first layer) straight into `grad`.
-  float* dy = grad_a_.data();
-  float* dx = grad_b_.data();
+  float* dy = ws.grad_a.data();
+  float* dx = ws.grad_b.data();
   std::fill(dy, dy + n, 1.0f);
   for (size_t i = layers_.size(); i-- > 0;) {
-    const float* in = i == 0 ? x : acts_.data() + act_offset_[i - 1];
-    const float* out = acts_.data() + act_offset_[i];
+    const float* in = i == 0 ? x : ws.acts.data() + ws.act_offset[i - 1];
+    const float* out = ws.acts.data() + ws.act_offset[i];
     float* target = i == 0 ? grad : dx;
-    layers_[i]->backward_input(in, out, dy, target, n, scratch_.data());
+    layers_[i]->backward_input(in, out, dy, target, n, ws.scratch.data());
     std::swap(dy, dx);
   }
 }
 
-void Network::logits(const float* x, int n, float* out) {
-  forward(x, n, layers_.size());
-  std::memcpy(out, acts_.data() + act_offset_.back(), sizeof(float) * size_t(n) * size_t(outputs()));
+void Network::logits(Workspace& ws, const float* x, int n, float* out) const {
+  forward(ws, x, n, layers_.size());
+  std::memcpy(out, ws.acts.data() + ws.act_offset.back(),
+              sizeof(float) * size_t(n) * size_t(outputs()));
 }
 
-void Network::features(const float* x, int n, float* out) {
+void Network::features(Workspace& ws, const float* x, int n, float* out) const {
   const size_t k = layers_.size() - 1;
   if (k == 0) {
     std::memcpy(out, x, sizeof(float) * size_t(n) * size_t(input_size()));
     return;
   }
-  forward(x, n, k);
-  std::memcpy(out, acts_.data() + act_offset_[k - 1], sizeof(float) * size_t(n) * size_t(feature_size()));
+  forward(ws, x, n, k);
+  std::memcpy(out, ws.acts.data() + ws.act_offset[k - 1],
+              sizeof(float) * size_t(n) * size_t(feature_size()));
 }
 
 }  // namespace ebm

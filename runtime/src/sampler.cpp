@@ -7,10 +7,26 @@
 
 namespace ebm {
 
-LangevinSampler::LangevinSampler(Network& net, const SamplerParams& params, uint64_t seed)
-    : net_(net), params_(params), seed_(seed) {
+LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed,
+                                 int threads)
+    : net_(net), pool_(threads), workspaces_(size_t(pool_.size())), params_(params), seed_(seed) {
   if (net.kind() != ModelKind::kEnergy)
     throw Error("Langevin sampling needs an energy model; this model is a classifier");
+}
+
+void LangevinSampler::for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn) {
+  const int groups = std::min(pool_.size(), count_);
+  pool_.run(groups, [&](int g) {
+    const int b0 = int(int64_t(count_) * g / groups), b1 = int(int64_t(count_) * (g + 1) / groups);
+    fn(workspaces_[size_t(g)], b0, b1 - b0);
+  });
+}
+
+void LangevinSampler::compute_energies(float* e) {
+  const size_t d = size_t(net_.input_size());
+  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+    net_.energy(ws, x_.data() + size_t(b0) * d, nb, e + b0);
+  });
 }
 
 void LangevinSampler::begin(int count, uint64_t first_chain) {
@@ -27,14 +43,13 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   grad_.assign(x_.size(), 0.0f);
   noise_.assign(x_.size(), 0.0f);
   e_.assign(size_t(count), 0.0f);
-  net_.reserve(count);
 }
 
 void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
   begin(count, first_chain);
   const size_t d = size_t(net_.input_size());
   for (int i = 0; i < count; ++i) rngs_[i].fill_uniform_pm1(x_.data() + i * d, d);
-  net_.energy(x_.data(), count_, e_.data());
+  compute_energies(e_.data());
 }
 
 void LangevinSampler::start_from(const float* images, int count, uint64_t first_chain) {
@@ -43,7 +58,7 @@ void LangevinSampler::start_from(const float* images, int count, uint64_t first_
     if (!std::isfinite(images[k])) throw Error("starting image holds a non-finite value");
     x_[k] = std::clamp(images[k], -1.0f, 1.0f);
   }
-  net_.energy(x_.data(), count_, e_.data());
+  compute_energies(e_.data());
 }
 
 void LangevinSampler::start_blend(const float* a, const float* b, const std::vector<float>& t,
@@ -56,29 +71,31 @@ void LangevinSampler::start_blend(const float* a, const float* b, const std::vec
     for (size_t k = 0; k < d; ++k)
       x_[i * d + k] = std::clamp((1.0f - t[i]) * a[k] + t[i] * b[k], -1.0f, 1.0f);
   }
-  net_.energy(x_.data(), count_, e_.data());
+  compute_energies(e_.data());
 }
 
 void LangevinSampler::step() {
   if (count_ == 0) throw Error("the sampler has no chains; call a start_* method first");
   const size_t d = size_t(net_.input_size());
-  for (int i = 0; i < count_; ++i) rngs_[i].fill_normal(noise_.data() + i * d, d);
-  const size_t len = x_.size();
-  float* x = x_.data();
-  const float* z = noise_.data();
-  const float* g = grad_.data();
-  if (params_.form == SamplerForm::kPaper) {
-    const float sigma = params_.noise, lr = params_.step_size, gc = params_.grad_clip;
-    for (size_t k = 0; k < len; ++k) x[k] = std::clamp(x[k] + sigma * z[k], -1.0f, 1.0f);
-    net_.energy_and_input_grad(x, count_, e_.data(), grad_.data());
-    for (size_t k = 0; k < len; ++k)
-      x[k] = std::clamp(x[k] - lr * std::clamp(g[k], -gc, gc), -1.0f, 1.0f);
-  } else {
-    const float half_eps = 0.5f * params_.eps, root_eps = std::sqrt(params_.eps);
-    net_.energy_and_input_grad(x, count_, e_.data(), grad_.data());
-    for (size_t k = 0; k < len; ++k)
-      x[k] = std::clamp(x[k] - half_eps * g[k] + root_eps * z[k], -1.0f, 1.0f);
-  }
+  const SamplerParams p = params_;
+  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+    for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+    const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
+    float* x = x_.data();
+    const float* z = noise_.data();
+    const float* g = grad_.data();
+    if (p.form == SamplerForm::kPaper) {
+      for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] + p.noise * z[k], -1.0f, 1.0f);
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo);
+      for (size_t k = lo; k < hi; ++k)
+        x[k] = std::clamp(x[k] - p.step_size * std::clamp(g[k], -p.grad_clip, p.grad_clip), -1.0f, 1.0f);
+    } else {
+      const float half_eps = 0.5f * p.eps, root_eps = std::sqrt(p.eps);
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo);
+      for (size_t k = lo; k < hi; ++k)
+        x[k] = std::clamp(x[k] - half_eps * g[k] + root_eps * z[k], -1.0f, 1.0f);
+    }
+  });
   ++done_;
 }
 
@@ -108,7 +125,7 @@ int LangevinSampler::run(int every, const Callback& on_progress, int max_steps) 
 
 std::vector<float> LangevinSampler::final_energies() {
   std::vector<float> e(static_cast<size_t>(count_));
-  if (count_ > 0) net_.energy(x_.data(), count_, e.data());
+  if (count_ > 0) compute_energies(e.data());
   return e;
 }
 

@@ -61,7 +61,7 @@ void ensure_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
-  int count = 16, steps = -1, cols = 0, scale = 1, frame_every = 0;
+  int count = 16, steps = -1, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   double step_size = -1, noise = -1, grad_clip = -1, eps = -1;
   bool quiet = false;
@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   args.option("noise", "X", "paper form: noise standard deviation", &noise, 0, 10);
   args.option("grad-clip", "X", "paper form: element-wise gradient clip", &grad_clip, 0, 1e6);
   args.option("eps", "X", "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 0, 10);
+  args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");
   args.example("ebm-sample --model m.safetensors --count 8 --frames frames/ --frame-every 100");
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     if (args.given("eps")) p.eps = float(eps);
     p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
 
-    ebm::LangevinSampler sampler(net, p, seed);
+    ebm::LangevinSampler sampler(net, p, seed, threads);
     if (!from.empty()) {
       const std::vector<std::string> files = split(from, ',');
       if (files.size() != 2) args.fail("--from: expected two images A.png,B.png, got '" + from + "'");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "ebm/error.h"
@@ -227,6 +228,40 @@ TEST(Sampler, RefusesClassifiersAndEmptyStarts) {
   LangevinSampler s(net, SamplerParams{}, 1);
   expect_error([&] { s.step(); }, {"no chains"});
   expect_error([&] { s.start_uniform(0); }, {"at least 1"});
+}
+
+}  // namespace
+}  // namespace ebm
+
+namespace ebm {
+namespace {
+
+TEST(Sampler, ThreadsSplitTheChainsWithoutChangingABit) {
+  const std::vector<float> t = target_image();
+  Network net(bowl_model(t, 0.3f));
+  SamplerParams p;
+  p.steps = 15;
+  LangevinSampler one(net, p, 21, 1), three(net, p, 21, 3);
+  one.start_uniform(7);
+  three.start_uniform(7);
+  one.run();
+  three.run();
+  EXPECT_EQ(one.images(), three.images());
+  EXPECT_EQ(one.final_energies(), three.final_energies());
+}
+
+TEST(ThreadPool, RunsEveryTaskOnceAndRethrowsTheFirstError) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.size(), 3);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<std::atomic<int>> hits(17);
+    pool.run(17, [&](int i) { ++hits[size_t(i)]; });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+  EXPECT_THROW(pool.run(5, [](int i) { if (i == 3) throw Error("task 3 failed"); }), Error);
+  std::atomic<int> after{0};
+  pool.run(4, [&](int) { ++after; });  // still usable after an error
+  EXPECT_EQ(after.load(), 4);
 }
 
 }  // namespace

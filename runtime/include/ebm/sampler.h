@@ -11,6 +11,7 @@
 
 #include "ebm/network.h"
 #include "ebm/rng.h"
+#include "ebm/thread_pool.h"
 #include "ebm/sampler_params.h"
 
 namespace ebm {
@@ -25,7 +26,9 @@ struct SamplerProgress {
 
 class LangevinSampler {
  public:
-  LangevinSampler(Network& net, const SamplerParams& params, uint64_t seed);
+  // `threads` splits the chains into that many groups stepped in parallel (<= 0: one per hardware
+  // thread); the samples are bit-identical whatever the number.
+  LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed, int threads = 1);
 
   // Starting points; each resets the step counter and computes the starting energies.
   void start_uniform(int count, uint64_t first_chain = 0);  // uniform noise in [-1, 1)
@@ -55,9 +58,14 @@ class LangevinSampler {
 
  private:
   void begin(int count, uint64_t first_chain);
+  void compute_energies(float* e);
+  // Calls fn(workspace, first chain, chain count) for each group of chains, in parallel.
+  void for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn);
   SamplerProgress progress(int total) const;
 
-  Network& net_;
+  const Network& net_;
+  ThreadPool pool_;
+  std::vector<Network::Workspace> workspaces_;
   SamplerParams params_;
   uint64_t seed_;
   int count_ = 0, done_ = 0;
