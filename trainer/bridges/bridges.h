@@ -55,7 +55,8 @@ enum Param {
   kArchRib,             // arch rib depth
   kSpringHeight,        // arch springing height above water
   kColumnCount,         // arch_deck: spandrel columns over the main span
-  kHangerCount,         // arch_through, suspension: hangers over the main span
+  kHangerCount,         // arch_through, suspension: hangers (inclined: hanger pairs) over the
+                        // main span
   kTowerHeight,         // tower top above the deck
   kTowerWidth,          // tower width at its base
   kStayCount,           // cable-stayed: stays on each side of each tower

@@ -116,9 +116,13 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   bool overwrite = false, quiet = false;
 
+  // Subtype names, four to a line.
   std::string names;
   for (int i = 0; i < br::kSubtypeCount; ++i)
-    names += std::string(i ? ", " : "") + br::subtype_name(br::subtype_at(i));
+    names += std::string(i == 0  ? ""
+                         : i % 4 ? ", "
+                                 : ",\n  ") +
+             br::subtype_name(br::subtype_at(i));
   ebm::ArgParser args(
       "ebm-bridges",
       "Draws the bridge dataset (SPEC section 2): side-view line drawings of symmetric three-span "
@@ -128,8 +132,8 @@ int main(int argc, char** argv) {
       "(seed, subtype, index),\nso the same seed gives byte-identical files, whatever the subset "
       "or thread count.\n\nWrites DIR/<subtype>/NNNNN.png, DIR/labels.csv (file, subtype, family "
       "and every drawing\nparameter; empty where one does not apply) and DIR/preview.png (one row "
-      "per subtype).\nSubtypes: " +
-          names + ".");
+      "per subtype).\n\nSubtypes:\n  " +
+          names);
   args.option("out", "DIR", "output folder (created if needed)", &out, true);
   args.option("per-subtype", "N", "images per subtype", &per_subtype, 1, 99999);
   args.option("size", "WxH", "image width and height in pixels (16..4096 each)", &size);
@@ -137,8 +141,7 @@ int main(int argc, char** argv) {
   args.option("subtypes", "A,B,...", "only these subtypes (default: all eight)", &subtypes_spec);
   args.option("threads", "T", "drawing threads (output does not depend on it)", &threads, 1, 256);
   args.flag("overwrite",
-            "allow a folder that already holds images: numbered images this run does not write "
-            "are deleted, so the folder matches labels.csv",
+            "replace a dataset already in DIR (deletes its images this run does not write)",
             &overwrite);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-bridges --out data/bridges");
@@ -170,10 +173,11 @@ int main(int argc, char** argv) {
     // draws j = t, t + T, ... and only thread 0 redraws the progress bar.
     ebm::ProgressBar bar("drawing", total, "img");
     std::vector<std::string> errors(static_cast<size_t>(threads));
+    std::atomic<bool> failed{false};  // the first error stops every thread
     std::atomic<int64_t> done{0};
     auto work = [&](int t) {
       try {
-        for (int64_t j = t; j < total; j += threads) {
+        for (int64_t j = t; j < total && !failed; j += threads) {
           const int si = int(j / per_subtype);
           const uint64_t index = uint64_t(j % per_subtype);
           const br::Subtype s = selected[size_t(si)];
@@ -194,6 +198,7 @@ int main(int argc, char** argv) {
         }
       } catch (const std::exception& e) {
         errors[size_t(t)] = e.what();
+        failed = true;
       }
     };
     std::vector<std::thread> pool;
