@@ -1,0 +1,212 @@
+// The key test: LibTorch (the trainer) and the runtime (on the exported file) compute the same
+// energies, input gradients and classifier logits for the same weights.
+//
+// Error measure: energies and logits, max |a - b| / max |b| over the batch; input gradients, the
+// same per image (max over pixels of |a - b| over max |b| of that image), worst image reported.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ebm/architecture.h"
+#include "ebm/half.h"
+#include "ebm/model.h"
+#include "ebm/network.h"
+#include "export.h"
+#include "langevin.h"
+#include "net.h"
+#include "trainer_test_util.h"
+
+namespace ebm::train {
+namespace {
+
+constexpr int kBatch = 6;
+
+struct Outputs {
+  torch::Tensor out, grad;  // [n, outputs], [n, C, H, W] (energy models)
+};
+
+Outputs torch_outputs(const EnergyNetImpl& net, const torch::Tensor& x, bool energy) {
+  Outputs o;
+  if (energy) {
+    torch::Tensor e;
+    o.grad = energy_input_grad(net, net.weights(), x, &e);
+    o.out = e.unsqueeze(1);
+  } else {
+    torch::NoGradGuard no_grad;
+    o.out = net.forward(x);
+  }
+  return o;
+}
+
+Outputs runtime_outputs(const std::string& path, const torch::Tensor& x, bool energy) {
+  Network rt = Network::from_file(path);
+  const int n = int(x.size(0));
+  Outputs o;
+  torch::Tensor xc = x.contiguous();
+  if (energy) {
+    o.out = torch::empty({n, 1});
+    o.grad = torch::empty_like(xc);
+    rt.energy_and_input_grad(xc.data_ptr<float>(), n, o.out.data_ptr<float>(),
+                             o.grad.data_ptr<float>());
+  } else {
+    o.out = torch::empty({n, int64_t(rt.outputs())});
+    rt.logits(xc.data_ptr<float>(), n, o.out.data_ptr<float>());
+  }
+  return o;
+}
+
+double worst_image_error(const torch::Tensor& a, const torch::Tensor& b) {
+  double worst = 0;
+  for (int64_t i = 0; i < a.size(0); ++i) worst = std::max(worst, max_relative_error(a[i], b[i]));
+  return worst;
+}
+
+torch::Tensor random_images(const Shape& s, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::rand({kBatch, s.c, s.h, s.w}, gen, torch::kFloat32) * 2.0 - 1.0;
+}
+
+// Exports `net` exactly as ebm-export does (effective weights, batch norm folded) to a file.
+std::string export_file(const EnergyNetImpl& net, ModelKind kind, DType dtype,
+                        const std::string& name, const std::vector<std::string>& labels = {}) {
+  const std::string path = ::testing::TempDir() + "ebm_parity_" + name + ".safetensors";
+  save_model(path, fold_normalization(net.to_model(kind, labels)), dtype);
+  return path;
+}
+
+struct Errors {
+  double out = 0, grad = 0;
+};
+
+Errors compare(const EnergyNetImpl& net, const std::string& file, bool energy, uint64_t seed) {
+  const torch::Tensor x = random_images(net.architecture().input, seed);
+  const Outputs t = torch_outputs(net, x, energy), r = runtime_outputs(file, x, energy);
+  Errors e;
+  e.out = max_relative_error(r.out, t.out);
+  if (energy) e.grad = worst_image_error(r.grad, t.grad);
+  return e;
+}
+
+// A network holding the weights of a random runtime model: random biases, and batch norm with
+// running means around 0 and variances in [0.5, 1.5] (random_model), so folding has work to do.
+EnergyNet random_net(const Architecture& arch, uint64_t seed, ModelKind kind = ModelKind::kEnergy) {
+  EnergyNet net(arch, seed);
+  net->load_model(random_model(arch, seed, kind));
+  return net;
+}
+
+class PresetParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PresetParity, RuntimeOnTheExportedF32FileMatchesLibTorchEnergiesAndInputGradients) {
+  const Architecture arch = load_preset(GetParam()).arch;
+  for (uint64_t seed : {1u, 2u}) {
+    const EnergyNet net = random_net(arch, seed);
+    const Errors e = compare(*net, export_file(*net, ModelKind::kEnergy, DType::kF32, GetParam()),
+                             true, seed + 10);
+    EXPECT_LE(e.out, 1e-4) << GetParam() << " seed " << seed << ": energies";
+    EXPECT_LE(e.grad, 1e-4) << GetParam() << " seed " << seed << ": input gradients";
+  }
+}
+
+TEST_P(PresetParity, KerasInitialisedNetworkMatchesToo) {
+  // The weights a run starts from (Glorot uniform, zero biases, identity batch norm).
+  const EnergyNet net(load_preset(GetParam()).arch, 5);
+  const Errors e = compare(
+      *net, export_file(*net, ModelKind::kEnergy, DType::kF32, GetParam() + "_init"), true, 3);
+  EXPECT_LE(e.out, 1e-4);
+  EXPECT_LE(e.grad, 1e-4);
+}
+
+TEST_P(PresetParity, ClassifierLogitsMatch) {
+  const Architecture arch = classifier_architecture(load_preset(GetParam()).arch, 8);
+  const EnergyNet net = random_net(arch, 4, ModelKind::kClassifier);
+  std::vector<std::string> labels;
+  for (int i = 0; i < 8; ++i) labels.push_back("c" + std::to_string(i));
+  const std::string file =
+      export_file(*net, ModelKind::kClassifier, DType::kF32, GetParam() + "_cls", labels);
+  EXPECT_EQ(Network::from_file(file).labels(), labels);
+  EXPECT_LE(compare(*net, file, false, 7).out, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, PresetParity, ::testing::Values("paper", "book", "compact"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// Every layer kind, asymmetric padding, batch norm before and after non-linear layers (folded
+// where it follows a convolution, an affine layer otherwise), average pooling with padding.
+TEST(Parity, BatchNormModelWithNonTrivialRunningStatisticsMatches) {
+  const Architecture arch = resolve_architecture({1, 20, 28}, nlohmann::json::parse(R"([
+        {"type": "conv2d", "out_channels": 6, "kernel": [5, 3], "stride": 2, "padding": [2, 1, 1, 0]},
+        {"type": "batchnorm", "eps": 0.001},
+        {"type": "leaky_relu", "slope": 0.2},
+        {"type": "conv2d", "out_channels": 8, "kernel": 3, "stride": 1, "padding": "same", "bias": false},
+        {"type": "batchnorm"},
+        {"type": "swish"},
+        {"type": "batchnorm", "eps": 0.01},
+        {"type": "avgpool", "kernel": 2, "padding": [1, 0, 0, 1]},
+        {"type": "affine"},
+        {"type": "flatten"},
+        {"type": "dense", "out_features": 12},
+        {"type": "swish"},
+        {"type": "dense", "out_features": 1}])"));
+  const EnergyNet net = random_net(arch, 9);
+  // The running statistics really are far from (0, 1), so a folding mistake would show.
+  const Model m = net->to_model(ModelKind::kEnergy);
+  const Tensor& var = m.tensor("layers.1.running_var");
+  EXPECT_GT(*std::max_element(var.data.begin(), var.data.end()) -
+                *std::min_element(var.data.begin(), var.data.end()),
+            0.3f);
+  const Errors e =
+      compare(*net, export_file(*net, ModelKind::kEnergy, DType::kF32, "bn"), true, 11);
+  EXPECT_LE(e.out, 1e-4);
+  EXPECT_LE(e.grad, 1e-4);
+}
+
+TEST(Parity, SpectralNormExportsTheNormalisedWeight) {
+  const Architecture arch = load_preset("book").arch;
+  EnergyNet net(arch, 3, /*spectral_norm=*/true);
+  for (int i = 0; i < 30; ++i) net->power_iteration();
+  // After enough power iterations every normalised weight matrix has spectral norm ~1.
+  const Model m = net->to_model(ModelKind::kEnergy);
+  const Tensor& w = m.tensor("layers.0.weight");
+  const torch::Tensor mat =
+      torch::from_blob(const_cast<float*>(w.data.data()), {w.shape[0], w.numel() / w.shape[0]});
+  EXPECT_NEAR(torch::linalg_svdvals(mat)[0].item<double>(), 1.0, 1e-3);
+  const Errors e = compare(*net, export_file(*net, ModelKind::kEnergy, DType::kF32, "sn"), true, 5);
+  EXPECT_LE(e.out, 1e-4);
+  EXPECT_LE(e.grad, 1e-4);
+}
+
+// F16 files: the runtime reads exactly the half-rounded weights (so against LibTorch on those
+// weights the F32 bound holds), and against the unrounded weights the error stays within a bound
+// derived from half precision: each weight moves by at most u = 2^-11 relative; through L weight
+// layers the first-order relative change of the output is at most about L * u times the
+// amplification of cancellation in the sums. We allow 16 * L * u (L = 6: 4.7e-2 for the paper
+// preset; measured values are printed).
+TEST_P(PresetParity, F16FileWithinTheHalfPrecisionBound) {
+  const Architecture arch = load_preset(GetParam()).arch;
+  const EnergyNet net = random_net(arch, 21);
+  const std::string f16 = export_file(*net, ModelKind::kEnergy, DType::kF16, GetParam() + "_f16");
+  int weight_layers = 0;
+  for (const LayerSpec& l : arch.layers)
+    weight_layers += l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDense;
+  const double u = std::ldexp(1.0, -11), bound = 16.0 * weight_layers * u;
+  const Errors e = compare(*net, f16, true, 23);
+  std::printf("%s F16 vs F32 weights: energies %.3g, gradients %.3g (bound %.3g)\n",
+              GetParam().c_str(), e.out, e.grad, bound);
+  EXPECT_LE(e.out, bound);
+  EXPECT_LE(e.grad, bound);
+
+  // LibTorch on the weights as the F16 file holds them (folded, then rounded) agrees to 1e-4.
+  const Model folded = fold_normalization(net->to_model(ModelKind::kEnergy));
+  Model rounded = folded;
+  for (Tensor& t : rounded.tensors)
+    for (float& v : t.data) v = half_to_float(float_to_half(v));
+  EnergyNet net16(rounded.arch, 0);
+  net16->load_model(rounded);
+  const Errors e16 = compare(*net16, f16, true, 23);
+  EXPECT_LE(e16.out, 1e-4);
+  EXPECT_LE(e16.grad, 1e-4);
+}
+
+}  // namespace
+}  // namespace ebm::train
