@@ -69,7 +69,7 @@ torch::Tensor random_images(const Shape& s, uint64_t seed) {
 // Exports `net` exactly as ebm-export does (effective weights, batch norm folded) to a file.
 std::string export_file(const EnergyNetImpl& net, ModelKind kind, DType dtype,
                         const std::string& name, const std::vector<std::string>& labels = {}) {
-  const std::string path = ::testing::TempDir() + "ebm_parity_" + name + ".safetensors";
+  const std::string path = test::scratch_dir("parity_" + name) + "/model.safetensors";
   save_model(path, fold_normalization(net.to_model(kind, labels)), dtype);
   return path;
 }
@@ -206,6 +206,74 @@ TEST_P(PresetParity, F16FileWithinTheHalfPrecisionBound) {
   const Errors e16 = compare(*net16, f16, true, 23);
   EXPECT_LE(e16.out, 1e-4);
   EXPECT_LE(e16.grad, 1e-4);
+}
+
+}  // namespace
+}  // namespace ebm::train
+
+namespace ebm::train {
+namespace {
+
+// One torch-backend step of each form against the formula, with the same noise drawn from a copy
+// of the generator.
+TEST(Langevin, TorchBackendStepsFollowBothForms) {
+  const EnergyNet net = random_net(load_preset("book").arch, 3);
+  const torch::Tensor x = random_images(net->architecture().input, 8);
+  for (SamplerForm form : {SamplerForm::kPaper, SamplerForm::kTextbook}) {
+    SamplerParams p;
+    p.form = form;
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(17);
+    at::Generator twin = gen.clone();
+    const torch::Tensor got = langevin(*net, x, p, 1, gen, LangevinBackend::kTorch);
+    const torch::Tensor z = torch::randn(x.sizes(), twin, torch::kFloat32);
+    torch::Tensor want;
+    if (form == SamplerForm::kPaper) {
+      const torch::Tensor x1 = (x + p.noise * z).clamp(-1, 1);
+      const torch::Tensor g =
+          energy_input_grad(*net, net->weights(), x1).clamp(-p.grad_clip, p.grad_clip);
+      want = (x1 - p.step_size * g).clamp(-1, 1);
+    } else {
+      const torch::Tensor g = energy_input_grad(*net, net->weights(), x);
+      want = (x - 0.5 * p.eps * g + std::sqrt(p.eps) * z).clamp(-1, 1);
+    }
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-6) << sampler_form_name(form);
+    EXPECT_GT((got - x).abs().max().item<double>(), 1e-3);  // it did move
+  }
+}
+
+// Without noise the paper form is deterministic, so the two backends must walk the same path.
+TEST(Langevin, RuntimeAndTorchBackendsWalkTheSamePathWithoutNoise) {
+  const EnergyNet net = random_net(load_preset("paper").arch, 4);
+  const torch::Tensor x = random_images(net->architecture().input, 9);
+  SamplerParams p;
+  p.noise = 0;
+  p.step_size = 50;
+  p.grad_clip = 1;  // no clipping: the path follows the gradient itself
+  at::Generator g1 = at::make_generator<at::CPUGeneratorImpl>(1), g2 = g1.clone();
+  const torch::Tensor a = langevin(*net, x, p, 10, g1, LangevinBackend::kTorch);
+  const torch::Tensor b = langevin(*net, x, p, 10, g2, LangevinBackend::kRuntime, 2);
+  const double moved = (a - x).abs().max().item<double>();
+  const double diff = (a - b).abs().max().item<double>();
+  std::printf("moved %.3g, backends differ by %.3g\n", moved, diff);
+  EXPECT_GT(moved, 1e-3);
+  EXPECT_LE(diff, 1e-4 * std::max(moved, 1.0));
+}
+
+TEST(Langevin, StopsBeforeTheNextStepWhenAskedAndReportsEachStep) {
+  const EnergyNet net = random_net(load_preset("book").arch, 5);
+  const torch::Tensor x = random_images(net->architecture().input, 10);
+  for (LangevinBackend b : {LangevinBackend::kTorch, LangevinBackend::kRuntime}) {
+    std::atomic<bool> stop{false};
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+    std::vector<int> steps;
+    const torch::Tensor out =
+        langevin(*net, x, SamplerParams{}, 5, gen, b, 1, &stop, [&](int k, const torch::Tensor&) {
+          steps.push_back(k);
+          if (k == 3) stop = true;
+        });
+    EXPECT_FALSE(out.defined()) << langevin_backend_name(b);
+    EXPECT_EQ(steps, (std::vector<int>{1, 2, 3})) << langevin_backend_name(b);
+  }
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,10 +17,32 @@
 
 namespace ebm::test {
 
-// An empty folder under the test temp dir (removed first if it exists).
+// This test process's own folder under the test temp dir (CTest runs tests in parallel
+// processes), removed when the process ends if every test passed.
+inline const std::filesystem::path& process_dir() {
+  static const std::filesystem::path dir = [] {
+    std::filesystem::path p =
+        std::filesystem::path(::testing::TempDir()) / ("ebm_train_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p;
+  }();
+  // Registered after `dir` exists, so it runs before `dir` is destroyed.
+  static const bool cleanup = [] {
+    return std::atexit([] {
+             if (::testing::UnitTest::GetInstance()->Passed()) {
+               std::error_code ec;
+               std::filesystem::remove_all(dir, ec);
+             }
+           }) == 0;
+  }();
+  (void)cleanup;
+  return dir;
+}
+
+// An empty folder for one test (removed first if it exists).
 inline std::string scratch_dir(const std::string& name) {
-  const std::filesystem::path p =
-      std::filesystem::path(::testing::TempDir()) / ("ebm_train_" + name);
+  const std::filesystem::path p = process_dir() / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();

@@ -118,6 +118,9 @@ void Trainer::load(const std::string& path) {
     net_->load_state(tensors);
     torch::serialize::InputArchive optim;
     in.read("optimizer", optim);
+    // Adam's load only fills the state the checkpoint has; a checkpoint from before the first
+    // step has none, and the current moments (NaN after a divergence) must not survive.
+    opt_->state().clear();
     opt_->load(optim);
 
     if (cfg_.task == Task::kEnergy) {

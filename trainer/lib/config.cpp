@@ -39,6 +39,7 @@ json TrainConfig::to_json() const {
           {"buffer_size", buffer_size},
           {"fresh", fresh},
           {"langevin_steps", langevin_steps},
+          {"langevin_backend", langevin_backend},
           {"sampler", sampler_params_json(sampler)},
           {"real_noise", real_noise},
           {"sample_count", sample_count},
@@ -87,6 +88,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("buffer_size", &c.buffer_size);
     get("fresh", &c.fresh);
     get("langevin_steps", &c.langevin_steps);
+    get("langevin_backend", &c.langevin_backend);
     if (j.contains("sampler")) c.sampler = parse_sampler_params(j.at("sampler"));
     get("real_noise", &c.real_noise);
     get("sample_count", &c.sample_count);

@@ -37,8 +37,9 @@ struct TrainConfig {
   // Energy training (SPEC section 1).
   double alpha = 0.1;  // regulariser weight
   int64_t buffer_size = 8192;
-  double fresh = 0.05;        // expected fraction of fresh uniform noise per batch
-  int langevin_steps = 60;    // per training batch
+  double fresh = 0.05;                       // expected fraction of fresh uniform noise per batch
+  int langevin_steps = 60;                   // per training batch
+  std::string langevin_backend = "runtime";  // or "torch": who computes dE/dx (langevin.h)
   SamplerParams sampler;      // form, step_size, noise, grad_clip, eps (steps: to generate)
   double real_noise = 0.005;  // std of the noise added to real images
 

@@ -55,7 +55,11 @@ struct Child {
     return v.toIntVector();
   }
   torch::Tensor tensor(const char* name, bool required = true) const {
-    if (!module.hasattr(name)) fail(std::string("has no attribute '") + name + "'");
+    // A traced module keeps no attribute for an absent bias; a scripted one keeps None.
+    if (!module.hasattr(name)) {
+      if (required) fail(std::string("has no attribute '") + name + "'");
+      return {};
+    }
     const c10::IValue v = module.attr(name);
     if (v.isNone()) {
       if (required) fail(std::string("has no ") + name);
@@ -149,6 +153,7 @@ ImportResult import_torchscript(const std::string& path, const ImportOptions& op
       const torch::Tensor w = c.tensor("weight"), b = c.tensor("bias", false);
       const auto stride = pair_of(c, c.ints(n, 3), "stride");
       layer = {{"type", "conv2d"},
+               {"in_channels", w.size(1)},
                {"out_channels", w.size(0)},
                {"kernel", {w.size(2), w.size(3)}},
                {"stride", {stride.first, stride.second}},
@@ -228,7 +233,10 @@ ImportResult import_torchscript(const std::string& path, const ImportOptions& op
       layer = {{"type", "flatten"}};
     } else if (c.type == "Linear") {
       const torch::Tensor w = c.tensor("weight"), b = c.tensor("bias", false);
-      layer = {{"type", "dense"}, {"out_features", w.size(0)}, {"bias", b.defined()}};
+      layer = {{"type", "dense"},
+               {"in_features", w.size(1)},
+               {"out_features", w.size(0)},
+               {"bias", b.defined()}};
       tensors = {w};
       if (b.defined()) tensors.push_back(b);
     } else if (c.type == "Identity" || c.type == "Dropout" || c.type == "Dropout2d") {

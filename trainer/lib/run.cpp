@@ -197,6 +197,16 @@ struct TensorData {
             torch::tensor(std::vector<int64_t>(d.labels.begin(), d.labels.end()), torch::kLong)) {}
 };
 
+// What the model card says about the data.
+nlohmann::json dataset_json(const TrainConfig& cfg, const Dataset& data,
+                            const DatasetSplit& split) {
+  return {{"path", cfg.data},
+          {"images", data.size()},
+          {"train", split.train.size()},
+          {"held_out", split.val.size()},
+          {"labels", data.label_names}};
+}
+
 }  // namespace
 
 TrainConfig read_run_config(const std::string& dir) {
@@ -252,12 +262,14 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   const Task task = cfg.task;
   if (opt.resume) {
     tr.load(ckpt);
+    tr.summary()["dataset"] = dataset_json(cfg, data, split);
     truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
     truncate_metrics(opt.dir + "/validation.csv", "step", double(c.step));
-    log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (epoch " +
-              std::to_string(c.epoch) + ", " + std::to_string(c.step_in_epoch) +
-              " steps into the next), learning rate " + fmt(tr.lr()));
+    log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (" +
+              std::to_string(c.step_in_epoch) + " steps into epoch " + std::to_string(c.epoch + 1) +
+              "), learning rate " + fmt(tr.lr()));
   } else {
+    tr.summary()["dataset"] = dataset_json(cfg, data, split);
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
     log.event(std::string("started ") + task_name(task) + " training of " + cfg.preset + " (" +
               std::to_string(arch.parameter_count()) + " parameters, input " + arch.input.str() +
@@ -381,16 +393,16 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     c.step_in_epoch = 0;
     if (task == Task::kEnergy) {
       val_csv.append({double(c.epoch), double(c.step), v.cdiv, v.real, v.fake});
-      tr.summary() = {{"epoch", c.epoch},
-                      {"train", means.json(task)},
-                      {"validation", {{"cdiv", v.cdiv}, {"real", v.real}, {"noise", v.fake}}}};
+      tr.summary()["epoch"] = c.epoch;
+      tr.summary()["train"] = means.json(task);
+      tr.summary()["validation"] = {{"cdiv", v.cdiv}, {"real", v.real}, {"noise", v.fake}};
       log.event("epoch " + std::to_string(c.epoch) + ": validation cdiv " + fmt(v.cdiv) +
                 " (real " + fmt(v.real) + ", noise " + fmt(v.fake) + ")");
     } else {
       val_csv.append({double(c.epoch), double(c.step), v.loss, v.accuracy});
-      tr.summary() = {{"epoch", c.epoch},
-                      {"train", means.json(task)},
-                      {"validation", {{"loss", v.loss}, {"accuracy", v.accuracy}}}};
+      tr.summary()["epoch"] = c.epoch;
+      tr.summary()["train"] = means.json(task);
+      tr.summary()["validation"] = {{"loss", v.loss}, {"accuracy", v.accuracy}};
       log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
                 ", accuracy " + fmt(v.accuracy));
     }

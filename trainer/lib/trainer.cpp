@@ -45,6 +45,7 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
     throw Error("an energy model must output one number, this architecture outputs " +
                 std::to_string(arch_.output().c));
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
+  backend_ = parse_langevin_backend(cfg_.langevin_backend);
   opt_ = std::make_unique<torch::optim::Adam>(
       net_->parameters(),
       torch::optim::AdamOptions(cfg_.lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.adam_eps));
@@ -75,6 +76,15 @@ bool Trainer::parameters_finite() const {
 
 std::optional<StepMetrics> Trainer::step(const torch::Tensor& real, const torch::Tensor& labels,
                                          const std::atomic<bool>* stop) {
+  if (!parameters_finite()) {
+    // Poisoned weights (the runtime refuses them, LibTorch would spread NaN): a diverged step.
+    StepMetrics m;
+    m.lr = lr();
+    m.healthy = false;
+    ++counters_.step;
+    ++counters_.step_in_epoch;
+    return m;
+  }
   if (cfg_.task == Task::kClassify) return classify_step(real, labels);
   bool stopped = false;
   StepMetrics m = energy_step(real, stop, &stopped);
@@ -94,7 +104,8 @@ StepMetrics Trainer::energy_step(const torch::Tensor& real_in, const std::atomic
           .clamp(-1.0, 1.0);
   StepMetrics m;
   const torch::Tensor start = buffer_.draw(B, cfg_.fresh, gen_, &m.fresh);
-  const torch::Tensor fake = langevin(*net_, start, cfg_.sampler, cfg_.langevin_steps, gen_, stop);
+  const torch::Tensor fake = langevin(*net_, start, cfg_.sampler, cfg_.langevin_steps, gen_,
+                                      backend_, torch::get_num_threads(), stop);
   if (!fake.defined()) {
     gen_.set_state(gen_state);
     *stopped = true;

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "data/dataset.h"
+#include "langevin.h"
 #include "net.h"
 #include "replay_buffer.h"
 
@@ -55,6 +56,7 @@ class Trainer {
   EnergyNet& net() { return net_; }
   const EnergyNet& net() const { return net_; }
   const ReplayBuffer& buffer() const { return buffer_; }
+  const torch::optim::Adam& optimizer() const { return *opt_; }
   const std::vector<std::string>& labels() const { return labels_; }
   ModelKind kind() const;
   TrainCounters& counters() { return counters_; }
@@ -95,6 +97,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Adam> opt_;
   ReplayBuffer buffer_;
   at::Generator gen_;
+  LangevinBackend backend_ = LangevinBackend::kRuntime;
   TrainCounters counters_;
   nlohmann::json summary_ = nlohmann::json::object();
 };

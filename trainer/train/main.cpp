@@ -9,6 +9,7 @@
 #include "ebm/cli.h"
 #include "ebm/error.h"
 #include "ebm/thread_pool.h"
+#include "langevin.h"
 #include "run.h"
 
 namespace {
@@ -88,6 +89,11 @@ int main(int argc, char** argv) {
                 1.0);
     args.option("langevin-steps", "K", "Langevin steps per training batch", &cfg.langevin_steps, 1,
                 100000);
+    args.option(
+        "langevin-backend", "NAME",
+        "who computes dE/dx in the training loop: runtime "
+        "(the exported network's own code, about twice as fast) or torch (LibTorch autograd)",
+        &cfg.langevin_backend);
     args.option("form", "NAME",
                 "Langevin form: paper (clipped gradient steps) or textbook "
                 "(Du & Mordatch)",
@@ -162,6 +168,7 @@ int main(int argc, char** argv) {
                                "buffer-size",
                                "fresh",
                                "langevin-steps",
+                               "langevin-backend",
                                "form",
                                "step-size",
                                "noise",
@@ -193,6 +200,7 @@ int main(int argc, char** argv) {
       try {
         cfg.task = ebm::train::parse_task(task);
         cfg.sampler.form = ebm::parse_sampler_form(form);
+        ebm::train::parse_langevin_backend(cfg.langevin_backend);
       } catch (const ebm::Error& e) {
         args.fail(e.what());
       }
