@@ -177,11 +177,12 @@ TEST(Parity, SpectralNormExportsTheNormalisedWeight) {
 }
 
 // F16 files: the runtime reads exactly the half-rounded weights (so against LibTorch on those
-// weights the F32 bound holds), and against the unrounded weights the error stays within a bound
-// derived from half precision: each weight moves by at most u = 2^-11 relative; through L weight
-// layers the first-order relative change of the output is at most about L * u times the
-// amplification of cancellation in the sums. We allow 16 * L * u (L = 6: 4.7e-2 for the paper
-// preset; measured values are printed).
+// weights the F32 bound of 1e-4 holds), and against the unrounded weights the error stays within
+// a bound derived from half precision. Rounding moves each weight by at most u = 2^-11 relative;
+// to first order a layer's output then moves by at most u * sum|w_i x_i|, which is u times a
+// cancellation factor k = sum|w_i x_i| / |sum w_i x_i| relative to the output, and L weight layers
+// add up: L * k * u. We take k = 8 (the measured errors, printed below, are 0.4 to 3.4 u):
+// 8 * 6 * 2^-11 = 2.3e-2 for the six weight layers of each preset.
 TEST_P(PresetParity, F16FileWithinTheHalfPrecisionBound) {
   const Architecture arch = load_preset(GetParam()).arch;
   const EnergyNet net = random_net(arch, 21);
@@ -189,7 +190,7 @@ TEST_P(PresetParity, F16FileWithinTheHalfPrecisionBound) {
   int weight_layers = 0;
   for (const LayerSpec& l : arch.layers)
     weight_layers += l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDense;
-  const double u = std::ldexp(1.0, -11), bound = 16.0 * weight_layers * u;
+  const double u = std::ldexp(1.0, -11), bound = 8.0 * weight_layers * u;
   const Errors e = compare(*net, f16, true, 23);
   std::printf("%s F16 vs F32 weights: energies %.3g, gradients %.3g (bound %.3g)\n",
               GetParam().c_str(), e.out, e.grad, bound);

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -228,6 +229,8 @@ TEST(Programs, KillNineLosesAtMostTheWorkSinceTheLastCheckpoint) {
       << out;
   EXPECT_EQ(read_checkpoint(dir + "/checkpoint.pt").counters.step, saved + 2);
   EXPECT_TRUE(consecutive_from_one(steps_of(dir)));  // rows after the checkpoint were dropped
+  for (const auto& e : std::filesystem::directory_iterator(dir))  // no half-written leftovers
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }
 
 TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {

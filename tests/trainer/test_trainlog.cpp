@@ -150,13 +150,17 @@ TEST(Grids, CaptionedGridUpscalesSmallImagesAndKeepsPixelValues) {
   std::vector<float> imgs(size_t(3 * s.size()), -1.0f);  // black
   imgs[0] = 1.0f;                                        // one white pixel in image 0
   const Image g = captioned_grid(imgs.data(), 3, s, 2, "caption");
-  const int scale = (96 + 15) / 16;  // tiles at least 96 pixels wide
+  const int scale = grid_scale(s);
+  EXPECT_EQ(grid_scale({1, 48, 192}), 2);
+  EXPECT_EQ(grid_scale({1, 32, 32}), 5);
   EXPECT_EQ(g.channels, 3);
   EXPECT_GE(g.width, 2 * 16 * scale);
-  int white = 0;
-  for (size_t i = 0; i < g.pixels.size(); i += 3)
-    white += g.pixels[i] == 255 && g.pixels[i + 1] == 255;
-  EXPECT_GE(white, scale * scale);  // the white pixel, scaled (plus the caption's white text)
+  // Tile 0 starts below the caption, 6 pixels in; its first pixel is a white scale x scale block.
+  const int x0 = 6, y0 = Canvas::text_height(2) + 12;
+  EXPECT_EQ(g.at(x0, y0)[0], 255);
+  EXPECT_EQ(g.at(x0 + scale - 1, y0 + scale - 1)[0], 255);
+  EXPECT_EQ(g.at(x0 + scale, y0)[0], 0);
+  EXPECT_EQ(g.at(x0, y0 + scale)[0], 0);
   EXPECT_EQ(grid_columns(16, {1, 48, 192}), 2);
   EXPECT_EQ(grid_columns(16, {1, 32, 32}), 4);
 }

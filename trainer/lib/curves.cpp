@@ -19,17 +19,20 @@ Rgb faint(Rgb c) {
   return {f(c.r), f(c.g), f(c.b)};
 }
 
-// Exponential moving average with bias correction (as TensorBoard smooths), skipping non-finite.
+// Centred moving average over about 1/40 of the series (no lag, unlike an exponential one),
+// skipping non-finite values.
 std::vector<double> smooth(const std::vector<double>& y) {
-  const double beta = y.size() > 50 ? 0.95 : y.size() > 10 ? 0.8 : 0.0;
-  std::vector<double> out(y.size());
-  double avg = 0, weight = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    if (std::isfinite(y[i])) {
-      avg = beta * avg + (1 - beta) * y[i];
-      weight = beta * weight + (1 - beta);
-    }
-    out[i] = weight > 0 ? avg / weight : NAN;
+  const long n = long(y.size()), half = std::max(0L, n / 80);
+  std::vector<double> out(y.size(), NAN);
+  for (long i = 0; i < n; ++i) {
+    double sum = 0;
+    int count = 0;
+    for (long k = std::max(0L, i - half); k <= std::min(n - 1, i + half); ++k)
+      if (std::isfinite(y[size_t(k)])) {
+        sum += y[size_t(k)];
+        ++count;
+      }
+    if (count > 0) out[size_t(i)] = sum / count;
   }
   return out;
 }
@@ -107,6 +110,7 @@ void draw_panel(Canvas& cv, const Panel& p, int ox, int oy, int w, int h) {
     return;
   }
   if (xmax <= xmin) xmax = xmin + 1;
+  xmax += 0.02 * (xmax - xmin);  // room for the last epoch's validation dot
   auto X = [&](double x) { return px0 + (x - xmin) / (xmax - xmin) * (px1 - px0); };
   auto Y = [&](double y) { return py1 - (y - ylo) / (yhi - ylo) * (py1 - py0); };
 

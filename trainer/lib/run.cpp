@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -197,6 +198,15 @@ struct TensorData {
             torch::tensor(std::vector<int64_t>(d.labels.begin(), d.labels.end()), torch::kLong)) {}
 };
 
+// A run killed while writing leaves its temporary file (the checkpoint itself is untouched).
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("checkpoint.pt.tmp", 0) == 0) std::filesystem::remove(e.path(), ec);
+  }
+}
+
 // What the model card says about the data.
 nlohmann::json dataset_json(const TrainConfig& cfg, const Dataset& data,
                             const DatasetSplit& split) {
@@ -261,6 +271,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   TrainCounters& c = tr.counters();
   const Task task = cfg.task;
   if (opt.resume) {
+    remove_stale_temporaries(opt.dir);
     tr.load(ckpt);
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));

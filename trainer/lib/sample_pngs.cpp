@@ -16,14 +16,19 @@ int grid_columns(int n, const Shape& s) {
   return std::clamp(int(std::lround(c)), 1, std::max(n, 1));
 }
 
+int grid_scale(const Shape& s) {
+  return std::max(1, int(std::lround(std::sqrt(24000.0 / (double(s.h) * s.w)))));
+}
+
 Image captioned_grid(const float* images, int n, const Shape& s, int cols,
                      const std::string& caption, const std::vector<std::string>& tile_labels) {
   if (n < 1) throw Error("captioned_grid needs at least one image");
   cols = std::clamp(cols, 1, n);
   const int rows = (n + cols - 1) / cols;
-  const int scale = std::max(1, (96 + s.w - 1) / s.w);
+  const int scale = grid_scale(s);
   const int tw = s.w * scale, th = s.h * scale, pad = 6;
-  const int label_h = tile_labels.empty() ? 0 : Canvas::text_height(1) + 4;
+  const int label_scale = tw >= 120 ? 2 : 1;
+  const int label_h = tile_labels.empty() ? 0 : Canvas::text_height(label_scale) + 4;
   const int top = Canvas::text_height(2) + 12;
   const int width = std::max(pad + cols * (tw + pad), Canvas::text_width(caption, 2) + 2 * pad);
   Canvas cv(width, top + rows * (th + label_h + pad) + pad, {96, 96, 96});
@@ -34,7 +39,7 @@ Image captioned_grid(const float* images, int n, const Shape& s, int cols,
     const Image tile = unit_to_image(images + size_t(i) * size_t(s.size()), s.w, s.h);
     cv.paste_gray(tile, x, y, scale);
     if (!tile_labels.empty() && size_t(i) < tile_labels.size())
-      cv.text(x, y + th + 3, tile_labels[size_t(i)], {255, 255, 255}, 1);
+      cv.text(x, y + th + 3, tile_labels[size_t(i)], {255, 255, 255}, label_scale);
   }
   return cv.image();
 }

@@ -16,9 +16,12 @@ namespace ebm::train {
 // Columns that make a grid of n tiles of shape s roughly square.
 int grid_columns(int n, const Shape& s);
 
+// The whole-pixel factor that makes a tile of shape s about 24,000 pixels (32x32 -> 5,
+// 96x24 -> 3, 192x48 -> 2), so small images stay visible and large ones do not take over.
+int grid_scale(const Shape& s);
+
 // n images [n, 1, H, W] in [-1, 1] tiled in `cols` columns under a caption line, each upscaled by
-// a whole factor so a tile is at least 96 pixels wide; tile_labels (if given, one per tile) are
-// written under the tiles. RGB.
+// grid_scale; tile_labels (if given, one per tile) are written under the tiles. RGB.
 Image captioned_grid(const float* images, int n, const Shape& s, int cols,
                      const std::string& caption, const std::vector<std::string>& tile_labels = {});
 

@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     args.option("noise", "SIGMA", "paper form: noise standard deviation per step", &noise, 0.0,
                 10.0);
     args.option("grad-clip", "G", "paper form: element-wise gradient clip", &grad_clip, 0.0, 1e6);
-    args.option("eps", "EPS", "textbook form: x -= eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 1e-9,
+    args.option("eps", "EPS", "textbook form: x = x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 1e-9,
                 10.0);
     args.option("real-noise", "SIGMA", "noise added to real images", &cfg.real_noise, 0.0, 10.0);
 
