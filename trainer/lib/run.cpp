@@ -139,7 +139,8 @@ std::string epoch_tag(int64_t epoch) {
 
 // The pictures of an epoch: curves, the newest buffer images, fresh samples from noise drawn by
 // the runtime, and one of those chains step by step.
-void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads) {
+void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
+                          const std::atomic<bool>* stop) {
   const TrainConfig& cfg = tr.config();
   const int64_t epoch = tr.counters().epoch;
   write_curves_png(dir, cfg.task);
@@ -166,7 +167,7 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads) {
     p.steps = cfg.sample_steps;
     const NoiseSamples ns =
         sample_from_noise(tr.net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
-                          cfg.seed + uint64_t(epoch), threads, 10);
+                          cfg.seed + uint64_t(epoch), threads, 10, stop);
     double mean_e = 0;
     for (float e : ns.energies) mean_e += e;
     mean_e /= double(ns.energies.size());
@@ -417,7 +418,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
       log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
                 ", accuracy " + fmt(v.accuracy));
     }
-    write_epoch_pictures(tr, opt.dir, threads);
+    write_epoch_pictures(tr, opt.dir, threads, opt.stop);
     save("epoch " + std::to_string(c.epoch));
   }
   log.event("finished " + std::to_string(c.epoch) + " epochs, " + std::to_string(c.step) +

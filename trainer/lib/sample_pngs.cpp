@@ -45,7 +45,8 @@ Image captioned_grid(const float* images, int n, const Shape& s, int cols,
 }
 
 NoiseSamples sample_from_noise(const Model& model, const SamplerParams& params, int count,
-                               uint64_t seed, int threads, int snapshots) {
+                               uint64_t seed, int threads, int snapshots,
+                               const std::atomic<bool>* stop) {
   const Network net(model);
   LangevinSampler sampler(net, params, seed, threads);
   sampler.start_uniform(count);
@@ -55,7 +56,7 @@ NoiseSamples sample_from_noise(const Model& model, const SamplerParams& params, 
   sampler.run(every, [&](const SamplerProgress& p) {
     out.snapshot_steps.push_back(p.step);
     out.snapshots.emplace_back(p.images, p.images + d);
-    return true;
+    return !(stop && stop->load());
   });
   out.images = sampler.images();
   out.energies = sampler.final_energies();

@@ -3,6 +3,7 @@
 // what a person sees here is what the page will draw).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,7 +35,9 @@ struct NoiseSamples {
 
 // `count` chains from uniform noise, params.steps steps each, on the runtime's Network built from
 // `model`; chain 0 is recorded `snapshots` + 1 times, evenly spaced from step 0 to the end.
+// Stops early (with the images as they are) when `stop` becomes true.
 NoiseSamples sample_from_noise(const Model& model, const SamplerParams& params, int count,
-                               uint64_t seed, int threads, int snapshots = 10);
+                               uint64_t seed, int threads, int snapshots = 10,
+                               const std::atomic<bool>* stop = nullptr);
 
 }  // namespace ebm::train
