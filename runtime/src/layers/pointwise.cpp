@@ -66,13 +66,13 @@ class Swish final : public Layer {
   using Layer::Layer;
   // Eigen's array expressions vectorise exp (its own polynomial), which std::exp in a loop does not.
   void forward(const float* x, float* y, int n, float*) const override {
-    const Eigen::Index len = Eigen::Index(n) * spec().in.size();
+    const auto len = Eigen::Index(int64_t(n) * spec().in.size());
     const Eigen::Map<const Eigen::ArrayXf> X(x, len);
     Eigen::Map<Eigen::ArrayXf>(y, len) = X / (1.0f + (-X).exp());
   }
   void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
                       float*) const override {
-    const Eigen::Index len = Eigen::Index(n) * spec().in.size();
+    const auto len = Eigen::Index(int64_t(n) * spec().in.size());
     const Eigen::Map<const Eigen::ArrayXf> X(x, len), Y(y, len), DY(dy, len);
     const auto s = (1.0f + (-X).exp()).inverse();
     Eigen::Map<Eigen::ArrayXf>(dx, len) = DY * (s + Y * (1.0f - s));
