@@ -20,7 +20,9 @@ using nlohmann::json;
 using test::RunningServer;
 using test::TempDir;
 
-std::vector<uint8_t> as_bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::vector<uint8_t> as_bytes(const std::string& s) {
+  return {s.begin(), s.end()};
+}
 
 struct Folders {
   TempDir root{"root"};
@@ -154,7 +156,7 @@ TEST(PublishProgram, UploadsAndPrintsTheServersAnswer) {
   const std::string file = f.root / "m.safetensors";
   test::write_text(file, test::model_bytes(23));
   ProgramRun r = run(std::string(EBM_PUBLISH_BIN) + " " + file + " --to " + srv.url() +
-              " --token tok --name renamed");
+                     " --token tok --name renamed");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"name\": \"renamed\""), std::string::npos) << r.out;
   EXPECT_TRUE(test::fs::exists(f.models + "/renamed.safetensors"));
@@ -225,8 +227,12 @@ void serve_then_signal(int sig) {
   EXPECT_NE(err.find("\"GET /health\" 200"), std::string::npos) << err;
 }
 
-TEST(ServeProgram, PrintsTheChosenPortAndStopsCleanlyOnSigterm) { serve_then_signal(SIGTERM); }
-TEST(ServeProgram, StopsCleanlyOnSigint) { serve_then_signal(SIGINT); }
+TEST(ServeProgram, PrintsTheChosenPortAndStopsCleanlyOnSigterm) {
+  serve_then_signal(SIGTERM);
+}
+TEST(ServeProgram, StopsCleanlyOnSigint) {
+  serve_then_signal(SIGINT);
+}
 
 }  // namespace
 }  // namespace ebm

@@ -152,12 +152,13 @@ TEST(Server, ServesTheSiteWithTypesAndNoCacheForPages) {
     const char* type;
     std::string body;
   };
-  for (const Case& k : {Case{"/", "text/html; charset=utf-8", test::read_text(site.web + "/index.html")},
-                        Case{"/index.html", "text/html; charset=utf-8", test::read_text(site.web + "/index.html")},
-                        Case{"/sub/", "text/html; charset=utf-8", "<p>sub</p>"},
-                        Case{"/app.js", "text/javascript; charset=utf-8", "export const x = 1;\n"},
-                        Case{"/style.css", "text/css; charset=utf-8", "body{}\n"},
-                        Case{"/ebm_runtime.wasm", "application/wasm", std::string("\0asm\1\0\0\0", 8)}}) {
+  for (const Case& k :
+       {Case{"/", "text/html; charset=utf-8", test::read_text(site.web + "/index.html")},
+        Case{"/index.html", "text/html; charset=utf-8", test::read_text(site.web + "/index.html")},
+        Case{"/sub/", "text/html; charset=utf-8", "<p>sub</p>"},
+        Case{"/app.js", "text/javascript; charset=utf-8", "export const x = 1;\n"},
+        Case{"/style.css", "text/css; charset=utf-8", "body{}\n"},
+        Case{"/ebm_runtime.wasm", "application/wasm", std::string("\0asm\1\0\0\0", 8)}}) {
     auto r = c.Get(k.path);
     ASSERT_TRUE(r) << k.path;
     EXPECT_EQ(r->status, 200) << k.path;
@@ -216,9 +217,9 @@ TEST(Publish, NeedsTheRightBearerToken) {
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 401);
   EXPECT_EQ(missing->get_header_value("WWW-Authenticate"), "Bearer realm=\"ebm-serve\"");
-  for (const std::string& auth : {std::string("Bearer wrong"), std::string("Bearer ") + kToken + "x",
-                                  std::string("Basic ") + kToken, std::string(kToken),
-                                  std::string("Bearer ")}) {
+  for (const std::string& auth :
+       {std::string("Bearer wrong"), std::string("Bearer ") + kToken + "x",
+        std::string("Basic ") + kToken, std::string(kToken), std::string("Bearer ")}) {
     auto r = c.Put("/api/models/new", {{"Authorization", auth}}, site.model_b,
                    "application/octet-stream");
     ASSERT_TRUE(r);
@@ -276,11 +277,11 @@ TEST(Publish, RefusesUnsafeNames) {
   RunningServer srv(site.options(kToken));
   for (const char* path : {"/api/models/.hidden", "/api/models/a%20b", "/api/models/-x",
                            "/api/models/a..b", "/api/models/%2e%2e%2fescape"}) {
-    const test::RawResponse r = test::raw_request(
-        srv.port(), std::string("PUT ") + path + " HTTP/1.1",
-        "Authorization: Bearer " + std::string(kToken) +
-            "\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
-            std::to_string(site.model_b.size()) + "\r\n\r\n" + site.model_b);
+    const test::RawResponse r =
+        test::raw_request(srv.port(), std::string("PUT ") + path + " HTTP/1.1",
+                          "Authorization: Bearer " + std::string(kToken) +
+                              "\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+                              std::to_string(site.model_b.size()) + "\r\n\r\n" + site.model_b);
     EXPECT_TRUE(r.status == 400 || r.status == 404) << path << " -> " << r.status;
   }
   EXPECT_FALSE(test::fs::exists(site.root / "escape.safetensors"));
@@ -313,11 +314,12 @@ TEST(Traversal, EveryWayOutOfTheFoldersIsRefused) {
         "/%2e%2e%2fsecret.txt", "/sub/../../secret.txt", "/sub/%2e%2e/%2e%2e/secret.txt",
         "/models/../secret.txt", "/models/%2e%2e/secret.txt", "/models/..%2f..%2fsecret.txt",
         "//etc/passwd", "/%2fetc%2fpasswd", "/..\\secret.txt", "/link.txt", "/up/secret.txt",
-        "/models/%2e%2e/web/index.html", "/./index.html", "/sub//index.html",
-        "/%00index.html"}) {
-    const test::RawResponse r = test::raw_request(srv.port(), std::string("GET ") + path + " HTTP/1.1");
+        "/models/%2e%2e/web/index.html", "/./index.html", "/sub//index.html", "/%00index.html"}) {
+    const test::RawResponse r =
+        test::raw_request(srv.port(), std::string("GET ") + path + " HTTP/1.1");
     EXPECT_TRUE(r.status == 400 || r.status == 403 || r.status == 404)
-        << path << " -> " << r.status << "\n" << r.head;
+        << path << " -> " << r.status << "\n"
+        << r.head;
     EXPECT_EQ(r.body.find("TOP SECRET"), std::string::npos) << path;
     EXPECT_EQ(r.body.find("root:"), std::string::npos) << path;
   }

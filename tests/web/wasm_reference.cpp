@@ -49,11 +49,11 @@ int main(int argc, char** argv) {
     write_f32(dir + "/grads.f32", g);
 
     // Samples: 4 chains from uniform noise, each sampler form, a fixed seed and few steps.
-    nlohmann::json meta = {{"count", n}, {"input_size", d}, {"chains", 4}, {"seed", 42},
-                           {"steps", 10}};
+    nlohmann::json meta = {
+        {"count", n}, {"input_size", d}, {"chains", 4}, {"seed", 42}, {"steps", 10}};
     for (const char* form : {"paper", "textbook"}) {
-      ebm::SamplerParams p = ebm::parse_sampler_params(
-          {{"form", form}, {"steps", 10}}, net.sampler());
+      ebm::SamplerParams p =
+          ebm::parse_sampler_params({{"form", form}, {"steps", 10}}, net.sampler());
       ebm::LangevinSampler s(net, p, 42);
       s.start_uniform(4, 0);
       write_f32(dir + "/start_" + form + ".f32", s.images());

@@ -29,9 +29,8 @@ class TempDir {
  public:
   explicit TempDir(const std::string& tag) {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::path(::testing::TempDir()) /
-            ("ebm_web_" + std::string(info ? info->name() : "x") + "_" + tag + "_" +
-             std::to_string(::getpid()));
+    path_ = fs::path(::testing::TempDir()) / ("ebm_web_" + std::string(info ? info->name() : "x") +
+                                              "_" + tag + "_" + std::to_string(::getpid()));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -58,8 +57,8 @@ inline std::string read_text(const std::string& path) {
 
 // A valid model file (the book preset, random weights): `seed` varies the bytes, `name` the card.
 inline std::string model_bytes(uint64_t seed, const std::string& name = "test model") {
-  Model m = random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch,
-                         seed);
+  Model m =
+      random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch, seed);
   m.card = {{"name", name}, {"description", "random weights for the web tests"}};
   const std::vector<uint8_t> b = serialize_model(m);
   return std::string(b.begin(), b.end());

@@ -36,8 +36,8 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }  // namespace
 
 json CatalogEntry::to_json() const {
-  json j = {{"name", name},   {"file", file},     {"url", "models/" + file},
-            {"size", size},   {"sha256", sha256}, {"valid", valid}};
+  json j = {{"name", name}, {"file", file},     {"url", "models/" + file},
+            {"size", size}, {"sha256", sha256}, {"valid", valid}};
   if (!valid) {
     j["error"] = error;
     return j;
@@ -61,7 +61,8 @@ CatalogEntry ModelCatalog::make_entry(const std::string& file, const FileSnapsho
   e.size = snap.id.size;
   e.sha256 = sha256_hex(snap.bytes);
   try {
-    const Model m = parse_model(reinterpret_cast<const uint8_t*>(snap.bytes.data()), snap.bytes.size());
+    const Model m =
+        parse_model(reinterpret_cast<const uint8_t*>(snap.bytes.data()), snap.bytes.size());
     e.description = m.describe();
     e.valid = true;
   } catch (const std::exception& ex) {
@@ -116,7 +117,7 @@ std::vector<CatalogEntry> ModelCatalog::scan() {
     std::lock_guard<std::mutex> lock(cache_mu_);
     for (auto it = cache_.begin(); it != cache_.end();)
       it = std::binary_search(files.begin(), files.end(), it->first) ? std::next(it)
-                                                                      : cache_.erase(it);
+                                                                     : cache_.erase(it);
   }
   return out;
 }
@@ -173,7 +174,8 @@ ModelCatalog::Published ModelCatalog::publish(const std::string& name, const std
   Published result;
   if (::lstat(path.c_str(), &lst) == 0) {
     if (!S_ISREG(lst.st_mode))
-      throw Error("'" + file + "' exists in the models folder and is not a regular file; "
+      throw Error("'" + file +
+                  "' exists in the models folder and is not a regular file; "
                   "remove it by hand to publish under that name");
     result.replaced = true;
   }

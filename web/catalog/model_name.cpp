@@ -11,8 +11,7 @@ std::string model_name_problem(const std::string& name) {
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
-    if (!ok)
-      return "the model name " + shown + " has a character outside [A-Za-z0-9._-]";
+    if (!ok) return "the model name " + shown + " has a character outside [A-Za-z0-9._-]";
   }
   const char first = name[0];
   if (first == '.' || first == '_' || first == '-')
@@ -21,7 +20,9 @@ std::string model_name_problem(const std::string& name) {
   return "";
 }
 
-bool is_valid_model_name(const std::string& name) { return model_name_problem(name).empty(); }
+bool is_valid_model_name(const std::string& name) {
+  return model_name_problem(name).empty();
+}
 
 std::string model_name_from_path(const std::string& path) {
   const size_t slash = path.find_last_of('/');

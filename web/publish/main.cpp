@@ -19,8 +19,10 @@ int main(int argc, char** argv) {
   args.option("to", "URL|DIR", "http://host:port of a running ebm-serve, or a models folder",
               &target, true);
   args.option("token", "T", "publish token of the server (default: $EBM_PUBLISH_TOKEN)", &token);
-  args.option("name", "N", "name to publish under (default: the file's name without "
-              ".safetensors); [A-Za-z0-9._-], at most 64", &name);
+  args.option("name", "N",
+              "name to publish under (default: the file's name without "
+              ".safetensors); [A-Za-z0-9._-], at most 64",
+              &name);
   args.example("ebm-publish runs/bridges.safetensors --to http://127.0.0.1:8080 --token secret");
   args.example("ebm-publish runs/bridges.safetensors --to models/ --name bridges-v2");
 
@@ -49,8 +51,9 @@ int main(int argc, char** argv) {
     const ebm::PublishResult r = ebm::publish_model_file(file, target, token, name);
     std::cout << r.text << (r.text.empty() || r.text.back() != '\n' ? "\n" : "");
     if (!r.ok()) {
-      const std::string why =
-          r.body.contains("error") && r.body["error"].is_string() ? r.body["error"].get<std::string>() : r.text;
+      const std::string why = r.body.contains("error") && r.body["error"].is_string()
+                                  ? r.body["error"].get<std::string>()
+                                  : r.text;
       std::cerr << "ebm-publish: the server refused the model (HTTP " << r.status << "): " << why
                 << "\n";
       return 1;

@@ -71,8 +71,8 @@ PublishResult publish_to_folder(const std::string& folder, const std::string& na
                                 const std::vector<uint8_t>& bytes) {
   validate(name, bytes);
   ModelCatalog catalog(folder);
-  const ModelCatalog::Published p = catalog.publish(
-      name, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  const ModelCatalog::Published p =
+      catalog.publish(name, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   PublishResult out;
   out.body = p.entry.to_json();
   out.body["replaced"] = p.replaced;
@@ -86,7 +86,7 @@ PublishResult publish_model_file(const std::string& path, const std::string& tar
   const std::vector<uint8_t> bytes = read_file(path, ModelCatalog::kMaxModelBytes);
   try {
     return is_server_target(target) ? publish_to_server(target, token, name, bytes)
-                                     : publish_to_folder(target, name, bytes);
+                                    : publish_to_folder(target, name, bytes);
   } catch (const Error& e) {
     throw Error("'" + path + "': " + e.what());
   }

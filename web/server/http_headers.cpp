@@ -42,7 +42,9 @@ std::string cache_control_for(const std::string& path, bool content_addressed) {
   return "no-cache";
 }
 
-std::string quoted_etag(const std::string& sha256) { return "\"" + sha256 + "\""; }
+std::string quoted_etag(const std::string& sha256) {
+  return "\"" + sha256 + "\"";
+}
 
 bool etag_matches(const std::string& if_none_match, const std::string& etag) {
   size_t i = 0;

@@ -46,9 +46,10 @@ int main(int argc, char** argv) {
   args.option("port", "N", "port; 0 picks a free one and prints it", &opt.port, 0, 65535);
   args.option("publish-token-file", "FILE",
               "enable publishing: the bearer token is the file's first line (or set "
-              "EBM_PUBLISH_TOKEN)", &token_file);
-  args.option("max-upload-mb", "N", "largest model accepted by publishing, in MiB",
-              &max_upload_mb, 1, 2048);
+              "EBM_PUBLISH_TOKEN)",
+              &token_file);
+  args.option("max-upload-mb", "N", "largest model accepted by publishing, in MiB", &max_upload_mb,
+              1, 2048);
   args.example("ebm-serve --web build/site --models models --port 8080");
   args.example("EBM_PUBLISH_TOKEN=secret ebm-serve --port 0");
   args.parse(argc, argv);

@@ -51,12 +51,18 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 
 std::string reason(int status) {
   switch (status) {
-    case 400: return " bad request";
-    case 404: return " not found";
-    case 405: return " method not allowed";
-    case 413: return " payload too large";
-    case 414: return " URI too long";
-    default: return "";
+    case 400:
+      return " bad request";
+    case 404:
+      return " not found";
+    case 405:
+      return " method not allowed";
+    case 413:
+      return " payload too large";
+    case 414:
+      return " URI too long";
+    default:
+      return "";
   }
 }
 
@@ -160,13 +166,15 @@ struct HttpServer::Impl {
       return send_error(res, 404, "no index.json in the models folder");
     }
     if (file.find('/') != std::string::npos)
-      return send_error(res, 404, "not found: " + req.path + " (only the models folder's own "
-                                  "model files and index.json are served)");
+      return send_error(res, 404,
+                        "not found: " + req.path +
+                            " (only the models folder's own "
+                            "model files and index.json are served)");
     const std::optional<CatalogEntry> entry = catalog.lookup(file);
     if (!entry) return send_error(res, 404, "no model file '" + file + "'");
     if (!entry->valid)
-      return send_error(res, 404, "'" + file + "' is not served: not a valid model (" +
-                                      entry->error + ")");
+      return send_error(res, 404,
+                        "'" + file + "' is not served: not a valid model (" + entry->error + ")");
     const ResolvedPath r = resolve_static_path(models_real, file);
     if (r.status != PathStatus::kOk) return send_error(res, 404, "no model file '" + file + "'");
     send_file(req, res, r.file, true);
@@ -194,9 +202,8 @@ struct HttpServer::Impl {
     if (auth.compare(0, prefix.size(), prefix) != 0 ||
         !secrets_equal(auth.substr(prefix.size()), opt.publish_token)) {
       res.set_header("WWW-Authenticate", "Bearer realm=\"ebm-serve\"");
-      return send_error(res, 401,
-                        auth.empty() ? "missing Authorization: Bearer <token>"
-                                     : "wrong publish token");
+      return send_error(
+          res, 401, auth.empty() ? "missing Authorization: Bearer <token>" : "wrong publish token");
     }
     const std::string ext = kModelExtension;
     if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0)
@@ -204,9 +211,10 @@ struct HttpServer::Impl {
     if (const std::string problem = model_name_problem(name); !problem.empty())
       return send_error(res, 400, problem);
     if (req.body.size() > opt.max_upload_bytes)
-      return send_error(res, 413, "model is " + std::to_string(req.body.size()) +
-                                      " bytes, over this server's limit of " +
-                                      std::to_string(opt.max_upload_bytes));
+      return send_error(res, 413,
+                        "model is " + std::to_string(req.body.size()) +
+                            " bytes, over this server's limit of " +
+                            std::to_string(opt.max_upload_bytes));
     ModelCatalog::Published p;
     try {
       p = catalog.publish(name, req.body);
@@ -232,28 +240,27 @@ struct HttpServer::Impl {
       res.set_header("Cache-Control", "no-store");
       res.set_content("{\"status\":\"ok\"}\n", "application/json; charset=utf-8");
     });
-    svr.Get("/api/models", [this](const httplib::Request&, httplib::Response& res) {
-      list_models(res);
-    });
+    svr.Get("/api/models",
+            [this](const httplib::Request&, httplib::Response& res) { list_models(res); });
     svr.Put("/api/models/(.+)", [this](const httplib::Request& req, httplib::Response& res) {
       publish(req, res, req.matches[1]);
     });
     svr.Get("/models/(.*)", [this](const httplib::Request& req, httplib::Response& res) {
       serve_model(req, res, req.matches[1]);
     });
-    svr.Get("/.*", [this](const httplib::Request& req, httplib::Response& res) {
-      serve_site(req, res);
-    });
+    svr.Get("/.*",
+            [this](const httplib::Request& req, httplib::Response& res) { serve_site(req, res); });
     svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 413) {
         // httplib caps form-encoded bodies at 8 KiB whatever the limit (curl's default type).
-        const bool form = req.get_header_value("Content-Type").find("x-www-form-urlencoded") !=
-                          std::string::npos;
-        return send_error(res, 413, form ? "form-encoded body too large: send the model as "
-                                           "Content-Type: application/octet-stream"
-                                         : "request body over this server's limit of " +
-                                               std::to_string(opt.max_upload_bytes) + " bytes");
+        const bool form =
+            req.get_header_value("Content-Type").find("x-www-form-urlencoded") != std::string::npos;
+        return send_error(res, 413,
+                          form ? "form-encoded body too large: send the model as "
+                                 "Content-Type: application/octet-stream"
+                               : "request body over this server's limit of " +
+                                     std::to_string(opt.max_upload_bytes) + " bytes");
       }
       send_error(res, res.status, "HTTP " + std::to_string(res.status) + reason(res.status));
     });
@@ -270,8 +277,8 @@ struct HttpServer::Impl {
         });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       if (!opt.log) return;
-      const double ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - t_request_start)
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                                  t_request_start)
                             .count();
       std::fprintf(opt.log, "%s %s \"%s %s\" %d %zu %.1fms\n", utc_now().c_str(),
                    req.remote_addr.c_str(), req.method.c_str(), req.target.c_str(), res.status,
@@ -295,7 +302,9 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
   impl_->update_index();
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 int HttpServer::bind() {
   Impl& m = *impl_;
@@ -321,6 +330,8 @@ void HttpServer::stop() {
   if (impl_) impl_->svr.stop();
 }
 
-bool HttpServer::running() const { return impl_->svr.is_running(); }
+bool HttpServer::running() const {
+  return impl_->svr.is_running();
+}
 
 }  // namespace ebm

@@ -21,10 +21,10 @@ struct ServerOptions {
   std::string web_dir;
   std::string models_dir;
   std::string host = "127.0.0.1";
-  int port = 8080;                           // 0 picks a free port (see HttpServer::bind)
-  std::string publish_token;                 // empty: publishing is refused with 403
-  uint64_t max_upload_bytes = 64ull << 20;   // larger publish bodies get 413
-  FILE* log = stderr;                        // access log and notices; nullptr for none
+  int port = 8080;                          // 0 picks a free port (see HttpServer::bind)
+  std::string publish_token;                // empty: publishing is refused with 403
+  uint64_t max_upload_bytes = 64ull << 20;  // larger publish bodies get 413
+  FILE* log = stderr;                       // access log and notices; nullptr for none
 };
 
 class HttpServer {

@@ -152,8 +152,7 @@ class WasmSampler {
       ebm::LangevinSampler::Callback cb;
       if (has_callback)
         cb = [&](const ebm::SamplerProgress& p) {
-          const val images =
-              val(emscripten::typed_memory_view(size_t(p.count) * d, p.images));
+          const val images = val(emscripten::typed_memory_view(size_t(p.count) * d, p.images));
           const val energies = val(emscripten::typed_memory_view(size_t(p.count), p.energies));
           const val answer = callback(p.step, p.total, images, energies);
           return !(answer.isFalse());

@@ -22,8 +22,8 @@ struct CatalogEntry {
   uint64_t size = 0;
   std::string sha256;
   bool valid = false;
-  std::string error;                // why the file is not a usable model (when !valid)
-  nlohmann::json description;       // Model::describe() (when valid)
+  std::string error;           // why the file is not a usable model (when !valid)
+  nlohmann::json description;  // Model::describe() (when valid)
 
   // {"name","file","url":"models/<file>","size","sha256","valid", then "error" or the
   // description's fields: kind, input, parameters, layers, sampler, card}. The URL is relative to
