@@ -98,7 +98,8 @@ async function loadFrom(url, etag, label) {
     const { bytes, fromCache } = await fetchModel(url, {
       etag, progress: (loaded, total) => showProgress(`Downloading ${label}`, loaded, total),
     });
-    if (fromCache) showProgress(`${label} from the browser cache`, bytes.byteLength, bytes.byteLength);
+    showProgress(fromCache ? `${label} from the browser cache` : `Downloaded ${label}`,
+                 bytes.byteLength, bytes.byteLength);
     await loadBytes(bytes, label);
   } catch (e) {
     failLoad(e.message);
