@@ -57,7 +57,10 @@ PublishResult publish_to_server(const std::string& server, const std::string& to
       client.Put(path.c_str(), headers, reinterpret_cast<const char*>(bytes.data()), bytes.size(),
                  "application/octet-stream");
   if (!res)
-    throw Error("cannot reach " + server + " (" + httplib::to_string(res.error()) +
+    throw Error("cannot reach " + server + " (" +
+                (res.error() == httplib::Error::Connection
+                     ? std::string("connection refused or host unreachable")
+                     : "HTTP client error: " + httplib::to_string(res.error())) +
                 "): is ebm-serve running there?");
   PublishResult out;
   out.status = res->status;
