@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages by name, whatever the build, the tests and the page need and
 # is not installed yet. Idempotent: a machine that has everything runs no apt-get at all.
+# With --tests, also the browser tests' npm packages (tests/web/package-lock.json, by npm ci).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+with_tests=0
+[[ "${1:-}" == "--tests" ]] && with_tests=1
 
 packages=(
   # toolchain
@@ -13,15 +17,26 @@ packages=(
   # tests and benchmarks (python3-torch: the trainer tests write TorchScript models with it and
   # read checkpoints back with torch.jit.load)
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3-numpy python3-torch
-  # the browser build and its tests
-  emscripten nodejs npm chromium
+  # the browser build and its tests (python3: a plain static host in the page test)
+  emscripten nodejs npm chromium python3
   # a real dataset nobody here drew
   dataset-fashion-mnist
 )
 
+# node and npm may come as one package (a nodejs build that bundles npm and conflicts with
+# Debian's npm): a working command counts as installed.
+provided() {
+  case "$1" in
+    nodejs) command -v node >/dev/null ;;
+    npm) command -v npm >/dev/null ;;
+    *) return 1 ;;
+  esac
+}
+
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || provided "$p" ||
+    missing+=("$p")
 done
 
 if ((${#missing[@]})); then
@@ -45,3 +60,16 @@ if [[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]]; then
   fi
 fi
 echo "install-deps: all Debian packages present"
+
+# playwright-core from the npm registry, exactly as locked; it drives Debian's chromium, so no
+# browser is downloaded. Reinstalled only when the lock file changed.
+if ((with_tests)); then
+  lock=tests/web/package-lock.json
+  stamp=tests/web/node_modules/.installed-lock
+  if [[ ! -f $stamp ]] || ! cmp -s "$lock" "$stamp"; then
+    echo "install-deps: npm ci in tests/web"
+    (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    cp "$lock" "$stamp"
+  fi
+  echo "install-deps: test npm packages present"
+fi

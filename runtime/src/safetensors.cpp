@@ -218,7 +218,7 @@ std::vector<uint8_t> serialize_safetensors(const TensorFile& file) {
   text.append((8 - text.size() % 8) % 8, ' ');
 
   std::vector<uint8_t> out;
-  out.reserve(8 + text.size() + offset);
+  out.reserve(size_t(8 + text.size() + offset));
   for (int i = 0; i < 8; ++i) out.push_back(uint8_t(uint64_t(text.size()) >> (8 * i)));
   out.insert(out.end(), text.begin(), text.end());
   for (const Tensor& t : file.tensors) {

@@ -9,12 +9,13 @@
 namespace ebm::simd {
 
 #if defined(__AVX512F__)
-inline constexpr int kLanes = 16;
+#define EBM_SIMD_LANES 16
 #elif defined(__AVX__)
-inline constexpr int kLanes = 8;
+#define EBM_SIMD_LANES 8
 #else  // SSE2, WebAssembly SIMD128, NEON
-inline constexpr int kLanes = 4;
+#define EBM_SIMD_LANES 4
 #endif
+inline constexpr int kLanes = EBM_SIMD_LANES;
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t IVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
@@ -28,6 +29,49 @@ inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 inline Vec splat(float x) { return Vec{} + x; }
 inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
 inline Vec max(Vec a, Vec b) { return a > b ? a : b; }
+
+// Lanes 0, 2, 4, ... of the 2 * kLanes values in (a, b): a stride-2 load.
+inline Vec even_lanes(Vec a, Vec b) {
+#if defined(__clang__)
+#if EBM_SIMD_LANES == 16
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#elif EBM_SIMD_LANES == 8
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+#else
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+#endif
+#else
+  IVec idx;
+  for (int i = 0; i < kLanes; ++i) idx[i] = 2 * i;
+  return __builtin_shuffle(a, b, idx);
+#endif
+}
+
+// (a0, 0, a1, 0, ...) as two vectors: the low and high halves of a interleaved with zeros, for a
+// stride-2 scatter-add.
+inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) {
+  const Vec z{};
+#if defined(__clang__)
+#if EBM_SIMD_LANES == 16
+  *lo = __builtin_shufflevector(a, z, 0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
+  *hi = __builtin_shufflevector(a, z, 8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16);
+#elif EBM_SIMD_LANES == 8
+  *lo = __builtin_shufflevector(a, z, 0, 8, 1, 8, 2, 8, 3, 8);
+  *hi = __builtin_shufflevector(a, z, 4, 8, 5, 8, 6, 8, 7, 8);
+#else
+  *lo = __builtin_shufflevector(a, z, 0, 4, 1, 4);
+  *hi = __builtin_shufflevector(a, z, 2, 4, 3, 4);
+#endif
+#else
+  IVec il, ih;
+  for (int i = 0; i < kLanes; ++i) {
+    il[i] = i % 2 ? kLanes : i / 2;
+    ih[i] = i % 2 ? kLanes : kLanes / 2 + i / 2;
+  }
+  *lo = __builtin_shuffle(a, z, il);
+  *hi = __builtin_shuffle(a, z, ih);
+#endif
+}
 
 // e^x, relative error below 2e-7 (Cephes expf polynomial), inputs clamped to [-87.3, 88.3] so the
 // result is always a finite normal float.

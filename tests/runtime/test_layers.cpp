@@ -89,6 +89,11 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"Conv3x3Stride1Pad1", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":1})"), {2, 6, 7}},
         LayerCase{"Conv5x5Stride2TensorFlowSame", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 9, 12}},
         LayerCase{"Conv3x2Stride2x1AsymmetricPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":[3,2],"stride":[2,1],"padding":[0,2,1,0]})"), {2, 7, 6}},
+        // Wide rows take the vectorised stride-2 gather and scatter (16 lanes with AVX-512) and
+        // their scalar tails.
+        LayerCase{"ConvStride2WideRows", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}},
+        LayerCase{"Conv5x5Stride2SameWideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}},
+        LayerCase{"ConvStride1WideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":[1,3],"padding":[0,1,0,1]})"), {2, 3, 70}},
         LayerCase{"ConvStride3NoPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":2,"stride":3})"), {2, 8, 8}},
         LayerCase{"ConvPointwise", layer(R"({"type":"conv2d","out_channels":2,"kernel":1})"), {3, 4, 5}},
         LayerCase{"ConvWithoutBias", layer(R"({"type":"conv2d","out_channels":2,"kernel":3,"bias":false})"), {2, 5, 5}},

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../gemm.h"
+#include "../vec.h"
 #include "factories.h"
 
 namespace ebm {
@@ -31,11 +32,11 @@ class Conv2d final : public Layer {
     chunk_ = int(std::max<size_t>(1, kChunkFloats / (depth * size_t(p_))));
   }
 
-  // Packed operand and GEMM output, for one chunk.
+  // Packed operand, GEMM output and one im2col row, for one chunk.
   size_t scratch_floats(int n) const override {
     const int cols = std::min(n, chunk_) * p_;
     const int depth = std::max(k_, spec().out.c);
-    return packed_b_floats(depth, cols) + size_t(depth) * size_t(cols);
+    return packed_b_floats(depth, cols) + size_t(depth) * size_t(cols) + size_t(spec().out.w);
   }
 
   void forward(const float* x, float* y, int n, float* scratch) const override {
@@ -44,8 +45,10 @@ class Conv2d final : public Layer {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0), cols = nb * p_;
       float* packed = scratch;
+      float* row = packed + packed_b_floats(k_, cols) + size_t(s.out.c) * cols;
       for (int kk = 0; kk < k_; ++kk)
-        for (int b = 0; b < nb; ++b) im2col_row(x + size_t(b0 + b) * s.in.size(), kk, b * p_, cols, packed);
+        for (int b = 0; b < nb; ++b)
+          im2col_row(x + size_t(b0 + b) * s.in.size(), kk, b * p_, cols, packed, row);
       if (p_ % kGemmNR == 0) {
         // Every image starts on a panel boundary: write each image's output in place.
         for (int b = 0; b < nb; ++b)
@@ -72,8 +75,7 @@ class Conv2d final : public Layer {
       float* dcol = packed + packed_b_floats(oc, cols);
       for (int o = 0; o < oc; ++o)
         for (int b = 0; b < nb; ++b) {
-          const float* src = dy + size_t(b0 + b) * s.out.size() + size_t(o) * p_;
-          write_packed(packed, oc, o, b * p_, cols, p_, [src](int t) { return src[t]; });
+          write_packed(packed, oc, o, b * p_, cols, dy + size_t(b0 + b) * s.out.size() + size_t(o) * p_, p_);
         }
       multiply_packed(k_, cols, oc, backward_a_.data(), packed, dcol, cols);
       for (int b = 0; b < nb; ++b) col2im(dcol + size_t(b) * p_, cols, dx + size_t(b0 + b) * s.in.size());
@@ -81,47 +83,64 @@ class Conv2d final : public Layer {
   }
 
  private:
-  // Writes value(t) for t in [0, len) to columns [col, col + len) of row p of packed panels
-  // (depth k, n columns in all; the zero padding of the last panel is written by the caller's
-  // full coverage of [0, n) plus the tail fill below).
-  template <class Value>
-  static void write_packed(float* packed, int k, int p, int col, int n, int len, Value value) {
+  // Copies len floats to columns [col, col + len) of row p of packed panels (depth k, n columns;
+  // the padding after column n - 1 is zeroed when the copy reaches it).
+  static void write_packed(float* packed, int k, int p, int col, int n, const float* src, int len) {
     int t = 0;
     while (t < len) {
       const int c = col + t, panel = c / kGemmNR, lane = c % kGemmNR;
       const int piece = std::min(kGemmNR - lane, len - t);
       float* dst = packed + size_t(panel) * kGemmNR * k + size_t(p) * kGemmNR + lane;
-      for (int q = 0; q < piece; ++q) dst[q] = value(t + q);
+      std::memcpy(dst, src + t, sizeof(float) * size_t(piece));
       t += piece;
-      if (c + piece == n && lane + piece < kGemmNR)  // zero the padding after the last column
+      if (c + piece == n && lane + piece < kGemmNR)
         std::memset(dst + piece, 0, sizeof(float) * size_t(kGemmNR - lane - piece));
     }
   }
 
+  // The output columns ox whose input column ox * sw + off lies inside the image: [lo, hi).
+  void valid_columns(int off, int* lo, int* hi) const {
+    const LayerSpec& s = spec();
+    const int sw = s.stride_w, wo = s.out.w;
+    *lo = std::min(wo, off >= 0 ? 0 : (-off + sw - 1) / sw);
+    *hi = std::max(*lo, std::min(wo, (s.in.w - off + sw - 1) / sw));
+  }
+
   // Row kk = (c, i, j) of one image's im2col matrix, written to packed columns [col, col + P):
   // value[oy * Wo + ox] = x[c, iy, ix] with iy = oy * sh - pad_top + i, ix = ox * sw - pad_left + j,
-  // zero outside the image.
-  void im2col_row(const float* x, int kk, int col, int n, float* packed) const {
+  // zero outside the image. `row` holds Wo floats.
+  void im2col_row(const float* x, int kk, int col, int n, float* packed, float* row) const {
     const LayerSpec& s = spec();
     const int j = kk % s.kernel_w, i = (kk / s.kernel_w) % s.kernel_h, c = kk / (s.kernel_w * s.kernel_h);
     const int wo = s.out.w, sw = s.stride_w, off = j - s.pad.left;
+    int lo, hi;
+    valid_columns(off, &lo, &hi);
     for (int oy = 0; oy < s.out.h; ++oy) {
       const int iy = oy * s.stride_h - s.pad.top + i;
-      const int at = col + oy * wo;
       if (iy < 0 || iy >= s.in.h) {
-        write_packed(packed, k_, kk, at, n, wo, [](int) { return 0.0f; });
-        continue;
+        std::memset(row, 0, sizeof(float) * size_t(wo));
+      } else {
+        const float* src = x + (size_t(c) * s.in.h + iy) * s.in.w;
+        std::memset(row, 0, sizeof(float) * size_t(lo));
+        std::memset(row + hi, 0, sizeof(float) * size_t(wo - hi));
+        int ox = lo;
+        if (sw == 1) {
+          std::memcpy(row + lo, src + lo + off, sizeof(float) * size_t(hi - lo));
+          ox = hi;
+        } else if (sw == 2) {
+          // Vector loads of 2 * kLanes inputs while they stay inside the row.
+          for (; ox + simd::kLanes <= hi && 2 * ox + off + 2 * simd::kLanes <= s.in.w; ox += simd::kLanes) {
+            const float* p = src + 2 * ox + off;
+            simd::store(row + ox, simd::even_lanes(simd::load(p), simd::load(p + simd::kLanes)));
+          }
+        }
+        for (; ox < hi; ++ox) row[ox] = src[ox * sw + off];
       }
-      const float* src = x + (size_t(c) * s.in.h + iy) * s.in.w;
-      const int w = s.in.w;
-      write_packed(packed, k_, kk, at, n, wo, [src, sw, off, w](int ox) {
-        const int ix = ox * sw + off;
-        return ix >= 0 && ix < w ? src[ix] : 0.0f;
-      });
+      write_packed(packed, k_, kk, col + oy * wo, n, row, wo);
     }
   }
 
-  // dx (one image) = sum over the im2col rows of dcol (row stride ld) scattered back.
+  // dx (one image) = the im2col rows of dcol (row stride ld) scattered back and summed.
   void col2im(const float* dcol, int ld, float* dx) const {
     const LayerSpec& s = spec();
     std::memset(dx, 0, sizeof(float) * size_t(s.in.size()));
@@ -129,15 +148,26 @@ class Conv2d final : public Layer {
     for (int kk = 0; kk < k_; ++kk) {
       const int j = kk % s.kernel_w, i = (kk / s.kernel_w) % s.kernel_h, c = kk / (s.kernel_w * s.kernel_h);
       const int off = j - s.pad.left;
-      const int ox_lo = std::min(wo, off >= 0 ? 0 : (-off + sw - 1) / sw);
-      const int ox_hi = std::max(ox_lo, std::min(wo, (s.in.w - off + sw - 1) / sw));
+      int lo, hi;
+      valid_columns(off, &lo, &hi);
       const float* row = dcol + size_t(kk) * ld;
       for (int oy = 0; oy < s.out.h; ++oy) {
         const int iy = oy * s.stride_h - s.pad.top + i;
         if (iy < 0 || iy >= s.in.h) continue;
         const float* src = row + size_t(oy) * wo;
         float* dst = dx + (size_t(c) * s.in.h + iy) * s.in.w;
-        for (int ox = ox_lo; ox < ox_hi; ++ox) dst[ox * sw + off] += src[ox];
+        int ox = lo;
+        if (sw == 2) {
+          // (v0, 0, v1, 0, ...) added over 2 * kLanes outputs while they stay inside the row.
+          for (; ox + simd::kLanes <= hi && 2 * ox + off + 2 * simd::kLanes <= s.in.w; ox += simd::kLanes) {
+            simd::Vec lo_half, hi_half;
+            simd::interleave_zeros(simd::load(src + ox), &lo_half, &hi_half);
+            float* p = dst + 2 * ox + off;
+            simd::store(p, simd::load(p) + lo_half);
+            simd::store(p + simd::kLanes, simd::load(p + simd::kLanes) + hi_half);
+          }
+        }
+        for (; ox < hi; ++ox) dst[ox * sw + off] += src[ox];
       }
     }
   }

@@ -1,0 +1,255 @@
+// The page end to end in Debian's headless Chromium (driven by playwright-core): ebm-serve with a
+// random-weights paper-architecture model, the page loads it, samples, stops, blends, caches; the
+// error messages; and the same site on a plain static host. Saves screenshots in EBM_WORK.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { SERVE, SITE, WORK, MODEL } = {
+  SERVE: process.env.EBM_SERVE, SITE: process.env.EBM_SITE, WORK: process.env.EBM_WORK,
+  MODEL: process.env.EBM_MODEL,
+};
+assert.ok(SERVE && SITE && WORK && MODEL, 'EBM_SERVE, EBM_SITE, EBM_WORK and EBM_MODEL must be set');
+if (!existsSync(path.join(here, 'node_modules', 'playwright-core')))
+  throw new Error('playwright-core is not installed: run "npm ci" in tests/web');
+const { chromium } = await import('playwright-core');
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-proxy-server'];
+
+// Starts a process and resolves with {proc, url} once `pattern` matches its output.
+function startServer(cmd, args, pattern) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start:\n${out}`)), 15000);
+    const onData = (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) { clearTimeout(timer); resolve({ proc, url: `http://127.0.0.1:${m[1]}/`, log: () => out }); }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${cmd} exited ${code}:\n${out}`)); });
+  });
+}
+
+let browser, server, staticHost;
+const models = path.join(WORK, 'models');
+
+before(async () => {
+  rmSync(WORK, { recursive: true, force: true });
+  mkdirSync(models, { recursive: true });
+  cpSync(MODEL, path.join(models, 'bridges.safetensors'));
+  writeFileSync(path.join(models, 'broken.safetensors'), 'this is not a model file');
+  server = await startServer(SERVE, ['--web', SITE, '--models', models, '--host', '127.0.0.1',
+                                     '--port', '0'], /http:\/\/127\.0\.0\.1:(\d+)\//);
+  // The same site and models on a static host that knows nothing of /api.
+  const root = path.join(WORK, 'static');
+  cpSync(SITE, root, { recursive: true });
+  cpSync(models, path.join(root, 'models'), { recursive: true });
+  staticHost = await startServer('python3', ['-u', '-m', 'http.server', '--bind', '127.0.0.1',
+                                             '--directory', root, '0'], /port (\d+)/);
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.proc.kill('SIGTERM');
+  staticHost?.proc.kill('SIGTERM');
+});
+
+// A page that records console errors, uncaught exceptions and model downloads.
+async function openPage(context, url) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.modelRequests = [];
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('request', (r) => { if (r.url().includes('.safetensors')) page.modelRequests.push(r.url()); });
+  await page.goto(url);
+  return page;
+}
+
+const waitState = (page, states, timeout = 60000) =>
+  page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout });
+
+async function generate(page, { count, steps, seed }) {
+  await page.fill('#count', String(count));
+  await page.fill('#steps', String(steps));
+  await page.fill('#seed', String(seed));
+  await page.click('#generate');
+  await waitState(page, ['running', 'done']);
+}
+
+// Per tile: [min, max, mean] of its pixels (what is on screen, not the page's numbers).
+function tileStats(page) {
+  return page.$$eval('#grid canvas', (canvases) => canvases.map((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let lo = 255, hi = 0, sum = 0;
+    for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); sum += d[i]; }
+    return [lo, hi, sum / (d.length / 4)];
+  }));
+}
+
+test('the page loads a model, samples a live grid whose energy goes down, and caches the model', async () => {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+
+  // The list shows both files: the model with its card, the broken one with the reason.
+  const items = await page.$$eval('#model-list li', (lis) => lis.map((li) => li.textContent));
+  assert.equal(items.length, 2, items.join('\n'));
+  assert.match(items[0], /random paper/);
+  assert.match(items[0], /1×48×192/);
+  assert.match(items[0], /832,257 parameters/);
+  assert.match(items[1], /Not a valid model/);
+  assert.deepEqual(page.modelRequests.length, 1);
+
+  // Loading it again (the Load button) comes from the browser's cache.
+  await page.click('#model-list li[data-name="bridges"] button.load');
+  await waitState(page, ['ready']);
+  assert.match(await page.textContent('#download-text'), /from the browser cache/);
+  assert.equal(page.modelRequests.length, 1, page.modelRequests.join('\n'));
+  assert.equal(await page.inputValue('#steps'), '1000', 'steps default comes from the model card');
+
+  await generate(page, { count: 4, steps: 40, seed: 7 });
+  await waitState(page, ['done']);
+  const stats = await tileStats(page);
+  assert.equal(stats.length, 4);
+  for (const [lo, hi] of stats) assert.ok(hi - lo > 30, `a blank sample: ${JSON.stringify(stats)}`);
+  const means = await page.evaluate(() => window.ebmPage.energyMeans());
+  assert.equal(means.length, 41);
+  assert.ok(means.every(Number.isFinite));
+  assert.ok(means[40] < means[0], `energy did not go down: ${means[0]} -> ${means[40]}`);
+  assert.match(await page.textContent('#caption'), /seed 7 · 40 of 40 steps/);
+  assert.match(await page.getAttribute('#progress-bar', 'style'), /100%/);
+  await page.screenshot({ path: path.join(WORK, 'page.png'), fullPage: true });
+  console.log(`# ${await page.evaluate(() => window.ebmPage.msPerImageStep.toFixed(2))} ms per ` +
+              `image-step in Chromium on ${await page.evaluate(() => window.ebmPage.workers)} workers`);
+
+  // The enlarged view and the downloads.
+  await page.click('#grid figure:nth-child(2) canvas');
+  assert.ok(await page.isVisible('#zoom'));
+  const [one] = await Promise.all([page.waitForEvent('download'), page.click('#zoom-save')]);
+  assert.match(one.suggestedFilename(), /seed7-1\.png$/);
+  await page.click('#zoom button[value=close]');
+  const [all] = await Promise.all([page.waitForEvent('download'), page.click('#save-grid')]);
+  assert.match(all.suggestedFilename(), /seed7-grid\.png$/);
+  await all.saveAs(path.join(WORK, 'grid.png'));
+
+  // A reload does not download the model again.
+  const before = page.modelRequests.length;
+  await page.reload();
+  await waitState(page, ['ready']);
+  assert.equal(page.modelRequests.length, before, 'the model was downloaded again after a reload');
+
+  assert.deepEqual(page.errors, [], 'console errors');
+  await context.close();
+});
+
+test('the grid is the same for the same seed whatever the number of workers', async () => {
+  const context = await browser.newContext();
+  const grids = [];
+  for (const workers of [1, 3]) {
+    const page = await openPage(context, `${server.url}?workers=${workers}`);
+    await waitState(page, ['ready']);
+    assert.equal(await page.evaluate(() => window.ebmPage.workers), workers);
+    await generate(page, { count: 4, steps: 12, seed: 99 });
+    await waitState(page, ['done']);
+    grids.push(await page.evaluate(() => window.ebmPage.images()));
+    assert.deepEqual(page.errors, []);
+  }
+  assert.equal(grids[0].length, 4);
+  assert.deepEqual(grids[0], grids[1], 'one worker and three workers gave different grids');
+  await context.close();
+});
+
+test('Stop stops the sampling at once', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await generate(page, { count: 4, steps: 100000, seed: 3 });
+  await page.waitForFunction(() => window.ebmPage.energyMeans().length > 3);
+  const t0 = Date.now();
+  await page.click('#stop');
+  await waitState(page, ['stopped'], 5000);
+  const latency = Date.now() - t0;
+  const steps = (await page.evaluate(() => window.ebmPage.energyMeans())).length;
+  await page.waitForTimeout(500);
+  assert.equal((await page.evaluate(() => window.ebmPage.energyMeans())).length, steps,
+               'steps went on after Stop');
+  assert.ok(steps < 1000);
+  assert.ok(latency < 2000, `Stop took ${latency} ms`);
+  assert.match(await page.textContent('#caption'), /of 100000 steps/);
+  assert.ok(await page.isEnabled('#generate'));
+  console.log(`# Stop took effect in ${latency} ms`);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('two samples picked as A and B start chains from their blends', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await generate(page, { count: 2, steps: 10, seed: 5 });
+  await waitState(page, ['done']);
+  assert.ok(await page.isDisabled('#blend'));
+  await page.click('#grid figure:nth-child(1) button[title="Use as blend end A"]');
+  await page.click('#grid figure:nth-child(2) button[title="Use as blend end B"]');
+  await page.fill('#count', '3');
+  await page.click('#blend');
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), /from blends of A and B/);
+  assert.equal((await tileStats(page)).length, 3);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('clear messages: invalid model file, missing SIMD, unreachable server', async () => {
+  const context = await browser.newContext();
+
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.setInputFiles('#file-input', { name: 'junk.safetensors', mimeType: 'application/octet-stream',
+                                            buffer: Buffer.from('definitely not a model') });
+  await waitState(page, ['no-model']);
+  assert.match(await page.textContent('#notice'), /junk\.safetensors is not a valid model file: .*header/);
+  assert.ok(await page.isDisabled('#generate'));
+
+  const noSimd = await context.newPage();
+  await noSimd.addInitScript(() => {
+    const validate = WebAssembly.validate.bind(WebAssembly);
+    WebAssembly.validate = (bytes) => (new Uint8Array(bytes).includes(0xfd) ? false : validate(bytes));
+  });
+  await noSimd.goto(server.url);
+  await waitState(noSimd, ['unsupported']);
+  assert.match(await noSimd.textContent('#notice'), /WebAssembly SIMD/);
+
+  const offline = await context.newPage();
+  await offline.route(/api\/models|index\.json/, (route) => route.abort('connectionrefused'));
+  await offline.goto(server.url);
+  await offline.waitForFunction(() => !document.getElementById('notice').hidden);
+  assert.match(await offline.textContent('#notice'), /server is unreachable/);
+  await offline.screenshot({ path: path.join(WORK, 'unreachable.png') });
+  await context.close();
+});
+
+test('a static host serves the same page with models/index.json', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, staticHost.url);
+  await waitState(page, ['ready']);
+  assert.equal(await page.getAttribute('#model-list', 'data-source'), 'models/index.json');
+  await generate(page, { count: 2, steps: 5, seed: 1 });
+  await waitState(page, ['done']);
+  // A model by URL parameter, as a shared link would open it.
+  const byUrl = await openPage(context, `${staticHost.url}?model=models/bridges.safetensors`);
+  await waitState(byUrl, ['ready']);
+  assert.match(await byUrl.textContent('#card'), /random paper/);
+  await context.close();
+});

@@ -1,0 +1,22 @@
+# The page in headless Chromium. Inputs: NODE, MAKE_MODEL, PRESET, SERVE, SITE, WORK, SCRIPT.
+# Screenshots are left in WORK (page.png, unreachable.png) as test artifacts.
+get_filename_component(tests_dir ${SCRIPT} DIRECTORY)
+if(NOT EXISTS ${tests_dir}/node_modules/playwright-core)
+  message(FATAL_ERROR "playwright-core is missing: run 'npm ci' in ${tests_dir} "
+                      "(scripts/test.sh and scripts/install-deps.sh --tests do)")
+endif()
+file(MAKE_DIRECTORY ${WORK})
+execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/../e2e_model.safetensors 17 f16
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model failed")
+endif()
+set(ENV{EBM_SERVE} ${SERVE})
+set(ENV{EBM_SITE} ${SITE})
+set(ENV{EBM_WORK} ${WORK})
+set(ENV{EBM_MODEL} ${WORK}/../e2e_model.safetensors)
+execute_process(COMMAND ${NODE} --test ${SCRIPT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "end-to-end test failed (exit ${rc}); screenshots in ${WORK}")
+endif()
+message(STATUS "screenshots: ${WORK}/page.png ${WORK}/unreachable.png")

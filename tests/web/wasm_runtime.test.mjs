@@ -1,0 +1,223 @@
+// The WebAssembly runtime in node against the native runtime on the same model (the paper
+// architecture, random F16 weights) and inputs; reference numbers come from wasm_reference.
+//
+// Tolerances: energies agree within 1e-4 relative; each input-gradient element within 1e-4 of
+// the largest gradient magnitude. (The native GEMM fuses multiply-adds, the wasm one cannot,
+// so sums differ in the last bits.) The noise and the starting images are bit-identical; after
+// 10 Langevin steps samples agree within 2e-3.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, test } from 'node:test';
+
+import { floatsAt, loadModel, loadRuntime, toHeap } from './wasm_module.mjs';
+
+const site = process.env.EBM_SITE;
+const work = process.env.EBM_WORK;
+assert.ok(site && work, 'EBM_SITE and EBM_WORK must be set (the CTest wasm test sets them)');
+
+const f32 = (name) => {
+  const b = readFileSync(path.join(work, name));
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+};
+const ref = JSON.parse(readFileSync(path.join(work, 'reference.json'), 'utf8'));
+const modelBytes = new Uint8Array(readFileSync(path.join(work, 'model.safetensors')));
+
+let M;
+let model;
+before(async () => {
+  M = await loadRuntime(site);
+  model = loadModel(M, modelBytes);
+  assert.equal(model.error(), '');
+});
+
+function maxAbsDiff(a, b) {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; ++i) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function bitsEqual(a, b) {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+                        Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+}
+
+// Runs a sampler to the end; returns its final images and energies.
+function sample({ params, seed, count, firstChain = 0, slice = 1 << 30 }) {
+  const s = new M.Sampler(model, JSON.stringify(params), seed);
+  try {
+    assert.equal(s.error(), '');
+    assert.equal(s.startUniform(count, firstChain), '');
+    let last = null;
+    const keep = (step, total, images, energies) => {
+      last = { step, images: images.slice(), energies: energies.slice() };
+      return true;
+    };
+    while (!s.finished()) assert.ok(s.run(1000, keep, slice) >= 0, s.error());
+    return last;
+  } finally {
+    s.delete();
+  }
+}
+
+test('the noise generator reproduces the native pinned sequence bit for bit', () => {
+  const ptr = M._malloc(4000);
+  assert.equal(M.fillNormals(1, 0, 1000, ptr), '');
+  const bytes = M.HEAPU8.slice(ptr, ptr + 4000);
+  M._free(ptr);
+  let hash = 2166136261;  // FNV-1a over the float bits, as tests/runtime/test_rng.cpp
+  for (const b of bytes) hash = Math.imul(hash ^ b, 16777619) >>> 0;
+  assert.equal(hash, 2819730062);
+});
+
+test('the card and input shape are read from the file', () => {
+  const card = JSON.parse(model.describe());
+  assert.deepEqual(card.input, { channels: 1, height: 48, width: 192 });
+  assert.equal(card.kind, 'energy');
+  assert.equal(card.parameters, 832257);
+  assert.equal(card.card.name, 'random paper');
+  assert.equal(model.inputSize(), 48 * 192);
+});
+
+test('an invalid model file gives a message, not an abort', () => {
+  for (const [bytes, fragment] of [
+    [new TextEncoder().encode('definitely not a model'), 'header length'],
+    [modelBytes.slice(0, 5000), ''],
+    [modelBytes.slice(0, 8), ''],
+  ]) {
+    const bad = loadModel(M, bytes);
+    assert.notEqual(bad.error(), '');
+    assert.ok(bad.error().includes(fragment), bad.error());
+    const s = new M.Sampler(bad, '', 1);
+    assert.match(s.error(), /did not load/);
+    s.delete();
+    bad.delete();
+  }
+  // The module still works afterwards.
+  assert.equal(JSON.parse(model.describe()).kind, 'energy');
+});
+
+test('bad sampler settings are refused with the name of the setting', () => {
+  for (const [params, fragment] of [['{"steps":-1}', 'steps'], ['{"nosie":1}', 'nosie'],
+                                    ['{"form":"magic"}', 'magic'], ['{not json', 'parse']]) {
+    const s = new M.Sampler(model, params, 1);
+    assert.ok(s.error().includes(fragment), `${params}: ${s.error()}`);
+    s.delete();
+  }
+  const s = new M.Sampler(model, '', 1.5);
+  assert.match(s.error(), /seed/);
+  s.delete();
+});
+
+test('energies and input gradients equal the native runtime within tolerance', () => {
+  const x = f32('inputs.f32');
+  const n = ref.count, d = ref.input_size;
+  const xp = toHeap(M, x), ep = M._malloc(4 * n), gp = M._malloc(4 * n * d);
+  assert.equal(model.energyAndGrad(xp, n, ep, gp), '');
+  const e = floatsAt(M, ep, n), g = floatsAt(M, gp, n * d);
+  assert.equal(model.energy(xp, n, ep), '');
+  const eOnly = floatsAt(M, ep, n);
+  M._free(xp); M._free(ep); M._free(gp);
+
+  const eRef = f32('energies.f32'), gRef = f32('grads.f32');
+  let gScale = 0;
+  for (const v of gRef) gScale = Math.max(gScale, Math.abs(v));
+  assert.ok(gScale > 0, 'reference gradients are all zero');
+  const eErr = Math.max(...Array.from(e, (v, i) => Math.abs(v - eRef[i]) / (1 + Math.abs(eRef[i]))));
+  const gErr = maxAbsDiff(g, gRef) / gScale;
+  console.log(`# energies ${Array.from(e).map((v) => v.toFixed(6))} (native ` +
+              `${Array.from(eRef).map((v) => v.toFixed(6))}); max relative energy error ` +
+              `${eErr.toExponential(2)}, max gradient error ${gErr.toExponential(2)} of max |g| ` +
+              `${gScale.toExponential(2)}`);
+  assert.ok(eErr <= 1e-4, `energy error ${eErr}`);
+  assert.ok(gErr <= 1e-4, `gradient error ${gErr}`);
+  assert.ok(maxAbsDiff(e, eOnly) <= 1e-6 * (1 + Math.abs(eRef[0])), 'energy() != energyAndGrad()');
+});
+
+for (const form of ['paper', 'textbook']) {
+  test(`${form} form: the same seed gives the same sample, natively and in wasm`, () => {
+    const params = { form, steps: ref.steps };
+    const first = sample({ params, seed: ref.seed, count: ref.chains });
+    const again = sample({ params, seed: ref.seed, count: ref.chains });
+    assert.ok(bitsEqual(first.images, again.images), 'two runs with one seed differ');
+    assert.equal(first.step, ref.steps);
+
+    // A grid split between workers is the same grid: chains 0-1 and 2-3 run apart.
+    const d = ref.input_size;
+    const lo = sample({ params, seed: ref.seed, count: 2, firstChain: 0 });
+    const hi = sample({ params, seed: ref.seed, count: 2, firstChain: 2 });
+    assert.ok(bitsEqual(lo.images, first.images.subarray(0, 2 * d)), 'chains 0-1 differ when split');
+    assert.ok(bitsEqual(hi.images, first.images.subarray(2 * d)), 'chains 2-3 differ when split');
+
+    // Slices of 3 steps (how the page's workers run) give exactly the single-call result.
+    const sliced = sample({ params, seed: ref.seed, count: ref.chains, slice: 3 });
+    assert.ok(bitsEqual(sliced.images, first.images), 'sliced run differs');
+
+    const other = sample({ params, seed: ref.seed + 1, count: ref.chains });
+    assert.ok(maxAbsDiff(other.images, first.images) > 0.1, 'another seed gave the same sample');
+
+    // Against native: the starting noise is bit-identical, the sample agrees closely.
+    const s = new M.Sampler(model, JSON.stringify(params), ref.seed);
+    assert.equal(s.startUniform(ref.chains, 0), '');
+    let start = null;
+    s.run(1, (step, total, images) => { start = images.slice(); return false; }, 1);
+    s.delete();
+    assert.ok(bitsEqual(start, f32(`start_${form}.f32`)), 'starting noise differs from native');
+    const err = maxAbsDiff(first.images, f32(`sample_${form}.f32`));
+    const eErr = maxAbsDiff(first.energies, f32(`sample_energies_${form}.f32`));
+    console.log(`# ${form}: after ${ref.steps} steps max |wasm - native| pixel ` +
+                `${err.toExponential(2)}, energy ${eErr.toExponential(2)}`);
+    assert.ok(err <= 2e-3, `sample differs from native by ${err}`);
+  });
+}
+
+test('the callback comes every N steps with live views, and returning false stops', () => {
+  const s = new M.Sampler(model, '{"steps":7}', 3);
+  assert.equal(s.startUniform(2, 0), '');
+  const seen = [];
+  const done = s.run(3, (step, total, images, energies) => {
+    assert.equal(total, 7);
+    assert.equal(images.length, 2 * ref.input_size);
+    assert.equal(energies.length, 2);
+    assert.ok(Number.isFinite(energies[0]));
+    seen.push(step);
+  }, 1000);
+  assert.equal(done, 7);
+  assert.deepEqual(seen, [0, 3, 6, 7]);
+  assert.ok(s.finished());
+  s.delete();
+
+  const t = new M.Sampler(model, '{"steps":50}', 3);
+  t.startUniform(1, 0);
+  assert.equal(t.run(1, (step) => step < 4, 1000), 4);
+  assert.equal(t.stepsDone(), 4);
+  assert.ok(!t.finished());
+  t.delete();
+});
+
+test('requestStop from inside the loop stops after the current step', () => {
+  const s = new M.Sampler(model, '{"steps":50}', 3);
+  s.startUniform(1, 0);
+  const done = s.run(1, (step) => { if (step === 2) s.requestStop(); }, 1000);
+  assert.equal(done, 2);
+  assert.equal(s.stepsDone(), 2);
+  s.delete();
+});
+
+test('a chain can start from a blend of two images', () => {
+  const d = ref.input_size;
+  const x = f32('inputs.f32');
+  const a = x.subarray(0, d), b = x.subarray(d, 2 * d);
+  const ap = toHeap(M, a), bp = toHeap(M, b), tp = toHeap(M, new Float32Array([0, 0.25, 1]));
+  const s = new M.Sampler(model, '{"steps":2}', 9);
+  assert.equal(s.startBlend(ap, bp, tp, 3, 0), '');
+  let start = null;
+  s.run(1, (step, total, images) => { if (step === 0) start = images.slice(); }, 1000);
+  M._free(ap); M._free(bp); M._free(tp);
+  assert.ok(bitsEqual(start.subarray(0, d), a));
+  assert.ok(bitsEqual(start.subarray(2 * d), b));
+  for (let k = 0; k < d; k += 97) assert.ok(Math.abs(start[d + k] - (0.75 * a[k] + 0.25 * b[k])) < 1e-6);
+  assert.equal(s.stepsDone(), 2);
+  s.delete();
+});

@@ -1,0 +1,438 @@
+// The page: pick or open a model, generate a grid of samples by Langevin sampling in a pool of
+// workers, watch them and the energy chart live, blend two samples, save PNGs.
+import { EnergyChart } from './chart.js';
+import { GridView } from './grid_view.js';
+import { downloadCanvas, drawImage, fileToInput, gridCanvas } from './images.js';
+import { fetchModel, fetchModelList, formatBytes, ListError } from './models.js';
+import { WorkerPool, defaultWorkerCount } from './pool.js';
+import { hasWasmSimd, hasWebAssembly } from './simd.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+const state = {
+  model: null,        // {name, card, width, height, size}
+  running: false,
+  lastRun: null,      // {seed, n, params, kind}
+  agg: null,          // per-step energy sums over the grid
+  blend: { a: null, b: null },
+  msPerImageStep: 0,
+};
+
+const pool = new WorkerPool(defaultWorkerCount());
+const chart = new EnergyChart($('chart'));
+const grid = new GridView($('grid'), { onPick: pickBlendEnd, onZoom: zoom, onSave: saveSample });
+
+function setState(s) { document.body.dataset.state = s; }
+function status(text) { $('status').textContent = text; }
+
+function notice(text) {
+  const n = $('notice');
+  n.textContent = text;
+  n.hidden = !text;
+}
+
+// --- models ---------------------------------------------------------------------------------
+
+function describeInput(input) {
+  return input ? `${input.channels}×${input.height}×${input.width}` : '?';
+}
+
+function renderModelList(models, source) {
+  const list = $('model-list');
+  list.replaceChildren();
+  if (models.length === 0) {
+    const li = document.createElement('li');
+    li.className = 'empty';
+    li.textContent = 'No models on this host yet: open a model file below.';
+    list.append(li);
+  }
+  for (const m of models) {
+    const li = document.createElement('li');
+    li.dataset.name = m.name;
+    const title = document.createElement('div');
+    title.className = 'name';
+    title.textContent = m.card?.name || m.name;
+    const desc = document.createElement('div');
+    desc.className = 'desc';
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    if (m.valid) {
+      desc.textContent = m.card?.description || '';
+      meta.textContent = `${m.file} · ${formatBytes(m.size)} · input ${describeInput(m.input)}` +
+                         (m.parameters ? ` · ${m.parameters.toLocaleString('en')} parameters` : '');
+      const load = document.createElement('button');
+      load.type = 'button';
+      load.className = 'secondary load';
+      load.textContent = 'Load';
+      load.addEventListener('click', () => loadListed(m));
+      li.append(title, desc, meta, load);
+    } else {
+      li.classList.add('invalid');
+      desc.textContent = `Not a valid model: ${m.error}`;
+      meta.textContent = `${m.file} · ${formatBytes(m.size)}`;
+      li.append(title, desc, meta);
+    }
+    list.append(li);
+  }
+  list.dataset.source = source;
+}
+
+function showProgress(label, loaded, total) {
+  $('download').hidden = false;
+  $('download-bar').style.width = total ? `${(100 * loaded) / total}%` : '100%';
+  $('download-text').textContent = `${label}: ${formatBytes(loaded)}${total ? ` of ${formatBytes(total)}` : ''}`;
+}
+
+async function loadListed(entry) {
+  for (const li of $('model-list').children) li.classList.toggle('selected', li.dataset.name === entry.name);
+  await loadFrom(entry.url, entry.sha256, entry.file);
+}
+
+async function loadFrom(url, etag, label) {
+  if (state.running) stop();
+  setState('loading');
+  notice('');
+  status(`Loading ${label}…`);
+  try {
+    const { bytes, fromCache } = await fetchModel(url, {
+      etag, progress: (loaded, total) => showProgress(`Downloading ${label}`, loaded, total),
+    });
+    showProgress(fromCache ? `${label} from the browser cache` : `Downloaded ${label}`,
+                 bytes.byteLength, bytes.byteLength);
+    await loadBytes(bytes, label);
+  } catch (e) {
+    failLoad(e.message);
+  }
+}
+
+function failLoad(message) {
+  state.model = null;
+  setState('no-model');
+  notice(message);
+  status('No model loaded');
+  $('card').hidden = true;
+  enableControls();
+}
+
+async function loadBytes(bytes, label) {
+  status(`Checking ${label}…`);
+  let card;
+  try {
+    card = await pool.load(bytes);
+  } catch (e) {
+    failLoad(`${label} is not a valid model file: ${e.message}`);
+    return;
+  }
+  const input = card.input;
+  state.model = { name: card.card?.name || label, file: label, card, width: input.width,
+                  height: input.height, size: bytes.byteLength };
+  renderCard();
+  applyDefaults();
+  setState('ready');
+  if (card.kind !== 'energy') {
+    notice(`${label} is a ${card.kind}, not an energy model: it cannot be sampled.`);
+  } else if (input.channels !== 1) {
+    notice(`${label} takes ${input.channels} channels; this page draws grayscale models only.`);
+  }
+  status(`Ready: ${state.model.name} on ${pool.size} worker${pool.size > 1 ? 's' : ''}`);
+  enableControls();
+}
+
+function renderCard() {
+  const m = state.model, c = m.card, card = c.card || {};
+  const box = $('card');
+  box.replaceChildren();
+  const h = document.createElement('h3');
+  h.textContent = m.name;
+  const p = document.createElement('p');
+  p.textContent = card.description || '';
+  const dl = document.createElement('dl');
+  const row = (k, v) => {
+    if (v === undefined || v === null || v === '') return;
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = typeof v === 'object' ? JSON.stringify(v).replace(/[{}"]/g, '').replace(/,/g, ', ') : String(v);
+    dl.append(dt, dd);
+  };
+  row('file', `${m.file} (${formatBytes(m.size)})`);
+  row('input', describeInput(c.input));
+  row('parameters', c.parameters?.toLocaleString('en'));
+  for (const [k, v] of Object.entries(card)) if (k !== 'name' && k !== 'description') row(k, v);
+  box.append(h, p, dl);
+  box.hidden = false;
+}
+
+// --- controls -------------------------------------------------------------------------------
+
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps'];
+
+function applyDefaults() {
+  const s = state.model?.card.sampler;
+  if (!s) return;
+  for (const f of FIELDS) if (s[f] !== undefined) $(f).value = s[f];
+  $('form').value = s.form || 'paper';
+  // Settings in the address (a shared link) win over the model's defaults.
+  for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
+  showFormFields();
+}
+
+function showFormFields() {
+  const form = $('form').value;
+  for (const el of document.querySelectorAll('[data-form]')) el.hidden = el.dataset.form !== form;
+}
+
+function readSettings() {
+  const num = (id) => Number($(id).value);
+  const p = { form: $('form').value, steps: Math.round(num('steps')) };
+  if (p.form === 'paper') Object.assign(p, { step_size: num('step_size'), noise: num('noise'), grad_clip: num('grad_clip') });
+  else p.eps = num('eps');
+  const seed = num('seed');
+  const n = Math.round(num('count'));
+  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new Error('The seed must be a whole number ≥ 0.');
+  if (!(n >= 1 && n <= 64)) throw new Error('Samples must be between 1 and 64.');
+  if (!(p.steps >= 1)) throw new Error('Steps must be at least 1.');
+  return { params: p, seed, n };
+}
+
+function enableControls() {
+  const canSample = !!state.model && state.model.card.kind === 'energy' && state.model.card.input.channels === 1;
+  $('generate').disabled = !canSample || state.running;
+  $('stop').disabled = !state.running;
+  $('blend').disabled = !canSample || state.running || !state.blend.a || !state.blend.b;
+  $('save-grid').disabled = !grid.images.some(Boolean);
+}
+
+// --- sampling -------------------------------------------------------------------------------
+
+function start(kind) {
+  let settings;
+  try {
+    settings = readSettings();
+  } catch (e) {
+    notice(e.message);
+    return;
+  }
+  notice('');
+  const { params: p, seed, n } = settings;
+  const m = state.model;
+  let startSpec = { kind: 'uniform' };
+  if (kind === 'blend') {
+    const from = Number($('mix-from').value), to = Number($('mix-to').value);
+    const t = new Float32Array(n);
+    for (let i = 0; i < n; ++i) t[i] = n === 1 ? (from + to) / 2 : from + ((to - from) * i) / (n - 1);
+    startSpec = { kind: 'blend', a: state.blend.a, b: state.blend.b, t };
+  }
+  state.running = true;
+  state.lastRun = { seed, n, params: p, kind };
+  state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0) };
+  grid.reset(n, m.width, m.height);
+  chart.reset(p.steps);
+  $('progress-bar').style.width = '0%';
+  $('caption').textContent = '';
+  setState('running');
+  status(`Sampling ${n} chain${n > 1 ? 's' : ''} on ${Math.min(pool.size, n)} worker${pool.size > 1 && n > 1 ? 's' : ''}…`);
+  enableControls();
+  const url = new URL(location.href);
+  for (const [k, v] of Object.entries({ seed, count: n, ...p })) url.searchParams.set(k, v);
+  history.replaceState(null, '', url);
+  let frame = 0;
+  pool.run({ n, params: p, seed, start: startSpec }, {
+    onProgress: (msg) => {
+      onProgress(msg);
+      if (!frame) frame = requestAnimationFrame(() => { frame = 0; chart.draw(); });
+    },
+    onDone: ({ stopped, msPerImageStep }) => finishRun(stopped, msPerImageStep),
+    onError: (message) => {
+      state.running = false;
+      setState('error');
+      notice(`Sampling failed: ${message}`);
+      status('Sampling failed');
+      enableControls();
+    },
+  });
+}
+
+function onProgress({ chain0, count, step, total, energies, images }) {
+  const a = state.agg, d = state.model.width * state.model.height;
+  let sum = 0, lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < count; ++i) {
+    const e = energies[i];
+    sum += e; lo = Math.min(lo, e); hi = Math.max(hi, e);
+    grid.update(chain0 + i, images ? images.subarray(i * d, (i + 1) * d) : null, e, step);
+    a.chainStep[chain0 + i] = step;
+  }
+  a.sum[step] = (a.sum[step] || 0) + sum;
+  a.count[step] = (a.count[step] || 0) + count;
+  a.min[step] = Math.min(a.min[step] ?? Infinity, lo);
+  a.max[step] = Math.max(a.max[step] ?? -Infinity, hi);
+  const n = state.lastRun.n;
+  if (a.count[step] === n) chart.push(step, a.sum[step] / n, a.min[step], a.max[step]);
+  let done = 0;
+  for (const s of a.chainStep) done += s;
+  $('progress-bar').style.width = `${(100 * done) / (n * total)}%`;
+  status(`Step ${Math.min(...a.chainStep)} of ${total}`);
+}
+
+function finishRun(stopped, msPerImageStep) {
+  state.running = false;
+  state.msPerImageStep = msPerImageStep;
+  chart.draw();
+  const r = state.lastRun;
+  const steps = Math.min(...state.agg.chainStep);
+  setState(stopped ? 'stopped' : 'done');
+  const what = r.kind === 'blend' ? 'from blends of A and B' : 'from noise';
+  $('caption').textContent = `seed ${r.seed} · ${steps} of ${r.params.steps} steps · ${r.params.form} form · ${what}`;
+  status(`${stopped ? 'Stopped' : 'Done'}: ${r.n} sample${r.n > 1 ? 's' : ''}, ` +
+         `${msPerImageStep.toFixed(1)} ms per image-step`);
+  enableControls();
+}
+
+function stop() {
+  if (!state.running) return;
+  pool.requestStop();
+  $('stop').disabled = true;
+  status('Stopping…');
+}
+
+// --- blends, zoom and downloads --------------------------------------------------------------
+
+function setBlendEnd(which, floats) {
+  state.blend[which] = floats;
+  const c = $(`blend-${which}`);
+  drawImage(c, floats, state.model.width, state.model.height);
+  enableControls();
+}
+
+function pickBlendEnd(chain, which) {
+  const img = grid.images[chain];
+  if (!img) return;
+  setBlendEnd(which, img.slice());
+  grid.mark(chain, which);
+}
+
+async function uploadBlendEnd(which, file) {
+  if (!file || !state.model) return;
+  try {
+    setBlendEnd(which, await fileToInput(file, state.model.width, state.model.height));
+  } catch (e) {
+    notice(`Cannot read ${file.name} as an image: ${e.message}`);
+  }
+}
+
+function fileStem(i) {
+  const name = (state.model?.name || 'bridge').replace(/[^A-Za-z0-9._-]+/g, '-');
+  return `${name}-seed${state.lastRun?.seed ?? 0}${i === undefined ? '' : `-${i}`}`;
+}
+
+function sampleCanvas(i) {
+  const c = document.createElement('canvas');
+  drawImage(c, grid.images[i], state.model.width, state.model.height);
+  return c;
+}
+
+function saveSample(i) {
+  if (grid.images[i]) downloadCanvas(sampleCanvas(i), `${fileStem(i)}.png`);
+}
+
+function zoom(i) {
+  if (!grid.images[i]) return;
+  drawImage($('zoom-canvas'), grid.images[i], state.model.width, state.model.height);
+  $('zoom-caption').textContent = `Sample #${i} · energy ${grid.energies[i].toFixed(4)} · seed ${state.lastRun.seed}`;
+  $('zoom-save').onclick = () => saveSample(i);
+  $('zoom').showModal();
+}
+
+function saveGrid() {
+  const imgs = grid.images;
+  if (!imgs.some(Boolean)) return;
+  const { width, height } = state.model;
+  const cols = Math.max(1, Math.round(Math.sqrt((imgs.length * height) / width)));
+  downloadCanvas(gridCanvas(imgs, width, height, cols), `${fileStem()}-grid.png`);
+}
+
+// --- start-up -------------------------------------------------------------------------------
+
+function wire() {
+  $('controls').addEventListener('submit', (e) => { e.preventDefault(); start('uniform'); });
+  $('stop').addEventListener('click', stop);
+  $('blend').addEventListener('click', () => start('blend'));
+  $('form').addEventListener('change', showFormFields);
+  $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
+  $('reset-defaults').addEventListener('click', () => { params.delete('seed'); applyDefaults(); });
+  $('save-grid').addEventListener('click', saveGrid);
+  $('file-input').addEventListener('change', async (e) => {
+    const f = e.target.files[0];
+    if (f) await loadBytes(await f.arrayBuffer(), f.name);
+    e.target.value = '';
+  });
+  $('upload-a').addEventListener('change', (e) => uploadBlendEnd('a', e.target.files[0]));
+  $('upload-b').addEventListener('change', (e) => uploadBlendEnd('b', e.target.files[0]));
+  const drop = $('drop');
+  for (const ev of ['dragenter', 'dragover']) {
+    document.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add('over'); });
+  }
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) drop.classList.remove('over'); });
+  document.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const f = e.dataTransfer?.files?.[0];
+    if (f) await loadBytes(await f.arrayBuffer(), f.name);
+  });
+}
+
+async function main() {
+  if (!hasWebAssembly()) {
+    setState('unsupported');
+    notice('This browser does not run WebAssembly, which the sampler needs.');
+    status('Unsupported browser');
+    return;
+  }
+  if (!hasWasmSimd()) {
+    setState('unsupported');
+    notice('This browser does not support WebAssembly SIMD, which the sampler needs. ' +
+           'Use a current Chrome, Edge or Firefox, or Safari 16.4 or later.');
+    status('Unsupported browser');
+    return;
+  }
+  wire();
+  setState('no-model');
+  status('Looking for models…');
+  const fromParam = params.get('model');
+  let models = [];
+  try {
+    const list = await fetchModelList();
+    models = list.models;
+    renderModelList(models, list.source);
+  } catch (e) {
+    renderModelList([], '');
+    if (!fromParam) {
+      notice(e instanceof ListError ? e.message : `Cannot list models: ${e.message}`);
+      status('No model list');
+    }
+  }
+  if (fromParam) {
+    const label = decodeURIComponent(fromParam.split('/').pop().split('?')[0]) || 'model';
+    await loadFrom(fromParam, '', label);
+    return;
+  }
+  const first = models.find((m) => m.valid && m.kind === 'energy');
+  if (first) await loadListed(first);
+  else if (models.length) status('Pick a model, or open one from disk');
+}
+
+// Read-only view for tests and the curious: window.ebmPage.energyMeans(), .state, ...
+window.ebmPage = {
+  get state() { return document.body.dataset.state; },
+  get model() { return state.model && { name: state.model.name, card: state.model.card }; },
+  get workers() { return pool.size; },
+  get msPerImageStep() { return state.msPerImageStep; },
+  energyMeans: () => chart.mean.slice(),
+  images: () => grid.images.map((x) => (x ? Array.from(x) : null)),
+};
+
+main().catch((e) => {
+  setState('error');
+  notice(`Unexpected error: ${e.message}`);
+});

@@ -1,0 +1,125 @@
+// A pool of sampling workers (worker.js), one per core up to a limit. A grid of N chains is split
+// into contiguous shares; chain i always draws its noise from stream i of the seed, so the grid
+// does not depend on how many workers there are.
+
+export function defaultWorkerCount(limit = 8) {
+  const param = Number(new URLSearchParams(location.search).get('workers'));
+  if (Number.isInteger(param) && param > 0) return Math.min(param, 32);
+  return Math.max(1, Math.min(navigator.hardwareConcurrency || 2, limit));
+}
+
+// Chains [first, first + count) for each of `workers` shares of n (empty shares dropped).
+export function splitGrid(n, workers) {
+  const shares = [];
+  for (let w = 0; w < workers; ++w) {
+    const first = Math.floor((w * n) / workers), end = Math.floor(((w + 1) * n) / workers);
+    if (end > first) shares.push({ first, count: end - first });
+  }
+  return shares;
+}
+
+export class WorkerPool {
+  constructor(size) {
+    this.size = size;
+    this.workers = [];
+    this.jobId = 0;
+    this.active = null;  // {id, handlers}
+  }
+
+  #spawn() {
+    const w = new Worker('worker.js');
+    w.onmessage = (e) => this.#dispatch(w, e.data);
+    w.onerror = (e) => {
+      e.preventDefault();
+      this.#dispatch(w, { type: 'error', job: this.active?.id ?? null,
+                          message: e.message || 'a sampling worker failed to start' });
+    };
+    return w;
+  }
+
+  #dispatch(worker, msg) {
+    if (worker.pending && (msg.type === 'loaded' || (msg.type === 'error' && msg.job == null))) {
+      const p = worker.pending;
+      worker.pending = null;
+      if (msg.type === 'loaded') p.resolve(msg.card);
+      else p.reject(new Error(msg.message));
+      return;
+    }
+    const job = this.active;
+    if (!job || msg.job !== job.id) return;  // a late message from a stopped job
+    job.onMessage(worker, msg);
+  }
+
+  #loadInto(worker, bytes) {
+    return new Promise((resolve, reject) => {
+      worker.pending = { resolve, reject };
+      const copy = bytes.slice(0);  // each worker gets its own copy, transferred
+      worker.postMessage({ type: 'load', bytes: copy }, [copy]);
+    });
+  }
+
+  // Loads the model into the first worker (which validates it) and then into the rest.
+  // Resolves with the model's card; rejects with the runtime's message for an invalid file.
+  async load(bytes) {
+    this.stop();
+    if (this.workers.length === 0) this.workers.push(this.#spawn());
+    const card = await this.#loadInto(this.workers[0], bytes);
+    while (this.workers.length < this.size) this.workers.push(this.#spawn());
+    await Promise.all(this.workers.slice(1).map((w) => this.#loadInto(w, bytes)));
+    return card;
+  }
+
+  // Runs n chains. start: {kind:'uniform'} or {kind:'blend', a, b, t: Float32Array(n)}.
+  // Callbacks: onProgress({chain0, count, step, total, energies, images?}), onDone({stopped,
+  // msPerStep}), onError(message). Returns the job id.
+  run({ n, params, seed, start, sliceMs = 100 }, { onProgress, onDone, onError }) {
+    this.stop();
+    const id = ++this.jobId;
+    const shares = splitGrid(n, this.workers.length);
+    const byWorker = new Map();
+    let remaining = shares.length, stopped = false, msSum = 0;
+    const job = {
+      id,
+      onMessage: (worker, msg) => {
+        const share = byWorker.get(worker);
+        if (msg.type === 'progress') {
+          onProgress({ chain0: share.first, count: share.count, step: msg.step, total: msg.total,
+                       energies: msg.energies, images: msg.images });
+        } else if (msg.type === 'done') {
+          stopped ||= msg.stopped;
+          msSum += msg.msPerStep / share.count;
+          if (--remaining === 0) {
+            this.active = null;
+            onDone({ stopped, msPerImageStep: msSum / shares.length });
+          }
+        } else if (msg.type === 'error') {
+          this.stop();
+          onError(msg.message);
+        }
+      },
+    };
+    this.active = job;
+    shares.forEach((share, w) => {
+      const worker = this.workers[w];
+      byWorker.set(worker, share);
+      let s = start;
+      if (start.kind === 'blend') s = { ...start, t: start.t.slice(share.first, share.first + share.count) };
+      worker.postMessage({ type: 'run', job: id, params, seed, count: share.count,
+                           firstChain: share.first, start: s, sliceMs });
+    });
+    return id;
+  }
+
+  // Asks every worker to stop after its current slice; their 'done' messages still arrive.
+  requestStop() {
+    if (!this.active) return;
+    for (const w of this.workers) w.postMessage({ type: 'stop', job: this.active.id });
+  }
+
+  // Forgets the running job at once (later messages from it are ignored).
+  stop() {
+    if (!this.active) return;
+    this.requestStop();
+    this.active = null;
+  }
+}

@@ -1,0 +1,121 @@
+// One sampling worker: holds the WebAssembly runtime and one model, and runs its share of a grid
+// (chains firstChain .. firstChain + count - 1) in slices, returning to its event loop between
+// slices so that a "stop" message acts within one slice.
+//
+// Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
+//               {type:'run', job, params, seed, count, firstChain, start, sliceMs}
+//               {type:'stop', job}
+// Messages out: {type:'progress', job, step, total, energies, images?}  (images: each slice end)
+//               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
+/* global createEbmRuntime */
+'use strict';
+
+importScripts('ebm_runtime.js');
+
+let runtime = null;
+let model = null;
+let job = null;  // {id, sampler, stopped, ...}
+
+const ready = createEbmRuntime().then((M) => { runtime = M; });
+
+function fail(id, error) {
+  postMessage({ type: 'error', job: id, message: String(error && error.message ? error.message : error) });
+}
+
+function toHeap(typed) {
+  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  const ptr = runtime._malloc(Math.max(bytes.length, 1));
+  runtime.HEAPU8.set(bytes, ptr);
+  return ptr;
+}
+
+function load(bytes) {
+  if (model) { model.delete(); model = null; }
+  const ptr = toHeap(new Uint8Array(bytes));
+  let m;
+  try {
+    m = new runtime.Model(ptr, bytes.byteLength);
+  } finally {
+    runtime._free(ptr);
+  }
+  const error = m.error();
+  if (error) {
+    m.delete();
+    postMessage({ type: 'error', job: null, message: error });
+    return;
+  }
+  model = m;
+  postMessage({ type: 'loaded', card: JSON.parse(m.describe()) });
+}
+
+function startChains(sampler, msg) {
+  const s = msg.start || { kind: 'uniform' };
+  if (s.kind === 'uniform') return sampler.startUniform(msg.count, msg.firstChain);
+  if (s.kind === 'blend') {
+    const a = toHeap(s.a), b = toHeap(s.b), t = toHeap(s.t);
+    try {
+      return sampler.startBlend(a, b, t, msg.count, msg.firstChain);
+    } finally {
+      runtime._free(a); runtime._free(b); runtime._free(t);
+    }
+  }
+  return `unknown start '${s.kind}'`;
+}
+
+function finish(j, stopped) {
+  const msPerStep = j.stepsRun ? j.busyMs / j.stepsRun : 0;
+  postMessage({ type: 'done', job: j.id, step: j.sampler.stepsDone(), stopped, msPerStep });
+  j.sampler.delete();
+  if (job === j) job = null;
+}
+
+// Runs about sliceMs of steps, then yields to the event loop (where 'stop' can arrive).
+function slice(j) {
+  if (j !== job) return;
+  if (j.stopped) { finish(j, true); return; }
+  const steps = Math.max(1, Math.round(j.sliceMs / Math.max(j.msPerStep, 0.1)));
+  const end = Math.min(j.sampler.totalSteps(), j.sampler.stepsDone() + steps);
+  const t0 = performance.now();
+  const before = j.sampler.stepsDone();
+  const done = j.sampler.run(1, (step, total, images, energies) => {
+    const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice() };
+    if (step === 0 || step === end || step === total) msg.images = images.slice();
+    const transfer = msg.images ? [msg.energies.buffer, msg.images.buffer] : [msg.energies.buffer];
+    postMessage(msg, transfer);
+  }, steps);
+  if (done < 0) { fail(j.id, j.sampler.error()); j.sampler.delete(); job = null; return; }
+  const ran = j.sampler.stepsDone() - before;
+  if (ran > 0) {
+    const ms = performance.now() - t0;
+    j.busyMs += ms;
+    j.stepsRun += ran;
+    j.msPerStep = ms / ran;
+  }
+  if (j.sampler.finished()) { finish(j, false); return; }
+  setTimeout(() => slice(j), 0);
+}
+
+function run(msg) {
+  if (!model) { fail(msg.job, 'no model is loaded'); return; }
+  if (job) { job.stopped = true; finish(job, true); }
+  const sampler = new runtime.Sampler(model, JSON.stringify(msg.params || {}), msg.seed);
+  let error = sampler.error();
+  if (!error) error = startChains(sampler, msg);
+  if (error) { sampler.delete(); fail(msg.job, error); return; }
+  job = { id: msg.job, sampler, stopped: false, sliceMs: msg.sliceMs || 100, msPerStep: 50,
+          busyMs: 0, stepsRun: 0 };
+  slice(job);
+}
+
+onmessage = (e) => {
+  const msg = e.data;
+  ready.then(() => {
+    try {
+      if (msg.type === 'load') load(msg.bytes);
+      else if (msg.type === 'run') run(msg);
+      else if (msg.type === 'stop') { if (job && (msg.job == null || job.id === msg.job)) job.stopped = true; }
+    } catch (err) {
+      fail(msg.job ?? null, err);
+    }
+  }, (err) => fail(null, `the WebAssembly runtime did not start: ${err}`));
+};

@@ -1,0 +1,53 @@
+// ebm-serve as a library: the page (a site folder), the models folder and the publish endpoint.
+//
+//   GET  /health                  {"status":"ok","models":N}
+//   GET  /api/models              {"models":[...]} (see ebm/catalog.h), also kept in index.json
+//   PUT  /api/models/<name>       publish, with "Authorization: Bearer <token>"
+//   GET  /models/<file>           a model file, or the folder's index.json
+//   GET  /<path>                  the site (index.html for folders)
+//
+// Every file goes out with its type, a strong ETag (its SHA-256; If-None-Match gives 304) and
+// Cache-Control. Errors are JSON: {"error": "..."}. One access-log line per request.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+namespace ebm {
+
+struct ServerOptions {
+  std::string web_dir;
+  std::string models_dir;
+  std::string host = "127.0.0.1";
+  int port = 8080;                          // 0 picks a free port (see HttpServer::bind)
+  std::string publish_token;                // empty: publishing is refused with 403
+  uint64_t max_upload_bytes = 64ull << 20;  // larger publish bodies get 413
+  FILE* log = stderr;                       // access log and notices; nullptr for none
+};
+
+class HttpServer {
+ public:
+  // Checks both folders exist (throws ebm::Error naming the one that does not) and writes the
+  // models folder's index.json if it is out of date (a read-only folder only earns a notice).
+  explicit HttpServer(ServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listening socket and returns the port (the chosen one when options.port is 0).
+  // Throws ebm::Error if the address cannot be bound.
+  int bind();
+  // Serves until stop(); returns false if the listener failed.
+  bool run();
+  // From any thread (a signal-waiting thread, a test): finishes and makes run() return.
+  void stop();
+  bool running() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ebm

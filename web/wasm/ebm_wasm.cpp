@@ -1,0 +1,235 @@
+// The runtime's JavaScript API (embind), built only under Emscripten. Bytes and images live in the
+// wasm heap: JavaScript copies a model file into memory it got from _malloc and passes the
+// address, so the module needs no filesystem. No call throws into JavaScript: each one that can
+// fail returns an error message ("" on success), because a C++ exception reaching JavaScript
+// carries no readable message.
+//
+//   const m = new Module.Model(ptr, size);      m.error() -> "" or why the file was refused
+//   m.describe()                                 -> JSON text: kind, input, sampler, card, ...
+//   m.energy(xPtr, n, ePtr)                      -> ""; x: [n, C, H, W] floats, e: [n]
+//   m.energyAndGrad(xPtr, n, ePtr, gPtr)         -> ""; g: dE/dx, same shape as x
+//   const s = new Module.Sampler(m, '{"steps":60}', seed);   s.error()
+//   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain)
+//   s.startBlend(aPtr, bPtr, tPtr, count, firstChain)   -> ""
+//   s.run(every, callback, maxSteps) -> steps done (-1: see s.error()); the loop runs in wasm and
+//       calls callback(step, total, images, energies) before the first step, every `every` steps
+//       and after the last; images and energies are Float32Array views into the heap, valid only
+//       during the call; returning false stops.
+//   s.requestStop(), s.stepsDone(), s.finished(), s.count()
+//   Module.fillNormals(seed, stream, n, outPtr): the sampler's noise (Pcg32), for tests.
+#include <emscripten/bind.h>
+#include <emscripten/val.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ebm/error.h"
+#include "ebm/model.h"
+#include "ebm/network.h"
+#include "ebm/rng.h"
+#include "ebm/sampler.h"
+
+namespace {
+
+using emscripten::val;
+
+// JavaScript numbers carry integers exactly up to 2^53; seeds and chain indices must fit.
+bool to_index(double v, uint64_t* out, std::string* error, const char* what) {
+  if (!(v >= 0 && v <= 9007199254740991.0) || std::floor(v) != v) {
+    *error = std::string(what) + " must be an integer from 0 to 2^53 - 1";
+    return false;
+  }
+  *out = uint64_t(v);
+  return true;
+}
+
+template <typename F>
+std::string guarded(F&& body) {
+  try {
+    body();
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+class WasmModel {
+ public:
+  WasmModel(uintptr_t bytes, size_t size) {
+    error_ = guarded([&] {
+      const ebm::Model model = ebm::parse_model(reinterpret_cast<const uint8_t*>(bytes), size);
+      description_ = model.describe();
+      description_["input_size"] = ebm::Shape(model.arch.input).size();
+      net_ = std::make_unique<ebm::Network>(model);
+    });
+  }
+
+  std::string error() const { return error_; }
+  std::string describe() const { return description_.dump(); }
+  int input_size() const { return net_ ? int(net_->input_size()) : 0; }
+
+  std::string energy(uintptr_t x, int n, uintptr_t e) {
+    return guarded([&] {
+      check_batch(n);
+      network().energy(reinterpret_cast<const float*>(x), n, reinterpret_cast<float*>(e));
+    });
+  }
+
+  std::string energy_and_grad(uintptr_t x, int n, uintptr_t e, uintptr_t g) {
+    return guarded([&] {
+      check_batch(n);
+      network().energy_and_input_grad(reinterpret_cast<const float*>(x), n,
+                                      reinterpret_cast<float*>(e), reinterpret_cast<float*>(g));
+    });
+  }
+
+  ebm::Network& network() {
+    if (!net_) throw ebm::Error("the model did not load: " + error_);
+    return *net_;
+  }
+
+ private:
+  void check_batch(int n) {
+    if (n < 1) throw ebm::Error("batch size must be at least 1, got " + std::to_string(n));
+    if (network().kind() != ebm::ModelKind::kEnergy)
+      throw ebm::Error("energies need an energy model; this model is a classifier");
+  }
+
+  std::string error_;
+  nlohmann::json description_;
+  std::unique_ptr<ebm::Network> net_;
+};
+
+class WasmSampler {
+ public:
+  // params_json: settings over the model's own defaults, e.g. {"steps":200,"noise":0.01}.
+  WasmSampler(WasmModel& model, const std::string& params_json, double seed) {
+    error_ = guarded([&] {
+      ebm::Network& net = model.network();
+      uint64_t s = 0;
+      std::string why;
+      if (!to_index(seed, &s, &why, "seed")) throw ebm::Error(why);
+      const nlohmann::json overrides =
+          params_json.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(params_json);
+      const ebm::SamplerParams p = ebm::parse_sampler_params(overrides, net.sampler());
+      sampler_ = std::make_unique<ebm::LangevinSampler>(net, p, s);
+    });
+  }
+
+  std::string error() const { return error_; }
+
+  std::string start_uniform(int count, double first_chain) {
+    return start(first_chain, [&](uint64_t first) { sampler().start_uniform(count, first); });
+  }
+
+  std::string start_from(uintptr_t images, int count, double first_chain) {
+    return start(first_chain, [&](uint64_t first) {
+      sampler().start_from(reinterpret_cast<const float*>(images), count, first);
+    });
+  }
+
+  // Chain i starts at (1 - t[i]) * a + t[i] * b; t: `count` floats at t_ptr.
+  std::string start_blend(uintptr_t a, uintptr_t b, uintptr_t t_ptr, int count,
+                          double first_chain) {
+    return start(first_chain, [&](uint64_t first) {
+      if (count < 1) throw ebm::Error("blend needs at least one chain");
+      const float* t = reinterpret_cast<const float*>(t_ptr);
+      sampler().start_blend(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b),
+                            std::vector<float>(t, t + count), first);
+    });
+  }
+
+  int run(int every, val callback, int max_steps) {
+    int done = -1;
+    error_ = guarded([&] {
+      ebm::LangevinSampler& s = sampler();
+      if (s.count() == 0) throw ebm::Error("the sampler has no chains; call a start method first");
+      const size_t d = size_t(s.images().size() / size_t(s.count()));
+      const bool has_callback = callback.typeOf().as<std::string>() == "function";
+      ebm::LangevinSampler::Callback cb;
+      if (has_callback)
+        cb = [&](const ebm::SamplerProgress& p) {
+          const val images = val(emscripten::typed_memory_view(size_t(p.count) * d, p.images));
+          const val energies = val(emscripten::typed_memory_view(size_t(p.count), p.energies));
+          const val answer = callback(p.step, p.total, images, energies);
+          return !(answer.isFalse());
+        };
+      done = s.run(every, cb, max_steps);
+    });
+    return error_.empty() ? done : -1;
+  }
+
+  void request_stop() {
+    if (sampler_) sampler_->request_stop();
+  }
+  int steps_done() const { return sampler_ ? sampler_->steps_done() : 0; }
+  int total_steps() const { return sampler_ ? sampler_->params().steps : 0; }
+  bool finished() const { return sampler_ && sampler_->finished(); }
+  int count() const { return sampler_ ? sampler_->count() : 0; }
+  std::string params() const {
+    return sampler_ ? ebm::sampler_params_json(sampler_->params()).dump() : "{}";
+  }
+
+ private:
+  ebm::LangevinSampler& sampler() {
+    if (!sampler_) throw ebm::Error("the sampler was not created: " + error_);
+    return *sampler_;
+  }
+
+  template <typename F>
+  std::string start(double first_chain, F&& body) {
+    error_ = guarded([&] {
+      uint64_t first = 0;
+      std::string why;
+      if (!to_index(first_chain, &first, &why, "first chain")) throw ebm::Error(why);
+      body(first);
+    });
+    return error_;
+  }
+
+  std::string error_;
+  std::unique_ptr<ebm::LangevinSampler> sampler_;
+};
+
+std::string fill_normals(double seed, double stream, int n, uintptr_t out) {
+  return guarded([&] {
+    uint64_t s = 0, t = 0;
+    std::string why;
+    if (!to_index(seed, &s, &why, "seed") || !to_index(stream, &t, &why, "stream"))
+      throw ebm::Error(why);
+    if (n < 0) throw ebm::Error("count must not be negative");
+    ebm::Pcg32 rng(s, t);
+    rng.fill_normal(reinterpret_cast<float*>(out), size_t(n));
+  });
+}
+
+}  // namespace
+
+EMSCRIPTEN_BINDINGS(ebm_runtime) {
+  using emscripten::class_;
+  using emscripten::constructor;
+  emscripten::function("fillNormals", &fill_normals);
+  class_<WasmModel>("Model")
+      .constructor<uintptr_t, size_t>()
+      .function("error", &WasmModel::error)
+      .function("describe", &WasmModel::describe)
+      .function("inputSize", &WasmModel::input_size)
+      .function("energy", &WasmModel::energy)
+      .function("energyAndGrad", &WasmModel::energy_and_grad);
+  class_<WasmSampler>("Sampler")
+      .constructor<WasmModel&, const std::string&, double>()
+      .function("error", &WasmSampler::error)
+      .function("startUniform", &WasmSampler::start_uniform)
+      .function("startFrom", &WasmSampler::start_from)
+      .function("startBlend", &WasmSampler::start_blend)
+      .function("run", &WasmSampler::run)
+      .function("requestStop", &WasmSampler::request_stop)
+      .function("stepsDone", &WasmSampler::steps_done)
+      .function("totalSteps", &WasmSampler::total_steps)
+      .function("finished", &WasmSampler::finished)
+      .function("count", &WasmSampler::count)
+      .function("params", &WasmSampler::params);
+}
