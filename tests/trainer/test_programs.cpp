@@ -266,6 +266,61 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
     EXPECT_EQ(t.stored, DType::kF32) << t.name;
 }
 
+#ifdef EBM_SERVE_EXE
+// The first line ebm-serve prints names its port: "... on http://127.0.0.1:PORT/ ...".
+int wait_for_port(const std::string& log) {
+  for (int i = 0; i < 200; ++i) {
+    const std::string text = read_text(log);
+    const size_t k = text.find("http://127.0.0.1:");
+    if (k != std::string::npos && text.find('/', k + 17) != std::string::npos)
+      return std::atoi(text.c_str() + k + 17);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+TEST(Programs, ExportPublishesToAModelsFolderAndToARunningServer) {
+  const std::string work = scratch_dir("publish");
+  const std::string dir = work + "/run";
+  std::string out;
+  ASSERT_EQ(run(train_args(dir, {"--max-steps", "2"}), &out), 0) << out;
+
+  // Into a models folder (which must exist).
+  std::filesystem::create_directories(work + "/models");
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish",
+                 work + "/models", "--publish-name", "small"},
+                &out),
+            0)
+      << out;
+  EXPECT_NO_THROW(load_model(work + "/models/small.safetensors"));
+  EXPECT_NE(read_text(work + "/models/index.json").find("small"), std::string::npos);
+
+  // To a running ebm-serve with a publish token; a wrong token is refused.
+  std::filesystem::create_directories(work + "/served");
+  ::setenv("EBM_PUBLISH_TOKEN", "secret", 1);
+  const pid_t server =
+      spawn({EBM_SERVE_EXE, "--port", "0", "--web", work, "--models", work + "/served"},
+            work + "/serve.log");
+  ::unsetenv("EBM_PUBLISH_TOKEN");
+  const int port = wait_for_port(work + "/serve.log");
+  ASSERT_GT(port, 0) << read_text(work + "/serve.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish", url, "--token",
+                 "wrong", "--publish-name", "srv"},
+                &out),
+            1);
+  EXPECT_NE(out.find("refused"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish", url, "--token",
+                 "secret", "--publish-name", "srv"},
+                &out),
+            0)
+      << out;
+  kill(server, SIGTERM);
+  wait_for(server);
+  EXPECT_NO_THROW(load_model(work + "/served/srv.safetensors"));
+}
+#endif
+
 // Writes a checkpoint by hand with a given configuration and model tensors.
 void write_checkpoint(const std::string& path, const TrainConfig& cfg, const std::string& kind,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
