@@ -35,10 +35,12 @@ int main(int argc, char** argv) {
     double step_size = cfg.sampler.step_size, noise = cfg.sampler.noise,
            grad_clip = cfg.sampler.grad_clip, eps = cfg.sampler.eps;
 
-    ebm::ArgParser args("ebm-train",
-                        "Trains an energy-based model E(x) (low for real images) by contrastive "
-                        "divergence with a replay buffer and Langevin sampling, or a classifier "
-                        "with --task classify. CPU, every core by default.");
+    ebm::ArgParser args(
+        "ebm-train",
+        "Trains an energy-based model E(x) (low for real images) by contrastive "
+        "divergence with a replay buffer and Langevin sampling, or a classifier "
+        "with --task classify (then Adam defaults to lr 1e-3 and beta1 0.9). CPU, every "
+        "core by default.");
     args.option("data", "PATH",
                 "training images: a folder (sub-folders are labels), or an IDX "
                 "images file such as Fashion-MNIST's train-images-idx3-ubyte.gz",
@@ -203,6 +205,12 @@ int main(int argc, char** argv) {
         ebm::train::parse_langevin_backend(cfg.langevin_backend);
       } catch (const ebm::Error& e) {
         args.fail(e.what());
+      }
+      // A classifier is an ordinary supervised problem: Adam's usual momentum and a larger step
+      // unless told otherwise (the energy defaults are the book's).
+      if (cfg.task == ebm::train::Task::kClassify) {
+        if (!args.given("lr")) cfg.lr = 1e-3;
+        if (!args.given("beta1")) cfg.beta1 = 0.9;
       }
       cfg.limit = limit;
       cfg.buffer_size = buffer_size;
