@@ -14,8 +14,9 @@ packages=(
   libeigen3-dev nlohmann-json3-dev libstb-dev zlib1g-dev libcpp-httplib-dev libssl-dev
   # trainer (LibTorch with OpenBLAS instead of the slow reference BLAS)
   libtorch-dev libopenblas-dev
-  # tests and benchmarks
-  googletest libgtest-dev libgmock-dev libbenchmark-dev python3-numpy
+  # tests and benchmarks (python3-torch: the trainer tests write TorchScript models with it and
+  # read checkpoints back with torch.jit.load)
+  googletest libgtest-dev libgmock-dev libbenchmark-dev python3-numpy python3-torch
   # the browser build and its tests (python3: a plain static host in the page test)
   emscripten nodejs npm chromium python3
   # a real dataset nobody here drew

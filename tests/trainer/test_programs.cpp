@@ -1,0 +1,375 @@
+// The programs as a user runs them: --help, bad arguments, Ctrl-C, kill -9, and ebm-export's
+// model file, card and refusals.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "checkpoint.h"
+#include "ebm/fileio.h"
+#include "ebm/model.h"
+#include "ebm/network.h"
+#include "metrics_csv.h"
+#include "trainer_test_util.h"
+
+namespace ebm::train {
+namespace {
+
+using test::scratch_dir;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Starts a program with stdout and stderr going to `log`.
+pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Exit status, or 128 + signal number if killed by a signal.
+int wait_for(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int run(const std::vector<std::string>& args, std::string* output) {
+  const std::string log = (test::process_dir() / "program_output.txt").string();
+  const int code = wait_for(spawn(args, log));
+  *output = read_text(log);
+  return code;
+}
+
+// Waits until the run has logged at least `rows` steps (or 90 s pass).
+size_t wait_for_rows(const std::string& run_dir, size_t rows) {
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t n = 0;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(90)) {
+    n = read_metrics(run_dir + "/metrics.csv").rows.size();
+    if (n >= rows) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return n;
+}
+
+// A bridge set and a small preset, and the ebm-train command line for a long run on them.
+struct Setup {
+  std::string work, data, preset;
+};
+
+const Setup& setup() {
+  static Setup s;
+  if (s.work.empty()) {
+    s.work = scratch_dir("programs");
+    s.data = s.work + "/bridges";
+    test::write_bridge_set(s.data, 16, 64, 16);
+    s.preset = test::write_preset(s.work, test::small_preset(64, 16));
+  }
+  return s;
+}
+
+std::vector<std::string> train_args(const std::string& run_dir,
+                                    std::vector<std::string> extra = {}) {
+  std::vector<std::string> a = {EBM_TRAIN_EXE,
+                                "--data",
+                                setup().data,
+                                "--preset",
+                                setup().preset,
+                                "--run",
+                                run_dir,
+                                "--batch",
+                                "16",
+                                "--langevin-steps",
+                                "20",
+                                "--sample-count",
+                                "2",
+                                "--sample-steps",
+                                "10",
+                                "--threads",
+                                "2",
+                                "--quiet"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+std::vector<double> steps_of(const std::string& run_dir) {
+  return read_metrics(run_dir + "/metrics.csv").column("step");
+}
+
+bool consecutive_from_one(const std::vector<double>& steps) {
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i] != double(i + 1)) return false;
+  return true;
+}
+
+TEST(Programs, HelpListsTheOptionsWithTheirDefaults) {
+  std::string out;
+  ASSERT_EQ(run({EBM_TRAIN_EXE, "--help"}, &out), 0);
+  for (const char* s : {"--data",
+                        "--resume",
+                        "--preset",
+                        "--task",
+                        "--buffer-size",
+                        "8192",
+                        "--fresh",
+                        "0.05",
+                        "--langevin-steps",
+                        "60",
+                        "--step-size",
+                        "10",
+                        "--noise",
+                        "0.005",
+                        "--grad-clip",
+                        "0.03",
+                        "--alpha",
+                        "0.1",
+                        "--lr",
+                        "0.0001",
+                        "--beta1",
+                        "--spectral-norm",
+                        "--clip-grad-norm",
+                        "--langevin-backend",
+                        "--checkpoint-minutes",
+                        "--max-rollbacks",
+                        "--threads"})
+    EXPECT_NE(out.find(s), std::string::npos) << s;
+  ASSERT_EQ(run({EBM_EXPORT_EXE, "--help"}, &out), 0);
+  for (const char* s : {"--out", "--f32", "--name", "--description", "--license"})
+    EXPECT_NE(out.find(s), std::string::npos) << s;
+  ASSERT_EQ(run({EBM_IMPORT_EXE, "--help"}, &out), 0);
+  for (const char* s : {"--input", "--kind", "--labels", "--score"})
+    EXPECT_NE(out.find(s), std::string::npos) << s;
+}
+
+TEST(Programs, BadArgumentsExitTwoAndBadInputsExitOneNamingThem) {
+  std::string out;
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--lr", "fast"}, &out), 2) << out;
+  EXPECT_NE(out.find("--lr"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--run", "/tmp/x"}, &out), 2) << out;
+  EXPECT_NE(out.find("--data"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--data", "/nonexistent/bridges", "--run",
+                 scratch_dir("bad_data") + "/run"},
+                &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("/nonexistent/bridges"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--data", setup().data, "--preset", "no_such_preset", "--run",
+                 scratch_dir("bad_preset") + "/run"},
+                &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("no_such_preset"), std::string::npos) << out;
+  EXPECT_EQ(
+      run({EBM_TRAIN_EXE, "--run", scratch_dir("bad_resume"), "--resume", "--lr", "0.1"}, &out), 2);
+  EXPECT_NE(out.find("cannot change when resuming"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_EXPORT_EXE, "/nonexistent.pt", "--out", "/tmp/x.safetensors"}, &out), 1);
+  EXPECT_NE(out.find("/nonexistent.pt"), std::string::npos) << out;
+}
+
+TEST(Programs, CtrlCSavesACheckpointExitsCleanlyAndResumeContinues) {
+  const std::string dir = scratch_dir("sigint") + "/run";
+  const pid_t pid = spawn(train_args(dir, {"--epochs", "1000"}), dir + ".log");
+  ASSERT_GE(wait_for_rows(dir, 3), 3u) << read_text(dir + ".log");
+  kill(pid, SIGINT);
+  EXPECT_EQ(wait_for(pid), 130) << read_text(dir + ".log");
+  EXPECT_NE(read_text(dir + ".log").find("--resume"), std::string::npos);
+  EXPECT_NE(read_text(dir + "/log.txt").find("interrupted"), std::string::npos);
+  const int64_t saved = read_checkpoint(dir + "/checkpoint.pt").counters.step;
+  EXPECT_EQ(double(saved), steps_of(dir).back());  // nothing done was lost
+
+  std::string out;
+  ASSERT_EQ(run({EBM_TRAIN_EXE, "--run", dir, "--resume", "--max-steps", std::to_string(saved + 3),
+                 "--quiet"},
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(read_checkpoint(dir + "/checkpoint.pt").counters.step, saved + 3);
+  EXPECT_TRUE(consecutive_from_one(steps_of(dir)));
+}
+
+TEST(Programs, KillNineLosesAtMostTheWorkSinceTheLastCheckpoint) {
+  const std::string dir = scratch_dir("sigkill") + "/run";
+  // A checkpoint after every step, so the loss is at most the step being worked on.
+  const pid_t pid =
+      spawn(train_args(dir, {"--epochs", "1000", "--checkpoint-minutes", "0"}), dir + ".log");
+  ASSERT_GE(wait_for_rows(dir, 5), 5u) << read_text(dir + ".log");
+  kill(pid, SIGKILL);
+  EXPECT_EQ(wait_for(pid), 128 + SIGKILL);
+  const double logged = steps_of(dir).back();
+  const int64_t saved = read_checkpoint(dir + "/checkpoint.pt").counters.step;  // whole, not torn
+  EXPECT_GE(double(saved), logged - 1);
+  EXPECT_LE(double(saved), logged);
+
+  std::string out;
+  ASSERT_EQ(run({EBM_TRAIN_EXE, "--run", dir, "--resume", "--max-steps", std::to_string(saved + 2),
+                 "--quiet"},
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(read_checkpoint(dir + "/checkpoint.pt").counters.step, saved + 2);
+  EXPECT_TRUE(consecutive_from_one(steps_of(dir)));  // rows after the checkpoint were dropped
+  for (const auto& e : std::filesystem::directory_iterator(dir))  // no half-written leftovers
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+}
+
+TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
+  const std::string work = scratch_dir("export");
+  const std::string dir = work + "/bridges-small";
+  std::string out;
+  ASSERT_EQ(run(train_args(dir, {"--epochs", "1"}), &out), 0) << out;  // 7 steps, one epoch
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir + "/checkpoint.pt", "--out", work + "/m.safetensors",
+                 "--license", "CC-BY-4.0"},
+                &out),
+            0)
+      << out;
+  const std::vector<uint8_t> bytes = read_file(work + "/m.safetensors");
+  const TensorFile tf = parse_safetensors(bytes.data(), bytes.size());
+  for (const Tensor& t : tf.tensors) EXPECT_EQ(t.stored, DType::kF16) << t.name;
+  const Model m = load_model(work + "/m.safetensors");
+  EXPECT_EQ(m.kind, ModelKind::kEnergy);
+  EXPECT_EQ(m.card["name"], "bridges-small");
+  EXPECT_EQ(m.card["license"], "CC-BY-4.0");
+  EXPECT_EQ(m.card["training"]["epochs"], 1);
+  EXPECT_EQ(m.card["training"]["steps"], 7);
+  EXPECT_TRUE(m.card["training"]["wall_time"].is_string());
+  EXPECT_TRUE(m.card["training"]["final"].contains("cdiv")) << m.card.dump();
+  EXPECT_TRUE(m.card["training"]["validation"].contains("cdiv")) << m.card.dump();
+  EXPECT_EQ(m.card["dataset"]["train"], 112) << m.card.dump();
+  EXPECT_EQ(m.card["architecture"]["parameters"], m.arch.parameter_count());
+  EXPECT_EQ(m.sampler.steps, 10);  // the run's --sample-steps
+
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m32.safetensors", "--f32"}, &out), 0)
+      << out;
+  const std::vector<uint8_t> b32 = read_file(work + "/m32.safetensors");
+  for (const Tensor& t : parse_safetensors(b32.data(), b32.size()).tensors)
+    EXPECT_EQ(t.stored, DType::kF32) << t.name;
+}
+
+#ifdef EBM_SERVE_EXE
+// The first line ebm-serve prints names its port: "... on http://127.0.0.1:PORT/ ...".
+int wait_for_port(const std::string& log) {
+  for (int i = 0; i < 200; ++i) {
+    const std::string text = read_text(log);
+    const size_t k = text.find("http://127.0.0.1:");
+    if (k != std::string::npos && text.find('/', k + 17) != std::string::npos)
+      return std::atoi(text.c_str() + k + 17);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+TEST(Programs, ExportPublishesToAModelsFolderAndToARunningServer) {
+  const std::string work = scratch_dir("publish");
+  const std::string dir = work + "/run";
+  std::string out;
+  ASSERT_EQ(run(train_args(dir, {"--max-steps", "2"}), &out), 0) << out;
+
+  // Into a models folder (which must exist).
+  std::filesystem::create_directories(work + "/models");
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish",
+                 work + "/models", "--publish-name", "small"},
+                &out),
+            0)
+      << out;
+  EXPECT_NO_THROW(load_model(work + "/models/small.safetensors"));
+  EXPECT_NE(read_text(work + "/models/index.json").find("small"), std::string::npos);
+
+  // To a running ebm-serve with a publish token; a wrong token is refused.
+  std::filesystem::create_directories(work + "/served");
+  ::setenv("EBM_PUBLISH_TOKEN", "secret", 1);
+  const pid_t server =
+      spawn({EBM_SERVE_EXE, "--port", "0", "--web", work, "--models", work + "/served"},
+            work + "/serve.log");
+  ::unsetenv("EBM_PUBLISH_TOKEN");
+  const int port = wait_for_port(work + "/serve.log");
+  ASSERT_GT(port, 0) << read_text(work + "/serve.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish", url, "--token",
+                 "wrong", "--publish-name", "srv"},
+                &out),
+            1);
+  EXPECT_NE(out.find("refused"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m.safetensors", "--publish", url, "--token",
+                 "secret", "--publish-name", "srv"},
+                &out),
+            0)
+      << out;
+  kill(server, SIGTERM);
+  wait_for(server);
+  EXPECT_NO_THROW(load_model(work + "/served/srv.safetensors"));
+}
+#endif
+
+// Writes a checkpoint by hand with a given configuration and model tensors.
+void write_checkpoint(const std::string& path, const TrainConfig& cfg, const std::string& kind,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  torch::serialize::OutputArchive out, model;
+  out.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  out.write("config", c10::IValue(cfg.to_json().dump()));
+  out.write("kind", c10::IValue(kind));
+  out.write("labels", c10::IValue(std::string("[]")));
+  for (auto [name, t] : tensors) {
+    std::replace(name.begin(), name.end(), '.', '_');
+    model.write(name, t, true);
+  }
+  out.write("model", model);
+  for (const char* k : {"step", "epoch", "step_in_epoch", "rollbacks"})
+    out.write(k, c10::IValue(int64_t(1)));
+  out.write("wall_seconds", c10::IValue(1.0));
+  out.write("summary", c10::IValue(std::string("{}")));
+  out.save_to(path);
+}
+
+TEST(Programs, ExportRefusesACheckpointWhoseArchitectureTheRuntimeCannotRun) {
+  const std::string work = scratch_dir("export_refuse");
+  std::string out;
+  // A layer type the runtime does not have.
+  TrainConfig c;
+  c.architecture = nlohmann::json::parse(R"({"input": {"channels": 1, "height": 8, "width": 8},
+      "layers": [{"type": "flatten"}, {"type": "dropout", "p": 0.5}, {"type": "dense", "out_features": 1}]})");
+  write_checkpoint(work + "/dropout.pt", c, "energy", {});
+  EXPECT_EQ(run({EBM_EXPORT_EXE, work + "/dropout.pt", "--out", work + "/a.safetensors"}, &out), 1);
+  EXPECT_NE(out.find("runtime cannot run"), std::string::npos) << out;
+  EXPECT_NE(out.find("dropout"), std::string::npos) << out;
+
+  // Valid layers, but an "energy" model with three outputs.
+  const Architecture three = resolve_architecture(
+      {1, 8, 8},
+      nlohmann::json::parse(R"([{"type": "flatten"}, {"type": "dense", "out_features": 3}])"));
+  c.architecture = architecture_json(three);
+  EnergyNet net(three, 1);
+  write_checkpoint(work + "/three.pt", c, "energy", net->state());
+  EXPECT_EQ(run({EBM_EXPORT_EXE, work + "/three.pt", "--out", work + "/b.safetensors"}, &out), 1);
+  EXPECT_NE(out.find("one number per image"), std::string::npos) << out;
+
+  // Not a checkpoint at all.
+  write_file_atomic(work + "/junk.pt", std::string("not a zip archive"));
+  EXPECT_EQ(run({EBM_EXPORT_EXE, work + "/junk.pt", "--out", work + "/c.safetensors"}, &out), 1);
+  EXPECT_NE(out.find("junk.pt"), std::string::npos) << out;
+  for (const char* f : {"/a.safetensors", "/b.safetensors", "/c.safetensors"})
+    EXPECT_FALSE(std::ifstream(work + f).good()) << "nothing may be written: " << f;
+}
+
+}  // namespace
+}  // namespace ebm::train

@@ -1,0 +1,96 @@
+// Helpers shared by the trainer tests: scratch folders, small bridge sets drawn by the dataset
+// generator itself, and small architectures that train in seconds.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bridges/bridges.h"
+#include "ebm/fileio.h"
+#include "ebm/image_io.h"
+
+namespace ebm::test {
+
+// This test process's own folder under the test temp dir (CTest runs tests in parallel
+// processes), removed when the process ends if every test passed.
+inline const std::filesystem::path& process_dir() {
+  static const std::filesystem::path dir = [] {
+    std::filesystem::path p =
+        std::filesystem::path(::testing::TempDir()) / ("ebm_train_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p;
+  }();
+  // Registered after `dir` exists, so it runs before `dir` is destroyed.
+  static const bool cleanup = [] {
+    return std::atexit([] {
+             if (::testing::UnitTest::GetInstance()->Passed()) {
+               std::error_code ec;
+               std::filesystem::remove_all(dir, ec);
+             }
+           }) == 0;
+  }();
+  (void)cleanup;
+  return dir;
+}
+
+// An empty folder for one test (removed first if it exists).
+inline std::string scratch_dir(const std::string& name) {
+  const std::filesystem::path p = process_dir() / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+// `per_subtype` drawings of each of the eight subtypes at width x height, laid out as ebm-bridges
+// writes them (DIR/<subtype>/NNNNN.png).
+inline void write_bridge_set(const std::string& dir, int per_subtype, int width, int height,
+                             uint64_t seed = 1) {
+  for (int s = 0; s < bridges::kSubtypeCount; ++s) {
+    const bridges::Subtype st = bridges::subtype_at(s);
+    const std::string sub = dir + "/" + bridges::subtype_name(st);
+    std::filesystem::create_directories(sub);
+    for (int i = 0; i < per_subtype; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "/%05d.png", i);
+      write_png(sub + name, bridges::draw_bridge(st, seed, uint64_t(i), width, height).image);
+    }
+  }
+}
+
+// A small strided conv net for W x H gray images: trains in seconds on two cores.
+inline nlohmann::json small_preset(int width, int height, const std::string& act = "swish") {
+  return {{"name", "small"},
+          {"input", {{"channels", 1}, {"height", height}, {"width", width}}},
+          {"layers",
+           {{{"type", "conv2d"},
+             {"out_channels", 8},
+             {"kernel", 3},
+             {"stride", 2},
+             {"padding", "same"}},
+            {{"type", act}},
+            {{"type", "conv2d"},
+             {"out_channels", 16},
+             {"kernel", 3},
+             {"stride", 2},
+             {"padding", "same"}},
+            {{"type", act}},
+            {{"type", "flatten"}},
+            {{"type", "dense"}, {"out_features", 32}},
+            {{"type", act}},
+            {{"type", "dense"}, {"out_features", 1}}}}};
+}
+
+inline std::string write_preset(const std::string& dir, const nlohmann::json& preset) {
+  const std::string path = dir + "/preset.json";
+  write_file_atomic(path, preset.dump(2));
+  return path;
+}
+
+}  // namespace ebm::test

@@ -1,0 +1,104 @@
+// ebm-export: a training checkpoint to the runtime's model file (safetensors, F16 by default),
+// batch norm folded into the convolutions, with a model card; optionally published to a running
+// ebm-serve or a models folder.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "checkpoint.h"
+#include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/network.h"
+#include "export.h"
+#ifdef EBM_HAVE_PUBLISH
+#include "ebm/publish.h"
+#endif
+
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // "ebm-export CHECKPOINT ..." is "ebm-export --checkpoint CHECKPOINT ...".
+  std::vector<char*> av(argv, argv + argc);
+  static char flag[] = "--checkpoint";
+  if (argc > 1 && argv[1][0] != '-') av.insert(av.begin() + 1, flag);
+  return ebm::run_main("ebm-export", [&]() -> int {
+    std::string checkpoint, out, publish, token, publish_name;
+    bool f32 = false;
+    ebm::train::ExportOptions opt;
+    ebm::ArgParser args("ebm-export",
+                        "Writes the model of a training checkpoint as a model file the runtime "
+                        "and the page load: safetensors, F16 unless --f32, batch norm folded into "
+                        "the convolutions, with a model card in ebm.card. Usage: ebm-export "
+                        "CHECKPOINT --out FILE.safetensors [options]");
+    args.option("checkpoint", "FILE|DIR", "checkpoint.pt of a run (or the run folder)", &checkpoint,
+                true);
+    args.option("out", "FILE", "the model file to write", &out, true);
+    args.flag("f32", "store F32 weights (default F16: half the size)", &f32);
+    args.option("name", "NAME", "model name for the card (default: the run folder's name)",
+                &opt.name);
+    args.option("description", "TEXT", "description for the card", &opt.description);
+    args.option("license", "NAME", "license for the card, e.g. CC-BY-4.0", &opt.license);
+#ifdef EBM_HAVE_PUBLISH
+    args.option("publish", "URL|DIR",
+                "then publish the file to a running ebm-serve (http://host:port) or into a "
+                "models folder, as ebm-publish does",
+                &publish);
+    args.option("token", "T", "publish token of the server (default: $EBM_PUBLISH_TOKEN)", &token);
+    args.option("publish-name", "N", "name to publish under (default: the output file's name)",
+                &publish_name);
+    args.example(
+        "ebm-export runs/paper --out bridges.safetensors --publish http://127.0.0.1:8080 --token "
+        "T");
+    const std::string publish_note;
+#else
+    const std::string publish_note =
+        " Publishing (--publish) is built with the server (EBM_BUILD_SERVER); use ebm-publish.";
+#endif
+    args.example(
+        "ebm-export runs/paper/checkpoint.pt --out models/bridges.safetensors --name bridges");
+    args.epilog(
+        "The runtime's outputs are compared with LibTorch's on random images before the file is "
+        "written (max relative error 1e-4); a checkpoint whose architecture the runtime cannot run "
+        "is refused with the reason." +
+        publish_note);
+    args.parse(int(av.size()), av.data());
+    if (is_dir(checkpoint)) checkpoint += "/checkpoint.pt";
+    opt.source = checkpoint;
+
+    const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);
+    const ebm::Model m = ebm::train::export_checkpoint(info, opt);
+    ebm::save_model(out, m, f32 ? ebm::DType::kF32 : ebm::DType::kF16);
+    // Read back exactly as the page will, so a file that cannot load never goes unnoticed.
+    (void)ebm::Network::from_file(out);
+    std::cerr << "ebm-export: wrote " << out << " (" << ebm::model_kind_name(m.kind) << ", input "
+              << m.arch.input.str() << ", " << m.arch.parameter_count()
+              << " parameters after folding, " << (f32 ? "F32" : "F16") << "; step "
+              << info.counters.step << ", epoch " << info.counters.epoch << ")\n";
+
+#ifdef EBM_HAVE_PUBLISH
+    if (!publish.empty()) {
+      if (token.empty())
+        if (const char* env = std::getenv("EBM_PUBLISH_TOKEN")) token = env;
+      const ebm::PublishResult r = ebm::publish_model_file(out, publish, token, publish_name);
+      if (!r.ok()) {
+        std::cerr << "ebm-export: " << out << " is written, but " << publish << " refused it (HTTP "
+                  << r.status << "): " << r.text << "\n";
+        return 1;
+      }
+      std::cerr << "ebm-export: published to " << publish << ": " << r.text
+                << (r.text.empty() || r.text.back() != '\n' ? "\n" : "");
+    }
+#endif
+    return 0;
+  });
+}

@@ -1,0 +1,218 @@
+#include "checkpoint.h"
+
+#include <algorithm>
+
+#include "ebm/error.h"
+#include "ebm/fileio.h"
+#include "ebm/json_util.h"
+
+namespace ebm::train {
+
+namespace {
+
+// TorchScript attribute names may not contain dots.
+std::string archive_key(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
+
+std::string read_string(torch::serialize::InputArchive& in, const std::string& key) {
+  c10::IValue v;
+  in.read(key, v);
+  if (!v.isString()) throw Error("'" + key + "' is not a string");
+  return v.toStringRef();
+}
+
+int64_t read_int(torch::serialize::InputArchive& in, const std::string& key) {
+  c10::IValue v;
+  in.read(key, v);
+  if (!v.isInt()) throw Error("'" + key + "' is not an integer");
+  return v.toInt();
+}
+
+double read_double(torch::serialize::InputArchive& in, const std::string& key) {
+  c10::IValue v;
+  in.read(key, v);
+  if (!v.isDouble()) throw Error("'" + key + "' is not a number");
+  return v.toDouble();
+}
+
+void load_archive(torch::serialize::InputArchive& in, const std::string& path) {
+  try {
+    in.load_from(path);
+  } catch (const c10::Error& e) {
+    throw Error("checkpoint '" + path +
+                "' cannot be read as a TorchScript archive: " + e.what_without_backtrace());
+  }
+  c10::IValue format;
+  if (!in.try_read("format", format) || !format.isString())
+    throw Error("'" + path + "' is not a bridge-ebm checkpoint (no \"format\" entry)");
+  if (format.toStringRef() != kCheckpointFormat)
+    throw Error("checkpoint '" + path + "' has format \"" + format.toStringRef() +
+                "\"; this trainer reads \"" + kCheckpointFormat + "\"");
+}
+
+TrainCounters read_counters(torch::serialize::InputArchive& in) {
+  TrainCounters c;
+  c.step = read_int(in, "step");
+  c.epoch = read_int(in, "epoch");
+  c.step_in_epoch = read_int(in, "step_in_epoch");
+  c.rollbacks = read_int(in, "rollbacks");
+  c.wall_seconds = read_double(in, "wall_seconds");
+  return c;
+}
+
+}  // namespace
+
+void Trainer::save(const std::string& path) const {
+  torch::serialize::OutputArchive out;
+  out.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  out.write("config", c10::IValue(cfg_.to_json().dump()));
+  out.write("kind", c10::IValue(std::string(model_kind_name(kind()))));
+  out.write("labels", c10::IValue(nlohmann::json(labels_).dump()));
+
+  torch::serialize::OutputArchive model;
+  for (const auto& [name, t] : net_->state()) model.write(archive_key(name), t.detach(), true);
+  out.write("model", model);
+  torch::serialize::OutputArchive optim;
+  opt_->save(optim);
+  out.write("optimizer", optim);
+
+  out.write("buffer", cfg_.task == Task::kEnergy ? buffer_.ordered() : torch::zeros({0}), true);
+  out.write("rng", gen_.get_state(), true);
+  out.write("step", c10::IValue(counters_.step));
+  out.write("epoch", c10::IValue(counters_.epoch));
+  out.write("step_in_epoch", c10::IValue(counters_.step_in_epoch));
+  out.write("rollbacks", c10::IValue(counters_.rollbacks));
+  out.write("wall_seconds", c10::IValue(counters_.wall_seconds));
+  out.write("summary", c10::IValue(summary_.dump()));
+
+  // The archive is assembled in memory and written by the one atomic writer; reserving the
+  // tensors' size up front avoids doubling a 300 MB buffer (the paper preset's replay buffer).
+  std::vector<uint8_t> bytes;
+  size_t estimate = size_t(1) << 20;
+  for (const auto& [name, t] : net_->state()) estimate += size_t(t.numel()) * 4 * 3;  // + Adam
+  if (cfg_.task == Task::kEnergy)
+    estimate += size_t(buffer_.size()) * size_t(arch_.input.size()) * 4;
+  bytes.reserve(estimate);
+  out.save_to([&](const void* data, size_t n) {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    bytes.insert(bytes.end(), p, p + n);
+    return n;
+  });
+  write_file_atomic(path, bytes);
+}
+
+void Trainer::load(const std::string& path) {
+  torch::serialize::InputArchive in;
+  load_archive(in, path);
+  try {
+    const TrainConfig saved =
+        TrainConfig::from_json(parse_json_text(read_string(in, "config"), "config"));
+    if (saved.architecture != cfg_.architecture)
+      throw Error("it was made with a different architecture");
+    if (saved.task != cfg_.task)
+      throw Error(std::string("it was made for task ") + task_name(saved.task));
+
+    torch::serialize::InputArchive model;
+    in.read("model", model);
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& [name, t] : net_->state()) {
+      torch::Tensor v;
+      model.read(archive_key(name), v, true);
+      tensors.emplace_back(name, v);
+    }
+    net_->load_state(tensors);
+    torch::serialize::InputArchive optim;
+    in.read("optimizer", optim);
+    // Adam's load only fills the state the checkpoint has; a checkpoint from before the first
+    // step has none, and the current moments (NaN after a divergence) must not survive.
+    opt_->state().clear();
+    opt_->load(optim);
+
+    if (cfg_.task == Task::kEnergy) {
+      torch::Tensor buf;
+      in.read("buffer", buf, true);
+      buffer_.restore(buf);
+    }
+    torch::Tensor rng;
+    in.read("rng", rng, true);
+    gen_.set_state(rng);
+    counters_ = read_counters(in);
+    summary_ = parse_json_text(read_string(in, "summary"), "summary");
+  } catch (const Error& e) {
+    throw Error("checkpoint '" + path + "': " + e.what());
+  } catch (const c10::Error& e) {
+    throw Error("checkpoint '" + path + "': " + e.what_without_backtrace());
+  }
+}
+
+CheckpointInfo read_checkpoint(const std::string& path) {
+  torch::serialize::InputArchive in;
+  load_archive(in, path);
+  CheckpointInfo info;
+  try {
+    info.config = TrainConfig::from_json(parse_json_text(read_string(in, "config"), "config"));
+    info.architecture = info.config.architecture;
+    info.counters = read_counters(in);
+    info.summary = parse_json_text(read_string(in, "summary"), "summary");
+    const std::string kind = read_string(in, "kind");
+    if (kind != "energy" && kind != "classifier") throw Error("unknown kind \"" + kind + "\"");
+    info.kind = kind == "classifier" ? ModelKind::kClassifier : ModelKind::kEnergy;
+    info.labels =
+        parse_json_text(read_string(in, "labels"), "labels").get<std::vector<std::string>>();
+
+    // The stored tensors are read by the names the layer list gives them; the architecture itself
+    // is checked by checkpoint_model().
+    torch::serialize::InputArchive model;
+    in.read("model", model);
+    const nlohmann::json& layers = info.architecture.value("layers", nlohmann::json::array());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const nlohmann::json& t = layers[i].value("tensors", nlohmann::json::object());
+      std::vector<std::string> roles;
+      for (const auto& [role, name] : t.items()) roles.push_back(role);
+      if (info.config.spectral_norm && t.contains("weight") &&
+          (layers[i].value("type", "") == "conv2d" || layers[i].value("type", "") == "dense")) {
+        roles.push_back("sn_u");
+        roles.push_back("sn_v");
+      }
+      for (const std::string& role : roles) {
+        const std::string name = tensor_name(i, role);
+        torch::Tensor v;
+        if (!model.try_read(archive_key(name), v, true))
+          throw Error("model has no tensor '" + name + "'");
+        info.tensors.emplace_back(name, v);
+      }
+    }
+  } catch (const Error& e) {
+    throw Error("checkpoint '" + path + "': " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("checkpoint '" + path + "': " + e.what());
+  } catch (const c10::Error& e) {
+    throw Error("checkpoint '" + path + "': " + e.what_without_backtrace());
+  }
+  return info;
+}
+
+Model checkpoint_model(const CheckpointInfo& info) {
+  Architecture arch;
+  try {
+    arch = resolve_architecture(parse_input_shape(info.architecture.at("input")),
+                                info.architecture.at("layers"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("the checkpoint's architecture is malformed: ") + e.what());
+  } catch (const Error& e) {
+    throw Error(std::string("the runtime cannot run the checkpoint's architecture: ") + e.what());
+  }
+  EnergyNet net(arch, 0, info.config.spectral_norm);
+  net->load_state(info.tensors);
+  Model m = net->to_model(info.kind, info.labels);
+  try {
+    validate_model(m);
+  } catch (const Error& e) {
+    throw Error(std::string("the runtime cannot run the checkpoint's model: ") + e.what());
+  }
+  return m;
+}
+
+}  // namespace ebm::train

@@ -1,0 +1,53 @@
+// Checkpoints: one TorchScript archive (torch::save's format, so Python's torch.jit.load reads
+// it) holding everything a run needs to continue exactly where it stopped.
+//
+//   format         "bridge-ebm checkpoint 1"
+//   config         run configuration, JSON text (config.h, with the resolved architecture)
+//   kind, labels   "energy" or "classifier"; JSON array of class names
+//   model          sub-archive: every model tensor, "layers.3.weight" stored as layers_3_weight
+//                  (trainable parameters, batch-norm statistics, spectral-norm vectors)
+//   optimizer      sub-archive: Adam's state (torch::optim::Adam::save)
+//   buffer         replay buffer [n, C, H, W], newest first
+//   rng            the training generator's state (torch's CPU generator, uint8)
+//   step, epoch, step_in_epoch, rollbacks   integers
+//   wall_seconds   training time so far; summary: latest metrics, JSON text
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+#include "ebm/model.h"
+#include "trainer.h"
+
+namespace ebm::train {
+
+inline constexpr const char* kCheckpointFormat = "bridge-ebm checkpoint 1";
+
+// What export needs from a checkpoint: the configuration, the counters, the final metrics and the
+// model (effective weights, batch norm not yet folded).
+struct CheckpointInfo {
+  TrainConfig config;
+  TrainCounters counters;
+  nlohmann::json summary;
+  ModelKind kind = ModelKind::kEnergy;
+  std::vector<std::string> labels;
+  nlohmann::json architecture;  // as stored: {"input":..., "layers":[...]}
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;  // runtime names
+};
+
+// Reads the parts of a checkpoint that describe the model, without building a trainer. Throws
+// ebm::Error naming the file if it is not a bridge-ebm checkpoint.
+CheckpointInfo read_checkpoint(const std::string& path);
+
+// The runtime model held by a checkpoint: builds the network its configuration describes, loads
+// the tensors and returns its effective weights. Throws ebm::Error, naming the layer, when the
+// runtime cannot run the stored architecture.
+Model checkpoint_model(const CheckpointInfo& info);
+
+}  // namespace ebm::train

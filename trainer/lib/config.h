@@ -1,0 +1,66 @@
+// Everything that defines a training run, with the SPEC section 1 defaults. Written to the run
+// folder as run.json and into every checkpoint, so a resumed run continues with the same settings
+// and an exported model's card can say how it was made.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ebm/sampler_params.h"
+
+namespace ebm::train {
+
+enum class Task { kEnergy, kClassify };
+const char* task_name(Task t);  // "energy" / "classify"
+Task parse_task(const std::string& name);
+
+struct TrainConfig {
+  Task task = Task::kEnergy;
+  std::string preset = "paper";  // a name in models/presets or a path to a preset JSON
+  nlohmann::json architecture;   // {"input":..., "layers": explicit list}: filled when a run starts
+
+  // Data.
+  std::string data;           // an image folder, or an IDX images file
+  std::string labels;         // IDX labels file ("" = guess from the images file name)
+  double val_fraction = 0.1;  // held out, stratified by label
+  int64_t limit = 0;          // use at most this many images (0 = all)
+
+  // Optimisation. Adam with betas (0.0, 0.999) as in the Lippe tutorial the notebook adapts.
+  int epochs = 60;
+  int batch = 128;
+  double lr = 1e-4;
+  double beta1 = 0.0, beta2 = 0.999, adam_eps = 1e-8;
+  double clip_grad_norm = 0;  // max global norm of the parameter gradient (0 = off)
+  bool spectral_norm = false;
+
+  // Energy training (SPEC section 1).
+  double alpha = 0.1;  // regulariser weight
+  int64_t buffer_size = 8192;
+  double fresh = 0.05;                       // expected fraction of fresh uniform noise per batch
+  int langevin_steps = 60;                   // per training batch
+  std::string langevin_backend = "runtime";  // or "torch": who computes dE/dx (langevin.h)
+  SamplerParams sampler;      // form, step_size, noise, grad_clip, eps (steps: to generate)
+  double real_noise = 0.005;  // std of the noise added to real images
+
+  // Watching and saving.
+  int sample_count = 16;    // fresh samples from noise drawn at each epoch
+  int sample_steps = 1000;  // Langevin steps for them
+  int buffer_grid = 32;     // buffer images shown at each epoch
+  double checkpoint_minutes = 10;
+
+  // Divergence guard.
+  double max_energy = 1000;  // |mean energy| above this counts as running away
+  int max_rollbacks = 5;
+  double rollback_lr_factor = 0.5;
+
+  uint64_t seed = 1;
+  int threads = 0;               // 0 = every hardware thread
+  int64_t max_steps = 0;         // stop after this many optimizer steps in all (0 = no limit)
+  int64_t inject_nan_step = -1;  // testing the guard: poison a weight before this step, once
+
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);  // unknown keys are refused
+};
+
+}  // namespace ebm::train

@@ -1,0 +1,107 @@
+#include "export.h"
+
+#include <cmath>
+#include <ctime>
+
+#include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/network.h"
+
+namespace ebm::train {
+
+namespace {
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+// "runs/bridges/checkpoint.pt" -> "bridges"
+std::string run_name(const std::string& checkpoint) {
+  std::string dir = checkpoint.substr(
+      0, checkpoint.find_last_of('/') == std::string::npos ? 0 : checkpoint.find_last_of('/'));
+  const size_t k = dir.find_last_of('/');
+  return k == std::string::npos ? (dir.empty() ? "model" : dir) : dir.substr(k + 1);
+}
+
+}  // namespace
+
+double max_relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  const double scale = b.abs().max().item<double>();
+  const double diff = (a - b).abs().max().item<double>();
+  return diff / std::max(scale, 1e-30);
+}
+
+double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  const Shape& s = net.architecture().input;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const torch::Tensor x = torch::rand({count, s.c, s.h, s.w}, gen, torch::kFloat32) * 2.0 - 1.0;
+  const torch::Tensor expected = net.run(net.weights(), x);
+  Network rt(model);
+  torch::Tensor got = torch::empty({count, int64_t(rt.outputs())}, torch::kFloat32);
+  rt.logits(x.data_ptr<float>(), count, got.data_ptr<float>());
+  return max_relative_error(got, expected);
+}
+
+Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
+  Model m = checkpoint_model(info);
+  const TrainConfig& cfg = info.config;
+  {
+    // The runtime must compute what LibTorch computes, before anything is written.
+    EnergyNet net(m.arch, 0, info.config.spectral_norm);
+    net->load_state(info.tensors);
+    const double err = runtime_agreement(*net, m, 8, 12345);
+    if (!(err <= 1e-4))
+      throw Error(
+          "the runtime's outputs differ from LibTorch's on random images (max relative "
+          "error " +
+          std::to_string(err) + " > 1e-4); not exporting");
+  }
+  m.sampler = cfg.sampler;
+  m.sampler.steps = cfg.sample_steps > 0 ? cfg.sample_steps : m.sampler.steps;
+  const std::string name = opt.name.empty() ? run_name(opt.source) : opt.name;
+  const bool energy = info.kind == ModelKind::kEnergy;
+  const std::string description = !opt.description.empty()
+                                      ? opt.description
+                                      : std::string(energy ? "Energy-based model" : "Classifier") +
+                                            " trained by ebm-train on '" + cfg.data + "' (" +
+                                            cfg.preset + " architecture).";
+  nlohmann::json training = {
+      {"task", task_name(cfg.task)},
+      {"epochs", info.counters.epoch},
+      {"steps", info.counters.step},
+      {"wall_seconds", std::round(info.counters.wall_seconds)},
+      {"wall_time", format_duration(info.counters.wall_seconds)},
+      {"batch", cfg.batch},
+      {"optimizer", {{"name", "adam"}, {"lr", cfg.lr}, {"betas", {cfg.beta1, cfg.beta2}}}},
+      {"rollbacks", info.counters.rollbacks},
+      {"seed", cfg.seed},
+      {"final", info.summary.value("train", nlohmann::json::object())},
+      {"validation", info.summary.value("validation", nlohmann::json::object())}};
+  if (energy) {
+    training["alpha"] = cfg.alpha;
+    training["replay_buffer"] = {{"size", cfg.buffer_size}, {"fresh", cfg.fresh}};
+    training["langevin"] = sampler_params_json(cfg.sampler);
+    training["langevin"]["steps"] = cfg.langevin_steps;
+  }
+  m.card = {{"name", name},
+            {"description", description},
+            {"license", opt.license.empty() ? "unspecified" : opt.license},
+            {"dataset", info.summary.value("dataset", nlohmann::json{{"path", cfg.data}})},
+            {"architecture",
+             {{"preset", cfg.preset},
+              {"parameters", m.arch.parameter_count()},
+              {"spectral_norm", cfg.spectral_norm}}},
+            {"training", training},
+            {"created", today()},
+            {"exported_by", "ebm-export (bridge-ebm)"}};
+  if (!opt.source.empty()) m.card["source"] = opt.source;
+  return fold_normalization(m);
+}
+
+}  // namespace ebm::train

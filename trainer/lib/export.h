@@ -1,0 +1,38 @@
+// From a checkpoint (or a network) to the runtime's model file: effective weights, batch norm
+// folded into the convolutions (fold_normalization), a model card, and a check that the runtime
+// computes what LibTorch computes before anything is written.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include "checkpoint.h"
+#include "ebm/model.h"
+#include "ebm/safetensors.h"
+#include "net.h"
+
+namespace ebm::train {
+
+struct ExportOptions {
+  std::string name;         // default: the run folder's name
+  std::string description;  // default: says what was trained on what
+  std::string license;      // default: "unspecified"
+  std::string source;       // where the weights came from (the checkpoint path), for the card
+};
+
+// The folded model with its card (name, description, license, dataset, architecture, training:
+// epochs, steps, wall time, final metrics) and sampler settings. Throws ebm::Error when the
+// runtime cannot run the checkpoint's architecture, or when the runtime's outputs on random
+// images disagree with LibTorch's (max relative error above 1e-4).
+Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt);
+
+// Largest |a - b| over the largest |b|: the error measure of every agreement check here.
+double max_relative_error(const torch::Tensor& a, const torch::Tensor& b);
+
+// LibTorch's outputs of `net` and the runtime's outputs of `model` (already folded or not) on
+// `count` seeded uniform images in [-1, 1]; returns the max relative error of the outputs.
+double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count, uint64_t seed);
+
+}  // namespace ebm::train

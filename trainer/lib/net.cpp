@@ -1,0 +1,244 @@
+#include "net.h"
+
+#include <cmath>
+
+#include "ebm/error.h"
+
+namespace ebm::train {
+
+namespace {
+
+// Keras' default initialiser (glorot_uniform): U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
+torch::Tensor glorot_uniform(const LayerSpec& l, const std::vector<int64_t>& shape,
+                             at::Generator& gen) {
+  const double receptive = l.kind == LayerKind::kConv2d ? double(l.kernel_h) * l.kernel_w : 1.0;
+  const double a = std::sqrt(6.0 / (double(l.in.c) * receptive + double(l.out.c) * receptive));
+  return torch::rand(shape, gen, torch::kFloat32) * (2 * a) - a;
+}
+
+torch::Tensor unit_normal(int64_t n, at::Generator& gen) {
+  torch::Tensor v = torch::randn({n}, gen, torch::kFloat32);
+  return v / v.norm().clamp_min(1e-12);
+}
+
+// PyTorch's padding is symmetric; the runtime's may not be (TensorFlow "same" puts the odd pixel
+// bottom/right), so asymmetric padding is an explicit zero pad first.
+torch::Tensor pad_if_asymmetric(const torch::Tensor& x, const Padding& p, bool* symmetric) {
+  *symmetric = p.top == p.bottom && p.left == p.right;
+  if (*symmetric) return x;
+  return torch::constant_pad_nd(x, {p.left, p.right, p.top, p.bottom}, 0.0);
+}
+
+torch::Tensor from_runtime(const Tensor& t) {
+  return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
+}
+
+Tensor to_runtime(const std::string& name, const torch::Tensor& t) {
+  Tensor out;
+  out.name = name;
+  out.shape = t.sizes().vec();
+  const torch::Tensor c = t.detach().to(torch::kFloat32).contiguous();
+  out.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return out;
+}
+
+}  // namespace
+
+std::string tensor_name(size_t layer, const std::string& role) {
+  return "layers." + std::to_string(layer) + "." + role;
+}
+
+EnergyNetImpl::EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm)
+    : arch_(arch), spectral_norm_(spectral_norm), layers_(arch.layers.size()) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const LayerSpec& l = arch_.layers[i];
+    Layer& L = layers_[i];
+    // Module names may not contain dots: "layers.3.weight" is registered as "layers_3_weight".
+    auto reg_param = [&](const char* role, torch::Tensor t) {
+      return register_parameter("layers_" + std::to_string(i) + "_" + role, std::move(t));
+    };
+    auto reg_buffer = [&](const char* role, torch::Tensor t) {
+      return register_buffer("layers_" + std::to_string(i) + "_" + role, std::move(t));
+    };
+    const int64_t c = l.out.c;
+    switch (l.kind) {
+      case LayerKind::kConv2d:
+      case LayerKind::kDense: {
+        const std::vector<int64_t>& shape = l.tensor("weight")->shape;
+        L.weight = reg_param("weight", glorot_uniform(l, shape, gen));
+        if (l.bias) L.bias = reg_param("bias", torch::zeros({c}));
+        if (spectral_norm_) {
+          const int64_t cols = L.weight.numel() / c;
+          L.sn_u = reg_buffer("sn_u", unit_normal(c, gen));
+          L.sn_v = reg_buffer("sn_v", unit_normal(cols, gen));
+        }
+        break;
+      }
+      case LayerKind::kBatchNorm:
+        L.weight = reg_param("weight", torch::ones({c}));
+        L.bias = reg_param("bias", torch::zeros({c}));
+        L.mean = reg_buffer("running_mean", torch::zeros({c}));
+        L.var = reg_buffer("running_var", torch::ones({c}));
+        break;
+      case LayerKind::kAffine:
+        L.weight = reg_param("scale", torch::ones({c}));
+        L.bias = reg_param("shift", torch::zeros({c}));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+NetWeights EnergyNetImpl::weights() const {
+  NetWeights w(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& L = layers_[i];
+    w[i] = {L.weight, L.bias, L.mean, L.var};
+    if (spectral_norm_ && L.sn_u.defined()) {
+      // sigma = u^T W v with u, v held fixed (Miyato et al.; torch.nn.utils.spectral_norm).
+      const torch::Tensor mat = L.weight.reshape({L.weight.size(0), -1});
+      const torch::Tensor sigma = torch::dot(L.sn_u, torch::mv(mat, L.sn_v));
+      w[i].weight = L.weight / sigma;
+    }
+  }
+  return w;
+}
+
+void EnergyNetImpl::power_iteration() {
+  if (!spectral_norm_) return;
+  torch::NoGradGuard no_grad;
+  for (Layer& L : layers_) {
+    if (!L.sn_u.defined()) continue;
+    const torch::Tensor mat = L.weight.reshape({L.weight.size(0), -1});
+    torch::Tensor v = torch::mv(mat.t(), L.sn_u);
+    L.sn_v.copy_(v / v.norm().clamp_min(1e-12));
+    torch::Tensor u = torch::mv(mat, L.sn_v);
+    L.sn_u.copy_(u / u.norm().clamp_min(1e-12));
+  }
+}
+
+torch::Tensor EnergyNetImpl::run(const NetWeights& w, const torch::Tensor& input) const {
+  torch::Tensor x = input;
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const LayerSpec& l = arch_.layers[i];
+    const LayerWeights& W = w[i];
+    switch (l.kind) {
+      case LayerKind::kConv2d: {
+        bool sym = false;
+        x = pad_if_asymmetric(x, l.pad, &sym);
+        const std::vector<int64_t> pad =
+            sym ? std::vector<int64_t>{l.pad.top, l.pad.left} : std::vector<int64_t>{0, 0};
+        x = torch::conv2d(x, W.weight, W.bias, {l.stride_h, l.stride_w}, pad);
+        break;
+      }
+      case LayerKind::kBatchNorm:
+        x = torch::batch_norm(x, W.weight, W.bias, W.mean, W.var, /*training=*/false,
+                              /*momentum=*/0.0, l.eps, /*cudnn_enabled=*/false);
+        break;
+      case LayerKind::kAffine: {
+        const int64_t c = l.in.c;
+        x = x * W.weight.view({1, c, 1, 1}) + W.bias.view({1, c, 1, 1});
+        break;
+      }
+      case LayerKind::kSwish:
+        x = torch::silu(x);
+        break;
+      case LayerKind::kLeakyRelu:
+        x = torch::leaky_relu(x, l.slope);
+        break;
+      case LayerKind::kAvgPool:
+        // Zero padding counted in the mean: the runtime divides by the full window.
+        x = torch::constant_pad_nd(x, {l.pad.left, l.pad.right, l.pad.top, l.pad.bottom}, 0.0);
+        x = torch::avg_pool2d(x, {l.kernel_h, l.kernel_w}, {l.stride_h, l.stride_w});
+        break;
+      case LayerKind::kFlatten:
+        x = x.flatten(1);
+        break;
+      case LayerKind::kDense:
+        x = torch::linear(x.flatten(1), W.weight, W.bias);
+        break;
+    }
+  }
+  return x.reshape({x.size(0), -1});
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> EnergyNetImpl::state() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const LayerSpec& l = arch_.layers[i];
+    const Layer& L = layers_[i];
+    for (const TensorRef& ref : l.tensors) {
+      const torch::Tensor& t = (ref.role == "weight" || ref.role == "scale") ? L.weight
+                               : (ref.role == "bias" || ref.role == "shift") ? L.bias
+                               : ref.role == "running_mean"                  ? L.mean
+                                                                             : L.var;
+      out.emplace_back(tensor_name(i, ref.role), t);
+    }
+    if (L.sn_u.defined()) {
+      out.emplace_back(tensor_name(i, "sn_u"), L.sn_u);
+      out.emplace_back(tensor_name(i, "sn_v"), L.sn_v);
+    }
+  }
+  return out;
+}
+
+void EnergyNetImpl::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, dst] : state()) {
+    const torch::Tensor* src = nullptr;
+    for (const auto& [n, t] : tensors)
+      if (n == name) src = &t;
+    if (!src) throw Error("model state has no tensor '" + name + "'");
+    if (src->sizes() != dst.sizes())
+      throw Error("tensor '" + name + "' has shape " + c10::str(src->sizes()) + ", expected " +
+                  c10::str(dst.sizes()));
+    torch::Tensor d = dst;  // shares storage with the parameter
+    d.copy_(*src);
+  }
+}
+
+void EnergyNetImpl::load_model(const Model& m) {
+  if (spectral_norm_) throw Error("cannot load runtime weights into a spectral-normalised network");
+  if (m.arch.layers.size() != arch_.layers.size())
+    throw Error("model has " + std::to_string(m.arch.layers.size()) + " layers, network " +
+                std::to_string(arch_.layers.size()));
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (size_t i = 0; i < m.arch.layers.size(); ++i)
+    for (const TensorRef& ref : m.arch.layers[i].tensors)
+      tensors.emplace_back(tensor_name(i, ref.role), from_runtime(m.tensor(ref.name)));
+  load_state(tensors);
+}
+
+Model EnergyNetImpl::to_model(ModelKind kind, const std::vector<std::string>& labels) const {
+  torch::NoGradGuard no_grad;
+  Model m;
+  m.kind = kind;
+  m.labels = labels;
+  m.arch = arch_;
+  const NetWeights w = weights();
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    for (const TensorRef& ref : arch_.layers[i].tensors) {
+      const torch::Tensor& t = (ref.role == "weight" || ref.role == "scale") ? w[i].weight
+                               : (ref.role == "bias" || ref.role == "shift") ? w[i].bias
+                               : ref.role == "running_mean"                  ? w[i].mean
+                                                                             : w[i].var;
+      m.tensors.push_back(to_runtime(ref.name, t));
+    }
+  }
+  return m;
+}
+
+Architecture classifier_architecture(const Architecture& arch, int classes) {
+  if (arch.layers.empty() || arch.layers.back().kind != LayerKind::kDense)
+    throw Error("a classifier needs an architecture ending in a dense layer");
+  if (classes < 2)
+    throw Error("a classifier needs at least 2 classes, got " + std::to_string(classes));
+  nlohmann::json layers = arch.layers_json();
+  nlohmann::json& last = layers.back();
+  last["out_features"] = classes;
+  return resolve_architecture(arch.input, layers);
+}
+
+}  // namespace ebm::train

@@ -1,0 +1,83 @@
+// The LibTorch network built from the runtime's layer list: the same Architecture, the same
+// tensor names (layers.<i>.<role>) and layouts (conv OIHW, dense [out, in]), so the trainer and
+// the runtime can never disagree about what a model is.
+//
+// What is trained: conv2d and dense weights and biases, batch-norm weight (gamma) and bias
+// (beta), affine scale and shift. Batch-norm running_mean and running_var are fixed buffers
+// (0 and 1 from initialisation, or whatever a loaded model holds) and never updated: batch norm
+// always runs in inference form, as the Keras notebook effectively ran it (SPEC section 1), so an
+// image's energy never depends on the rest of its batch.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ebm/architecture.h"
+#include "ebm/model.h"
+
+namespace ebm::train {
+
+// The tensors one forward pass reads, layer by layer (undefined where a layer has no such
+// tensor). Conv and dense weights are the effective ones: W / sigma(W) under spectral norm.
+struct LayerWeights {
+  torch::Tensor weight, bias, mean, var;
+};
+using NetWeights = std::vector<LayerWeights>;
+
+class EnergyNetImpl : public torch::nn::Module {
+ public:
+  // Parameters initialised as Keras does by default (the book's and the paper's code): Glorot
+  // uniform weights, zero biases, batch norm gamma 1, beta 0, mean 0, var 1. `spectral_norm`
+  // divides every conv2d and dense weight by its largest singular value (of the weight as an
+  // [out, in * kh * kw] matrix), estimated by one power iteration per training step.
+  EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm = false);
+
+  const Architecture& architecture() const { return arch_; }
+  bool spectral_norm() const { return spectral_norm_; }
+
+  // [n, C, H, W] -> [n, outputs] (energies for energy models, logits for classifiers).
+  torch::Tensor forward(const torch::Tensor& x) const { return run(weights(), x); }
+  // The same with given weights: Langevin sampling takes weights() once, detached, and reuses
+  // them for every step.
+  torch::Tensor run(const NetWeights& w, const torch::Tensor& x) const;
+  // Effective weights; differentiable with respect to the parameters unless grad mode is off.
+  NetWeights weights() const;
+
+  // One power iteration for every spectral-normalised weight (no-op without spectral norm).
+  void power_iteration();
+
+  // Every tensor of the model under its runtime name, with its raw (not normalised) value:
+  // trainable parameters, batch-norm statistics and the spectral-norm vectors ("...sn_u").
+  // This is what a checkpoint stores.
+  std::vector<std::pair<std::string, torch::Tensor>> state() const;
+  // Copies tensors in by runtime name; every name of state() must be present.
+  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
+
+  // Copies the weights of a runtime model with the same architecture (no spectral norm).
+  void load_model(const Model& m);
+  // The model the runtime would run: effective weights, batch norm kept (folding is export's job).
+  Model to_model(ModelKind kind, const std::vector<std::string>& labels = {}) const;
+
+ private:
+  struct Layer {
+    torch::Tensor weight, bias, mean, var;  // by role; scale/shift of affine live in weight/bias
+    torch::Tensor sn_u, sn_v;               // spectral-norm vectors (conv2d and dense)
+  };
+  Architecture arch_;
+  bool spectral_norm_;
+  std::vector<Layer> layers_;
+};
+TORCH_MODULE(EnergyNet);
+
+// Runtime name of a role's tensor in layer i, e.g. "layers.3.weight"; role "sn_u" for the
+// spectral-norm vector.
+std::string tensor_name(size_t layer, const std::string& role);
+
+// The classifier form of an architecture: the same layers with the last dense layer widened to
+// `classes` outputs. Throws ebm::Error if the last layer is not dense.
+Architecture classifier_architecture(const Architecture& arch, int classes);
+
+}  // namespace ebm::train

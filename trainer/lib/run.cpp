@@ -1,0 +1,429 @@
+#include "run.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "checkpoint.h"
+#include "curves.h"
+#include "data_source.h"
+#include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/fileio.h"
+#include "ebm/json_util.h"
+#include "ebm/rng.h"
+#include "ebm/thread_pool.h"
+#include "metrics_csv.h"
+#include "sample_pngs.h"
+#include "trainer.h"
+
+namespace ebm::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void ensure_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw Error("cannot create run folder '" + dir + "': " + std::strerror(errno));
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string timestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+// log.txt: one line per event, flushed, also echoed to stderr.
+class RunLog {
+ public:
+  explicit RunLog(const std::string& path) : file_(std::fopen(path.c_str(), "ab")) {
+    if (!file_) throw Error("cannot open " + path + ": " + std::strerror(errno));
+  }
+  ~RunLog() { std::fclose(file_); }
+  RunLog(const RunLog&) = delete;
+  RunLog& operator=(const RunLog&) = delete;
+  void event(const std::string& msg, bool echo = true) {
+    std::fprintf(file_, "%s  %s\n", timestamp().c_str(), msg.c_str());
+    std::fflush(file_);
+    if (echo) std::cerr << "ebm-train: " << msg << "\n";
+  }
+
+ private:
+  std::FILE* file_;
+};
+
+std::vector<std::string> step_columns(Task t) {
+  if (t == Task::kClassify)
+    return {"step", "epoch", "loss", "accuracy", "lr", "images_per_s", "seconds"};
+  return {"step",   "epoch", "loss",  "reg", "cdiv",
+          "real",   "fake",  "fresh", "lr",  "image_steps_per_s",
+          "seconds"};
+}
+
+std::vector<std::string> val_columns(Task t) {
+  if (t == Task::kClassify) return {"epoch", "step", "loss", "accuracy"};
+  return {"epoch", "step", "cdiv", "real", "fake"};
+}
+
+std::vector<double> step_row(Task t, int64_t step, int64_t epoch, const StepMetrics& m) {
+  if (t == Task::kClassify)
+    return {double(step), double(epoch), m.loss, m.accuracy, m.lr, m.rate, m.seconds};
+  return {double(step), double(epoch),   m.loss, m.reg,  m.cdiv,   m.real,
+          m.fake,       double(m.fresh), m.lr,   m.rate, m.seconds};
+}
+
+// The order of the training images in an epoch: a Fisher-Yates shuffle seeded by (seed, epoch),
+// so a resumed run sees exactly the batches the uninterrupted run would have.
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  Pcg32 rng(seed, 0xe90c0000ull + uint64_t(epoch));
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(order[size_t(i)], order[rng.below(uint32_t(i + 1))]);
+  return order;
+}
+
+// Means of the step metrics over an epoch.
+struct EpochMeans {
+  double loss = 0, reg = 0, cdiv = 0, real = 0, fake = 0, accuracy = 0, rate = 0;
+  int n = 0;
+  void add(const StepMetrics& m) {
+    loss += m.loss;
+    reg += m.reg;
+    cdiv += m.cdiv;
+    real += m.real;
+    fake += m.fake;
+    accuracy += m.accuracy;
+    rate += m.rate;
+    ++n;
+  }
+  nlohmann::json json(Task t) const {
+    const double k = n > 0 ? 1.0 / n : NAN;
+    if (t == Task::kClassify) return {{"loss", loss * k}, {"accuracy", accuracy * k}};
+    return {{"loss", loss * k}, {"reg", reg * k},   {"cdiv", cdiv * k},
+            {"real", real * k}, {"fake", fake * k}, {"image_steps_per_s", rate * k}};
+  }
+};
+
+std::string fmt(double v, int prec = 4) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+  return buf;
+}
+
+std::string epoch_tag(int64_t epoch) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "epoch_%03lld", static_cast<long long>(epoch));
+  return buf;
+}
+
+// The pictures of an epoch: curves, the newest buffer images, fresh samples from noise drawn by
+// the runtime, and one of those chains step by step.
+void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
+                          const std::atomic<bool>* stop) {
+  const TrainConfig& cfg = tr.config();
+  const int64_t epoch = tr.counters().epoch;
+  write_curves_png(dir, cfg.task);
+  if (cfg.task != Task::kEnergy) return;
+  const Shape s = config_architecture(cfg).input;
+  const std::string base = dir + "/" + epoch_tag(epoch);
+
+  const int64_t nb = std::min<int64_t>(cfg.buffer_grid, tr.buffer().size());
+  if (nb > 0) {
+    const torch::Tensor imgs = tr.buffer().newest(nb).contiguous();
+    double mean_e = 0;
+    {
+      torch::NoGradGuard no_grad;
+      mean_e = tr.net()->forward(imgs).mean().item<double>();
+    }
+    write_png(base + "_buffer.png",
+              captioned_grid(imgs.data_ptr<float>(), int(nb), s, grid_columns(int(nb), s),
+                             "epoch " + std::to_string(epoch) + ": newest " + std::to_string(nb) +
+                                 " of " + std::to_string(tr.buffer().size()) +
+                                 " buffer images, mean E " + fmt(mean_e)));
+  }
+  if (cfg.sample_count > 0 && cfg.sample_steps > 0) {
+    SamplerParams p = cfg.sampler;
+    p.steps = cfg.sample_steps;
+    const NoiseSamples ns =
+        sample_from_noise(tr.net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
+                          cfg.seed + uint64_t(epoch), threads, 10, stop);
+    double mean_e = 0;
+    for (float e : ns.energies) mean_e += e;
+    mean_e /= double(ns.energies.size());
+    write_png(base + "_samples.png",
+              captioned_grid(
+                  ns.images.data(), cfg.sample_count, s, grid_columns(cfg.sample_count, s),
+                  "epoch " + std::to_string(epoch) + ": from noise, " + std::to_string(p.steps) +
+                      " steps (" + sampler_form_name(p.form) + "), mean E " + fmt(mean_e)));
+    std::vector<float> frames;
+    std::vector<std::string> labels;
+    for (size_t k = 0; k < ns.snapshots.size(); ++k) {
+      frames.insert(frames.end(), ns.snapshots[k].begin(), ns.snapshots[k].end());
+      labels.push_back("step " + std::to_string(ns.snapshot_steps[k]));
+    }
+    const int n = int(ns.snapshots.size());
+    write_png(base + "_chain.png",
+              captioned_grid(frames.data(), n, s, std::min(n, s.w >= 2 * s.h ? 4 : 6),
+                             "epoch " + std::to_string(epoch) + ": one chain from noise", labels));
+  }
+}
+
+// Training data as tensors (sharing the Dataset's memory).
+struct TensorData {
+  torch::Tensor images, labels;
+  TensorData(const Dataset& d, const Shape& s)
+      : images(torch::from_blob(const_cast<float*>(d.images.data()), {d.size(), s.c, s.h, s.w},
+                                torch::kFloat32)),
+        labels(
+            torch::tensor(std::vector<int64_t>(d.labels.begin(), d.labels.end()), torch::kLong)) {}
+};
+
+// A run killed while writing leaves its temporary file (the checkpoint itself is untouched).
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("checkpoint.pt.tmp", 0) == 0) std::filesystem::remove(e.path(), ec);
+  }
+}
+
+// What the model card says about the data.
+nlohmann::json dataset_json(const TrainConfig& cfg, const Dataset& data,
+                            const DatasetSplit& split) {
+  return {{"path", cfg.data},
+          {"images", data.size()},
+          {"train", split.train.size()},
+          {"held_out", split.val.size()},
+          {"labels", data.label_names}};
+}
+
+}  // namespace
+
+TrainConfig read_run_config(const std::string& dir) {
+  const std::string path = dir + "/run.json";
+  const std::vector<uint8_t> bytes = read_file(path, 16 << 20);
+  try {
+    return TrainConfig::from_json(parse_json_text(std::string(bytes.begin(), bytes.end()), path));
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
+  TrainConfig cfg = cfg_in;
+  const int threads = cfg.threads > 0 ? cfg.threads : ThreadPool::hardware_threads();
+  torch::set_num_threads(threads);
+  ensure_dir(opt.dir);
+  const std::string ckpt = opt.dir + "/checkpoint.pt";
+  if (opt.resume && !file_exists(ckpt)) throw Error("cannot resume: " + ckpt + " does not exist");
+  if (!opt.resume && file_exists(ckpt))
+    throw Error("run folder '" + opt.dir +
+                "' already holds a run (checkpoint.pt); resume it with "
+                "--resume, or choose another folder");
+
+  // Architecture: the stored one when resuming, else the preset (classifier form for classify).
+  Architecture arch =
+      cfg.architecture.is_null() ? load_preset(cfg.preset).arch : config_architecture(cfg);
+  const Dataset data = load_training_data(cfg, arch.input);
+  const DatasetSplit split = split_training_data(data, cfg);
+  std::vector<std::string> labels;
+  if (cfg.task == Task::kClassify) {
+    for (int l : data.labels)
+      if (l < 0)
+        throw Error(
+            "classifier training needs labelled images: a folder with one sub-folder per "
+            "class, or an IDX images file with its labels file; '" +
+            cfg.data + "' has unlabelled images");
+    labels = data.label_names;
+    if (cfg.architecture.is_null()) arch = classifier_architecture(arch, int(labels.size()));
+  }
+  cfg.architecture = architecture_json(arch);
+  const int64_t n_train = split.train.size();
+  const int64_t steps_per_epoch = n_train / cfg.batch;
+  if (steps_per_epoch < 1)
+    throw Error("'" + cfg.data + "' gives " + std::to_string(n_train) +
+                " training images, fewer than one batch of " + std::to_string(cfg.batch) +
+                "; lower --batch or add images");
+  write_file_atomic(opt.dir + "/run.json", cfg.to_json().dump(2) + "\n");
+
+  RunLog log(opt.dir + "/log.txt");
+  Trainer tr(cfg, labels);
+  TrainCounters& c = tr.counters();
+  const Task task = cfg.task;
+  if (opt.resume) {
+    remove_stale_temporaries(opt.dir);
+    tr.load(ckpt);
+    tr.summary()["dataset"] = dataset_json(cfg, data, split);
+    truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
+    truncate_metrics(opt.dir + "/validation.csv", "step", double(c.step));
+    log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (" +
+              std::to_string(c.step_in_epoch) + " steps into epoch " + std::to_string(c.epoch + 1) +
+              "), learning rate " + fmt(tr.lr()));
+  } else {
+    tr.summary()["dataset"] = dataset_json(cfg, data, split);
+    tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
+    log.event(std::string("started ") + task_name(task) + " training of " + cfg.preset + " (" +
+              std::to_string(arch.parameter_count()) + " parameters, input " + arch.input.str() +
+              ") on '" + cfg.data + "'");
+  }
+  log.event(std::to_string(n_train) + " training images, " + std::to_string(split.val.size()) +
+            " held out; batch " + std::to_string(cfg.batch) + ", " +
+            std::to_string(steps_per_epoch) + " steps per epoch, to epoch " +
+            std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
+
+  const TensorData train_data(split.train, arch.input);
+  auto open_csv = [&] {
+    return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(task));
+  };
+  std::unique_ptr<MetricsCsv> step_csv = open_csv();
+  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(task));
+
+  const auto session_start = Clock::now();
+  double wall_base = c.wall_seconds;
+  auto last_save = Clock::now();
+  bool inject_pending = cfg.inject_nan_step >= 0;
+  auto save = [&](const std::string& why) {
+    c.wall_seconds = wall_base + seconds_since(session_start);
+    tr.save(ckpt);
+    last_save = Clock::now();
+    log.event("checkpoint at step " + std::to_string(c.step) + " (" + why + ")", false);
+  };
+
+  // The divergence guard: back to the last checkpoint with a lower learning rate.
+  auto rollback = [&](const StepMetrics& m) {
+    const int64_t bad_step = c.step;
+    const std::string what = "loss " + fmt(m.loss) + ", real " + fmt(m.real) + ", fake " +
+                             fmt(m.fake) + (std::isfinite(m.loss) ? "" : " (non-finite)");
+    const int64_t tries = c.rollbacks + 1;
+    if (tries > cfg.max_rollbacks) {
+      log.event("diverged at step " + std::to_string(bad_step) + " (" + what + "); giving up");
+      throw Error("training diverged at step " + std::to_string(bad_step) + " (" + what +
+                  ") after " + std::to_string(cfg.max_rollbacks) +
+                  " rollbacks with lower learning rates (--max-rollbacks); the last good "
+                  "checkpoint is " +
+                  ckpt +
+                  ". Try a lower --lr, --spectral-norm, "
+                  "--clip-grad-norm or a smaller --step-size");
+    }
+    const double wall = wall_base + seconds_since(session_start);
+    const double old_lr = tr.lr(), new_lr = old_lr * cfg.rollback_lr_factor;
+    tr.load(ckpt);
+    c.rollbacks = tries;
+    c.wall_seconds = wall;
+    wall_base = wall - seconds_since(session_start);
+    tr.set_lr(new_lr);
+    tr.reseed(cfg.seed + 0x5851f42d4c957f2dull * uint64_t(tries));
+    step_csv.reset();
+    truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
+    step_csv = open_csv();
+    log.event("divergence at step " + std::to_string(bad_step) + " (" + what +
+              "): rolled back to step " + std::to_string(c.step) + ", learning rate " +
+              fmt(old_lr) + " -> " + fmt(new_lr) + " (rollback " + std::to_string(tries) + " of " +
+              std::to_string(cfg.max_rollbacks) + ")");
+    save("after rollback");
+  };
+
+  while (c.epoch < cfg.epochs) {
+    const std::vector<int64_t> order = epoch_order(n_train, cfg.seed, c.epoch);
+    ProgressBar bar("epoch " + std::to_string(c.epoch + 1) + "/" + std::to_string(cfg.epochs),
+                    steps_per_epoch, "step");
+    EpochMeans means;
+    bool rolled_back = false;
+    while (c.step_in_epoch < steps_per_epoch) {
+      if (cfg.max_steps > 0 && c.step >= cfg.max_steps) {
+        save("step limit");
+        log.event("stopped at the step limit " + std::to_string(cfg.max_steps));
+        return RunResult::kStepLimit;
+      }
+      if (opt.stop && opt.stop->load()) {
+        save("interrupted");
+        log.event("interrupted at step " + std::to_string(c.step) + "; checkpoint saved");
+        return RunResult::kInterrupted;
+      }
+      const torch::Tensor idx =
+          torch::from_blob(const_cast<int64_t*>(order.data()) + c.step_in_epoch * cfg.batch,
+                           {cfg.batch}, torch::kLong);
+      const torch::Tensor real = train_data.images.index_select(0, idx);
+      const torch::Tensor lab = train_data.labels.index_select(0, idx);
+      if (inject_pending && c.step == cfg.inject_nan_step) {
+        inject_pending = false;
+        torch::NoGradGuard no_grad;
+        tr.net()->parameters().front().view(-1)[0].fill_(NAN);
+        log.event("injected a NaN into the first weight before step " + std::to_string(c.step));
+      }
+      const std::optional<StepMetrics> m = tr.step(real, lab, opt.stop);
+      if (!m) {
+        save("interrupted");
+        log.event("interrupted during step " + std::to_string(c.step + 1) +
+                  "; the unfinished step was discarded and the checkpoint saved");
+        return RunResult::kInterrupted;
+      }
+      if (!m->healthy) {
+        rollback(*m);
+        rolled_back = true;
+        break;
+      }
+      step_csv->append(step_row(task, c.step, c.epoch, *m));
+      means.add(*m);
+      if (opt.progress) {
+        const std::string rate =
+            fmt(m->rate, 4) + (task == Task::kEnergy ? " img-steps/s" : " img/s");
+        bar.update(c.step_in_epoch,
+                   task == Task::kEnergy
+                       ? "cdiv " + fmt(m->cdiv, 3) + " real " + fmt(m->real, 3) + " fake " +
+                             fmt(m->fake, 3) + " | " + rate
+                       : "loss " + fmt(m->loss, 3) + " acc " + fmt(m->accuracy, 3) + " | " + rate);
+      }
+      if (seconds_since(last_save) >= cfg.checkpoint_minutes * 60) save("timer");
+    }
+    if (rolled_back) continue;
+    if (opt.progress) bar.finish();
+
+    const ValMetrics v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
+    ++c.epoch;
+    c.step_in_epoch = 0;
+    if (task == Task::kEnergy) {
+      val_csv.append({double(c.epoch), double(c.step), v.cdiv, v.real, v.fake});
+      tr.summary()["epoch"] = c.epoch;
+      tr.summary()["train"] = means.json(task);
+      tr.summary()["validation"] = {{"cdiv", v.cdiv}, {"real", v.real}, {"noise", v.fake}};
+      log.event("epoch " + std::to_string(c.epoch) + ": validation cdiv " + fmt(v.cdiv) +
+                " (real " + fmt(v.real) + ", noise " + fmt(v.fake) + ")");
+    } else {
+      val_csv.append({double(c.epoch), double(c.step), v.loss, v.accuracy});
+      tr.summary()["epoch"] = c.epoch;
+      tr.summary()["train"] = means.json(task);
+      tr.summary()["validation"] = {{"loss", v.loss}, {"accuracy", v.accuracy}};
+      log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
+                ", accuracy " + fmt(v.accuracy));
+    }
+    write_epoch_pictures(tr, opt.dir, threads, opt.stop);
+    save("epoch " + std::to_string(c.epoch));
+  }
+  log.event("finished " + std::to_string(c.epoch) + " epochs, " + std::to_string(c.step) +
+            " steps, " + format_duration(c.wall_seconds));
+  return RunResult::kFinished;
+}
+
+}  // namespace ebm::train

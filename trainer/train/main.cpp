@@ -1,0 +1,264 @@
+// ebm-train: trains an energy-based model (or a classifier) with LibTorch on the CPU, in a run
+// folder a person can judge by its pictures; resumable, interrupt-safe, guarded against divergence.
+#include <csignal>
+#include <iostream>
+#include <string>
+
+#include "config.h"
+#include "ebm/architecture.h"
+#include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/thread_pool.h"
+#include "langevin.h"
+#include "run.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// First SIGINT/SIGTERM: finish cleanly (checkpoint, exit 130). The default action is restored,
+// so a second one ends the program at once; the last checkpoint on disk is still whole.
+void on_signal(int sig) {
+  g_stop.store(true);
+  std::signal(sig, SIG_DFL);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return ebm::run_main("ebm-train", [&]() -> int {
+    using ebm::train::TrainConfig;
+    TrainConfig cfg;
+    std::string run_dir, task = "energy", form = ebm::sampler_form_name(cfg.sampler.form);
+    int limit = 0, buffer_size = int(cfg.buffer_size), max_steps = 0, inject_nan = -1;
+    bool resume = false, quiet = false;
+    double step_size = cfg.sampler.step_size, noise = cfg.sampler.noise,
+           grad_clip = cfg.sampler.grad_clip, eps = cfg.sampler.eps;
+
+    ebm::ArgParser args(
+        "ebm-train",
+        "Trains an energy-based model E(x) (low for real images) by contrastive "
+        "divergence with a replay buffer and Langevin sampling, or a classifier "
+        "with --task classify (then Adam defaults to lr 1e-3 and beta1 0.9). CPU, every "
+        "core by default.");
+    args.option("data", "PATH",
+                "training images: a folder (sub-folders are labels), or an IDX "
+                "images file such as Fashion-MNIST's train-images-idx3-ubyte.gz",
+                &cfg.data);
+    args.option("run", "DIR", "the run folder (default runs/<preset>)", &run_dir);
+    args.flag("resume",
+              "continue the run in --run DIR from its checkpoint with its settings "
+              "(only --epochs, --max-steps, --threads, --checkpoint-minutes, --sample-count, "
+              "--sample-steps and --quiet may change)",
+              &resume);
+    args.option("task", "NAME",
+                "energy (contrastive divergence) or classify (cross-entropy on "
+                "the folder labels)",
+                &task);
+    args.option(
+        "preset", "NAME|FILE",
+        "architecture: a name in models/presets (" +
+            [] {
+              std::string s;
+              for (const std::string& n : ebm::list_presets()) s += (s.empty() ? "" : ", ") + n;
+              return s;
+            }() +
+            ") or a preset JSON file",
+        &cfg.preset);
+    args.option("labels", "FILE", "IDX labels file (default: beside the images file)", &cfg.labels);
+    args.option("val-fraction", "F", "fraction held out for validation", &cfg.val_fraction, 0.0,
+                0.9);
+    args.option("limit", "N", "use at most N images, stratified (0 = all)", &limit, 0, 1 << 30);
+
+    args.option("epochs", "N", "epochs to train to", &cfg.epochs, 1, 1000000);
+    args.option("batch", "B", "real images per step (and as many fakes)", &cfg.batch, 1, 65536);
+    args.option("lr", "LR", "Adam learning rate", &cfg.lr, 1e-9, 1.0);
+    args.option("beta1", "B1", "Adam beta1 (0.0 as in the Lippe tutorial the notebook adapts)",
+                &cfg.beta1, 0.0, 0.9999);
+    args.option("beta2", "B2", "Adam beta2", &cfg.beta2, 0.0, 0.999999);
+    args.option("adam-eps", "E", "Adam epsilon", &cfg.adam_eps, 1e-12, 1.0);
+    args.option("clip-grad-norm", "N", "clip the parameter gradient to this global norm (0 = off)",
+                &cfg.clip_grad_norm, 0.0, 1e9);
+    args.flag("spectral-norm",
+              "divide every conv and dense weight by its largest singular value "
+              "(power iteration; the exported weight is W / sigma)",
+              &cfg.spectral_norm);
+
+    args.option("alpha", "A", "weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
+                0.0, 1e6);
+    args.option("buffer-size", "N", "replay buffer capacity", &buffer_size, 1, 1 << 24);
+    args.option("fresh", "P", "expected fraction of fresh uniform noise per batch", &cfg.fresh, 0.0,
+                1.0);
+    args.option("langevin-steps", "K", "Langevin steps per training batch", &cfg.langevin_steps, 1,
+                100000);
+    args.option(
+        "langevin-backend", "NAME",
+        "who computes dE/dx in the training loop: runtime "
+        "(the exported network's own code, about twice as fast) or torch (LibTorch autograd)",
+        &cfg.langevin_backend);
+    args.option("form", "NAME",
+                "Langevin form: paper (clipped gradient steps) or textbook "
+                "(Du & Mordatch)",
+                &form);
+    args.option("step-size", "S", "paper form: step size", &step_size, 0.0, 1e6);
+    args.option("noise", "SIGMA", "paper form: noise standard deviation per step", &noise, 0.0,
+                10.0);
+    args.option("grad-clip", "G", "paper form: element-wise gradient clip", &grad_clip, 0.0, 1e6);
+    args.option("eps", "EPS", "textbook form: x = x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 1e-9,
+                10.0);
+    args.option("real-noise", "SIGMA", "noise added to real images", &cfg.real_noise, 0.0, 10.0);
+
+    args.option("sample-count", "N", "fresh samples from noise drawn at each epoch (0 = none)",
+                &cfg.sample_count, 0, 1024);
+    args.option("sample-steps", "K", "Langevin steps for them (also the exported default)",
+                &cfg.sample_steps, 0, 1000000);
+    args.option("buffer-grid", "N", "replay-buffer images shown at each epoch", &cfg.buffer_grid, 0,
+                1024);
+    args.option("checkpoint-minutes", "M", "also checkpoint every M minutes",
+                &cfg.checkpoint_minutes, 0.0, 1e6);
+    args.option("max-energy", "E", "divergence guard: |mean energy| above E counts as diverged",
+                &cfg.max_energy, 1e-3, 1e30);
+    args.option("max-rollbacks", "N", "divergence guard: give up after N rollbacks",
+                &cfg.max_rollbacks, 0, 1000);
+    args.option("rollback-lr-factor", "F", "divergence guard: learning rate factor per rollback",
+                &cfg.rollback_lr_factor, 1e-6, 1.0);
+    args.option("seed", "S", "seed of every random choice (same seed, same run)", &cfg.seed);
+    args.option("threads", "N", "CPU threads (0 = every core)", &cfg.threads, 0, 1024);
+    args.option("max-steps", "N", "stop (with a checkpoint) after N steps in all (0 = no limit)",
+                &max_steps, 0, 1 << 30);
+    args.option("inject-nan", "STEP",
+                "testing the guard: poison a weight with NaN before STEP, once", &inject_nan, -1,
+                1 << 30);
+    args.flag("quiet", "no progress bar", &quiet);
+    args.example(
+        "ebm-bridges --out data/bridges && ebm-train --data data/bridges --run runs/paper");
+    args.example("ebm-train --data data/bridges --preset compact --run runs/compact --epochs 20");
+    args.example("ebm-train --run runs/paper --resume --epochs 80");
+    args.example(
+        "ebm-train --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz "
+        "--preset book --run runs/fashion");
+    args.example("ebm-train --task classify --data data/bridges --preset compact --run runs/cls");
+    args.epilog(
+        "Defaults follow the book and the paper (SPEC section 1): Adam 1e-4 with betas "
+        "(0.0, 0.999), alpha 0.1, buffer 8192 with 5% fresh noise, 60 Langevin steps of "
+        "size 10 with noise 0.005 and gradient clip 0.03, batch 128. A preset may carry its "
+        "own defaults (\"train\" in its JSON); options given here win. Ctrl-C saves a "
+        "checkpoint and exits with status 130; --resume continues bit for bit.");
+    args.parse(argc, argv);
+
+    if (run_dir.empty()) {
+      if (resume) args.fail("--resume needs --run DIR");
+      run_dir =
+          "runs/" + (cfg.preset.find('/') == std::string::npos ? cfg.preset : std::string("run"));
+    }
+    if (resume) {
+      // Settings come from the run; only the resumable options may be given.
+      for (const char* name : {"data",
+                               "task",
+                               "preset",
+                               "labels",
+                               "val-fraction",
+                               "limit",
+                               "batch",
+                               "lr",
+                               "beta1",
+                               "beta2",
+                               "adam-eps",
+                               "clip-grad-norm",
+                               "spectral-norm",
+                               "alpha",
+                               "buffer-size",
+                               "fresh",
+                               "langevin-steps",
+                               "langevin-backend",
+                               "form",
+                               "step-size",
+                               "noise",
+                               "grad-clip",
+                               "eps",
+                               "real-noise",
+                               "buffer-grid",
+                               "max-energy",
+                               "max-rollbacks",
+                               "rollback-lr-factor",
+                               "seed",
+                               "inject-nan"})
+        if (args.given(name))
+          args.fail(std::string("--") + name +
+                    " cannot change when resuming; the run's settings "
+                    "are in " +
+                    run_dir + "/run.json");
+      TrainConfig saved = ebm::train::read_run_config(run_dir);
+      if (args.given("epochs")) saved.epochs = cfg.epochs;
+      if (args.given("max-steps")) saved.max_steps = max_steps;
+      if (args.given("threads")) saved.threads = cfg.threads;
+      if (args.given("checkpoint-minutes")) saved.checkpoint_minutes = cfg.checkpoint_minutes;
+      if (args.given("sample-count")) saved.sample_count = cfg.sample_count;
+      if (args.given("sample-steps")) saved.sample_steps = cfg.sample_steps;
+      saved.inject_nan_step = -1;
+      cfg = saved;
+    } else {
+      if (cfg.data.empty()) args.fail("missing --data PATH (or --resume with --run DIR)");
+      try {
+        cfg.task = ebm::train::parse_task(task);
+        cfg.sampler.form = ebm::parse_sampler_form(form);
+        ebm::train::parse_langevin_backend(cfg.langevin_backend);
+      } catch (const ebm::Error& e) {
+        args.fail(e.what());
+      }
+      // A classifier is an ordinary supervised problem: Adam's usual momentum and a larger step
+      // unless told otherwise (the energy defaults are the book's).
+      if (cfg.task == ebm::train::Task::kClassify) {
+        if (!args.given("lr")) cfg.lr = 1e-3;
+        if (!args.given("beta1")) cfg.beta1 = 0.9;
+      }
+      cfg.limit = limit;
+      cfg.buffer_size = buffer_size;
+      cfg.max_steps = max_steps;
+      cfg.inject_nan_step = inject_nan;
+      cfg.sampler.step_size = float(step_size);
+      cfg.sampler.noise = float(noise);
+      cfg.sampler.grad_clip = float(grad_clip);
+      cfg.sampler.eps = float(eps);
+      // The preset's own training defaults, where the command line says nothing.
+      const ebm::Preset preset = ebm::load_preset(cfg.preset);
+      if (preset.train.is_object()) {
+        nlohmann::json j = cfg.to_json();
+        for (const auto& [key, value] : preset.train.items()) {
+          std::string flag = key;
+          for (char& ch : flag)
+            if (ch == '_') ch = '-';
+          if (key == "sampler") {
+            for (const auto& [k, v] : value.items()) {
+              const std::string f = k == "form"        ? "form"
+                                    : k == "step_size" ? "step-size"
+                                    : k == "grad_clip" ? "grad-clip"
+                                                       : k;
+              if (!args.given(f)) j["sampler"][k] = v;
+            }
+          } else if (!args.given(flag)) {
+            j[key] = value;
+          }
+        }
+        cfg = TrainConfig::from_json(j);
+      }
+    }
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    ebm::train::RunOptions opt;
+    opt.dir = run_dir;
+    opt.resume = resume;
+    opt.stop = &g_stop;
+    opt.progress = !quiet;
+    const ebm::train::RunResult r = ebm::train::run_training(cfg, opt);
+    if (r == ebm::train::RunResult::kInterrupted) {
+      std::cerr << "ebm-train: interrupted; continue with: ebm-train --run " << run_dir
+                << " --resume\n";
+      return 130;
+    }
+    std::cerr << "ebm-train: run folder " << run_dir << " (export with: ebm-export " << run_dir
+              << "/checkpoint.pt --out model.safetensors)\n";
+    return 0;
+  });
+}
