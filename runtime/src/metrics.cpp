@@ -26,7 +26,8 @@ Gaussian fit_gaussian(const float* features, int n, int d) {
   if (d < 1) throw Error("fitting a Gaussian needs at least one feature");
   Gaussian g;
   g.dim = d;
-  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(features, n, d);
+  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(
+      features, n, d);
   const MatrixD xd = x.cast<double>();
   const Eigen::RowVectorXd mean = xd.colwise().mean();
   const MatrixD centred = xd.rowwise() - mean;
@@ -45,7 +46,8 @@ double frechet_distance(const Gaussian& a, const Gaussian& b) {
   Eigen::Map<const MatrixD> c1(a.cov.data(), d, d), c2(b.cov.data(), d, d);
   const MatrixD s1 = sqrt_psd(c1);
   const MatrixD inner = s1 * c2 * s1;
-  Eigen::SelfAdjointEigenSolver<MatrixD> eig(0.5 * (inner + inner.transpose()), Eigen::EigenvaluesOnly);
+  Eigen::SelfAdjointEigenSolver<MatrixD> eig(0.5 * (inner + inner.transpose()),
+                                             Eigen::EigenvaluesOnly);
   const double tr_sqrt = eig.eigenvalues().cwiseMax(0.0).cwiseSqrt().sum();
   const double value = (m1 - m2).squaredNorm() + c1.trace() + c2.trace() - 2.0 * tr_sqrt;
   return std::max(value, 0.0);
@@ -100,7 +102,9 @@ double quantile(std::vector<double> values, double q) {
   return values[lo] + (values[hi] - values[lo]) * (pos - double(lo));
 }
 
-std::string family_of(const std::string& label) { return label.substr(0, label.find('_')); }
+std::string family_of(const std::string& label) {
+  return label.substr(0, label.find('_'));
+}
 
 bool FamilyMix::mixes(double threshold) const {
   return second >= 0 && family_probs[size_t(first)] >= threshold &&
@@ -109,7 +113,8 @@ bool FamilyMix::mixes(double threshold) const {
 
 std::string FamilyMix::describe() const {
   auto part = [&](int f) {
-    return families[size_t(f)] + " " + std::to_string(int(std::lround(100 * family_probs[size_t(f)]))) + "%";
+    return families[size_t(f)] + " " +
+           std::to_string(int(std::lround(100 * family_probs[size_t(f)]))) + "%";
   };
   return second >= 0 && family_probs[size_t(second)] >= 0.005 ? part(first) + " / " + part(second)
                                                               : part(first);
@@ -124,7 +129,8 @@ FamilyMix family_mix(const float* logits, const std::vector<std::string>& labels
   m.subtype_probs.resize(k);
   for (size_t i = 0; i < k; ++i) z += m.subtype_probs[i] = std::exp(double(logits[i]) - top);
   for (double& p : m.subtype_probs) p /= z;
-  m.top_subtype = int(std::max_element(m.subtype_probs.begin(), m.subtype_probs.end()) - m.subtype_probs.begin());
+  m.top_subtype = int(std::max_element(m.subtype_probs.begin(), m.subtype_probs.end()) -
+                      m.subtype_probs.begin());
   for (size_t i = 0; i < k; ++i) {
     const std::string f = family_of(labels[i]);
     auto it = std::find(m.families.begin(), m.families.end(), f);

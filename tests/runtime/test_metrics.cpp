@@ -74,7 +74,8 @@ TEST(FrechetDistance, DoesNotDependOnARotationOfBothSets) {
 
 TEST(FrechetDistance, OfTwoSamplesOfOneDistributionShrinksWithSampleSize) {
   auto fd = [](int n) {
-    const std::vector<float> x = test::random_inputs(size_t(n) * 4, 5), y = test::random_inputs(size_t(n) * 4, 6);
+    const std::vector<float> x = test::random_inputs(size_t(n) * 4, 5),
+                             y = test::random_inputs(size_t(n) * 4, 6);
     return frechet_distance(fit_gaussian(x.data(), n, 4), fit_gaussian(y.data(), n, 4));
   };
   EXPECT_LT(fd(20000), fd(100));
@@ -97,7 +98,7 @@ TEST(Novelty, ADuplicatedTrainingImageHasDistanceZero) {
   const std::vector<float> refs = test::random_inputs(300 * d, 7);
   std::vector<float> q(refs.begin() + 123 * d, refs.begin() + 124 * d);  // a copy of image 123
   std::vector<float> shifted = q;
-  for (float& v : shifted) v += 0.1f;                                      // 0.1 away per pixel
+  for (float& v : shifted) v += 0.1f;  // 0.1 away per pixel
   q.insert(q.end(), shifted.begin(), shifted.end());
   const std::vector<double> nn = nearest_neighbour_distances(q.data(), 2, refs.data(), 300, d);
   EXPECT_NEAR(nn[0], 0.0, 1e-3);

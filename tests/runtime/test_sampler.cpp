@@ -17,32 +17,7 @@ using test::expect_error;
 
 constexpr int kH = 8, kW = 12, kD = kH * kW;
 
-// E(x) = sum_i [swish(u_i) + swish(-u_i)] = sum_i u_i tanh(u_i / 2), u = a (x - t): a bowl whose
-// only minimum (E = 0) is the image t; quadratic (u^2 / 2) near it, growing like |u| far away.
-// Built from the runtime's own layers: dense(+-a I, -+a t) -> swish -> dense(ones).
-Model bowl_model(const std::vector<float>& t, float a) {
-  const json layers = json::parse(R"([
-    {"type":"flatten"},
-    {"type":"dense","out_features":192},
-    {"type":"swish"},
-    {"type":"dense","out_features":1,"bias":false}])");
-  Model m = random_model(resolve_architecture({1, kH, kW}, layers), 1);
-  for (Tensor& tensor : m.tensors) {
-    std::fill(tensor.data.begin(), tensor.data.end(), 0.0f);
-    if (tensor.name == "layers.1.weight")
-      for (int i = 0; i < kD; ++i) {
-        tensor.data[size_t(i) * kD + size_t(i)] = a;                 // row i: +a x_i
-        tensor.data[size_t(i + kD) * kD + size_t(i)] = -a;           // row D+i: -a x_i
-      }
-    if (tensor.name == "layers.1.bias")
-      for (int i = 0; i < kD; ++i) {
-        tensor.data[size_t(i)] = -a * t[size_t(i)];
-        tensor.data[size_t(i + kD)] = a * t[size_t(i)];
-      }
-    if (tensor.name == "layers.3.weight") std::fill(tensor.data.begin(), tensor.data.end(), 1.0f);
-  }
-  return m;
-}
+Model bowl_model(const std::vector<float>& t, float a) { return test::bowl_model(t, kH, kW, a); }
 
 std::vector<float> target_image() { return test::random_inputs(kD, 77, -0.8f, 0.8f); }
 

@@ -30,6 +30,33 @@ inline std::vector<double> to_double(const std::vector<float>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
 
+// E(x) = sum_i [swish(u_i) + swish(-u_i)] = sum_i u_i tanh(u_i / 2), u = a (x - t): a bowl whose
+// only minimum (E = 0) is the image t (d = h * w pixels); quadratic (u^2 / 2) near it, growing
+// like |u| far away. Built from the runtime's own layers: dense(+-a I, -+a t) -> swish ->
+// dense(ones).
+inline Model bowl_model(const std::vector<float>& t, int h, int w, float a) {
+  const int d = h * w;
+  const nlohmann::json layers = nlohmann::json::parse(
+      R"([{"type":"flatten"},{"type":"dense","out_features":)" + std::to_string(2 * d) +
+      R"(},{"type":"swish"},{"type":"dense","out_features":1,"bias":false}])");
+  Model m = random_model(resolve_architecture({1, h, w}, layers), 1);
+  for (Tensor& tensor : m.tensors) {
+    std::fill(tensor.data.begin(), tensor.data.end(), 0.0f);
+    if (tensor.name == "layers.1.weight")
+      for (int i = 0; i < d; ++i) {
+        tensor.data[size_t(i) * d + size_t(i)] = a;            // row i: +a x_i
+        tensor.data[size_t(i + d) * d + size_t(i)] = -a;       // row d+i: -a x_i
+      }
+    if (tensor.name == "layers.1.bias")
+      for (int i = 0; i < d; ++i) {
+        tensor.data[size_t(i)] = -a * t[size_t(i)];
+        tensor.data[size_t(i + d)] = a * t[size_t(i)];
+      }
+    if (tensor.name == "layers.3.weight") std::fill(tensor.data.begin(), tensor.data.end(), 1.0f);
+  }
+  return m;
+}
+
 inline std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "ebm_" + name;
 }

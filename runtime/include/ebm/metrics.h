@@ -44,10 +44,10 @@ struct FamilyMix {
   std::vector<std::string> families;  // distinct families, in label order
   std::vector<double> family_probs;   // per family: the sum of its subtypes' probabilities
   int top_subtype = 0;
-  int first = 0, second = -1;         // the two most probable families
+  int first = 0, second = -1;  // the two most probable families
   // Two different families each with at least `threshold` probability.
   bool mixes(double threshold = 0.25) const;
-  std::string describe() const;       // "arch 55% / cable 40%"
+  std::string describe() const;  // "arch 55% / cable 40%"
 };
 std::string family_of(const std::string& label);
 FamilyMix family_mix(const float* logits, const std::vector<std::string>& labels);

@@ -1,0 +1,200 @@
+// ebm-eval end to end on a tiny bridge set, with energy models and a classifier built so that the
+// right answer is known: a bowl whose minimum is a chosen image pulls every sample onto that
+// image; a "template" classifier scores how much of each subtype's template drawing an image
+// covers.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "bridges/bridges.h"
+#include "data_source.h"
+#include "ebm/fileio.h"
+#include "ebm/image_io.h"
+#include "ebm/metrics.h"
+#include "ebm/network.h"
+#include "evaluate.h"
+#include "test_util.h"
+
+namespace ebm {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kH = 16, kW = 64, kD = kH * kW, kPerSubtype = 6;
+
+class EvalTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(test::temp_path("eval_bridges"));
+    ::mkdir(dir_->c_str(), 0755);
+    for (int s = 0; s < bridges::kSubtypeCount; ++s) {
+      const bridges::Subtype st = bridges::subtype_at(s);
+      const std::string sub = *dir_ + "/" + bridges::subtype_name(st);
+      ::mkdir(sub.c_str(), 0755);
+      for (int i = 0; i < kPerSubtype; ++i)
+        write_png(sub + "/" + std::to_string(i) + ".png",
+                  bridges::draw_bridge(st, 1, uint64_t(i), kW, kH).image);
+    }
+    train::TrainConfig cfg;
+    cfg.data = *dir_;
+    cfg.val_fraction = 0.25;
+    cfg.seed = 3;
+    split_ = new DatasetSplit(
+        train::split_training_data(train::load_training_data(cfg, {1, kH, kW}), cfg));
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete split_;
+  }
+
+  // The first training image of label l.
+  static std::vector<float> train_image(int l) {
+    for (int64_t i = 0; i < split_->train.size(); ++i)
+      if (split_->train.labels[size_t(i)] == l)
+        return std::vector<float>(split_->train.image(i), split_->train.image(i) + kD);
+    ADD_FAILURE() << "no training image of label " << l;
+    return std::vector<float>(kD, 1.0f);
+  }
+
+  // logits_c = 20 * (share of template c's dark pixels that are dark in x), where the templates
+  // are the first training image of each subtype; features = the dark-pixel indicator (1 - x) / 2.
+  static std::string template_classifier() {
+    const json layers = json::parse(R"([{"type":"affine"},{"type":"flatten"},
+                                         {"type":"dense","out_features":8,"bias":false}])");
+    Model m = random_model(resolve_architecture({1, kH, kW}, layers), 1, ModelKind::kClassifier);
+    m.labels = split_->train.label_names;
+    for (Tensor& t : m.tensors) {
+      if (t.name == "layers.0.scale") t.data = {-0.5f};
+      if (t.name == "layers.0.shift") t.data = {0.5f};
+      if (t.name == "layers.2.weight")
+        for (int c = 0; c < 8; ++c) {
+          const std::vector<float> tpl = train_image(c);
+          double dark = 0;
+          for (float v : tpl) dark += v < 0 ? 1 : 0;
+          for (int p = 0; p < kD; ++p)
+            t.data[size_t(c) * kD + p] = tpl[size_t(p)] < 0 ? float(20.0 / dark) : 0.0f;
+        }
+    }
+    const std::string path = test::temp_path("eval_classifier.safetensors");
+    save_model(path, m, DType::kF32);
+    return path;
+  }
+
+  // A bowl around `target`, with a card naming the dataset and its split.
+  static std::string bowl(const std::vector<float>& target, const std::string& name) {
+    Model m = test::bowl_model(target, kH, kW, 0.3f);
+    m.sampler.steps = 40;
+    m.card = {{"name", name},
+              {"dataset", {{"path", *dir_}, {"images", 8 * kPerSubtype}, {"held_out", 12}}},
+              {"training", {{"seed", 3}}}};
+    const std::string path = test::temp_path(name + ".safetensors");
+    save_model(path, m, DType::kF32);
+    return path;
+  }
+
+  static eval::EvalResult run(const std::string& model) {
+    eval::EvalOptions opt;
+    opt.model = model;
+    opt.classifier = template_classifier();
+    opt.count = 16;
+    opt.threads = 1;
+    return eval::evaluate(opt);
+  }
+
+  static std::string* dir_;
+  static DatasetSplit* split_;
+};
+std::string* EvalTest::dir_ = nullptr;
+DatasetSplit* EvalTest::split_ = nullptr;
+
+TEST_F(EvalTest, TheSplitFromTheCardMatchesTraining) {
+  const eval::EvalResult r = run(bowl(train_image(0), "copy"));
+  EXPECT_EQ(r.report["dataset"]["train"], split_->train.size());
+  EXPECT_EQ(r.report["dataset"]["held_out"], split_->val.size());
+}
+
+TEST_F(EvalTest, SamplesThatCopyATrainingImageAreNotNovelAndNotNewTypes) {
+  const int label = 2;
+  const std::vector<float> img = train_image(label);
+  const eval::EvalResult r = run(bowl(img, "copy"));
+  const json& rep = r.report;
+  // Every sample lands on the image (within the sampler's noise): distance ~0 to the training set.
+  EXPECT_LT(rep["novelty"]["samples"]["max"].get<double>(), 0.02);
+  EXPECT_EQ(rep["novelty"]["novel_samples"], 0);
+  EXPECT_EQ(rep["new_types"]["count"], 0);
+  // The samples' sharpness is that image's own mean |x|.
+  EXPECT_NEAR(rep["sharpness"]["samples"].get<double>(), sharpness(img.data(), 1, kD)[0], 0.01);
+  // All sixteen samples are one image: one subtype, far from the real distribution.
+  EXPECT_EQ(rep["coverage"]["subtypes_present"], 1);
+  EXPECT_FALSE(rep["coverage"]["all_present"].get<bool>());
+  EXPECT_EQ(rep["coverage"]["histogram"][split_->train.label_names[label]], 16);
+  EXPECT_GT(rep["frechet"]["ratio"].get<double>(), 3.0);
+  EXPECT_FALSE(rep["targets"][0]["met"].get<bool>());
+}
+
+TEST_F(EvalTest, AnOverlayOfTwoFamiliesIsANewType) {
+  // The union of the dark lines of two templates from different families, drawn crisp (every
+  // pixel +-1): both templates fully covered (so the classifier splits its vote), sharp, and
+  // unlike any one image.
+  const std::vector<float> a = train_image(0),
+                           b = train_image(6);  // arch_deck, suspension_inclined
+  ASSERT_NE(family_of(split_->train.label_names[0]), family_of(split_->train.label_names[6]));
+  std::vector<float> overlay(kD);
+  for (int p = 0; p < kD; ++p)
+    overlay[size_t(p)] = std::min(a[size_t(p)], b[size_t(p)]) < 0 ? -1.0f : 1.0f;
+  const eval::EvalResult r = run(bowl(overlay, "overlay"));
+  const json& rep = r.report;
+  EXPECT_EQ(rep["new_types"]["hybrids"], 16);
+  EXPECT_EQ(rep["novelty"]["novel_samples"], 16);
+  EXPECT_GE(rep["sharpness"]["ratio"].get<double>(), 0.9);
+  EXPECT_EQ(rep["new_types"]["count"], 16);
+  EXPECT_TRUE(rep["targets"][3]["met"].get<bool>());
+}
+
+TEST_F(EvalTest, AFaintGreyBlendOfTwoFamiliesIsHybridButNotSharpSoNotANewType) {
+  // Both drawings at a quarter strength: the classifier still sees both, but every pixel is grey.
+  const std::vector<float> a = train_image(0), b = train_image(6);
+  std::vector<float> blend(kD);
+  for (int p = 0; p < kD; ++p) blend[size_t(p)] = 0.25f * (a[size_t(p)] + b[size_t(p)]);
+  const eval::EvalResult r = run(bowl(blend, "blend"));
+  const json& rep = r.report;
+  EXPECT_EQ(rep["new_types"]["hybrids"], 16);
+  EXPECT_LT(rep["sharpness"]["ratio"].get<double>(), 0.9);
+  EXPECT_EQ(rep["new_types"]["count"], 0);
+}
+
+TEST_F(EvalTest, WritesTheReportAndPictures) {
+  const eval::EvalResult r = run(bowl(train_image(1), "files"));
+  const std::string out = test::temp_path("eval_out");
+  eval::write_result(out, r);
+  const std::vector<uint8_t> text = read_file(out + "/report.json");
+  const json back = json::parse(text.begin(), text.end());
+  EXPECT_EQ(back["sampling"]["count"], 16);
+  EXPECT_EQ(back["targets"].size(), 4u);
+  for (const char* png : {"samples.png", "candidates.png", "real.png"}) {
+    const Image img = read_gray_image(out + "/" + png);
+    EXPECT_GT(img.width, kW) << png;
+  }
+  const std::vector<uint8_t> md = read_file(out + "/report.md");
+  EXPECT_NE(std::string(md.begin(), md.end()).find("| target | goal | measured | met |"),
+            std::string::npos);
+}
+
+TEST_F(EvalTest, RefusesAClassifierInPlaceOfTheModelAndMismatchedShapes) {
+  eval::EvalOptions opt;
+  opt.model = template_classifier();
+  opt.classifier = template_classifier();
+  test::expect_error([&] { eval::evaluate(opt); }, {"is a classifier", "--model"});
+  const Architecture wide = resolve_architecture(
+      {1, kH, kW + 4}, json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":1}])"));
+  const std::string other = test::temp_path("eval_wide.safetensors");
+  save_model(other, random_model(wide, 1), DType::kF32);
+  opt.model = other;
+  test::expect_error([&] { eval::evaluate(opt); }, {"takes 1x16x64", "makes 1x16x68"});
+}
+
+}  // namespace
+}  // namespace ebm

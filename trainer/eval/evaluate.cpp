@@ -1,0 +1,389 @@
+#include "evaluate.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+#include "data_source.h"
+#include "ebm/error.h"
+#include "ebm/fileio.h"
+#include "ebm/metrics.h"
+#include "ebm/model.h"
+#include "ebm/network.h"
+#include "ebm/rng.h"
+#include "ebm/sampler.h"
+#include "sample_pngs.h"
+
+namespace ebm::eval {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kChunk = 64;  // chains per sampler batch (chain i's path does not depend on it)
+
+double mean_of(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+}
+
+double sd_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+json stats(const std::vector<double>& v) {
+  return {{"mean", mean_of(v)},
+          {"sd", sd_of(v)},
+          {"min", v.empty() ? 0.0 : *std::min_element(v.begin(), v.end())},
+          {"max", v.empty() ? 0.0 : *std::max_element(v.begin(), v.end())}};
+}
+
+// Calls fn(first image, count) over n images in batches of 256.
+template <class Fn>
+void in_batches(int n, Fn fn) {
+  for (int i = 0; i < n; i += 256) fn(i, std::min(256, n - i));
+}
+
+struct Classified {
+  std::vector<FamilyMix> mix;
+  std::vector<float> features;  // [n, feature_size]
+};
+
+Classified classify(const Network& net, const float* images, int n) {
+  Classified c;
+  const size_t d = size_t(net.input_size());
+  const int k = net.outputs(), f = net.feature_size();
+  std::vector<float> logits(size_t(n) * size_t(k));
+  c.features.resize(size_t(n) * size_t(f));
+  Network::Workspace ws;
+  in_batches(n, [&](int i, int m) {
+    net.logits(ws, images + size_t(i) * d, m, logits.data() + size_t(i) * k);
+    net.features(ws, images + size_t(i) * d, m, c.features.data() + size_t(i) * f);
+  });
+  for (int i = 0; i < n; ++i)
+    c.mix.push_back(family_mix(logits.data() + size_t(i) * k, net.labels()));
+  return c;
+}
+
+std::vector<double> energies_of(const Network& net, const float* images, int n) {
+  std::vector<float> e(static_cast<size_t>(n));
+  Network::Workspace ws;
+  const size_t d = size_t(net.input_size());
+  in_batches(n, [&](int i, int m) { net.energy(ws, images + size_t(i) * d, m, e.data() + i); });
+  return std::vector<double>(e.begin(), e.end());
+}
+
+std::string percent(double x) {
+  std::ostringstream s;
+  s.precision(3);
+  s << 100 * x << "%";
+  return s.str();
+}
+
+std::string fixed(double x, int digits = 3) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(digits);
+  s << x;
+  return s.str();
+}
+
+}  // namespace
+
+EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const Model energy_model = load_model(opt.model);
+  if (energy_model.kind != ModelKind::kEnergy)
+    throw Error("'" + opt.model + "' is a classifier; --model needs an energy model");
+  const Model classifier_model = load_model(opt.classifier);
+  if (classifier_model.kind != ModelKind::kClassifier)
+    throw Error("'" + opt.classifier + "' is an energy model; --classifier needs a classifier");
+  if (classifier_model.arch.input != energy_model.arch.input)
+    throw Error("the classifier takes " + classifier_model.arch.input.str() +
+                " images but the energy model makes " + energy_model.arch.input.str());
+  if (opt.count < 2)
+    throw Error("--count must be at least 2 (the Frechet distance needs a spread)");
+
+  // The dataset and its split, as the energy model was trained (from its card unless given).
+  const json& card = energy_model.card;
+  const json dataset = card.value("dataset", json::object());
+  train::TrainConfig cfg;
+  cfg.data = !opt.data.empty() ? opt.data : dataset.value("path", std::string());
+  if (cfg.data.empty()) throw Error("the energy model's card names no dataset; give --data DIR");
+  if (opt.val_fraction >= 0)
+    cfg.val_fraction = opt.val_fraction;
+  else if (dataset.contains("held_out") && dataset.value("images", 0) > 0)
+    cfg.val_fraction = dataset["held_out"].get<double>() / dataset["images"].get<double>();
+  cfg.seed = opt.split_seed >= 0
+                 ? uint64_t(opt.split_seed)
+                 : card.value("training", json::object()).value("seed", uint64_t(1));
+  const Shape shape = energy_model.arch.input;
+  const DatasetSplit split = train::split_training_data(train::load_training_data(cfg, shape), cfg);
+  const int n_train = int(split.train.size()), n_real = int(split.val.size());
+  if (n_real < 2 || n_train < 2)
+    throw Error("the split of '" + cfg.data + "' leaves " + std::to_string(n_train) +
+                " training and " + std::to_string(n_real) +
+                " held-out images; need at least 2 of each");
+  const size_t d = size_t(shape.size());
+
+  // Samples from fresh uniform noise with the model's own sampler settings (overridden if asked).
+  const Network energy(energy_model);
+  const SamplerParams params = parse_sampler_params(opt.sampler, energy.sampler());
+  std::vector<float> samples(size_t(opt.count) * d);
+  for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
+    const int m = std::min(kChunk, opt.count - c0);
+    LangevinSampler sampler(energy, params, opt.seed, opt.threads);
+    sampler.start_uniform(m, uint64_t(c0));
+    sampler.run(10, [&](const SamplerProgress& p) {
+      if (progress)
+        progress("sampling", int64_t(c0) * params.steps + int64_t(p.step) * m,
+                 int64_t(opt.count) * params.steps);
+      return true;
+    });
+    std::copy(sampler.images().begin(), sampler.images().end(), samples.begin() + long(c0 * d));
+  }
+  const double sample_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // A random subset of the training images as large as the sample set: the real-vs-real floor.
+  std::vector<int64_t> order(static_cast<size_t>(n_train));
+  std::iota(order.begin(), order.end(), 0);
+  Pcg32 rng(opt.seed, 4242);
+  for (size_t i = order.size() - 1; i > 0; --i)
+    std::swap(order[i], order[rng.below(uint32_t(i + 1))]);
+  const int n_floor = std::min(opt.count, n_train);
+  std::vector<float> floor_images(size_t(n_floor) * d);
+  for (int i = 0; i < n_floor; ++i)
+    std::copy_n(split.train.image(order[size_t(i)]), d, floor_images.begin() + long(size_t(i) * d));
+
+  if (progress) progress("features", 0, 3);
+  const Network classifier(classifier_model);
+  const Classified cs = classify(classifier, samples.data(), opt.count);
+  const Classified cr = classify(classifier, split.val.images.data(), n_real);
+  const Classified cf = classify(classifier, floor_images.data(), n_floor);
+  if (progress) progress("features", 3, 3);
+  const int f = classifier.feature_size();
+  const Gaussian g_samples = fit_gaussian(cs.features.data(), opt.count, f);
+  const Gaussian g_real = fit_gaussian(cr.features.data(), n_real, f);
+  const Gaussian g_floor = fit_gaussian(cf.features.data(), n_floor, f);
+  const double fd = frechet_distance(g_samples, g_real);
+  const double fd_floor = frechet_distance(g_floor, g_real);
+
+  // Coverage and confidence.
+  const std::vector<std::string>& labels = classifier.labels();
+  std::vector<int> histogram(labels.size(), 0);
+  double confidence = 0;
+  for (const FamilyMix& m : cs.mix) {
+    ++histogram[size_t(m.top_subtype)];
+    confidence += m.subtype_probs[size_t(m.top_subtype)];
+  }
+  confidence /= opt.count;
+  int present = 0;
+  json hist = json::object();
+  for (size_t i = 0; i < labels.size(); ++i) {
+    hist[labels[i]] = histogram[i];
+    present += histogram[i] > 0;
+  }
+  double real_confidence = 0;
+  for (const FamilyMix& m : cr.mix) real_confidence += m.subtype_probs[size_t(m.top_subtype)];
+  real_confidence /= n_real;
+
+  // Sharpness.
+  const std::vector<double> sharp_s = sharpness(samples.data(), opt.count, int64_t(d));
+  const std::vector<double> sharp_r = sharpness(split.val.images.data(), n_real, int64_t(d));
+  const double sharp_real = mean_of(sharp_r);
+
+  // Novelty: distance to the nearest training image, against the held-out images' distances.
+  if (progress) progress("novelty", 0, 2);
+  const std::vector<double> nn_s = nearest_neighbour_distances(
+      samples.data(), opt.count, split.train.images.data(), n_train, int64_t(d));
+  if (progress) progress("novelty", 1, 2);
+  const std::vector<double> nn_r = nearest_neighbour_distances(
+      split.val.images.data(), n_real, split.train.images.data(), n_train, int64_t(d));
+  if (progress) progress("novelty", 2, 2);
+  const double novel_threshold = quantile(nn_r, opt.novel_quantile);
+  int novel = 0;
+  for (double v : nn_s) novel += v > novel_threshold;
+
+  // New bridge types: hybrid (two families), sharp and novel.
+  struct Candidate {
+    int index;
+    double balance;  // the smaller of the two family probabilities
+  };
+  std::vector<Candidate> candidates;
+  int hybrids = 0, sharp_count = 0;
+  for (int i = 0; i < opt.count; ++i) {
+    const FamilyMix& m = cs.mix[size_t(i)];
+    const bool hybrid = m.mixes(opt.mix_threshold);
+    const bool sharp = sharp_s[size_t(i)] >= opt.sharp_fraction * sharp_real;
+    const bool is_novel = nn_s[size_t(i)] > novel_threshold;
+    hybrids += hybrid;
+    sharp_count += sharp;
+    if (hybrid && sharp && is_novel)
+      candidates.push_back(
+          {i, std::min(m.family_probs[size_t(m.first)], m.family_probs[size_t(m.second)])});
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.balance > b.balance; });
+
+  const std::vector<double> e_s = energies_of(energy, samples.data(), opt.count);
+  const std::vector<double> e_r = energies_of(energy, split.val.images.data(), n_real);
+  const double total_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const double new_share = double(candidates.size()) / opt.count;
+  const double sharp_ratio = sharp_real > 0 ? mean_of(sharp_s) / sharp_real : 0.0;
+  const double fd_ratio = fd_floor > 0 ? fd / fd_floor : INFINITY;
+  json targets = json::array();
+  auto target = [&](const std::string& what, const std::string& goal, const std::string& value,
+                    bool met) {
+    targets.push_back({{"target", what}, {"goal", goal}, {"measured", value}, {"met", met}});
+  };
+  target("all subtypes appear among the samples",
+         std::to_string(labels.size()) + " of " + std::to_string(labels.size()),
+         std::to_string(present) + " of " + std::to_string(labels.size()),
+         present == int(labels.size()));
+  target("sample sharpness / real sharpness", ">= 0.9", fixed(sharp_ratio), sharp_ratio >= 0.9);
+  target("Frechet distance / real-vs-real floor", "<= 3", fixed(fd_ratio, 2), fd_ratio <= 3.0);
+  target("new bridge types (hybrid, sharp, novel)", ">= 5%", percent(new_share), new_share >= 0.05);
+
+  EvalResult r;
+  r.report = {
+      {"model", {{"path", opt.model}, {"card", card}}},
+      {"classifier",
+       {{"path", opt.classifier}, {"labels", labels}, {"held_out_confidence", real_confidence}}},
+      {"dataset",
+       {{"path", cfg.data},
+        {"train", n_train},
+        {"held_out", n_real},
+        {"val_fraction", cfg.val_fraction},
+        {"split_seed", cfg.seed}}},
+      {"sampling",
+       {{"count", opt.count},
+        {"seed", opt.seed},
+        {"from", "uniform noise"},
+        {"sampler", sampler_params_json(params)},
+        {"seconds", sample_seconds}}},
+      {"coverage",
+       {{"histogram", hist},
+        {"subtypes_present", present},
+        {"all_present", present == int(labels.size())}}},
+      {"confidence", {{"samples", confidence}, {"held_out", real_confidence}}},
+      {"sharpness",
+       {{"samples", mean_of(sharp_s)},
+        {"real", sharp_real},
+        {"ratio", sharp_ratio},
+        {"sharp_samples", sharp_count}}},
+      {"frechet",
+       {{"samples_vs_real", fd},
+        {"real_vs_real", fd_floor},
+        {"ratio", fd_ratio},
+        {"features", "classifier penultimate layer (" + std::to_string(f) + ")"},
+        {"sizes",
+         {{"samples", opt.count}, {"floor_train_subset", n_floor}, {"held_out", n_real}}}}},
+      {"novelty",
+       {{"metric", "RMS pixel distance to the nearest training image"},
+        {"held_out_quantile", opt.novel_quantile},
+        {"threshold", novel_threshold},
+        {"samples", stats(nn_s)},
+        {"held_out", stats(nn_r)},
+        {"novel_samples", novel},
+        {"novel_share", double(novel) / opt.count}}},
+      {"new_types",
+       {{"count", candidates.size()},
+        {"share", new_share},
+        {"hybrids", hybrids},
+        {"criteria",
+         {{"mix_threshold", opt.mix_threshold},
+          {"sharp_fraction_of_real", opt.sharp_fraction},
+          {"novel_above_held_out_quantile", opt.novel_quantile}}}}},
+      {"energies", {{"samples", stats(e_s)}, {"held_out", stats(e_r)}}},
+      {"targets", targets},
+      {"seconds", total_seconds}};
+
+  // Summary.
+  std::ostringstream md;
+  md << "# Evaluation of " << card.value("name", opt.model) << "\n\n"
+     << opt.count << " samples from uniform noise (seed " << opt.seed << ", "
+     << sampler_params_json(params).dump() << "), labelled by " << opt.classifier << "; dataset "
+     << cfg.data << " (" << n_train << " training, " << n_real << " held-out images).\n\n"
+     << "| target | goal | measured | met |\n| --- | --- | --- | --- |\n";
+  for (const json& t : targets)
+    md << "| " << t["target"].get<std::string>() << " | " << t["goal"].get<std::string>() << " | "
+       << t["measured"].get<std::string>() << " | " << (t["met"].get<bool>() ? "yes" : "no")
+       << " |\n";
+  md << "\n- subtypes (top-1): ";
+  for (size_t i = 0; i < labels.size(); ++i)
+    md << (i ? ", " : "") << labels[i] << " " << histogram[i];
+  md << "\n- mean top-1 probability: samples " << fixed(confidence) << ", held-out real "
+     << fixed(real_confidence) << "\n- sharpness (mean |x|): samples " << fixed(mean_of(sharp_s))
+     << ", real " << fixed(sharp_real) << "\n- Frechet distance (classifier features): samples "
+     << fixed(fd) << ", real-vs-real floor " << fixed(fd_floor)
+     << "\n- novelty: " << percent(double(novel) / opt.count)
+     << " of samples farther from the training set than " << int(opt.novel_quantile * 100)
+     << "% of held-out images (threshold " << fixed(novel_threshold, 4)
+     << " RMS)\n- new bridge types: " << candidates.size() << " (" << percent(new_share) << "); "
+     << hybrids << " samples mix two families, " << sharp_count
+     << " are sharp\n- energies: samples " << fixed(mean_of(e_s)) << " +- " << fixed(sd_of(e_s))
+     << ", held-out real " << fixed(mean_of(e_r)) << " +- " << fixed(sd_of(e_r))
+     << "\n- time: sampling " << fixed(sample_seconds, 1) << " s, total " << fixed(total_seconds, 1)
+     << " s\n";
+  r.markdown = md.str();
+
+  // Pictures.
+  const int shown = std::min(opt.count, 48);
+  std::vector<std::string> tags;
+  for (int i = 0; i < shown; ++i) tags.push_back(cs.mix[size_t(i)].describe());
+  r.samples_png =
+      train::captioned_grid(samples.data(), shown, shape, train::grid_columns(shown, shape),
+                            "samples from noise (first " + std::to_string(shown) + " of " +
+                                std::to_string(opt.count) + ") and their family mix",
+                            tags);
+  const int n_cand = std::min<int>(int(candidates.size()), 24);
+  if (n_cand > 0) {
+    std::vector<float> tiles(size_t(n_cand) * d);
+    std::vector<std::string> ctags;
+    for (int i = 0; i < n_cand; ++i) {
+      const int k = candidates[size_t(i)].index;
+      std::copy_n(samples.begin() + long(size_t(k) * d), d, tiles.begin() + long(size_t(i) * d));
+      ctags.push_back("#" + std::to_string(k) + " " + cs.mix[size_t(k)].describe());
+    }
+    r.candidates_png =
+        train::captioned_grid(tiles.data(), n_cand, shape, train::grid_columns(n_cand, shape),
+                              "new bridge type candidates: hybrid, sharp, novel (" +
+                                  std::to_string(candidates.size()) + ")",
+                              ctags);
+  } else {
+    std::vector<float> blank(d, 1.0f);
+    r.candidates_png =
+        train::captioned_grid(blank.data(), 1, shape, 1, "no new bridge type candidates");
+  }
+  const int n_show_real = std::min(n_real, 24);
+  std::vector<std::string> rtags;
+  for (int i = 0; i < n_show_real; ++i) rtags.push_back(cr.mix[size_t(i)].describe());
+  r.real_png =
+      train::captioned_grid(split.val.images.data(), n_show_real, shape,
+                            train::grid_columns(n_show_real, shape), "held-out real images", rtags);
+  return r;
+}
+
+void write_result(const std::string& dir, const EvalResult& r) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw Error("cannot create folder '" + dir + "': " + std::strerror(errno));
+  write_file_atomic(dir + "/report.json", r.report.dump(2) + "\n");
+  write_file_atomic(dir + "/report.md", r.markdown);
+  write_png(dir + "/samples.png", r.samples_png);
+  write_png(dir + "/candidates.png", r.candidates_png);
+  write_png(dir + "/real.png", r.real_png);
+}
+
+}  // namespace ebm::eval
