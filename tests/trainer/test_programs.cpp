@@ -264,6 +264,25 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   const std::vector<uint8_t> b32 = read_file(work + "/m32.safetensors");
   for (const Tensor& t : parse_safetensors(b32.data(), b32.size()).tensors)
     EXPECT_EQ(t.stored, DType::kF32) << t.name;
+
+  // Shipping other sampler defaults and extra card fields (inline and from a file).
+  write_file_atomic(work + "/card.json", std::string(R"({"reference": {"sharpness": 0.93}})"));
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m2.safetensors", "--sampler",
+                 R"({"steps": 123, "step_size": 50})", "--card", "@" + work + "/card.json"},
+                &out),
+            0)
+      << out;
+  const Model m2 = load_model(work + "/m2.safetensors");
+  EXPECT_EQ(m2.sampler.steps, 123);
+  EXPECT_EQ(m2.sampler.step_size, 50.0f);
+  EXPECT_EQ(m2.card["reference"]["sharpness"], 0.93);
+  EXPECT_EQ(m2.card["name"], "bridges-small");  // merged, not replaced
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m3.safetensors", "--sampler", R"({"stepz": 1})"},
+                &out),
+            1);
+  EXPECT_NE(out.find("unknown sampler setting \"stepz\""), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m3.safetensors", "--card", "[1]"}, &out), 1);
+  EXPECT_NE(out.find("JSON object"), std::string::npos) << out;
 }
 
 #ifdef EBM_SERVE_EXE

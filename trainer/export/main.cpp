@@ -10,6 +10,8 @@
 
 #include "checkpoint.h"
 #include "ebm/cli.h"
+#include "ebm/fileio.h"
+#include "ebm/json_util.h"
 #include "ebm/error.h"
 #include "ebm/network.h"
 #include "export.h"
@@ -48,6 +50,15 @@ int main(int argc, char** argv) {
                 &opt.name);
     args.option("description", "TEXT", "description for the card", &opt.description);
     args.option("license", "NAME", "license for the card, e.g. CC-BY-4.0", &opt.license);
+    std::string sampler_json, card_json;
+    args.option("sampler", "JSON",
+                "default sampler settings to ship instead of the training run's, e.g. "
+                "'{\"steps\":200}' (keys as in ebm.sampler)",
+                &sampler_json);
+    args.option("card", "JSON|@FILE",
+                "extra model-card fields (a JSON object, or @file holding one), merged over the "
+                "generated card",
+                &card_json);
 #ifdef EBM_HAVE_PUBLISH
     args.option("publish", "URL|DIR",
                 "then publish the file to a running ebm-serve (http://host:port) or into a "
@@ -74,6 +85,14 @@ int main(int argc, char** argv) {
     args.parse(int(av.size()), av.data());
     if (is_dir(checkpoint)) checkpoint += "/checkpoint.pt";
     opt.source = checkpoint;
+    if (!sampler_json.empty()) opt.sampler = ebm::parse_json_text(sampler_json, "--sampler");
+    if (!card_json.empty()) {
+      if (card_json[0] == '@') {
+        const std::vector<uint8_t> bytes = ebm::read_file(card_json.substr(1), 1 << 20);
+        card_json.assign(bytes.begin(), bytes.end());
+      }
+      opt.card = ebm::parse_json_text(card_json, "--card");
+    }
 
     const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);
     const ebm::Model m = ebm::train::export_checkpoint(info, opt);

@@ -64,6 +64,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
   }
   m.sampler = cfg.sampler;
   m.sampler.steps = cfg.sample_steps > 0 ? cfg.sample_steps : m.sampler.steps;
+  m.sampler = parse_sampler_params(opt.sampler, m.sampler);
   const std::string name = opt.name.empty() ? run_name(opt.source) : opt.name;
   const bool energy = info.kind == ModelKind::kEnergy;
   const std::string description = !opt.description.empty()
@@ -101,6 +102,10 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
             {"created", today()},
             {"exported_by", "ebm-export (bridge-ebm)"}};
   if (!opt.source.empty()) m.card["source"] = opt.source;
+  if (!opt.card.is_null()) {
+    if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
+    m.card.merge_patch(opt.card);
+  }
   return fold_normalization(m);
 }
 

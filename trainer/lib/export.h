@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "checkpoint.h"
@@ -20,6 +21,8 @@ struct ExportOptions {
   std::string description;  // default: says what was trained on what
   std::string license;      // default: "unspecified"
   std::string source;       // where the weights came from (the checkpoint path), for the card
+  nlohmann::json sampler;   // overrides of the exported default sampler settings (may be null)
+  nlohmann::json card;      // extra card fields, merged over the generated ones (may be null)
 };
 
 // The folded model with its card (name, description, license, dataset, architecture, training:
