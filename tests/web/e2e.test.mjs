@@ -46,6 +46,7 @@ before(async () => {
   rmSync(WORK, { recursive: true, force: true });
   mkdirSync(models, { recursive: true });
   cpSync(MODEL, path.join(models, 'bridges.safetensors'));
+  cpSync(process.env.EBM_CLASSIFIER, path.join(models, 'subtypes.safetensors'));
   writeFileSync(path.join(models, 'broken.safetensors'), 'this is not a model file');
   server = await startServer(SERVE, ['--web', SITE, '--models', models, '--host', '127.0.0.1',
                                      '--port', '0'], /http:\/\/127\.0\.0\.1:(\d+)\//);
@@ -102,20 +103,25 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   const page = await openPage(context, server.url);
   await waitState(page, ['ready']);
 
-  // The list shows both files: the model with its card, the broken one with the reason.
+  // The list shows every file: the model with its card, the broken one with the reason, the
+  // classifier (loaded next to the model, to label samples).
   const items = await page.$$eval('#model-list li', (lis) => lis.map((li) => li.textContent));
-  assert.equal(items.length, 2, items.join('\n'));
+  assert.equal(items.length, 3, items.join('\n'));
   assert.match(items[0], /random paper/);
   assert.match(items[0], /1×48×192/);
   assert.match(items[0], /832,257 parameters/);
   assert.match(items[1], /Not a valid model/);
-  assert.deepEqual(page.modelRequests.length, 1);
+  assert.match(items[2], /random classifier paper/);
+  await page.waitForFunction(() => window.ebmPage.classifier !== null, null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.ebmPage.classifier), 'random classifier paper');
+  assert.match(await page.textContent('#labeller'), /Labels: random classifier paper \(8 subtypes\)/);
+  assert.deepEqual(page.modelRequests.filter((u) => u.includes('bridges')).length, 1);
 
   // Loading it again (the Load button) comes from the browser's cache.
   await page.click('#model-list li[data-name="bridges"] button.load');
   await waitState(page, ['ready']);
   assert.match(await page.textContent('#download-text'), /from the browser cache/);
-  assert.equal(page.modelRequests.length, 1, page.modelRequests.join('\n'));
+  assert.equal(page.modelRequests.filter((u) => u.includes('bridges')).length, 1, page.modelRequests.join('\n'));
   assert.equal(await page.inputValue('#steps'), '1000', 'steps default comes from the model card');
 
   await generate(page, { count: 4, steps: 40, seed: 7 });
@@ -129,6 +135,23 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   assert.ok(means[40] < means[0], `energy did not go down: ${means[0]} -> ${means[40]}`);
   assert.match(await page.textContent('#caption'), /seed 7 · 40 of 40 steps/);
   assert.match(await page.getAttribute('#progress-bar', 'style'), /100%/);
+
+  // Finished samples are labelled with their family mix; the filter shows only candidates.
+  await page.waitForFunction(() => window.ebmPage.labels().every((l) => l !== null), null, { timeout: 30000 });
+  const mixes = await page.$$eval('#grid .tile .mix', (els) => els.map((e) => e.textContent));
+  assert.equal(mixes.length, 4);
+  for (const m of mixes) assert.match(m, /^(arch|beam|cable|suspension) \d+%( \/ (arch|beam|cable|suspension) \d+%)?( · new type\?)?$/);
+  const labels = await page.evaluate(() => window.ebmPage.labels());
+  for (const l of labels) {
+    assert.ok(l.families.length === 4 && Math.abs(l.family_probs.reduce((a, b) => a + b, 0) - 1) < 1e-6);
+    assert.equal(l.hybrid, l.family_probs.filter((p) => p >= 0.25).length >= 2);
+  }
+  assert.match(await page.textContent('#labels-summary'), /\d+ of 4 mix two families · \d+ new-type candidates?/);
+  const candidates = labels.filter((l) => l.candidate).length;
+  await page.check('#only-candidates');
+  const visible = await page.$$eval('#grid .tile', (ts) => ts.filter((t) => t.offsetParent !== null).length);
+  assert.equal(visible, candidates);
+  await page.uncheck('#only-candidates');
   await page.screenshot({ path: path.join(WORK, 'page.png'), fullPage: true });
   console.log(`# ${await page.evaluate(() => window.ebmPage.msPerImageStep.toFixed(2))} ms per ` +
               `image-step in Chromium on ${await page.evaluate(() => window.ebmPage.workers)} workers`);

@@ -11,6 +11,14 @@ execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/../e2e_model.safetensors
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "make_test_model failed")
 endif()
+# A classifier with random weights over the eight subtypes, so the page labels the samples.
+execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/../e2e_classifier.safetensors 5 f16
+                "arch_deck,arch_through,beam_girder,beam_vpier,cable_fan,cable_harp,suspension_inclined,suspension_vertical"
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (classifier) failed")
+endif()
+set(ENV{EBM_CLASSIFIER} ${WORK}/../e2e_classifier.safetensors)
 set(ENV{EBM_SERVE} ${SERVE})
 set(ENV{EBM_SITE} ${SITE})
 set(ENV{EBM_WORK} ${WORK})

@@ -1,5 +1,7 @@
 // The page: pick or open a model, generate a grid of samples by Langevin sampling in a pool of
-// workers, watch them and the energy chart live, blend two samples, save PNGs.
+// workers, watch them and the energy chart live, blend two samples, save PNGs. When the host
+// also offers a classifier for the same images, finished samples are labelled with their family
+// mix and new-type candidates are marked.
 import { EnergyChart } from './chart.js';
 import { GridView } from './grid_view.js';
 import { downloadCanvas, drawImage, fileToInput, gridCanvas } from './images.js';
@@ -17,6 +19,8 @@ const state = {
   agg: null,          // per-step energy sums over the grid
   blend: { a: null, b: null },
   msPerImageStep: 0,
+  classifiers: [],    // classifier entries of the model list
+  classifier: null,   // {name, input, reference} once loaded into the pool
 };
 
 const pool = new WorkerPool(defaultWorkerCount());
@@ -137,6 +141,60 @@ async function loadBytes(bytes, label) {
   }
   status(`Ready: ${state.model.name} on ${pool.size} worker${pool.size > 1 ? 's' : ''}`);
   enableControls();
+  if (card.kind === 'energy') loadClassifierFor(input);
+}
+
+// --- labels ---------------------------------------------------------------------------------
+
+const sameInput = (a, b) => a && b && a.channels === b.channels && a.height === b.height && a.width === b.width;
+
+// Loads the first listed classifier that takes the energy model's images into the pool.
+async function loadClassifierFor(input) {
+  if (sameInput(state.classifier?.input, input)) return;
+  state.classifier = null;
+  $('labels-bar').hidden = true;
+  const entry = state.classifiers.find((m) => sameInput(m.input, input));
+  if (!entry) return;
+  try {
+    const { bytes } = await fetchModel(entry.url, { etag: entry.sha256 });
+    const card = await pool.loadClassifier(bytes);
+    state.classifier = { name: card.card?.name || entry.name, input: card.input,
+                         reference: card.card?.reference?.sharpness };
+    $('labeller').textContent = `Labels: ${state.classifier.name} (${card.labels.length} subtypes)`;
+    $('labels-bar').hidden = false;
+    if (!state.running && grid.images.some(Boolean)) labelGrid();
+  } catch (e) {
+    notice(`The classifier ${entry.file} could not be loaded, so samples are not labelled: ${e.message}`);
+  }
+}
+
+// A new-type candidate mixes two families (each >= 25%) and is drawn at least 0.9 times as
+// sharply as the real drawings (the classifier card's reference.sharpness). Novelty needs the
+// training set, so ebm-eval checks it.
+async function labelGrid() {
+  if (!state.classifier || !state.model) return;
+  const d = state.model.width * state.model.height;
+  const chains = grid.images.map((x, i) => (x ? i : -1)).filter((i) => i >= 0);
+  if (chains.length === 0) return;
+  const images = new Float32Array(chains.length * d);
+  chains.forEach((c, k) => images.set(grid.images[c], k * d));
+  let results;
+  try {
+    results = await pool.classify(images, chains.length);
+  } catch (e) {
+    notice(`Labelling failed: ${e.message}`);
+    return;
+  }
+  const ref = state.classifier.reference;
+  let hybrids = 0, candidates = 0;
+  results.forEach((r, k) => {
+    const candidate = r.hybrid && (ref === undefined || r.sharpness >= 0.9 * ref);
+    hybrids += r.hybrid;
+    candidates += candidate;
+    grid.label(chains[k], r, candidate);
+  });
+  $('labels-summary').textContent = `${hybrids} of ${results.length} mix two families · ` +
+    `${candidates} new-type candidate${candidates === 1 ? '' : 's'}`;
 }
 
 function renderCard() {
@@ -228,6 +286,7 @@ function start(kind) {
   state.lastRun = { seed, n, params: p, kind };
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0) };
   grid.reset(n, m.width, m.height);
+  $('labels-summary').textContent = '';
   chart.reset(p.steps);
   $('progress-bar').style.width = '0%';
   $('caption').textContent = '';
@@ -287,6 +346,7 @@ function finishRun(stopped, msPerImageStep) {
   status(`${stopped ? 'Stopped' : 'Done'}: ${r.n} sample${r.n > 1 ? 's' : ''}, ` +
          `${msPerImageStep.toFixed(1)} ms per image-step`);
   enableControls();
+  labelGrid();
 }
 
 function stop() {
@@ -339,7 +399,9 @@ function saveSample(i) {
 function zoom(i) {
   if (!grid.images[i]) return;
   drawImage($('zoom-canvas'), grid.images[i], state.model.width, state.model.height);
-  $('zoom-caption').textContent = `Sample #${i} · energy ${grid.energies[i].toFixed(4)} · seed ${state.lastRun.seed}`;
+  const label = grid.labels[i];
+  $('zoom-caption').textContent = `Sample #${i} · energy ${grid.energies[i].toFixed(4)} · seed ${state.lastRun.seed}` +
+    (label ? ` · ${label.mix}${label.candidate ? ' · new-type candidate' : ''}` : '');
   $('zoom-save').onclick = () => saveSample(i);
   $('zoom').showModal();
 }
@@ -362,6 +424,7 @@ function wire() {
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
   $('reset-defaults').addEventListener('click', () => { params.delete('seed'); applyDefaults(); });
   $('save-grid').addEventListener('click', saveGrid);
+  $('only-candidates').addEventListener('change', (e) => $('grid').classList.toggle('only-candidates', e.target.checked));
   $('file-input').addEventListener('change', async (e) => {
     const f = e.target.files[0];
     if (f) await loadBytes(await f.arrayBuffer(), f.name);
@@ -404,6 +467,7 @@ async function main() {
   try {
     const list = await fetchModelList();
     models = list.models;
+    state.classifiers = models.filter((m) => m.valid && m.kind === 'classifier');
     renderModelList(models, list.source);
   } catch (e) {
     renderModelList([], '');
@@ -429,6 +493,8 @@ window.ebmPage = {
   get workers() { return pool.size; },
   get msPerImageStep() { return state.msPerImageStep; },
   energyMeans: () => chart.mean.slice(),
+  get classifier() { return state.classifier && state.classifier.name; },
+  labels: () => grid.labels.slice(),
   images: () => grid.images.map((x) => (x ? Array.from(x) : null)),
 };
 

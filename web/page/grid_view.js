@@ -1,5 +1,6 @@
 // The grid of samples: one tile per chain with its canvas (redrawn live), its energy and actions
-// (mark as blend end A or B, enlarge, download).
+// (mark as blend end A or B, enlarge, download), and once a classifier has looked at it, its family
+// mix (marked when it is a new-type candidate).
 import { drawImage } from './images.js';
 
 export class GridView {
@@ -9,6 +10,7 @@ export class GridView {
     this.tiles = [];
     this.images = [];
     this.energies = [];
+    this.labels = [];
   }
 
   reset(n, width, height) {
@@ -16,6 +18,7 @@ export class GridView {
     this.height = height;
     this.images = new Array(n).fill(null);
     this.energies = new Array(n).fill(NaN);
+    this.labels = new Array(n).fill(null);
     this.root.replaceChildren();
     this.tiles = [];
     for (let i = 0; i < n; ++i) {
@@ -47,9 +50,11 @@ export class GridView {
       button('⤢', 'Enlarge', () => this.handlers.onZoom(i));
       button('↓', 'Download PNG', () => this.handlers.onSave(i));
       cap.append(label, tools);
-      tile.append(canvas, cap);
+      const mix = document.createElement('div');
+      mix.className = 'mix';
+      tile.append(canvas, cap, mix);
       this.root.append(tile);
-      this.tiles.push({ tile, canvas, label });
+      this.tiles.push({ tile, canvas, label, mix });
     }
   }
 
@@ -63,6 +68,25 @@ export class GridView {
     this.energies[chain] = energy;
     t.label.textContent = `#${chain} · E ${energy.toFixed(4)}`;
     t.tile.dataset.step = step;
+  }
+
+  // result: one entry of the classifier's answer; candidate: hybrid, sharp (see app.js).
+  label(chain, result, candidate) {
+    const t = this.tiles[chain];
+    if (!t) return;
+    this.labels[chain] = { ...result, candidate };
+    t.mix.textContent = candidate ? `${result.mix} · new type?` : result.mix;
+    t.mix.title = `most likely ${result.top} (${Math.round(100 * result.top_prob)}%); sharpness ${result.sharpness.toFixed(2)}`;
+    t.tile.classList.toggle('hybrid', result.hybrid);
+    t.tile.classList.toggle('candidate', candidate);
+  }
+
+  clearLabels() {
+    this.labels.fill(null);
+    for (const t of this.tiles) {
+      t.mix.textContent = '';
+      t.tile.classList.remove('hybrid', 'candidate');
+    }
   }
 
   mark(chain, which) {

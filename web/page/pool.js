@@ -24,6 +24,31 @@ export class WorkerPool {
     this.workers = [];
     this.jobId = 0;
     this.active = null;  // {id, handlers}
+    this.requests = new Map();  // classifier request id -> {resolve, reject}
+    this.requestId = 0;
+  }
+
+  // The classifier lives in the first worker, next to its share of the sampling; classification
+  // is quick and happens once a grid is finished.
+  #request(type, payload, transfer = []) {
+    if (this.workers.length === 0) this.workers.push(this.#spawn());
+    const job = `c${++this.requestId}`;
+    return new Promise((resolve, reject) => {
+      this.requests.set(job, { resolve, reject });
+      this.workers[0].postMessage({ type, job, ...payload }, transfer);
+    });
+  }
+
+  // Resolves with the classifier's card; rejects with the runtime's message.
+  loadClassifier(bytes) {
+    const copy = bytes.slice(0);
+    return this.#request('load-classifier', { bytes: copy }, [copy]);
+  }
+
+  // images: Float32Array of n images. Resolves with one result per image (see worker.js).
+  classify(images, n) {
+    const copy = images.slice();
+    return this.#request('classify', { images: copy, n }, [copy.buffer]);
   }
 
   #spawn() {
@@ -38,6 +63,14 @@ export class WorkerPool {
   }
 
   #dispatch(worker, msg) {
+    if (typeof msg.job === 'string' && msg.job.startsWith('c')) {  // classifier requests
+      const p = this.requests.get(msg.job);
+      this.requests.delete(msg.job);
+      if (!p) return;
+      if (msg.type === 'error') p.reject(new Error(msg.message));
+      else p.resolve(msg.type === 'classified' ? msg.results : msg.card);
+      return;
+    }
     if (worker.pending && (msg.type === 'loaded' || (msg.type === 'error' && msg.job == null))) {
       const p = worker.pending;
       worker.pending = null;

@@ -5,6 +5,8 @@
 // Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
 //               {type:'run', job, params, seed, count, firstChain, start, sliceMs}
 //               {type:'stop', job}
+//               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
+//               {type:'classify', job, images, n}         -> {type:'classified', job, results}
 // Messages out: {type:'progress', job, step, total, energies, images?}  (images: each slice end)
 //               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
 /* global createEbmRuntime */
@@ -14,6 +16,7 @@ importScripts('ebm_runtime.js');
 
 let runtime = null;
 let model = null;
+let classifier = null;  // a second model: labels finished samples with their family mix
 let job = null;  // {id, sampler, stopped, ...}
 
 const ready = createEbmRuntime().then((M) => { runtime = M; });
@@ -46,6 +49,42 @@ function load(bytes) {
   }
   model = m;
   postMessage({ type: 'loaded', card: JSON.parse(m.describe()) });
+}
+
+function newModel(bytes) {
+  const ptr = toHeap(new Uint8Array(bytes));
+  try {
+    return new runtime.Model(ptr, bytes.byteLength);
+  } finally {
+    runtime._free(ptr);
+  }
+}
+
+function loadClassifier(msg) {
+  if (classifier) { classifier.delete(); classifier = null; }
+  const m = newModel(msg.bytes);
+  const error = m.error();
+  const card = error ? null : JSON.parse(m.describe());
+  if (error || card.kind !== 'classifier') {
+    m.delete();
+    fail(msg.job, error || 'this model is not a classifier');
+    return;
+  }
+  classifier = m;
+  postMessage({ type: 'classifier-loaded', job: msg.job, card });
+}
+
+function classify(msg) {
+  if (!classifier) { fail(msg.job, 'no classifier is loaded'); return; }
+  const ptr = toHeap(msg.images);
+  let results;
+  try {
+    results = JSON.parse(classifier.classify(ptr, msg.n));
+  } finally {
+    runtime._free(ptr);
+  }
+  if (results.error) { fail(msg.job, results.error); return; }
+  postMessage({ type: 'classified', job: msg.job, results });
 }
 
 function startChains(sampler, msg) {
@@ -114,6 +153,8 @@ onmessage = (e) => {
       if (msg.type === 'load') load(msg.bytes);
       else if (msg.type === 'run') run(msg);
       else if (msg.type === 'stop') { if (job && (msg.job == null || job.id === msg.job)) job.stopped = true; }
+      else if (msg.type === 'load-classifier') loadClassifier(msg);
+      else if (msg.type === 'classify') classify(msg);
     } catch (err) {
       fail(msg.job ?? null, err);
     }

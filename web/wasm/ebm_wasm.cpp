@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ebm/error.h"
+#include "ebm/metrics.h"
 #include "ebm/model.h"
 #include "ebm/network.h"
 #include "ebm/rng.h"
@@ -84,6 +85,37 @@ class WasmModel {
       network().energy_and_input_grad(reinterpret_cast<const float*>(x), n,
                                       reinterpret_cast<float*>(e), reinterpret_cast<float*>(g));
     });
+  }
+
+  // Classifier models: for each of n images, the subtype and family probabilities (the runtime's
+  // family_mix, as ebm-eval computes them), whether two families each carry >= 0.25, and the
+  // image's sharpness (mean |x|). Returns a JSON array, or {"error": ...}.
+  std::string classify(uintptr_t x, int n) {
+    nlohmann::json out = nlohmann::json::array();
+    const std::string err = guarded([&] {
+      if (n < 1) throw ebm::Error("batch size must be at least 1, got " + std::to_string(n));
+      ebm::Network& net = network();
+      if (net.kind() != ebm::ModelKind::kClassifier)
+        throw ebm::Error("classify needs a classifier; this is an energy model");
+      const float* images = reinterpret_cast<const float*>(x);
+      const int k = net.outputs();
+      std::vector<float> logits(size_t(n) * size_t(k));
+      net.logits(images, n, logits.data());
+      const std::vector<double> sharp = ebm::sharpness(images, n, net.input_size());
+      for (int i = 0; i < n; ++i) {
+        const ebm::FamilyMix m =
+            ebm::family_mix(logits.data() + size_t(i) * size_t(k), net.labels());
+        out.push_back({{"top", net.labels()[size_t(m.top_subtype)]},
+                       {"top_prob", m.subtype_probs[size_t(m.top_subtype)]},
+                       {"mix", m.describe()},
+                       {"families", m.families},
+                       {"family_probs", m.family_probs},
+                       {"hybrid", m.mixes(0.25)},
+                       {"sharpness", sharp[size_t(i)]}});
+      }
+    });
+    if (!err.empty()) return nlohmann::json{{"error", err}}.dump();
+    return out.dump();
   }
 
   ebm::Network& network() {
@@ -218,7 +250,8 @@ EMSCRIPTEN_BINDINGS(ebm_runtime) {
       .function("describe", &WasmModel::describe)
       .function("inputSize", &WasmModel::input_size)
       .function("energy", &WasmModel::energy)
-      .function("energyAndGrad", &WasmModel::energy_and_grad);
+      .function("energyAndGrad", &WasmModel::energy_and_grad)
+      .function("classify", &WasmModel::classify);
   class_<WasmSampler>("Sampler")
       .constructor<WasmModel&, const std::string&, double>()
       .function("error", &WasmSampler::error)
