@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include "ebm/cli.h"
 #include "ebm/error.h"
@@ -18,16 +17,9 @@
 
 namespace {
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string part; std::getline(in, part, sep);) out.push_back(part);
-  return out;
-}
-
 // "0.5" -> every chain at 0.5; "0.2:0.8" -> evenly spread over the chains.
 std::vector<float> blend_weights(const std::string& spec, int count, const ebm::ArgParser& args) {
-  const std::vector<std::string> parts = split(spec, ':');
+  const std::vector<std::string> parts = ebm::split(spec, ':');
   auto number = [&](const std::string& s) {
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
@@ -115,7 +107,7 @@ int main(int argc, char** argv) {
 
     ebm::LangevinSampler sampler(net, p, seed, threads);
     if (!from.empty()) {
-      const std::vector<std::string> files = split(from, ',');
+      const std::vector<std::string> files = ebm::split(from, ',');
       if (files.size() != 2) args.fail("--from: expected two images A.png,B.png, got '" + from + "'");
       std::vector<std::vector<float>> ends;
       for (const std::string& f : files)

@@ -1,7 +1,6 @@
 // ebm-import: a TorchScript energy model (or classifier) saved from Python to the runtime's model
 // file, checked against TorchScript's own outputs before it is written.
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -11,16 +10,9 @@
 
 namespace {
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string part; std::getline(in, part, sep);) out.push_back(part);
-  return out;
-}
-
 // "1x48x192" -> {1, 48, 192}
 ebm::Shape parse_shape(const std::string& spec, const ebm::ArgParser& args) {
-  const std::vector<std::string> p = split(spec, 'x');
+  const std::vector<std::string> p = ebm::split(spec, 'x');
   ebm::Shape s;
   try {
     if (p.size() != 3) throw std::invalid_argument("");
@@ -71,7 +63,7 @@ int main(int argc, char** argv) {
     opt.input = parse_shape(input, args);
     if (kind == "classifier") {
       opt.kind = ebm::ModelKind::kClassifier;
-      opt.labels = split(labels, ',');
+      opt.labels = ebm::split(labels, ',');
       if (opt.labels.empty()) args.fail("--kind classifier needs --labels A,B,...");
     } else if (kind != "energy") {
       args.fail("--kind: expected energy or classifier, got '" + kind + "'");

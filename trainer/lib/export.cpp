@@ -11,15 +11,6 @@ namespace ebm::train {
 
 namespace {
 
-std::string today() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
 // "runs/bridges/checkpoint.pt" -> "bridges"
 std::string run_name(const std::string& checkpoint) {
   std::string dir = checkpoint.substr(
@@ -99,7 +90,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
               {"parameters", m.arch.parameter_count()},
               {"spectral_norm", cfg.spectral_norm}}},
             {"training", training},
-            {"created", today()},
+            {"created", time_now("%Y-%m-%d")},
             {"exported_by", "ebm-export (bridge-ebm)"}};
   if (!opt.source.empty()) m.card["source"] = opt.source;
   if (!opt.card.is_null()) {

@@ -44,14 +44,6 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-std::string timestamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
 
 // log.txt: one line per event, flushed, also echoed to stderr.
 class RunLog {
@@ -63,7 +55,7 @@ class RunLog {
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
   void event(const std::string& msg, bool echo = true) {
-    std::fprintf(file_, "%s  %s\n", timestamp().c_str(), msg.c_str());
+    std::fprintf(file_, "%s  %s\n", time_now("%Y-%m-%d %H:%M:%S", false).c_str(), msg.c_str());
     std::fflush(file_);
     if (echo) std::cerr << "ebm-train: " << msg << "\n";
   }

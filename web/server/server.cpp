@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "ebm/catalog.h"
+#include "ebm/cli.h"
 #include "ebm/error.h"
 #include "ebm/file_snapshot.h"
 #include "ebm/model_name.h"
@@ -66,14 +67,6 @@ std::string reason(int status) {
   }
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -280,7 +273,7 @@ struct HttpServer::Impl {
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                                   t_request_start)
                             .count();
-      std::fprintf(opt.log, "%s %s \"%s %s\" %d %zu %.1fms\n", utc_now().c_str(),
+      std::fprintf(opt.log, "%s %s \"%s %s\" %d %zu %.1fms\n", time_now("%Y-%m-%dT%H:%M:%SZ").c_str(),
                    req.remote_addr.c_str(), req.method.c_str(), req.target.c_str(), res.status,
                    res.body.size(), ms);
       std::fflush(opt.log);

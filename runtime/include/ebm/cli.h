@@ -73,4 +73,10 @@ class ProgressBar {
 
 std::string format_duration(double seconds);  // "1:02:03", "2:05", "4.2s"
 
+// The current time through strftime: `utc` or local ("%Y-%m-%d" -> "2026-11-23").
+std::string time_now(const char* format, bool utc = true);
+
+// "a,b,,c" -> {"a", "b", "", "c"}; "" -> {}.
+std::vector<std::string> split(const std::string& s, char sep);
+
 }  // namespace ebm
