@@ -1,0 +1,94 @@
+// The benchmark's verification step as a test: the JavaScript peers' networks, built from a model
+// file by bench/js (the ONNX gradient graph written by onnx.mjs, run by onnxruntime-web's wasm
+// build; the TF.js network with its layout conversions), give the energies and input gradients
+// of our wasm runtime on the same file: the paper architecture, and a small network with what
+// the paper's lacks (3 input channels, non-square kernels and strides, asymmetric padding that
+// needs ConvTranspose's output_padding, leaky ReLU, F16 weights).
+// Tolerance: max relative error 1e-4 (largest |a - b| over the largest |ours|), as bench/run.mjs.
+//
+// Run by CTest (bench/CMakeLists.txt) as `node peers.test.mjs` with EBM_SITE, EBM_WORK and
+// EBM_MAKE_MODEL; exits 77 (skipped) when bench/node_modules is not installed (bench/run.sh or
+// `npm ci --ignore-scripts` in bench/ installs it).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { loadEbmModel, maxRelativeError, randomImages } from './model.mjs';
+import { createOrtPeer, createOursPeer, createTfjsPeer } from './peers.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { EBM_SITE: site, EBM_WORK: work, EBM_MAKE_MODEL: makeModel } = process.env;
+assert.ok(site && work && makeModel, 'EBM_SITE, EBM_WORK and EBM_MAKE_MODEL must be set');
+if (!existsSync(path.join(here, '..', 'node_modules', 'onnxruntime-web'))) {
+  console.log('bench/node_modules is not installed (npm ci --ignore-scripts in bench/): skipped');
+  process.exit(77);
+}
+const require = createRequire(import.meta.url);
+const TOLERANCE = 1e-4;
+
+const odd = {
+  name: 'odd',
+  input: { channels: 3, height: 13, width: 17 },
+  layers: [
+    { type: 'conv2d', out_channels: 4, kernel: 3, stride: 2, padding: [1, 0, 2, 1] },
+    { type: 'batchnorm', eps: 0.001 },
+    { type: 'leaky_relu', slope: 0.2 },
+    { type: 'conv2d', out_channels: 5, kernel: [2, 3], stride: [1, 2], padding: [0, 1, 1, 0] },
+    { type: 'swish' },
+    { type: 'flatten' },
+    { type: 'dense', out_features: 6 },
+    { type: 'swish' },
+    { type: 'dense', out_features: 1 },
+  ],
+  sampler: { form: 'paper', steps: 10, step_size: 10, noise: 0.005, grad_clip: 0.03 },
+};
+
+let M;
+let tf;
+let ort;
+before(async () => {
+  mkdirSync(work, { recursive: true });
+  M = await require(path.resolve(site, 'ebm_runtime.js'))({
+    wasmBinary: readFileSync(path.join(site, 'ebm_runtime.wasm')) });
+  tf = require('@tensorflow/tfjs');
+  require('@tensorflow/tfjs-backend-wasm');
+  assert.ok(await tf.setBackend('wasm'));
+  ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = 1;
+});
+
+function modelFile(name, preset, dtype) {
+  const presetPath = typeof preset === 'string' ? preset : path.join(work, `${name}.json`);
+  if (typeof preset !== 'string') writeFileSync(presetPath, JSON.stringify(preset));
+  const out = path.join(work, `${name}.safetensors`);
+  execFileSync(makeModel, [presetPath, out, '3', dtype]);
+  return new Uint8Array(readFileSync(out));
+}
+
+async function checkPeers(bytes, n) {
+  const model = loadEbmModel(bytes);
+  const d = model.input.c * model.input.h * model.input.w;
+  const x = randomImages(11, n * d);
+  const ref = await createOursPeer(M, bytes).run(x, n);
+  const peers = {
+    onnx: await createOrtPeer(ort, model, { executionProviders: ['wasm'] }, 'ort-web'),
+    tfjs: createTfjsPeer(tf, model, 'tfjs'),
+  };
+  for (const [name, peer] of Object.entries(peers)) {
+    const out = await peer.run(x, n);
+    const errE = maxRelativeError(out.e, ref.e);
+    const errG = maxRelativeError(out.g, ref.g);
+    assert.ok(errE <= TOLERANCE && errG <= TOLERANCE,
+              `${name}: energies max relative error ${errE}, gradients ${errG} (tolerance ${TOLERANCE})`);
+  }
+}
+
+test('the ONNX gradient graph and the TF.js network give our energies and input gradients (paper, F32)',
+     () => checkPeers(modelFile('paper', path.join(here, '../../models/presets/paper.json'), 'f32'), 3));
+
+test('... and on a 3-channel network with odd sizes, asymmetric padding and leaky ReLU (F16)',
+     () => checkPeers(modelFile('odd', odd, 'f16'), 4));
