@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The peer benchmark (bench/README.md), one command: builds what it needs (the native Release
-# targets bench_peers, make_test_model and ebm-sample; the wasm runtime and site), installs the
-# npm peers exactly as locked, then runs bench/run.mjs, which makes the model, verifies every
-# peer against our runtime, times them side by side and prints the table. Arguments go to
+# targets bench_peers, make_test_model and ebm-sample; the wasm runtime and site) after
+# scripts/install-deps.sh has installed what is missing (the npm peers exactly as locked), then
+# runs bench/run.mjs, which makes the model, verifies every peer against our runtime, times them side by side and prints the table. Arguments go to
 # run.mjs: --model M.safetensors, --rounds N, --min-ms MS, --quick, --only chromium,node,native.
 # Results: build/bench/results.md and results.json. Takes about 6 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== Debian packages and the npm peers (scripts/install-deps.sh --tests)"
+scripts/install-deps.sh --tests
 
 echo "== native build (build/release: bench_peers, make_test_model, ebm-sample)"
 [[ -f build/release/CMakeCache.txt ]] || cmake --preset release
@@ -14,14 +17,6 @@ cmake --build --preset release -j2 --target bench_peers make_test_model ebm-samp
 
 echo "== WebAssembly runtime and site (build/site)"
 scripts/build-wasm.sh
-
-# npm ci only when the lock file changed since the last install; no install scripts (the peers
-# need none, and onnxruntime-node's would look for optional GPU binaries on the network).
-if ! cmp -s bench/package-lock.json bench/node_modules/.bench-installed-lock; then
-  echo "== npm ci in bench/ (TensorFlow.js, onnxruntime-web, onnxruntime-node, playwright-core)"
-  (cd bench && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  cp bench/package-lock.json bench/node_modules/.bench-installed-lock
-fi
 
 echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg) (2-thread numbers mean little when other work holds the cores)"
 exec node bench/run.mjs "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages by name, whatever the build, the tests and the page need and
 # is not installed yet. Idempotent: a machine that has everything runs no apt-get at all.
-# With --tests, also the browser tests' npm packages (tests/web/package-lock.json, by npm ci).
+# With --tests, also the npm packages of the browser tests and of the benchmark (by npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_tests=0
@@ -61,15 +61,22 @@ if [[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]]; then
 fi
 echo "install-deps: all Debian packages present"
 
-# playwright-core from the npm registry, exactly as locked; it drives Debian's chromium, so no
-# browser is downloaded. Reinstalled only when the lock file changed.
-if ((with_tests)); then
-  lock=tests/web/package-lock.json
-  stamp=tests/web/node_modules/.installed-lock
-  if [[ ! -f $stamp ]] || ! cmp -s "$lock" "$stamp"; then
-    echo "install-deps: npm ci in tests/web"
-    (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-    cp "$lock" "$stamp"
+# npm packages from the registry, exactly as locked, reinstalled only when a lock file changed:
+# tests/web: playwright-core, which drives Debian's chromium (no browser is downloaded);
+# bench: the peers of the benchmark (TensorFlow.js, onnxruntime-web and -node, playwright-core),
+# whose agreement with our runtime is also a CTest test. No install scripts for the peers
+# (onnxruntime-node's would look for optional GPU binaries on the network).
+npm_ci() {
+  local dir=$1; shift
+  local stamp=$dir/node_modules/.installed-lock
+  if [[ ! -f $stamp ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "install-deps: npm ci in $dir"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error "$@")
+    cp "$dir/package-lock.json" "$stamp"
   fi
+}
+if ((with_tests)); then
+  npm_ci tests/web
+  npm_ci bench --ignore-scripts
   echo "install-deps: test npm packages present"
 fi
