@@ -2,8 +2,8 @@
 # The peer benchmark (bench/README.md), one command: builds what it needs (the native Release
 # targets bench_peers, make_test_model and ebm-sample; the wasm runtime and site) after
 # scripts/install-deps.sh has installed what is missing (the npm peers exactly as locked), then
-# runs bench/run.mjs, which makes the model, verifies every peer against our runtime, times them side by side and prints the table. Arguments go to
-# run.mjs: --model M.safetensors, --rounds N, --min-ms MS, --quick, --only chromium,node,native.
+# runs bench/run.mjs, which makes the model, verifies every peer against our runtime, times them
+# side by side and prints the table. Arguments go to run.mjs: --model M.safetensors, --rounds N, --min-ms MS, --quick, --only chromium,node,native.
 # Results: build/bench/results.md and results.json. Takes about 6 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
