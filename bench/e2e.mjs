@@ -1,0 +1,120 @@
+// End to end as a user sees it (issue 7): ebm-serve hosts the site and the models folder, headless
+// Chromium opens the page with a model (downloaded once, then from the page's cache), and the
+// time from pressing Generate to the finished grid is measured: the workers' Langevin loops,
+// the live updates, the energy chart and the classifier's labels, all of it. Medians over runs.
+//
+//   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
+//                      [--workers 0] [--steps K]
+// --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
+// model's default steps (default: the model's, as a visitor gets them). Needs build/site
+// (scripts/build-wasm.sh), build/release/web/server/ebm-serve and bench/node_modules
+// (scripts/install-deps.sh --tests), all of which bench/run.sh makes.
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const { values: opt } = parseArgs({
+  options: {
+    model: { type: 'string', default: path.join(root, 'models', 'bridges.safetensors') },
+    count: { type: 'string', default: '16' },
+    runs: { type: 'string', default: '5' },
+    workers: { type: 'string', default: '0' },
+    steps: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K]');
+  process.exit(0);
+}
+const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
+const SERVE = path.join(root, 'build', 'release', 'web', 'server', 'ebm-serve');
+const SITE = path.join(root, 'build', 'site');
+if (!existsSync(SERVE)) fail(`no ${SERVE}: build it with cmake --build --preset release`);
+if (!existsSync(path.join(SITE, 'ebm_runtime.wasm'))) fail('no build/site: run scripts/build-wasm.sh');
+if (!existsSync(opt.model)) fail(`no model file ${opt.model} (--model picks another)`);
+const { chromium } = await import('playwright-core');
+
+// The model, and the classifier the page labels samples with, in a models folder of their own.
+const models = mkdtempSync(path.join(os.tmpdir(), 'ebm-e2e-'));
+cpSync(opt.model, path.join(models, path.basename(opt.model)));
+let classifiers = 0;
+for (const f of readdirSync(path.join(root, 'models'))) {
+  if (f.includes('classifier') && f.endsWith('.safetensors')) {
+    cpSync(path.join(root, 'models', f), path.join(models, f));
+    ++classifiers;
+  }
+}
+
+const server = await new Promise((resolve, reject) => {
+  const proc = spawn(SERVE, ['--web', SITE, '--models', models, '--host', '127.0.0.1', '--port', '0'],
+                     { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const onData = (d) => {
+    out += d;
+    const m = out.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+    if (m) resolve({ proc, url: `http://127.0.0.1:${m[1]}/` });
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  proc.on('exit', (code) => reject(new Error(`ebm-serve exited ${code}:\n${out}`)));
+});
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+});
+const median = (v) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1];
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`page error: ${e}`));
+  const query = new URLSearchParams({ model: `models/${path.basename(opt.model)}` });
+  if (Number(opt.workers) > 0) query.set('workers', opt.workers);
+  const url = `${server.url}?${query}`;
+  const waitState = (states, timeout = 600000) =>
+    page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout });
+
+  await page.goto(url);  // downloads the model into the page's cache
+  await waitState(['ready']);
+  const runs = [];
+  let info = null;
+  for (let r = 0; r < Number(opt.runs); ++r) {
+    await page.goto(url);  // a visitor coming back: the model comes from the cache
+    await waitState(['ready']);
+    if (classifiers) await page.waitForFunction(() => window.ebmPage.classifier !== null, null, { timeout: 60000 });
+    await page.fill('#count', opt.count);
+    if (opt.steps) await page.fill('#steps', opt.steps);
+    await page.fill('#seed', String(r + 1));
+    const t0 = await page.evaluate(() => {
+      const t = performance.now();
+      document.getElementById('generate').click();
+      return t;
+    });
+    await waitState(['done']);
+    // Finished means labelled too, when a classifier is there.
+    await page.waitForFunction(() => !window.ebmPage.classifier || window.ebmPage.labels().every((l) => l !== null),
+                               null, { timeout: 60000 });
+    const t1 = await page.evaluate(() => performance.now());
+    runs.push((t1 - t0) / 1000);
+    info ??= await page.evaluate(() => ({
+      workers: window.ebmPage.workers,
+      steps: document.getElementById('steps').value,
+      status: document.getElementById('status').textContent,
+    }));
+    console.log(`run ${r + 1}: ${runs.at(-1).toFixed(2)} s (${await page.$eval('#status', (e) => e.textContent)})`);
+  }
+  console.log(`e2e: ${opt.count} samples of ${path.basename(opt.model)}, ${info.steps} steps, ${info.workers} ` +
+              `worker(s), Generate to finished labelled grid: median ${median(runs).toFixed(2)} s ` +
+              `(min ${Math.min(...runs).toFixed(2)}, max ${Math.max(...runs).toFixed(2)}, ${runs.length} runs); ` +
+              `load average ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+} finally {
+  await browser.close();
+  server.proc.kill('SIGTERM');
+  rmSync(models, { recursive: true, force: true });
+}
