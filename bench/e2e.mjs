@@ -4,7 +4,7 @@
 // the live updates, the energy chart and the classifier's labels, all of it. Medians over runs.
 //
 //   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
-//                      [--workers 0] [--steps K]
+//                      [--workers 0] [--steps K] [--screenshot page.png]
 // --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
 // model's default steps (default: the model's, as a visitor gets them). Needs build/site
 // (scripts/build-wasm.sh), build/release/web/server/ebm-serve and bench/node_modules
@@ -25,11 +25,12 @@ const { values: opt } = parseArgs({
     runs: { type: 'string', default: '5' },
     workers: { type: 'string', default: '0' },
     steps: { type: 'string' },
+    screenshot: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opt.help) {
-  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K]');
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--screenshot page.png]');
   process.exit(0);
 }
 const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
@@ -71,7 +72,7 @@ const browser = await chromium.launch({
 });
 const median = (v) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1];
 try {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e}`));
   const query = new URLSearchParams({ model: `models/${path.basename(opt.model)}` });
@@ -108,6 +109,10 @@ try {
       status: document.getElementById('status').textContent,
     }));
     console.log(`run ${r + 1}: ${runs.at(-1).toFixed(2)} s (${await page.$eval('#status', (e) => e.textContent)})`);
+  }
+  if (opt.screenshot) {
+    await page.screenshot({ path: opt.screenshot });
+    console.log(`e2e: wrote ${opt.screenshot}`);
   }
   console.log(`e2e: ${opt.count} samples of ${path.basename(opt.model)}, ${info.steps} steps, ${info.workers} ` +
               `worker(s), Generate to finished labelled grid: median ${median(runs).toFixed(2)} s ` +
