@@ -111,6 +111,7 @@ try {
     console.log(`run ${r + 1}: ${runs.at(-1).toFixed(2)} s (${await page.$eval('#status', (e) => e.textContent)})`);
   }
   if (opt.screenshot) {
+    await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
     await page.screenshot({ path: opt.screenshot });
     console.log(`e2e: wrote ${opt.screenshot}`);
   }
