@@ -4,7 +4,7 @@
 # scripts/install-deps.sh has installed what is missing (the npm peers exactly as locked), then
 # runs bench/run.mjs, which makes the model, verifies every peer against our runtime, times them
 # side by side and prints the table. Arguments go to run.mjs: --model M.safetensors, --rounds N, --min-ms MS, --quick, --only chromium,node,native.
-# Results: build/bench/results.md and results.json. Takes about 6 minutes on 2 cores.
+# Results: build/bench/results.md and results.json. About 3 minutes on 2 cores after the builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
