@@ -2,6 +2,8 @@
 // validated, hashed list mirrored to index.json.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "ebm/catalog.h"
@@ -179,6 +181,49 @@ TEST(ModelCatalog, PublishValidatesThenWritesAtomicallyAndUpdatesTheIndex) {
 
 TEST(ModelCatalog, RefusesAMissingFolder) {
   EXPECT_THROW(ModelCatalog("/nonexistent/ebm/models"), Error);
+}
+
+}  // namespace
+}  // namespace ebm
+
+namespace ebm {
+namespace {
+
+// The models the repository ships: each one valid, of the kind and shape the page and the
+// evaluation expect, and models/index.json (what a static host serves) equal to the list the
+// server builds from the files, so a model replaced without refreshing index.json fails here.
+TEST(ShippedModels, AreValidAndIndexJsonListsThemAsTheServerDoes) {
+  const std::string dir = EBM_TEST_MODELS_DIR;
+  ModelCatalog catalog(dir);
+  std::map<std::string, json> by_name;
+  for (const CatalogEntry& e : catalog.scan()) {
+    EXPECT_TRUE(e.valid) << e.file << ": " << e.error;
+    by_name[e.name] = e.to_json();
+  }
+  ASSERT_EQ(by_name.count("bridges"), 1u);
+  ASSERT_EQ(by_name.count("bridge-classifier"), 1u);
+  ASSERT_EQ(by_name.count("fashion-mnist"), 1u);
+
+  const json& bridges = by_name["bridges"];
+  EXPECT_EQ(bridges["kind"], "energy");
+  EXPECT_EQ(bridges["input"], json({{"channels", 1}, {"height", 48}, {"width", 192}}));
+  EXPECT_GT(bridges["sampler"]["steps"].get<int>(), 0);
+  EXPECT_EQ(bridges["card"]["dataset"]["labels"].size(), 8u);
+
+  const json& classifier = by_name["bridge-classifier"];
+  EXPECT_EQ(classifier["kind"], "classifier");
+  EXPECT_EQ(classifier["input"], bridges["input"]);
+  // The page marks new-type candidates only against the real drawings' sharpness.
+  EXPECT_GT(classifier["card"]["reference"]["sharpness"].get<double>(), 0.5);
+
+  EXPECT_EQ(by_name["fashion-mnist"]["kind"], "energy");
+  EXPECT_EQ(by_name["fashion-mnist"]["input"],
+            json({{"channels", 1}, {"height", 32}, {"width", 32}}));
+
+  std::ifstream in(dir + "/index.json");
+  ASSERT_TRUE(in) << "no " << dir << "/index.json: run ebm-serve --models " << dir << " once";
+  EXPECT_EQ(json::parse(in), catalog.list_json())
+      << "models/index.json is stale: run ebm-serve --models models (it rewrites it) and commit it";
 }
 
 }  // namespace
