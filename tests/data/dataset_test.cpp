@@ -11,6 +11,7 @@
 
 #include "bridges/bridges.h"
 #include "data/dataset.h"
+#include "data_test_util.h"
 #include "ebm/error.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"
@@ -18,6 +19,8 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+using ebm::test::expect_error;
 
 // A fresh folder per test, removed afterwards.
 class Folder {
@@ -41,19 +44,6 @@ class Folder {
 
 ebm::Image gray(int w, int h, uint8_t v) {
   return ebm::Image(w, h, 1, v);
-}
-
-// Runs `body`, expecting an ebm::Error whose message contains every needle.
-template <typename F>
-void expect_error(F body, const std::vector<std::string>& needles) {
-  try {
-    body();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needles.front() << "'";
-  } catch (const ebm::Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "message: " << e.what() << "\nmissing: " << n;
-  }
 }
 
 const ebm::Shape k4x2{1, 2, 4};  // C, H, W

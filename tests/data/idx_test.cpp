@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data_test_util.h"
 #include "ebm/error.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"
@@ -16,6 +17,8 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+using ebm::test::expect_error;
 
 std::string temp_path(const std::string& name) {
   return (fs::path(testing::TempDir()) / ("ebm_idx_" + std::to_string(getpid()) + "_" + name))
@@ -75,18 +78,6 @@ class IdxFiles : public testing::Test {
  private:
   std::vector<std::string> written_;
 };
-
-template <typename F>
-void expect_error(F body, const std::vector<std::string>& needles) {
-  try {
-    body();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needles.front() << "'";
-  } catch (const ebm::Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "message: " << e.what() << "\nmissing: " << n;
-  }
-}
 
 const ebm::Shape k2x3{1, 2, 3};
 

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "checkpoint.h"
@@ -22,14 +21,8 @@
 namespace ebm::train {
 namespace {
 
+using test::read_text;
 using test::scratch_dir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Starts a program with stdout and stderr going to `log`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {

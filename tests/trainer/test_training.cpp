@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "checkpoint.h"
 #include "data_source.h"
@@ -21,14 +19,8 @@
 namespace ebm::train {
 namespace {
 
+using test::read_text;
 using test::scratch_dir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A bridge set at 64x16 (8 subtypes x per_subtype) shared by the tests of this file.
 const std::string& bridge_set(int per_subtype = 16) {

@@ -8,7 +8,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 
 #include "bridges/bridges.h"
@@ -16,6 +18,14 @@
 #include "ebm/image_io.h"
 
 namespace ebm::test {
+
+// A text file's whole contents; empty when it cannot be read (a log not yet written).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // This test process's own folder under the test temp dir (CTest runs tests in parallel
 // processes), removed when the process ends if every test passed.
