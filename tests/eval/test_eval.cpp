@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "bridges/bridges.h"
@@ -46,6 +47,7 @@ class EvalTest : public ::testing::Test {
         train::split_training_data(train::load_training_data(cfg, {1, kH, kW}), cfg));
   }
   static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
     delete dir_;
     delete split_;
   }
@@ -111,7 +113,7 @@ std::string* EvalTest::dir_ = nullptr;
 DatasetSplit* EvalTest::split_ = nullptr;
 
 TEST_F(EvalTest, TheSplitFromTheCardMatchesTraining) {
-  const eval::EvalResult r = run(bowl(train_image(0), "copy"));
+  const eval::EvalResult r = run(bowl(train_image(0), "split"));
   EXPECT_EQ(r.report["dataset"]["train"], split_->train.size());
   EXPECT_EQ(r.report["dataset"]["held_out"], split_->val.size());
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../process_temp.h"
 #include "config.h"
 #include "curves.h"
 #include "ebm/architecture.h"
@@ -20,7 +21,7 @@ namespace ebm::train {
 namespace {
 
 std::string temp(const std::string& name) {
-  const std::string p = ::testing::TempDir() + "ebm_trainlog_" + name;
+  const std::string p = (test::process_dir() / name).string();
   std::filesystem::remove_all(p);
   return p;
 }

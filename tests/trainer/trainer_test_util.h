@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "../process_temp.h"
 #include "bridges/bridges.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"
@@ -25,29 +26,6 @@ inline std::string read_text(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// This test process's own folder under the test temp dir (CTest runs tests in parallel
-// processes), removed when the process ends if every test passed.
-inline const std::filesystem::path& process_dir() {
-  static const std::filesystem::path dir = [] {
-    std::filesystem::path p =
-        std::filesystem::path(::testing::TempDir()) / ("ebm_train_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(p);
-    std::filesystem::create_directories(p);
-    return p;
-  }();
-  // Registered after `dir` exists, so it runs before `dir` is destroyed.
-  static const bool cleanup = [] {
-    return std::atexit([] {
-             if (::testing::UnitTest::GetInstance()->Passed()) {
-               std::error_code ec;
-               std::filesystem::remove_all(dir, ec);
-             }
-           }) == 0;
-  }();
-  (void)cleanup;
-  return dir;
 }
 
 // An empty folder for one test (removed first if it exists).
