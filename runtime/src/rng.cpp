@@ -41,6 +41,29 @@ void Pcg32::fill_uniform_pm1(float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = uniform_pm1();
 }
 
+void Pcg32::fill_smooth_uniform_pm1(float* out, int h, int w, int cell, std::vector<float>& corners) {
+  if (cell <= 1) {
+    fill_uniform_pm1(out, size_t(h) * size_t(w));
+    return;
+  }
+  const int gw = (w - 1) / cell + 2;
+  corners.resize(size_t((h - 1) / cell + 2) * size_t(gw));
+  fill_uniform_pm1(corners.data(), corners.size());
+  const float k = float(cell);
+  for (int y = 0; y < h; ++y) {
+    const float ty = float(y % cell) / k;
+    const float* r0 = corners.data() + size_t(y / cell) * size_t(gw);
+    const float* r1 = r0 + gw;
+    for (int x = 0; x < w; ++x) {
+      const float tx = float(x % cell) / k;
+      const int j = x / cell;
+      const float top = (1.0f - tx) * r0[j] + tx * r0[j + 1];
+      const float bottom = (1.0f - tx) * r1[j] + tx * r1[j + 1];
+      out[size_t(y) * size_t(w) + size_t(x)] = (1.0f - ty) * top + ty * bottom;
+    }
+  }
+}
+
 float portable_log(float x) {
   // x = m * 2^e with m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m - 1) / (m + 1),
   // |s| < 0.172, series to s^9 (next term < 4e-10).

@@ -47,8 +47,13 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
 
 void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
   begin(count, first_chain);
-  const size_t d = size_t(net_.input_size());
-  for (int i = 0; i < count; ++i) rngs_[i].fill_uniform_pm1(x_.data() + i * d, d);
+  const Shape s = net_.input_shape();
+  const size_t plane = size_t(s.h) * size_t(s.w);
+  std::vector<float> corners;
+  for (int i = 0; i < count; ++i)
+    for (int c = 0; c < s.c; ++c)
+      rngs_[size_t(i)].fill_smooth_uniform_pm1(x_.data() + (size_t(i) * s.c + c) * plane, s.h, s.w,
+                                               params_.start_cell, corners);
   compute_energies(e_.data());
 }
 

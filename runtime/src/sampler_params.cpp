@@ -38,9 +38,9 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   for (const auto& [key, value] : j.items()) {
     (void)value;
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
-        key != "grad_clip" && key != "eps")
+        key != "grad_clip" && key != "eps" && key != "start_cell")
       throw Error("unknown sampler setting \"" + key +
-                  "\" (known: form, steps, step_size, noise, grad_clip, eps)");
+                  "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
@@ -52,6 +52,13 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
       throw Error("sampler \"steps\" must be an integer from 0 to 1000000, got " + v.dump());
     p.steps = int(v.get<int64_t>());
   }
+  if (j.contains("start_cell")) {
+    const json& v = j["start_cell"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 4096)
+      throw Error("sampler \"start_cell\" must be an integer from 1 (every pixel its own noise) "
+                  "to 4096, got " + v.dump());
+    p.start_cell = int(v.get<int64_t>());
+  }
   if (j.contains("step_size")) p.step_size = bounded(j, "step_size", 0, 1e6, true);
   if (j.contains("noise")) p.noise = bounded(j, "noise", 0, 10, false);
   if (j.contains("grad_clip")) p.grad_clip = bounded(j, "grad_clip", 0, 1e6, true);
@@ -62,7 +69,8 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
 json sampler_params_json(const SamplerParams& p) {
   return {{"form", sampler_form_name(p.form)},  {"steps", p.steps},
           {"step_size", json_float(p.step_size)}, {"noise", json_float(p.noise)},
-          {"grad_clip", json_float(p.grad_clip)}, {"eps", json_float(p.eps)}};
+          {"grad_clip", json_float(p.grad_clip)}, {"eps", json_float(p.eps)},
+          {"start_cell", p.start_cell}};
 }
 
 }  // namespace ebm

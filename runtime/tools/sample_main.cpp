@@ -53,7 +53,7 @@ void ensure_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
-  int count = 16, steps = -1, cols = 0, scale = 1, frame_every = 0, threads = 0;
+  int count = 16, steps = -1, start_cell = 0, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   double step_size = -1, noise = -1, grad_clip = -1, eps = -1;
   bool quiet = false;
@@ -75,11 +75,13 @@ int main(int argc, char** argv) {
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
-  args.option("form", "NAME", "sampler form: paper or textbook", &form);
-  args.option("step-size", "X", "paper form: gradient step size", &step_size, 0, 1e6);
-  args.option("noise", "X", "paper form: noise standard deviation", &noise, 0, 10);
-  args.option("grad-clip", "X", "paper form: element-wise gradient clip", &grad_clip, 0, 1e6);
-  args.option("eps", "X", "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 0, 10);
+  args.option("form", "NAME", "sampler form: paper or textbook (default: the model's)", &form);
+  args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size, 0, 1e6);
+  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise, 0, 10);
+  args.option("grad-clip", "X", "paper form: element-wise gradient clip (default: the model's)", &grad_clip, 0, 1e6);
+  args.option("eps", "X", "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1) (default: the model's)", &eps, 0, 10);
+  args.option("start-cell", "K", "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
+              "its own (default: the model's)", &start_cell, 1, 4096);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");
@@ -103,6 +105,7 @@ int main(int argc, char** argv) {
     if (args.given("noise")) p.noise = float(noise);
     if (args.given("grad-clip")) p.grad_clip = float(grad_clip);
     if (args.given("eps")) p.eps = float(eps);
+    if (args.given("start-cell")) p.start_cell = start_cell;
     p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
 
     ebm::LangevinSampler sampler(net, p, seed, threads);

@@ -67,6 +67,15 @@ TEST(ArgParserDeathTest, HelpListsEveryOptionWithItsDefaultAndExitsZero) {
   EXPECT_NE(help.find("(default: 100)"), std::string::npos);
 }
 
+TEST(ArgParser, HelpThatNamesItsDefaultInWordsDoesNotShowTheSentinelValue) {
+  ArgParser args("prog", "does things");
+  int steps = -1;
+  args.option("steps", "K", "Langevin steps (default: the model's)", &steps, 0, 1000);
+  const std::string help = args.help();
+  EXPECT_NE(help.find("Langevin steps (default: the model's)\n"), std::string::npos) << help;
+  EXPECT_EQ(help.find("(default: -1)"), std::string::npos) << help;
+}
+
 TEST(FormatDuration, ReadsLikeAClock) {
   EXPECT_EQ(format_duration(4.24), "4.2s");
   EXPECT_EQ(format_duration(125), "2:05");

@@ -213,6 +213,19 @@ TEST(ModelFileRejects, BadSamplerSettings) {
   expect_error([&] { reparse(f); }, {"unknown sampler form 'hmc'"});
   f.metadata["ebm.sampler"] = R"({"stepsize":3})";
   expect_error([&] { reparse(f); }, {"unknown sampler setting \"stepsize\""});
+  for (const char* cell : {"0", "-2", "1.5", "\"8\"", "5000"}) {
+    f.metadata["ebm.sampler"] = std::string(R"({"start_cell":)") + cell + "}";
+    expect_error([&] { reparse(f); }, {"\"start_cell\"", "from 1", cell});
+  }
+}
+
+TEST(ModelFile, SamplerStartCellRoundTripsAndDefaultsToOnePixel) {
+  TensorFile f = file_of(small_model());
+  f.metadata["ebm.sampler"] = R"({"steps":7})";  // a file written before the setting existed
+  EXPECT_EQ(reparse(f).sampler.start_cell, 1);
+  f.metadata["ebm.sampler"] = R"({"start_cell":16})";
+  EXPECT_EQ(reparse(f).sampler.start_cell, 16);
+  EXPECT_EQ(parse_sampler_params(sampler_params_json(reparse(f).sampler)).start_cell, 16);
 }
 
 TEST(ModelFileRejects, ACardThatIsNotAnObject) {

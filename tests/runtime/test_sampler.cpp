@@ -108,6 +108,53 @@ TEST(Sampler, AChainDependsOnItsIndexNotOnTheBatchItRunsIn) {
   EXPECT_TRUE(std::equal(part.images().begin(), part.images().end(), all.images().begin() + 2 * kD));
 }
 
+TEST(Sampler, StartCellOneIsPlainUniformNoisePerPixel) {
+  Network net(bowl_model(target_image(), 0.3f));
+  LangevinSampler s(net, SamplerParams{}, 4);
+  s.start_uniform(2, /*first_chain=*/3);
+  for (int i = 0; i < 2; ++i) {
+    Pcg32 rng(4, uint64_t(3 + i));
+    for (int k = 0; k < kD; ++k) ASSERT_EQ(s.images()[size_t(i) * kD + k], rng.uniform_pm1());
+  }
+}
+
+TEST(Sampler, StartCellSmoothsTheStartingNoiseBetweenUniformCellCorners) {
+  // 8x12 pixels in cells of 4: corners on a 3x4 grid (rows y = 0, 4, 8; columns x = 0, 4, 8, 12),
+  // drawn from the chain's generator row by row; pixel (y, x) interpolates the four corners
+  // around it, so it equals the corner value where y and x are multiples of 4, lies between the
+  // corners on a cell edge, and moves by at most 2/4 per pixel.
+  Network net(bowl_model(target_image(), 0.3f));
+  SamplerParams p;
+  p.start_cell = 4;
+  LangevinSampler s(net, p, 4);
+  s.start_uniform(2, /*first_chain=*/3);
+  constexpr int gh = 3, gw = 4;
+  for (int i = 0; i < 2; ++i) {
+    Pcg32 rng(4, uint64_t(3 + i));
+    float g[gh][gw];
+    for (auto& row : g)
+      for (float& v : row) v = rng.uniform_pm1();
+    const float* x = s.images().data() + size_t(i) * kD;
+    for (int y = 0; y < kH; y += 4)
+      for (int c = 0; c < kW; c += 4) EXPECT_EQ(x[y * kW + c], g[y / 4][c / 4]) << y << "," << c;
+    // Halfway along the top edge of the first cell, and at the centre of the first cell.
+    EXPECT_NEAR(x[2], 0.5f * (g[0][0] + g[0][1]), 1e-6f);
+    EXPECT_NEAR(x[2 * kW + 2], 0.25f * (g[0][0] + g[0][1] + g[1][0] + g[1][1]), 1e-6f);
+    for (int y = 0; y < kH; ++y)
+      for (int c = 0; c < kW; ++c) {
+        EXPECT_LE(std::abs(x[y * kW + c]), 1.0f);
+        if (c + 1 < kW) {
+          EXPECT_LE(std::abs(x[y * kW + c + 1] - x[y * kW + c]), 0.5f + 1e-6f);
+        }
+        if (y + 1 < kH) {
+          EXPECT_LE(std::abs(x[(y + 1) * kW + c] - x[y * kW + c]), 0.5f + 1e-6f);
+        }
+      }
+  }
+  // Different chains start differently.
+  EXPECT_FALSE(std::equal(s.images().begin(), s.images().begin() + kD, s.images().begin() + kD));
+}
+
 TEST(Sampler, ClippingKeepsEveryPixelInRange) {
   // A target outside [-1, 1] pulls pixels against the clip: they must sit at the bound.
   std::vector<float> t(kD, 3.0f);

@@ -234,6 +234,37 @@ test('two samples picked as A and B start chains from their blends', async () =>
   await context.close();
 });
 
+test('the noise cell setting: smoothed starting noise, and a bad value refused', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  assert.equal(await page.inputValue('#start_cell'), '1');  // the test model's default
+  // One tiny step, so the tiles show the starting noise: mean |difference| of neighbouring pixels.
+  const roughness = () => page.$$eval('#grid canvas', (canvases) => canvases.map((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let sum = 0, n = 0;
+    for (let y = 0; y < c.height; ++y)
+      for (let x = 0; x + 1 < c.width; ++x, ++n) sum += Math.abs(d[4 * (y * c.width + x)] - d[4 * (y * c.width + x + 1)]);
+    return sum / n;
+  }));
+  await page.fill('#step_size', '1e-6');
+  const rough = {};
+  for (const cell of [1, 8]) {
+    await page.fill('#start_cell', String(cell));
+    await generate(page, { count: 2, steps: 1, seed: 3 });
+    await waitState(page, ['done']);
+    rough[cell] = Math.max(...await roughness());
+  }
+  assert.ok(rough[8] * 3 < rough[1], `cell 8 is not smoother than cell 1: ${JSON.stringify(rough)}`);
+  // The browser's own form check stops a bad value before any sampling (and says why there).
+  await page.fill('#start_cell', '0');
+  await page.click('#generate');
+  assert.ok(await page.$eval('#start_cell', (el) => el.validity.rangeUnderflow));
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done');
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
 test('clear messages: invalid model file, missing SIMD, unreachable server', async () => {
   const context = await browser.newContext();
 

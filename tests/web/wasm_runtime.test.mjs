@@ -100,7 +100,8 @@ test('an invalid model file gives a message, not an abort', () => {
 
 test('bad sampler settings are refused with the name of the setting', () => {
   for (const [params, fragment] of [['{"steps":-1}', 'steps'], ['{"nosie":1}', 'nosie'],
-                                    ['{"form":"magic"}', 'magic'], ['{not json', 'parse']]) {
+                                    ['{"form":"magic"}', 'magic'], ['{not json', 'parse'],
+                                    ['{"start_cell":0}', 'start_cell']]) {
     const s = new M.Sampler(model, params, 1);
     assert.ok(s.error().includes(fragment), `${params}: ${s.error()}`);
     s.delete();
@@ -171,6 +172,17 @@ for (const form of ['paper', 'textbook']) {
     assert.ok(err <= 2e-3, `sample differs from native by ${err}`);
   });
 }
+
+test('smoothed starting noise (start_cell) is bit-identical to native', () => {
+  const s = new M.Sampler(model, '{"start_cell":7}', 42);
+  assert.equal(s.startUniform(3, 5), '');
+  let start = null;
+  s.run(1, (step, total, images) => { start = images.slice(); return false; }, 1);
+  s.delete();
+  const native = f32('start_cell7.f32');
+  assert.ok(bitsEqual(start, native), 'smoothed starting noise differs from native');
+  assert.ok(!bitsEqual(start, f32('start_paper.f32').subarray(0, start.length)), 'not smoothed');
+});
 
 test('the callback comes every N steps with live views, and returning false stops', () => {
   const s = new M.Sampler(model, '{"steps":7}', 3);

@@ -26,6 +26,14 @@ using nlohmann::json;
 
 namespace {
 
+// Where the chains start, in words.
+std::string start_description(const SamplerParams& p) {
+  return p.start_cell > 1 ? "uniform noise smoothed over " + std::to_string(p.start_cell) + "x" +
+                                std::to_string(p.start_cell) + "-pixel cells"
+                          : "uniform noise";
+}
+
+
 constexpr int kChunk = 64;  // chains per sampler batch (chain i's path does not depend on it)
 
 double mean_of(const std::vector<double>& v) {
@@ -135,7 +143,8 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                 " held-out images; need at least 2 of each");
   const size_t d = size_t(shape.size());
 
-  // Samples from fresh uniform noise with the model's own sampler settings (overridden if asked).
+  // Samples from fresh uniform noise (smoothed if the sampler's start_cell says so) with the
+  // model's own sampler settings (overridden if asked).
   const Network energy(energy_model);
   const SamplerParams params = parse_sampler_params(opt.sampler, energy.sampler());
   std::vector<float> samples(size_t(opt.count) * d);
@@ -270,7 +279,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       {"sampling",
        {{"count", opt.count},
         {"seed", opt.seed},
-        {"from", "uniform noise"},
+        {"from", start_description(params)},
         {"sampler", sampler_params_json(params)},
         {"seconds", sample_seconds}}},
       {"coverage",
@@ -313,7 +322,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   // Summary.
   std::ostringstream md;
   md << "# Evaluation of " << card.value("name", opt.model) << "\n\n"
-     << opt.count << " samples from uniform noise (seed " << opt.seed << ", "
+     << opt.count << " samples from " << start_description(params) << " (seed " << opt.seed << ", "
      << sampler_params_json(params).dump() << "), labelled by " << opt.classifier << "; dataset "
      << cfg.data << " (" << n_train << " training, " << n_real << " held-out images).\n\n"
      << "| target | goal | measured | met |\n| --- | --- | --- | --- |\n";

@@ -106,6 +106,11 @@ int main(int argc, char** argv) {
     args.option("grad-clip", "G", "paper form: element-wise gradient clip", &grad_clip, 0.0, 1e6);
     args.option("eps", "EPS", "textbook form: x = x - eps/2 dE/dx + sqrt(eps) N(0,1)", &eps, 1e-9,
                 10.0);
+    args.option("start-cell", "K",
+                "generating (the epoch grids and the exported default): start from uniform noise "
+                "smoothed over KxK-pixel cells (1: every pixel its own); the replay buffer's fresh "
+                "noise stays per pixel",
+                &cfg.sampler.start_cell, 1, 4096);
     args.option("real-noise", "SIGMA", "noise added to real images", &cfg.real_noise, 0.0, 10.0);
 
     args.option("sample-count", "N", "fresh samples from noise drawn at each epoch (0 = none)",
@@ -232,8 +237,9 @@ int main(int argc, char** argv) {
             for (const auto& [k, v] : value.items()) {
               const std::string f = k == "form"        ? "form"
                                     : k == "step_size" ? "step-size"
-                                    : k == "grad_clip" ? "grad-clip"
-                                                       : k;
+                                    : k == "grad_clip"  ? "grad-clip"
+                                    : k == "start_cell" ? "start-cell"
+                                                        : k;
               if (!args.given(f)) j["sampler"][k] = v;
             }
           } else if (!args.given(flag)) {

@@ -224,12 +224,13 @@ function renderCard() {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell'];
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
   if (!s) return;
   for (const f of FIELDS) if (s[f] !== undefined) $(f).value = s[f];
+  if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
   $('form').value = s.form || 'paper';
   // Settings in the address (a shared link) win over the model's defaults.
   for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
@@ -243,7 +244,7 @@ function showFormFields() {
 
 function readSettings() {
   const num = (id) => Number($(id).value);
-  const p = { form: $('form').value, steps: Math.round(num('steps')) };
+  const p = { form: $('form').value, steps: Math.round(num('steps')), start_cell: num('start_cell') };
   if (p.form === 'paper') Object.assign(p, { step_size: num('step_size'), noise: num('noise'), grad_clip: num('grad_clip') });
   else p.eps = num('eps');
   const seed = num('seed');
@@ -251,6 +252,7 @@ function readSettings() {
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new Error('The seed must be a whole number ≥ 0.');
   if (!(n >= 1 && n <= 64)) throw new Error('Samples must be between 1 and 64.');
   if (!(p.steps >= 1)) throw new Error('Steps must be at least 1.');
+  if (!(Number.isInteger(p.start_cell) && p.start_cell >= 1 && p.start_cell <= 4096)) throw new Error('The noise cell must be a whole number of pixels from 1 to 4096.');
   return { params: p, seed, n };
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace ebm {
 
@@ -19,6 +20,11 @@ class Pcg32 {
   uint32_t below(uint32_t bound);  // uniform in [0, bound), unbiased
 
   void fill_uniform_pm1(float* out, size_t n);
+  // An h x w image of uniform noise in [-1, 1) smoothed over cell x cell pixels: uniform values at
+  // the corners of the cells (pixel (y, x) lies in cell (y / cell, x / cell)), drawn row by row
+  // from a ((h - 1) / cell + 2) x ((w - 1) / cell + 2) grid and bilinearly interpolated. cell 1 is
+  // fill_uniform_pm1 itself. `corners` is scratch space, resized as needed.
+  void fill_smooth_uniform_pm1(float* out, int h, int w, int cell, std::vector<float>& corners);
   // Standard normals; consumes exactly 2 * ceil(n / 2) outputs of the generator.
   void fill_normal(float* out, size_t n);
 

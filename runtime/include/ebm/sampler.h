@@ -31,7 +31,8 @@ class LangevinSampler {
   LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed, int threads = 1);
 
   // Starting points; each resets the step counter and computes the starting energies.
-  void start_uniform(int count, uint64_t first_chain = 0);  // uniform noise in [-1, 1)
+  // Uniform noise in [-1, 1), per pixel or smoothed over params().start_cell pixels.
+  void start_uniform(int count, uint64_t first_chain = 0);
   void start_from(const float* images, int count, uint64_t first_chain = 0);
   // Image i = (1 - t[i]) * a + t[i] * b: chains from blends of two images, to explore mixtures.
   void start_blend(const float* a, const float* b, const std::vector<float>& t,

@@ -22,6 +22,10 @@ struct SamplerParams {
   float noise = 0.005f;     // paper form: standard deviation of the added noise
   float grad_clip = 0.03f;  // paper form: element-wise gradient clip
   float eps = 0.005f;       // textbook form: eps ~ 1/200
+  // Chains from noise start at uniform noise in [-1, 1) drawn on a grid of start_cell x start_cell
+  // pixel cells and bilinearly interpolated between the cell corners: 1 = every pixel independent
+  // (the paper); larger values give smooth blotches, which send chains into more different basins.
+  int start_cell = 1;
 };
 
 const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook"

@@ -141,7 +141,8 @@ std::string ArgParser::help() const {
     s << o.help;
     if (o.required)
       s << " (required)";
-    else if (!o.is_flag && !o.default_text.empty())
+    else if (!o.is_flag && !o.default_text.empty() &&
+             o.help.find("(default:") == std::string::npos)  // the help says it in words
       s << " (default: " << o.default_text << ")";
     s << "\n";
   }
