@@ -41,7 +41,8 @@ void Pcg32::fill_uniform_pm1(float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = uniform_pm1();
 }
 
-void Pcg32::fill_smooth_uniform_pm1(float* out, int h, int w, int cell, std::vector<float>& corners) {
+void Pcg32::fill_smooth_uniform_pm1(float* out, int h, int w, int cell,
+                                    std::vector<float>& corners) {
   if (cell <= 1) {
     fill_uniform_pm1(out, size_t(h) * size_t(w));
     return;

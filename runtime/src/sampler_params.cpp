@@ -55,8 +55,10 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   if (j.contains("start_cell")) {
     const json& v = j["start_cell"];
     if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 4096)
-      throw Error("sampler \"start_cell\" must be an integer from 1 (every pixel its own noise) "
-                  "to 4096, got " + v.dump());
+      throw Error(
+          "sampler \"start_cell\" must be an integer from 1 (every pixel its own noise) "
+          "to 4096, got " +
+          v.dump());
     p.start_cell = int(v.get<int64_t>());
   }
   if (j.contains("step_size")) p.step_size = bounded(j, "step_size", 0, 1e6, true);
@@ -67,9 +69,12 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
 }
 
 json sampler_params_json(const SamplerParams& p) {
-  return {{"form", sampler_form_name(p.form)},  {"steps", p.steps},
-          {"step_size", json_float(p.step_size)}, {"noise", json_float(p.noise)},
-          {"grad_clip", json_float(p.grad_clip)}, {"eps", json_float(p.eps)},
+  return {{"form", sampler_form_name(p.form)},
+          {"steps", p.steps},
+          {"step_size", json_float(p.step_size)},
+          {"noise", json_float(p.noise)},
+          {"grad_clip", json_float(p.grad_clip)},
+          {"eps", json_float(p.eps)},
           {"start_cell", p.start_cell}};
 }
 

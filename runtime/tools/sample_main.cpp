@@ -76,12 +76,19 @@ int main(int argc, char** argv) {
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
   args.option("form", "NAME", "sampler form: paper or textbook (default: the model's)", &form);
-  args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size, 0, 1e6);
-  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise, 0, 10);
-  args.option("grad-clip", "X", "paper form: element-wise gradient clip (default: the model's)", &grad_clip, 0, 1e6);
-  args.option("eps", "X", "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1) (default: the model's)", &eps, 0, 10);
-  args.option("start-cell", "K", "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
-              "its own (default: the model's)", &start_cell, 1, 4096);
+  args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size,
+              0, 1e6);
+  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise,
+              0, 10);
+  args.option("grad-clip", "X", "paper form: element-wise gradient clip (default: the model's)",
+              &grad_clip, 0, 1e6);
+  args.option("eps", "X",
+              "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1) (default: the model's)",
+              &eps, 0, 10);
+  args.option("start-cell", "K",
+              "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
+              "its own (default: the model's)",
+              &start_cell, 1, 4096);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");

@@ -59,7 +59,9 @@ inline Model bowl_model(const std::vector<float>& t, int h, int w, float a) {
 }
 
 // A path in this test process's own temp folder (see process_temp.h).
-inline std::string temp_path(const std::string& name) { return (process_dir() / name).string(); }
+inline std::string temp_path(const std::string& name) {
+  return (process_dir() / name).string();
+}
 
 // Serialises a header object plus raw data into a safetensors file image, for building broken
 // files by hand: header_text is used verbatim, then padded (or not) as asked.

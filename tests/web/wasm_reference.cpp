@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
     }
     // Smoothed starting noise (start_cell 7: cells that do not divide the image), 3 chains from 5.
     {
-      ebm::LangevinSampler s(net, ebm::parse_sampler_params({{"start_cell", 7}}, net.sampler()), 42);
+      ebm::LangevinSampler s(net, ebm::parse_sampler_params({{"start_cell", 7}}, net.sampler()),
+                             42);
       s.start_uniform(3, 5);
       write_f32(dir + "/start_cell7.f32", s.images());
     }

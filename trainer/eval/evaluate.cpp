@@ -33,7 +33,6 @@ std::string start_description(const SamplerParams& p) {
                           : "uniform noise";
 }
 
-
 constexpr int kChunk = 64;  // chains per sampler batch (chain i's path does not depend on it)
 
 double mean_of(const std::vector<double>& v) {

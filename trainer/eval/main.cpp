@@ -34,8 +34,10 @@ int main(int argc, char** argv) {
   args.option("steps", "K", "Langevin steps (default: the model's)", &steps, 0, 1000000);
   args.option("form", "NAME", "sampler form: paper or textbook (default: the model's)", &form);
   args.option("step-size", "X", "paper form: step size (default: the model's)", &step_size, 0, 1e6);
-  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise, 0, 10);
-  args.option("grad-clip", "X", "paper form: gradient clip (default: the model's)", &grad_clip, 0, 1e6);
+  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise,
+              0, 10);
+  args.option("grad-clip", "X", "paper form: gradient clip (default: the model's)", &grad_clip, 0,
+              1e6);
   args.option("eps", "X", "textbook form: eps (default: the model's)", &eps, 0, 10);
   args.option("start-cell", "K",
               "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel its own "

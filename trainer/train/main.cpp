@@ -235,8 +235,8 @@ int main(int argc, char** argv) {
             if (ch == '_') ch = '-';
           if (key == "sampler") {
             for (const auto& [k, v] : value.items()) {
-              const std::string f = k == "form"        ? "form"
-                                    : k == "step_size" ? "step-size"
+              const std::string f = k == "form"         ? "form"
+                                    : k == "step_size"  ? "step-size"
                                     : k == "grad_clip"  ? "grad-clip"
                                     : k == "start_cell" ? "start-cell"
                                                         : k;
