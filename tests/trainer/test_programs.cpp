@@ -230,7 +230,8 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   const std::string work = scratch_dir("export");
   const std::string dir = work + "/bridges-small";
   std::string out;
-  ASSERT_EQ(run(train_args(dir, {"--epochs", "1"}), &out), 0) << out;  // 7 steps, one epoch
+  // 7 steps, one epoch; the epoch's grid and the exported default start from smoothed noise.
+  ASSERT_EQ(run(train_args(dir, {"--epochs", "1", "--start-cell", "4"}), &out), 0) << out;
   ASSERT_EQ(run({EBM_EXPORT_EXE, dir + "/checkpoint.pt", "--out", work + "/m.safetensors",
                  "--license", "CC-BY-4.0"},
                 &out),
@@ -251,6 +252,7 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   EXPECT_EQ(m.card["dataset"]["train"], 112) << m.card.dump();
   EXPECT_EQ(m.card["architecture"]["parameters"], m.arch.parameter_count());
   EXPECT_EQ(m.sampler.steps, 10);  // the run's --sample-steps
+  EXPECT_EQ(m.sampler.start_cell, 4);
 
   ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m32.safetensors", "--f32"}, &out), 0)
       << out;
@@ -261,13 +263,15 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   // Shipping other sampler defaults and extra card fields (inline and from a file).
   write_file_atomic(work + "/card.json", std::string(R"({"reference": {"sharpness": 0.93}})"));
   ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m2.safetensors", "--sampler",
-                 R"({"steps": 123, "step_size": 50})", "--card", "@" + work + "/card.json"},
+                 R"({"steps": 123, "step_size": 50, "start_cell": 1})", "--card",
+                 "@" + work + "/card.json"},
                 &out),
             0)
       << out;
   const Model m2 = load_model(work + "/m2.safetensors");
   EXPECT_EQ(m2.sampler.steps, 123);
   EXPECT_EQ(m2.sampler.step_size, 50.0f);
+  EXPECT_EQ(m2.sampler.start_cell, 1);
   EXPECT_EQ(m2.card["reference"]["sharpness"], 0.93);
   EXPECT_EQ(m2.card["name"], "bridges-small");  // merged, not replaced
   EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m3.safetensors", "--sampler", R"({"stepz": 1})"},
