@@ -3,7 +3,8 @@
 # targets bench_peers, make_test_model and ebm-sample; the wasm runtime and site) after
 # scripts/install-deps.sh has installed what is missing (the npm peers exactly as locked), then
 # runs bench/run.mjs, which makes the model, verifies every peer against our runtime, times them
-# side by side and prints the table. Arguments go to run.mjs: --model M.safetensors, --rounds N, --min-ms MS, --quick, --only chromium,node,native.
+# side by side and prints the table. Arguments go to run.mjs: --model M.safetensors, --rounds N,
+# --min-ms MS, --quick, --only chromium,node,native.
 # Results: build/bench/results.md and results.json. About 3 minutes on 2 cores after the builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "../expect_error.h"
 #include "data/dataset.h"
-#include "data_test_util.h"
 #include "ebm/error.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"

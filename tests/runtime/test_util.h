@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../expect_error.h"
 #include "../process_temp.h"
 #include "ebm/architecture.h"
 #include "ebm/model.h"
@@ -80,19 +81,6 @@ inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   std::vector<uint8_t> out(v.size() * 4);
   std::memcpy(out.data(), v.data(), out.size());
   return out;
-}
-
-// Expects `fn` to throw ebm::Error whose message contains every fragment.
-template <class Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an ebm::Error mentioning '" << fragments.front() << "'";
-  } catch (const std::exception& e) {
-    const std::string msg = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
-  }
 }
 
 }  // namespace ebm::test

@@ -183,12 +183,6 @@ TEST(ModelCatalog, RefusesAMissingFolder) {
   EXPECT_THROW(ModelCatalog("/nonexistent/ebm/models"), Error);
 }
 
-}  // namespace
-}  // namespace ebm
-
-namespace ebm {
-namespace {
-
 // The models the repository ships: each one valid, of the kind and shape the page and the
 // evaluation expect, and models/index.json (what a static host serves) equal to the list the
 // server builds from the files, so a model replaced without refreshing index.json fails here.

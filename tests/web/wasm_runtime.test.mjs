@@ -61,6 +61,19 @@ function sample({ params, seed, count, firstChain = 0, slice = 1 << 30 }) {
   }
 }
 
+// The starting images of chains from noise (the first callback, before any step).
+function startImages({ params, seed, count, firstChain = 0 }) {
+  const s = new M.Sampler(model, JSON.stringify(params), seed);
+  try {
+    assert.equal(s.startUniform(count, firstChain), '');
+    let start = null;
+    s.run(1, (step, total, images) => { start = images.slice(); return false; }, 1);
+    return start;
+  } finally {
+    s.delete();
+  }
+}
+
 test('the noise generator reproduces the native pinned sequence bit for bit', () => {
   const ptr = M._malloc(4000);
   assert.equal(M.fillNormals(1, 0, 1000, ptr), '');
@@ -159,11 +172,7 @@ for (const form of ['paper', 'textbook']) {
     assert.ok(maxAbsDiff(other.images, first.images) > 0.1, 'another seed gave the same sample');
 
     // Against native: the starting noise is bit-identical, the sample agrees closely.
-    const s = new M.Sampler(model, JSON.stringify(params), ref.seed);
-    assert.equal(s.startUniform(ref.chains, 0), '');
-    let start = null;
-    s.run(1, (step, total, images) => { start = images.slice(); return false; }, 1);
-    s.delete();
+    const start = startImages({ params, seed: ref.seed, count: ref.chains });
     assert.ok(bitsEqual(start, f32(`start_${form}.f32`)), 'starting noise differs from native');
     const err = maxAbsDiff(first.images, f32(`sample_${form}.f32`));
     const eErr = maxAbsDiff(first.energies, f32(`sample_energies_${form}.f32`));
@@ -174,11 +183,7 @@ for (const form of ['paper', 'textbook']) {
 }
 
 test('smoothed starting noise (start_cell) is bit-identical to native', () => {
-  const s = new M.Sampler(model, '{"start_cell":7}', 42);
-  assert.equal(s.startUniform(3, 5), '');
-  let start = null;
-  s.run(1, (step, total, images) => { start = images.slice(); return false; }, 1);
-  s.delete();
+  const start = startImages({ params: { start_cell: 7 }, seed: 42, count: 3, firstChain: 5 });
   const native = f32('start_cell7.f32');
   assert.ok(bitsEqual(start, native), 'smoothed starting noise differs from native');
   assert.ok(!bitsEqual(start, f32('start_paper.f32').subarray(0, start.length)), 'not smoothed');
