@@ -1,8 +1,10 @@
 #include "ebm/architecture.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <dirent.h>
+#include <map>
 #include <set>
 
 #include "ebm/error.h"
@@ -31,8 +33,18 @@ const char* layer_kind_name(LayerKind k) {
     case LayerKind::kAvgPool: return "avgpool";
     case LayerKind::kFlatten: return "flatten";
     case LayerKind::kDense: return "dense";
+    case LayerKind::kAdd: return "add";
+    case LayerKind::kUpsample: return "upsample";
+    case LayerKind::kSpaceToDepth: return "space_to_depth";
+    case LayerKind::kDepthToSpace: return "depth_to_space";
   }
   return "?";
+}
+
+bool Architecture::is_graph() const {
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].kind == LayerKind::kAdd || layers[i].from != int(i) - 1) return true;
+  return false;
 }
 
 const TensorRef* LayerSpec::tensor(const std::string& role) const {
@@ -59,7 +71,9 @@ const std::vector<std::pair<std::string, LayerKind>>& kinds() {
       {"conv2d", LayerKind::kConv2d},       {"batchnorm", LayerKind::kBatchNorm},
       {"affine", LayerKind::kAffine},       {"swish", LayerKind::kSwish},
       {"leaky_relu", LayerKind::kLeakyRelu}, {"avgpool", LayerKind::kAvgPool},
-      {"flatten", LayerKind::kFlatten},     {"dense", LayerKind::kDense}};
+      {"flatten", LayerKind::kFlatten},     {"dense", LayerKind::kDense},
+      {"add", LayerKind::kAdd},             {"upsample", LayerKind::kUpsample},
+      {"space_to_depth", LayerKind::kSpaceToDepth}, {"depth_to_space", LayerKind::kDepthToSpace}};
   return k;
 }
 
@@ -72,11 +86,19 @@ std::vector<std::string> allowed_keys(LayerKind k) {
     case LayerKind::kAffine: return {"channels"};
     case LayerKind::kLeakyRelu: return {"slope"};
     case LayerKind::kAvgPool: return {"kernel", "stride", "padding"};
+    case LayerKind::kAdd: return {"skip"};
+    case LayerKind::kUpsample:
+    case LayerKind::kSpaceToDepth:
+    case LayerKind::kDepthToSpace: return {"factor"};
     case LayerKind::kSwish:
     case LayerKind::kFlatten: return {};
   }
   return {};
 }
+
+constexpr const char* kKnownKinds =
+    "conv2d, batchnorm, affine, swish, leaky_relu, avgpool, flatten, dense, add, upsample, "
+    "space_to_depth, depth_to_space";
 
 std::vector<std::string> tensor_roles(LayerKind k, bool bias) {
   switch (k) {
@@ -188,26 +210,25 @@ void expect_match(const LayerContext& ctx, const json& layer, const char* key, i
              std::to_string(actual));
 }
 
-LayerSpec resolve_layer(size_t index, const json& layer, const Shape& in) {
+// `in` is the shape of the layer the entry reads, `skip` that of an add layer's second operand.
+LayerSpec resolve_layer(size_t index, const json& layer, const Shape& in, const Shape& skip) {
   LayerContext ctx{index, "?"};
   if (!layer.is_object()) ctx.fail("a layer must be a JSON object, got " + layer.dump());
   if (!layer.contains("type") || !layer["type"].is_string())
-    ctx.fail("missing \"type\" (one of conv2d, batchnorm, affine, swish, leaky_relu, avgpool, "
-             "flatten, dense)");
+    ctx.fail(std::string("missing \"type\" (one of ") + kKnownKinds + ")");
   ctx.kind = layer["type"].get<std::string>();
   LayerSpec l;
   auto it = std::find_if(kinds().begin(), kinds().end(),
                          [&](const auto& p) { return p.first == ctx.kind; });
   if (it == kinds().end())
-    ctx.fail("unknown layer type; this runtime knows conv2d, batchnorm, affine, swish, "
-             "leaky_relu, avgpool, flatten, dense");
+    ctx.fail(std::string("unknown layer type; this runtime knows ") + kKnownKinds);
   l.kind = it->second;
   l.in = in;
 
   const std::vector<std::string> keys = allowed_keys(l.kind);
   for (const auto& [key, value] : layer.items()) {
     (void)value;
-    if (key == "type" || key == "tensors") continue;
+    if (key == "type" || key == "tensors" || key == "id" || key == "from") continue;
     if (std::find(keys.begin(), keys.end(), key) == keys.end()) ctx.fail("unknown key \"" + key + "\"");
   }
   if (layer.contains("bias")) {
@@ -287,6 +308,30 @@ LayerSpec resolve_layer(size_t index, const json& layer, const Shape& in) {
       break;
     }
     case LayerKind::kSwish: l.out = in; break;
+    case LayerKind::kAdd:
+      if (skip != in)
+        ctx.fail("adds a " + skip.str() + " skip to a " + in.str() + " input; the shapes must match");
+      l.out = in;
+      break;
+    case LayerKind::kUpsample:
+    case LayerKind::kSpaceToDepth:
+    case LayerKind::kDepthToSpace: {
+      if (layer.contains("factor")) l.factor = positive_int(ctx, layer["factor"], "factor", 16);
+      const int f = l.factor;
+      if (l.kind == LayerKind::kUpsample) {
+        l.out = {in.c, in.h * f, in.w * f};
+      } else if (l.kind == LayerKind::kSpaceToDepth) {
+        if (in.h % f || in.w % f)
+          ctx.fail("input " + in.str() + " is not divisible into " + std::to_string(f) + "x" +
+                   std::to_string(f) + " blocks");
+        l.out = {in.c * f * f, in.h / f, in.w / f};
+      } else {
+        if (in.c % (f * f))
+          ctx.fail("input " + in.str() + " has channels not divisible by " + std::to_string(f * f));
+        l.out = {in.c / (f * f), in.h * f, in.w * f};
+      }
+      break;
+    }
     case LayerKind::kFlatten:
       // The incoming shape is already bounded by kMaxActivation, so its size fits an int.
       l.out = {int(in.size()), 1, 1};
@@ -358,23 +403,62 @@ Architecture resolve_architecture(const Shape& input, const json& layers) {
                 std::to_string(kMaxLayers));
   Architecture a;
   a.input = input;
-  Shape cur = input;
   std::set<std::string> names;
+  std::map<std::string, int> ids = {{"input", kNetworkInput}};
   for (size_t i = 0; i < layers.size(); ++i) {
-    a.layers.push_back(resolve_layer(i, layers[i], cur));
+    const json& lj = layers[i];
+    // Graph edges by name, to earlier layers only.
+    auto ref = [&](const char* key) {
+      const json& v = lj[key];
+      if (!v.is_string())
+        throw Error("layer " + std::to_string(i) + ": \"" + key + "\" must name an earlier layer's "
+                    "\"id\" (or \"input\"), got " + v.dump());
+      auto it = ids.find(v.get<std::string>());
+      if (it == ids.end())
+        throw Error("layer " + std::to_string(i) + ": \"" + key + "\" names \"" +
+                    v.get<std::string>() + "\", which is not the id of an earlier layer");
+      return it->second;
+    };
+    const bool obj = lj.is_object();
+    const int from = obj && lj.contains("from") ? ref("from") : int(i) - 1;
+    int skip = kNetworkInput;
+    const bool is_add = obj && lj.contains("type") && lj["type"] == "add";
+    if (is_add) {
+      if (!lj.contains("skip"))
+        throw Error("layer " + std::to_string(i) + " (add): missing \"skip\" (the id of the layer "
+                    "whose output is added)");
+      skip = ref("skip");
+    }
+    auto shape_of = [&](int k) { return k == kNetworkInput ? input : a.layers[size_t(k)].out; };
+    LayerSpec l = resolve_layer(i, lj, shape_of(from), shape_of(skip));
+    l.from = from;
+    l.skip = skip;
+    if (obj && lj.contains("id")) {
+      const json& v = lj["id"];
+      if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > 64)
+        throw Error("layer " + std::to_string(i) + ": \"id\" must be a name of 1 to 64 characters");
+      l.id = v.get<std::string>();
+      if (!ids.emplace(l.id, int(i)).second)
+        throw Error("layer " + std::to_string(i) + ": id \"" + l.id + "\" is used twice (or is "
+                    "the reserved \"input\")");
+    }
+    a.layers.push_back(std::move(l));
     for (const TensorRef& t : a.layers.back().tensors)
       if (!names.insert(t.name).second)
         throw Error("layer " + std::to_string(i) + ": tensor name '" + t.name +
                     "' is used by two layers");
-    cur = a.layers.back().out;
   }
   return a;
 }
 
 json Architecture::layers_json() const {
   json out = json::array();
-  for (const LayerSpec& l : layers) {
+  auto name_of = [&](int k) { return k == kNetworkInput ? std::string("input") : layers[size_t(k)].id; };
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerSpec& l = layers[i];
     json j = {{"type", layer_kind_name(l.kind)}};
+    if (!l.id.empty()) j["id"] = l.id;
+    if (l.from != int(i) - 1) j["from"] = name_of(l.from);
     switch (l.kind) {
       case LayerKind::kConv2d:
         j["in_channels"] = l.in.c;
@@ -397,6 +481,10 @@ json Architecture::layers_json() const {
         break;
       case LayerKind::kAffine: j["channels"] = l.in.c; break;
       case LayerKind::kLeakyRelu: j["slope"] = json_float(l.slope); break;
+      case LayerKind::kAdd: j["skip"] = name_of(l.skip); break;
+      case LayerKind::kUpsample:
+      case LayerKind::kSpaceToDepth:
+      case LayerKind::kDepthToSpace: j["factor"] = l.factor; break;
       case LayerKind::kSwish:
       case LayerKind::kFlatten: break;
     }
@@ -408,6 +496,18 @@ json Architecture::layers_json() const {
     out.push_back(j);
   }
   return out;
+}
+
+Shape layers_input(const Shape& image, const EnergyForm& f) {
+  Shape s = image;
+  if (f.denoiser && f.noise_plane) ++s.c;
+  return s;
+}
+
+Shape image_shape(const Architecture& arch, const EnergyForm& f) {
+  Shape s = arch.input;
+  if (f.denoiser && f.noise_plane) --s.c;
+  return s;
 }
 
 std::string presets_dir() {
@@ -436,7 +536,8 @@ Preset parse_preset(const json& j, const std::string& origin) {
     Preset p;
     p.name = j["name"].get<std::string>();
     p.description = j.value("description", "");
-    p.arch = resolve_architecture(parse_input_shape(j["input"]), j["layers"]);
+    if (j.contains("energy")) p.energy = parse_energy_form(j["energy"]);
+    p.arch = resolve_architecture(layers_input(parse_input_shape(j["input"]), p.energy), j["layers"]);
     p.sampler = j.value("sampler", json());
     p.train = j.value("train", json());
     return p;

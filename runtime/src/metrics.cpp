@@ -151,4 +151,25 @@ FamilyMix family_mix(const float* logits, const std::vector<std::string>& labels
   return m;
 }
 
+DarkPixels isolated_dark_pixels(const float* images, int n, int h, int w) {
+  DarkPixels r;
+  for (int b = 0; b < n; ++b) {
+    const float* x = images + size_t(b) * size_t(h) * size_t(w);
+    for (int i = 0; i < h; ++i)
+      for (int j = 0; j < w; ++j) {
+        if (!(x[size_t(i) * w + j] < 0.0f)) continue;
+        ++r.dark;
+        int neighbours = 0;
+        for (int di = -1; di <= 1; ++di)
+          for (int dj = -1; dj <= 1; ++dj) {
+            const int y = i + di, z = j + dj;
+            if ((di || dj) && y >= 0 && y < h && z >= 0 && z < w && x[size_t(y) * w + z] < 0.0f)
+              ++neighbours;
+          }
+        r.isolated += neighbours <= 1;
+      }
+  }
+  return r;
+}
+
 }  // namespace ebm

@@ -20,6 +20,7 @@ constexpr const char* kInput = "ebm.input";
 constexpr const char* kLayers = "ebm.layers";
 constexpr const char* kSampler = "ebm.sampler";
 constexpr const char* kCard = "ebm.card";
+constexpr const char* kEnergy = "ebm.energy";
 }  // namespace meta
 
 const char* model_kind_name(ModelKind k) {
@@ -32,14 +33,51 @@ const Tensor& Model::tensor(const std::string& name) const {
   throw Error("model has no tensor '" + name + "'");
 }
 
+Shape Model::image_shape() const { return ebm::image_shape(arch, energy); }
+
+json energy_form_json(const EnergyForm& f) {
+  if (!f.denoiser) return {{"form", "scalar"}};
+  return {{"form", "denoiser"}, {"sigma_data", json_float(f.sigma_data)}, {"noise_plane", f.noise_plane}};
+}
+
+EnergyForm parse_energy_form(const json& j) {
+  if (!j.is_object()) throw Error("metadata \"ebm.energy\" must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (key != "form" && key != "sigma_data" && key != "noise_plane")
+      throw Error("metadata \"ebm.energy\": unknown key \"" + key + "\" (known: form, sigma_data, noise_plane)");
+  }
+  EnergyForm f;
+  const std::string form = j.contains("form") && j["form"].is_string() ? j["form"].get<std::string>() : "";
+  if (form == "scalar") return f;
+  if (form != "denoiser")
+    throw Error("metadata \"ebm.energy\": \"form\" must be \"denoiser\" or \"scalar\", got " +
+                (j.contains("form") ? j["form"].dump() : std::string("nothing")));
+  f.denoiser = true;
+  if (j.contains("sigma_data")) {
+    const json& v = j["sigma_data"];
+    const double d = v.is_number() ? v.get<double>() : NAN;
+    if (!(d >= 1e-3 && d <= 1e3))
+      throw Error("metadata \"ebm.energy\": \"sigma_data\" must be a number in [0.001, 1000], got " + v.dump());
+    f.sigma_data = float(d);
+  }
+  if (j.contains("noise_plane")) {
+    if (!j["noise_plane"].is_boolean())
+      throw Error("metadata \"ebm.energy\": \"noise_plane\" must be true or false");
+    f.noise_plane = j["noise_plane"].get<bool>();
+  }
+  return f;
+}
+
 json Model::describe() const {
   json j = {{"kind", model_kind_name(kind)},
-            {"input", input_shape_json(arch.input)},
+            {"input", input_shape_json(image_shape())},
             {"parameters", arch.parameter_count()},
             {"layers", arch.layers.size()},
             {"sampler", sampler_params_json(sampler)},
             {"card", card}};
   if (kind == ModelKind::kClassifier) j["labels"] = labels;
+  if (energy.denoiser) j["energy"] = energy_form_json(energy);
   return j;
 }
 
@@ -63,10 +101,29 @@ const std::string& required(const std::map<std::string, std::string>& m, const c
 void validate_model(const Model& m) {
   if (m.arch.layers.empty()) throw Error("model has no layers");
   const Shape out = m.arch.output();
-  if (out.h != 1 || out.w != 1)
+  std::set<std::string> needed;
+  if (m.energy.denoiser) {
+    if (m.kind != ModelKind::kEnergy) throw Error("a classifier cannot have a denoiser energy");
+    const Shape image = m.image_shape();
+    if (image.c < 1) throw Error("a denoiser with a noise plane needs at least 2 input channels");
+    if (out != image)
+      throw Error("a denoiser's layers must output the image shape " + image.str() + ", these output " +
+                  out.str());
+    const Tensor* mean = nullptr;
+    for (const Tensor& c : m.tensors)
+      if (c.name == kEnergyMeanTensor) mean = &c;
+    const std::vector<int64_t> want = {image.c, image.h, image.w};
+    if (!mean) throw Error(std::string("a denoiser needs tensor '") + kEnergyMeanTensor + "' with shape " + shape_str(want));
+    if (mean->shape != want || int64_t(mean->data.size()) != mean->numel())
+      throw Error(std::string("tensor '") + kEnergyMeanTensor + "' has shape " + shape_str(mean->shape) +
+                  " but the image is " + shape_str(want));
+    for (float v : mean->data)
+      if (!std::isfinite(v)) throw Error(std::string("tensor '") + kEnergyMeanTensor + "' holds a non-finite value");
+    needed.insert(kEnergyMeanTensor);
+  } else if (out.h != 1 || out.w != 1)
     throw Error("the last layer outputs " + out.str() + "; a model must end in a flat vector "
                 "(add flatten and dense layers)");
-  if (m.kind == ModelKind::kEnergy && out.c != 1)
+  if (m.kind == ModelKind::kEnergy && !m.energy.denoiser && out.c != 1)
     throw Error("an energy model must output one number per image, this one outputs " +
                 std::to_string(out.c) + " (or set ebm.kind to \"classifier\" with labels)");
   if (m.kind == ModelKind::kClassifier) {
@@ -81,7 +138,6 @@ void validate_model(const Model& m) {
       throw Error("a classifier must end in a dense layer (its input is the feature vector)");
   }
 
-  std::set<std::string> needed;
   for (size_t i = 0; i < m.arch.layers.size(); ++i) {
     for (const TensorRef& ref : m.arch.layers[i].tensors) {
       needed.insert(ref.name);
@@ -118,11 +174,19 @@ Model parse_model(const uint8_t* bytes, size_t size) {
   const auto& md = file.metadata;
   const std::string& format =
       required(md, meta::kFormat, "not a bridge-ebm model file, or written by another tool");
-  if (format != kModelFormatVersion)
+  if (format != kModelFormatVersion && format != kModelFormatDenoiser)
     throw Error("model format version \"" + format + "\" is not supported: this runtime reads "
-                "version \"" + kModelFormatVersion + "\" (update bridge-ebm, or re-export the model)");
+                "versions \"" + kModelFormatVersion + "\" and \"" + kModelFormatDenoiser +
+                "\" (update bridge-ebm, or re-export the model)");
 
   Model m;
+  if (format == kModelFormatDenoiser) {
+    m.energy = parse_energy_form(parse_json_text(
+        required(md, meta::kEnergy, "format 2 describes its energy there"), "metadata \"ebm.energy\""));
+    if (!m.energy.denoiser) throw Error("a format \"2\" model must have a denoiser energy");
+  } else if (md.count(meta::kEnergy)) {
+    throw Error("metadata \"ebm.energy\" needs format \"2\", the file says \"1\"");
+  }
   const std::string& kind = required(md, meta::kKind, "\"energy\" or \"classifier\"");
   if (kind == "energy") {
     m.kind = ModelKind::kEnergy;
@@ -140,9 +204,11 @@ Model parse_model(const uint8_t* bytes, size_t size) {
   }
 
   try {
-    const Shape input = parse_input_shape(
+    Shape input = parse_input_shape(
         parse_json_text(required(md, meta::kInput, "{\"channels\":C,\"height\":H,\"width\":W}"),
                         "metadata \"ebm.input\""));
+    if (input.c >= kMaxChannels) throw Error("input has too many channels");
+    input = layers_input(input, m.energy);  // the layers also read a noise plane
     m.arch = resolve_architecture(
         input, parse_json_text(required(md, meta::kLayers, "the layer list"), "metadata \"ebm.layers\""));
   } catch (const Error& e) {
@@ -171,14 +237,20 @@ Model load_model(const std::string& path) {
 std::vector<uint8_t> serialize_model(const Model& m, DType dtype) {
   validate_model(m);
   TensorFile file;
-  file.metadata[meta::kFormat] = kModelFormatVersion;
+  file.metadata[meta::kFormat] = m.energy.denoiser ? kModelFormatDenoiser : kModelFormatVersion;
+  if (m.energy.denoiser) file.metadata[meta::kEnergy] = energy_form_json(m.energy).dump();
   file.metadata[meta::kKind] = model_kind_name(m.kind);
   if (m.kind == ModelKind::kClassifier) file.metadata[meta::kLabels] = json(m.labels).dump();
-  file.metadata[meta::kInput] = input_shape_json(m.arch.input).dump();
+  file.metadata[meta::kInput] = input_shape_json(m.image_shape()).dump();
   file.metadata[meta::kLayers] = m.arch.layers_json().dump();
   file.metadata[meta::kSampler] = sampler_params_json(m.sampler).dump();
   file.metadata[meta::kCard] = m.card.dump();
   // Tensors in layer order, so the file reads top to bottom like the network.
+  if (m.energy.denoiser) {
+    Tensor t = m.tensor(kEnergyMeanTensor);
+    t.stored = dtype;
+    file.tensors.push_back(std::move(t));
+  }
   for (const LayerSpec& l : m.arch.layers)
     for (const TensorRef& ref : l.tensors) {
       Tensor t = m.tensor(ref.name);
@@ -270,6 +342,8 @@ Model fold_normalization(const Model& m) {
   validate_model(m);
   Model out;
   out.kind = m.kind;
+  out.energy = m.energy;
+  if (m.energy.denoiser) out.tensors.push_back(m.tensor(kEnergyMeanTensor));
   out.labels = m.labels;
   out.sampler = m.sampler;
   out.card = m.card;
@@ -282,9 +356,12 @@ Model fold_normalization(const Model& m) {
     json lj = explicit_layers[i];
     lj.erase("tensors");
     const bool linear = l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDense;
+    // Folding is only exact when the normalisation reads this layer and nothing else does.
     const bool norm_next = i + 1 < L.size() && (L[i + 1].kind == LayerKind::kBatchNorm ||
-                                                L[i + 1].kind == LayerKind::kAffine);
+                                                L[i + 1].kind == LayerKind::kAffine) &&
+                           L[i + 1].from == int(i) && l.id.empty();
     if (linear && norm_next) {
+      if (!L[i + 1].id.empty()) lj["id"] = L[i + 1].id;
       std::vector<double> s, t;
       scale_shift(m, L[i + 1], &s, &t);
       const TensorRef& wref = *l.tensor("weight");
@@ -304,7 +381,10 @@ Model fold_normalization(const Model& m) {
     } else if (l.kind == LayerKind::kBatchNorm) {
       std::vector<double> s, t;
       scale_shift(m, l, &s, &t);
-      lj = {{"type", "affine"}, {"channels", l.in.c}};
+      for (auto it = lj.begin(); it != lj.end();)
+        it = it.key() == "id" || it.key() == "from" ? std::next(it) : lj.erase(it);
+      lj["type"] = "affine";
+      lj["channels"] = l.in.c;
       out.tensors.push_back(make_tensor(prefix + "scale", {int64_t(s.size())},
                                         std::vector<float>(s.begin(), s.end())));
       out.tensors.push_back(make_tensor(prefix + "shift", {int64_t(t.size())},

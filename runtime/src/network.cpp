@@ -1,6 +1,7 @@
 #include "ebm/network.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "ebm/error.h"
@@ -12,6 +13,9 @@ Network::Network(const Model& model) {
   kind_ = folded.kind;
   labels_ = folded.labels;
   arch_ = folded.arch;
+  image_ = folded.image_shape();
+  energy_ = folded.energy;
+  if (energy_.denoiser) mean_ = folded.tensor(kEnergyMeanTensor).data;
   sampler_ = folded.sampler;
   card_ = folded.card;
   for (const LayerSpec& l : arch_.layers) layers_.push_back(make_layer(l, folded));
@@ -39,48 +43,135 @@ void Network::reserve(Workspace& ws, int n) const {
     widest = std::max(widest, size_t(l->spec().out.size()));
     scratch = std::max(scratch, l->scratch_floats(n));
   }
+  // A chain needs two gradient slots used in turn (layer i reads one and writes the other); a
+  // graph keeps one per layer, since a gradient may gather contributions from several readers.
+  const bool graph = arch_.is_graph();
+  ws.grad_offset.clear();
+  for (size_t i = 0; i < layers_.size(); ++i)
+    ws.grad_offset.push_back(graph ? ws.act_offset[i] : (layers_.size() - 1 - i) % 2 * n * widest);
   ws.acts.assign(total, 0.0f);
-  ws.grad_a.assign(size_t(n) * widest, 0.0f);
-  ws.grad_b.assign(size_t(n) * widest, 0.0f);
+  ws.written.reserve(layers_.size() + 1);
+  ws.grads.assign(graph ? total : 2 * size_t(n) * widest, 0.0f);
+  ws.tmp.assign(graph ? size_t(n) * widest : 0, 0.0f);
   ws.scratch.assign(std::max<size_t>(scratch, 1), 0.0f);
+  if (energy_.denoiser) {
+    ws.input.assign(size_t(n) * size_t(arch_.input.size()), 0.0f);
+    ws.input_grad.assign(ws.input.size(), 0.0f);
+  }
   ws.capacity = n;
+}
+
+const float* Network::output_of(const Workspace& ws, const float* x, int k) const {
+  return k == kNetworkInput ? x : ws.acts.data() + ws.act_offset[size_t(k)];
 }
 
 void Network::forward(Workspace& ws, const float* x, int n, size_t count) const {
   if (n < 1) throw Error("batch size must be at least 1, got " + std::to_string(n));
   reserve(ws, n);
-  const float* cur = x;
   for (size_t i = 0; i < count; ++i) {
+    const LayerSpec& s = layers_[i]->spec();
     float* out = ws.acts.data() + ws.act_offset[i];
-    layers_[i]->forward(cur, out, n, ws.scratch.data());
-    cur = out;
+    layers_[i]->forward(output_of(ws, x, s.from), out, n, ws.scratch.data());
+    if (s.kind == LayerKind::kAdd) {
+      const float* skip = output_of(ws, x, s.skip);
+      const size_t len = size_t(n) * size_t(s.out.size());
+      for (size_t k = 0; k < len; ++k) out[k] += skip[k];
+    }
   }
 }
 
-void Network::energy(Workspace& ws, const float* x, int n, float* e) const {
+void Network::backward(Workspace& ws, const float* x, int n, float* grad) const {
+  // Walk back from the last layer. The first contribution to a gradient is written in place,
+  // later ones (a layer read twice, an add's skip) go through ws.tmp and are added: a plain chain
+  // therefore computes exactly what a chain-only backward pass would.
+  const size_t count = layers_.size();
+  std::vector<char>& written = ws.written;  // [count]: the input's gradient
+  written.assign(count + 1, 0);             // sized once by reserve(): no allocation
+  written[count - 1] = 1;
+  auto deliver = [&](int k, size_t len, const auto& write) {
+    float* target = k == kNetworkInput ? grad : ws.grads.data() + ws.grad_offset[size_t(k)];
+    char& done = written[k == kNetworkInput ? count : size_t(k)];
+    if (!done) {
+      write(target);
+      done = 1;
+      return;
+    }
+    write(ws.tmp.data());
+    for (size_t j = 0; j < len; ++j) target[j] += ws.tmp[j];
+  };
+  for (size_t i = count; i-- > 0;) {
+    if (!written[i]) continue;  // nothing reads this layer: its gradient is zero
+    const LayerSpec& s = layers_[i]->spec();
+    const float* dy = ws.grads.data() + ws.grad_offset[i];
+    const float* out = ws.acts.data() + ws.act_offset[i];
+    const size_t in_len = size_t(n) * size_t(s.in.size());
+    deliver(s.from, in_len, [&](float* dx) {
+      layers_[i]->backward_input(output_of(ws, x, s.from), out, dy, dx, n, ws.scratch.data());
+    });
+    if (s.kind == LayerKind::kAdd)
+      deliver(s.skip, in_len, [&](float* dx) { std::memcpy(dx, dy, sizeof(float) * in_len); });
+  }
+  if (!written[count]) std::fill(grad, grad + size_t(n) * size_t(arch_.input.size()), 0.0f);
+}
+
+void Network::denoiser_energy(Workspace& ws, const float* x, int n, float sigma, float* e,
+                              float* grad) const {
+  if (!(sigma > 0.0f) || !std::isfinite(sigma))
+    throw Error("this model's energy is noise-conditional: give a noise level sigma > 0, got " +
+                std::to_string(sigma));
+  reserve(ws, n);
+  const double s2 = double(sigma) * sigma + double(energy_.sigma_data) * energy_.sigma_data;
+  const float c_in = float(1.0 / std::sqrt(s2)), c_out = energy_.sigma_data,
+              inv_s2 = float(1.0 / (double(sigma) * sigma)), plane = std::log(sigma) / 4.0f;
+  const size_t d = size_t(image_.size()), din = size_t(arch_.input.size());
+  for (int b = 0; b < n; ++b) {
+    float* v = ws.input.data() + size_t(b) * din;
+    const float* xb = x + size_t(b) * d;
+    for (size_t k = 0; k < d; ++k) v[k] = c_in * (xb[k] - mean_[k]);
+    std::fill(v + d, v + din, plane);
+  }
+  forward(ws, ws.input.data(), n, layers_.size());
+  // r = x - D = (x - mean) - c_out F; E = |r|^2 / (2 sigma^2); dE/dF = -c_out r / sigma^2. r is kept
+  // in the last layer's gradient slot, scaled into dE/dF once E is summed.
+  const float* f = ws.acts.data() + ws.act_offset.back();
+  float* g = ws.grads.data() + ws.grad_offset.back();
+  for (int b = 0; b < n; ++b) {
+    double sum = 0;
+    for (size_t k = b * d; k < (b + 1) * d; ++k) {
+      const float r = (x[k] - mean_[k % d]) - c_out * f[k];
+      g[k] = r;
+      sum += double(r) * r;
+    }
+    e[b] = float(0.5 * sum * inv_s2);
+  }
+  if (!grad) return;
+  // dE/dx = r / sigma^2 + c_in dE/dv (the image channels of v).
+  for (size_t k = 0; k < size_t(n) * d; ++k) {
+    grad[k] = inv_s2 * g[k];
+    g[k] *= -c_out * inv_s2;
+  }
+  backward(ws, ws.input.data(), n, ws.input_grad.data());
+  for (int b = 0; b < n; ++b)
+    for (size_t k = 0; k < d; ++k) grad[size_t(b) * d + k] += c_in * ws.input_grad[size_t(b) * din + k];
+}
+
+void Network::energy(Workspace& ws, const float* x, int n, float* e, float sigma) const {
   if (kind_ != ModelKind::kEnergy) throw Error("energy() needs an energy model; this is a classifier");
+  if (energy_.denoiser) return denoiser_energy(ws, x, n, sigma, e, nullptr);
   forward(ws, x, n, layers_.size());
   std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
 }
 
-void Network::energy_and_input_grad(Workspace& ws, const float* x, int n, float* e,
-                                    float* grad) const {
+void Network::energy_and_input_grad(Workspace& ws, const float* x, int n, float* e, float* grad,
+                                    float sigma) const {
   if (kind_ != ModelKind::kEnergy)
     throw Error("energy_and_input_grad() needs an energy model; this is a classifier");
+  if (energy_.denoiser) return denoiser_energy(ws, x, n, sigma, e, grad);
   forward(ws, x, n, layers_.size());
   std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
-  // dE/d(output) = 1 for every image; walk back, ping-ponging between two buffers, and write the
-  // last step (the first layer) straight into `grad`.
-  float* dy = ws.grad_a.data();
-  float* dx = ws.grad_b.data();
-  std::fill(dy, dy + n, 1.0f);
-  for (size_t i = layers_.size(); i-- > 0;) {
-    const float* in = i == 0 ? x : ws.acts.data() + ws.act_offset[i - 1];
-    const float* out = ws.acts.data() + ws.act_offset[i];
-    float* target = i == 0 ? grad : dx;
-    layers_[i]->backward_input(in, out, dy, target, n, ws.scratch.data());
-    std::swap(dy, dx);
-  }
+  float* dy = ws.grads.data() + ws.grad_offset.back();
+  std::fill(dy, dy + n, 1.0f);  // dE/d(output) = 1 for every image
+  backward(ws, x, n, grad);
 }
 
 void Network::logits(Workspace& ws, const float* x, int n, float* out) const {

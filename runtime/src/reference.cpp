@@ -103,17 +103,77 @@ std::vector<T> reference_layer_forward(const LayerSpec& l, const Model& m, const
             }
       break;
     }
-    case LayerKind::kFlatten: y = x; break;
+    case LayerKind::kFlatten:
+    case LayerKind::kAdd:  // the skip operand is added by reference_forward
+      y = x;
+      break;
+    case LayerKind::kUpsample:
+      for (int b = 0; b < n; ++b)
+        for (int c = 0; c < out.c; ++c)
+          for (int h = 0; h < out.h; ++h)
+            for (int w = 0; w < out.w; ++w) Y(b, c, h, w) = X(b, c, h / l.factor, w / l.factor);
+      break;
+    case LayerKind::kSpaceToDepth: {
+      const int f = l.factor;
+      for (int b = 0; b < n; ++b)
+        for (int c = 0; c < out.c; ++c)
+          for (int h = 0; h < out.h; ++h)
+            for (int w = 0; w < out.w; ++w) {
+              const int ch = c / (f * f), a = c / f % f, e = c % f;
+              Y(b, c, h, w) = X(b, ch, h * f + a, w * f + e);
+            }
+      break;
+    }
+    case LayerKind::kDepthToSpace: {
+      const int f = l.factor;
+      for (int b = 0; b < n; ++b)
+        for (int c = 0; c < out.c; ++c)
+          for (int h = 0; h < out.h; ++h)
+            for (int w = 0; w < out.w; ++w)
+              Y(b, c, h, w) = X(b, c * f * f + h % f * f + w % f, h / f, w / f);
+      break;
+    }
   }
   return y;
 }
 
 template <class T>
 std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n) {
-  std::vector<T> cur = x;
-  for (const LayerSpec& l : m.arch.layers) cur = reference_layer_forward(l, m, cur, n);
-  return cur;
+  std::vector<std::vector<T>> outs;
+  auto output_of = [&](int k) -> const std::vector<T>& { return k == kNetworkInput ? x : outs[size_t(k)]; };
+  for (const LayerSpec& l : m.arch.layers) {
+    std::vector<T> y = reference_layer_forward(l, m, output_of(l.from), n);
+    if (l.kind == LayerKind::kAdd) {
+      const std::vector<T>& s = output_of(l.skip);
+      for (size_t i = 0; i < y.size(); ++i) y[i] += s[i];
+    }
+    outs.push_back(std::move(y));
+  }
+  return outs.back();
 }
+
+template <class T>
+std::vector<T> reference_denoiser_energy(const Model& m, const std::vector<T>& x, int n, T sigma) {
+  const Shape image = m.image_shape();
+  const size_t d = size_t(image.size()), din = size_t(m.arch.input.size());
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  const T sd = T(m.energy.sigma_data), c_in = T(1) / std::sqrt(sigma * sigma + sd * sd);
+  std::vector<T> v(size_t(n) * din);
+  for (int b = 0; b < n; ++b)
+    for (size_t k = 0; k < din; ++k)
+      v[size_t(b) * din + k] = k < d ? c_in * (x[size_t(b) * d + k] - T(mean[k])) : std::log(sigma) / T(4);
+  const std::vector<T> f = reference_forward(m, v, n);
+  std::vector<T> e(size_t(n), T(0));
+  for (int b = 0; b < n; ++b)
+    for (size_t k = 0; k < d; ++k) {
+      const T r = x[size_t(b) * d + k] - T(mean[k]) - sd * f[size_t(b) * d + k];
+      e[size_t(b)] += r * r / (T(2) * sigma * sigma);
+    }
+  return e;
+}
+
+template std::vector<float> reference_denoiser_energy(const Model&, const std::vector<float>&, int, float);
+template std::vector<double> reference_denoiser_energy(const Model&, const std::vector<double>&, int, double);
 
 template std::vector<float> reference_layer_forward(const LayerSpec&, const Model&,
                                                     const std::vector<float>&, int);

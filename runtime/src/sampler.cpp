@@ -12,6 +12,27 @@ LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params
     : net_(net), pool_(threads), workspaces_(size_t(pool_.size())), params_(params), seed_(seed) {
   if (net.kind() != ModelKind::kEnergy)
     throw Error("Langevin sampling needs an energy model; this model is a classifier");
+  if (params.form == SamplerForm::kAnnealed && !net.noise_conditional())
+    throw Error("the annealed sampler needs a noise-conditional model; this model's energy has no "
+                "noise level (use the paper or textbook form)");
+}
+
+int LangevinSampler::level_of(int k) const {
+  const int walk = std::max(params_.steps - 1, 1);  // steps before the denoising one
+  return std::min(int(int64_t(k) * params_.levels / walk), params_.levels - 1);
+}
+
+float LangevinSampler::sigma_of_level(int level) const {
+  if (params_.levels <= 1) return params_.sigma_min;
+  const double t = double(level) / double(params_.levels - 1);
+  return float(params_.sigma_max * std::pow(double(params_.sigma_min) / params_.sigma_max, t));
+}
+
+float LangevinSampler::current_sigma() const {
+  if (params_.form != SamplerForm::kAnnealed) return params_.sigma_min;
+  if (done_ == 0) return params_.sigma_max;
+  if (done_ >= params_.steps) return params_.sigma_min;
+  return sigma_of_level(level_of(done_ - 1));
 }
 
 void LangevinSampler::for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn) {
@@ -24,8 +45,9 @@ void LangevinSampler::for_each_group(const std::function<void(Network::Workspace
 
 void LangevinSampler::compute_energies(float* e) {
   const size_t d = size_t(net_.input_size());
+  const float sigma = current_sigma();
   for_each_group([&](Network::Workspace& ws, int b0, int nb) {
-    net_.energy(ws, x_.data() + size_t(b0) * d, nb, e + b0);
+    net_.energy(ws, x_.data() + size_t(b0) * d, nb, e + b0, sigma);
   });
 }
 
@@ -48,6 +70,17 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
 void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
   begin(count, first_chain);
   const Shape s = net_.input_shape();
+  if (params_.form == SamplerForm::kAnnealed) {
+    const size_t d = size_t(s.size());
+    const std::vector<float>& mean = net_.mean_image();
+    for (int i = 0; i < count; ++i) {
+      float* x = x_.data() + size_t(i) * d;
+      rngs_[size_t(i)].fill_normal(x, d);
+      for (size_t k = 0; k < d; ++k) x[k] = mean[k] + params_.sigma_max * x[k];
+    }
+    compute_energies(e_.data());
+    return;
+  }
   const size_t plane = size_t(s.h) * size_t(s.w);
   std::vector<float> corners;
   for (int i = 0; i < count; ++i)
@@ -83,6 +116,11 @@ void LangevinSampler::step() {
   if (count_ == 0) throw Error("the sampler has no chains; call a start_* method first");
   const size_t d = size_t(net_.input_size());
   const SamplerParams p = params_;
+  if (p.form == SamplerForm::kAnnealed) {
+    annealed_step();
+    return;
+  }
+  const float sigma = current_sigma();  // for a noise-conditional model under the other forms
   for_each_group([&](Network::Workspace& ws, int b0, int nb) {
     for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
@@ -91,15 +129,39 @@ void LangevinSampler::step() {
     const float* g = grad_.data();
     if (p.form == SamplerForm::kPaper) {
       for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] + p.noise * z[k], -1.0f, 1.0f);
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo);
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
       for (size_t k = lo; k < hi; ++k)
         x[k] = std::clamp(x[k] - p.step_size * std::clamp(g[k], -p.grad_clip, p.grad_clip), -1.0f, 1.0f);
     } else {
       const float half_eps = 0.5f * p.eps, root_eps = std::sqrt(p.eps);
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo);
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
       for (size_t k = lo; k < hi; ++k)
         x[k] = std::clamp(x[k] - half_eps * g[k] + root_eps * z[k], -1.0f, 1.0f);
     }
+  });
+  ++done_;
+}
+
+void LangevinSampler::annealed_step() {
+  const size_t d = size_t(net_.input_size());
+  const SamplerParams& p = params_;
+  const bool last = done_ + 1 >= p.steps;
+  const float sigma = last ? p.sigma_min : sigma_of_level(level_of(done_));
+  const double a = double(p.eps) * sigma * sigma / (double(p.sigma_min) * p.sigma_min);
+  const float half_a = float(0.5 * a), root_a = float(std::sqrt(a));
+  const float jump = p.sigma_min * p.sigma_min;
+  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+    const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
+    float* x = x_.data();
+    const float* g = grad_.data();
+    net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+    if (last) {
+      for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - jump * g[k], -1.0f, 1.0f);
+      return;
+    }
+    for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+    const float* z = noise_.data();
+    for (size_t k = lo; k < hi; ++k) x[k] = x[k] - half_a * g[k] + root_a * z[k];
   });
   ++done_;
 }
@@ -111,6 +173,11 @@ SamplerProgress LangevinSampler::progress(int total) const {
   p.count = count_;
   p.images = x_.data();
   p.energies = e_.data();
+  if (params_.form == SamplerForm::kAnnealed) {
+    p.sigma = current_sigma();
+    p.levels = params_.levels;
+    p.level = done_ == 0 ? 0 : done_ >= params_.steps ? params_.levels - 1 : level_of(done_ - 1);
+  }
   return p;
 }
 

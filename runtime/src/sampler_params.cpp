@@ -10,15 +10,32 @@ namespace ebm {
 using nlohmann::json;
 
 const char* sampler_form_name(SamplerForm f) {
-  return f == SamplerForm::kTextbook ? "textbook" : "paper";
+  switch (f) {
+    case SamplerForm::kTextbook: return "textbook";
+    case SamplerForm::kAnnealed: return "annealed";
+    case SamplerForm::kPaper: break;
+  }
+  return "paper";
 }
 
 SamplerForm parse_sampler_form(const std::string& name) {
   if (name == "paper") return SamplerForm::kPaper;
   if (name == "textbook") return SamplerForm::kTextbook;
+  if (name == "annealed") return SamplerForm::kAnnealed;
   throw Error("unknown sampler form '" + name +
-              "' (use \"paper\": noise, clipped gradient step, clip; or \"textbook\": "
-              "x - eps/2 dE/dx + sqrt(eps) N(0,1))");
+              "' (use \"paper\": noise, clipped gradient step, clip; \"textbook\": "
+              "x - eps/2 dE/dx + sqrt(eps) N(0,1); or \"annealed\": Langevin over falling noise "
+              "levels, for noise-conditional models)");
+}
+
+SamplerParams default_sampler_params(SamplerForm f) {
+  SamplerParams p;
+  p.form = f;
+  if (f == SamplerForm::kAnnealed) {
+    p.steps = 100;
+    p.eps = 5e-5f;
+  }
+  return p;
 }
 
 namespace {
@@ -38,13 +55,19 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   for (const auto& [key, value] : j.items()) {
     (void)value;
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
-        key != "grad_clip" && key != "eps" && key != "start_cell")
+        key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
+        key != "sigma_max" && key != "sigma_min")
       throw Error("unknown sampler setting \"" + key +
-                  "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell)");
+                  "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
+                  "sigma_max, sigma_min)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
-    p.form = parse_sampler_form(j["form"].get<std::string>());
+    const SamplerForm f = parse_sampler_form(j["form"].get<std::string>());
+    // A change of form starts from that form's defaults (an annealed eps is not a paper one).
+    if (f != p.form && (f == SamplerForm::kAnnealed || p.form == SamplerForm::kAnnealed))
+      p = default_sampler_params(f);
+    p.form = f;
   }
   if (j.contains("steps")) {
     const json& v = j["steps"];
@@ -65,10 +88,27 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   if (j.contains("noise")) p.noise = bounded(j, "noise", 0, 10, false);
   if (j.contains("grad_clip")) p.grad_clip = bounded(j, "grad_clip", 0, 1e6, true);
   if (j.contains("eps")) p.eps = bounded(j, "eps", 0, 10, true);
+  if (j.contains("levels")) {
+    const json& v = j["levels"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 10000)
+      throw Error("sampler \"levels\" must be an integer from 1 to 10000, got " + v.dump());
+    p.levels = int(v.get<int64_t>());
+  }
+  if (j.contains("sigma_max")) p.sigma_max = bounded(j, "sigma_max", 0, 1e4, true);
+  if (j.contains("sigma_min")) p.sigma_min = bounded(j, "sigma_min", 0, 1e4, true);
+  if (p.sigma_min > p.sigma_max)
+    throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
+                ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
   return p;
 }
 
 json sampler_params_json(const SamplerParams& p) {
+  // The annealed form's own settings only where they apply, so the other forms' JSON (in every
+  // format-1 file and listing) stays as it was.
+  if (p.form == SamplerForm::kAnnealed)
+    return {{"form", sampler_form_name(p.form)}, {"steps", p.steps},
+            {"eps", json_float(p.eps)},          {"levels", p.levels},
+            {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
   return {{"form", sampler_form_name(p.form)},
           {"steps", p.steps},
           {"step_size", json_float(p.step_size)},

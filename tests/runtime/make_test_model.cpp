@@ -33,6 +33,16 @@ int main(int argc, char** argv) {
     ebm::Model m = ebm::random_model(
         arch, seed, labels.empty() ? ebm::ModelKind::kEnergy : ebm::ModelKind::kClassifier);
     if (!labels.empty()) m.labels = labels;
+    if (p.energy.denoiser) {
+      // A noise-conditional preset: its energy form and a mean image (light, like a drawing).
+      m.energy = p.energy;
+      const ebm::Shape s = m.image_shape();
+      ebm::Tensor mean;
+      mean.name = ebm::kEnergyMeanTensor;
+      mean.shape = {s.c, s.h, s.w};
+      mean.data.assign(size_t(s.size()), 0.7f);
+      m.tensors.insert(m.tensors.begin(), std::move(mean));
+    }
     m.sampler = ebm::parse_sampler_params(p.sampler);
     m.card = {{"name", std::string(labels.empty() ? "random " : "random classifier ") + p.name},
               {"description", "random weights, for tests"}};

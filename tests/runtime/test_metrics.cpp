@@ -142,5 +142,25 @@ TEST(FamilyMix, GroupsSubtypesIntoFamiliesAndSpotsMixtures) {
   EXPECT_FALSE(family_mix(same.data(), labels).mixes(0.25));
 }
 
+TEST(Metrics, IsolatedDarkPixelsCountDotsNotStrokes) {
+  // 5x6, one channel: a horizontal stroke of 4 dark pixels, a lone dot, and a pair of diagonal
+  // neighbours (each has exactly one dark neighbour, so both count as isolated).
+  std::vector<float> x(30, 1.0f);
+  for (int j = 1; j <= 4; ++j) x[size_t(1 * 6 + j)] = -1.0f;  // stroke
+  x[size_t(3 * 6 + 0)] = -0.5f;                             // lone dot
+  x[size_t(3 * 6 + 4)] = -1.0f;                             // diagonal pair
+  x[size_t(4 * 6 + 5)] = -1.0f;
+  const DarkPixels r = isolated_dark_pixels(x.data(), 1, 5, 6);
+  EXPECT_EQ(r.dark, 7);
+  // The stroke's ends have one dark neighbour each: isolated by the definition; the middle two not.
+  EXPECT_EQ(r.isolated, 5);
+  EXPECT_DOUBLE_EQ(r.isolated_share(), 5.0 / 7.0);
+  // Two images: counts add up.
+  std::vector<float> two(x);
+  two.insert(two.end(), x.begin(), x.end());
+  EXPECT_EQ(isolated_dark_pixels(two.data(), 2, 5, 6).dark, 14);
+  EXPECT_EQ(DarkPixels{}.isolated_share(), 0.0);
+}
+
 }  // namespace
 }  // namespace ebm

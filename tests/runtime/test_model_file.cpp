@@ -94,8 +94,8 @@ TEST(ModelFileRejects, AFileWithoutFormatVersion) {
 
 TEST(ModelFileRejects, AnUnknownFormatVersion) {
   TensorFile f = file_of(small_model());
-  f.metadata["ebm.format"] = "2";
-  expect_error([&] { reparse(f); }, {"format version \"2\"", "reads version \"1\""});
+  f.metadata["ebm.format"] = "3";
+  expect_error([&] { reparse(f); }, {"format version \"3\"", "reads versions \"1\" and \"2\""});
 }
 
 TEST(ModelFileRejects, AnUnknownKind) {

@@ -83,4 +83,21 @@ inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   return out;
 }
 
+// A noise-conditional denoiser energy (architecture.h) with random weights around the given
+// layers, which read the image plus a noise plane (image channels + 1) and output the image.
+inline Model random_denoiser_model(Shape image, const nlohmann::json& layers, uint64_t seed,
+                                   float sigma_data = 0.6f) {
+  EnergyForm f;
+  f.denoiser = true;
+  f.sigma_data = sigma_data;
+  Model m = random_model(resolve_architecture(layers_input(image, f), layers), seed);
+  m.energy = f;
+  Tensor mean;
+  mean.name = kEnergyMeanTensor;
+  mean.shape = {image.c, image.h, image.w};
+  mean.data = random_inputs(size_t(image.size()), seed + 7);
+  m.tensors.insert(m.tensors.begin(), std::move(mean));
+  return m;
+}
+
 }  // namespace ebm::test

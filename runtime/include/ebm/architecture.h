@@ -19,7 +19,21 @@ struct Shape {
   std::string str() const;  // "32x24x96"
 };
 
-enum class LayerKind { kConv2d, kBatchNorm, kAffine, kSwish, kLeakyRelu, kAvgPool, kFlatten, kDense };
+enum class LayerKind {
+  kConv2d,
+  kBatchNorm,
+  kAffine,
+  kSwish,
+  kLeakyRelu,
+  kAvgPool,
+  kFlatten,
+  kDense,
+  // Graph and resampling layers (U-Net-shaped denoisers):
+  kAdd,           // y = x + the output of the layer named by "skip"
+  kUpsample,      // nearest-neighbour, by an integer factor: [C, H, W] -> [C, fH, fW]
+  kSpaceToDepth,  // PyTorch's pixel_unshuffle: [C, H, W] -> [C f^2, H/f, W/f]
+  kDepthToSpace,  // PyTorch's pixel_shuffle: [C f^2, H, W] -> [C, fH, fW]
+};
 const char* layer_kind_name(LayerKind k);
 
 struct Padding {
@@ -33,9 +47,18 @@ struct TensorRef {
   std::vector<int64_t> shape;
 };
 
+// A layer list is a small graph: each layer reads the previous layer's output unless "from"
+// names an earlier layer's "id" (or "input", the network's input); an add layer also reads the
+// layer its "skip" names. References point backwards only, so list order is evaluation order.
+constexpr int kNetworkInput = -1;
+
 struct LayerSpec {
   LayerKind kind = LayerKind::kFlatten;
   Shape in, out;
+  std::string id;                     // optional name for "from" and "skip" of later layers
+  int from = kNetworkInput;           // index of the layer read (kNetworkInput: the input)
+  int skip = kNetworkInput;           // add: index of the second operand
+  int factor = 2;                     // upsample, space_to_depth, depth_to_space
   int kernel_h = 1, kernel_w = 1;  // conv2d, avgpool
   int stride_h = 1, stride_w = 1;  // conv2d, avgpool
   Padding pad;                     // conv2d, avgpool (avgpool divides by the full window)
@@ -52,6 +75,8 @@ struct Architecture {
   std::vector<LayerSpec> layers;
 
   Shape output() const { return layers.empty() ? input : layers.back().out; }
+  // True when some layer reads anything but its predecessor (a "from" or an add).
+  bool is_graph() const;
   // Every number in every tensor, batch-norm statistics included (4 per channel), which is how
   // Keras counts the paper's Table 1.
   int64_t parameter_count() const;
@@ -73,6 +98,28 @@ nlohmann::json input_shape_json(const Shape& s);
 // tensors "layers.<i>.<role>". Throws ebm::Error naming the layer ("layer 3 (conv2d): ...").
 Architecture resolve_architecture(const Shape& input, const nlohmann::json& layers);
 
+// A noise-conditional energy around a denoiser (SPEC 1b). The layer list maps
+// v = [c_in (x - mean), and a constant plane log(sigma) / 4 when noise_plane] to F, shaped like
+// the image; D = mean + sigma_data F(v) is the denoised image and
+//   E(x, sigma) = |x - D|^2 / (2 sigma^2),   c_in = 1 / sqrt(sigma^2 + sigma_data^2)
+// so -dE/dx = (D - x) / sigma^2 plus a Jacobian term, trained to be the score of the data
+// blurred by N(0, sigma^2) (Salimans & Ho 2021's energy form). D has no skip from x on purpose:
+// with Karras et al.'s skip (D = c_skip x + ...), dE/dx shrinks like sigma at small noise and
+// the strokes never sharpen (measured: models/README.md).
+struct EnergyForm {
+  bool denoiser = false;  // false: the layers output E(x) itself (format 1)
+  float sigma_data = 0.5f;
+  bool noise_plane = true;
+};
+// The denoiser's mean image, shaped [C, H, W] like the image, is this tensor of the model.
+// The shape the layers read for images of shape `image` (one more channel for a noise plane),
+// and back.
+Shape layers_input(const Shape& image, const EnergyForm& f);
+Shape image_shape(const Architecture& arch, const EnergyForm& f);
+
+nlohmann::json energy_form_json(const EnergyForm& f);
+EnergyForm parse_energy_form(const nlohmann::json& j);  // ebm::Error names the bad key
+
 // A named architecture from models/presets/<name>.json (or any path ending in .json).
 struct Preset {
   std::string name;
@@ -80,6 +127,8 @@ struct Preset {
   Architecture arch;
   nlohmann::json sampler;  // default sampler settings for models of this preset (may be null)
   nlohmann::json train;    // trainer defaults for this preset (may be null)
+  EnergyForm energy;       // "energy" in the preset: a denoiser's form (arch.input then has
+                           // the noise plane, "input" in the JSON does not)
 };
 
 // The folder holding the presets: $EBM_PRESETS_DIR if set, else the source tree's models/presets.

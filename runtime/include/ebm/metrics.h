@@ -28,6 +28,15 @@ double frechet_distance(const Gaussian& a, const Gaussian& b);
 // -1 and +1 (about 1), blurry or grey images lower. One value per image.
 std::vector<double> sharpness(const float* images, int n, int64_t size);
 
+// Speckle: dark pixels (x < 0) with at most one dark pixel among their 8 neighbours, and all
+// dark pixels, summed over n images of h x w (one channel). Clean strokes have almost no
+// isolated dark pixels (0.09% in the bridge drawings); dithered hatching has many.
+struct DarkPixels {
+  int64_t isolated = 0, dark = 0;
+  double isolated_share() const { return dark > 0 ? double(isolated) / double(dark) : 0.0; }
+};
+DarkPixels isolated_dark_pixels(const float* images, int n, int h, int w);
+
 // For each of the nq query images, the distance to its nearest reference image: root mean square
 // pixel difference (0 = identical, 2 = opposite). If `skip_self` is set, queries and references
 // are the same set and an image is not its own neighbour.

@@ -6,6 +6,7 @@
 //   ebm.layers   the explicit layer list (see architecture.h)
 //   ebm.sampler  default sampler settings (see sampler_params.h)
 //   ebm.card     free-form JSON object: name, description, dataset, training summary, license
+//   ebm.energy   format "2" only: how the energy is built from the layers (EnergyForm below)
 #pragma once
 
 #include <cstdint>
@@ -20,12 +21,18 @@
 namespace ebm {
 
 inline constexpr const char* kModelFormatVersion = "1";
+// Noise-conditional energies (a denoiser's layer list plus "ebm.energy") need format "2"; every
+// other model is still written, and read, as format "1".
+inline constexpr const char* kModelFormatDenoiser = "2";
 
 enum class ModelKind { kEnergy, kClassifier };
 const char* model_kind_name(ModelKind k);
 
+inline constexpr const char* kEnergyMeanTensor = "energy.mean";
+
 struct Model {
   ModelKind kind = ModelKind::kEnergy;
+  EnergyForm energy;
   std::vector<std::string> labels;  // classifiers: one per output
   Architecture arch;
   SamplerParams sampler;
@@ -33,6 +40,8 @@ struct Model {
   std::vector<Tensor> tensors;  // exactly the tensors the layers use, in file order
 
   const Tensor& tensor(const std::string& name) const;  // throws if absent
+  // The images the model reads: arch.input, less the noise plane of a denoiser.
+  Shape image_shape() const;
   // A summary for listings: kind, input, labels, parameter count, sampler and card.
   nlohmann::json describe() const;
 };

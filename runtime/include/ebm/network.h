@@ -23,8 +23,12 @@ class Network {
    private:
     friend class Network;
     int capacity = 0;
-    std::vector<float> acts, grad_a, grad_b, scratch;
-    std::vector<size_t> act_offset;
+    // acts: every layer's output; grads: dL/d(output) per layer, at grad_offset (two alternating
+    // slots for a plain chain, one per layer for a graph); tmp: a contribution to a gradient
+    // that already holds another; input/input_grad: a denoiser's network input and its gradient.
+    std::vector<float> acts, grads, tmp, scratch, input, input_grad;
+    std::vector<size_t> act_offset, grad_offset;
+    std::vector<char> written;  // backward: which gradients hold a contribution yet
   };
 
   // Folds normalisation layers into the convolutions (fold_normalization) and builds the layers.
@@ -38,8 +42,12 @@ class Network {
 
   ModelKind kind() const { return kind_; }
   const std::vector<std::string>& labels() const { return labels_; }
-  const Shape& input_shape() const { return arch_.input; }
-  int64_t input_size() const { return arch_.input.size(); }  // floats per image
+  const Shape& input_shape() const { return image_; }       // the images E reads
+  int64_t input_size() const { return image_.size(); }      // floats per image
+  // A denoiser energy E(x, sigma) (model.h): every energy call must give sigma > 0.
+  bool noise_conditional() const { return energy_.denoiser; }
+  const EnergyForm& energy_form() const { return energy_; }
+  const std::vector<float>& mean_image() const { return mean_; }  // a denoiser's; else empty
   int outputs() const { return arch_.output().c; }            // 1 for energy models
   int feature_size() const;                                   // input size of the last layer
   const Architecture& architecture() const { return arch_; }  // after folding
@@ -49,11 +57,13 @@ class Network {
   // Sizes `ws` for batches of up to n images (done on demand otherwise).
   void reserve(Workspace& ws, int n) const;
 
-  // x: [n, C, H, W] in [-1, 1]. Energy models only.
-  void energy(Workspace& ws, const float* x, int n, float* e) const;
+  // x: [n, C, H, W] in [-1, 1]. Energy models only; sigma is the noise level of a
+  // noise-conditional model (ignored by the others).
+  void energy(Workspace& ws, const float* x, int n, float* e, float sigma = 0) const;
   // Energies and dE_i/dx_i for each image. An image's results are bit-identical whatever other
   // images share the batch.
-  void energy_and_input_grad(Workspace& ws, const float* x, int n, float* e, float* grad) const;
+  void energy_and_input_grad(Workspace& ws, const float* x, int n, float* e, float* grad,
+                             float sigma = 0) const;
   // Raw outputs of the last layer: [n, outputs()] (logits for classifiers).
   void logits(Workspace& ws, const float* x, int n, float* out) const;
   // The input of the last layer (after its activation): [n, feature_size()].
@@ -61,17 +71,27 @@ class Network {
 
   // The same, with a workspace owned by the network (so not for concurrent use).
   void reserve(int n) { reserve(own_, n); }
-  void energy(const float* x, int n, float* e) { energy(own_, x, n, e); }
-  void energy_and_input_grad(const float* x, int n, float* e, float* grad) {
-    energy_and_input_grad(own_, x, n, e, grad);
+  void energy(const float* x, int n, float* e, float sigma = 0) { energy(own_, x, n, e, sigma); }
+  void energy_and_input_grad(const float* x, int n, float* e, float* grad, float sigma = 0) {
+    energy_and_input_grad(own_, x, n, e, grad, sigma);
   }
   void logits(const float* x, int n, float* out) { logits(own_, x, n, out); }
   void features(const float* x, int n, float* out) { features(own_, x, n, out); }
 
  private:
   void forward(Workspace& ws, const float* x, int n, size_t layers) const;
+  // Given dL/d(last output) in the last layer's gradient slot, writes dL/dx for the layers' input.
+  void backward(Workspace& ws, const float* x, int n, float* grad) const;
+  const float* output_of(const Workspace& ws, const float* x, int k) const;
+  // Denoiser energies: builds the layers' input in ws.input, runs them, returns E and, when
+  // grad is given, dE/dx.
+  void denoiser_energy(Workspace& ws, const float* x, int n, float sigma, float* e,
+                       float* grad) const;
 
   ModelKind kind_;
+  Shape image_;
+  EnergyForm energy_;
+  std::vector<float> mean_;  // a denoiser's mean image
   std::vector<std::string> labels_;
   Architecture arch_;
   SamplerParams sampler_;

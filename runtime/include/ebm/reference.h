@@ -17,6 +17,14 @@ std::vector<T> reference_layer_forward(const LayerSpec& l, const Model& m, const
 template <class T>
 std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n);
 
+// A denoiser energy E(x, sigma) (architecture.h, EnergyForm): returns [n].
+template <class T>
+std::vector<T> reference_denoiser_energy(const Model& m, const std::vector<T>& x, int n, T sigma);
+
+extern template std::vector<float> reference_denoiser_energy(const Model&, const std::vector<float>&,
+                                                             int, float);
+extern template std::vector<double> reference_denoiser_energy(const Model&,
+                                                              const std::vector<double>&, int, double);
 extern template std::vector<float> reference_layer_forward(const LayerSpec&, const Model&,
                                                            const std::vector<float>&, int);
 extern template std::vector<double> reference_layer_forward(const LayerSpec&, const Model&,

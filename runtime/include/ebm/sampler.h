@@ -22,6 +22,8 @@ struct SamplerProgress {
   int count = 0;                    // images
   const float* images = nullptr;    // [count, C, H, W]
   const float* energies = nullptr;  // [count]: at the latest gradient evaluation
+  float sigma = 0;                  // annealed form: the noise level of the latest step
+  int level = 0, levels = 0;        // annealed form: that level's index (from 0) and the count
 };
 
 class LangevinSampler {
@@ -31,7 +33,8 @@ class LangevinSampler {
   LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed, int threads = 1);
 
   // Starting points; each resets the step counter and computes the starting energies.
-  // Uniform noise in [-1, 1), per pixel or smoothed over params().start_cell pixels.
+  // Uniform noise in [-1, 1), per pixel or smoothed over params().start_cell pixels; for the
+  // annealed form, the model's mean image plus N(0, sigma_max^2) (annealing starts there).
   void start_uniform(int count, uint64_t first_chain = 0);
   void start_from(const float* images, int count, uint64_t first_chain = 0);
   // Image i = (1 - t[i]) * a + t[i] * b: chains from blends of two images, to explore mixtures.
@@ -59,10 +62,17 @@ class LangevinSampler {
 
  private:
   void begin(int count, uint64_t first_chain);
+  void annealed_step();
   void compute_energies(float* e);
   // Calls fn(workspace, first chain, chain count) for each group of chains, in parallel.
   void for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn);
   SamplerProgress progress(int total) const;
+  // Annealed form: the noise level of step k (the last step is the denoising one at sigma_min).
+  int level_of(int k) const;
+  float sigma_of_level(int level) const;
+  // The noise level energies are taken at: the annealed level, else sigma_min (which a
+  // noise-conditional model needs whatever the form).
+  float current_sigma() const;
 
   const Network& net_;
   ThreadPool pool_;

@@ -13,6 +13,12 @@ enum class SamplerForm {
   kPaper,
   // Du & Mordatch's textbook form: x = clip(x - (eps/2) dE/dx + sqrt(eps) N(0,1), -1, 1)
   kTextbook,
+  // Annealed Langevin for noise-conditional energies E(x, sigma) (Song & Ermon 2019), from
+  // x = mean + sigma_max N(0,1). Steps 0 .. steps-2 walk `levels` noise levels sigma_i, geometric
+  // from sigma_max down to sigma_min, the same number of steps at each (to within one):
+  //   x = x - (a_i/2) dE/dx(x, sigma_i) + sqrt(a_i) N(0,1),   a_i = eps sigma_i^2 / sigma_min^2
+  // and the last step jumps to the denoised image: x = clip(x - sigma_min^2 dE/dx(x, sigma_min)).
+  kAnnealed,
 };
 
 struct SamplerParams {
@@ -26,9 +32,16 @@ struct SamplerParams {
   // pixel cells and bilinearly interpolated between the cell corners: 1 = every pixel independent
   // (the paper); larger values give smooth blotches, which send chains into more different basins.
   int start_cell = 1;
+  // Annealed form: noise levels; eps above is its step (eps / sigma_min^2: the step as a share of
+  // sigma_i^2).
+  int levels = 20;
+  float sigma_max = 10.0f;
+  float sigma_min = 0.01f;
 };
+// The default settings of a form, as a model card would start from them.
+SamplerParams default_sampler_params(SamplerForm f);
 
-const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook"
+const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook" / "annealed"
 SamplerForm parse_sampler_form(const std::string& name);
 
 // Reads the keys present in `j` over `base` and validates every value (ebm::Error names the key).

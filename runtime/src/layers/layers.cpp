@@ -14,6 +14,10 @@ std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const Model& m) {
     case LayerKind::kLeakyRelu: return make_leaky_relu(spec);
     case LayerKind::kAvgPool: return make_avgpool(spec);
     case LayerKind::kFlatten: return make_flatten(spec);
+    case LayerKind::kAdd: return make_add(spec);
+    case LayerKind::kUpsample: return make_upsample(spec);
+    case LayerKind::kSpaceToDepth: return make_space_to_depth(spec);
+    case LayerKind::kDepthToSpace: return make_depth_to_space(spec);
   }
   return nullptr;
 }

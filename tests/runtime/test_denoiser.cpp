@@ -1,0 +1,296 @@
+// Noise-conditional denoiser energies and what they are built from: the graph layers (from,
+// add, upsample, space_to_depth, depth_to_space) against the double-precision reference and
+// finite differences, the format-2 model file and its refusals, and the annealed sampler.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ebm/error.h"
+#include "ebm/network.h"
+#include "ebm/reference.h"
+#include "ebm/sampler.h"
+#include "test_util.h"
+
+namespace ebm {
+namespace {
+
+using nlohmann::json;
+using test::expect_error;
+
+// A small U-Net with every graph layer: image 1x8x12 plus the noise plane -> 8x4x6 -> 6x2x3 ->
+// back up, with two skips (one from the space_to_depth output) and a "from" that re-reads it.
+const json kSmallUnet = json::parse(R"([
+  {"type":"space_to_depth","factor":2,"id":"s0"},
+  {"type":"conv2d","out_channels":5,"kernel":3,"padding":"same"},
+  {"type":"swish","id":"s1"},
+  {"type":"conv2d","out_channels":6,"kernel":3,"stride":2,"padding":[1,1]},
+  {"type":"swish"},
+  {"type":"conv2d","out_channels":5,"kernel":3,"padding":"same"},
+  {"type":"upsample","factor":2},
+  {"type":"add","skip":"s1"},
+  {"type":"swish"},
+  {"type":"conv2d","out_channels":8,"kernel":3,"padding":"same"},
+  {"type":"add","skip":"s0"},
+  {"type":"leaky_relu","slope":0.1},
+  {"type":"conv2d","out_channels":4,"kernel":1},
+  {"type":"depth_to_space","factor":2}
+])");
+
+constexpr Shape kImage{1, 8, 12};
+
+TEST(GraphLayers, ShapesFollowFactorsAndNamesResolveToEarlierLayers) {
+  const Architecture a = resolve_architecture(layers_input(kImage, EnergyForm{true, 0.6f, true}), kSmallUnet);
+  EXPECT_EQ(a.input, (Shape{2, 8, 12}));
+  EXPECT_EQ(a.layers[0].out, (Shape{8, 4, 6}));
+  EXPECT_EQ(a.layers[3].out, (Shape{6, 2, 3}));
+  EXPECT_EQ(a.layers[6].out, (Shape{5, 4, 6}));
+  EXPECT_EQ(a.layers[7].skip, 2);
+  EXPECT_EQ(a.layers[10].skip, 0);
+  EXPECT_EQ(a.output(), (Shape{1, 8, 12}));
+  EXPECT_TRUE(a.is_graph());
+  EXPECT_FALSE(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/paper.json").arch.is_graph());
+  // The explicit form names the same edges and resolves to the same graph.
+  const Architecture again = resolve_architecture(a.input, a.layers_json());
+  EXPECT_EQ(again.layers_json(), a.layers_json());
+  // "from" reads an earlier layer instead of the previous one.
+  const Architecture f = resolve_architecture({1, 4, 4}, json::parse(R"([
+    {"type":"swish","id":"a"},{"type":"upsample"},{"type":"swish","from":"a"},{"type":"add","skip":"input"}])"));
+  EXPECT_EQ(f.layers[2].from, 0);
+  EXPECT_EQ(f.layers[2].in, (Shape{1, 4, 4}));
+  EXPECT_EQ(f.layers[3].skip, kNetworkInput);
+}
+
+TEST(GraphLayers, BadGraphsAreRefusedWithTheLayerAndTheReason) {
+  auto bad = [](const char* layers, std::vector<std::string> words) {
+    expect_error([&] { resolve_architecture({1, 8, 12}, json::parse(layers)); }, words);
+  };
+  bad(R"([{"type":"swish","from":"later"},{"type":"swish","id":"later"}])", {"layer 0", "\"later\"", "earlier"});
+  bad(R"([{"type":"swish","id":"a"},{"type":"swish","id":"a"}])", {"layer 1", "used twice"});
+  bad(R"([{"type":"swish","id":"input"}])", {"layer 0", "reserved"});
+  bad(R"([{"type":"swish","id":""}])", {"layer 0", "\"id\""});
+  bad(R"([{"type":"add"}])", {"layer 0 (add)", "missing \"skip\""});
+  bad(R"([{"type":"add","skip":3}])", {"layer 0", "\"skip\"", "must name"});
+  bad(R"([{"type":"swish","id":"a"},{"type":"upsample"},{"type":"add","skip":"a"}])",
+      {"layer 2 (add)", "1x8x12", "1x16x24", "must match"});
+  bad(R"([{"type":"space_to_depth","factor":5}])", {"layer 0 (space_to_depth)", "not divisible"});
+  bad(R"([{"type":"depth_to_space"}])", {"layer 0 (depth_to_space)", "not divisible by 4"});
+  bad(R"([{"type":"upsample","factor":0}])", {"layer 0 (upsample)", "\"factor\""});
+  bad(R"([{"type":"upsample","factor":17}])", {"layer 0 (upsample)", "\"factor\""});
+  bad(R"([{"type":"upsample","factor":16},{"type":"upsample","factor":16},{"type":"upsample","factor":16}])",
+      {"layer 2 (upsample)", "outside the supported range"});
+  bad(R"([{"type":"swish","skip":"input"}])", {"layer 0 (swish)", "unknown key \"skip\""});
+}
+
+TEST(GraphLayers, RearrangementsMatchPyTorchPixelShuffleOrder) {
+  // pixel_unshuffle: out[c*4 + a*2 + b][i][j] = in[c][2i + a][2j + b].
+  const Architecture a = resolve_architecture({1, 2, 4}, json::parse(R"([{"type":"space_to_depth"}])"));
+  const Model m = random_model(a, 1);
+  std::vector<float> x(8);
+  for (int k = 0; k < 8; ++k) x[size_t(k)] = float(k);  // row 0: 0 1 2 3, row 1: 4 5 6 7
+  const std::vector<float> y = reference_layer_forward(a.layers[0], m, x, 1);
+  EXPECT_EQ(y, (std::vector<float>{0, 2, 1, 3, 4, 6, 5, 7}));
+  // depth_to_space undoes it, in the reference and in the runtime's layers.
+  const Architecture b = resolve_architecture({1, 2, 4}, json::parse(R"([{"type":"space_to_depth"},{"type":"depth_to_space"}])"));
+  const Model mb = random_model(b, 1);
+  EXPECT_EQ(reference_forward(mb, x, 1), x);
+}
+
+TEST(Denoiser, EnergyMatchesTheReferenceAndItsGradientMatchesFiniteDifferencesAtEveryPixel) {
+  const Model m = test::random_denoiser_model(kImage, kSmallUnet, 3);
+  Network net(m);
+  ASSERT_TRUE(net.noise_conditional());
+  EXPECT_EQ(net.input_shape(), kImage);
+  const int n = 2;
+  const size_t d = size_t(kImage.size());
+  const std::vector<float> x = test::random_inputs(n * d, 5);
+  const std::vector<double> xd = test::to_double(x);
+  for (float sigma : {0.05f, 0.7f, 4.0f}) {
+    std::vector<float> e(n), g(x.size()), e_only(n);
+    net.energy_and_input_grad(x.data(), n, e.data(), g.data(), sigma);
+    net.energy(x.data(), n, e_only.data(), sigma);
+    const std::vector<double> ref = reference_denoiser_energy(m, xd, n, double(sigma));
+    for (int i = 0; i < n; ++i) {
+      EXPECT_NEAR(e[size_t(i)], ref[size_t(i)], 1e-5 * (1 + std::abs(ref[size_t(i)]))) << "sigma " << sigma;
+      EXPECT_EQ(e[size_t(i)], e_only[size_t(i)]);
+    }
+    const double h = 1e-5;
+    int shown = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      std::vector<double> xp = xd, xm = xd;
+      xp[k] += h;
+      xm[k] -= h;
+      const size_t img = k / d;
+      const double fd = (reference_denoiser_energy(m, xp, n, double(sigma))[img] -
+                         reference_denoiser_energy(m, xm, n, double(sigma))[img]) / (2 * h);
+      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+        ADD_FAILURE() << "sigma " << sigma << ": dE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
+    }
+  }
+}
+
+TEST(Denoiser, AnImagesEnergyAndGradientDoNotDependOnTheRestOfTheBatch) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 4));
+  const size_t d = size_t(kImage.size());
+  const std::vector<float> x = test::random_inputs(3 * d, 6);
+  std::vector<float> e3(3), g3(3 * d), e1(1), g1(d);
+  net.energy_and_input_grad(x.data(), 3, e3.data(), g3.data(), 0.3f);
+  net.energy_and_input_grad(x.data() + d, 1, e1.data(), g1.data(), 0.3f);
+  EXPECT_EQ(e1[0], e3[1]);
+  for (size_t k = 0; k < d; ++k) ASSERT_EQ(g1[k], g3[d + k]) << k;
+}
+
+TEST(Denoiser, NoiseLevelIsRequiredAndMustBePositive) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 4));
+  std::vector<float> x(size_t(kImage.size()), 0.0f), e(1), g(x.size());
+  expect_error([&] { net.energy(x.data(), 1, e.data()); }, {"noise-conditional", "sigma > 0"});
+  expect_error([&] { net.energy_and_input_grad(x.data(), 1, e.data(), g.data(), -1.0f); }, {"sigma > 0"});
+  expect_error([&] { net.energy(x.data(), 1, e.data(), NAN); }, {"sigma > 0"});
+}
+
+TEST(DenoiserFile, RoundTripsAsFormat2WhileScalarModelsStayFormat1) {
+  const Model m = test::random_denoiser_model(kImage, kSmallUnet, 8, 0.45f);
+  const std::vector<uint8_t> bytes = serialize_model(m, DType::kF32);
+  const TensorFile f = parse_safetensors(bytes.data(), bytes.size());
+  EXPECT_EQ(f.metadata.at("ebm.format"), "2");
+  EXPECT_EQ(json::parse(f.metadata.at("ebm.input")), json::parse(R"({"channels":1,"height":8,"width":12})"));
+  EXPECT_EQ(json::parse(f.metadata.at("ebm.energy"))["form"], "denoiser");
+  const Model r = parse_model(bytes.data(), bytes.size());
+  EXPECT_TRUE(r.energy.denoiser);
+  EXPECT_FLOAT_EQ(r.energy.sigma_data, 0.45f);
+  EXPECT_EQ(r.arch.input, (Shape{2, 8, 12}));
+  EXPECT_EQ(r.arch.layers_json(), m.arch.layers_json());
+  EXPECT_EQ(r.tensor(kEnergyMeanTensor).data, m.tensor(kEnergyMeanTensor).data);
+  std::vector<float> x = test::random_inputs(size_t(kImage.size()), 2), ea(1), eb(1);
+  Network(m).energy(x.data(), 1, ea.data(), 0.2f);
+  Network(r).energy(x.data(), 1, eb.data(), 0.2f);
+  EXPECT_EQ(ea[0], eb[0]);
+
+  const Model scalar = random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch, 1);
+  const std::vector<uint8_t> sb = serialize_model(scalar);
+  const TensorFile sf = parse_safetensors(sb.data(), sb.size());
+  EXPECT_EQ(sf.metadata.at("ebm.format"), "1");
+  EXPECT_EQ(sf.metadata.count("ebm.energy"), 0u);
+}
+
+TEST(DenoiserFile, EveryInconsistentFileIsRefusedByName) {
+  const Model m = test::random_denoiser_model(kImage, kSmallUnet, 8);
+  const std::vector<uint8_t> good = serialize_model(m, DType::kF32);
+  auto edited = [&](const std::function<void(TensorFile&)>& edit) {
+    TensorFile f = parse_safetensors(good.data(), good.size());
+    edit(f);
+    return serialize_safetensors(f);
+  };
+  auto refused = [](const std::vector<uint8_t>& b, std::vector<std::string> words) {
+    expect_error([&] { parse_model(b.data(), b.size()); }, words);
+  };
+  refused(edited([](TensorFile& f) { f.metadata.erase("ebm.energy"); }), {"ebm.energy", "format 2"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "1"; }), {"ebm.energy", "needs format \"2\""});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "3"; }), {"version \"3\"", "not supported"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"scalar"})"; }), {"format \"2\"", "denoiser"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"quadratic"})"; }), {"\"form\"", "denoiser"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"denoiser","sigma_data":0})"; }), {"sigma_data"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"denoiser","noise_plane":1})"; }), {"noise_plane"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"denoiser","skip":true})"; }), {"unknown key \"skip\""});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = "[]"; }), {"ebm.energy", "JSON object"});
+  refused(edited([](TensorFile& f) {
+            f.tensors.erase(std::remove_if(f.tensors.begin(), f.tensors.end(),
+                                           [](const Tensor& t) { return t.name == kEnergyMeanTensor; }),
+                            f.tensors.end());
+          }),
+          {"energy.mean"});
+  Model poisoned = m;
+  for (Tensor& t : poisoned.tensors)
+    if (t.name == kEnergyMeanTensor) t.data[3] = NAN;
+  expect_error([&] { validate_model(poisoned); }, {"energy.mean", "non-finite"});
+  // Without the noise plane the layers would read one channel, not the two they were made for.
+  refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"denoiser","noise_plane":false})"; }),
+          {"layer 1 (conv2d)", "\"in_channels\" is 8", "gives 4"});
+  // A denoiser must give back the image's shape.
+  Model flat = test::random_denoiser_model(kImage, json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":1}])"), 2);
+  expect_error([&] { validate_model(flat); }, {"denoiser", "image shape 1x8x12", "1x1x1"});
+}
+
+// With F = 0 the energy is |x - mean|^2 / (2 sigma^2): all the data is the mean image, and the
+// annealed sampler must end there whatever the noise it started from.
+TEST(AnnealedSampler, EndsAtTheOnlyImageAPointMassModelKnows) {
+  Model m = test::random_denoiser_model(kImage, kSmallUnet, 9);
+  for (Tensor& t : m.tensors)
+    if (t.name != kEnergyMeanTensor) std::fill(t.data.begin(), t.data.end(), 0.0f);
+  Network net(m);
+  SamplerParams p = default_sampler_params(SamplerForm::kAnnealed);
+  p.steps = 40;
+  p.levels = 10;
+  p.sigma_max = 5;
+  p.sigma_min = 0.01f;
+  LangevinSampler s(net, p, 7);
+  s.start_uniform(3);
+  s.run();
+  ASSERT_TRUE(s.finished());
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  for (int i = 0; i < 3; ++i)
+    for (size_t k = 0; k < mean.size(); ++k)
+      ASSERT_NEAR(s.images()[size_t(i) * mean.size() + k], std::clamp(mean[k], -1.0f, 1.0f), 1e-4);
+}
+
+TEST(AnnealedSampler, SameSeedSameSamplesWhateverTheThreadsAndSlices) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 10));
+  SamplerParams p = default_sampler_params(SamplerForm::kAnnealed);
+  p.steps = 12;
+  p.levels = 4;
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
+  one.start_uniform(5);
+  two.start_uniform(5);
+  one.run();
+  while (!two.finished()) two.run(0, {}, 5);  // in slices, as the page runs it
+  EXPECT_EQ(one.images(), two.images());
+  LangevinSampler other(net, p, 4, 1);
+  other.start_uniform(5);
+  other.run();
+  EXPECT_NE(one.images(), other.images());
+}
+
+TEST(AnnealedSampler, WalksTheLevelsDownwardAndReportsThem) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 11));
+  SamplerParams p = default_sampler_params(SamplerForm::kAnnealed);
+  p.steps = 9;
+  p.levels = 4;
+  p.sigma_max = 8;
+  p.sigma_min = 0.125f;
+  LangevinSampler s(net, p, 1);
+  s.start_uniform(1);
+  std::vector<float> sigmas;
+  std::vector<int> levels;
+  s.run(1, [&](const SamplerProgress& pr) {
+    sigmas.push_back(pr.sigma);
+    levels.push_back(pr.level);
+    EXPECT_EQ(pr.levels, 4);
+    return true;
+  });
+  // Start at sigma_max; 8 walking steps, two per level (8, 2, 0.5, 0.125); the last step denoises
+  // at sigma_min.
+  EXPECT_EQ(levels, (std::vector<int>{0, 0, 0, 1, 1, 2, 2, 3, 3, 3}));
+  ASSERT_EQ(sigmas.size(), 10u);
+  EXPECT_FLOAT_EQ(sigmas[0], 8.0f);
+  EXPECT_FLOAT_EQ(sigmas[3], 2.0f);
+  EXPECT_FLOAT_EQ(sigmas[5], 0.5f);
+  EXPECT_FLOAT_EQ(sigmas[9], 0.125f);
+}
+
+TEST(AnnealedSampler, NeedsANoiseConditionalModelAndRefusesBadSettings) {
+  const Model scalar = random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch, 1);
+  Network net(scalar);
+  expect_error([&] { LangevinSampler(net, default_sampler_params(SamplerForm::kAnnealed), 1); },
+               {"annealed", "noise-conditional"});
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"annealed","sigma_min":2,"sigma_max":1})")); },
+               {"sigma_min", "sigma_max"});
+  expect_error([] { parse_sampler_params(json::parse(R"({"levels":0})")); }, {"levels", "1 to 10000"});
+  expect_error([] { parse_sampler_params(json::parse(R"({"sigma_max":-1})")); }, {"sigma_max"});
+  // A change to the annealed form starts from its own defaults, and its JSON names its settings.
+  const SamplerParams a = parse_sampler_params(json::parse(R"({"form":"annealed"})"));
+  EXPECT_EQ(a.steps, default_sampler_params(SamplerForm::kAnnealed).steps);
+  EXPECT_EQ(sampler_params_json(a).count("levels"), 1u);
+  EXPECT_EQ(sampler_params_json(SamplerParams{}).count("levels"), 0u);
+}
+
+}  // namespace
+}  // namespace ebm
