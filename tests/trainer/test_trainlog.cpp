@@ -127,7 +127,7 @@ TEST(Curves, DrawsEveryPanelWithItsSeries) {
     steps.rows.push_back({double(s), 0.1 / s, 0.01, -0.5 + 0.001 * s, -1.0, 1.0, 1e-4, 5000});
   MetricsTable val{{"epoch", "step", "cdiv", "real", "fake"},
                    {{1, 100, -0.8, -1, 0.2}, {2, 200, -1.1, -1.2, 0.3}}};
-  const std::vector<Panel> panels = run_panels(Task::kEnergy, steps, val);
+  const std::vector<Panel> panels = run_panels(Task::kEnergy, Objective::kContrastiveDivergence, steps, val);
   ASSERT_EQ(panels.size(), 6u);
   EXPECT_EQ(panels[2].series.size(), 2u);  // cdiv: train and validation
   EXPECT_EQ(panels[3].series.size(), 4u);  // energies

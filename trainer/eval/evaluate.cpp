@@ -28,6 +28,8 @@ namespace {
 
 // Where the chains start, in words.
 std::string start_description(const SamplerParams& p) {
+  if (p.form == SamplerForm::kAnnealed)
+    return "the mean image plus N(0, " + std::to_string(p.sigma_max) + "^2) noise";
   return p.start_cell > 1 ? "uniform noise smoothed over " + std::to_string(p.start_cell) + "x" +
                                 std::to_string(p.start_cell) + "-pixel cells"
                           : "uniform noise";
@@ -81,11 +83,12 @@ Classified classify(const Network& net, const float* images, int n) {
   return c;
 }
 
-std::vector<double> energies_of(const Network& net, const float* images, int n) {
+// Energies at the sampler's smallest noise level where the model is noise-conditional.
+std::vector<double> energies_of(const Network& net, const float* images, int n, float sigma) {
   std::vector<float> e(static_cast<size_t>(n));
   Network::Workspace ws;
   const size_t d = size_t(net.input_size());
-  in_batches(n, [&](int i, int m) { net.energy(ws, images + size_t(i) * d, m, e.data() + i); });
+  in_batches(n, [&](int i, int m) { net.energy(ws, images + size_t(i) * d, m, e.data() + i, sigma); });
   return std::vector<double>(e.begin(), e.end());
 }
 
@@ -114,9 +117,9 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   const Model classifier_model = load_model(opt.classifier);
   if (classifier_model.kind != ModelKind::kClassifier)
     throw Error("'" + opt.classifier + "' is an energy model; --classifier needs a classifier");
-  if (classifier_model.arch.input != energy_model.arch.input)
-    throw Error("the classifier takes " + classifier_model.arch.input.str() +
-                " images but the energy model makes " + energy_model.arch.input.str());
+  if (classifier_model.image_shape() != energy_model.image_shape())
+    throw Error("the classifier takes " + classifier_model.image_shape().str() +
+                " images but the energy model makes " + energy_model.image_shape().str());
   if (opt.count < 2)
     throw Error("--count must be at least 2 (the Frechet distance needs a spread)");
 
@@ -133,7 +136,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   cfg.seed = opt.split_seed >= 0
                  ? uint64_t(opt.split_seed)
                  : card.value("training", json::object()).value("seed", uint64_t(1));
-  const Shape shape = energy_model.arch.input;
+  const Shape shape = energy_model.image_shape();
   const DatasetSplit split = train::split_training_data(train::load_training_data(cfg, shape), cfg);
   const int n_train = int(split.train.size()), n_real = int(split.val.size());
   if (n_real < 2 || n_train < 2)
@@ -243,8 +246,21 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.balance > b.balance; });
 
-  const std::vector<double> e_s = energies_of(energy, samples.data(), opt.count);
-  const std::vector<double> e_r = energies_of(energy, split.val.images.data(), n_real);
+  const std::vector<double> e_s = energies_of(energy, samples.data(), opt.count, params.sigma_min);
+  const std::vector<double> e_r = energies_of(energy, split.val.images.data(), n_real, params.sigma_min);
+
+  // Clean strokes: isolated dark pixels per dark pixel, against the held-out drawings'.
+  const DarkPixels dark_s = isolated_dark_pixels(samples.data(), opt.count * shape.c, shape.h, shape.w);
+  const DarkPixels dark_r = isolated_dark_pixels(split.val.images.data(), n_real * shape.c, shape.h, shape.w);
+  const double speckle_ratio =
+      dark_r.isolated_share() > 0 ? dark_s.isolated_share() / dark_r.isolated_share() : INFINITY;
+  // Copies: samples nearer a training drawing than the nearest 1% of held-out drawings are.
+  const double copy_threshold = quantile(nn_r, 0.01);
+  int copies = 0;
+  for (double v : nn_s) copies += v < copy_threshold;
+  const double copy_share = double(copies) / opt.count;
+  const int rarest = *std::min_element(histogram.begin(), histogram.end());
+  const double rarest_share = double(rarest) / opt.count;
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -256,12 +272,16 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                     bool met) {
     targets.push_back({{"target", what}, {"goal", goal}, {"measured", value}, {"met", met}});
   };
-  target("all subtypes appear among the samples",
-         std::to_string(labels.size()) + " of " + std::to_string(labels.size()),
-         std::to_string(present) + " of " + std::to_string(labels.size()),
-         present == int(labels.size()));
+  target("every subtype is at least 4% of the samples", ">= 4% each",
+         "rarest " + percent(rarest_share) + ", " + std::to_string(present) + " of " +
+             std::to_string(labels.size()) + " present",
+         rarest_share >= 0.04);
   target("sample sharpness / real sharpness", ">= 0.9", fixed(sharp_ratio), sharp_ratio >= 0.9);
   target("Frechet distance / real-vs-real floor", "<= 3", fixed(fd_ratio, 2), fd_ratio <= 3.0);
+  target("isolated dark pixels per dark pixel / real", "<= 2", fixed(speckle_ratio, 2),
+         speckle_ratio <= 2.0);
+  target("copies (nearer a training image than the nearest 1% of held-out ones)", "<= 1%",
+         percent(copy_share), copy_share <= 0.01);
   target("new bridge types (hybrid, sharp, novel)", ">= 5%", percent(new_share), new_share >= 0.05);
 
   EvalResult r;
@@ -284,6 +304,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       {"coverage",
        {{"histogram", hist},
         {"subtypes_present", present},
+        {"rarest_share", rarest_share},
         {"all_present", present == int(labels.size())}}},
       {"confidence", {{"samples", confidence}, {"held_out", real_confidence}}},
       {"sharpness",
@@ -314,7 +335,17 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
          {{"mix_threshold", opt.mix_threshold},
           {"sharp_fraction_of_real", opt.sharp_fraction},
           {"novel_above_held_out_quantile", opt.novel_quantile}}}}},
-      {"energies", {{"samples", stats(e_s)}, {"held_out", stats(e_r)}}},
+      {"energies", {{"samples", stats(e_s)}, {"held_out", stats(e_r)}, {"sigma", params.sigma_min}}},
+      {"speckle",
+       {{"metric", "dark pixels (x < 0) with at most one dark 8-neighbour, per dark pixel"},
+        {"samples", dark_s.isolated_share()},
+        {"held_out", dark_r.isolated_share()},
+        {"ratio", speckle_ratio}}},
+      {"copies",
+       {{"threshold", copy_threshold},
+        {"held_out_quantile", 0.01},
+        {"count", copies},
+        {"share", copy_share}}},
       {"targets", targets},
       {"seconds", total_seconds}};
 
@@ -339,7 +370,10 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
      << "\n- novelty: " << percent(double(novel) / opt.count)
      << " of samples farther from the training set than " << int(opt.novel_quantile * 100)
      << "% of held-out images (threshold " << fixed(novel_threshold, 4)
-     << " RMS)\n- new bridge types: " << candidates.size() << " (" << percent(new_share) << "); "
+     << " RMS); copies " << copies << " (" << percent(copy_share) << ", nearer than "
+     << fixed(copy_threshold, 4) << ")\n- speckle (isolated dark pixels per dark pixel): samples "
+     << percent(dark_s.isolated_share()) << ", real " << percent(dark_r.isolated_share())
+     << "\n- rarest subtype " << percent(rarest_share) << "\n- new bridge types: " << candidates.size() << " (" << percent(new_share) << "); "
      << hybrids << " samples mix two families, " << sharp_count
      << " are sharp\n- energies: samples " << fixed(mean_of(e_s)) << " +- " << fixed(sd_of(e_s))
      << ", held-out real " << fixed(mean_of(e_r)) << " +- " << fixed(sd_of(e_r))

@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     // Read back exactly as the page will, so a file that cannot load never goes unnoticed.
     (void)ebm::Network::from_file(out);
     std::cerr << "ebm-export: wrote " << out << " (" << ebm::model_kind_name(m.kind) << ", input "
-              << m.arch.input.str() << ", " << m.arch.parameter_count()
+              << m.image_shape().str() << ", " << m.arch.parameter_count()
               << " parameters after folding, " << (f32 ? "F32" : "F16") << "; step "
               << info.counters.step << ", epoch " << info.counters.epoch << ")\n";
 

@@ -74,6 +74,11 @@ void Trainer::save(const std::string& path) const {
   torch::serialize::OutputArchive model;
   for (const auto& [name, t] : net_->state()) model.write(archive_key(name), t.detach(), true);
   out.write("model", model);
+  if (ema_) {
+    torch::serialize::OutputArchive ema;
+    for (const auto& [name, t] : ema_->state()) ema.write(archive_key(name), t.detach(), true);
+    out.write("ema", ema);
+  }
   torch::serialize::OutputArchive optim;
   opt_->save(optim);
   out.write("optimizer", optim);
@@ -123,6 +128,12 @@ void Trainer::load(const std::string& path) {
       tensors.emplace_back(name, v);
     }
     net_->load_state(tensors);
+    if (ema_) {
+      torch::serialize::InputArchive ema;
+      in.read("ema", ema);
+      for (auto& [name, t] : tensors) ema.read(archive_key(name), t, true);
+      ema_->load_state(tensors);
+    }
     torch::serialize::InputArchive optim;
     in.read("optimizer", optim);
     // Adam's load only fills the state the checkpoint has; a checkpoint from before the first
@@ -163,9 +174,17 @@ CheckpointInfo read_checkpoint(const std::string& path) {
         parse_json_text(read_string(in, "labels"), "labels").get<std::vector<std::string>>();
 
     // The stored tensors are read by the names the layer list gives them; the architecture itself
-    // is checked by checkpoint_model().
+    // is checked by checkpoint_model(). A model is made from the moving average where there is one.
     torch::serialize::InputArchive model;
-    in.read("model", model);
+    const bool ema = info.config.task == Task::kEnergy &&
+                     info.config.objective == Objective::kDenoisingScoreMatching;
+    in.read(ema ? "ema" : "model", model);
+    if (info.architecture.contains("energy")) {
+      torch::Tensor v;
+      if (!model.try_read(archive_key(kEnergyMeanTensor), v, true))
+        throw Error(std::string("model has no tensor '") + kEnergyMeanTensor + "'");
+      info.tensors.emplace_back(kEnergyMeanTensor, v);
+    }
     const nlohmann::json& layers = info.architecture.value("layers", nlohmann::json::array());
     for (size_t i = 0; i < layers.size(); ++i) {
       const nlohmann::json& t = layers[i].value("tensors", nlohmann::json::object());
@@ -196,15 +215,18 @@ CheckpointInfo read_checkpoint(const std::string& path) {
 
 Model checkpoint_model(const CheckpointInfo& info) {
   Architecture arch;
+  EnergyForm energy;
   try {
-    arch = resolve_architecture(parse_input_shape(info.architecture.at("input")),
-                                info.architecture.at("layers"));
+    if (info.architecture.contains("energy")) energy = parse_energy_form(info.architecture.at("energy"));
+    arch = resolve_architecture(
+        layers_input(parse_input_shape(info.architecture.at("input")), energy),
+        info.architecture.at("layers"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("the checkpoint's architecture is malformed: ") + e.what());
   } catch (const Error& e) {
     throw Error(std::string("the runtime cannot run the checkpoint's architecture: ") + e.what());
   }
-  EnergyNet net(arch, 0, info.config.spectral_norm);
+  EnergyNet net(arch, 0, info.config.spectral_norm, energy);
   net->load_state(info.tensors);
   Model m = net->to_model(info.kind, info.labels);
   try {

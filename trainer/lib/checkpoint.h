@@ -6,6 +6,9 @@
 //   kind, labels   "energy" or "classifier"; JSON array of class names
 //   model          sub-archive: every model tensor, "layers.3.weight" stored as layers_3_weight
 //                  (trainable parameters, batch-norm statistics, spectral-norm vectors)
+//                  and a denoiser's mean image "energy.mean"
+//   ema            sub-archive like model: the moving average of the weights (objective dsm),
+//                  which a model is made from
 //   optimizer      sub-archive: Adam's state (torch::optim::Adam::save)
 //   buffer         replay buffer [n, C, H, W], newest first
 //   rng            the training generator's state (torch's CPU generator, uint8)

@@ -19,8 +19,20 @@ Task parse_task(const std::string& name) {
   throw Error("unknown task '" + name + "' (expected energy or classify)");
 }
 
+const char* objective_name(Objective o) {
+  return o == Objective::kDenoisingScoreMatching ? "dsm" : "cd";
+}
+
+Objective parse_objective(const std::string& name) {
+  if (name == "cd") return Objective::kContrastiveDivergence;
+  if (name == "dsm") return Objective::kDenoisingScoreMatching;
+  throw Error("unknown objective '" + name +
+              "' (expected cd: contrastive divergence, or dsm: denoising score matching)");
+}
+
 json TrainConfig::to_json() const {
   return {{"task", task_name(task)},
+          {"objective", objective_name(objective)},
           {"preset", preset},
           {"architecture", architecture},
           {"data", data},
@@ -42,6 +54,11 @@ json TrainConfig::to_json() const {
           {"langevin_backend", langevin_backend},
           {"sampler", sampler_params_json(sampler)},
           {"real_noise", real_noise},
+          {"sigma_mean", sigma_mean},
+          {"sigma_std", sigma_std},
+          {"sigma_min", sigma_min},
+          {"sigma_max", sigma_max},
+          {"ema", ema},
           {"sample_count", sample_count},
           {"sample_steps", sample_steps},
           {"buffer_grid", buffer_grid},
@@ -70,6 +87,9 @@ TrainConfig TrainConfig::from_json(const json& j) {
     std::string task = task_name(c.task);
     get("task", &task);
     c.task = parse_task(task);
+    std::string objective = objective_name(c.objective);
+    get("objective", &objective);
+    c.objective = parse_objective(objective);
     get("preset", &c.preset);
     if (j.contains("architecture")) c.architecture = j.at("architecture");
     get("data", &c.data);
@@ -91,6 +111,11 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("langevin_backend", &c.langevin_backend);
     if (j.contains("sampler")) c.sampler = parse_sampler_params(j.at("sampler"));
     get("real_noise", &c.real_noise);
+    get("sigma_mean", &c.sigma_mean);
+    get("sigma_std", &c.sigma_std);
+    get("sigma_min", &c.sigma_min);
+    get("sigma_max", &c.sigma_max);
+    get("ema", &c.ema);
     get("sample_count", &c.sample_count);
     get("sample_steps", &c.sample_steps);
     get("buffer_grid", &c.buffer_grid);

@@ -15,6 +15,13 @@ enum class Task { kEnergy, kClassify };
 const char* task_name(Task t);  // "energy" / "classify"
 Task parse_task(const std::string& name);
 
+// How an energy model learns (the trainer's objective.h units):
+//   cd   contrastive divergence with a replay buffer and short Langevin runs (SPEC section 1)
+//   dsm  denoising score matching of a noise-conditional denoiser energy (SPEC section 1b)
+enum class Objective { kContrastiveDivergence, kDenoisingScoreMatching };
+const char* objective_name(Objective o);  // "cd" / "dsm"
+Objective parse_objective(const std::string& name);
+
 struct TrainConfig {
   Task task = Task::kEnergy;
   std::string preset = "paper";  // a name in models/presets or a path to a preset JSON
@@ -35,6 +42,7 @@ struct TrainConfig {
   bool spectral_norm = false;
 
   // Energy training (SPEC section 1).
+  Objective objective = Objective::kContrastiveDivergence;
   double alpha = 0.1;  // regulariser weight
   int64_t buffer_size = 8192;
   double fresh = 0.05;                       // expected fraction of fresh uniform noise per batch
@@ -42,6 +50,14 @@ struct TrainConfig {
   std::string langevin_backend = "runtime";  // or "torch": who computes dE/dx (langevin.h)
   SamplerParams sampler;      // form, step_size, noise, grad_clip, eps (steps: to generate)
   double real_noise = 0.005;  // std of the noise added to real images
+
+  // Denoising score matching (SPEC section 1b): per image sigma = exp(N(sigma_mean, sigma_std^2))
+  // clamped to [sigma_min, sigma_max]; loss (1 + sigma^2 / sigma_data^2) |sigma dE/dx - z|^2 per
+  // pixel; the exported weights are an exponential moving average with this decay (at step t
+  // at most (1 + t) / (10 + t), so the first steps' weights are not kept for long).
+  double sigma_mean = -1.0, sigma_std = 1.4;
+  double sigma_min = 0.005, sigma_max = 20;
+  double ema = 0.999;
 
   // Watching and saving.
   int sample_count = 16;    // fresh samples from noise drawn at each epoch

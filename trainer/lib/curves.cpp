@@ -171,7 +171,8 @@ Image draw_panels(const std::vector<Panel>& panels, int cols, int panel_w, int p
   return cv.image();
 }
 
-std::vector<Panel> run_panels(Task task, const MetricsTable& st, const MetricsTable& val) {
+std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable& st,
+                              const MetricsTable& val) {
   if (task == Task::kClassify)
     return {
         {"loss (cross-entropy)",
@@ -181,6 +182,11 @@ std::vector<Panel> run_panels(Task task, const MetricsTable& st, const MetricsTa
           series(val, "accuracy", "validation", kOrange, false)}},
         {"learning rate", {series(st, "lr", "lr", kGray)}},
         {"images per second", {series(st, "images_per_s", "train", kGreen)}}};
+  if (objective == Objective::kDenoisingScoreMatching)
+    return {{"loss (1 + sigma^2/sigma_data^2) |sigma dE/dx - z|^2",
+             {series(st, "loss", "train", kBlue), series(val, "loss", "validation (EMA)", kOrange, false)}},
+            {"learning rate", {series(st, "lr", "lr", kGray)}},
+            {"images per second", {series(st, "images_per_s", "train", kGreen)}}};
   return {{"loss = cdiv + reg", {series(st, "loss", "loss", kBlue)}},
           {"reg = alpha * mean(E_real^2 + E_fake^2)", {series(st, "reg", "reg", kPurple)}},
           {"cdiv = mean E(real) - mean E(fake)",
@@ -194,10 +200,10 @@ std::vector<Panel> run_panels(Task task, const MetricsTable& st, const MetricsTa
           {"Langevin image-steps per second", {series(st, "image_steps_per_s", "train", kGreen)}}};
 }
 
-void write_curves_png(const std::string& run_dir, Task task) {
+void write_curves_png(const std::string& run_dir, Task task, Objective objective) {
   const MetricsTable st = read_metrics(run_dir + "/metrics.csv");
   const MetricsTable val = read_metrics(run_dir + "/validation.csv");
-  write_png(run_dir + "/curves.png", draw_panels(run_panels(task, st, val), 3));
+  write_png(run_dir + "/curves.png", draw_panels(run_panels(task, objective, st, val), 3));
 }
 
 }  // namespace ebm::train

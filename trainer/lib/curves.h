@@ -30,9 +30,11 @@ Image draw_panels(const std::vector<Panel>& panels, int cols, int panel_w = 600,
 //   energy:   loss, reg, cdiv (train and validation vs noise), energies (real, fake, validation
 //             real and noise), learning rate, image-steps per second;
 //   classify: loss (train and validation), accuracy, learning rate, images per second.
-std::vector<Panel> run_panels(Task task, const MetricsTable& steps, const MetricsTable& val);
+std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable& steps,
+                              const MetricsTable& val);
 
 // Reads <run>/metrics.csv and <run>/validation.csv and writes <run>/curves.png (atomically).
-void write_curves_png(const std::string& run_dir, Task task);
+void write_curves_png(const std::string& run_dir, Task task,
+                      Objective objective = Objective::kContrastiveDivergence);
 
 }  // namespace ebm::train

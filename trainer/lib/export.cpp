@@ -28,10 +28,25 @@ double max_relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count, uint64_t seed) {
-  torch::NoGradGuard no_grad;
-  const Shape& s = net.architecture().input;
+  const Shape s = net.image_shape();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const torch::Tensor x = torch::rand({count, s.c, s.h, s.w}, gen, torch::kFloat32) * 2.0 - 1.0;
+  if (net.energy_form().denoiser) {
+    // Energies and input gradients at a small, a middle and a large noise level.
+    Network rt(model);
+    double worst = 0;
+    for (float sigma : {0.02f, 0.3f, 5.0f}) {
+      const torch::Tensor xs = x.clone().requires_grad_(true);
+      const torch::Tensor e = net.denoiser_energy(net.weights(), xs, torch::full({count}, sigma));
+      const torch::Tensor g = torch::autograd::grad({e.sum()}, {xs})[0];
+      torch::Tensor re = torch::empty({count}), rg = torch::empty_like(x);
+      rt.energy_and_input_grad(x.data_ptr<float>(), count, re.data_ptr<float>(), rg.data_ptr<float>(),
+                               sigma);
+      worst = std::max({worst, max_relative_error(re, e.detach()), max_relative_error(rg, g)});
+    }
+    return worst;
+  }
+  torch::NoGradGuard no_grad;
   const torch::Tensor expected = net.run(net.weights(), x);
   Network rt(model);
   torch::Tensor got = torch::empty({count, int64_t(rt.outputs())}, torch::kFloat32);
@@ -44,7 +59,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
   const TrainConfig& cfg = info.config;
   {
     // The runtime must compute what LibTorch computes, before anything is written.
-    EnergyNet net(m.arch, 0, info.config.spectral_norm);
+    EnergyNet net(m.arch, 0, info.config.spectral_norm, m.energy);
     net->load_state(info.tensors);
     const double err = runtime_agreement(*net, m, 8, 12345);
     if (!(err <= 1e-4))
@@ -75,7 +90,13 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
       {"seed", cfg.seed},
       {"final", info.summary.value("train", nlohmann::json::object())},
       {"validation", info.summary.value("validation", nlohmann::json::object())}};
-  if (energy) {
+  if (energy && cfg.objective == Objective::kDenoisingScoreMatching) {
+    training["objective"] = "denoising score matching";
+    training["noise_levels"] = {{"log_mean", cfg.sigma_mean}, {"log_std", cfg.sigma_std},
+                                {"min", cfg.sigma_min},      {"max", cfg.sigma_max}};
+    training["ema"] = cfg.ema;
+  } else if (energy) {
+    training["objective"] = "contrastive divergence";
     training["alpha"] = cfg.alpha;
     training["replay_buffer"] = {{"size", cfg.buffer_size}, {"fresh", cfg.fresh}};
     training["langevin"] = sampler_params_json(cfg.sampler);

@@ -48,8 +48,14 @@ std::string tensor_name(size_t layer, const std::string& role) {
   return "layers." + std::to_string(layer) + "." + role;
 }
 
-EnergyNetImpl::EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm)
-    : arch_(arch), spectral_norm_(spectral_norm), layers_(arch.layers.size()) {
+EnergyNetImpl::EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm,
+                             const EnergyForm& energy)
+    : arch_(arch), spectral_norm_(spectral_norm), energy_(energy), layers_(arch.layers.size()) {
+  if (energy_.denoiser) {
+    const Shape s = image_shape();
+    if (s.c < 1) throw Error("a denoiser with a noise plane needs at least 2 input channels");
+    mean_ = register_buffer("energy_mean", torch::zeros({s.c, s.h, s.w}));
+  }
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const LayerSpec& l = arch_.layers[i];
@@ -91,6 +97,28 @@ EnergyNetImpl::EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spect
   }
 }
 
+Shape EnergyNetImpl::image_shape() const { return ebm::image_shape(arch_, energy_); }
+
+void EnergyNetImpl::set_mean(const torch::Tensor& mean) {
+  if (!energy_.denoiser) throw Error("only a denoiser energy has a mean image");
+  torch::NoGradGuard no_grad;
+  mean_.copy_(mean.reshape(mean_.sizes()));
+}
+
+torch::Tensor EnergyNetImpl::denoiser_energy(const NetWeights& w, const torch::Tensor& x,
+                                             const torch::Tensor& sigma) const {
+  if (!energy_.denoiser) throw Error("denoiser_energy() needs a denoiser energy");
+  const double sd = energy_.sigma_data;
+  const torch::Tensor s = sigma.view({-1, 1, 1, 1});
+  const torch::Tensor c_in = (s * s + sd * sd).rsqrt();
+  const torch::Tensor u = x - mean_;
+  torch::Tensor v = c_in * u;
+  if (energy_.noise_plane)
+    v = torch::cat({v, (s.log() / 4.0).expand({x.size(0), 1, x.size(2), x.size(3)})}, 1);
+  const torch::Tensor r = u - sd * run_layers(w, v);
+  return 0.5 * r.square().flatten(1).sum(1) / sigma.square();
+}
+
 NetWeights EnergyNetImpl::weights() const {
   NetWeights w(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -120,10 +148,17 @@ void EnergyNetImpl::power_iteration() {
 }
 
 torch::Tensor EnergyNetImpl::run(const NetWeights& w, const torch::Tensor& input) const {
-  torch::Tensor x = input;
+  return run_layers(w, input).reshape({input.size(0), -1});
+}
+
+torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor& input) const {
+  std::vector<torch::Tensor> outs;  // every layer's output, for "from" and add's "skip"
+  outs.reserve(arch_.layers.size());
+  auto output_of = [&](int k) { return k == kNetworkInput ? input : outs[size_t(k)]; };
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const LayerSpec& l = arch_.layers[i];
     const LayerWeights& W = w[i];
+    torch::Tensor x = output_of(l.from);
     switch (l.kind) {
       case LayerKind::kConv2d: {
         bool sym = false;
@@ -159,9 +194,22 @@ torch::Tensor EnergyNetImpl::run(const NetWeights& w, const torch::Tensor& input
       case LayerKind::kDense:
         x = torch::linear(x.flatten(1), W.weight, W.bias);
         break;
+      case LayerKind::kAdd:
+        x = x + output_of(l.skip);
+        break;
+      case LayerKind::kUpsample:
+        x = torch::upsample_nearest2d(x, {int64_t(l.out.h), int64_t(l.out.w)});
+        break;
+      case LayerKind::kSpaceToDepth:
+        x = torch::pixel_unshuffle(x, l.factor);
+        break;
+      case LayerKind::kDepthToSpace:
+        x = torch::pixel_shuffle(x, l.factor);
+        break;
     }
+    outs.push_back(std::move(x));
   }
-  return x.reshape({x.size(0), -1});
+  return outs.back();
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> EnergyNetImpl::state() const {
@@ -181,6 +229,7 @@ std::vector<std::pair<std::string, torch::Tensor>> EnergyNetImpl::state() const 
       out.emplace_back(tensor_name(i, "sn_v"), L.sn_v);
     }
   }
+  if (energy_.denoiser) out.emplace_back(kEnergyMeanTensor, mean_);
   return out;
 }
 
@@ -208,6 +257,8 @@ void EnergyNetImpl::load_model(const Model& m) {
   for (size_t i = 0; i < m.arch.layers.size(); ++i)
     for (const TensorRef& ref : m.arch.layers[i].tensors)
       tensors.emplace_back(tensor_name(i, ref.role), from_runtime(m.tensor(ref.name)));
+  if (energy_.denoiser)
+    tensors.emplace_back(kEnergyMeanTensor, from_runtime(m.tensor(kEnergyMeanTensor)));
   load_state(tensors);
 }
 
@@ -217,6 +268,8 @@ Model EnergyNetImpl::to_model(ModelKind kind, const std::vector<std::string>& la
   m.kind = kind;
   m.labels = labels;
   m.arch = arch_;
+  m.energy = energy_;
+  if (energy_.denoiser) m.tensors.push_back(to_runtime(kEnergyMeanTensor, mean_));
   const NetWeights w = weights();
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     for (const TensorRef& ref : arch_.layers[i].tensors) {

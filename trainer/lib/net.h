@@ -33,9 +33,19 @@ class EnergyNetImpl : public torch::nn::Module {
   // uniform weights, zero biases, batch norm gamma 1, beta 0, mean 0, var 1. `spectral_norm`
   // divides every conv2d and dense weight by its largest singular value (of the weight as an
   // [out, in * kh * kw] matrix), estimated by one power iteration per training step.
-  EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm = false);
+  // A denoiser `energy` (model.h) adds the fixed mean image, tensor "energy.mean", zero until
+  // set_mean().
+  EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spectral_norm = false,
+                const EnergyForm& energy = {});
 
   const Architecture& architecture() const { return arch_; }
+  const EnergyForm& energy_form() const { return energy_; }
+  Shape image_shape() const;  // arch.input less a denoiser's noise plane
+  void set_mean(const torch::Tensor& mean);  // [C, H, W]
+  // A denoiser's E(x, sigma) for x [n, C, H, W] and sigma [n] (the runtime's formula, model.h),
+  // differentiable in x and in the weights, twice.
+  torch::Tensor denoiser_energy(const NetWeights& w, const torch::Tensor& x,
+                                const torch::Tensor& sigma) const;
   bool spectral_norm() const { return spectral_norm_; }
 
   // [n, C, H, W] -> [n, outputs] (energies for energy models, logits for classifiers).
@@ -43,6 +53,8 @@ class EnergyNetImpl : public torch::nn::Module {
   // The same with given weights: Langevin sampling takes weights() once, detached, and reuses
   // them for every step.
   torch::Tensor run(const NetWeights& w, const torch::Tensor& x) const;
+  // The last layer's output in its own shape ([n, C, H, W] for a denoiser).
+  torch::Tensor run_layers(const NetWeights& w, const torch::Tensor& x) const;
   // Effective weights; differentiable with respect to the parameters unless grad mode is off.
   NetWeights weights() const;
 
@@ -68,6 +80,8 @@ class EnergyNetImpl : public torch::nn::Module {
   };
   Architecture arch_;
   bool spectral_norm_;
+  EnergyForm energy_;
+  torch::Tensor mean_;  // a denoiser's mean image
   std::vector<Layer> layers_;
 };
 TORCH_MODULE(EnergyNet);

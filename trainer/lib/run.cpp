@@ -64,22 +64,30 @@ class RunLog {
   std::FILE* file_;
 };
 
-std::vector<std::string> step_columns(Task t) {
-  if (t == Task::kClassify)
+bool is_dsm(const TrainConfig& c) {
+  return c.task == Task::kEnergy && c.objective == Objective::kDenoisingScoreMatching;
+}
+
+std::vector<std::string> step_columns(const TrainConfig& c) {
+  if (c.task == Task::kClassify)
     return {"step", "epoch", "loss", "accuracy", "lr", "images_per_s", "seconds"};
+  if (is_dsm(c)) return {"step", "epoch", "loss", "lr", "images_per_s", "seconds"};
   return {"step",   "epoch", "loss",  "reg", "cdiv",
           "real",   "fake",  "fresh", "lr",  "image_steps_per_s",
           "seconds"};
 }
 
-std::vector<std::string> val_columns(Task t) {
-  if (t == Task::kClassify) return {"epoch", "step", "loss", "accuracy"};
+std::vector<std::string> val_columns(const TrainConfig& c) {
+  if (c.task == Task::kClassify) return {"epoch", "step", "loss", "accuracy"};
+  if (is_dsm(c)) return {"epoch", "step", "loss"};
   return {"epoch", "step", "cdiv", "real", "fake"};
 }
 
-std::vector<double> step_row(Task t, int64_t step, int64_t epoch, const StepMetrics& m) {
-  if (t == Task::kClassify)
+std::vector<double> step_row(const TrainConfig& c, int64_t step, int64_t epoch,
+                             const StepMetrics& m) {
+  if (c.task == Task::kClassify)
     return {double(step), double(epoch), m.loss, m.accuracy, m.lr, m.rate, m.seconds};
+  if (is_dsm(c)) return {double(step), double(epoch), m.loss, m.lr, m.rate, m.seconds};
   return {double(step), double(epoch),   m.loss, m.reg,  m.cdiv,   m.real,
           m.fake,       double(m.fresh), m.lr,   m.rate, m.seconds};
 }
@@ -109,9 +117,10 @@ struct EpochMeans {
     rate += m.rate;
     ++n;
   }
-  nlohmann::json json(Task t) const {
+  nlohmann::json json(const TrainConfig& c) const {
     const double k = n > 0 ? 1.0 / n : NAN;
-    if (t == Task::kClassify) return {{"loss", loss * k}, {"accuracy", accuracy * k}};
+    if (c.task == Task::kClassify) return {{"loss", loss * k}, {"accuracy", accuracy * k}};
+    if (is_dsm(c)) return {{"loss", loss * k}, {"images_per_s", rate * k}};
     return {{"loss", loss * k}, {"reg", reg * k},   {"cdiv", cdiv * k},
             {"real", real * k}, {"fake", fake * k}, {"image_steps_per_s", rate * k}};
   }
@@ -135,12 +144,12 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
                           const std::atomic<bool>* stop) {
   const TrainConfig& cfg = tr.config();
   const int64_t epoch = tr.counters().epoch;
-  write_curves_png(dir, cfg.task);
+  write_curves_png(dir, cfg.task, cfg.objective);
   if (cfg.task != Task::kEnergy) return;
-  const Shape s = config_architecture(cfg).input;
+  const Shape s = tr.net()->image_shape();
   const std::string base = dir + "/" + epoch_tag(epoch);
 
-  const int64_t nb = std::min<int64_t>(cfg.buffer_grid, tr.buffer().size());
+  const int64_t nb = is_dsm(cfg) ? 0 : std::min<int64_t>(cfg.buffer_grid, tr.buffer().size());
   if (nb > 0) {
     const torch::Tensor imgs = tr.buffer().newest(nb).contiguous();
     double mean_e = 0;
@@ -158,7 +167,7 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
     SamplerParams p = cfg.sampler;
     p.steps = cfg.sample_steps;
     const NoiseSamples ns =
-        sample_from_noise(tr.net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
+        sample_from_noise(tr.model_net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
                           cfg.seed + uint64_t(epoch), threads, 10, stop);
     double mean_e = 0;
     for (float e : ns.energies) mean_e += e;
@@ -235,9 +244,18 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
                 "--resume, or choose another folder");
 
   // Architecture: the stored one when resuming, else the preset (classifier form for classify).
-  Architecture arch =
-      cfg.architecture.is_null() ? load_preset(cfg.preset).arch : config_architecture(cfg);
-  const Dataset data = load_training_data(cfg, arch.input);
+  Architecture arch;
+  EnergyForm energy;
+  if (cfg.architecture.is_null()) {
+    const Preset preset = load_preset(cfg.preset);
+    arch = preset.arch;
+    energy = preset.energy;
+  } else {
+    arch = config_architecture(cfg);
+    energy = config_energy_form(cfg);
+  }
+  const Shape image = image_shape(arch, energy);
+  const Dataset data = load_training_data(cfg, image);
   const DatasetSplit split = split_training_data(data, cfg);
   std::vector<std::string> labels;
   if (cfg.task == Task::kClassify) {
@@ -250,7 +268,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     labels = data.label_names;
     if (cfg.architecture.is_null()) arch = classifier_architecture(arch, int(labels.size()));
   }
-  cfg.architecture = architecture_json(arch);
+  cfg.architecture = architecture_json(arch, energy);
   const int64_t n_train = split.train.size();
   const int64_t steps_per_epoch = n_train / cfg.batch;
   if (steps_per_epoch < 1)
@@ -274,9 +292,10 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
               "), learning rate " + fmt(tr.lr()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
+    tr.set_data_mean(TensorData(split.train, image).images);
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
     log.event(std::string("started ") + task_name(task) + " training of " + cfg.preset + " (" +
-              std::to_string(arch.parameter_count()) + " parameters, input " + arch.input.str() +
+              std::to_string(arch.parameter_count()) + " parameters, input " + image.str() +
               ") on '" + cfg.data + "'");
   }
   log.event(std::to_string(n_train) + " training images, " + std::to_string(split.val.size()) +
@@ -284,12 +303,12 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
             std::to_string(steps_per_epoch) + " steps per epoch, to epoch " +
             std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
 
-  const TensorData train_data(split.train, arch.input);
+  const TensorData train_data(split.train, image);
   auto open_csv = [&] {
-    return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(task));
+    return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(cfg));
   };
   std::unique_ptr<MetricsCsv> step_csv = open_csv();
-  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(task));
+  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(cfg));
 
   const auto session_start = Clock::now();
   double wall_base = c.wall_seconds;
@@ -376,16 +395,16 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
         rolled_back = true;
         break;
       }
-      step_csv->append(step_row(task, c.step, c.epoch, *m));
+      step_csv->append(step_row(cfg, c.step, c.epoch, *m));
       means.add(*m);
       if (opt.progress) {
-        const std::string rate =
-            fmt(m->rate, 4) + (task == Task::kEnergy ? " img-steps/s" : " img/s");
-        bar.update(c.step_in_epoch,
-                   task == Task::kEnergy
-                       ? "cdiv " + fmt(m->cdiv, 3) + " real " + fmt(m->real, 3) + " fake " +
-                             fmt(m->fake, 3) + " | " + rate
-                       : "loss " + fmt(m->loss, 3) + " acc " + fmt(m->accuracy, 3) + " | " + rate);
+        const bool cd = task == Task::kEnergy && !is_dsm(cfg);
+        const std::string rate = fmt(m->rate, 4) + (cd ? " img-steps/s" : " img/s");
+        const std::string what =
+            cd ? "cdiv " + fmt(m->cdiv, 3) + " real " + fmt(m->real, 3) + " fake " + fmt(m->fake, 3)
+            : is_dsm(cfg) ? "loss " + fmt(m->loss, 3) + " lr " + fmt(m->lr, 2)
+                          : "loss " + fmt(m->loss, 3) + " acc " + fmt(m->accuracy, 3);
+        bar.update(c.step_in_epoch, what + " | " + rate);
       }
       if (seconds_since(last_save) >= cfg.checkpoint_minutes * 60) save("timer");
     }
@@ -395,17 +414,24 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     const ValMetrics v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
     ++c.epoch;
     c.step_in_epoch = 0;
-    if (task == Task::kEnergy) {
+    if (is_dsm(cfg)) {
+      val_csv.append({double(c.epoch), double(c.step), v.loss});
+      tr.summary()["epoch"] = c.epoch;
+      tr.summary()["train"] = means.json(cfg);
+      tr.summary()["validation"] = {{"loss", v.loss}};
+      log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
+                " (moving average, 8 noise levels)");
+    } else if (task == Task::kEnergy) {
       val_csv.append({double(c.epoch), double(c.step), v.cdiv, v.real, v.fake});
       tr.summary()["epoch"] = c.epoch;
-      tr.summary()["train"] = means.json(task);
+      tr.summary()["train"] = means.json(cfg);
       tr.summary()["validation"] = {{"cdiv", v.cdiv}, {"real", v.real}, {"noise", v.fake}};
       log.event("epoch " + std::to_string(c.epoch) + ": validation cdiv " + fmt(v.cdiv) +
                 " (real " + fmt(v.real) + ", noise " + fmt(v.fake) + ")");
     } else {
       val_csv.append({double(c.epoch), double(c.step), v.loss, v.accuracy});
       tr.summary()["epoch"] = c.epoch;
-      tr.summary()["train"] = means.json(task);
+      tr.summary()["train"] = means.json(cfg);
       tr.summary()["validation"] = {{"loss", v.loss}, {"accuracy", v.accuracy}};
       log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
                 ", accuracy " + fmt(v.accuracy));

@@ -20,23 +20,48 @@ torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt) {
 
 }  // namespace
 
+EnergyForm config_energy_form(const TrainConfig& cfg) {
+  const nlohmann::json& a = cfg.architecture;
+  return a.is_object() && a.contains("energy") ? parse_energy_form(a.at("energy")) : EnergyForm{};
+}
+
 Architecture config_architecture(const TrainConfig& cfg) {
   const nlohmann::json& a = cfg.architecture;
   if (!a.is_object() || !a.contains("input") || !a.contains("layers"))
     throw Error("run configuration has no architecture");
-  return resolve_architecture(parse_input_shape(a.at("input")), a.at("layers"));
+  return resolve_architecture(layers_input(parse_input_shape(a.at("input")), config_energy_form(cfg)),
+                              a.at("layers"));
 }
 
-nlohmann::json architecture_json(const Architecture& arch) {
-  return {{"input", input_shape_json(arch.input)}, {"layers", arch.layers_json()}};
+nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& energy) {
+  nlohmann::json j = {{"input", input_shape_json(image_shape(arch, energy))},
+                      {"layers", arch.layers_json()}};
+  if (energy.denoiser) j["energy"] = energy_form_json(energy);
+  return j;
 }
+
+namespace {
+
+void copy_state(const EnergyNetImpl& from, EnergyNetImpl& to) {
+  torch::NoGradGuard no_grad;
+  const auto src = from.state(), dst = to.state();
+  for (size_t i = 0; i < src.size(); ++i) {
+    torch::Tensor d = dst[i].second;  // shares storage with the module's tensor
+    d.copy_(src[i].second);
+  }
+}
+
+}  // namespace
 
 Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
     : cfg_(cfg),
       labels_(std::move(labels)),
       arch_(config_architecture(cfg)),
-      net_(arch_, cfg.seed, cfg.spectral_norm),
-      buffer_(cfg.task == Task::kEnergy ? cfg.buffer_size : 1, arch_.input),
+      net_(arch_, cfg.seed, cfg.spectral_norm, config_energy_form(cfg)),
+      buffer_(cfg.task == Task::kEnergy && cfg.objective == Objective::kContrastiveDivergence
+                  ? cfg.buffer_size
+                  : 1,
+              net_->image_shape()),
       gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed ^ 0x9e3779b97f4a7c15ull)) {
   if (cfg_.task == Task::kClassify && int(labels_.size()) != arch_.output().c)
     throw Error("classifier outputs " + std::to_string(arch_.output().c) + " logits but has " +
@@ -46,16 +71,35 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
                 std::to_string(arch_.output().c));
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
   backend_ = parse_langevin_backend(cfg_.langevin_backend);
+  if (cfg_.task == Task::kEnergy && cfg_.objective == Objective::kDenoisingScoreMatching) {
+    if (!net_->energy_form().denoiser)
+      throw Error("denoising score matching needs a denoiser energy (a preset with "
+                  "\"energy\": {\"form\": \"denoiser\"}, such as unet); preset '" + cfg_.preset +
+                  "' is a scalar energy for contrastive divergence (--objective cd)");
+    if (!(cfg_.sigma_min > 0 && cfg_.sigma_min <= cfg_.sigma_max))
+      throw Error("noise levels need 0 < sigma_min <= sigma_max");
+    ema_ = EnergyNet(arch_, cfg.seed, cfg.spectral_norm, net_->energy_form());
+    copy_state(*net_, *ema_);
+  } else if (net_->energy_form().denoiser) {
+    throw Error("a denoiser energy is trained by denoising score matching (--objective dsm)");
+  }
   opt_ = std::make_unique<torch::optim::Adam>(
       net_->parameters(),
       torch::optim::AdamOptions(cfg_.lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.adam_eps));
   // The buffer starts as one batch of uniform noise (the book's Buffer.__init__).
-  if (cfg_.task == Task::kEnergy)
+  if (cfg_.task == Task::kEnergy && cfg_.objective == Objective::kContrastiveDivergence)
     buffer_.reset_uniform(std::min<int64_t>(cfg_.batch, cfg_.buffer_size), gen_);
 }
 
 ModelKind Trainer::kind() const {
   return cfg_.task == Task::kClassify ? ModelKind::kClassifier : ModelKind::kEnergy;
+}
+
+void Trainer::set_data_mean(const torch::Tensor& images) {
+  if (!net_->energy_form().denoiser) return;
+  const torch::Tensor mean = images.mean(0);
+  net_->set_mean(mean);
+  if (ema_) ema_->set_mean(mean);
 }
 
 double Trainer::lr() const {
@@ -86,6 +130,7 @@ std::optional<StepMetrics> Trainer::step(const torch::Tensor& real, const torch:
     return m;
   }
   if (cfg_.task == Task::kClassify) return classify_step(real, labels);
+  if (cfg_.objective == Objective::kDenoisingScoreMatching) return dsm_step(real);
   bool stopped = false;
   StepMetrics m = energy_step(real, stop, &stopped);
   if (stopped) return std::nullopt;
@@ -142,6 +187,56 @@ StepMetrics Trainer::energy_step(const torch::Tensor& real_in, const std::atomic
   return m;
 }
 
+torch::Tensor Trainer::dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x,
+                               const torch::Tensor& sigma, const torch::Tensor& z,
+                               bool create_graph) const {
+  const torch::Tensor s = sigma.view({-1, 1, 1, 1});
+  const torch::Tensor noisy = (x + s * z).detach().requires_grad_(true);
+  const torch::Tensor e = net.denoiser_energy(net.weights(), noisy, sigma);
+  const torch::Tensor g = torch::autograd::grad({e.sum()}, {noisy}, {}, /*retain_graph=*/true,
+                                                create_graph)[0];
+  const double sd = net.energy_form().sigma_data;
+  const torch::Tensor weight = 1.0 + sigma.square() / (sd * sd);
+  return weight * (s * g - z).square().flatten(1).mean(1);
+}
+
+StepMetrics Trainer::dsm_step(const torch::Tensor& x) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t B = x.size(0);
+  // Noise levels log-normal (Karras et al. 2022), clamped to the range the sampler walks.
+  const torch::Tensor sigma =
+      (torch::randn({B}, gen_, torch::kFloat32) * cfg_.sigma_std + cfg_.sigma_mean)
+          .exp()
+          .clamp(cfg_.sigma_min, cfg_.sigma_max);
+  const torch::Tensor z = torch::randn(x.sizes(), gen_, torch::kFloat32);
+  net_->power_iteration();
+  net_->train();
+  const torch::Tensor loss = dsm_loss(*net_, x, sigma, z, /*create_graph=*/true).mean();
+  opt_->zero_grad();
+  loss.backward();
+  if (cfg_.clip_grad_norm > 0)
+    torch::nn::utils::clip_grad_norm_(net_->parameters(), cfg_.clip_grad_norm);
+  opt_->step();
+  {
+    torch::NoGradGuard no_grad;
+    // Warm-up: the average forgets the random initial weights within the first steps instead of
+    // carrying 0.999^step of them.
+    const double t = double(counters_.step);
+    const double decay = std::min(cfg_.ema, (1.0 + t) / (10.0 + t));
+    const std::vector<torch::Tensor> src = net_->parameters(), dst = ema_->parameters();
+    for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i], 1.0 - decay);
+  }
+  StepMetrics m;
+  m.loss = loss.item<double>();
+  m.lr = lr();
+  m.seconds = seconds_since(t0);
+  m.rate = double(B) / std::max(m.seconds, 1e-9);
+  m.healthy = std::isfinite(m.loss) && parameters_finite();
+  ++counters_.step;
+  ++counters_.step_in_epoch;
+  return m;
+}
+
 StepMetrics Trainer::classify_step(const torch::Tensor& real, const torch::Tensor& labels) {
   const auto t0 = std::chrono::steady_clock::now();
   net_->train();
@@ -165,14 +260,29 @@ StepMetrics Trainer::classify_step(const torch::Tensor& real, const torch::Tenso
 }
 
 ValMetrics Trainer::validate(const Dataset& val, uint64_t noise_seed) const {
-  torch::NoGradGuard no_grad;
   ValMetrics v;
   const int64_t n = val.size();
   if (n == 0) return v;
-  const Shape& s = arch_.input;
+  const Shape s = net_->image_shape();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(noise_seed);
   const torch::Tensor images =
       torch::from_blob(const_cast<float*>(val.images.data()), {n, s.c, s.h, s.w}, torch::kFloat32);
+  if (cfg_.objective == Objective::kDenoisingScoreMatching && cfg_.task == Task::kEnergy) {
+    // The loss of the moving average at noise levels spread evenly in log sigma over the
+    // training range, image i at level i mod 8, the noise from the validation generator.
+    double sum = 0;
+    for (int64_t i = 0; i < n; i += cfg_.batch) {
+      const int64_t b = std::min<int64_t>(cfg_.batch, n - i);
+      const torch::Tensor t = (torch::arange(i, i + b) % 8).to(torch::kFloat32) / 7.0;
+      const torch::Tensor sigma =
+          (std::log(cfg_.sigma_min) + t * (std::log(cfg_.sigma_max) - std::log(cfg_.sigma_min))).exp();
+      const torch::Tensor z = torch::randn({b, s.c, s.h, s.w}, gen, torch::kFloat32);
+      sum += dsm_loss(*model_net(), images.narrow(0, i, b), sigma, z, false).sum().item<double>();
+    }
+    v.loss = sum / double(n);
+    return v;
+  }
+  torch::NoGradGuard no_grad;
   double sum_a = 0, sum_b = 0, correct = 0;
   for (int64_t i = 0; i < n; i += cfg_.batch) {
     const int64_t b = std::min<int64_t>(cfg_.batch, n - i);

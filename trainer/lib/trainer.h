@@ -55,6 +55,11 @@ class Trainer {
   const TrainConfig& config() const { return cfg_; }
   EnergyNet& net() { return net_; }
   const EnergyNet& net() const { return net_; }
+  // The weights a model is made from: the moving average under denoising score matching, else
+  // the trained weights themselves.
+  const EnergyNet& model_net() const { return ema_ ? ema_ : net_; }
+  // A denoiser's mean image, from the training images [n, C, H, W] (a fresh run's first act).
+  void set_data_mean(const torch::Tensor& images);
   const ReplayBuffer& buffer() const { return buffer_; }
   const torch::optim::Adam& optimizer() const { return *opt_; }
   const std::vector<std::string>& labels() const { return labels_; }
@@ -88,12 +93,18 @@ class Trainer {
  private:
   StepMetrics energy_step(const torch::Tensor& real, const std::atomic<bool>* stop, bool* stopped);
   StepMetrics classify_step(const torch::Tensor& real, const torch::Tensor& labels);
+  StepMetrics dsm_step(const torch::Tensor& real);
+  // The denoising score matching loss per image: (1 + sigma^2/sigma_data^2) |sigma dE/dx - z|^2
+  // averaged over pixels, for x + sigma z. create_graph keeps it differentiable in the weights.
+  torch::Tensor dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x, const torch::Tensor& sigma,
+                         const torch::Tensor& z, bool create_graph) const;
   bool parameters_finite() const;
 
   TrainConfig cfg_;
   std::vector<std::string> labels_;
   Architecture arch_;
   EnergyNet net_;
+  EnergyNet ema_{nullptr};  // denoising score matching: the exponential moving average
   std::unique_ptr<torch::optim::Adam> opt_;
   ReplayBuffer buffer_;
   at::Generator gen_;
@@ -102,8 +113,10 @@ class Trainer {
   nlohmann::json summary_ = nlohmann::json::object();
 };
 
-// The resolved architecture stored in a config: {"input":..., "layers":[...]}.
+// The resolved architecture stored in a config: {"input": the images, "layers":[...], and for a
+// denoiser "energy": its form}.
 Architecture config_architecture(const TrainConfig& cfg);
-nlohmann::json architecture_json(const Architecture& arch);
+EnergyForm config_energy_form(const TrainConfig& cfg);
+nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& energy = {});
 
 }  // namespace ebm::train

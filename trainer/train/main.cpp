@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   return ebm::run_main("ebm-train", [&]() -> int {
     using ebm::train::TrainConfig;
     TrainConfig cfg;
-    std::string run_dir, task = "energy", form = ebm::sampler_form_name(cfg.sampler.form);
+    std::string run_dir, task = "energy", form = ebm::sampler_form_name(cfg.sampler.form),
+                         objective = ebm::train::objective_name(cfg.objective);
     int limit = 0, buffer_size = int(cfg.buffer_size), max_steps = 0, inject_nan = -1;
     bool resume = false, quiet = false;
     double step_size = cfg.sampler.step_size, noise = cfg.sampler.noise,
@@ -84,7 +85,19 @@ int main(int argc, char** argv) {
               "(power iteration; the exported weight is W / sigma)",
               &cfg.spectral_norm);
 
-    args.option("alpha", "A", "weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
+    args.option("objective", "NAME",
+                "how an energy model learns: cd (contrastive divergence with a replay buffer, the "
+                "paper's) or dsm (denoising score matching of a noise-conditional denoiser energy, "
+                "for presets such as unet, which choose it themselves)",
+                &objective);
+    args.option("sigma-mean", "M", "dsm: mean of log sigma, the training noise level",
+                &cfg.sigma_mean, -20.0, 20.0);
+    args.option("sigma-std", "S", "dsm: standard deviation of log sigma", &cfg.sigma_std, 0.0, 20.0);
+    args.option("sigma-min", "S", "dsm: smallest training noise level", &cfg.sigma_min, 1e-6, 1e4);
+    args.option("sigma-max", "S", "dsm: largest training noise level", &cfg.sigma_max, 1e-6, 1e4);
+    args.option("ema", "D", "dsm: decay of the weights' moving average (what is exported)",
+                &cfg.ema, 0.0, 0.999999);
+    args.option("alpha", "A", "cd: weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
                 0.0, 1e6);
     args.option("buffer-size", "N", "replay buffer capacity", &buffer_size, 1, 1 << 24);
     args.option("fresh", "P", "expected fraction of fresh uniform noise per batch", &cfg.fresh, 0.0,
@@ -97,8 +110,8 @@ int main(int argc, char** argv) {
         "(the exported network's own code, about twice as fast) or torch (LibTorch autograd)",
         &cfg.langevin_backend);
     args.option("form", "NAME",
-                "Langevin form: paper (clipped gradient steps) or textbook "
-                "(Du & Mordatch)",
+                "Langevin form: paper (clipped gradient steps), textbook (Du & Mordatch), or "
+                "annealed (noise levels, for dsm models; its settings come from the preset)",
                 &form);
     args.option("step-size", "S", "paper form: step size", &step_size, 0.0, 1e6);
     args.option("noise", "SIGMA", "paper form: noise standard deviation per step", &noise, 0.0,
@@ -171,6 +184,12 @@ int main(int argc, char** argv) {
                                "adam-eps",
                                "clip-grad-norm",
                                "spectral-norm",
+                               "objective",
+                               "sigma-mean",
+                               "sigma-std",
+                               "sigma-min",
+                               "sigma-max",
+                               "ema",
                                "alpha",
                                "buffer-size",
                                "fresh",
@@ -206,6 +225,7 @@ int main(int argc, char** argv) {
       if (cfg.data.empty()) args.fail("missing --data PATH (or --resume with --run DIR)");
       try {
         cfg.task = ebm::train::parse_task(task);
+        cfg.objective = ebm::train::parse_objective(objective);
         cfg.sampler.form = ebm::parse_sampler_form(form);
         ebm::train::parse_langevin_backend(cfg.langevin_backend);
       } catch (const ebm::Error& e) {

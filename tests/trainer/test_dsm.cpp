@@ -1,0 +1,188 @@
+// Denoising score matching of a noise-conditional denoiser energy (the unet preset's objective):
+// LibTorch and the runtime compute the same energy and input gradient, a short run lowers the
+// held-out loss and exports a format-2 model with the annealed sampler, resume is exact (the
+// moving average included), and objective and architecture must agree.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "../expect_error.h"
+#include "checkpoint.h"
+#include "ebm/error.h"
+#include "ebm/network.h"
+#include "ebm/sampler.h"
+#include "export.h"
+#include "metrics_csv.h"
+#include "run.h"
+#include "trainer.h"
+#include "trainer_test_util.h"
+
+namespace ebm::train {
+namespace {
+
+using nlohmann::json;
+using test::scratch_dir;
+
+// A two-level U-Net for 64x16 images with every graph layer the unet preset uses.
+json small_unet_preset() {
+  return json::parse(R"({
+    "name": "small-unet",
+    "input": {"channels": 1, "height": 16, "width": 64},
+    "energy": {"form": "denoiser", "sigma_data": 0.6, "noise_plane": true},
+    "layers": [
+      {"type": "space_to_depth", "factor": 2},
+      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
+      {"type": "swish", "id": "s1"},
+      {"type": "conv2d", "out_channels": 16, "kernel": 3, "stride": 2, "padding": [1, 1]},
+      {"type": "swish"},
+      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
+      {"type": "upsample", "factor": 2},
+      {"type": "add", "skip": "s1"},
+      {"type": "swish"},
+      {"type": "conv2d", "out_channels": 4, "kernel": 3, "padding": "same"},
+      {"type": "depth_to_space", "factor": 2}
+    ],
+    "train": {"objective": "dsm", "lr": 0.002, "beta1": 0.9, "sigma_min": 0.02, "sigma_max": 20,
+              "sampler": {"form": "annealed", "steps": 20, "levels": 10, "sigma_max": 10,
+                          "sigma_min": 0.02, "eps": 2e-4}}
+  })");
+}
+
+const std::string& bridge_set() {
+  static const std::string dir = [] {
+    const std::string d = scratch_dir("dsm_bridges");
+    test::write_bridge_set(d, 16, 64, 16);
+    return d;
+  }();
+  return dir;
+}
+
+// What ebm-train makes of the preset: its "train" settings over the defaults.
+TrainConfig dsm_config(const std::string& work) {
+  const json p = small_unet_preset();
+  TrainConfig c;
+  json j = c.to_json();
+  for (const auto& [k, v] : p["train"].items()) j[k] = v;
+  c = TrainConfig::from_json(j);
+  c.preset = test::write_preset(work, p);
+  c.data = bridge_set();
+  c.batch = 16;
+  c.sample_count = 2;
+  c.sample_steps = 20;
+  c.threads = 2;
+  c.epochs = 100;
+  return c;
+}
+
+RunOptions quiet(const std::string& dir, bool resume = false) {
+  RunOptions o;
+  o.dir = dir;
+  o.resume = resume;
+  o.progress = false;
+  return o;
+}
+
+TEST(DenoiserParity, LibTorchAndTheRuntimeGiveTheSameEnergiesAndInputGradients) {
+  for (const std::string& preset : {std::string(EBM_TEST_PRESETS_DIR) + "/unet.json", std::string()}) {
+    const Preset p = preset.empty() ? parse_preset(small_unet_preset(), "small") : load_preset(preset);
+    ASSERT_TRUE(p.energy.denoiser);
+    EnergyNet net(p.arch, 5, false, p.energy);
+    const Shape s = net->image_shape();
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    net->set_mean(torch::rand({s.c, s.h, s.w}, gen) * 2 - 1);
+    {
+      // Random weights big enough that F matters next to the mean.
+      torch::NoGradGuard no_grad;
+      for (torch::Tensor& t : net->parameters()) t.mul_(3.0);
+    }
+    const Model m = net->to_model(ModelKind::kEnergy);
+    const double err = runtime_agreement(*net, m, 4, 11);
+    std::printf("%s: worst relative error %.3g\n", p.name.c_str(), err);
+    EXPECT_LT(err, 1e-4) << p.name;
+  }
+}
+
+TEST(Dsm, AShortRunLowersTheHeldOutLossAndExportsAnAnnealedDenoiser) {
+  const std::string work = scratch_dir("dsm_short");
+  TrainConfig c = dsm_config(work);
+  c.epochs = 5;  // 115 training images: 7 steps per epoch
+  c.ema = 0.9;   // a short run: the average must follow the weights within a few steps
+  ASSERT_EQ(run_training(c, quiet(work + "/run")), RunResult::kFinished);
+  const MetricsTable val = read_metrics(work + "/run/validation.csv");
+  ASSERT_EQ(val.rows.size(), 5u);
+  const std::vector<double> loss = val.column("loss");
+  std::printf("held-out loss by epoch: %.3f ... %.3f\n", loss.front(), loss.back());
+  EXPECT_LT(loss.back(), 0.8 * loss.front());
+  for (const char* f : {"curves.png", "epoch_005_samples.png", "epoch_005_chain.png"})
+    EXPECT_TRUE(std::filesystem::exists(work + "/run/" + f)) << f;
+  EXPECT_FALSE(std::filesystem::exists(work + "/run/epoch_005_buffer.png"));
+
+  ExportOptions opt;
+  opt.source = work + "/run/checkpoint.pt";
+  const Model m = export_checkpoint(read_checkpoint(opt.source), opt);
+  EXPECT_TRUE(m.energy.denoiser);
+  EXPECT_EQ(m.image_shape(), (Shape{1, 16, 64}));
+  EXPECT_EQ(m.sampler.form, SamplerForm::kAnnealed);
+  EXPECT_EQ(m.sampler.levels, 10);
+  EXPECT_EQ(m.card["training"]["objective"], "denoising score matching");
+  // The mean image is the training images' mean: mostly white background.
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  double avg = 0;
+  for (float v : mean) avg += v;
+  EXPECT_GT(avg / double(mean.size()), 0.3);
+  Network net(m);
+  LangevinSampler s(net, m.sampler, 1);
+  s.start_uniform(2);
+  s.run();
+  EXPECT_TRUE(s.finished());
+  for (float v : s.images()) ASSERT_TRUE(v >= -1.0f && v <= 1.0f);
+}
+
+TEST(Dsm, HalfThenResumeEqualsStraightBitForBitWithTheMovingAverage) {
+  const std::string work = scratch_dir("dsm_resume");
+  TrainConfig c = dsm_config(work);
+  c.max_steps = 10;  // crosses the epoch end at 7
+  ASSERT_EQ(run_training(c, quiet(work + "/straight")), RunResult::kStepLimit);
+  TrainConfig half = c;
+  half.max_steps = 5;
+  ASSERT_EQ(run_training(half, quiet(work + "/split")), RunResult::kStepLimit);
+  TrainConfig again = read_run_config(work + "/split");
+  again.max_steps = 10;
+  ASSERT_EQ(run_training(again, quiet(work + "/split", true)), RunResult::kStepLimit);
+
+  auto state = [](const std::string& dir) {
+    Trainer tr(read_run_config(dir));
+    tr.load(dir + "/checkpoint.pt");
+    auto s = tr.net()->state();
+    for (auto& [n, t] : tr.model_net()->state()) s.emplace_back("ema." + n, t);
+    return s;
+  };
+  const auto a = state(work + "/straight"), b = state(work + "/split");
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(a.size(), 2 * (8 + 1u));  // 4 convs' weights and biases, the mean; twice
+  bool ema_differs = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+    if (i < a.size() / 2 && !a[i].first.empty() && a[i].first != kEnergyMeanTensor)
+      ema_differs |= !torch::equal(a[i].second, a[i + a.size() / 2].second);
+  }
+  EXPECT_TRUE(ema_differs) << "the moving average should lag the weights";
+  EXPECT_EQ(read_metrics(work + "/straight/metrics.csv").column("loss"),
+            read_metrics(work + "/split/metrics.csv").column("loss"));
+}
+
+TEST(Dsm, ObjectiveAndArchitectureMustAgree) {
+  const std::string work = scratch_dir("dsm_mismatch");
+  TrainConfig c = dsm_config(work);
+  c.objective = Objective::kContrastiveDivergence;
+  test::expect_error([&] { run_training(c, quiet(work + "/a")); },
+                     {"denoiser energy", "denoising score matching", "--objective dsm"});
+  TrainConfig d = dsm_config(work);
+  std::filesystem::create_directories(work + "/p");
+  d.preset = test::write_preset(work + "/p", test::small_preset(64, 16));
+  test::expect_error([&] { run_training(d, quiet(work + "/b")); },
+                     {"needs a denoiser energy", "--objective cd"});
+}
+
+}  // namespace
+}  // namespace ebm::train
