@@ -265,6 +265,45 @@ test('the noise cell setting: smoothed starting noise, and a bad value refused',
   await context.close();
 });
 
+test('a noise-conditional model opened from disk samples with the annealed form and shows its levels', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.setInputFiles('#file-input', process.env.EBM_DENOISER);
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('random unet'),
+                             null, { timeout: 30000 });
+  await waitState(page, ['ready']);
+  // The model's own sampler: the annealed form with its levels; the other forms' fields hidden.
+  assert.equal(await page.inputValue('#form'), 'annealed');
+  assert.equal(await page.inputValue('#levels'), '20');
+  assert.ok(await page.isVisible('#sigma_max'));
+  assert.ok(!(await page.isVisible('#step_size')));
+  assert.ok(!(await page.isVisible('#start_cell')));
+  // The card reads as text: the method line names the sampler, no raw JSON.
+  const card = await page.textContent('#card');
+  assert.match(card, /annealed Langevin, 100 steps over 20 noise levels/);
+  assert.doesNotMatch(card, /[{}]/);
+  // While it runs, the status names the noise level; it ends on the smallest.
+  const seen = [];
+  await page.fill('#levels', '4');
+  await generate(page, { count: 2, steps: 30, seed: 4 });
+  while (await page.evaluate(() => document.body.dataset.state) === 'running') {
+    seen.push(await page.textContent('#status'));
+    await page.waitForTimeout(20);
+  }
+  await waitState(page, ['done']);
+  assert.ok(seen.some((t) => /noise level \d of 4 \(σ/.test(t)), seen.join('\n'));
+  assert.match(await page.textContent('#caption'), /seed 4 · 30 of 30 steps · annealed form/);
+  const stats = await tileStats(page);
+  for (const [lo, hi] of stats) assert.ok(lo >= 0 && hi <= 255 && hi - lo > 0, JSON.stringify(stats));
+  // A bad level range is refused with a message before any sampling.
+  await page.fill('#sigma_min', '20');
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /0 < smallest σ ≤ largest σ/);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
 test('clear messages: invalid model file, missing SIMD, unreachable server', async () => {
   const context = await browser.newContext();
 

@@ -18,6 +18,14 @@ execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/../e2e_classifier.safete
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "make_test_model (classifier) failed")
 endif()
+# A noise-conditional model (the unet preset, random weights), opened from disk by one test.
+get_filename_component(presets_dir ${PRESET} DIRECTORY)
+execute_process(COMMAND ${MAKE_MODEL} ${presets_dir}/unet.json ${WORK}/../e2e_denoiser.safetensors 3 f16
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (denoiser) failed")
+endif()
+set(ENV{EBM_DENOISER} ${WORK}/../e2e_denoiser.safetensors)
 set(ENV{EBM_CLASSIFIER} ${WORK}/../e2e_classifier.safetensors)
 set(ENV{EBM_SERVE} ${SERVE})
 set(ENV{EBM_SITE} ${SITE})

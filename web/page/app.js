@@ -217,14 +217,48 @@ function renderCard() {
   row('file', `${m.file} (${formatBytes(m.size)})`);
   row('input', describeInput(c.input));
   row('parameters', c.parameters?.toLocaleString('en'));
-  for (const [k, v] of Object.entries(card)) if (k !== 'name' && k !== 'description') row(k, v);
+  for (const [k, v] of cardSummary(card, c)) row(k, v);
   box.append(h, p, dl);
   box.hidden = false;
 }
 
+// The card as a person reads it: method, training, data and evaluation in a line each; any other
+// fields as short text.
+function cardSummary(card, c) {
+  const out = [];
+  const t = card.training || {};
+  const num = (v, d = 3) => (typeof v === 'number' ? Number(v.toPrecision(d)).toLocaleString('en') : v);
+  const sampler = c.sampler || {};
+  const samplerText = sampler.form === 'annealed'
+    ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)})`
+    : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
+  if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ')]);
+  if (t.epochs !== undefined) {
+    const parts = [`${t.epochs} epochs`, t.steps !== undefined && `${num(t.steps, 6)} steps`,
+                   t.batch && `batch ${t.batch}`, t.wall_time && `${t.wall_time} of training`];
+    out.push(['training', parts.filter(Boolean).join(', ')]);
+  }
+  const d = card.dataset;
+  if (d) out.push(['data', d.images ? `${num(d.images, 6)} images (${num(d.train, 6)} to train, ${num(d.held_out, 6)} held out)${d.path ? ` from ${d.path}` : ''}` : JSON.stringify(d)]);
+  const e = card.evaluation;
+  if (e && typeof e === 'object') {
+    const parts = [e.frechet_ratio !== undefined && `Fréchet distance ${num(e.frechet_ratio)}× the real-vs-real floor`,
+                   e.rarest_subtype !== undefined && `rarest subtype ${num(100 * e.rarest_subtype)}%`,
+                   e.subtypes_present !== undefined && `${e.subtypes_present} subtypes present`,
+                   e.speckle_ratio !== undefined && `isolated dark pixels ${num(e.speckle_ratio)}× real`,
+                   e.sharpness_ratio !== undefined && `sharpness ${num(e.sharpness_ratio)} of real`,
+                   e.samples && `${e.samples} samples, seed ${e.seed}`];
+    out.push(['evaluation', parts.filter(Boolean).join(' · ') || JSON.stringify(e)]);
+  }
+  const skip = new Set(['name', 'description', 'training', 'dataset', 'evaluation', 'architecture', 'exported_by']);
+  for (const [k, v] of Object.entries(card)) if (!skip.has(k)) out.push([k, v]);
+  if (card.architecture?.preset) out.push(['architecture', `${card.architecture.preset} preset`]);
+  return out;
+}
+
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min'];
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
@@ -239,20 +273,27 @@ function applyDefaults() {
 
 function showFormFields() {
   const form = $('form').value;
-  for (const el of document.querySelectorAll('[data-form]')) el.hidden = el.dataset.form !== form;
+  for (const el of document.querySelectorAll('[data-form]')) el.hidden = !el.dataset.form.split(' ').includes(form);
 }
 
 function readSettings() {
   const num = (id) => Number($(id).value);
-  const p = { form: $('form').value, steps: Math.round(num('steps')), start_cell: num('start_cell') };
-  if (p.form === 'paper') Object.assign(p, { step_size: num('step_size'), noise: num('noise'), grad_clip: num('grad_clip') });
-  else p.eps = num('eps');
+  const p = { form: $('form').value, steps: Math.round(num('steps')) };
+  if (p.form === 'annealed') {
+    Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')), sigma_max: num('sigma_max'), sigma_min: num('sigma_min') });
+    if (!(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
+    if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
+  } else {
+    p.start_cell = num('start_cell');
+    if (p.form === 'paper') Object.assign(p, { step_size: num('step_size'), noise: num('noise'), grad_clip: num('grad_clip') });
+    else p.eps = num('eps');
+    if (!(Number.isInteger(p.start_cell) && p.start_cell >= 1 && p.start_cell <= 4096)) throw new Error('The noise cell must be a whole number of pixels from 1 to 4096.');
+  }
   const seed = num('seed');
   const n = Math.round(num('count'));
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new Error('The seed must be a whole number ≥ 0.');
   if (!(n >= 1 && n <= 64)) throw new Error('Samples must be between 1 and 64.');
   if (!(p.steps >= 1)) throw new Error('Steps must be at least 1.');
-  if (!(Number.isInteger(p.start_cell) && p.start_cell >= 1 && p.start_cell <= 4096)) throw new Error('The noise cell must be a whole number of pixels from 1 to 4096.');
   return { params: p, seed, n };
 }
 
@@ -315,7 +356,7 @@ function start(kind) {
   });
 }
 
-function onProgress({ chain0, count, step, total, energies, images }) {
+function onProgress({ chain0, count, step, total, energies, images, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
   let sum = 0, lo = Infinity, hi = -Infinity;
   for (let i = 0; i < count; ++i) {
@@ -333,7 +374,9 @@ function onProgress({ chain0, count, step, total, energies, images }) {
   let done = 0;
   for (const s of a.chainStep) done += s;
   $('progress-bar').style.width = `${(100 * done) / (n * total)}%`;
-  status(`Step ${Math.min(...a.chainStep)} of ${total}`);
+  // The annealed form refines coarse to fine: say which noise level the grid is at.
+  const where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` : '';
+  status(`Step ${Math.min(...a.chainStep)} of ${total}${where}`);
 }
 
 function finishRun(stopped, msPerImageStep) {

@@ -103,7 +103,8 @@ export class WorkerPool {
   }
 
   // Runs n chains. start: {kind:'uniform'} or {kind:'blend', a, b, t: Float32Array(n)}.
-  // Callbacks: onProgress({chain0, count, step, total, energies, images?}), onDone({stopped,
+  // Callbacks: onProgress({chain0, count, step, total, energies, images?, sigma, level, levels}),
+  // onDone({stopped,
   // msPerStep}), onError(message). Returns the job id.
   run({ n, params, seed, start, sliceMs = 100 }, { onProgress, onDone, onError }) {
     this.stop();
@@ -117,7 +118,8 @@ export class WorkerPool {
         const share = byWorker.get(worker);
         if (msg.type === 'progress') {
           onProgress({ chain0: share.first, count: share.count, step: msg.step, total: msg.total,
-                       energies: msg.energies, images: msg.images });
+                       energies: msg.energies, images: msg.images, sigma: msg.sigma,
+                       level: msg.level, levels: msg.levels });
         } else if (msg.type === 'done') {
           stopped ||= msg.stopped;
           msSum += msg.msPerStep / share.count;

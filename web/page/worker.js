@@ -7,7 +7,8 @@
 //               {type:'stop', job}
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
-// Messages out: {type:'progress', job, step, total, energies, images?}  (images: each slice end)
+// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?}
+// (images: each slice end; sigma, level, levels: the annealed form's noise level, else 0)
 //               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
 /* global createEbmRuntime */
 'use strict';
@@ -116,8 +117,8 @@ function slice(j) {
   const end = Math.min(j.sampler.totalSteps(), j.sampler.stepsDone() + steps);
   const t0 = performance.now();
   const before = j.sampler.stepsDone();
-  const done = j.sampler.run(1, (step, total, images, energies) => {
-    const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice() };
+  const done = j.sampler.run(1, (step, total, images, energies, sigma, level, levels) => {
+    const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice(), sigma, level, levels };
     if (step === 0 || step === end || step === total) msg.images = images.slice();
     const transfer = msg.images ? [msg.energies.buffer, msg.images.buffer] : [msg.energies.buffer];
     postMessage(msg, transfer);

@@ -63,7 +63,7 @@ class WasmModel {
     error_ = guarded([&] {
       const ebm::Model model = ebm::parse_model(reinterpret_cast<const uint8_t*>(bytes), size);
       description_ = model.describe();
-      description_["input_size"] = ebm::Shape(model.arch.input).size();
+      description_["input_size"] = model.image_shape().size();
       net_ = std::make_unique<ebm::Network>(model);
     });
   }
@@ -186,7 +186,7 @@ class WasmSampler {
         cb = [&](const ebm::SamplerProgress& p) {
           const val images = val(emscripten::typed_memory_view(size_t(p.count) * d, p.images));
           const val energies = val(emscripten::typed_memory_view(size_t(p.count), p.energies));
-          const val answer = callback(p.step, p.total, images, energies);
+          const val answer = callback(p.step, p.total, images, energies, p.sigma, p.level, p.levels);
           return !(answer.isFalse());
         };
       done = s.run(every, cb, max_steps);
