@@ -53,9 +53,9 @@ void ensure_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
-  int count = 16, steps = -1, start_cell = 0, cols = 0, scale = 1, frame_every = 0, threads = 0;
+  int count = 16, steps = -1, start_cell = 0, cols = 0, scale = 1, frame_every = 0, threads = 0, levels = 0;
   uint64_t seed = 1;
-  double step_size = -1, noise = -1, grad_clip = -1, eps = -1;
+  double step_size = -1, noise = -1, grad_clip = -1, eps = -1, sigma_max = -1, sigma_min = -1;
   bool quiet = false;
 
   ebm::ArgParser args("ebm-sample",
@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
-  args.option("form", "NAME", "sampler form: paper or textbook (default: the model's)", &form);
+  args.option("form", "NAME", "sampler form: paper, textbook or annealed (default: the model's)",
+              &form);
   args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size,
               0, 1e6);
   args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise,
@@ -83,8 +84,14 @@ int main(int argc, char** argv) {
   args.option("grad-clip", "X", "paper form: element-wise gradient clip (default: the model's)",
               &grad_clip, 0, 1e6);
   args.option("eps", "X",
-              "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1) (default: the model's)",
+              "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1); annealed form: the step "
+              "a_i = eps sigma_i^2 / sigma_min^2 (default: the model's)",
               &eps, 0, 10);
+  args.option("levels", "L", "annealed form: noise levels (default: the model's)", &levels, 1, 10000);
+  args.option("sigma-max", "S", "annealed form: largest noise level, where chains start (default: the model's)",
+              &sigma_max, 0, 1e4);
+  args.option("sigma-min", "S", "annealed form: smallest noise level (default: the model's)",
+              &sigma_min, 0, 1e4);
   args.option("start-cell", "K",
               "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
               "its own (default: the model's)",
@@ -113,6 +120,9 @@ int main(int argc, char** argv) {
     if (args.given("grad-clip")) p.grad_clip = float(grad_clip);
     if (args.given("eps")) p.eps = float(eps);
     if (args.given("start-cell")) p.start_cell = start_cell;
+    if (args.given("levels")) p.levels = levels;
+    if (args.given("sigma-max")) p.sigma_max = float(sigma_max);
+    if (args.given("sigma-min")) p.sigma_min = float(sigma_min);
     p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
 
     ebm::LangevinSampler sampler(net, p, seed, threads);

@@ -21,6 +21,7 @@ namespace ebm::train {
 namespace {
 
 using nlohmann::json;
+using test::quiet;
 using test::scratch_dir;
 
 // A two-level U-Net for 64x16 images with every graph layer the unet preset uses.
@@ -72,14 +73,6 @@ TrainConfig dsm_config(const std::string& work) {
   c.threads = 2;
   c.epochs = 100;
   return c;
-}
-
-RunOptions quiet(const std::string& dir, bool resume = false) {
-  RunOptions o;
-  o.dir = dir;
-  o.resume = resume;
-  o.progress = false;
-  return o;
 }
 
 TEST(DenoiserParity, LibTorchAndTheRuntimeGiveTheSameEnergiesAndInputGradients) {

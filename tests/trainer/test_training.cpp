@@ -20,6 +20,7 @@ namespace ebm::train {
 namespace {
 
 using test::read_text;
+using test::quiet;
 using test::scratch_dir;
 
 // A bridge set at 64x16 (8 subtypes x per_subtype) shared by the tests of this file.
@@ -47,14 +48,6 @@ TrainConfig small_config(const std::string& work) {
   c.threads = 2;
   c.epochs = 100;
   return c;
-}
-
-RunOptions quiet(const std::string& dir, bool resume = false) {
-  RunOptions o;
-  o.dir = dir;
-  o.resume = resume;
-  o.progress = false;
-  return o;
 }
 
 // Every tensor and counter of a checkpoint, for comparing runs: the model (with spectral-norm

@@ -17,6 +17,7 @@
 #include "bridges/bridges.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"
+#include "run.h"
 
 namespace ebm::test {
 
@@ -79,6 +80,15 @@ inline std::string write_preset(const std::string& dir, const nlohmann::json& pr
   const std::string path = dir + "/preset.json";
   write_file_atomic(path, preset.dump(2));
   return path;
+}
+
+// Options for a run in `dir` without a progress bar (tests print their own lines).
+inline train::RunOptions quiet(const std::string& dir, bool resume = false) {
+  train::RunOptions o;
+  o.dir = dir;
+  o.resume = resume;
+  o.progress = false;
+  return o;
 }
 
 }  // namespace ebm::test

@@ -58,6 +58,7 @@ json TrainConfig::to_json() const {
           {"sigma_std", sigma_std},
           {"sigma_min", sigma_min},
           {"sigma_max", sigma_max},
+          {"loss_sigma_floor", loss_sigma_floor},
           {"ema", ema},
           {"sample_count", sample_count},
           {"sample_steps", sample_steps},
@@ -115,6 +116,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("sigma_std", &c.sigma_std);
     get("sigma_min", &c.sigma_min);
     get("sigma_max", &c.sigma_max);
+    get("loss_sigma_floor", &c.loss_sigma_floor);
     get("ema", &c.ema);
     get("sample_count", &c.sample_count);
     get("sample_steps", &c.sample_steps);

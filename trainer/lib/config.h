@@ -52,11 +52,12 @@ struct TrainConfig {
   double real_noise = 0.005;  // std of the noise added to real images
 
   // Denoising score matching (SPEC section 1b): per image sigma = exp(N(sigma_mean, sigma_std^2))
-  // clamped to [sigma_min, sigma_max]; loss (1 + sigma^2 / sigma_data^2) |sigma dE/dx - z|^2 per
-  // pixel; the exported weights are an exponential moving average with this decay (at step t
+  // clamped to [sigma_min, sigma_max]; loss (sigma^2 + loss_sigma_floor^2) / sigma_data^2
+  // |sigma dE/dx - z|^2 per pixel; the exported weights are an exponential moving average with this decay (at step t
   // at most (1 + t) / (10 + t), so the first steps' weights are not kept for long).
   double sigma_mean = -1.0, sigma_std = 1.4;
   double sigma_min = 0.005, sigma_max = 20;
+  double loss_sigma_floor = 0.1;
   double ema = 0.999;
 
   // Watching and saving.

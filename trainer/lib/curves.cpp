@@ -183,7 +183,7 @@ std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable
         {"learning rate", {series(st, "lr", "lr", kGray)}},
         {"images per second", {series(st, "images_per_s", "train", kGreen)}}};
   if (objective == Objective::kDenoisingScoreMatching)
-    return {{"loss (1 + sigma^2/sigma_data^2) |sigma dE/dx - z|^2",
+    return {{"loss (sigma^2 + floor^2)/sigma_data^2 |sigma dE/dx - z|^2",
              {series(st, "loss", "train", kBlue), series(val, "loss", "validation (EMA)", kOrange, false)}},
             {"learning rate", {series(st, "lr", "lr", kGray)}},
             {"images per second", {series(st, "images_per_s", "train", kGreen)}}};

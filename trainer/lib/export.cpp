@@ -94,6 +94,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
     training["objective"] = "denoising score matching";
     training["noise_levels"] = {{"log_mean", cfg.sigma_mean}, {"log_std", cfg.sigma_std},
                                 {"min", cfg.sigma_min},      {"max", cfg.sigma_max}};
+    training["loss_sigma_floor"] = cfg.loss_sigma_floor;
     training["ema"] = cfg.ema;
   } else if (energy) {
     training["objective"] = "contrastive divergence";

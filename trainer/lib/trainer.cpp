@@ -196,7 +196,12 @@ torch::Tensor Trainer::dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x
   const torch::Tensor g = torch::autograd::grad({e.sum()}, {noisy}, {}, /*retain_graph=*/true,
                                                 create_graph)[0];
   const double sd = net.energy_form().sigma_data;
-  const torch::Tensor weight = 1.0 + sigma.square() / (sd * sd);
+  // (sigma^2 + floor^2) / sigma_data^2: about the same weight on the network's output error at
+  // every noise level above the floor (|sigma dE/dx - z| ~ |D - x| / sigma, D = mean + sd F), so
+  // the tiny levels, which need D to copy the input exactly, do not crowd out the middle ones,
+  // where the layout is decided.
+  const double floor2 = cfg_.loss_sigma_floor * cfg_.loss_sigma_floor;
+  const torch::Tensor weight = (sigma.square() + floor2) / (sd * sd);
   return weight * (s * g - z).square().flatten(1).mean(1);
 }
 

@@ -94,7 +94,7 @@ class Trainer {
   StepMetrics energy_step(const torch::Tensor& real, const std::atomic<bool>* stop, bool* stopped);
   StepMetrics classify_step(const torch::Tensor& real, const torch::Tensor& labels);
   StepMetrics dsm_step(const torch::Tensor& real);
-  // The denoising score matching loss per image: (1 + sigma^2/sigma_data^2) |sigma dE/dx - z|^2
+  // The denoising score matching loss per image: (sigma^2 + floor^2)/sigma_data^2 |sigma dE/dx - z|^2
   // averaged over pixels, for x + sigma z. create_graph keeps it differentiable in the weights.
   torch::Tensor dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x, const torch::Tensor& sigma,
                          const torch::Tensor& z, bool create_graph) const;

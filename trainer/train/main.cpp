@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
     args.option("sigma-std", "S", "dsm: standard deviation of log sigma", &cfg.sigma_std, 0.0, 20.0);
     args.option("sigma-min", "S", "dsm: smallest training noise level", &cfg.sigma_min, 1e-6, 1e4);
     args.option("sigma-max", "S", "dsm: largest training noise level", &cfg.sigma_max, 1e-6, 1e4);
+    args.option("loss-sigma-floor", "S",
+                "dsm: the loss weights noise level sigma by (sigma^2 + S^2) / sigma_data^2",
+                &cfg.loss_sigma_floor, 0.0, 1e4);
     args.option("ema", "D", "dsm: decay of the weights' moving average (what is exported)",
                 &cfg.ema, 0.0, 0.999999);
     args.option("alpha", "A", "cd: weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
@@ -190,6 +193,7 @@ int main(int argc, char** argv) {
                                "sigma-min",
                                "sigma-max",
                                "ema",
+                               "loss-sigma-floor",
                                "alpha",
                                "buffer-size",
                                "fresh",

@@ -14,7 +14,8 @@ std::unique_ptr<Layer> make_swish(const LayerSpec& spec);
 std::unique_ptr<Layer> make_leaky_relu(const LayerSpec& spec);
 std::unique_ptr<Layer> make_avgpool(const LayerSpec& spec);
 std::unique_ptr<Layer> make_flatten(const LayerSpec& spec);
-std::unique_ptr<Layer> make_add(const LayerSpec& spec);  // resample.cpp, with the three below
+std::unique_ptr<Layer> make_add(const LayerSpec& spec);  // pointwise.cpp, the identity too
+// resample.cpp:
 std::unique_ptr<Layer> make_upsample(const LayerSpec& spec);
 std::unique_ptr<Layer> make_space_to_depth(const LayerSpec& spec);
 std::unique_ptr<Layer> make_depth_to_space(const LayerSpec& spec);

@@ -3,6 +3,8 @@
 //   swish       y = x * sigmoid(x)                   dx = dy * (s + y * (1 - s)), s = sigmoid(x)
 //   leaky_relu  y = x > 0 ? x : slope * x            dx = dy or slope * dy
 //   flatten     y = x (NCHW is already C*H*W-major)  dx = dy
+//   add         y = x, dx = dy on its main input (the Network adds the skip operand and routes
+//               dy to it as well)
 #include <cmath>
 #include <cstring>
 
@@ -94,7 +96,7 @@ class LeakyRelu final : public Layer {
   }
 };
 
-class Flatten final : public Layer {
+class Identity final : public Layer {
  public:
   using Layer::Layer;
   void forward(const float* x, float* y, int n, float*) const override {
@@ -116,7 +118,8 @@ std::unique_ptr<Layer> make_leaky_relu(const LayerSpec& spec) {
   return std::make_unique<LeakyRelu>(spec);
 }
 std::unique_ptr<Layer> make_flatten(const LayerSpec& spec) {
-  return std::make_unique<Flatten>(spec);
+  return std::make_unique<Identity>(spec);
 }
+std::unique_ptr<Layer> make_add(const LayerSpec& spec) { return std::make_unique<Identity>(spec); }
 
 }  // namespace ebm

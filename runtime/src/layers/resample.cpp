@@ -1,6 +1,5 @@
-// Layers that move values without weights, for U-Net-shaped networks. Shapes per sample:
-//   add             [C, H, W] -> [C, H, W]        y = x (the Network adds the skip operand and
-//                                                 routes dy to it as well)
+// Layers that move values without weights, for U-Net-shaped networks (add, the identity on its
+// main input, is in pointwise.cpp). Shapes per sample:
 //   upsample        [C, H, W] -> [C, fH, fW]      y[c, i, j] = x[c, i / f, j / f]
 //   space_to_depth  [C, H, W] -> [C f^2, H/f, W/f] y[c f^2 + a f + b, i, j] = x[c, i f + a, j f + b]
 //   depth_to_space  [C f^2, H, W] -> [C, fH, fW]  the inverse (PyTorch's pixel_shuffle)
@@ -12,18 +11,6 @@
 namespace ebm {
 
 namespace {
-
-class Add final : public Layer {
- public:
-  using Layer::Layer;
-  void forward(const float* x, float* y, int n, float*) const override {
-    std::memcpy(y, x, sizeof(float) * size_t(n) * size_t(spec().in.size()));
-  }
-  void backward_input(const float*, const float*, const float* dy, float* dx, int n,
-                      float*) const override {
-    std::memcpy(dx, dy, sizeof(float) * size_t(n) * size_t(spec().in.size()));
-  }
-};
 
 class Upsample final : public Layer {
  public:
@@ -113,7 +100,6 @@ class DepthToSpace final : public Layer {
 
 }  // namespace
 
-std::unique_ptr<Layer> make_add(const LayerSpec& spec) { return std::make_unique<Add>(spec); }
 std::unique_ptr<Layer> make_upsample(const LayerSpec& spec) {
   return std::make_unique<Upsample>(spec);
 }
