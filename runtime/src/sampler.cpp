@@ -12,24 +12,31 @@ LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params
     : net_(net), pool_(threads), workspaces_(size_t(pool_.size())), params_(params), seed_(seed) {
   if (net.kind() != ModelKind::kEnergy)
     throw Error("Langevin sampling needs an energy model; this model is a classifier");
-  if (params.form == SamplerForm::kAnnealed && !net.noise_conditional())
-    throw Error("the annealed sampler needs a noise-conditional model; this model's energy has no "
-                "noise level (use the paper or textbook form)");
+  if (walks_noise_levels(params.form) && !net.noise_conditional())
+    throw Error(std::string("the ") + sampler_form_name(params.form) +
+                " sampler needs a noise-conditional model; this model's energy has no noise level "
+                "(use the paper or textbook form)");
+}
+
+int LangevinSampler::level_count() const {
+  return params_.form == SamplerForm::kDdim ? std::max(params_.steps, 1) : params_.levels;
 }
 
 int LangevinSampler::level_of(int k) const {
+  if (params_.form == SamplerForm::kDdim) return std::min(k, level_count() - 1);
   const int walk = std::max(params_.steps - 1, 1);  // steps before the denoising one
   return std::min(int(int64_t(k) * params_.levels / walk), params_.levels - 1);
 }
 
 float LangevinSampler::sigma_of_level(int level) const {
-  if (params_.levels <= 1) return params_.sigma_min;
-  const double t = double(level) / double(params_.levels - 1);
+  const int levels = level_count();
+  if (levels <= 1) return params_.sigma_min;
+  const double t = double(level) / double(levels - 1);
   return float(params_.sigma_max * std::pow(double(params_.sigma_min) / params_.sigma_max, t));
 }
 
 float LangevinSampler::current_sigma() const {
-  if (params_.form != SamplerForm::kAnnealed) return params_.sigma_min;
+  if (!walks_noise_levels(params_.form)) return params_.sigma_min;
   if (done_ == 0) return params_.sigma_max;
   if (done_ >= params_.steps) return params_.sigma_min;
   return sigma_of_level(level_of(done_ - 1));
@@ -70,7 +77,7 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
 void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
   begin(count, first_chain);
   const Shape s = net_.input_shape();
-  if (params_.form == SamplerForm::kAnnealed) {
+  if (walks_noise_levels(params_.form)) {
     const size_t d = size_t(s.size());
     const std::vector<float>& mean = net_.mean_image();
     for (int i = 0; i < count; ++i) {
@@ -116,7 +123,7 @@ void LangevinSampler::step() {
   if (count_ == 0) throw Error("the sampler has no chains; call a start_* method first");
   const size_t d = size_t(net_.input_size());
   const SamplerParams p = params_;
-  if (p.form == SamplerForm::kAnnealed) {
+  if (walks_noise_levels(p.form)) {
     annealed_step();
     return;
   }
@@ -146,6 +153,27 @@ void LangevinSampler::annealed_step() {
   const size_t d = size_t(net_.input_size());
   const SamplerParams& p = params_;
   const bool last = done_ + 1 >= p.steps;
+  if (p.form == SamplerForm::kDdim) {
+    // x = D + s' (eta z + sqrt(1 - eta^2) (x - D) / s), x - D = s^2 dE/dx: one gradient step of
+    // size s (s - s' sqrt(1 - eta^2)) plus s' eta of noise; the last goes to D itself.
+    const float s = sigma_of_level(done_), next = last ? 0.0f : sigma_of_level(done_ + 1);
+    const float step = s * (s - next * std::sqrt(1.0f - p.eta * p.eta)), fresh = next * p.eta;
+    for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+      const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
+      float* x = x_.data();
+      const float* g = grad_.data();
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, s);
+      if (last) {
+        for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
+        return;
+      }
+      for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+      const float* z = noise_.data();
+      for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
+    });
+    ++done_;
+    return;
+  }
   const float sigma = last ? p.sigma_min : sigma_of_level(level_of(done_));
   const double a = double(p.eps) * sigma * sigma / (double(p.sigma_min) * p.sigma_min);
   const float half_a = float(0.5 * a), root_a = float(std::sqrt(a));
@@ -173,10 +201,10 @@ SamplerProgress LangevinSampler::progress(int total) const {
   p.count = count_;
   p.images = x_.data();
   p.energies = e_.data();
-  if (params_.form == SamplerForm::kAnnealed) {
+  if (walks_noise_levels(params_.form)) {
     p.sigma = current_sigma();
-    p.levels = params_.levels;
-    p.level = done_ == 0 ? 0 : done_ >= params_.steps ? params_.levels - 1 : level_of(done_ - 1);
+    p.levels = level_count();
+    p.level = done_ == 0 ? 0 : done_ >= params_.steps ? p.levels - 1 : level_of(done_ - 1);
   }
   return p;
 }

@@ -13,6 +13,7 @@ const char* sampler_form_name(SamplerForm f) {
   switch (f) {
     case SamplerForm::kTextbook: return "textbook";
     case SamplerForm::kAnnealed: return "annealed";
+    case SamplerForm::kDdim: return "ddim";
     case SamplerForm::kPaper: break;
   }
   return "paper";
@@ -22,10 +23,12 @@ SamplerForm parse_sampler_form(const std::string& name) {
   if (name == "paper") return SamplerForm::kPaper;
   if (name == "textbook") return SamplerForm::kTextbook;
   if (name == "annealed") return SamplerForm::kAnnealed;
+  if (name == "ddim") return SamplerForm::kDdim;
   throw Error("unknown sampler form '" + name +
               "' (use \"paper\": noise, clipped gradient step, clip; \"textbook\": "
-              "x - eps/2 dE/dx + sqrt(eps) N(0,1); or \"annealed\": Langevin over falling noise "
-              "levels, for noise-conditional models)");
+              "x - eps/2 dE/dx + sqrt(eps) N(0,1); \"annealed\": Langevin over falling noise "
+              "levels; or \"ddim\": one denoising step per noise level; the last two for "
+              "noise-conditional models)");
 }
 
 SamplerParams default_sampler_params(SamplerForm f) {
@@ -35,6 +38,7 @@ SamplerParams default_sampler_params(SamplerForm f) {
     p.steps = 100;
     p.eps = 5e-5f;
   }
+  if (f == SamplerForm::kDdim) p.steps = 50;
   return p;
 }
 
@@ -56,16 +60,16 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     (void)value;
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
-        key != "sigma_max" && key != "sigma_min")
+        key != "sigma_max" && key != "sigma_min" && key != "eta")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min)");
+                  "sigma_max, sigma_min, eta)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
     const SamplerForm f = parse_sampler_form(j["form"].get<std::string>());
     // A change of form starts from that form's defaults (an annealed eps is not a paper one).
-    if (f != p.form && (f == SamplerForm::kAnnealed || p.form == SamplerForm::kAnnealed))
+    if (f != p.form && (walks_noise_levels(f) || walks_noise_levels(p.form)))
       p = default_sampler_params(f);
     p.form = f;
   }
@@ -96,6 +100,7 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   }
   if (j.contains("sigma_max")) p.sigma_max = bounded(j, "sigma_max", 0, 1e4, true);
   if (j.contains("sigma_min")) p.sigma_min = bounded(j, "sigma_min", 0, 1e4, true);
+  if (j.contains("eta")) p.eta = bounded(j, "eta", 0, 1, false);
   if (p.sigma_min > p.sigma_max)
     throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
                 ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
@@ -109,6 +114,10 @@ json sampler_params_json(const SamplerParams& p) {
     return {{"form", sampler_form_name(p.form)}, {"steps", p.steps},
             {"eps", json_float(p.eps)},          {"levels", p.levels},
             {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
+  if (p.form == SamplerForm::kDdim)
+    return {{"form", sampler_form_name(p.form)},    {"steps", p.steps},
+            {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)},
+            {"eta", json_float(p.eta)}};
   return {{"form", sampler_form_name(p.form)},
           {"steps", p.steps},
           {"step_size", json_float(p.step_size)},

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
   int count = 16, steps = -1, start_cell = 0, cols = 0, scale = 1, frame_every = 0, threads = 0, levels = 0;
   uint64_t seed = 1;
-  double step_size = -1, noise = -1, grad_clip = -1, eps = -1, sigma_max = -1, sigma_min = -1;
+  double step_size = -1, noise = -1, grad_clip = -1, eps = -1, sigma_max = -1, sigma_min = -1, eta = -1;
   bool quiet = false;
 
   ebm::ArgParser args("ebm-sample",
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
-  args.option("form", "NAME", "sampler form: paper, textbook or annealed (default: the model's)",
+  args.option("form", "NAME", "sampler form: paper, textbook, annealed or ddim (default: the model's)",
               &form);
   args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size,
               0, 1e6);
@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
               &sigma_max, 0, 1e4);
   args.option("sigma-min", "S", "annealed form: smallest noise level (default: the model's)",
               &sigma_min, 0, 1e4);
+  args.option("eta", "E", "ddim form: share of fresh noise per level, 0 to 1 (default: the model's)",
+              &eta, 0, 1);
   args.option("start-cell", "K",
               "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
               "its own (default: the model's)",
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
     if (args.given("levels")) p.levels = levels;
     if (args.given("sigma-max")) p.sigma_max = float(sigma_max);
     if (args.given("sigma-min")) p.sigma_min = float(sigma_min);
+    if (args.given("eta")) p.eta = float(eta);
     p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
 
     ebm::LangevinSampler sampler(net, p, seed, threads);

@@ -232,6 +232,59 @@ TEST(AnnealedSampler, EndsAtTheOnlyImageAPointMassModelKnows) {
       ASSERT_NEAR(s.images()[size_t(i) * mean.size() + k], std::clamp(mean[k], -1.0f, 1.0f), 1e-4);
 }
 
+// The same point-mass model under the ddim form: with eta = 0 the first step already lands on
+// the mean (D = mean whatever x), and every later step stays there; with eta = 1 noise is added
+// between the levels and the last step still ends on the mean.
+TEST(DdimSampler, EndsAtTheOnlyImageAPointMassModelKnowsWithAndWithoutFreshNoise) {
+  Model m = test::random_denoiser_model(kImage, kSmallUnet, 9);
+  for (Tensor& t : m.tensors)
+    if (t.name != kEnergyMeanTensor) std::fill(t.data.begin(), t.data.end(), 0.0f);
+  Network net(m);
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  for (float eta : {0.0f, 1.0f}) {
+    SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+    p.steps = 6;
+    p.sigma_max = 5;
+    p.sigma_min = 0.05f;
+    p.eta = eta;
+    LangevinSampler s(net, p, 7);
+    s.start_uniform(2);
+    std::vector<float> sigmas;
+    s.run(1, [&](const SamplerProgress& pr) {
+      sigmas.push_back(pr.sigma);
+      EXPECT_EQ(pr.levels, 6);
+      return true;
+    });
+    // One level per step, geometric from 5 to 0.05: 5, 2.0, 0.79, 0.32, 0.13, 0.05.
+    ASSERT_EQ(sigmas.size(), 7u);
+    EXPECT_FLOAT_EQ(sigmas[1], 5.0f);
+    EXPECT_NEAR(sigmas[2], 5.0f * std::pow(0.01f, 0.2f), 1e-5);
+    EXPECT_FLOAT_EQ(sigmas[6], 0.05f);
+    for (size_t k = 0; k < 2 * mean.size(); ++k)
+      ASSERT_NEAR(s.images()[k], std::clamp(mean[k % mean.size()], -1.0f, 1.0f), 1e-4) << "eta " << eta;
+  }
+  // Settings: eta within [0, 1]; the ddim JSON names its own keys.
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","eta":1.5})")); }, {"eta"});
+  const SamplerParams d = parse_sampler_params(json::parse(R"({"form":"ddim","eta":0.5})"));
+  EXPECT_EQ(d.form, SamplerForm::kDdim);
+  EXPECT_EQ(sampler_params_json(d), json::parse(R"({"form":"ddim","steps":50,"sigma_max":10.0,"sigma_min":0.01,"eta":0.5})"));
+}
+
+TEST(DdimSampler, SameSeedSameSamplesWhateverTheThreadsAndNeedsANoiseConditionalModel) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 8;
+  p.eta = 0.5f;
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
+  one.start_uniform(5);
+  two.start_uniform(5);
+  one.run();
+  while (!two.finished()) two.run(0, {}, 3);
+  EXPECT_EQ(one.images(), two.images());
+  Network scalar(random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch, 1));
+  expect_error([&] { LangevinSampler(scalar, p, 1); }, {"ddim", "noise-conditional"});
+}
+
 TEST(AnnealedSampler, SameSeedSameSamplesWhateverTheThreadsAndSlices) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 10));
   SamplerParams p = default_sampler_params(SamplerForm::kAnnealed);

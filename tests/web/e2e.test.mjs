@@ -265,7 +265,7 @@ test('the noise cell setting: smoothed starting noise, and a bad value refused',
   await context.close();
 });
 
-test('a noise-conditional model opened from disk samples with the annealed form and shows its levels', async () => {
+test('a noise-conditional model opened from disk samples with its noise-level form and shows the levels', async () => {
   const context = await browser.newContext();
   const page = await openPage(context, server.url);
   await waitState(page, ['ready']);
@@ -273,19 +273,24 @@ test('a noise-conditional model opened from disk samples with the annealed form 
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('random unet'),
                              null, { timeout: 30000 });
   await waitState(page, ['ready']);
-  // The model's own sampler: the annealed form with its levels; the other forms' fields hidden.
-  assert.equal(await page.inputValue('#form'), 'annealed');
-  assert.equal(await page.inputValue('#levels'), '20');
+  // The model's own sampler (the unet preset's: ddim, 50 levels); the other forms' fields hidden.
+  assert.equal(await page.inputValue('#form'), 'ddim');
+  assert.equal(await page.inputValue('#steps'), '50');
   assert.ok(await page.isVisible('#sigma_max'));
-  assert.ok(!(await page.isVisible('#step_size')));
-  assert.ok(!(await page.isVisible('#start_cell')));
+  assert.ok(await page.isVisible('#eta'));
+  for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps']) assert.ok(!(await page.isVisible(hidden)), hidden);
   // The card reads as text: the method line names the sampler, no raw JSON.
   const card = await page.textContent('#card');
-  assert.match(card, /annealed Langevin, 100 steps over 20 noise levels/);
+  assert.match(card, /DDIM, one step per noise level, 50 levels/);
   assert.doesNotMatch(card, /[{}]/);
-  // While it runs, the status names the noise level; it ends on the smallest.
-  const seen = [];
+  // The annealed form on the same model: its fields appear; while it runs, the status names the
+  // noise level.
+  await page.selectOption('#form', 'annealed');
+  assert.ok(await page.isVisible('#levels'));
+  assert.ok(!(await page.isVisible('#eta')));
   await page.fill('#levels', '4');
+  await page.fill('#eps', '0.0002');
+  const seen = [];
   await generate(page, { count: 2, steps: 30, seed: 4 });
   while (await page.evaluate(() => document.body.dataset.state) === 'running') {
     seen.push(await page.textContent('#status'));

@@ -28,7 +28,7 @@ namespace {
 
 // Where the chains start, in words.
 std::string start_description(const SamplerParams& p) {
-  if (p.form == SamplerForm::kAnnealed)
+  if (walks_noise_levels(p.form))
     return "the mean image plus N(0, " + std::to_string(p.sigma_max) + "^2) noise";
   return p.start_cell > 1 ? "uniform noise smoothed over " + std::to_string(p.start_cell) + "x" +
                                 std::to_string(p.start_cell) + "-pixel cells"

@@ -231,7 +231,9 @@ function cardSummary(card, c) {
   const sampler = c.sampler || {};
   const samplerText = sampler.form === 'annealed'
     ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)})`
-    : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
+    : sampler.form === 'ddim'
+      ? `DDIM, one step per noise level, ${sampler.steps} levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}, η ${sampler.eta})`
+      : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
   if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ')]);
   if (t.epochs !== undefined) {
     const parts = [`${t.epochs} epochs`, t.steps !== undefined && `${num(t.steps, 6)} steps`,
@@ -258,7 +260,7 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta'];
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
@@ -279,9 +281,12 @@ function showFormFields() {
 function readSettings() {
   const num = (id) => Number($(id).value);
   const p = { form: $('form').value, steps: Math.round(num('steps')) };
-  if (p.form === 'annealed') {
-    Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')), sigma_max: num('sigma_max'), sigma_min: num('sigma_min') });
-    if (!(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
+  if (p.form === 'annealed' || p.form === 'ddim') {
+    Object.assign(p, { sigma_max: num('sigma_max'), sigma_min: num('sigma_min') });
+    if (p.form === 'ddim') p.eta = num('eta');
+    else Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')) });
+    if (p.form === 'annealed' && !(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
+    if (p.form === 'ddim' && !(p.eta >= 0 && p.eta <= 1)) throw new Error('η must be between 0 and 1.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
   } else {
     p.start_cell = num('start_cell');

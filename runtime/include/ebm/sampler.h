@@ -69,6 +69,7 @@ class LangevinSampler {
   SamplerProgress progress(int total) const;
   // Annealed form: the noise level of step k (the last step is the denoising one at sigma_min).
   int level_of(int k) const;
+  int level_count() const;  // annealed: params.levels; ddim: one level per step
   float sigma_of_level(int level) const;
   // The noise level energies are taken at: the annealed level, else sigma_min (which a
   // noise-conditional model needs whatever the form).

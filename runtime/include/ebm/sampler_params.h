@@ -19,7 +19,18 @@ enum class SamplerForm {
   //   x = x - (a_i/2) dE/dx(x, sigma_i) + sqrt(a_i) N(0,1),   a_i = eps sigma_i^2 / sigma_min^2
   // and the last step jumps to the denoised image: x = clip(x - sigma_min^2 dE/dx(x, sigma_min)).
   kAnnealed,
+  // One step per noise level, sigma_0 = sigma_max ... sigma_{steps-1} = sigma_min geometric, then 0
+  // (Song et al. 2021's DDIM for this noise schedule): with D = x - sigma_i^2 dE/dx(x, sigma_i),
+  // the denoised image,
+  //   x = D + sigma_{i+1} (eta N(0,1) + sqrt(1 - eta^2) (x - D) / sigma_i)
+  // eta = 0 follows the noise levels deterministically, eta = 1 draws fresh noise at each level.
+  // Also for noise-conditional energies; the last step is x = clip(D).
+  kDdim,
 };
+// The forms that walk noise levels (and need a noise-conditional model).
+inline bool walks_noise_levels(SamplerForm f) {
+  return f == SamplerForm::kAnnealed || f == SamplerForm::kDdim;
+}
 
 struct SamplerParams {
   SamplerForm form = SamplerForm::kPaper;
@@ -37,11 +48,12 @@ struct SamplerParams {
   int levels = 20;
   float sigma_max = 10.0f;
   float sigma_min = 0.01f;
+  float eta = 0.0f;  // ddim form: the share of fresh noise at each level
 };
 // The default settings of a form, as a model card would start from them.
 SamplerParams default_sampler_params(SamplerForm f);
 
-const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook" / "annealed"
+const char* sampler_form_name(SamplerForm f);  // "paper" / "textbook" / "annealed" / "ddim"
 SamplerForm parse_sampler_form(const std::string& name);
 
 // Reads the keys present in `j` over `base` and validates every value (ebm::Error names the key).
