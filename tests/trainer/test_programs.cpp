@@ -145,7 +145,12 @@ TEST(Programs, HelpListsTheOptionsWithTheirDefaults) {
                         "--langevin-backend",
                         "--checkpoint-minutes",
                         "--max-rollbacks",
-                        "--threads"})
+                        "--threads",
+                        "--objective",
+                        "--sigma-min",
+                        "--loss-sigma-floor",
+                        "--ema",
+                        "0.999"})
     EXPECT_NE(out.find(s), std::string::npos) << s;
   ASSERT_EQ(run({EBM_EXPORT_EXE, "--help"}, &out), 0);
   for (const char* s : {"--out", "--f32", "--name", "--description", "--license"})
@@ -173,6 +178,12 @@ TEST(Programs, BadArgumentsExitTwoAndBadInputsExitOneNamingThem) {
             1)
       << out;
   EXPECT_NE(out.find("no_such_preset"), std::string::npos) << out;
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--data", setup().data, "--objective", "magic", "--run",
+                 scratch_dir("bad_objective") + "/run"},
+                &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("unknown objective 'magic'"), std::string::npos) << out;
   EXPECT_EQ(
       run({EBM_TRAIN_EXE, "--run", scratch_dir("bad_resume"), "--resume", "--lr", "0.1"}, &out), 2);
   EXPECT_NE(out.find("cannot change when resuming"), std::string::npos) << out;

@@ -1,7 +1,9 @@
 // Native reference numbers for the node test of the wasm module (wasm_runtime.test.mjs): the
 // same model, inputs and seeds through the native runtime, written as raw little-endian float32
 // files plus a JSON description. Nothing here is committed; the test runs this first.
-//   wasm_reference MODEL.safetensors OUT_DIR
+//   wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors]
+// With a noise-conditional model also: its energies and gradients at sigma 0.3 (denoiser_*.f32)
+// and 4 chains of 6 steps of each noise-level form (denoiser_sample_<form>.f32).
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -23,8 +25,8 @@ void write_f32(const std::string& path, const std::vector<float>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::cerr << "usage: wasm_reference MODEL.safetensors OUT_DIR\n";
+  if (argc != 3 && argc != 4) {
+    std::cerr << "usage: wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors]\n";
     return 2;
   }
   try {
@@ -67,6 +69,22 @@ int main(int argc, char** argv) {
                              42);
       s.start_uniform(3, 5);
       write_f32(dir + "/start_cell7.f32", s.images());
+    }
+    if (argc == 4) {
+      ebm::Network den = ebm::Network::from_file(argv[3]);
+      std::vector<float> ed(static_cast<size_t>(n)), gd(x.size());
+      den.energy_and_input_grad(x.data(), n, ed.data(), gd.data(), 0.3f);
+      write_f32(dir + "/denoiser_energies.f32", ed);
+      write_f32(dir + "/denoiser_grads.f32", gd);
+      for (const char* form : {"annealed", "ddim"}) {
+        const ebm::SamplerParams p = ebm::parse_sampler_params(
+            {{"form", form}, {"steps", 6}, {"levels", 3}, {"eta", 0.5}}, den.sampler());
+        ebm::LangevinSampler s(den, p, 42);
+        s.start_uniform(4, 0);
+        s.run();
+        write_f32(dir + "/denoiser_sample_" + std::string(form) + ".f32", s.images());
+      }
+      meta["denoiser"] = true;
     }
     std::ofstream(dir + "/reference.json") << meta.dump(2) << "\n";
     std::cout << "wrote reference numbers to " << dir << "\n";

@@ -5,7 +5,15 @@ execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/model.safetensors 17 f16
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "make_test_model failed")
 endif()
-execute_process(COMMAND ${REFERENCE} ${WORK}/model.safetensors ${WORK} RESULT_VARIABLE rc)
+# And a noise-conditional model (the unet preset beside PRESET, random weights).
+get_filename_component(presets_dir ${PRESET} DIRECTORY)
+execute_process(COMMAND ${MAKE_MODEL} ${presets_dir}/unet.json ${WORK}/denoiser.safetensors 3 f16
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (denoiser) failed")
+endif()
+execute_process(COMMAND ${REFERENCE} ${WORK}/model.safetensors ${WORK} ${WORK}/denoiser.safetensors
+                RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "wasm_reference failed")
 endif()

@@ -8,6 +8,8 @@
 //   m.describe()                                 -> JSON text: kind, input, sampler, card, ...
 //   m.energy(xPtr, n, ePtr)                      -> ""; x: [n, C, H, W] floats, e: [n]
 //   m.energyAndGrad(xPtr, n, ePtr, gPtr)         -> ""; g: dE/dx, same shape as x
+//   m.energyAt(xPtr, n, ePtr, sigma), m.energyAndGradAt(xPtr, n, ePtr, gPtr, sigma): the same at
+//                                                   a noise level (noise-conditional models)
 //   const s = new Module.Sampler(m, '{"steps":60}', seed);   s.error()
 //   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain)
 //   s.startBlend(aPtr, bPtr, tPtr, count, firstChain)   -> ""
@@ -72,18 +74,23 @@ class WasmModel {
   std::string describe() const { return description_.dump(); }
   int input_size() const { return net_ ? int(net_->input_size()) : 0; }
 
-  std::string energy(uintptr_t x, int n, uintptr_t e) {
+  std::string energy(uintptr_t x, int n, uintptr_t e) { return energy_at(x, n, e, 0.0f); }
+  std::string energy_and_grad(uintptr_t x, int n, uintptr_t e, uintptr_t g) {
+    return energy_and_grad_at(x, n, e, g, 0.0f);
+  }
+  // At noise level sigma (noise-conditional models need it; the others ignore it).
+  std::string energy_at(uintptr_t x, int n, uintptr_t e, float sigma) {
     return guarded([&] {
       check_batch(n);
-      network().energy(reinterpret_cast<const float*>(x), n, reinterpret_cast<float*>(e));
+      network().energy(reinterpret_cast<const float*>(x), n, reinterpret_cast<float*>(e), sigma);
     });
   }
-
-  std::string energy_and_grad(uintptr_t x, int n, uintptr_t e, uintptr_t g) {
+  std::string energy_and_grad_at(uintptr_t x, int n, uintptr_t e, uintptr_t g, float sigma) {
     return guarded([&] {
       check_batch(n);
       network().energy_and_input_grad(reinterpret_cast<const float*>(x), n,
-                                      reinterpret_cast<float*>(e), reinterpret_cast<float*>(g));
+                                      reinterpret_cast<float*>(e), reinterpret_cast<float*>(g),
+                                      sigma);
     });
   }
 
@@ -251,6 +258,8 @@ EMSCRIPTEN_BINDINGS(ebm_runtime) {
       .function("inputSize", &WasmModel::input_size)
       .function("energy", &WasmModel::energy)
       .function("energyAndGrad", &WasmModel::energy_and_grad)
+      .function("energyAt", &WasmModel::energy_at)
+      .function("energyAndGradAt", &WasmModel::energy_and_grad_at)
       .function("classify", &WasmModel::classify);
   class_<WasmSampler>("Sampler")
       .constructor<WasmModel&, const std::string&, double>()
