@@ -195,6 +195,7 @@ TEST(ShippedModels, AreValidAndIndexJsonListsThemAsTheServerDoes) {
     by_name[e.name] = e.to_json();
   }
   ASSERT_EQ(by_name.count("bridges"), 1u);
+  ASSERT_EQ(by_name.count("bridges-cd"), 1u);
   ASSERT_EQ(by_name.count("bridge-classifier"), 1u);
   ASSERT_EQ(by_name.count("fashion-mnist"), 1u);
 
@@ -203,6 +204,15 @@ TEST(ShippedModels, AreValidAndIndexJsonListsThemAsTheServerDoes) {
   EXPECT_EQ(bridges["input"], json({{"channels", 1}, {"height", 48}, {"width", 192}}));
   EXPECT_GT(bridges["sampler"]["steps"].get<int>(), 0);
   EXPECT_EQ(bridges["card"]["dataset"]["labels"].size(), 8u);
+  // The shipped bridge model is the noise-conditional one with its own sampler; the paper's
+  // method stays beside it for comparison.
+  EXPECT_EQ(bridges["energy"]["form"], "denoiser");
+  EXPECT_EQ(bridges["sampler"]["form"], "ddim");
+  EXPECT_EQ(bridges["card"]["training"]["objective"], "denoising score matching");
+  const json& cd = by_name["bridges-cd"];
+  EXPECT_EQ(cd["input"], bridges["input"]);
+  EXPECT_EQ(cd["sampler"]["form"], "paper");
+  EXPECT_FALSE(cd.contains("energy"));
 
   const json& classifier = by_name["bridge-classifier"];
   EXPECT_EQ(classifier["kind"], "classifier");
