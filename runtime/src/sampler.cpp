@@ -149,47 +149,40 @@ void LangevinSampler::step() {
   ++done_;
 }
 
+// Both noise-level forms are x = x - step dE/dx(x, sigma) + fresh N(0,1), and on the last step
+// x = clip(x - step dE/dx) (the jump to the denoised image); they differ in sigma, step and fresh.
 void LangevinSampler::annealed_step() {
   const size_t d = size_t(net_.input_size());
   const SamplerParams& p = params_;
   const bool last = done_ + 1 >= p.steps;
+  float sigma = 0, step = 0, fresh = 0;
   if (p.form == SamplerForm::kDdim) {
-    // x = D + s' (eta z + sqrt(1 - eta^2) (x - D) / s), x - D = s^2 dE/dx: one gradient step of
-    // size s (s - s' sqrt(1 - eta^2)) plus s' eta of noise; the last goes to D itself.
-    const float s = sigma_of_level(done_), next = last ? 0.0f : sigma_of_level(done_ + 1);
-    const float step = s * (s - next * std::sqrt(1.0f - p.eta * p.eta)), fresh = next * p.eta;
-    for_each_group([&](Network::Workspace& ws, int b0, int nb) {
-      const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
-      float* x = x_.data();
-      const float* g = grad_.data();
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, s);
-      if (last) {
-        for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
-        return;
-      }
-      for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
-      const float* z = noise_.data();
-      for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
-    });
-    ++done_;
-    return;
+    // x = D + s' (eta z + sqrt(1 - eta^2) (x - D) / s), x - D = s^2 dE/dx: a gradient step of
+    // size s (s - s' sqrt(1 - eta^2)) plus s' eta of noise; the last (s' = 0) goes to D itself.
+    sigma = sigma_of_level(done_);
+    const float next = last ? 0.0f : sigma_of_level(done_ + 1);
+    step = sigma * (sigma - next * std::sqrt(1.0f - p.eta * p.eta));
+    fresh = next * p.eta;
+  } else {
+    // Langevin with a_i = eps sigma_i^2 / sigma_min^2: step a_i / 2, noise sqrt(a_i); the last
+    // step jumps by sigma_min^2 at sigma_min.
+    sigma = last ? p.sigma_min : sigma_of_level(level_of(done_));
+    const double a = double(p.eps) * sigma * sigma / (double(p.sigma_min) * p.sigma_min);
+    step = last ? p.sigma_min * p.sigma_min : float(0.5 * a);
+    fresh = float(std::sqrt(a));
   }
-  const float sigma = last ? p.sigma_min : sigma_of_level(level_of(done_));
-  const double a = double(p.eps) * sigma * sigma / (double(p.sigma_min) * p.sigma_min);
-  const float half_a = float(0.5 * a), root_a = float(std::sqrt(a));
-  const float jump = p.sigma_min * p.sigma_min;
   for_each_group([&](Network::Workspace& ws, int b0, int nb) {
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
     float* x = x_.data();
     const float* g = grad_.data();
     net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
     if (last) {
-      for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - jump * g[k], -1.0f, 1.0f);
+      for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
       return;
     }
     for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
     const float* z = noise_.data();
-    for (size_t k = lo; k < hi; ++k) x[k] = x[k] - half_a * g[k] + root_a * z[k];
+    for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
   });
   ++done_;
 }
