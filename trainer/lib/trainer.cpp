@@ -193,7 +193,7 @@ torch::Tensor Trainer::dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x
   const torch::Tensor s = sigma.view({-1, 1, 1, 1});
   const torch::Tensor noisy = (x + s * z).detach().requires_grad_(true);
   const torch::Tensor e = net.denoiser_energy(net.weights(), noisy, sigma);
-  const torch::Tensor g = torch::autograd::grad({e.sum()}, {noisy}, {}, /*retain_graph=*/true,
+  const torch::Tensor g = torch::autograd::grad({e.sum()}, {noisy}, {}, /*retain_graph=*/create_graph,
                                                 create_graph)[0];
   const double sd = net.energy_form().sigma_data;
   // (sigma^2 + floor^2) / sigma_data^2: about the same weight on the network's output error at

@@ -111,7 +111,6 @@ struct EnergyForm {
   float sigma_data = 0.5f;
   bool noise_plane = true;
 };
-// The denoiser's mean image, shaped [C, H, W] like the image, is this tensor of the model.
 // The shape the layers read for images of shape `image` (one more channel for a noise plane),
 // and back.
 Shape layers_input(const Shape& image, const EnergyForm& f);

@@ -28,6 +28,7 @@ inline constexpr const char* kModelFormatDenoiser = "2";
 enum class ModelKind { kEnergy, kClassifier };
 const char* model_kind_name(ModelKind k);
 
+// A denoiser's mean image, shaped [C, H, W] like the image, is this tensor of the model.
 inline constexpr const char* kEnergyMeanTensor = "energy.mean";
 
 struct Model {
