@@ -278,6 +278,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   write_file_atomic(opt.dir + "/run.json", cfg.to_json().dump(2) + "\n");
 
   RunLog log(opt.dir + "/log.txt");
+  const TensorData train_data(split.train, image);
   Trainer tr(cfg, labels);
   TrainCounters& c = tr.counters();
   const Task task = cfg.task;
@@ -292,7 +293,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
               "), learning rate " + fmt(tr.lr()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
-    tr.set_data_mean(TensorData(split.train, image).images);
+    tr.set_data_mean(train_data.images);
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
     log.event(std::string("started ") + task_name(task) + " training of " + cfg.preset + " (" +
               std::to_string(arch.parameter_count()) + " parameters, input " + image.str() +
@@ -303,7 +304,6 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
             std::to_string(steps_per_epoch) + " steps per epoch, to epoch " +
             std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
 
-  const TensorData train_data(split.train, image);
   auto open_csv = [&] {
     return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(cfg));
   };

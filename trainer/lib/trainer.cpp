@@ -40,19 +40,6 @@ nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& ene
   return j;
 }
 
-namespace {
-
-void copy_state(const EnergyNetImpl& from, EnergyNetImpl& to) {
-  torch::NoGradGuard no_grad;
-  const auto src = from.state(), dst = to.state();
-  for (size_t i = 0; i < src.size(); ++i) {
-    torch::Tensor d = dst[i].second;  // shares storage with the module's tensor
-    d.copy_(src[i].second);
-  }
-}
-
-}  // namespace
-
 Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
     : cfg_(cfg),
       labels_(std::move(labels)),
@@ -79,7 +66,7 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
     if (!(cfg_.sigma_min > 0 && cfg_.sigma_min <= cfg_.sigma_max))
       throw Error("noise levels need 0 < sigma_min <= sigma_max");
     ema_ = EnergyNet(arch_, cfg.seed, cfg.spectral_norm, net_->energy_form());
-    copy_state(*net_, *ema_);
+    ema_->load_state(net_->state());
   } else if (net_->energy_form().denoiser) {
     throw Error("a denoiser energy is trained by denoising score matching (--objective dsm)");
   }
