@@ -14,6 +14,7 @@
 #include "ebm/image_io.h"
 #include "ebm/network.h"
 #include "ebm/sampler.h"
+#include "ebm/sampler_flags.h"
 
 namespace {
 
@@ -52,10 +53,10 @@ void ensure_dir(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, out = "samples.png", frames, from, mix = "0.5", form;
-  int count = 16, steps = -1, start_cell = 0, cols = 0, scale = 1, frame_every = 0, threads = 0, levels = 0;
+  std::string model_path, out = "samples.png", frames, from, mix = "0.5";
+  int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
-  double step_size = -1, noise = -1, grad_clip = -1, eps = -1, sigma_max = -1, sigma_min = -1, eta = -1;
+  ebm::SamplerFlags flags;
   bool quiet = false;
 
   ebm::ArgParser args("ebm-sample",
@@ -64,7 +65,6 @@ int main(int argc, char** argv) {
                       "ebm.sampler; each flag below overrides one.");
   args.option("model", "FILE", "energy model (.safetensors)", &model_path, true);
   args.option("count", "N", "number of samples", &count, 1, 4096);
-  args.option("steps", "K", "Langevin steps (default: the model's)", &steps, 0, 1000000);
   args.option("seed", "S", "random seed; the same seed gives the same samples", &seed);
   args.option("out", "PNG", "grid of the final samples", &out);
   args.option("cols", "C", "grid columns (default: about square)", &cols, 0, 4096);
@@ -75,29 +75,7 @@ int main(int argc, char** argv) {
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
-  args.option("form", "NAME", "sampler form: paper, textbook, annealed or ddim (default: the model's)",
-              &form);
-  args.option("step-size", "X", "paper form: gradient step size (default: the model's)", &step_size,
-              0, 1e6);
-  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise,
-              0, 10);
-  args.option("grad-clip", "X", "paper form: element-wise gradient clip (default: the model's)",
-              &grad_clip, 0, 1e6);
-  args.option("eps", "X",
-              "textbook form: eps in x - eps/2 dE/dx + sqrt(eps) N(0,1); annealed form: the step "
-              "a_i = eps sigma_i^2 / sigma_min^2 (default: the model's)",
-              &eps, 0, 10);
-  args.option("levels", "L", "annealed form: noise levels (default: the model's)", &levels, 1, 10000);
-  args.option("sigma-max", "S", "annealed form: largest noise level, where chains start (default: the model's)",
-              &sigma_max, 0, 1e4);
-  args.option("sigma-min", "S", "annealed form: smallest noise level (default: the model's)",
-              &sigma_min, 0, 1e4);
-  args.option("eta", "E", "ddim form: share of fresh noise per level, 0 to 1 (default: the model's)",
-              &eta, 0, 1);
-  args.option("start-cell", "K",
-              "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel "
-              "its own (default: the model's)",
-              &start_cell, 1, 4096);
+  flags.add_to(args);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");
@@ -114,19 +92,8 @@ int main(int argc, char** argv) {
       throw ebm::Error("ebm-sample writes grayscale images; this model takes " +
                        std::to_string(in.c) + " channels");
 
-    ebm::SamplerParams p = net.sampler();
-    if (!form.empty()) p.form = ebm::parse_sampler_form(form);
-    if (steps >= 0) p.steps = steps;
-    if (args.given("step-size")) p.step_size = float(step_size);
-    if (args.given("noise")) p.noise = float(noise);
-    if (args.given("grad-clip")) p.grad_clip = float(grad_clip);
-    if (args.given("eps")) p.eps = float(eps);
-    if (args.given("start-cell")) p.start_cell = start_cell;
-    if (args.given("levels")) p.levels = levels;
-    if (args.given("sigma-max")) p.sigma_max = float(sigma_max);
-    if (args.given("sigma-min")) p.sigma_min = float(sigma_min);
-    if (args.given("eta")) p.eta = float(eta);
-    p = ebm::parse_sampler_params(ebm::sampler_params_json(p));  // validates the overrides
+    // The model's own settings with the flags applied, validated.
+    const ebm::SamplerParams p = ebm::parse_sampler_params(flags.overrides(args), net.sampler());
 
     ebm::LangevinSampler sampler(net, p, seed, threads);
     if (!from.empty()) {

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
 #include "ebm/cli.h"
+#include "ebm/error.h"
+#include "ebm/sampler_flags.h"
+#include "ebm/sampler_params.h"
 
 namespace ebm {
 namespace {
@@ -80,6 +83,36 @@ TEST(FormatDuration, ReadsLikeAClock) {
   EXPECT_EQ(format_duration(4.24), "4.2s");
   EXPECT_EQ(format_duration(125), "2:05");
   EXPECT_EQ(format_duration(3723), "1:02:03");
+}
+
+// The sampler flags of ebm-sample and ebm-eval: only the given ones override the model's
+// settings, under their ebm.sampler names, and parse_sampler_params then validates them.
+nlohmann::json sampler_overrides(std::vector<const char*> argv) {
+  ArgParser args("prog", "test");
+  SamplerFlags flags;
+  flags.add_to(args);
+  argv.insert(argv.begin(), "prog");
+  args.parse(int(argv.size()), const_cast<char**>(argv.data()));
+  return flags.overrides(args);
+}
+
+TEST(SamplerFlags, OnlyTheGivenFlagsOverrideTheModelsSettings) {
+  EXPECT_EQ(sampler_overrides({}), nlohmann::json::object());
+  const nlohmann::json j =
+      sampler_overrides({"--eta", "0.5", "--sigma-max", "3", "--steps", "20", "--form", "ddim"});
+  EXPECT_EQ(j, (nlohmann::json{{"eta", 0.5}, {"sigma_max", 3.0}, {"steps", 20}, {"form", "ddim"}}));
+  SamplerParams model = default_sampler_params(SamplerForm::kDdim);
+  model.sigma_min = 0.05f;
+  const SamplerParams p = parse_sampler_params(j, model);
+  EXPECT_EQ(p.form, SamplerForm::kDdim);
+  EXPECT_EQ(p.steps, 20);
+  EXPECT_FLOAT_EQ(p.eta, 0.5f);
+  EXPECT_FLOAT_EQ(p.sigma_max, 3.0f);
+  EXPECT_FLOAT_EQ(p.sigma_min, 0.05f);  // not given: the model's
+  // A given but inconsistent setting is refused by the one validation.
+  EXPECT_THROW(parse_sampler_params(sampler_overrides({"--sigma-min", "5", "--sigma-max", "1"}),
+                                    model),
+               Error);
 }
 
 }  // namespace

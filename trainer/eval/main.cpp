@@ -5,14 +5,15 @@
 
 #include "ebm/cli.h"
 #include "ebm/error.h"
+#include "ebm/sampler_flags.h"
 #include "evaluate.h"
 
 int main(int argc, char** argv) {
   ebm::eval::EvalOptions opt;
   opt.classifier = "models/bridge-classifier.safetensors";
-  std::string out = "eval", form;
-  int steps = -1, start_cell = 0;
-  double step_size = -1, noise = -1, grad_clip = -1, eps = -1, val_fraction = -1;
+  std::string out = "eval";
+  ebm::SamplerFlags flags;
+  double val_fraction = -1;
   uint64_t split_seed = 0;
   bool quiet = false;
 
@@ -31,18 +32,7 @@ int main(int argc, char** argv) {
   args.option("out", "DIR", "where the report and pictures go", &out);
   args.option("count", "N", "samples from noise", &opt.count, 2, 100000);
   args.option("seed", "S", "sampling seed", &opt.seed);
-  args.option("steps", "K", "Langevin steps (default: the model's)", &steps, 0, 1000000);
-  args.option("form", "NAME", "sampler form: paper or textbook (default: the model's)", &form);
-  args.option("step-size", "X", "paper form: step size (default: the model's)", &step_size, 0, 1e6);
-  args.option("noise", "X", "paper form: noise standard deviation (default: the model's)", &noise,
-              0, 10);
-  args.option("grad-clip", "X", "paper form: gradient clip (default: the model's)", &grad_clip, 0,
-              1e6);
-  args.option("eps", "X", "textbook form: eps (default: the model's)", &eps, 0, 10);
-  args.option("start-cell", "K",
-              "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel its own "
-              "(default: the model's)",
-              &start_cell, 1, 4096);
+  flags.add_to(args);
   args.option("val-fraction", "F", "held-out share of the dataset (default: the model card's)",
               &val_fraction, 0, 0.9);
   args.option("split-seed", "S", "seed of the train/held-out split (default: the card's)",
@@ -57,13 +47,7 @@ int main(int argc, char** argv) {
   args.parse(argc, argv);
 
   return ebm::run_main("ebm-eval", [&]() {
-    if (steps >= 0) opt.sampler["steps"] = steps;
-    if (!form.empty()) opt.sampler["form"] = form;
-    if (args.given("step-size")) opt.sampler["step_size"] = step_size;
-    if (args.given("noise")) opt.sampler["noise"] = noise;
-    if (args.given("grad-clip")) opt.sampler["grad_clip"] = grad_clip;
-    if (args.given("eps")) opt.sampler["eps"] = eps;
-    if (args.given("start-cell")) opt.sampler["start_cell"] = start_cell;
+    opt.sampler = flags.overrides(args);
     if (args.given("val-fraction")) opt.val_fraction = val_fraction;
     if (args.given("split-seed")) opt.split_seed = int64_t(split_seed);
 

@@ -1,0 +1,28 @@
+// The sampler flags every native program shares (ebm-sample, ebm-eval): each one overrides one
+// setting of the model's ebm.sampler, with the same name, range and help everywhere.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ebm/cli.h"
+
+namespace ebm {
+
+class SamplerFlags {
+ public:
+  // Adds --steps, --form, --step-size, --noise, --grad-clip, --eps, --levels, --sigma-max,
+  // --sigma-min, --eta and --start-cell to `args`.
+  void add_to(ArgParser& args);
+  // The settings the user gave, as ebm.sampler JSON keys (for parse_sampler_params over the
+  // model's own settings, which validates them).
+  nlohmann::json overrides(const ArgParser& args) const;
+
+ private:
+  std::string form_;
+  int steps_ = -1, start_cell_ = 0, levels_ = 0;
+  double step_size_ = -1, noise_ = -1, grad_clip_ = -1, eps_ = -1, sigma_max_ = -1,
+         sigma_min_ = -1, eta_ = -1;
+};
+
+}  // namespace ebm
