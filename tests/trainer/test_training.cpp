@@ -158,6 +158,31 @@ TEST(Resume, ResumingARunWithoutCheckpointOrStartingOverAnotherIsRefused) {
   }
 }
 
+TEST(Resume, ACheckpointOnAnEpochsLastStepValidatesThatEpochOnce) {
+  // A timer checkpoint can fall on an epoch's last step, before that epoch's validation. A run
+  // killed after the validation row was written but before the epoch's own checkpoint resumes
+  // from it and validates the epoch again: its row must then be in validation.csv once.
+  const std::string work = scratch_dir("resume_epoch_end");
+  TrainConfig c = small_config(work);
+  c.epochs = 1;
+  const std::string dir = work + "/run";
+  ASSERT_EQ(run_training(c, quiet(dir)), RunResult::kFinished);
+  {
+    // The state such a timer checkpoint holds: every step of epoch 1 done, the epoch not counted.
+    Trainer tr(read_run_config(dir));
+    tr.load(dir + "/checkpoint.pt");
+    ASSERT_EQ(tr.counters().epoch, 1);
+    tr.counters().epoch = 0;
+    tr.counters().step_in_epoch = tr.counters().step;
+    tr.save(dir + "/checkpoint.pt");
+  }
+  ASSERT_EQ(read_metrics(dir + "/validation.csv").column("epoch"), (std::vector<double>{1}));
+  TrainConfig again = read_run_config(dir);
+  again.epochs = 2;
+  ASSERT_EQ(run_training(again, quiet(dir, true)), RunResult::kFinished);
+  EXPECT_EQ(read_metrics(dir + "/validation.csv").column("epoch"), (std::vector<double>{1, 2}));
+}
+
 class GuardBackends : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GuardBackends, AnInjectedNanRollsBackLowersTheLearningRateAndTrainingContinues) {

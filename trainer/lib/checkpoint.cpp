@@ -10,12 +10,6 @@ namespace ebm::train {
 
 namespace {
 
-// TorchScript attribute names may not contain dots.
-std::string archive_key(std::string name) {
-  std::replace(name.begin(), name.end(), '.', '_');
-  return name;
-}
-
 std::string read_string(torch::serialize::InputArchive& in, const std::string& key) {
   c10::IValue v;
   in.read(key, v);
@@ -71,19 +65,11 @@ void Trainer::save(const std::string& path) const {
   out.write("kind", c10::IValue(std::string(model_kind_name(kind()))));
   out.write("labels", c10::IValue(nlohmann::json(labels_).dump()));
 
-  torch::serialize::OutputArchive model;
-  for (const auto& [name, t] : net_->state()) model.write(archive_key(name), t.detach(), true);
-  out.write("model", model);
-  if (ema_) {
-    torch::serialize::OutputArchive ema;
-    for (const auto& [name, t] : ema_->state()) ema.write(archive_key(name), t.detach(), true);
-    out.write("ema", ema);
-  }
+  write_net_state(out, "model", *net_);
   torch::serialize::OutputArchive optim;
   opt_->save(optim);
   out.write("optimizer", optim);
-
-  out.write("buffer", cfg_.task == Task::kEnergy ? buffer_.ordered() : torch::zeros({0}), true);
+  objective_->save(out);  // the replay buffer, the moving average
   out.write("rng", gen_.get_state(), true);
   out.write("step", c10::IValue(counters_.step));
   out.write("epoch", c10::IValue(counters_.epoch));
@@ -95,10 +81,8 @@ void Trainer::save(const std::string& path) const {
   // The archive is assembled in memory and written by the one atomic writer; reserving the
   // tensors' size up front avoids doubling a 300 MB buffer (the paper preset's replay buffer).
   std::vector<uint8_t> bytes;
-  size_t estimate = size_t(1) << 20;
+  size_t estimate = (size_t(1) << 20) + objective_->state_bytes();
   for (const auto& [name, t] : net_->state()) estimate += size_t(t.numel()) * 4 * 3;  // + Adam
-  if (cfg_.task == Task::kEnergy)
-    estimate += size_t(buffer_.size()) * size_t(arch_.input.size()) * 4;
   bytes.reserve(estimate);
   out.save_to([&](const void* data, size_t n) {
     const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -119,33 +103,14 @@ void Trainer::load(const std::string& path) {
     if (saved.task != cfg_.task)
       throw Error(std::string("it was made for task ") + task_name(saved.task));
 
-    torch::serialize::InputArchive model;
-    in.read("model", model);
-    std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& [name, t] : net_->state()) {
-      torch::Tensor v;
-      model.read(archive_key(name), v, true);
-      tensors.emplace_back(name, v);
-    }
-    net_->load_state(tensors);
-    if (ema_) {
-      torch::serialize::InputArchive ema;
-      in.read("ema", ema);
-      for (auto& [name, t] : tensors) ema.read(archive_key(name), t, true);
-      ema_->load_state(tensors);
-    }
+    read_net_state(in, "model", *net_);
     torch::serialize::InputArchive optim;
     in.read("optimizer", optim);
     // Adam's load only fills the state the checkpoint has; a checkpoint from before the first
     // step has none, and the current moments (NaN after a divergence) must not survive.
     opt_->state().clear();
     opt_->load(optim);
-
-    if (cfg_.task == Task::kEnergy) {
-      torch::Tensor buf;
-      in.read("buffer", buf, true);
-      buffer_.restore(buf);
-    }
+    objective_->load(in);
     torch::Tensor rng;
     in.read("rng", rng, true);
     gen_.set_state(rng);

@@ -9,8 +9,9 @@
 //                  and a denoiser's mean image "energy.mean"
 //   ema            sub-archive like model: the moving average of the weights (objective dsm),
 //                  which a model is made from
+//   (the objective's own entries, ema and buffer, are written and read by its unit, objective.h)
 //   optimizer      sub-archive: Adam's state (torch::optim::Adam::save)
-//   buffer         replay buffer [n, C, H, W], newest first
+//   buffer         replay buffer [n, C, H, W], newest first (objective cd)
 //   rng            the training generator's state (torch's CPU generator, uint8)
 //   step, epoch, step_in_epoch, rollbacks   integers
 //   wall_seconds   training time so far; summary: latest metrics, JSON text

@@ -64,32 +64,27 @@ class RunLog {
   std::FILE* file_;
 };
 
-bool is_dsm(const TrainConfig& c) {
-  return c.task == Task::kEnergy && c.objective == Objective::kDenoisingScoreMatching;
+// metrics.csv: step, epoch, loss, the objective's figures, lr, its rate, seconds.
+std::vector<std::string> step_columns(const TrainingObjective& o) {
+  std::vector<std::string> c = {"step", "epoch", "loss"};
+  for (const std::string& f : o.step_figures()) c.push_back(f);
+  c.insert(c.end(), {"lr", o.rate_name(), "seconds"});
+  return c;
 }
 
-std::vector<std::string> step_columns(const TrainConfig& c) {
-  if (c.task == Task::kClassify)
-    return {"step", "epoch", "loss", "accuracy", "lr", "images_per_s", "seconds"};
-  if (is_dsm(c)) return {"step", "epoch", "loss", "lr", "images_per_s", "seconds"};
-  return {"step",   "epoch", "loss",  "reg", "cdiv",
-          "real",   "fake",  "fresh", "lr",  "image_steps_per_s",
-          "seconds"};
-}
-
-std::vector<std::string> val_columns(const TrainConfig& c) {
-  if (c.task == Task::kClassify) return {"epoch", "step", "loss", "accuracy"};
-  if (is_dsm(c)) return {"epoch", "step", "loss"};
-  return {"epoch", "step", "cdiv", "real", "fake"};
-}
-
-std::vector<double> step_row(const TrainConfig& c, int64_t step, int64_t epoch,
+std::vector<double> step_row(const TrainingObjective& o, int64_t step, int64_t epoch,
                              const StepMetrics& m) {
-  if (c.task == Task::kClassify)
-    return {double(step), double(epoch), m.loss, m.accuracy, m.lr, m.rate, m.seconds};
-  if (is_dsm(c)) return {double(step), double(epoch), m.loss, m.lr, m.rate, m.seconds};
-  return {double(step), double(epoch),   m.loss, m.reg,  m.cdiv,   m.real,
-          m.fake,       double(m.fresh), m.lr,   m.rate, m.seconds};
+  std::vector<double> r = {double(step), double(epoch), m.loss};
+  for (const std::string& f : o.step_figures()) r.push_back(m.figures.get(f));
+  r.insert(r.end(), {m.lr, m.rate, m.seconds});
+  return r;
+}
+
+// validation.csv: epoch, step, the objective's validation figures.
+std::vector<std::string> val_columns(const TrainingObjective& o) {
+  std::vector<std::string> c = {"epoch", "step"};
+  for (const std::string& f : o.validation_figures()) c.push_back(f);
+  return c;
 }
 
 // The order of the training images in an epoch: a Fisher-Yates shuffle seeded by (seed, epoch),
@@ -103,34 +98,28 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   return order;
 }
 
-// Means of the step metrics over an epoch.
+// Means of the step metrics over an epoch (the model card's "train" entry).
 struct EpochMeans {
-  double loss = 0, reg = 0, cdiv = 0, real = 0, fake = 0, accuracy = 0, rate = 0;
+  double loss = 0, rate = 0;
+  std::vector<double> figures;
   int n = 0;
-  void add(const StepMetrics& m) {
+  void add(const TrainingObjective& o, const StepMetrics& m) {
+    const std::vector<std::string> names = o.step_figures();
+    figures.resize(names.size(), 0.0);
+    for (size_t i = 0; i < names.size(); ++i) figures[i] += m.figures.get(names[i]);
     loss += m.loss;
-    reg += m.reg;
-    cdiv += m.cdiv;
-    real += m.real;
-    fake += m.fake;
-    accuracy += m.accuracy;
     rate += m.rate;
     ++n;
   }
-  nlohmann::json json(const TrainConfig& c) const {
+  nlohmann::json json(const TrainingObjective& o) const {
     const double k = n > 0 ? 1.0 / n : NAN;
-    if (c.task == Task::kClassify) return {{"loss", loss * k}, {"accuracy", accuracy * k}};
-    if (is_dsm(c)) return {{"loss", loss * k}, {"images_per_s", rate * k}};
-    return {{"loss", loss * k}, {"reg", reg * k},   {"cdiv", cdiv * k},
-            {"real", real * k}, {"fake", fake * k}, {"image_steps_per_s", rate * k}};
+    nlohmann::json j = {{"loss", loss * k}};
+    const std::vector<std::string> names = o.step_figures();
+    for (size_t i = 0; i < names.size(); ++i) j[names[i]] = i < figures.size() ? figures[i] * k : NAN;
+    j[o.rate_name()] = rate * k;
+    return j;
   }
 };
-
-std::string fmt(double v, int prec = 4) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-  return buf;
-}
 
 std::string epoch_tag(int64_t epoch) {
   char buf[16];
@@ -149,9 +138,10 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
   const Shape s = tr.net()->image_shape();
   const std::string base = dir + "/" + epoch_tag(epoch);
 
-  const int64_t nb = is_dsm(cfg) ? 0 : std::min<int64_t>(cfg.buffer_grid, tr.buffer().size());
+  const ReplayBuffer* buffer = tr.objective().buffer();
+  const int64_t nb = buffer ? std::min<int64_t>(cfg.buffer_grid, buffer->size()) : 0;
   if (nb > 0) {
-    const torch::Tensor imgs = tr.buffer().newest(nb).contiguous();
+    const torch::Tensor imgs = buffer->newest(nb).contiguous();
     double mean_e = 0;
     {
       torch::NoGradGuard no_grad;
@@ -160,8 +150,8 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
     write_png(base + "_buffer.png",
               captioned_grid(imgs.data_ptr<float>(), int(nb), s, grid_columns(int(nb), s),
                              "epoch " + std::to_string(epoch) + ": newest " + std::to_string(nb) +
-                                 " of " + std::to_string(tr.buffer().size()) +
-                                 " buffer images, mean E " + fmt(mean_e)));
+                                 " of " + std::to_string(buffer->size()) +
+                                 " buffer images, mean E " + short_number(mean_e)));
   }
   if (cfg.sample_count > 0 && cfg.sample_steps > 0) {
     SamplerParams p = cfg.sampler;
@@ -176,7 +166,7 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
               captioned_grid(
                   ns.images.data(), cfg.sample_count, s, grid_columns(cfg.sample_count, s),
                   "epoch " + std::to_string(epoch) + ": from noise, " + std::to_string(p.steps) +
-                      " steps (" + sampler_form_name(p.form) + "), mean E " + fmt(mean_e)));
+                      " steps (" + sampler_form_name(p.form) + "), mean E " + short_number(mean_e)));
     std::vector<float> frames;
     std::vector<std::string> labels;
     for (size_t k = 0; k < ns.snapshots.size(); ++k) {
@@ -286,11 +276,14 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     remove_stale_temporaries(opt.dir);
     tr.load(ckpt);
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
+    // Rows past what the checkpoint holds: steps after it, and the validation of an epoch it
+    // had not finished (a checkpoint on an epoch's last step comes before that epoch's
+    // validation, which the resumed run does again).
     truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
-    truncate_metrics(opt.dir + "/validation.csv", "step", double(c.step));
+    truncate_metrics(opt.dir + "/validation.csv", "epoch", double(c.epoch));
     log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (" +
               std::to_string(c.step_in_epoch) + " steps into epoch " + std::to_string(c.epoch + 1) +
-              "), learning rate " + fmt(tr.lr()));
+              "), learning rate " + short_number(tr.lr()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     tr.set_data_mean(train_data.images);
@@ -305,10 +298,10 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
             std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
 
   auto open_csv = [&] {
-    return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(cfg));
+    return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(tr.objective()));
   };
   std::unique_ptr<MetricsCsv> step_csv = open_csv();
-  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(cfg));
+  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(tr.objective()));
 
   const auto session_start = Clock::now();
   double wall_base = c.wall_seconds;
@@ -324,8 +317,10 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   // The divergence guard: back to the last checkpoint with a lower learning rate.
   auto rollback = [&](const StepMetrics& m) {
     const int64_t bad_step = c.step;
-    const std::string what = "loss " + fmt(m.loss) + ", real " + fmt(m.real) + ", fake " +
-                             fmt(m.fake) + (std::isfinite(m.loss) ? "" : " (non-finite)");
+    std::string what = "loss " + short_number(m.loss);
+    for (const auto& [name, value] : m.figures.items())
+      if (name == "real" || name == "fake") what += ", " + name + " " + short_number(value);
+    if (!std::isfinite(m.loss)) what += " (non-finite)";
     const int64_t tries = c.rollbacks + 1;
     if (tries > cfg.max_rollbacks) {
       log.event("diverged at step " + std::to_string(bad_step) + " (" + what + "); giving up");
@@ -350,7 +345,7 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     step_csv = open_csv();
     log.event("divergence at step " + std::to_string(bad_step) + " (" + what +
               "): rolled back to step " + std::to_string(c.step) + ", learning rate " +
-              fmt(old_lr) + " -> " + fmt(new_lr) + " (rollback " + std::to_string(tries) + " of " +
+              short_number(old_lr) + " -> " + short_number(new_lr) + " (rollback " + std::to_string(tries) + " of " +
               std::to_string(cfg.max_rollbacks) + ")");
     save("after rollback");
   };
@@ -395,15 +390,11 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
         rolled_back = true;
         break;
       }
-      step_csv->append(step_row(cfg, c.step, c.epoch, *m));
-      means.add(*m);
+      step_csv->append(step_row(tr.objective(), c.step, c.epoch, *m));
+      means.add(tr.objective(), *m);
       if (opt.progress) {
-        const bool cd = task == Task::kEnergy && !is_dsm(cfg);
-        const std::string rate = fmt(m->rate, 4) + (cd ? " img-steps/s" : " img/s");
-        const std::string what =
-            cd ? "cdiv " + fmt(m->cdiv, 3) + " real " + fmt(m->real, 3) + " fake " + fmt(m->fake, 3)
-            : is_dsm(cfg) ? "loss " + fmt(m->loss, 3) + " lr " + fmt(m->lr, 2)
-                          : "loss " + fmt(m->loss, 3) + " acc " + fmt(m->accuracy, 3);
+        const std::string rate = short_number(m->rate, 4) + " " + tr.objective().rate_unit();
+        const std::string what = tr.objective().progress(*m);
         bar.update(c.step_in_epoch, what + " | " + rate);
       }
       if (seconds_since(last_save) >= cfg.checkpoint_minutes * 60) save("timer");
@@ -411,31 +402,16 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     if (rolled_back) continue;
     if (opt.progress) bar.finish();
 
-    const ValMetrics v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
+    const Figures v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
     ++c.epoch;
     c.step_in_epoch = 0;
-    if (is_dsm(cfg)) {
-      val_csv.append({double(c.epoch), double(c.step), v.loss});
-      tr.summary()["epoch"] = c.epoch;
-      tr.summary()["train"] = means.json(cfg);
-      tr.summary()["validation"] = {{"loss", v.loss}};
-      log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
-                " (moving average, 8 noise levels)");
-    } else if (task == Task::kEnergy) {
-      val_csv.append({double(c.epoch), double(c.step), v.cdiv, v.real, v.fake});
-      tr.summary()["epoch"] = c.epoch;
-      tr.summary()["train"] = means.json(cfg);
-      tr.summary()["validation"] = {{"cdiv", v.cdiv}, {"real", v.real}, {"noise", v.fake}};
-      log.event("epoch " + std::to_string(c.epoch) + ": validation cdiv " + fmt(v.cdiv) +
-                " (real " + fmt(v.real) + ", noise " + fmt(v.fake) + ")");
-    } else {
-      val_csv.append({double(c.epoch), double(c.step), v.loss, v.accuracy});
-      tr.summary()["epoch"] = c.epoch;
-      tr.summary()["train"] = means.json(cfg);
-      tr.summary()["validation"] = {{"loss", v.loss}, {"accuracy", v.accuracy}};
-      log.event("epoch " + std::to_string(c.epoch) + ": validation loss " + fmt(v.loss) +
-                ", accuracy " + fmt(v.accuracy));
-    }
+    std::vector<double> row = {double(c.epoch), double(c.step)};
+    for (const std::string& f : tr.objective().validation_figures()) row.push_back(v.get(f));
+    val_csv.append(row);
+    tr.summary()["epoch"] = c.epoch;
+    tr.summary()["train"] = means.json(tr.objective());
+    tr.summary()["validation"] = tr.objective().validation_json(v);
+    log.event("epoch " + std::to_string(c.epoch) + ": validation " + tr.objective().describe(v));
     write_epoch_pictures(tr, opt.dir, threads, opt.stop);
     save("epoch " + std::to_string(c.epoch));
   }

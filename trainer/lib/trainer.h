@@ -1,6 +1,7 @@
-// One training run's state and its step: the network, Adam, the replay buffer, the random
-// generator and the counters, and the energy (contrastive divergence) and classifier steps.
-// The loop around it (epochs, logging, checkpoints, the divergence guard) is run.h.
+// One training run's state and its step: the network, Adam, the random generator, the counters
+// and the objective, the unit that computes the loss and keeps its own state (objective.h: the
+// replay buffer of contrastive divergence, the moving average of score matching). The loop around
+// it (epochs, logging, checkpoints, the divergence guard) is run.h.
 #pragma once
 
 #include <torch/torch.h>
@@ -15,52 +16,31 @@
 
 #include "config.h"
 #include "data/dataset.h"
-#include "langevin.h"
 #include "net.h"
+#include "objective.h"
 #include "replay_buffer.h"
 
 namespace ebm::train {
-
-struct StepMetrics {
-  // Energy task (energies are per-image means over the batch).
-  double loss = NAN, reg = NAN, cdiv = NAN, real = NAN, fake = NAN;
-  int64_t fresh = 0;  // fresh noise images in this batch's Langevin starts
-  // Classify task.
-  double accuracy = NAN;
-  double lr = NAN;
-  double seconds = 0;   // wall time of the step
-  double rate = 0;      // energy: Langevin image-steps per second; classify: images per second
-  bool healthy = true;  // loss, energies and every parameter finite, energies within max_energy
-};
-
-struct ValMetrics {
-  double cdiv = NAN, real = NAN, fake = NAN;  // energy: held-out real vs fresh uniform noise
-  double loss = NAN, accuracy = NAN;          // classify
-};
-
-struct TrainCounters {
-  int64_t step = 0;           // optimizer steps done
-  int64_t epoch = 0;          // epochs completed
-  int64_t step_in_epoch = 0;  // steps done in the current epoch
-  int64_t rollbacks = 0;      // divergence-guard rollbacks so far
-  double wall_seconds = 0;    // training time over every session of the run
-};
 
 class Trainer {
  public:
   // cfg.architecture must be set ({"input":..., "layers":[...]}); for the classify task it is
   // the classifier form and `labels` names its outputs. Weights are initialised from cfg.seed.
   Trainer(const TrainConfig& cfg, std::vector<std::string> labels = {});
+  Trainer(const Trainer&) = delete;  // the objective holds references into it
+  Trainer& operator=(const Trainer&) = delete;
 
   const TrainConfig& config() const { return cfg_; }
   EnergyNet& net() { return net_; }
   const EnergyNet& net() const { return net_; }
+  const TrainingObjective& objective() const { return *objective_; }
   // The weights a model is made from: the moving average under denoising score matching, else
   // the trained weights themselves.
-  const EnergyNet& model_net() const { return ema_ ? ema_ : net_; }
+  const EnergyNet& model_net() const { return objective_->model_net(net_); }
   // A denoiser's mean image, from the training images [n, C, H, W] (a fresh run's first act).
   void set_data_mean(const torch::Tensor& images);
-  const ReplayBuffer& buffer() const { return buffer_; }
+  // The replay buffer of contrastive divergence; throws ebm::Error under other objectives.
+  const ReplayBuffer& buffer() const;
   const torch::optim::Adam& optimizer() const { return *opt_; }
   const std::vector<std::string>& labels() const { return labels_; }
   ModelKind kind() const;
@@ -79,10 +59,9 @@ class Trainer {
   std::optional<StepMetrics> step(const torch::Tensor& real, const torch::Tensor& labels,
                                   const std::atomic<bool>* stop = nullptr);
 
-  // Held-out metrics. Energy: contrastive divergence between the images and as many fresh
-  // uniform-noise images (the book's test_step); the noise comes from its own generator seeded
-  // by `noise_seed`, leaving the training generator alone.
-  ValMetrics validate(const Dataset& val, uint64_t noise_seed) const;
+  // Held-out figures (the objective's); any noise comes from a generator seeded by `noise_seed`,
+  // leaving the training generator alone.
+  Figures validate(const Dataset& val, uint64_t noise_seed) const;
 
   // Writes everything (weights, optimizer, buffer, generator state, counters, config) as a
   // TorchScript archive, atomically (temporary file, then rename).
@@ -91,25 +70,14 @@ class Trainer {
   void load(const std::string& path);
 
  private:
-  StepMetrics energy_step(const torch::Tensor& real, const std::atomic<bool>* stop, bool* stopped);
-  StepMetrics classify_step(const torch::Tensor& real, const torch::Tensor& labels);
-  StepMetrics dsm_step(const torch::Tensor& real);
-  // The denoising score matching loss per image: (sigma^2 + floor^2)/sigma_data^2 |sigma dE/dx - z|^2
-  // averaged over pixels, for x + sigma z. create_graph keeps it differentiable in the weights.
-  torch::Tensor dsm_loss(const EnergyNetImpl& net, const torch::Tensor& x, const torch::Tensor& sigma,
-                         const torch::Tensor& z, bool create_graph) const;
-  bool parameters_finite() const;
-
   TrainConfig cfg_;
   std::vector<std::string> labels_;
   Architecture arch_;
   EnergyNet net_;
-  EnergyNet ema_{nullptr};  // denoising score matching: the exponential moving average
   std::unique_ptr<torch::optim::Adam> opt_;
-  ReplayBuffer buffer_;
   at::Generator gen_;
-  LangevinBackend backend_ = LangevinBackend::kRuntime;
   TrainCounters counters_;
+  std::unique_ptr<TrainingObjective> objective_;
   nlohmann::json summary_ = nlohmann::json::object();
 };
 

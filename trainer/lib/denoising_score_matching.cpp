@@ -1,0 +1,127 @@
+// Denoising score matching of a noise-conditional denoiser energy E(x, sigma) (SPEC section 1b):
+// no chains while training, one double backward pass per step, and an exponential moving average
+// of the weights, which is what a model is made from.
+#include "ebm/error.h"
+#include "objective.h"
+
+namespace ebm::train {
+
+namespace {
+
+class DenoisingScoreMatching final : public TrainingObjective {
+ public:
+  DenoisingScoreMatching(const TrainConfig& cfg, EnergyNet& net) {
+    if (!net->energy_form().denoiser)
+      throw Error("denoising score matching needs a denoiser energy (a preset with "
+                  "\"energy\": {\"form\": \"denoiser\"}, such as unet); preset '" + cfg.preset +
+                  "' is a scalar energy for contrastive divergence (--objective cd)");
+    if (!(cfg.sigma_min > 0 && cfg.sigma_min <= cfg.sigma_max))
+      throw Error("noise levels need 0 < sigma_min <= sigma_max");
+    average_ = EnergyNet(net->architecture(), cfg.seed, cfg.spectral_norm, net->energy_form());
+    average_->load_state(net->state());
+  }
+
+  std::vector<std::string> step_figures() const override { return {}; }
+  std::string rate_name() const override { return "images_per_s"; }
+  std::vector<std::string> validation_figures() const override { return {"loss"}; }
+
+  std::optional<StepMetrics> step(TrainState& s, const torch::Tensor& x, const torch::Tensor&,
+                                  const std::atomic<bool>*) override {
+    const TrainConfig& cfg = s.cfg;
+    const int64_t B = x.size(0);
+    // Noise levels log-normal (Karras et al. 2022), clamped to the range the sampler walks.
+    const torch::Tensor sigma =
+        (torch::randn({B}, s.gen, torch::kFloat32) * cfg.sigma_std + cfg.sigma_mean)
+            .exp()
+            .clamp(cfg.sigma_min, cfg.sigma_max);
+    const torch::Tensor z = torch::randn(x.sizes(), s.gen, torch::kFloat32);
+    s.net->power_iteration();
+    s.net->train();
+    const torch::Tensor loss = dsm_loss(cfg, *s.net, x, sigma, z, /*create_graph=*/true).mean();
+    descend(s, loss);
+    {
+      torch::NoGradGuard no_grad;
+      // Warm-up: the average forgets the random initial weights within the first steps instead
+      // of carrying 0.999^step of them.
+      const double t = double(s.counters.step);
+      const double decay = std::min(cfg.ema, (1.0 + t) / (10.0 + t));
+      const std::vector<torch::Tensor> src = s.net->parameters(), dst = average_->parameters();
+      for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i], 1.0 - decay);
+    }
+    StepMetrics m;
+    m.loss = loss.item<double>();
+    m.work = double(B);
+    m.healthy = std::isfinite(m.loss) && parameters_finite(*s.net);
+    return m;
+  }
+
+  // The loss of the moving average at noise levels spread evenly in log sigma over the training
+  // range, image i at level i mod 8.
+  Figures validate(const TrainConfig& cfg, const EnergyNetImpl&, const Dataset&,
+                   const torch::Tensor& images, at::Generator& gen) const override {
+    const int64_t n = images.size(0);
+    double sum = 0;
+    for (int64_t i = 0; i < n; i += cfg.batch) {
+      const int64_t b = std::min<int64_t>(cfg.batch, n - i);
+      const torch::Tensor t = (torch::arange(i, i + b) % 8).to(torch::kFloat32) / 7.0;
+      const torch::Tensor sigma =
+          (std::log(cfg.sigma_min) + t * (std::log(cfg.sigma_max) - std::log(cfg.sigma_min))).exp();
+      const torch::Tensor x = images.narrow(0, i, b);
+      const torch::Tensor z = torch::randn(x.sizes(), gen, torch::kFloat32);
+      sum += dsm_loss(cfg, *average_, x, sigma, z, false).sum().item<double>();
+    }
+    Figures v;
+    v.set("loss", sum / double(n));
+    return v;
+  }
+  std::string describe(const Figures& v) const override {
+    return "loss " + short_number(v.get("loss")) + " (moving average, 8 noise levels)";
+  }
+  std::string progress(const StepMetrics& m) const override {
+    return "loss " + short_number(m.loss, 3) + " lr " + short_number(m.lr, 2);
+  }
+
+  const EnergyNet& model_net(const EnergyNet&) const override { return average_; }
+  void weights_set(const EnergyNet& trained) override { average_->load_state(trained->state()); }
+  void save(torch::serialize::OutputArchive& out) const override {
+    write_net_state(out, "ema", *average_);
+  }
+  void load(torch::serialize::InputArchive& in) override { read_net_state(in, "ema", *average_); }
+  size_t state_bytes() const override {
+    size_t n = 0;
+    for (const auto& [name, t] : average_->state()) n += size_t(t.numel()) * 4;
+    return n;
+  }
+
+ private:
+  // Per image: (sigma^2 + floor^2)/sigma_data^2 |sigma dE/dx - z|^2 averaged over pixels, for
+  // x + sigma z. create_graph keeps it differentiable in the weights.
+  static torch::Tensor dsm_loss(const TrainConfig& cfg, const EnergyNetImpl& net,
+                                const torch::Tensor& x, const torch::Tensor& sigma,
+                                const torch::Tensor& z, bool create_graph) {
+    const torch::Tensor s = sigma.view({-1, 1, 1, 1});
+    const torch::Tensor noisy = (x + s * z).detach().requires_grad_(true);
+    const torch::Tensor e = net.denoiser_energy(net.weights(), noisy, sigma);
+    const torch::Tensor g = torch::autograd::grad({e.sum()}, {noisy}, {},
+                                                  /*retain_graph=*/create_graph, create_graph)[0];
+    const double sd = net.energy_form().sigma_data;
+    // (sigma^2 + floor^2) / sigma_data^2: about the same weight on the network's output error
+    // at every noise level above the floor (|sigma dE/dx - z| ~ |D - x| / sigma,
+    // D = mean + sd F), so the tiny levels, which need D to copy the input exactly, do not crowd
+    // out the middle ones, where the layout is decided.
+    const double floor2 = cfg.loss_sigma_floor * cfg.loss_sigma_floor;
+    const torch::Tensor weight = (sigma.square() + floor2) / (sd * sd);
+    return weight * (s * g - z).square().flatten(1).mean(1);
+  }
+
+  EnergyNet average_{nullptr};
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
+                                                                 EnergyNet& net) {
+  return std::make_unique<DenoisingScoreMatching>(cfg, net);
+}
+
+}  // namespace ebm::train

@@ -1,0 +1,140 @@
+// What a run learns from: one unit per objective behind one interface, so that the Trainer
+// (network, Adam, generator, counters, checkpoints) and the run loop (epochs, CSVs, curves,
+// pictures, the divergence guard) are the same for every one of them.
+//
+//   contrastive_divergence.cpp    energy, the paper's method: replay buffer and short Langevin
+//                                 runs (SPEC section 1)
+//   denoising_score_matching.cpp  energy: a noise-conditional denoiser energy (SPEC section 1b),
+//                                 with the moving average of its weights
+//   classify.cpp                  cross-entropy on the folder labels (the evaluation's classifier)
+//
+// A unit owns what only it needs (the replay buffer, the moving average) and writes it into the
+// checkpoint itself; everything else it borrows from the Trainer through TrainState.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+#include "data/dataset.h"
+#include "net.h"
+
+namespace ebm::train {
+
+class ReplayBuffer;
+
+// Named figures of a step or a validation pass, in the order of their CSV columns.
+class Figures {
+ public:
+  void set(const std::string& name, double value);
+  double get(const std::string& name) const;  // NaN if absent
+  const std::vector<std::pair<std::string, double>>& items() const { return items_; }
+
+ private:
+  std::vector<std::pair<std::string, double>> items_;
+};
+
+struct StepMetrics {
+  double loss = NAN;
+  Figures figures;      // the objective's own (cd: reg, cdiv, real, fake, fresh; classify: accuracy)
+  double lr = NAN;
+  double work = 0;      // images (cd: Langevin image-steps) this step processed
+  double seconds = 0;   // wall time of the step
+  double rate = 0;      // work per second
+  bool healthy = true;  // loss and every parameter finite (cd: energies within max_energy)
+};
+
+struct TrainCounters {
+  int64_t step = 0;           // optimizer steps done
+  int64_t epoch = 0;          // epochs completed
+  int64_t step_in_epoch = 0;  // steps done in the current epoch
+  int64_t rollbacks = 0;      // divergence-guard rollbacks so far
+  double wall_seconds = 0;    // training time over every session of the run
+};
+
+// What the Trainer lends its objective.
+struct TrainState {
+  const TrainConfig& cfg;
+  EnergyNet& net;
+  torch::optim::Adam& opt;
+  at::Generator& gen;
+  const TrainCounters& counters;
+};
+
+class TrainingObjective {
+ public:
+  virtual ~TrainingObjective() = default;
+
+  // The CSV columns and summary keys of a step's figures beyond the loss, of the rate, and of a
+  // validation pass.
+  virtual std::vector<std::string> step_figures() const = 0;
+  virtual std::string rate_name() const = 0;  // "image_steps_per_s" or "images_per_s"
+  virtual std::vector<std::string> validation_figures() const = 0;
+
+  // One optimizer step on a batch of real images [B, C, H, W] (labels [B] for classify): the
+  // loss, its gradient, Adam, and the unit's own state. Returns nothing, every piece of state as
+  // it was, when `stop` is raised during the step (only objectives that sample check it).
+  virtual std::optional<StepMetrics> step(TrainState& s, const torch::Tensor& real,
+                                          const torch::Tensor& labels,
+                                          const std::atomic<bool>* stop) = 0;
+
+  // Held-out figures of the trained weights `net` (or the unit's average of them) for `images`
+  // [n, C, H, W] (and `data`'s labels); any noise comes from `gen`, not the training generator.
+  virtual Figures validate(const TrainConfig& cfg, const EnergyNetImpl& net, const Dataset& data,
+                           const torch::Tensor& images, at::Generator& gen) const = 0;
+  // The model card's "validation" entry and the log's words for a validation pass.
+  virtual nlohmann::json validation_json(const Figures& v) const;
+  virtual std::string describe(const Figures& v) const = 0;
+  // The progress bar's words for a step (the rate follows them).
+  virtual std::string progress(const StepMetrics& m) const = 0;
+  virtual const char* rate_unit() const { return "img/s"; }
+
+  // The weights a model is made from (the moving average where the unit keeps one).
+  virtual const EnergyNet& model_net(const EnergyNet& trained) const { return trained; }
+  // The trained weights were set from outside (a fresh run's mean image): the unit's copies
+  // follow.
+  virtual void weights_set(const EnergyNet& trained) { (void)trained; }
+  // The replay buffer, where the unit keeps one.
+  virtual const ReplayBuffer* buffer() const { return nullptr; }
+
+  // The unit's own state in a checkpoint (checkpoint.h), and an estimate of its size in bytes.
+  virtual void save(torch::serialize::OutputArchive& out) const = 0;
+  virtual void load(torch::serialize::InputArchive& in) = 0;
+  virtual size_t state_bytes() const { return 0; }
+};
+
+// The unit for cfg.task and cfg.objective. Throws ebm::Error when the network cannot learn by it
+// (a denoiser energy needs dsm, dsm needs a denoiser energy), naming the fix.
+std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, EnergyNet& net,
+                                                  at::Generator& gen);
+std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig& cfg,
+                                                               EnergyNet& net, at::Generator& gen);
+std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
+                                                                 EnergyNet& net);
+std::unique_ptr<TrainingObjective> make_classify();
+
+// Shared by the units: every parameter finite; and zero_grad, backward, the optional clip of
+// the global gradient norm, Adam's step.
+bool parameters_finite(const EnergyNetImpl& net);
+void descend(TrainState& s, const torch::Tensor& loss);
+
+// "%.*g": a figure in a log line or on the progress bar.
+std::string short_number(double v, int precision = 4);
+
+// A network's state() as a checkpoint's sub-archive `key` ("model", "ema"), each tensor under its
+// runtime name with the dots made underscores (TorchScript attribute names may not hold dots).
+std::string archive_key(std::string name);
+void write_net_state(torch::serialize::OutputArchive& out, const std::string& key,
+                     const EnergyNetImpl& net);
+void read_net_state(torch::serialize::InputArchive& in, const std::string& key, EnergyNetImpl& net);
+
+}  // namespace ebm::train
