@@ -1,7 +1,8 @@
 // Trainer speed on the CPU: the Langevin loop of a training batch (LibTorch autograd with respect
 // to the input) and a whole training step (Langevin, loss on real + fake, backward, Adam), reported
 // as image-steps per second (batch x Langevin steps / time). The runtime's own Langevin step on
-// the same batch is measured beside them. Run: build/release/bench/bench_trainer
+// the same batch is measured beside them. A denoising score matching step by phase (BM_Dsm).
+// Run: build/release/bench/bench_trainer
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -68,7 +69,55 @@ void BM_TrainStep(benchmark::State& state, const std::string& preset, const std:
   set_rate(state, double(batch) * cfg.langevin_steps);
 }
 
+// Denoising score matching on a denoiser preset (unet), by phase, images per second: the energy
+// alone (no graph), the energy and dE/dx with the graph kept for the second derivative (what the
+// loss needs), and the whole training step (that, the loss, the backward pass through dE/dx to
+// the weights, Adam and the moving average). The differences are where a step's time goes.
+enum class DsmPhase { kEnergy, kInputGrad, kStep };
+
+void BM_Dsm(benchmark::State& state, const std::string& preset, DsmPhase phase) {
+  const int batch = int(state.range(0)), threads = int(state.range(1));
+  torch::set_num_threads(threads);
+  const ebm::Preset pr = ebm::load_preset(preset);
+  ebm::train::TrainConfig cfg;
+  cfg.preset = preset;
+  cfg.batch = batch;
+  cfg.objective = ebm::train::Objective::kDenoisingScoreMatching;
+  cfg.architecture = ebm::train::architecture_json(pr.arch, pr.energy);
+  ebm::train::Trainer tr(cfg);
+  const ebm::Shape s = tr.net()->image_shape();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const torch::Tensor x = torch::rand({batch, s.c, s.h, s.w}, gen) * 2 - 1;
+  const torch::Tensor sigma = (torch::randn({batch}, gen) * 1.4 - 1).exp();
+  for (auto _ : state) {
+    if (phase == DsmPhase::kStep) {
+      benchmark::DoNotOptimize(tr.step(x, {}));
+    } else if (phase == DsmPhase::kEnergy) {
+      torch::NoGradGuard no_grad;
+      benchmark::DoNotOptimize(tr.net()->denoiser_energy(tr.net()->weights(), x, sigma));
+    } else {
+      const torch::Tensor xi = x.detach().requires_grad_(true);
+      const torch::Tensor e = tr.net()->denoiser_energy(tr.net()->weights(), xi, sigma);
+      benchmark::DoNotOptimize(torch::autograd::grad({e.sum()}, {xi}, {}, true, true)[0]);
+    }
+  }
+  state.counters["images_per_s"] =
+      benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
+
+#define EBM_DSM_BENCH(phase)                                                        \
+  BENCHMARK_CAPTURE(BM_Dsm, unet_##phase, "unet", DsmPhase::k##phase)               \
+      ->Args({64, 2})                                                               \
+      ->Args({64, 1})                                                               \
+      ->ArgNames({"batch", "threads"})                                              \
+      ->Unit(benchmark::kMillisecond)                                               \
+      ->UseRealTime()
+
+EBM_DSM_BENCH(Energy);
+EBM_DSM_BENCH(InputGrad);
+EBM_DSM_BENCH(Step);
 
 // Args: batch, threads.
 #define EBM_LANGEVIN_BENCH(fn, preset)   \
