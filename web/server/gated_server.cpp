@@ -271,17 +271,27 @@ void GatedServer::stop_gated() {
   stopped_ = true;
   stop();
   if (!started_) return;
-  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> admit_lock(admit_mu_);
+    stopping_ = true;  // admit() checks it under this lock: nothing is added after the sweep
+  }
   const uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof one);
   ready_cv_.notify_all();
   if (gate_.joinable()) gate_.join();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
-  for (Ready& r : ready_) ::close(r.fd);
-  ready_.clear();
-  for (auto& c : admitted_) ::close(c->fd);
-  admitted_.clear();
+  {
+    std::lock_guard<std::mutex> ready_lock(ready_mu_);
+    for (Ready& r : ready_) ::close(r.fd);
+    ready_.clear();
+  }
+  {
+    // The accept thread may still be handing over a connection accepted just before stop().
+    std::lock_guard<std::mutex> admit_lock(admit_mu_);
+    for (auto& c : admitted_) ::close(c->fd);
+    admitted_.clear();
+  }
   ::close(epoll_fd_);
   ::close(wake_fd_);
 }
