@@ -5,16 +5,17 @@
 // body is checked by its SHA-256 (one of the two published versions, and the one its ETag
 // names); every listing must parse. Prints requests per second, latency percentiles and every
 // kind of error. Loopback only, bounded in connections and time.
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,7 +23,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
       files.rlim_cur = files.rlim_max;
       ::setrlimit(RLIMIT_NOFILE, &files);
     }
-    const fs::path root = fs::temp_directory_path() / ("ebm_bench_serve_" + std::to_string(::getpid()));
+    const fs::path root =
+        fs::temp_directory_path() / ("ebm_bench_serve_" + std::to_string(::getpid()));
     fs::remove_all(root);
     fs::create_directories(root / "web");
     fs::create_directories(root / "models");
@@ -126,8 +127,10 @@ int main(int argc, char** argv) {
     std::ofstream(root / "models/m.safetensors", std::ios::binary) << versions[0];
 
     int port = 0;
-    const pid_t server = start_server(serve_bin, (root / "web").string(), (root / "models").string(), &port);
-    if (server < 0 || port <= 0) throw ebm::Error("could not start '" + serve_bin + "' (build it, or pass --serve)");
+    const pid_t server =
+        start_server(serve_bin, (root / "web").string(), (root / "models").string(), &port);
+    if (server < 0 || port <= 0)
+      throw ebm::Error("could not start '" + serve_bin + "' (build it, or pass --serve)");
 
     std::atomic<bool> done{false};
     Counts counts;
@@ -142,7 +145,8 @@ int main(int argc, char** argv) {
       const std::string start = "GET / HTTP/1.1\r\nHost: x\r\n";
       for (int i = 0; i < slow; ++i) {
         slows.push_back(connect_to(port));
-        if (slows.back() >= 0) (void)!::send(slows.back(), start.data(), start.size(), MSG_NOSIGNAL);
+        if (slows.back() >= 0)
+          (void)!::send(slows.back(), start.data(), start.size(), MSG_NOSIGNAL);
       }
       for (long k = 0; !done; ++k) {
         for (int& fd : slows) {
@@ -166,10 +170,13 @@ int main(int argc, char** argv) {
             ++attack_reopens;
           }
         }
-        for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 10 && !done; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      for (int fd : idles) if (fd >= 0) ::close(fd);
-      for (int fd : slows) if (fd >= 0) ::close(fd);
+      for (int fd : idles)
+        if (fd >= 0) ::close(fd);
+      for (int fd : slows)
+        if (fd >= 0) ::close(fd);
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
 
@@ -178,8 +185,10 @@ int main(int argc, char** argv) {
       c.set_bearer_token_auth(kToken);
       for (int k = 1; !done; ++k) {
         auto r = c.Put("/api/models/m", versions[k % 2], "application/octet-stream");
-        if (r && (r->status == 200 || r->status == 201)) ++publishes;
-        else ++publish_errors;
+        if (r && (r->status == 200 || r->status == 201))
+          ++publishes;
+        else
+          ++publish_errors;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
     });
@@ -270,24 +279,30 @@ int main(int argc, char** argv) {
 
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double p) {
-      return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, size_t(p * double(latencies.size())))];
+      return latencies.empty()
+                 ? 0.0
+                 : latencies[std::min(latencies.size() - 1, size_t(p * double(latencies.size())))];
     };
     const long total = long(latencies.size());
-    std::printf("ebm-serve under load and abuse: %d connections, %.1f s, model %zu bytes "
-                "(paper preset, F16), republished every 0.5 s; attack: %d idle + %d slowloris "
-                "connections held open (%ld reopened after the server dropped them)\n",
-                connections, secs, versions[0].size(), idle, slow, attack_reopens.load());
-    std::printf("| requests | requests/s | MB/s | p50 ms | p99 ms | max ms | errors | "
-                "publishes | GET /health after |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    std::printf("| %ld | %.0f | %.0f | %.2f | %.2f | %.1f | %ld | %ld (%ld failed) | %s in %.1f ms |\n",
-                total, double(total) / secs,
-                double(counts.bytes.load()) / secs / 1e6, pct(0.5),
-                pct(0.99), latencies.empty() ? 0.0 : latencies.back(), counts.errors(),
-                publishes.load(), publish_errors.load(),
-                health ? std::to_string(health->status).c_str() : "no answer", health_ms);
-    std::printf("GET /health from a new connection once a second during the run: %ld asked, %ld "
-                "failed, slowest %.1f ms\n",
-                probes.load(), probe_failures.load(), probe_worst_ms.load());
+    std::printf(
+        "ebm-serve under load and abuse: %d connections, %.1f s, model %zu bytes "
+        "(paper preset, F16), republished every 0.5 s; attack: %d idle + %d slowloris "
+        "connections held open (%ld reopened after the server dropped them)\n",
+        connections, secs, versions[0].size(), idle, slow, attack_reopens.load());
+    std::printf(
+        "| requests | requests/s | MB/s | p50 ms | p99 ms | max ms | errors | "
+        "publishes | GET /health after |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |\n");
+    std::printf(
+        "| %ld | %.0f | %.0f | %.2f | %.2f | %.1f | %ld | %ld (%ld failed) | %s in %.1f ms |\n",
+        total, double(total) / secs, double(counts.bytes.load()) / secs / 1e6, pct(0.5), pct(0.99),
+        latencies.empty() ? 0.0 : latencies.back(), counts.errors(), publishes.load(),
+        publish_errors.load(), health ? std::to_string(health->status).c_str() : "no answer",
+        health_ms);
+    std::printf(
+        "GET /health from a new connection once a second during the run: %ld asked, %ld "
+        "failed, slowest %.1f ms\n",
+        probes.load(), probe_failures.load(), probe_worst_ms.load());
     std::printf("errors by kind: status %ld, hash %ld, etag %ld, json %ld, transport %ld\n",
                 counts.status.load(), counts.hash.load(), counts.etag.load(), counts.json.load(),
                 counts.transport.load());

@@ -453,7 +453,8 @@ Architecture resolve_architecture(const Shape& input, const json& layers) {
   if (const int64_t bytes = a.activation_bytes(); bytes > kMaxActivationBytesPerImage)
     throw Error("the network needs " + std::to_string(bytes) +
                 " bytes of activations per image (input, every layer's output and its gradient, "
-                "F32); the limit is " + std::to_string(kMaxActivationBytesPerImage) +
+                "F32); the limit is " +
+                std::to_string(kMaxActivationBytesPerImage) +
                 ": use a smaller input, fewer channels or fewer layers");
   if (const int64_t macs = a.multiply_adds(); macs > kMaxMultiplyAddsPerImage)
     throw Error("the network needs " + std::to_string(macs) +

@@ -4,8 +4,8 @@
 // Network refusing what the loader accepted, or any crash, is a finding.
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "ebm/error.h"

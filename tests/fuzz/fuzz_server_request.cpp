@@ -28,7 +28,8 @@ void write(const fs::path& p, const std::string& text) {
 // them that must never be served.
 ebm::HttpServer& server() {
   static std::unique_ptr<ebm::HttpServer> srv = [] {
-    const fs::path root = fs::temp_directory_path() / ("ebm_fuzz_server_" + std::to_string(::getpid()));
+    const fs::path root =
+        fs::temp_directory_path() / ("ebm_fuzz_server_" + std::to_string(::getpid()));
     fs::remove_all(root);
     static const fs::path cleanup = root;
     std::atexit([] {

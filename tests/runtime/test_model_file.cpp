@@ -226,7 +226,8 @@ TEST(ModelFileRejects, ANetworkWhoseActivationsForOneImageExceedTheCap) {
   for (const json& l : json::parse(R"([{"type":"avgpool","kernel":64,"stride":64},
       {"type":"avgpool","kernel":64,"stride":64},{"type":"flatten"},{"type":"dense","out_features":1}])"))
     layers.push_back(l);
-  const TensorFile f = file_with_network({{"channels", 1}, {"height", 4096}, {"width", 4096}}, layers, 203);
+  const TensorFile f =
+      file_with_network({{"channels", 1}, {"height", 4096}, {"width", 4096}}, layers, 203);
   EXPECT_LT(serialize_safetensors(f).size(), 16000u);
   expect_error([&] { reparse(f); },
                {"bytes of activations per image", std::to_string(kMaxActivationBytesPerImage)});
@@ -238,7 +239,8 @@ TEST(ModelFileRejects, ANetworkWhoseMultiplyAddsPerImageExceedTheCap) {
       {"type":"avgpool","kernel":64,"stride":1},{"type":"avgpool","kernel":64,"stride":1},
       {"type":"avgpool","kernel":64,"stride":1},{"type":"avgpool","kernel":64,"stride":64},
       {"type":"avgpool","kernel":12,"stride":12},{"type":"flatten"},{"type":"dense","out_features":1}])");
-  const TensorFile f = file_with_network({{"channels", 1}, {"height", 1024}, {"width", 1024}}, layers, 7);
+  const TensorFile f =
+      file_with_network({{"channels", 1}, {"height", 1024}, {"width", 1024}}, layers, 7);
   expect_error([&] { reparse(f); },
                {"multiply-adds per image", std::to_string(kMaxMultiplyAddsPerImage)});
 }
@@ -248,8 +250,8 @@ TEST(ModelFile, ThePresetsAreWellInsideTheNetworkCaps) {
     const Architecture a = load_preset(name).arch;
     EXPECT_LT(a.activation_bytes() * 8, kMaxActivationBytesPerImage) << name;
     EXPECT_LT(a.multiply_adds() * 8, kMaxMultiplyAddsPerImage) << name;
-    std::printf("preset %-8s %8.2f MiB of activations, %.3g multiply-adds per image\n", name.c_str(),
-                double(a.activation_bytes()) / (1 << 20), double(a.multiply_adds()));
+    std::printf("preset %-8s %8.2f MiB of activations, %.3g multiply-adds per image\n",
+                name.c_str(), double(a.activation_bytes()) / (1 << 20), double(a.multiply_adds()));
   }
 }
 

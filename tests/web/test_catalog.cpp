@@ -39,10 +39,10 @@ TEST(Catalog, StartUpRemovesTheTemporariesOfKilledWritersAndNothingElse) {
                                           "index.json.tmp-" + dead + "-17"};
   const std::vector<std::string> kept = {
       "bridges.safetensors.tmp-" + live + "-1",  // this process is alive
-      "other.safetensors.tmp-1-0",                // pid 1 is alive
-      "notes.tmp-" + dead,                        // not the writer's pattern
+      "other.safetensors.tmp-1-0",               // pid 1 is alive
+      "notes.tmp-" + dead,                       // not the writer's pattern
       "notes.tmp-" + dead + "-x",
-      ".tmp-" + dead + "-0",                      // no name before the tag
+      ".tmp-" + dead + "-0",  // no name before the tag
       "bridges.safetensors",
       "readme.txt"};
   for (const std::string& f : stale) test::write_text(dir / f, "partial");

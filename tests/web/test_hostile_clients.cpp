@@ -127,7 +127,8 @@ TEST(HostileClients, TwoHundredIdleAndTwoHundredSlowlorisConnectionsDoNotDelayAH
   std::thread drip([&] {
     for (int k = 0; !done; ++k) {
       for (int fd : slow) send_all(fd, "X-Drip-" + std::to_string(k) + ": 1\r\n");
-      for (int i = 0; i < 5 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 5 && !done; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -192,7 +193,8 @@ TEST(HostileClients, AHeaderOverItsByteLimitGets431) {
   Site site;
   RunningServer srv(site.options());
   std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n";
-  for (int i = 0; i < 8; ++i) req += "X-Big-" + std::to_string(i) + ": " + std::string(8000, 'a') + "\r\n";
+  for (int i = 0; i < 8; ++i)
+    req += "X-Big-" + std::to_string(i) + ": " + std::string(8000, 'a') + "\r\n";
   req += "\r\n";
   const int fd = connect_to(srv.port());
   std::thread writer([&] { send_all(fd, req); });
@@ -221,8 +223,8 @@ TEST(HostileClients, ManyRangesGetTheWholeFileOnce) {
     }
   }
   // One range is still honoured.
-  const test::RawResponse one =
-      test::raw_request(srv.port(), "GET /models/bridges.safetensors HTTP/1.1", "Range: bytes=0-9\r\n");
+  const test::RawResponse one = test::raw_request(
+      srv.port(), "GET /models/bridges.safetensors HTTP/1.1", "Range: bytes=0-9\r\n");
   EXPECT_EQ(one.status, 206);
   EXPECT_EQ(one.body, site.model.substr(0, 10));
   const test::RawResponse past = test::raw_request(
@@ -243,7 +245,8 @@ TEST(HostileClients, AnUploadWithoutTheTokenIsRefusedBeforeItsBodyIsSent) {
       {"", "", 401},
       {"Authorization: Bearer wrong\r\n", "", 401},
       {"Authorization: Bearer wrong\r\n", "Expect: 100-continue\r\n", 401},
-      {std::string("Authorization: Bearer ") + kToken + "\r\n", "Content-Length: 999999999999\r\n", 413},
+      {std::string("Authorization: Bearer ") + kToken + "\r\n", "Content-Length: 999999999999\r\n",
+       413},
   };
   for (const Case& c : cases) {
     const int fd = connect_to(srv.port(), 1.5);
@@ -251,8 +254,9 @@ TEST(HostileClients, AnUploadWithoutTheTokenIsRefusedBeforeItsBodyIsSent) {
     const std::string length =
         c.extra.find("Content-Length") == std::string::npos ? "Content-Length: 62914560\r\n" : "";
     // The header of a 60 MiB upload, and not one byte of its body.
-    send_all(fd, "PUT /api/models/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" +
-                     c.auth + c.extra + length + "\r\n");
+    send_all(fd,
+             "PUT /api/models/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" +
+                 c.auth + c.extra + length + "\r\n");
     bool closed = false;
     const std::string got = read_until_close(fd, &closed);
     ::close(fd);
@@ -278,7 +282,8 @@ TEST(HostileClients, InvalidUtf8InThePathGetsAJsonError) {
   Site site;
   RunningServer srv(site.options());
   for (const char* path : {"/%ff", "/models/%ff%fe.safetensors", "/%c3%28/x"}) {
-    const test::RawResponse r = test::raw_request(srv.port(), std::string("GET ") + path + " HTTP/1.1");
+    const test::RawResponse r =
+        test::raw_request(srv.port(), std::string("GET ") + path + " HTTP/1.1");
     EXPECT_EQ(r.status, 404) << path << ": " << r.body;
     json body;
     ASSERT_NO_THROW(body = json::parse(r.body)) << path << ": " << r.body;
@@ -290,7 +295,8 @@ TEST(HostileClients, KeepAliveAndPipelinedRequestsAreStillAnswered) {
   Site site;
   RunningServer srv(site.options());
   const int fd = connect_to(srv.port(), 2);
-  send_all(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+  send_all(fd,
+           "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string got;
   char buf[4096];
   while (got.find("<title>ebm</title>") == std::string::npos) {

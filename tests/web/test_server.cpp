@@ -275,7 +275,8 @@ TEST(Publish, RefusesInvalidModelsWithTheRuntimesReason) {
 // A model whose batch-norm fold overflows F32 used to be published (201) and listed valid, then
 // refused by Network; now every consumer sees the loader's verdict.
 std::string overflowing_fold_model() {
-  const json layers = json::parse(R"([{"type":"conv2d","out_channels":2,"kernel":3,"padding":"same"},
+  const json layers =
+      json::parse(R"([{"type":"conv2d","out_channels":2,"kernel":3,"padding":"same"},
       {"type":"batchnorm"},{"type":"swish"},{"type":"flatten"},{"type":"dense","out_features":1}])");
   Model m = random_model(resolve_architecture({1, 8, 8}, layers), 5);
   for (Tensor& t : m.tensors) {

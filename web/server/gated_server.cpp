@@ -181,8 +181,7 @@ void limit_ranges(httplib::Request& req) {
 
 }  // namespace
 
-HeaderScan scan_request_header(const char* data, size_t size, size_t max_bytes,
-                               size_t max_lines) {
+HeaderScan scan_request_header(const char* data, size_t size, size_t max_bytes, size_t max_lines) {
   HeaderScan s;
   size_t line_start = 0, lines = 0;
   const size_t limit = std::min(size, max_bytes);
@@ -234,7 +233,9 @@ GatedServer::GatedServer(GateLimits limits) : limits_(limits) {
   error_body_ = [](int, const std::string& m) { return "{\"error\": \"" + m + "\"}\n"; };
 }
 
-GatedServer::~GatedServer() { stop_gated(); }
+GatedServer::~GatedServer() {
+  stop_gated();
+}
 
 void GatedServer::set_gate_error_body(
     std::function<std::string(int status, const std::string& message)> f) {
@@ -333,11 +334,10 @@ void GatedServer::refuse(int fd, int status, const std::string& message) {
 }
 
 std::string GatedServer::answer(const std::string& request) {
-  const HeaderScan s = scan_request_header(request.data(), request.size(),
-                                           limits_.max_header_bytes, limits_.max_header_lines);
+  const HeaderScan s = scan_request_header(request.data(), request.size(), limits_.max_header_bytes,
+                                           limits_.max_header_lines);
   if (s.status == HeaderScan::kTooLarge) return gate_response(431, "request header too large");
-  if (s.status == HeaderScan::kIncomplete)
-    return gate_response(408, "request header not complete");
+  if (s.status == HeaderScan::kIncomplete) return gate_response(408, "request header not complete");
   MemoryStream strm(request);
   bool closed = false;
   process_request(strm, true, closed, limit_ranges);
@@ -450,8 +450,8 @@ void GatedServer::gate_loop() {
         Conn& c = *conns[fd];
         if (!c.draining && !c.buf.empty()) {
           refuse(fd, 408,
-                 "request header not complete within " +
-                     std::to_string(limits_.header_timeout_ms) + " ms");
+                 "request header not complete within " + std::to_string(limits_.header_timeout_ms) +
+                     " ms");
         }
         close_conn(fd);  // an idle keep-alive connection just closes
       }

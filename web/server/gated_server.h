@@ -35,12 +35,12 @@
 namespace ebm {
 
 struct GateLimits {
-  int header_timeout_ms = 10000;     // from connect (or the previous response) to the header's end
-  size_t max_header_bytes = 32768;   // request line and header lines, blank line included
-  size_t max_header_lines = 100;     // request line included
-  size_t max_connections = 4096;     // held by the gate at once
-  size_t keep_alive_max = 100;       // requests per connection
-  int workers = 8;                   // threads running handlers
+  int header_timeout_ms = 10000;    // from connect (or the previous response) to the header's end
+  size_t max_header_bytes = 32768;  // request line and header lines, blank line included
+  size_t max_header_lines = 100;    // request line included
+  size_t max_connections = 4096;    // held by the gate at once
+  size_t keep_alive_max = 100;      // requests per connection
+  int workers = 8;                  // threads running handlers
 };
 
 // The gate's verdict on the bytes received so far of a request header (exposed for tests and the

@@ -231,7 +231,8 @@ struct HttpServer::Impl {
     if (!is_publish(req)) {
       if (!has_body) return false;
       send_error(res, 405,
-                 req.method + " " + req.path + " takes no request body (only PUT /api/models/<name> does)");
+                 req.method + " " + req.path +
+                     " takes no request body (only PUT /api/models/<name> does)");
       return true;
     }
     if (opt.publish_token.empty()) {
@@ -294,10 +295,11 @@ struct HttpServer::Impl {
     });
     // "Expect: 100-continue" is answered before routing: refuse there too, so a client that
     // waits for 100 never sends the body at all.
-    svr.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
-      t_request_start = std::chrono::steady_clock::now();
-      return refused_before_body(req, res) ? res.status : 100;
-    });
+    svr.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          t_request_start = std::chrono::steady_clock::now();
+          return refused_before_body(req, res) ? res.status : 100;
+        });
     svr.set_gate_error_body([](int, const std::string& message) {
       return json_text(json{{"error", message}});
     });
