@@ -149,6 +149,31 @@ TEST(HostileClients, TwoHundredIdleAndTwoHundredSlowlorisConnectionsDoNotDelayAH
   for (int fd : slow) ::close(fd);
 }
 
+TEST(HostileClients, BeyondTheConnectionCapTheLongestWaitingIsClosed) {
+  Site site;
+  ServerOptions opt = site.options();
+  opt.max_connections = 16;
+  RunningServer srv(opt);
+  std::vector<int> fds;
+  for (int i = 0; i < 24; ++i) {
+    fds.push_back(connect_to(srv.port(), 0.2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a clear order of arrival
+  }
+  // The health check is the 25th connection: 9 had to go, the oldest.
+  const auto [status, secs] = timed_health(srv.port());
+  EXPECT_EQ(status, 200);
+  EXPECT_LT(secs, 1.0);
+  int closed_old = 0, closed_new = 0;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    bool closed = false;
+    read_until_close(fds[i], &closed);
+    (i < 9 ? closed_old : closed_new) += closed ? 1 : 0;
+    ::close(fds[i]);
+  }
+  EXPECT_EQ(closed_old, 9) << "the 9 oldest connections should have been closed";
+  EXPECT_EQ(closed_new, 0) << "the newest 15 should still be open";
+}
+
 TEST(HostileClients, AHeaderNotCompleteWithinTheDeadlineGets408AndIsClosed) {
   Site site;
   ServerOptions opt = site.options();

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -249,6 +250,12 @@ bool GatedServer::listen_gated() {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (epoll_fd_ < 0 || wake_fd_ < 0) throw Error("cannot create the server's epoll instance");
+    // Every held connection is a descriptor: stay below the process's limit, leaving room for
+    // the files being served, so that the oldest connection is closed before accept fails.
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+      limits_.max_connections = std::min<size_t>(
+          limits_.max_connections, size_t(std::max<rlim_t>(files.rlim_cur, 128) - 96));
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = wake_fd_;
