@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -289,6 +290,34 @@ TEST(HostileClients, AnUploadWithoutTheTokenIsRefusedBeforeItsBodyIsSent) {
     EXPECT_TRUE(closed) << "the connection must close: the unread body is not a request";
     EXPECT_LT(seconds_since(t0), 1.0);
   }
+}
+
+TEST(HostileClients, AClientStillSendingARefusedBodyCanFinishItAndReadTheRefusal) {
+  // Most clients send a whole upload before reading. The server has answered 401 at once; it
+  // must keep reading (and discarding) while the body still comes, not close the connection,
+  // which would make the client's next send fail with a reset (and, across a network, lose the
+  // 401 with it).
+  Site site;
+  RunningServer srv(site.options());
+  const int fd = connect_to(srv.port(), 5);
+  const size_t total = 4u << 20, chunk = 64u << 10;
+  send_all(fd, "PUT /api/models/x HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(total) +
+                   "\r\n\r\n");
+  const std::string piece(chunk, 'm');
+  size_t sent = 0;
+  while (sent < total) {
+    const ssize_t n = ::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += size_t(n);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000 * chunk / total));
+  }
+  EXPECT_EQ(sent, total) << "the server stopped reading after " << sent
+                         << " bytes: " << std::strerror(errno);
+  bool closed = false;
+  const std::string got = read_until_close(fd, &closed);
+  ::close(fd);
+  EXPECT_EQ(status_of(got), 401) << got.substr(0, 200);
+  EXPECT_TRUE(closed);
 }
 
 TEST(HostileClients, ABodyOnAnyOtherRequestIsRefusedUnread) {

@@ -23,10 +23,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// After the last response on a connection that had unread input (a refused upload), the gate
-// reads and discards for this long before closing, so the client receives the response instead
-// of a reset (nginx's lingering close).
-constexpr int kLingerMs = 2000;
+// After the last response on a connection that may have unread input (a refused upload), the gate
+// reads and discards what still comes, so the client receives the response instead of a reset:
+// until the client stops (EOF, or nothing for kLingerQuietMs), at most kLingerMaxMs in all
+// (nginx's lingering_timeout and lingering_time).
+constexpr int kLingerQuietMs = 5000;
+constexpr int kLingerMaxMs = 30000;
 
 const char* status_text(int status) {
   switch (status) {
@@ -225,6 +227,7 @@ struct GatedServer::Conn {
   size_t served = 0;
   bool draining = false;  // response sent, reading and discarding until EOF or the deadline
   Clock::time_point deadline;
+  Clock::time_point linger_end;  // draining: the latest the deadline may move to
 };
 
 GatedServer::GatedServer(GateLimits limits) : limits_(limits) {
@@ -365,7 +368,8 @@ void GatedServer::gate_loop() {
     ::shutdown(c.fd, SHUT_WR);
     c.draining = true;
     c.buf.clear();
-    c.deadline = Clock::now() + std::chrono::milliseconds(kLingerMs);
+    c.deadline = Clock::now() + std::chrono::milliseconds(kLingerQuietMs);
+    c.linger_end = Clock::now() + std::chrono::milliseconds(kLingerMaxMs);
   };
   // Returns false when the connection left the gate (dispatched or closed).
   auto examine = [&](Conn& c) {
@@ -434,7 +438,11 @@ void GatedServer::gate_loop() {
       for (;;) {
         const ssize_t got = ::recv(fd, chunk.data(), chunk.size(), MSG_DONTWAIT);
         if (got > 0) {
-          if (!c.draining) c.buf.append(chunk.data(), size_t(got));
+          if (c.draining)
+            c.deadline =
+                std::min(Clock::now() + std::chrono::milliseconds(kLingerQuietMs), c.linger_end);
+          else
+            c.buf.append(chunk.data(), size_t(got));
           if (c.buf.size() >= limits_.max_header_bytes) break;
           continue;
         }
@@ -489,7 +497,7 @@ void GatedServer::serve(Ready r) {
   const bool ok = process_request(strm, close_after, closed, limit_ranges);
   if (!ok || closed || close_after) {
     // Lingering close in the gate: what the client still sends (an unread body) is discarded
-    // until it stops or kLingerMs pass, so it gets the response rather than a reset.
+    // until it stops (see kLingerQuietMs), so it gets the response rather than a reset.
     ::shutdown(r.fd, SHUT_WR);
     if (stopping_) {
       ::close(r.fd);
@@ -498,7 +506,8 @@ void GatedServer::serve(Ready r) {
     auto c = std::make_unique<Conn>();
     c->fd = r.fd;
     c->draining = true;
-    c->deadline = Clock::now() + std::chrono::milliseconds(kLingerMs);
+    c->deadline = Clock::now() + std::chrono::milliseconds(kLingerQuietMs);
+    c->linger_end = Clock::now() + std::chrono::milliseconds(kLingerMaxMs);
     {
       std::lock_guard<std::mutex> lock(admit_mu_);
       if (stopping_) {
