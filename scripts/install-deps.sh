@@ -17,8 +17,11 @@ packages=(
   # tests and benchmarks (python3-torch: the trainer tests write TorchScript models with it and
   # read checkpoints back with torch.jit.load)
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3-numpy python3-torch
-  # the browser build and its tests (python3: a plain static host in the page test)
+  # the browser build and its tests (python3: a plain static host in the page test, and the
+  # nginx deployment test)
   emscripten nodejs npm chromium python3
+  # hardening: the public deployment behind nginx (deploy/nginx), libFuzzer targets (clang)
+  nginx clang libclang-rt-dev
   # a real dataset nobody here drew
   dataset-fashion-mnist
 )

@@ -448,7 +448,46 @@ Architecture resolve_architecture(const Shape& input, const json& layers) {
         throw Error("layer " + std::to_string(i) + ": tensor name '" + t.name +
                     "' is used by two layers");
   }
+  // Each layer is within its own limits; the whole network must be too (each term below is
+  // bounded by the per-layer limits, so the sums cannot overflow).
+  if (const int64_t bytes = a.activation_bytes(); bytes > kMaxActivationBytesPerImage)
+    throw Error("the network needs " + std::to_string(bytes) +
+                " bytes of activations per image (input, every layer's output and its gradient, "
+                "F32); the limit is " +
+                std::to_string(kMaxActivationBytesPerImage) +
+                ": use a smaller input, fewer channels or fewer layers");
+  if (const int64_t macs = a.multiply_adds(); macs > kMaxMultiplyAddsPerImage)
+    throw Error("the network needs " + std::to_string(macs) +
+                " multiply-adds per image for one forward pass; the limit is " +
+                std::to_string(kMaxMultiplyAddsPerImage) +
+                ": use a smaller input, fewer channels or fewer layers");
   return a;
+}
+
+int64_t Architecture::activation_bytes() const {
+  int64_t floats = input.size();
+  for (const LayerSpec& l : layers) floats += 2 * l.out.size();
+  return floats * int64_t(sizeof(float));
+}
+
+int64_t Architecture::multiply_adds() const {
+  int64_t total = 0;
+  for (const LayerSpec& l : layers) {
+    switch (l.kind) {
+      case LayerKind::kConv2d:
+        total += l.out.size() * l.in.c * l.kernel_h * l.kernel_w;
+        break;
+      case LayerKind::kDense:
+        total += l.in.size() * l.out.c;
+        break;
+      case LayerKind::kAvgPool:
+        total += l.out.size() * l.kernel_h * l.kernel_w;
+        break;
+      default:
+        total += l.out.size();  // one operation per output value
+    }
+  }
+  return total;
 }
 
 json Architecture::layers_json() const {

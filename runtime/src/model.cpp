@@ -222,6 +222,14 @@ Model parse_model(const uint8_t* bytes, size_t size) {
   }
   m.tensors = std::move(file.tensors);
   validate_model(m);
+  // Network folds batch norm into the layer before it; a fold that overflows would be refused
+  // there, after every listing had called the file valid. Refuse it here, once, for everyone.
+  try {
+    fold_normalization(m);
+  } catch (const Error& e) {
+    throw Error(std::string("folding batch norm into the layer before it fails: ") + e.what() +
+                " (a batch-norm scale weight / sqrt(running_var + eps) too large for F32)");
+  }
   return m;
 }
 

@@ -2,6 +2,8 @@
 // way they can disagree is refused with a message that names it.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "ebm/error.h"
 #include "ebm/fileio.h"
 #include "ebm/model.h"
@@ -196,6 +198,72 @@ TEST(ModelFileRejects, AbsurdDimensions) {
   const json huge = json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":65536},
                                      {"type":"dense","out_features":65536}])");
   expect_error([&] { resolve_architecture({1, 8, 12}, huge); }, {"layer 2 (dense)", "elements"});
+}
+
+// A few KB of metadata can describe a network no machine runs: the whole network is bounded,
+// not only each layer, so such a file is refused when it is read, not by std::bad_alloc later.
+// `layers` (concise form) ends in a dense layer with one input, at index `dense`.
+TensorFile file_with_network(const json& input, const json& layers, int dense) {
+  TensorFile f = file_of(small_model());
+  f.metadata["ebm.input"] = input.dump();
+  f.metadata["ebm.layers"] = layers.dump();
+  f.tensors.clear();
+  Tensor w, b;
+  w.name = "layers." + std::to_string(dense) + ".weight";
+  w.shape = {1, 1};
+  w.data = {0.5f};
+  b.name = "layers." + std::to_string(dense) + ".bias";
+  b.shape = {1};
+  b.data = {0.0f};
+  f.tensors = {w, b};
+  return f;
+}
+
+TEST(ModelFileRejects, ANetworkWhoseActivationsForOneImageExceedTheCap) {
+  // 1x4096x4096 through 200 swish layers: about 26 GB of activations and gradients per image.
+  json layers = json::array();
+  for (int i = 0; i < 200; ++i) layers.push_back({{"type", "swish"}});
+  for (const json& l : json::parse(R"([{"type":"avgpool","kernel":64,"stride":64},
+      {"type":"avgpool","kernel":64,"stride":64},{"type":"flatten"},{"type":"dense","out_features":1}])"))
+    layers.push_back(l);
+  const TensorFile f =
+      file_with_network({{"channels", 1}, {"height", 4096}, {"width", 4096}}, layers, 203);
+  EXPECT_LT(serialize_safetensors(f).size(), 16000u);
+  expect_error([&] { reparse(f); },
+               {"bytes of activations per image", std::to_string(kMaxActivationBytesPerImage)});
+}
+
+TEST(ModelFileRejects, ANetworkWhoseMultiplyAddsPerImageExceedTheCap) {
+  // Stride-1 64x64 average pools on 1x1024x1024: little memory, 1.2e10 multiply-adds per image.
+  const json layers = json::parse(R"([{"type":"avgpool","kernel":64,"stride":1},
+      {"type":"avgpool","kernel":64,"stride":1},{"type":"avgpool","kernel":64,"stride":1},
+      {"type":"avgpool","kernel":64,"stride":1},{"type":"avgpool","kernel":64,"stride":64},
+      {"type":"avgpool","kernel":12,"stride":12},{"type":"flatten"},{"type":"dense","out_features":1}])");
+  const TensorFile f =
+      file_with_network({{"channels", 1}, {"height", 1024}, {"width", 1024}}, layers, 7);
+  expect_error([&] { reparse(f); },
+               {"multiply-adds per image", std::to_string(kMaxMultiplyAddsPerImage)});
+}
+
+TEST(ModelFile, ThePresetsAreWellInsideTheNetworkCaps) {
+  for (const std::string& name : list_presets()) {
+    const Architecture a = load_preset(name).arch;
+    EXPECT_LT(a.activation_bytes() * 8, kMaxActivationBytesPerImage) << name;
+    EXPECT_LT(a.multiply_adds() * 8, kMaxMultiplyAddsPerImage) << name;
+    std::printf("preset %-8s %8.2f MiB of activations, %.3g multiply-adds per image\n",
+                name.c_str(), double(a.activation_bytes()) / (1 << 20), double(a.multiply_adds()));
+  }
+}
+
+TEST(ModelFileRejects, ABatchNormWhoseFoldOverflowsIsRefusedByTheLoader) {
+  // weight / sqrt(var + eps) = 3e38 / sqrt(1e-3) overflows F32 once folded into the conv weights:
+  // every consumer (catalog, publish, the page, Network) must see the loader's verdict.
+  TensorFile f = file_of(small_model());
+  for (Tensor& t : f.tensors) {
+    if (t.name == "layers.1.weight") t.data.assign(t.data.size(), 3e38f);
+    if (t.name == "layers.1.running_var") t.data.assign(t.data.size(), 0.0f);
+  }
+  expect_error([&] { reparse(f); }, {"folding batch norm", "non-finite"});
 }
 
 TEST(ModelFileRejects, AKernelLargerThanItsInput) {

@@ -1,7 +1,10 @@
 // The pieces under the server: SHA-256, model names, header helpers, and the models folder as a
 // validated, hashed list mirrored to index.json.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -18,6 +21,44 @@ namespace {
 
 using nlohmann::json;
 using test::TempDir;
+namespace fs = std::filesystem;
+
+// The pid of a process that has exited (and been reaped): nothing runs under it now.
+pid_t dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  return child;
+}
+
+TEST(Catalog, StartUpRemovesTheTemporariesOfKilledWritersAndNothingElse) {
+  TempDir dir("stale");
+  const std::string dead = std::to_string(dead_pid());
+  const std::string live = std::to_string(::getpid());
+  const std::vector<std::string> stale = {"bridges.safetensors.tmp-" + dead + "-0",
+                                          "index.json.tmp-" + dead + "-17"};
+  const std::vector<std::string> kept = {
+      "bridges.safetensors.tmp-" + live + "-1",  // this process is alive
+      "other.safetensors.tmp-1-0",               // pid 1 is alive
+      "notes.tmp-" + dead,                       // not the writer's pattern
+      "notes.tmp-" + dead + "-x",
+      ".tmp-" + dead + "-0",  // no name before the tag
+      "bridges.safetensors",
+      "readme.txt"};
+  for (const std::string& f : stale) test::write_text(dir / f, "partial");
+  for (const std::string& f : kept) test::write_text(dir / f, "keep");
+  fs::create_directories(dir / ("folder.tmp-" + dead + "-0"));
+  fs::create_symlink(dir / "readme.txt", dir / ("link.tmp-" + dead + "-0"));
+
+  ModelCatalog catalog(dir.str());
+  std::vector<std::string> removed = catalog.removed_temporaries();
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, stale);
+  for (const std::string& f : stale) EXPECT_FALSE(fs::exists(dir / f)) << f;
+  for (const std::string& f : kept) EXPECT_TRUE(fs::exists(dir / f)) << f;
+  EXPECT_TRUE(fs::is_directory(dir / ("folder.tmp-" + dead + "-0")));
+  EXPECT_TRUE(fs::is_symlink(dir / ("link.tmp-" + dead + "-0")));
+}
 
 TEST(Sha256, MatchesTheFipsTestVectors) {
   EXPECT_EQ(sha256_hex(std::string()),

@@ -272,6 +272,44 @@ TEST(Publish, RefusesInvalidModelsWithTheRuntimesReason) {
   EXPECT_FALSE(test::fs::exists(site.models + "/bad.safetensors"));
 }
 
+// A model whose batch-norm fold overflows F32 used to be published (201) and listed valid, then
+// refused by Network; now every consumer sees the loader's verdict.
+std::string overflowing_fold_model() {
+  const json layers =
+      json::parse(R"([{"type":"conv2d","out_channels":2,"kernel":3,"padding":"same"},
+      {"type":"batchnorm"},{"type":"swish"},{"type":"flatten"},{"type":"dense","out_features":1}])");
+  Model m = random_model(resolve_architecture({1, 8, 8}, layers), 5);
+  for (Tensor& t : m.tensors) {
+    if (t.name == "layers.1.weight") t.data.assign(t.data.size(), 3e38f);
+    if (t.name == "layers.1.running_var") t.data.assign(t.data.size(), 0.0f);
+  }
+  const std::vector<uint8_t> b = serialize_model(m, DType::kF32);
+  return std::string(b.begin(), b.end());
+}
+
+TEST(Publish, RefusesAModelThatLoadsButWouldNotRunAndTheListingAgrees) {
+  Site site;
+  const std::string bad = overflowing_fold_model();
+  test::write_text(site.models + "/overflow.safetensors", bad);
+  RunningServer srv(site.options(kToken));
+  httplib::Client c("127.0.0.1", srv.port());
+  auto r = c.Put("/api/models/again", bearer(kToken), bad, "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("folding batch norm"), std::string::npos) << r->body;
+  auto list = c.Get("/api/models");
+  ASSERT_TRUE(list);
+  bool seen = false;
+  const json listed = json::parse(list->body);
+  for (const json& e : listed["models"]) {
+    if (e["name"] != "overflow") continue;
+    seen = true;
+    EXPECT_FALSE(e["valid"].get<bool>()) << e.dump();
+    EXPECT_NE(e.value("error", "").find("folding batch norm"), std::string::npos) << e.dump();
+  }
+  EXPECT_TRUE(seen) << list->body;
+}
+
 TEST(Publish, RefusesUnsafeNames) {
   Site site;
   RunningServer srv(site.options(kToken));

@@ -52,6 +52,7 @@ ModelCatalog::ModelCatalog(const std::string& dir) : dir_(dir) {
     throw Error("models folder '" + dir + "' does not exist or is not a folder");
   real_dir_ = real_path(dir);
   if (real_dir_.empty()) throw Error("cannot resolve models folder '" + dir + "'");
+  removed_temporaries_ = remove_stale_temporaries(dir_);
 }
 
 CatalogEntry ModelCatalog::make_entry(const std::string& file, const FileSnapshot& snap) {

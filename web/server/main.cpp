@@ -2,6 +2,7 @@
 // and accepts published models when given a token. Stops cleanly on SIGINT or SIGTERM.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   opt.models_dir = "models";
   std::string token_file;
   int max_upload_mb = 64;
+  int header_timeout_s = 10;
+  int max_connections = 4096;
 
   ebm::ArgParser args("ebm-serve",
                       "Serves the bridge-ebm page and a models folder over HTTP: the site, "
@@ -50,6 +53,16 @@ int main(int argc, char** argv) {
               &token_file);
   args.option("max-upload-mb", "N", "largest model accepted by publishing, in MiB", &max_upload_mb,
               1, 2048);
+  args.option("header-timeout-s", "N",
+              "a request header must arrive whole within N seconds of the connection (or of the "
+              "previous response); slower clients get 408 and are closed",
+              &header_timeout_s, 1, 600);
+  args.option("workers", "N", "threads running request handlers (idle connections use none)",
+              &opt.workers, 1, 256);
+  args.option("max-connections", "N",
+              "connections waiting for their request at once; beyond it the longest-waiting "
+              "one is closed",
+              &max_connections, 16, 1 << 20);
   args.example("ebm-serve --web build/site --models models --port 8080");
   args.example("EBM_PUBLISH_TOKEN=secret ebm-serve --port 0");
   args.parse(argc, argv);
@@ -61,6 +74,14 @@ int main(int argc, char** argv) {
       opt.publish_token = env;
     }
     opt.max_upload_bytes = uint64_t(max_upload_mb) << 20;
+    opt.header_timeout_ms = header_timeout_s * 1000;
+    opt.max_connections = size_t(max_connections);
+    // Each waiting connection is a file descriptor: allow as many as the hard limit does.
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+      files.rlim_cur = files.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &files);
+    }
 
     // Signals are taken by one thread with sigwait, never by a handler in the middle of a
     // request; every thread started after this inherits the mask.

@@ -18,6 +18,7 @@
 #include "ebm/file_snapshot.h"
 #include "ebm/model_name.h"
 #include "ebm/sha256.h"
+#include "gated_server.h"
 #include "http_headers.h"
 #include "static_path.h"
 
@@ -40,10 +41,16 @@ std::string real_folder(const std::string& dir, const char* what) {
   return buf;
 }
 
+// Request paths and names come from the client and need not be UTF-8: invalid bytes become
+// U+FFFD rather than an exception, so every error still goes out as JSON.
+std::string json_text(const json& body) {
+  return body.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_header("Cache-Control", "no-cache");
-  res.set_content(body.dump(2) + "\n", "application/json; charset=utf-8");
+  res.set_content(json_text(body), "application/json; charset=utf-8");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
@@ -60,6 +67,8 @@ std::string reason(int status) {
       return " method not allowed";
     case 413:
       return " payload too large";
+    case 416:
+      return " range not satisfiable";
     case 414:
       return " URI too long";
     default:
@@ -67,6 +76,22 @@ std::string reason(int status) {
   }
 }
 
+GateLimits gate_limits(const ServerOptions& o) {
+  GateLimits g;
+  g.header_timeout_ms = o.header_timeout_ms;
+  g.workers = o.workers;
+  g.max_connections = o.max_connections;
+  return g;
+}
+
+uint64_t declared_length(const httplib::Request& req) {
+  const std::string v = req.get_header_value("Content-Length");
+  return v.empty() ? 0 : std::strtoull(v.c_str(), nullptr, 10);
+}
+
+bool is_publish(const httplib::Request& req) {
+  return req.method == "PUT" && req.path.rfind("/api/models/", 0) == 0;
+}
 
 }  // namespace
 
@@ -75,7 +100,8 @@ struct HttpServer::Impl {
       : opt(std::move(o)),
         web_real(real_folder(opt.web_dir, "web")),
         models_real(real_folder(opt.models_dir, "models")),
-        catalog(opt.models_dir) {}
+        catalog(opt.models_dir),
+        svr(gate_limits(opt)) {}
 
   void notice(const std::string& line) {
     if (opt.log) std::fprintf(opt.log, "ebm-serve: %s\n", line.c_str());
@@ -129,7 +155,19 @@ struct HttpServer::Impl {
       res.status = 304;
       return;
     }
-    res.status = 200;
+    // One range (several are dropped before routing): 206, and httplib cuts the body; a range
+    // that starts past the end is 416.
+    if (req.ranges.size() == 1) {
+      const auto [first, last] = req.ranges[0];
+      const auto size = static_cast<ssize_t>(snap.bytes.size());
+      if ((first >= 0 && first >= size) || (first < 0 && last <= 0)) {
+        res.set_header("Content-Range", "bytes */" + std::to_string(size));
+        return send_error(res, 416,
+                          "range not satisfiable: " + req.get_header_value("Range") + " of " +
+                              std::to_string(size) + " bytes");
+      }
+    }
+    res.status = req.ranges.empty() ? 200 : 206;
     res.set_content(std::move(snap.bytes), content_type_for(path).c_str());
   }
 
@@ -185,19 +223,44 @@ struct HttpServer::Impl {
     send_json(res, 200, list);
   }
 
-  void publish(const httplib::Request& req, httplib::Response& res, std::string name) {
-    if (opt.publish_token.empty())
-      return send_error(res, 403,
-                        "publishing is disabled on this server (start ebm-serve with "
-                        "--publish-token-file FILE or EBM_PUBLISH_TOKEN set)");
+  // Decides on the request header alone, before any byte of a body is read: requests with a
+  // body are refused unless they are a publish with the right token and a declared size within
+  // the limit. Returns true when it answered.
+  bool refused_before_body(const httplib::Request& req, httplib::Response& res) {
+    const bool has_body = req.has_header("Transfer-Encoding") || declared_length(req) > 0;
+    if (!is_publish(req)) {
+      if (!has_body) return false;
+      send_error(res, 405,
+                 req.method + " " + req.path +
+                     " takes no request body (only PUT /api/models/<name> does)");
+      return true;
+    }
+    if (opt.publish_token.empty()) {
+      send_error(res, 403,
+                 "publishing is disabled on this server (start ebm-serve with "
+                 "--publish-token-file FILE or EBM_PUBLISH_TOKEN set)");
+      return true;
+    }
     const std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
     if (auth.compare(0, prefix.size(), prefix) != 0 ||
         !secrets_equal(auth.substr(prefix.size()), opt.publish_token)) {
       res.set_header("WWW-Authenticate", "Bearer realm=\"ebm-serve\"");
-      return send_error(
-          res, 401, auth.empty() ? "missing Authorization: Bearer <token>" : "wrong publish token");
+      send_error(res, 401,
+                 auth.empty() ? "missing Authorization: Bearer <token>" : "wrong publish token");
+      return true;
     }
+    if (declared_length(req) > opt.max_upload_bytes) {
+      send_error(res, 413,
+                 "model is " + std::to_string(declared_length(req)) +
+                     " bytes, over this server's limit of " + std::to_string(opt.max_upload_bytes));
+      return true;
+    }
+    return false;
+  }
+
+  void publish(const httplib::Request& req, httplib::Response& res, std::string name) {
+    if (refused_before_body(req, res)) return;
     const std::string ext = kModelExtension;
     if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0)
       name.resize(name.size() - ext.size());
@@ -225,9 +288,20 @@ struct HttpServer::Impl {
 
   void install_routes() {
     svr.set_payload_max_length(size_t(opt.max_upload_bytes));
-    svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       t_request_start = std::chrono::steady_clock::now();
-      return httplib::Server::HandlerResponse::Unhandled;
+      return refused_before_body(req, res) ? httplib::Server::HandlerResponse::Handled
+                                           : httplib::Server::HandlerResponse::Unhandled;
+    });
+    // "Expect: 100-continue" is answered before routing: refuse there too, so a client that
+    // waits for 100 never sends the body at all.
+    svr.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          t_request_start = std::chrono::steady_clock::now();
+          return refused_before_body(req, res) ? res.status : 100;
+        });
+    svr.set_gate_error_body([](int, const std::string& message) {
+      return json_text(json{{"error", message}});
     });
     svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_header("Cache-Control", "no-store");
@@ -244,6 +318,9 @@ struct HttpServer::Impl {
     svr.Get("/.*",
             [this](const httplib::Request& req, httplib::Response& res) { serve_site(req, res); });
     svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // httplib applies a Range to error bodies too, and a 404 cut to its first bytes is not
+      // JSON. The request is process_request's own (non-const) object, so it may be changed.
+      const_cast<httplib::Request&>(req).ranges.clear();
       if (!res.body.empty()) return;
       if (res.status == 413) {
         // httplib caps form-encoded bodies at 8 KiB whatever the limit (curl's default type).
@@ -283,7 +360,7 @@ struct HttpServer::Impl {
   ServerOptions opt;
   std::string web_real, models_real;
   ModelCatalog catalog;
-  httplib::Server svr;
+  GatedServer svr;
   std::mutex hash_mu;
   std::map<std::string, std::pair<FileIdentity, std::string>> hashes;
   std::atomic<bool> index_warned{false};
@@ -291,6 +368,9 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  for (const std::string& name : impl_->catalog.removed_temporaries())
+    impl_->notice("removed " + impl_->catalog.path_of(name) +
+                  ", left by a process killed while writing it");
   impl_->install_routes();
   impl_->update_index();
 }
@@ -316,11 +396,15 @@ int HttpServer::bind() {
 
 bool HttpServer::run() {
   if (!impl_->bound) bind();
-  return impl_->svr.listen_after_bind();
+  return impl_->svr.listen_gated();
 }
 
 void HttpServer::stop() {
-  if (impl_) impl_->svr.stop();
+  if (impl_) impl_->svr.stop_gated();
+}
+
+std::string HttpServer::answer(const std::string& raw_request) {
+  return impl_->svr.answer(raw_request);
 }
 
 bool HttpServer::running() const {

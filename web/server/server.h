@@ -8,6 +8,9 @@
 //
 // Every file goes out with its type, a strong ETag (its SHA-256; If-None-Match gives 304) and
 // Cache-Control. Errors are JSON: {"error": "..."}. One access-log line per request.
+// Hostile clients: see gated_server.h (header deadline and caps, idle connections cost no thread),
+// requests with a body are judged on their header before the body is read (token, size), and a
+// Range of several parts is answered with the whole file.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +28,12 @@ struct ServerOptions {
   std::string publish_token;                // empty: publishing is refused with 403
   uint64_t max_upload_bytes = 64ull << 20;  // larger publish bodies get 413
   FILE* log = stderr;                       // access log and notices; nullptr for none
+  // Slow clients (see gated_server.h): a request header must be complete within
+  // header_timeout_ms of the connection (or of the previous response); at most max_connections
+  // wait for one at a time; `workers` threads run the handlers.
+  int header_timeout_ms = 10000;
+  int workers = 8;
+  size_t max_connections = 4096;
 };
 
 class HttpServer {
@@ -44,6 +53,10 @@ class HttpServer {
   // From any thread (a signal-waiting thread, a test): finishes and makes run() return.
   void stop();
   bool running() const;
+
+  // Answers one raw HTTP/1.1 request (header and body bytes) without a socket, exactly as a
+  // connection would be answered, and returns the raw response: for the fuzz target and tests.
+  std::string answer(const std::string& raw_request);
 
  private:
   struct Impl;

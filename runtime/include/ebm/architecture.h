@@ -82,6 +82,9 @@ struct Architecture {
   int64_t parameter_count() const;
   // The explicit form written to "ebm.layers".
   nlohmann::json layers_json() const;
+  // What one image costs the whole network (see kMaxActivationBytesPerImage).
+  int64_t activation_bytes() const;
+  int64_t multiply_adds() const;
 };
 
 // Limits on what an architecture may ask for; each guards an allocation or a multiplication.
@@ -90,6 +93,13 @@ constexpr int kMaxSpatial = 4096;               // height or width
 constexpr int kMaxChannels = 1 << 16;           // channels or features
 constexpr int kMaxKernel = 64;                  // kernel, stride and padding
 constexpr int64_t kMaxActivation = 1ll << 26;   // floats per sample per layer
+// Whole-network caps, so that a model that loads also runs, in the browser too (a wasm page has
+// 4 GiB at most and samples several images at once). Activation bytes: the input and every
+// layer's output, twice (Network keeps a gradient beside each), as F32. Multiply-adds: one
+// forward pass (a Langevin step costs about three). The presets need at most 4.5 MiB and 5.1e7
+// (unet), so the caps leave room for networks some 30 times larger.
+constexpr int64_t kMaxActivationBytesPerImage = 128ll << 20;
+constexpr int64_t kMaxMultiplyAddsPerImage = 2'000'000'000;
 
 Shape parse_input_shape(const nlohmann::json& j);  // {"channels":1,"height":48,"width":192}
 nlohmann::json input_shape_json(const Shape& s);

@@ -22,4 +22,10 @@ inline void write_file_atomic(const std::string& path, const std::string& text) 
   write_file_atomic(path, text.data(), text.size());
 }
 
+// Start-up cleanup after a kill -9 in the middle of write_file_atomic: removes the regular files
+// in `dir` named "<name>.tmp-<pid>-<n>" (both numbers decimal, <name> not empty) whose process
+// <pid> is not running. Nothing else: other names, folders, symlinks and the temporaries of a
+// live process (this one included) are left alone. Returns the names removed; never throws.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
+
 }  // namespace ebm

@@ -22,6 +22,11 @@ struct Image {
 
 // Decodes PNG, JPEG, BMP, GIF (first frame), TGA or PNM and converts to one gray channel: luma
 // 0.299 R + 0.587 G + 0.114 B, alpha composited over white. Errors name the file and the reason.
+// Images are at most kMaxImageSide pixels a side and kMaxImagePixels in all, checked from the
+// header before decoding: a 26-byte GIF can claim 1284x12292 pixels, and decoding it costs
+// 80 MB and most of a second (found by tests/fuzz/fuzz_image).
+constexpr int kMaxImageSide = 8192;
+constexpr int64_t kMaxImagePixels = int64_t(1) << 24;  // 16.8 megapixels
 Image read_gray_image(const std::string& path);
 Image decode_gray_image(const uint8_t* bytes, size_t size, const std::string& name);
 

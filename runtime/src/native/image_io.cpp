@@ -18,9 +18,12 @@ Image decode_gray_image(const uint8_t* bytes, size_t size, const std::string& na
   if (!stbi_info_from_memory(bytes, int(size), &w, &h, &c))
     throw Error("image '" + name + "' cannot be decoded: " + stbi_failure_reason() +
                 " (supported: PNG, JPEG, BMP, GIF, TGA, PNM)");
-  if (w < 1 || h < 1 || int64_t(w) * h > (int64_t(1) << 26))
+  if (w < 1 || h < 1 || w > kMaxImageSide || h > kMaxImageSide ||
+      int64_t(w) * h > kMaxImagePixels)
     throw Error("image '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) +
-                ": outside the supported size (at most 64 megapixels)");
+                " pixels: over the supported size (at most " + std::to_string(kMaxImageSide) +
+                " a side and " + std::to_string(kMaxImagePixels) +
+                " in all); scale it down first");
   unsigned char* data = stbi_load_from_memory(bytes, int(size), &w, &h, &c, 0);
   if (!data) throw Error("image '" + name + "' cannot be decoded: " + stbi_failure_reason());
   Image out(w, h, 1);

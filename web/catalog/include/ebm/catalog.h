@@ -35,8 +35,12 @@ class ModelCatalog {
  public:
   static constexpr uint64_t kMaxModelBytes = uint64_t(1) << 31;
 
-  // Throws ebm::Error if `dir` is not an existing folder.
+  // Throws ebm::Error if `dir` is not an existing folder. Removes the temporaries that a publish
+  // or index write killed midway left there (see remove_stale_temporaries in ebm/fileio.h).
   explicit ModelCatalog(const std::string& dir);
+
+  // The stale temporaries the constructor removed, by file name.
+  const std::vector<std::string>& removed_temporaries() const { return removed_temporaries_; }
 
   const std::string& dir() const { return dir_; }
   const std::string& real_dir() const { return real_dir_; }  // symlinks resolved
@@ -75,6 +79,7 @@ class ModelCatalog {
   static CatalogEntry make_entry(const std::string& file, const FileSnapshot& snap);
 
   std::string dir_, real_dir_;
+  std::vector<std::string> removed_temporaries_;
   std::mutex cache_mu_, publish_mu_;
   std::map<std::string, Cached> cache_;  // by file name
 };
