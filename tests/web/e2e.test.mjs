@@ -262,6 +262,24 @@ test('on a phone the samples are in view while they refine and when done, whatev
   await context.close();
 });
 
+test('on a phone held sideways the samples, two to a row, come into view on Generate', async () => {
+  const context = await browser.newContext({ viewport: { width: 844, height: 390 }, deviceScaleFactor: 2,
+                                             isMobile: true, hasTouch: true });
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.fill('#count', '2');
+  await page.fill('#steps', '300');
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  await page.tap('#generate');
+  const g = await waitInView(page, ['running'], 'sideways, running');
+  assert.equal(g.tiles[0][1], g.tiles[1][1], `not side by side: ${JSON.stringify(g.tiles)}`);
+  await waitState(page, ['done']);
+  await waitInView(page, ['done'], 'sideways, done');
+  assert.ok(g.scrollWidth <= g.width, `the page is ${g.scrollWidth} px wide on a ${g.width} px screen`);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
 test('the grid is the same for the same seed whatever the number of workers', async () => {
   const context = await browser.newContext();
   const grids = [];
