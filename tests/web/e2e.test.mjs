@@ -228,7 +228,7 @@ test('on a phone the samples are in view while they refine and when done, whatev
 
   // Generate from the top: the layout alone keeps every sample in view, running and done.
   await page.fill('#count', '4');
-  await page.fill('#steps', '300');
+  await page.fill('#steps', '150');
   await page.fill('#seed', '11');
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.tap('#generate');
@@ -237,7 +237,16 @@ test('on a phone the samples are in view while they refine and when done, whatev
   await waitState(page, ['done']);
   await waitInView(page, ['done'], 'done, started at the top');
 
-  // Scrolled down to the settings, below the grid: Generate (in the bar) brings the grid back.
+  // The bar's Settings button goes to the settings, below the grid.
+  await page.tap('#to-settings');
+  await page.waitForFunction(() => {
+    const r = document.getElementById('steps').getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= document.querySelector('.controls .actions').getBoundingClientRect().top;
+  }, null, { timeout: 5000 });
+
+  // Scrolled down to the bottom of the page: Generate (in the bar) brings the grid back (runs
+  // long enough to see that while it samples).
+  await page.fill('#steps', '300');
   await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
   g = await gridOnScreen(page);
   assert.ok(g.tiles.every(([, , , b]) => b < 0), `the grid did not scroll away: ${JSON.stringify(g)}`);

@@ -373,9 +373,10 @@ function showGrid() {
   const bottom = getComputedStyle(bar).position === 'fixed' ? bar.getBoundingClientRect().top : innerHeight;
   const r = first.getBoundingClientRect();
   if (r.top >= 0 && r.bottom <= bottom) return;
-  const still = matchMedia('(prefers-reduced-motion: reduce)').matches;
-  $('results').scrollIntoView({ block: 'start', behavior: still ? 'auto' : 'smooth' });
+  $('results').scrollIntoView({ block: 'start', behavior: smoothScroll() });
 }
+
+const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth');
 
 function onProgress({ chain0, count, step, total, energies, images, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
@@ -485,6 +486,7 @@ function saveGrid() {
 function wire() {
   $('controls').addEventListener('submit', (e) => { e.preventDefault(); start('uniform'); });
   $('stop').addEventListener('click', stop);
+  $('to-settings').addEventListener('click', () => document.querySelector('.sampler').scrollIntoView({ behavior: smoothScroll() }));
   $('blend').addEventListener('click', () => start('blend'));
   $('form').addEventListener('change', showFormFields);
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
