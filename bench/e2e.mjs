@@ -4,11 +4,12 @@
 // the live updates, the energy chart and the classifier's labels, all of it. Medians over runs.
 //
 //   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
-//                      [--workers 0] [--steps K] [--screenshot page.png]
+//                      [--workers 0] [--steps K] [--screenshot page.png] [--phone]
 // --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
 // model's default steps (default: the model's, as a visitor gets them). Needs build/site
 // (scripts/build-wasm.sh), build/release/web/server/ebm-serve and bench/node_modules
-// (scripts/install-deps.sh --tests), all of which bench/run.sh makes.
+// (scripts/install-deps.sh --tests), all of which bench/run.sh makes. --phone: a 390x844 touch
+// screen at twice the pixels (an iPhone's size) instead of a 1440x1000 desktop window.
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -26,15 +27,18 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '0' },
     steps: { type: 'string' },
     screenshot: { type: 'string' },
+    phone: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opt.help) {
-  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--screenshot page.png]');
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--screenshot page.png] [--phone]');
   process.exit(0);
 }
 const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
-const SERVE = path.join(root, 'build', 'release', 'web', 'server', 'ebm-serve');
+// The release build's server, or the one of a build without LibTorch.
+const SERVE = ['release', 'no-torch'].map((b) => path.join(root, 'build', b, 'web', 'server', 'ebm-serve'))
+  .find(existsSync) ?? path.join(root, 'build', 'release', 'web', 'server', 'ebm-serve');
 const SITE = path.join(root, 'build', 'site');
 if (!existsSync(SERVE)) fail(`no ${SERVE}: build it with cmake --build --preset release`);
 if (!existsSync(path.join(SITE, 'ebm_runtime.wasm'))) fail('no build/site: run scripts/build-wasm.sh');
@@ -72,7 +76,9 @@ const browser = await chromium.launch({
 });
 const median = (v) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1];
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const context = await browser.newContext(opt.phone
+    ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }
+    : { viewport: { width: 1440, height: 1000 } });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e}`));
   const query = new URLSearchParams({ model: `models/${path.basename(opt.model)}` });

@@ -1,6 +1,7 @@
 // The page end to end in Debian's headless Chromium (driven by playwright-core): ebm-serve with a
-// random-weights paper-architecture model, the page loads it, samples, stops, blends, caches; the
-// error messages; and the same site on a plain static host. Saves screenshots in EBM_WORK.
+// random-weights paper-architecture model, the page loads it, samples, stops, blends, caches; on a
+// phone-sized touch screen the samples stay in view; the error messages; and the same site on a
+// plain static host. Saves screenshots in EBM_WORK.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -98,6 +99,39 @@ function tileStats(page) {
   }));
 }
 
+// Where the grid's tiles are on screen: the part of the viewport not under the bar that holds
+// Generate on narrow screens (fixed to the bottom there), and each canvas's rectangle.
+function gridOnScreen(page) {
+  return page.evaluate(() => {
+    const bar = document.querySelector('.controls .actions');
+    const fixed = getComputedStyle(bar).position === 'fixed';
+    const rect = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return {
+      state: document.body.dataset.state, width: innerWidth, height: innerHeight,
+      bottom: fixed ? bar.getBoundingClientRect().top : innerHeight,
+      generate: rect(document.getElementById('generate')),
+      grid: rect(document.getElementById('grid')),
+      tiles: [...document.querySelectorAll('#grid canvas')].map(rect),
+      scrollY, scrollWidth: document.documentElement.scrollWidth,
+    };
+  });
+}
+
+// Every tile's canvas wholly on screen (what a waitForFunction can poll for too).
+const tilesInView = (g) => g.tiles.length > 0 &&
+  g.tiles.every(([l, t, r, b]) => l >= 0 && r <= g.width && t >= 0 && b <= g.bottom);
+
+// Polls until the page is in one of `states` with every tile on screen (a run that starts with
+// the grid out of sight scrolls it in smoothly).
+async function waitInView(page, states, what) {
+  let g;
+  for (const t0 = Date.now(); Date.now() - t0 < 10000; await page.waitForTimeout(50)) {
+    g = await gridOnScreen(page);
+    if (states.includes(g.state) && tilesInView(g)) return g;
+  }
+  assert.fail(`${what}: the samples are not on screen: ${JSON.stringify(g)}`);
+}
+
 test('the page loads a model, samples a live grid whose energy goes down, and caches the model', async () => {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const page = await openPage(context, server.url);
@@ -135,6 +169,8 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   assert.ok(means[40] < means[0], `energy did not go down: ${means[0]} -> ${means[40]}`);
   assert.match(await page.textContent('#caption'), /seed 7 · 40 of 40 steps/);
   assert.match(await page.getAttribute('#progress-bar', 'style'), /100%/);
+  const onScreen = await gridOnScreen(page);
+  assert.ok(tilesInView(onScreen), `the samples are not all on screen: ${JSON.stringify(onScreen)}`);
 
   // Finished samples are labelled with their family mix; the filter shows only candidates.
   await page.waitForFunction(() => window.ebmPage.labels().every((l) => l !== null), null, { timeout: 30000 });
@@ -173,6 +209,83 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   assert.equal(page.modelRequests.length, before, 'the model was downloaded again after a reload');
 
   assert.deepEqual(page.errors, [], 'console errors');
+  await context.close();
+});
+
+test('on a phone the samples are in view while they refine and when done, whatever was scrolled', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
+                                             isMobile: true, hasTouch: true });
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.waitForFunction(() => window.ebmPage.classifier !== null, null, { timeout: 30000 });
+
+  // Before any run: the samples panel right under the header, Generate on screen in its bar,
+  // nothing wider than the screen.
+  let g = await gridOnScreen(page);
+  assert.ok(g.grid[1] < g.height / 3, `the grid starts at ${g.grid[1]} px of ${g.height}`);
+  assert.ok(g.generate[1] >= g.bottom && g.generate[3] <= g.height, `Generate is off screen: ${JSON.stringify(g)}`);
+  assert.ok(g.scrollWidth <= g.width, `the page is ${g.scrollWidth} px wide on a ${g.width} px screen`);
+
+  // Generate from the top: the layout alone keeps every sample in view, running and done.
+  await page.fill('#count', '4');
+  await page.fill('#steps', '150');
+  await page.fill('#seed', '11');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.tap('#generate');
+  g = await waitInView(page, ['running'], 'running, started at the top');
+  assert.equal(g.scrollY, 0, 'the page scrolled although the grid was in view');
+  await waitState(page, ['done']);
+  await waitInView(page, ['done'], 'done, started at the top');
+
+  // The bar's Settings button goes to the settings, below the grid.
+  await page.tap('#to-settings');
+  await page.waitForFunction(() => {
+    const r = document.getElementById('steps').getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= document.querySelector('.controls .actions').getBoundingClientRect().top;
+  }, null, { timeout: 5000 });
+
+  // Scrolled down to the bottom of the page: Generate (in the bar) brings the grid back (runs
+  // long enough to see that while it samples).
+  await page.fill('#steps', '300');
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  g = await gridOnScreen(page);
+  assert.ok(g.tiles.every(([, , , b]) => b < 0), `the grid did not scroll away: ${JSON.stringify(g)}`);
+  await page.tap('#generate');
+  await waitInView(page, ['running'], 'running, started scrolled down');
+  await waitState(page, ['done']);
+  await waitInView(page, ['done'], 'done, started scrolled down');
+  await page.waitForFunction(() => window.ebmPage.labels().every((l) => l !== null), null, { timeout: 30000 });
+  await page.screenshot({ path: path.join(WORK, 'phone.png') });
+
+  // The blend panel is below the grid too: its button brings the grid back the same way.
+  await page.tap('#grid figure:nth-child(1) button[title="Use as blend end A"]');
+  await page.tap('#grid figure:nth-child(2) button[title="Use as blend end B"]');
+  await page.tap('#blend');
+  await waitInView(page, ['running'], 'blend, running');
+  await waitState(page, ['done']);
+  await waitInView(page, ['done'], 'blend, done');
+  assert.match(await page.textContent('#caption'), /from blends of A and B/);
+  g = await gridOnScreen(page);
+  assert.ok(g.scrollWidth <= g.width, `the page is ${g.scrollWidth} px wide on a ${g.width} px screen`);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('on a phone held sideways the samples, two to a row, come into view on Generate', async () => {
+  const context = await browser.newContext({ viewport: { width: 844, height: 390 }, deviceScaleFactor: 2,
+                                             isMobile: true, hasTouch: true });
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.fill('#count', '2');
+  await page.fill('#steps', '300');
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  await page.tap('#generate');
+  const g = await waitInView(page, ['running'], 'sideways, running');
+  assert.equal(g.tiles[0][1], g.tiles[1][1], `not side by side: ${JSON.stringify(g.tiles)}`);
+  await waitState(page, ['done']);
+  await waitInView(page, ['done'], 'sideways, done');
+  assert.ok(g.scrollWidth <= g.width, `the page is ${g.scrollWidth} px wide on a ${g.width} px screen`);
+  assert.deepEqual(page.errors, []);
   await context.close();
 });
 

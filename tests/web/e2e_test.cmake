@@ -1,5 +1,5 @@
 # The page in headless Chromium. Inputs: NODE, MAKE_MODEL, PRESET, SERVE, SITE, WORK, SCRIPT.
-# Screenshots are left in WORK (page.png, unreachable.png) as test artifacts.
+# Screenshots are left in WORK (page.png, phone.png, unreachable.png) as test artifacts.
 get_filename_component(tests_dir ${SCRIPT} DIRECTORY)
 if(NOT EXISTS ${tests_dir}/node_modules/playwright-core)
   message(FATAL_ERROR "playwright-core is missing: run 'npm ci' in ${tests_dir} "
@@ -35,4 +35,4 @@ execute_process(COMMAND ${NODE} --test ${SCRIPT} RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "end-to-end test failed (exit ${rc}); screenshots in ${WORK}")
 endif()
-message(STATUS "screenshots: ${WORK}/page.png ${WORK}/unreachable.png")
+message(STATUS "screenshots: ${WORK}/page.png ${WORK}/phone.png ${WORK}/unreachable.png")

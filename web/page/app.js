@@ -339,6 +339,7 @@ function start(kind) {
   $('progress-bar').style.width = '0%';
   $('caption').textContent = '';
   setState('running');
+  showGrid();
   status(`Sampling ${n} chain${n > 1 ? 's' : ''} on ${Math.min(pool.size, n)} worker${pool.size > 1 && n > 1 ? 's' : ''}…`);
   enableControls();
   const url = new URL(location.href);
@@ -360,6 +361,22 @@ function start(kind) {
     },
   });
 }
+
+// The samples are what a run is for: when the grid's first tile is not wholly on screen (a phone
+// scrolled down to the settings or the blend panel below the grid, a short window scrolled down
+// the side panel), scroll the samples panel to the top. The bar that holds Generate on narrow
+// screens is fixed to the bottom and covers what is under it.
+function showGrid() {
+  const first = $('grid').firstElementChild;
+  if (!first) return;
+  const bar = document.querySelector('.controls .actions');
+  const bottom = getComputedStyle(bar).position === 'fixed' ? bar.getBoundingClientRect().top : innerHeight;
+  const r = first.getBoundingClientRect();
+  if (r.top >= 0 && r.bottom <= bottom) return;
+  $('results').scrollIntoView({ block: 'start', behavior: smoothScroll() });
+}
+
+const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth');
 
 function onProgress({ chain0, count, step, total, energies, images, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
@@ -469,6 +486,7 @@ function saveGrid() {
 function wire() {
   $('controls').addEventListener('submit', (e) => { e.preventDefault(); start('uniform'); });
   $('stop').addEventListener('click', stop);
+  $('to-settings').addEventListener('click', () => document.querySelector('.sampler').scrollIntoView({ behavior: smoothScroll() }));
   $('blend').addEventListener('click', () => start('blend'));
   $('form').addEventListener('change', showFormFields);
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });

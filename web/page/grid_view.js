@@ -49,10 +49,10 @@ export class GridView {
       button('B', 'Use as blend end B', () => this.handlers.onPick(i, 'b'));
       button('⤢', 'Enlarge', () => this.handlers.onZoom(i));
       button('↓', 'Download PNG', () => this.handlers.onSave(i));
-      cap.append(label, tools);
       const mix = document.createElement('div');
       mix.className = 'mix';
-      tile.append(canvas, cap, mix);
+      cap.append(label, tools, mix);
+      tile.append(canvas, cap);
       this.root.append(tile);
       this.tiles.push({ tile, canvas, label, mix });
     }
