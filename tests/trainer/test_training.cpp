@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "checkpoint.h"
 #include "data_source.h"
 #include "ebm/error.h"
@@ -181,6 +184,30 @@ TEST(Resume, ACheckpointOnAnEpochsLastStepValidatesThatEpochOnce) {
   again.epochs = 2;
   ASSERT_EQ(run_training(again, quiet(dir, true)), RunResult::kFinished);
   EXPECT_EQ(read_metrics(dir + "/validation.csv").column("epoch"), (std::vector<double>{1, 2}));
+}
+
+TEST(Resume, EveryStartRemovesTheTemporariesOfKilledRunsAndNothingElse) {
+  // kill -9 during an atomic write leaves "<file>.tmp-<pid>-<n>"; any start in the folder removes
+  // those of processes no longer running, whatever file they were for, and leaves the rest.
+  const std::string work = scratch_dir("stale_tmp");
+  const std::string dir = work + "/run";
+  std::filesystem::create_directories(dir);
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // its pid now names no running process
+  const std::string dead = std::to_string(child), live = std::to_string(::getpid());
+  const std::vector<std::string> stale = {"checkpoint.pt.tmp-" + dead + "-0",
+                                          "metrics.csv.tmp-" + dead + "-3",
+                                          "epoch_001_samples.png.tmp-" + dead + "-1"};
+  const std::vector<std::string> kept = {"checkpoint.pt.tmp-" + live + "-9", "notes.txt",
+                                         "notes.tmp-" + dead};
+  for (const std::string& n : stale) write_file_atomic(dir + "/" + n, "half-written");
+  for (const std::string& n : kept) write_file_atomic(dir + "/" + n, "mine");
+  TrainConfig c = small_config(work);
+  c.max_steps = 1;
+  ASSERT_EQ(run_training(c, quiet(dir)), RunResult::kStepLimit);
+  for (const std::string& n : stale) EXPECT_FALSE(std::filesystem::exists(dir + "/" + n)) << n;
+  for (const std::string& n : kept) EXPECT_TRUE(std::filesystem::exists(dir + "/" + n)) << n;
 }
 
 class GuardBackends : public ::testing::TestWithParam<std::string> {};

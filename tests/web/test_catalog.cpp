@@ -264,6 +264,9 @@ TEST(ShippedModels, AreValidAndIndexJsonListsThemAsTheServerDoes) {
   EXPECT_EQ(by_name["fashion-mnist"]["kind"], "energy");
   EXPECT_EQ(by_name["fashion-mnist"]["input"],
             json({{"channels", 1}, {"height", 32}, {"width", 32}}));
+  // Fashion-MNIST is drawn by the same method as the bridges (not bridge-specific).
+  EXPECT_EQ(by_name["fashion-mnist"]["energy"]["form"], "denoiser");
+  EXPECT_EQ(by_name["fashion-mnist"]["sampler"]["form"], "ddim");
 
   std::ifstream in(dir + "/index.json");
   ASSERT_TRUE(in) << "no " << dir << "/index.json: run ebm-serve --models " << dir << " once";

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -190,15 +189,6 @@ struct TensorData {
             torch::tensor(std::vector<int64_t>(d.labels.begin(), d.labels.end()), torch::kLong)) {}
 };
 
-// A run killed while writing leaves its temporary file (the checkpoint itself is untouched).
-void remove_stale_temporaries(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("checkpoint.pt.tmp", 0) == 0) std::filesystem::remove(e.path(), ec);
-  }
-}
-
 // What the model card says about the data.
 nlohmann::json dataset_json(const TrainConfig& cfg, const Dataset& data,
                             const DatasetSplit& split) {
@@ -226,6 +216,11 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   const int threads = cfg.threads > 0 ? cfg.threads : ThreadPool::hardware_threads();
   torch::set_num_threads(threads);
   ensure_dir(opt.dir);
+  // A run killed while writing (checkpoint, CSV, picture) leaves its temporary file; the files
+  // themselves are whole. Only temporaries of processes no longer running are removed.
+  for (const std::string& name : remove_stale_temporaries(opt.dir))
+    std::cerr << "ebm-train: removed " << opt.dir << "/" << name
+              << ", left by a run that was killed while writing it\n";
   const std::string ckpt = opt.dir + "/checkpoint.pt";
   if (opt.resume && !file_exists(ckpt)) throw Error("cannot resume: " + ckpt + " does not exist");
   if (!opt.resume && file_exists(ckpt))
@@ -273,7 +268,6 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
   TrainCounters& c = tr.counters();
   const Task task = cfg.task;
   if (opt.resume) {
-    remove_stale_temporaries(opt.dir);
     tr.load(ckpt);
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     // Rows past what the checkpoint holds: steps after it, and the validation of an epoch it
