@@ -2,8 +2,10 @@
 // setting of the model's ebm.sampler, with the same name, range and help everywhere.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "ebm/cli.h"
 
@@ -11,6 +13,10 @@ namespace ebm {
 
 class SamplerFlags {
  public:
+  SamplerFlags() = default;
+  SamplerFlags(const SamplerFlags&) = delete;  // the flags point at this object's fields
+  SamplerFlags& operator=(const SamplerFlags&) = delete;
+
   // Adds --steps, --form, --step-size, --noise, --grad-clip, --eps, --levels, --sigma-max,
   // --sigma-min, --eta and --start-cell to `args`.
   void add_to(ArgParser& args);
@@ -19,6 +25,16 @@ class SamplerFlags {
   nlohmann::json overrides(const ArgParser& args) const;
 
  private:
+  // One flag: ArgParser writes its value into a field here; `value` reads it back as JSON.
+  template <class T, class... Bounds>
+  void add(ArgParser& args, const char* flag, const char* metavar, const char* help, T* out,
+           Bounds... bounds);
+  struct Flag {
+    std::string name;
+    std::function<nlohmann::json()> value;
+  };
+  std::vector<Flag> flags_;
+
   std::string form_;
   int steps_ = -1, start_cell_ = 0, levels_ = 0;
   double step_size_ = -1, noise_ = -1, grad_clip_ = -1, eps_ = -1, sigma_max_ = -1,
