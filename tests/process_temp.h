@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -32,6 +33,15 @@ inline const std::filesystem::path& process_dir() {
   }();
   (void)cleanup;
   return dir;
+}
+
+// The pid of a process that has exited (and been reaped): nothing runs under it now, so a file
+// named after it is what a killed writer leaves behind.
+inline pid_t dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  return child;
 }
 
 }  // namespace ebm::test

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -192,10 +191,7 @@ TEST(Resume, EveryStartRemovesTheTemporariesOfKilledRunsAndNothingElse) {
   const std::string work = scratch_dir("stale_tmp");
   const std::string dir = work + "/run";
   std::filesystem::create_directories(dir);
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);  // its pid now names no running process
-  const std::string dead = std::to_string(child), live = std::to_string(::getpid());
+  const std::string dead = std::to_string(test::dead_pid()), live = std::to_string(::getpid());
   const std::vector<std::string> stale = {"checkpoint.pt.tmp-" + dead + "-0",
                                           "metrics.csv.tmp-" + dead + "-3",
                                           "epoch_001_samples.png.tmp-" + dead + "-1"};

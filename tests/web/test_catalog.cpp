@@ -1,7 +1,6 @@
 // The pieces under the server: SHA-256, model names, header helpers, and the models folder as a
 // validated, hashed list mirrored to index.json.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "ebm/model_name.h"
 #include "ebm/sha256.h"
 #include "http_headers.h"
+#include "../process_temp.h"
 #include "web_test_util.h"
 
 namespace ebm {
@@ -23,17 +23,9 @@ using nlohmann::json;
 using test::TempDir;
 namespace fs = std::filesystem;
 
-// The pid of a process that has exited (and been reaped): nothing runs under it now.
-pid_t dead_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);
-  return child;
-}
-
 TEST(Catalog, StartUpRemovesTheTemporariesOfKilledWritersAndNothingElse) {
   TempDir dir("stale");
-  const std::string dead = std::to_string(dead_pid());
+  const std::string dead = std::to_string(test::dead_pid());
   const std::string live = std::to_string(::getpid());
   const std::vector<std::string> stale = {"bridges.safetensors.tmp-" + dead + "-0",
                                           "index.json.tmp-" + dead + "-17"};

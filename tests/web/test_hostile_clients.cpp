@@ -1,8 +1,6 @@
 // ebm-serve against clients that try to take it down or make it do too much: idle and slowloris
 // connections, endless or huge headers, Range amplification, unauthenticated uploads, paths that
 // are not UTF-8. Raw sockets throughout, so every byte is the test's own.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,20 +29,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 // A connected socket that gives up reading after `timeout_s`.
-int connect_to(int port, double timeout_s = 5) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{long(timeout_s), long((timeout_s - long(timeout_s)) * 1e6)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+int connect_to(int port, double timeout_s = 5) { return test::connect_loopback(port, timeout_s); }
 
 void send_all(int fd, const std::string& s) {
   size_t done = 0;
@@ -63,6 +48,18 @@ std::string read_until_close(int fd, bool* closed = nullptr) {
   while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, size_t(n));
   if (closed) *closed = n == 0;
   return all;
+}
+
+// Sends `request` on a fresh connection while reading the answer (the server may answer and close
+// before the request is all sent) and returns what came back before the close.
+std::string send_while_reading(int port, const std::string& request) {
+  const int fd = connect_to(port);
+  std::thread writer([&] { send_all(fd, request); });
+  const std::string got = read_until_close(fd);
+  ::shutdown(fd, SHUT_RDWR);
+  writer.join();
+  ::close(fd);
+  return got;
 }
 
 int status_of(const std::string& response) {
@@ -204,12 +201,7 @@ TEST(HostileClients, TooManyHeaderLinesGet431) {
   std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n";
   for (int i = 0; i < 20000; ++i) req += "X-" + std::to_string(i) + ": y\r\n";
   req += "\r\n";
-  const int fd = connect_to(srv.port());
-  std::thread writer([&] { send_all(fd, req); });
-  const std::string got = read_until_close(fd);
-  ::shutdown(fd, SHUT_RDWR);
-  writer.join();
-  ::close(fd);
+  const std::string got = send_while_reading(srv.port(), req);
   EXPECT_EQ(status_of(got), 431) << got.substr(0, 200);
   EXPECT_NE(json::parse(body_of(got)).at("error").get<std::string>().find("100 lines"),
             std::string::npos);
@@ -222,12 +214,7 @@ TEST(HostileClients, AHeaderOverItsByteLimitGets431) {
   for (int i = 0; i < 8; ++i)
     req += "X-Big-" + std::to_string(i) + ": " + std::string(8000, 'a') + "\r\n";
   req += "\r\n";
-  const int fd = connect_to(srv.port());
-  std::thread writer([&] { send_all(fd, req); });
-  const std::string got = read_until_close(fd);
-  ::shutdown(fd, SHUT_RDWR);
-  writer.join();
-  ::close(fd);
+  const std::string got = send_while_reading(srv.port(), req);
   EXPECT_EQ(status_of(got), 431) << got.substr(0, 200);
 }
 

@@ -94,19 +94,30 @@ struct RawResponse {
   std::string head, body;
 };
 
-// Sends `request_line` ("GET /%2e%2e/x HTTP/1.1") exactly as given and reads until close.
-inline RawResponse raw_request(int port, const std::string& request_line,
-                               const std::string& extra_headers = "") {
-  RawResponse r;
+// A socket connected to 127.0.0.1:port, or -1; reads give up after `timeout_s` (0: never).
+inline int connect_loopback(int port, double timeout_s = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(uint16_t(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (timeout_s > 0) {
+    timeval tv{long(timeout_s), long((timeout_s - long(timeout_s)) * 1e6)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    return r;
+    return -1;
   }
+  return fd;
+}
+
+// Sends `request_line` ("GET /%2e%2e/x HTTP/1.1") exactly as given and reads until close.
+inline RawResponse raw_request(int port, const std::string& request_line,
+                               const std::string& extra_headers = "") {
+  RawResponse r;
+  const int fd = connect_loopback(port);
+  if (fd < 0) return r;
   const std::string req =
       request_line + "\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers + "\r\n";
   (void)!::write(fd, req.data(), req.size());
