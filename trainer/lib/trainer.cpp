@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "ebm/error.h"
-#include "langevin.h"
 
 namespace ebm::train {
 

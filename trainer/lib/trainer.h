@@ -55,7 +55,7 @@ class Trainer {
 
   // One optimizer step on a batch of real images [B, C, H, W] (labels [B] for classify).
   // Returns nothing, with every piece of state as it was before the call, when `stop` is raised
-  // during the Langevin loop.
+  // during the step (contrastive divergence checks it between Langevin steps).
   std::optional<StepMetrics> step(const torch::Tensor& real, const torch::Tensor& labels,
                                   const std::atomic<bool>* stop = nullptr);
 
