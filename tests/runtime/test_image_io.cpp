@@ -110,6 +110,22 @@ TEST(ImageIoRejects, ImagesClaimingMorePixelsThanTheLimitBeforeDecodingThem) {
                {"big.pgm", "4097x4097", "16777216 in all"});
 }
 
+TEST(ImageIoRejects, APngChunkLongerThanTheFileBeforeDecodingIt) {
+  // Found by fuzz_image: a 2x8 PNG whose IDAT chunk declares about 2 GB made stb_image allocate
+  // that much before reading it. The chunk walk refuses it by name and position.
+  Image img(2, 8, 1);
+  std::vector<uint8_t> png = encode_png(img);
+  const size_t idat = 8 + 12 + 13;  // signature, then the IHDR chunk (13 bytes of data)
+  ASSERT_EQ(std::string(png.begin() + long(idat) + 4, png.begin() + long(idat) + 8), "IDAT");
+  png[idat] = 0x7f;
+  png[idat + 1] = 0xff;
+  expect_error([&] { decode_gray_image(png.data(), png.size(), "huge-chunk.png"); },
+               {"huge-chunk.png", "IDAT chunk at byte 33", "declares 2147"});
+  // The untouched file still decodes.
+  const std::vector<uint8_t> ok = encode_png(img);
+  EXPECT_EQ(decode_gray_image(ok.data(), ok.size(), "ok.png").width, 2);
+}
+
 TEST(FileIo, AtomicWriteReplacesAndLeavesNoTemporaryFile) {
   const std::string path = test::temp_path("atomic.txt");
   write_file_atomic(path, std::string("first"));

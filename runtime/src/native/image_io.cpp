@@ -11,6 +11,29 @@
 
 namespace ebm {
 
+namespace {
+
+// stb_image trusts a PNG's chunk lengths: it grows its buffer to the sum of the IDAT lengths
+// before reading them, so 100 bytes declaring a 2 GB chunk cost 2 GB (found by fuzz_image).
+// Every chunk up to IEND must fit in the bytes that are there.
+void check_png_chunks(const uint8_t* bytes, size_t size, const std::string& name) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (size < 8 || !std::equal(kSignature, kSignature + 8, bytes)) return;
+  for (size_t pos = 8; pos + 8 <= size;) {
+    const uint64_t length = uint64_t(bytes[pos]) << 24 | uint64_t(bytes[pos + 1]) << 16 |
+                            uint64_t(bytes[pos + 2]) << 8 | uint64_t(bytes[pos + 3]);
+    const std::string type(reinterpret_cast<const char*>(bytes + pos + 4), 4);
+    if (length + 12 > size - pos)
+      throw Error("image '" + name + "' is a truncated or corrupt PNG: its " + type +
+                  " chunk at byte " + std::to_string(pos) + " declares " + std::to_string(length) +
+                  " bytes, but only " + std::to_string(size - pos) + " remain");
+    if (type == "IEND") return;
+    pos += 12 + length;
+  }
+}
+
+}  // namespace
+
 Image decode_gray_image(const uint8_t* bytes, size_t size, const std::string& name) {
   if (size == 0) throw Error("image '" + name + "' is empty");
   if (size > size_t(1) << 30) throw Error("image '" + name + "' is larger than 1 GiB");
@@ -24,6 +47,7 @@ Image decode_gray_image(const uint8_t* bytes, size_t size, const std::string& na
                 " pixels: over the supported size (at most " + std::to_string(kMaxImageSide) +
                 " a side and " + std::to_string(kMaxImagePixels) +
                 " in all); scale it down first");
+  check_png_chunks(bytes, size, name);
   unsigned char* data = stbi_load_from_memory(bytes, int(size), &w, &h, &c, 0);
   if (!data) throw Error("image '" + name + "' cannot be decoded: " + stbi_failure_reason());
   Image out(w, h, 1);
