@@ -37,7 +37,7 @@ float LangevinSampler::sigma_of_level(int level) const {
 
 float LangevinSampler::current_sigma() const {
   if (!walks_noise_levels(params_.form)) return params_.sigma_min;
-  if (done_ == 0) return params_.sigma_max;
+  if (done_ == start_step_) return start_sigma_;
   if (done_ >= params_.steps) return params_.sigma_min;
   return sigma_of_level(level_of(done_ - 1));
 }
@@ -65,6 +65,12 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
     throw Error("sample count " + std::to_string(count) + " is too large for one batch");
   count_ = count;
   done_ = 0;
+  start_step_ = 0;
+  start_level_ = 0;
+  start_sigma_ = params_.sigma_max;
+  if (!keep_.empty() && keep_.size() != d && keep_.size() != size_t(count) * d)
+    throw Error("the kept image(s) are " + std::to_string(keep_.size() / d) + " images for " +
+                std::to_string(count) + " chains; give one image, or one per chain");
   stop_.store(false);
   rngs_.clear();
   for (int i = 0; i < count; ++i) rngs_.emplace_back(seed_, first_chain + uint64_t(i));
@@ -85,6 +91,7 @@ void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
       rngs_[size_t(i)].fill_normal(x, d);
       for (size_t k = 0; k < d; ++k) x[k] = mean[k] + params_.sigma_max * x[k];
     }
+    apply_keep_all(start_sigma_);
     compute_energies(e_.data());
     return;
   }
@@ -94,6 +101,7 @@ void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
     for (int c = 0; c < s.c; ++c)
       rngs_[size_t(i)].fill_smooth_uniform_pm1(x_.data() + (size_t(i) * s.c + c) * plane, s.h, s.w,
                                                params_.start_cell, corners);
+  apply_keep_all(0.0f);
   compute_energies(e_.data());
 }
 
@@ -103,6 +111,7 @@ void LangevinSampler::start_from(const float* images, int count, uint64_t first_
     if (!std::isfinite(images[k])) throw Error("starting image holds a non-finite value");
     x_[k] = std::clamp(images[k], -1.0f, 1.0f);
   }
+  apply_keep_all(walks_noise_levels(params_.form) ? start_sigma_ : 0.0f);
   compute_energies(e_.data());
 }
 
@@ -116,8 +125,91 @@ void LangevinSampler::start_blend(const float* a, const float* b, const std::vec
     for (size_t k = 0; k < d; ++k)
       x_[i * d + k] = std::clamp((1.0f - t[i]) * a[k] + t[i] * b[k], -1.0f, 1.0f);
   }
+  apply_keep_all(walks_noise_levels(params_.form) ? start_sigma_ : 0.0f);
   compute_energies(e_.data());
 }
+
+void LangevinSampler::start_variation(const float* images, int count, float strength,
+                                      uint64_t first_chain) {
+  if (!(strength >= 0.0f && strength <= 1.0f))
+    throw Error("variation strength " + std::to_string(strength) + " is outside [0, 1]");
+  begin(count, first_chain);
+  const Shape s = net_.input_shape();
+  const size_t d = size_t(s.size());
+  for (size_t k = 0; k < x_.size(); ++k)
+    if (!std::isfinite(images[k])) throw Error("starting image holds a non-finite value");
+  if (walks_noise_levels(params_.form)) {
+    // The level (1 - strength) of the way down, and the first step that walks it.
+    start_level_ = int(std::lround(double(1.0f - strength) * (level_count() - 1)));
+    while (start_step_ < params_.steps - 1 && level_of(start_step_) < start_level_) ++start_step_;
+    start_sigma_ = sigma_of_level(start_level_);
+    for (int i = 0; i < count; ++i) {
+      float* x = x_.data() + size_t(i) * d;
+      rngs_[size_t(i)].fill_normal(x, d);
+      for (size_t k = 0; k < d; ++k)
+        x[k] = std::clamp(images[size_t(i) * d + k], -1.0f, 1.0f) + start_sigma_ * x[k];
+    }
+  } else {
+    const size_t plane = size_t(s.h) * size_t(s.w);
+    std::vector<float> corners;
+    for (int i = 0; i < count; ++i)
+      for (int c = 0; c < s.c; ++c)
+        rngs_[size_t(i)].fill_smooth_uniform_pm1(x_.data() + (size_t(i) * s.c + c) * plane, s.h,
+                                                 s.w, params_.start_cell, corners);
+    for (size_t k = 0; k < x_.size(); ++k)
+      x_[k] = std::clamp((1.0f - strength) * std::clamp(images[k], -1.0f, 1.0f) + strength * x_[k],
+                         -1.0f, 1.0f);
+    start_step_ = int(std::lround(double(1.0f - strength) * params_.steps));
+  }
+  done_ = start_step_;
+  apply_keep_all(walks_noise_levels(params_.form) ? start_sigma_ : 0.0f);
+  compute_energies(e_.data());
+}
+
+void LangevinSampler::set_keep(std::vector<float> images, const std::vector<float>& mask) {
+  const size_t d = size_t(net_.input_size());
+  if (mask.size() != d)
+    throw Error("the keep mask has " + std::to_string(mask.size()) + " pixels; the model's images have " +
+                std::to_string(d));
+  if (images.empty() || images.size() % d != 0)
+    throw Error("the kept image has " + std::to_string(images.size()) +
+                " values, not a whole number of " + std::to_string(d) + "-pixel images");
+  std::vector<uint32_t> kept;
+  for (size_t k = 0; k < d; ++k) {
+    if (!std::isfinite(mask[k])) throw Error("the keep mask holds a non-finite value");
+    if (mask[k] > 0.5f) kept.push_back(uint32_t(k));
+  }
+  for (float& v : images) {
+    if (!std::isfinite(v)) throw Error("the kept image holds a non-finite value");
+    v = std::clamp(v, -1.0f, 1.0f);
+  }
+  keep_ = kept.empty() ? std::vector<float>{} : std::move(images);
+  kept_ = std::move(kept);
+}
+
+void LangevinSampler::clear_keep() {
+  keep_.clear();
+  kept_.clear();
+}
+
+void LangevinSampler::apply_keep(int b0, int nb, float sigma) {
+  if (kept_.empty()) return;
+  const size_t d = size_t(net_.input_size()), n = kept_.size();
+  const bool shared = keep_.size() == d;
+  for (int i = b0; i < b0 + nb; ++i) {
+    float* x = x_.data() + size_t(i) * d;
+    const float* keep = keep_.data() + (shared ? 0 : size_t(i) * d);
+    if (sigma > 0) {
+      float* z = noise_.data() + size_t(i) * d;  // free between steps
+      rngs_[size_t(i)].fill_normal(z, n);
+      for (size_t j = 0; j < n; ++j) x[kept_[j]] = keep[kept_[j]] + sigma * z[j];
+    } else {
+      for (size_t j = 0; j < n; ++j) x[kept_[j]] = keep[kept_[j]];
+    }
+  }
+}
+
+void LangevinSampler::apply_keep_all(float sigma) { apply_keep(0, count_, sigma); }
 
 void LangevinSampler::step() {
   if (count_ == 0) throw Error("the sampler has no chains; call a start_* method first");
@@ -145,6 +237,7 @@ void LangevinSampler::step() {
       for (size_t k = lo; k < hi; ++k)
         x[k] = std::clamp(x[k] - half_eps * g[k] + root_eps * z[k], -1.0f, 1.0f);
     }
+    apply_keep(b0, nb, 0.0f);
   });
   ++done_;
 }
@@ -155,7 +248,7 @@ void LangevinSampler::annealed_step() {
   const size_t d = size_t(net_.input_size());
   const SamplerParams& p = params_;
   const bool last = done_ + 1 >= p.steps;
-  float sigma = 0, step = 0, fresh = 0;
+  float sigma = 0, step = 0, fresh = 0, after = 0;  // after: the level the chains then stand at
   if (p.form == SamplerForm::kDdim) {
     // x = D + s' (eta z + sqrt(1 - eta^2) (x - D) / s), x - D = s^2 dE/dx: a gradient step of
     // size s (s - s' sqrt(1 - eta^2)) plus s' eta of noise; the last (s' = 0) goes to D itself.
@@ -163,6 +256,7 @@ void LangevinSampler::annealed_step() {
     const float next = last ? 0.0f : sigma_of_level(done_ + 1);
     step = sigma * (sigma - next * std::sqrt(1.0f - p.eta * p.eta));
     fresh = next * p.eta;
+    after = next;
   } else {
     // Langevin with a_i = eps sigma_i^2 / sigma_min^2: step a_i / 2, noise sqrt(a_i); the last
     // step jumps by sigma_min^2 at sigma_min.
@@ -170,6 +264,7 @@ void LangevinSampler::annealed_step() {
     const double a = double(p.eps) * sigma * sigma / (double(p.sigma_min) * p.sigma_min);
     step = last ? p.sigma_min * p.sigma_min : float(0.5 * a);
     fresh = float(std::sqrt(a));
+    after = last ? 0.0f : sigma;
   }
   for_each_group([&](Network::Workspace& ws, int b0, int nb) {
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
@@ -178,11 +273,13 @@ void LangevinSampler::annealed_step() {
     net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
     if (last) {
       for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
-      return;
+    } else {
+      for (int i = b0; i < b0 + nb; ++i)
+        rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+      const float* z = noise_.data();
+      for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
     }
-    for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
-    const float* z = noise_.data();
-    for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
+    apply_keep(b0, nb, after);
   });
   ++done_;
 }
@@ -197,7 +294,9 @@ SamplerProgress LangevinSampler::progress(int total) const {
   if (walks_noise_levels(params_.form)) {
     p.sigma = current_sigma();
     p.levels = level_count();
-    p.level = done_ == 0 ? 0 : done_ >= params_.steps ? p.levels - 1 : level_of(done_ - 1);
+    p.level = done_ == start_step_ ? start_level_
+              : done_ >= params_.steps ? p.levels - 1
+                                       : level_of(done_ - 1);
   }
   return p;
 }
@@ -206,7 +305,7 @@ int LangevinSampler::run(int every, const Callback& on_progress, int max_steps) 
   const int total = params_.steps;
   const int start = done_;
   const int stop_at = int(std::min<int64_t>(total, int64_t(done_) + std::max(max_steps, 0)));
-  if (on_progress && done_ == 0 && !on_progress(progress(total))) return 0;
+  if (on_progress && done_ == start_step_ && !on_progress(progress(total))) return 0;
   while (done_ < stop_at) {
     if (stop_.exchange(false)) break;
     step();

@@ -36,6 +36,30 @@ std::vector<float> blend_weights(const std::string& spec, int count, const ebm::
   return t;
 }
 
+std::vector<float> read_image(const std::string& path, const ebm::Shape& in) {
+  return ebm::image_to_unit(ebm::resize_gray(ebm::read_gray_image(path), in.w, in.h));
+}
+
+// --mask: a named half to regenerate, or a PNG whose light pixels (>= 50% gray) are regenerated
+// and dark ones kept. Returns the sampler's form: 1 = keep.
+std::vector<float> keep_mask(const std::string& spec, const ebm::Shape& in) {
+  std::vector<float> keep(size_t(in.h) * size_t(in.w), 1.0f);
+  auto region = [&](auto regenerate) {
+    for (int y = 0; y < in.h; ++y)
+      for (int x = 0; x < in.w; ++x)
+        if (regenerate(x, y)) keep[size_t(y) * size_t(in.w) + size_t(x)] = 0.0f;
+  };
+  if (spec == "left") region([&](int x, int) { return x < in.w / 2; });
+  else if (spec == "right") region([&](int x, int) { return x >= in.w / 2; });
+  else if (spec == "top") region([&](int, int y) { return y < in.h / 2; });
+  else if (spec == "bottom") region([&](int, int y) { return y >= in.h / 2; });
+  else {
+    const std::vector<float> m = read_image(spec, in);
+    for (size_t k = 0; k < keep.size(); ++k) keep[k] = m[k] >= 0.0f ? 0.0f : 1.0f;
+  }
+  return keep;
+}
+
 ebm::Image upscale(const ebm::Image& img, int factor) {
   if (factor == 1) return img;
   ebm::Image out(img.width * factor, img.height * factor, img.channels);
@@ -53,7 +77,8 @@ void ensure_dir(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, out = "samples.png", frames, from, mix = "0.5";
+  std::string model_path, out = "samples.png", frames, from, mix = "0.5", keep, mask, vary;
+  double strength = 0.5;
   int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   ebm::SamplerFlags flags;
@@ -75,13 +100,29 @@ int main(int argc, char** argv) {
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
               "the samples", &mix);
+  args.option("keep", "IMAGE", "inpainting: keep this drawing where --mask says and let the model "
+              "complete the rest", &keep);
+  args.option("mask", "left|right|top|bottom|MASK.png", "with --keep: the region to regenerate, a "
+              "named half or a PNG whose light pixels are regenerated (dark ones kept)", &mask);
+  args.option("vary", "IMAGE", "variations of this drawing: restart the sampler part way from it",
+              &vary);
+  args.option("strength", "S", "with --vary: the share of the sampler's walk to redo, 0 to 1 "
+              "(small: close variations, large: new designs)", &strength, 0.0, 1.0);
   flags.add_to(args);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-sample --model models/bridges.safetensors --count 16 --out grid.png");
   args.example("ebm-sample --model m.safetensors --count 8 --frames frames/ --frame-every 100");
   args.example("ebm-sample --model m.safetensors --from arch.png,cable.png --mix 0.2:0.8 --count 8");
+  args.example("ebm-sample --model models/bridges.safetensors --keep arch.png --mask right --count 8");
+  args.example("ebm-sample --model models/bridges.safetensors --vary arch.png --strength 0.4");
   args.parse(argc, argv);
+  if (keep.empty() != mask.empty())
+    args.fail(keep.empty() ? "--mask needs --keep IMAGE (the drawing to complete)"
+                           : "--keep needs --mask (the region to regenerate: left, right, top, "
+                             "bottom or a PNG)");
+  if (!from.empty() && !vary.empty()) args.fail("--from and --vary are two different starts; give one");
+  if (args.given("strength") && vary.empty()) args.fail("--strength goes with --vary IMAGE");
 
   return ebm::run_main("ebm-sample", [&]() {
     ebm::Network net = ebm::Network::from_file(model_path);
@@ -96,12 +137,18 @@ int main(int argc, char** argv) {
     const ebm::SamplerParams p = ebm::parse_sampler_params(flags.overrides(args), net.sampler());
 
     ebm::LangevinSampler sampler(net, p, seed, threads);
-    if (!from.empty()) {
+    if (!keep.empty()) sampler.set_keep(read_image(keep, in), keep_mask(mask, in));
+    if (!vary.empty()) {
+      const std::vector<float> image = read_image(vary, in);
+      std::vector<float> images;
+      for (int i = 0; i < count; ++i) images.insert(images.end(), image.begin(), image.end());
+      sampler.start_variation(images.data(), count, float(strength));
+    } else if (!from.empty()) {
       const std::vector<std::string> files = ebm::split(from, ',');
       if (files.size() != 2) args.fail("--from: expected two images A.png,B.png, got '" + from + "'");
       std::vector<std::vector<float>> ends;
       for (const std::string& f : files)
-        ends.push_back(ebm::image_to_unit(ebm::resize_gray(ebm::read_gray_image(f), in.w, in.h)));
+        ends.push_back(read_image(f, in));
       sampler.start_blend(ends[0].data(), ends[1].data(), blend_weights(mix, count, args));
     } else {
       sampler.start_uniform(count);

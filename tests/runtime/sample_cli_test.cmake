@@ -50,3 +50,23 @@ expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 
            --from ${WORK}/grid.png,${WORK}/grid2.png --mix 0.2:0.8 --out ${WORK}/blend.png)
 expect_run(1 "unknown sampler form 'hmc'" ${SAMPLE} --model ${WORK}/m.safetensors --form hmc)
 expect_run(2 "--from: expected two images" ${SAMPLE} --model ${WORK}/m.safetensors --from ${WORK}/grid.png)
+# Inpainting and variations: a run each, and every wrong combination named.
+expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 --steps 2 --quiet
+           --keep ${WORK}/grid.png --mask right --out ${WORK}/inpaint.png)
+expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 --steps 2 --quiet
+           --keep ${WORK}/grid.png --mask ${WORK}/grid2.png --out ${WORK}/inpaint2.png)
+expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 --steps 4 --quiet
+           --vary ${WORK}/grid.png --strength 0.5 --out ${WORK}/vary.png)
+expect_run(2 "--keep needs --mask" ${SAMPLE} --model ${WORK}/m.safetensors --keep ${WORK}/grid.png)
+expect_run(2 "--mask needs --keep" ${SAMPLE} --model ${WORK}/m.safetensors --mask left)
+expect_run(2 "--strength goes with --vary" ${SAMPLE} --model ${WORK}/m.safetensors --strength 0.3)
+expect_run(2 "--strength: expected a number" ${SAMPLE} --model ${WORK}/m.safetensors --vary ${WORK}/grid.png --strength 2)
+expect_run(2 "two different starts" ${SAMPLE} --model ${WORK}/m.safetensors --vary ${WORK}/grid.png
+           --from ${WORK}/grid.png,${WORK}/grid2.png)
+expect_run(1 "missing-mask.png" ${SAMPLE} --model ${WORK}/m.safetensors --keep ${WORK}/grid.png
+           --mask ${WORK}/missing-mask.png)
+foreach(f inpaint.png inpaint2.png vary.png)
+  if(NOT EXISTS ${WORK}/${f})
+    message(FATAL_ERROR "ebm-sample did not write ${f}")
+  endif()
+endforeach()

@@ -345,5 +345,192 @@ TEST(AnnealedSampler, NeedsANoiseConditionalModelAndRefusesBadSettings) {
   EXPECT_EQ(sampler_params_json(SamplerParams{}).count("levels"), 0u);
 }
 
+// --- inpainting and variations (issue 15) -------------------------------------------------------
+
+// The left half of each image is kept, the right half regenerated.
+std::vector<float> left_half_mask() {
+  std::vector<float> mask(size_t(kImage.size()), 0.0f);
+  for (int y = 0; y < kImage.h; ++y)
+    for (int x = 0; x < kImage.w / 2; ++x) mask[size_t(y * kImage.w + x)] = 1.0f;
+  return mask;
+}
+
+Model point_mass_model(uint64_t seed) {
+  Model m = test::random_denoiser_model(kImage, kSmallUnet, seed);
+  for (Tensor& t : m.tensors)
+    if (t.name != kEnergyMeanTensor) std::fill(t.data.begin(), t.data.end(), 0.0f);
+  return m;
+}
+
+// With the point-mass model every free pixel ends on the mean; every kept pixel ends on the kept
+// image exactly, under both noise-level forms; and while the chains walk down, the kept pixels
+// hold the kept image plus noise of the level the chains stand at.
+TEST(Inpainting, KeptPixelsEndBitForBitOnTheImageAndTheRestIsCompletedByTheModel) {
+  const Model m = point_mass_model(9);
+  Network net(m);
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  const std::vector<float> keep = test::random_inputs(kImage.size(), 5, -1.0f, 1.0f);
+  const std::vector<float> mask = left_half_mask();
+  for (SamplerForm form : {SamplerForm::kDdim, SamplerForm::kAnnealed}) {
+    SamplerParams p = default_sampler_params(form);
+    p.steps = form == SamplerForm::kDdim ? 6 : 24;
+    p.levels = 6;
+    p.sigma_max = 5;
+    p.sigma_min = 0.05f;
+    LangevinSampler s(net, p, 7);
+    s.set_keep(keep, mask);
+    s.start_uniform(40);
+    // At the start the kept pixels are the image plus N(0, sigma_max^2) (40 chains x 48 pixels).
+    double sum2 = 0;
+    int n = 0;
+    for (int i = 0; i < 40; ++i)
+      for (size_t k = 0; k < mask.size(); ++k)
+        if (mask[k] > 0.5f) {
+          const double r = s.images()[size_t(i) * mask.size() + k] - keep[k];
+          sum2 += r * r;
+          ++n;
+        }
+    EXPECT_NEAR(std::sqrt(sum2 / n), 5.0, 0.25) << sampler_form_name(form);
+    s.run();
+    ASSERT_TRUE(s.finished());
+    for (int i = 0; i < 40; ++i)
+      for (size_t k = 0; k < mask.size(); ++k) {
+        const float v = s.images()[size_t(i) * mask.size() + k];
+        if (mask[k] > 0.5f)
+          ASSERT_EQ(v, keep[k]) << sampler_form_name(form) << " chain " << i << " pixel " << k;
+        else
+          ASSERT_NEAR(v, std::clamp(mean[k], -1.0f, 1.0f), 1e-4) << sampler_form_name(form);
+      }
+  }
+}
+
+// One kept image per chain, bit for bit the same samples whatever the threads, and a kept image
+// changes what the free pixels become under a model that is not a point mass.
+TEST(Inpainting, OneImagePerChainSameSeedSameSamplesAndTheKeptPartShapesTheRest) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 8;
+  p.eta = 0.5f;
+  const std::vector<float> keep = test::random_inputs(3 * kImage.size(), 6, -1.0f, 1.0f);
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2), free(net, p, 3, 1);
+  one.set_keep(keep, left_half_mask());
+  two.set_keep(keep, left_half_mask());
+  one.start_uniform(3);
+  two.start_uniform(3);
+  free.start_uniform(3);
+  one.run();
+  while (!two.finished()) two.run(0, {}, 3);
+  free.run();
+  EXPECT_EQ(one.images(), two.images());
+  const std::vector<float> mask = left_half_mask();
+  double moved = 0;
+  for (int i = 0; i < 3; ++i)
+    for (size_t k = 0; k < mask.size(); ++k) {
+      const size_t at = size_t(i) * mask.size() + k;
+      if (mask[k] > 0.5f) ASSERT_EQ(one.images()[at], keep[at]);
+      else moved += std::abs(one.images()[at] - free.images()[at]);
+    }
+  EXPECT_GT(moved, 0.0);
+  // Cleared, the sampler draws the free samples again.
+  one.clear_keep();
+  EXPECT_FALSE(one.keeps());
+  one.start_uniform(3);
+  one.run();
+  EXPECT_EQ(one.images(), free.images());
+}
+
+TEST(Inpainting, BadKeepsAreRefusedByName) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
+  LangevinSampler s(net, default_sampler_params(SamplerForm::kDdim), 3);
+  const std::vector<float> img(size_t(kImage.size()), 0.5f);
+  expect_error([&] { s.set_keep(img, std::vector<float>(5, 1.0f)); }, {"mask", "5 pixels", "96"});
+  expect_error([&] { s.set_keep(std::vector<float>(100, 0.0f), left_half_mask()); }, {"100 values", "96"});
+  std::vector<float> nan_img = img;
+  nan_img[3] = NAN;
+  expect_error([&] { s.set_keep(nan_img, left_half_mask()); }, {"kept image", "non-finite"});
+  std::vector<float> nan_mask = left_half_mask();
+  nan_mask[0] = NAN;
+  expect_error([&] { s.set_keep(img, nan_mask); }, {"mask", "non-finite"});
+  std::vector<float> two(2 * img.size(), 0.0f);
+  s.set_keep(two, left_half_mask());
+  expect_error([&] { s.start_uniform(3); }, {"2 images for 3 chains"});
+  s.start_uniform(2);  // one per chain is fine
+  // A mask that keeps nothing keeps nothing.
+  s.set_keep(img, std::vector<float>(img.size(), 0.0f));
+  EXPECT_FALSE(s.keeps());
+}
+
+// Strength is the share of the walk still to run: the chains start at the level (1 - strength)
+// of the way down, from the image plus that level's noise, and run the remaining steps; strength
+// 0 leaves only the final denoising step.
+TEST(Variation, StartsPartWayDownTheLevelsFromTheNoisedImage) {
+  const Model m = point_mass_model(9);
+  Network net(m);
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 11;
+  p.sigma_max = 10;
+  p.sigma_min = 0.01f;  // levels 10, 5.0, 2.5, ... one octave apart
+  const int count = 30;
+  std::vector<float> image = test::random_inputs(kImage.size(), 8, -1.0f, 1.0f);
+  std::vector<float> images;
+  for (int i = 0; i < count; ++i) images.insert(images.end(), image.begin(), image.end());
+  for (float strength : {0.0f, 0.3f, 1.0f}) {
+    LangevinSampler s(net, p, 5);
+    s.start_variation(images.data(), count, strength);
+    const int level = int(std::lround((1.0 - strength) * 10));
+    const float sigma = 10.0f * std::pow(0.001f, float(level) / 10.0f);
+    std::vector<int> steps;
+    float first_sigma = 0;
+    int first_level = -1;
+    double rms = 0;
+    s.run(1, [&](const SamplerProgress& pr) {
+      if (steps.empty()) {
+        first_sigma = pr.sigma;
+        first_level = pr.level;
+        for (size_t k = 0; k < images.size(); ++k) rms += std::pow(pr.images[k] - images[k], 2.0);
+        rms = std::sqrt(rms / double(images.size()));
+      }
+      steps.push_back(pr.step);
+      return true;
+    });
+    EXPECT_EQ(steps.front(), level) << strength;
+    EXPECT_EQ(steps.back(), 11) << strength;
+    EXPECT_EQ(int(steps.size()), 11 - level + 1) << strength;
+    EXPECT_EQ(first_level, level);
+    EXPECT_NEAR(first_sigma, sigma, 1e-4 * sigma);
+    EXPECT_NEAR(rms, sigma, 0.1 * sigma) << strength;
+    for (size_t k = 0; k < s.images().size(); ++k)
+      ASSERT_NEAR(s.images()[k], std::clamp(mean[k % mean.size()], -1.0f, 1.0f), 1e-4);
+  }
+  // The annealed form starts at the first step of that level.
+  SamplerParams a = default_sampler_params(SamplerForm::kAnnealed);
+  a.steps = 9;
+  a.levels = 4;
+  LangevinSampler s(net, a, 5);
+  s.start_variation(images.data(), 1, 0.5f);  // level round(0.5 * 3) = 2: steps 4 and 5, then 6, 7, 8
+  EXPECT_EQ(s.steps_done(), 4);
+  expect_error([&] { s.start_variation(images.data(), 1, 1.5f); }, {"strength", "outside [0, 1]"});
+  std::vector<float> bad = image;
+  bad[2] = INFINITY;
+  expect_error([&] { s.start_variation(bad.data(), 1, 0.5f); }, {"non-finite"});
+}
+
+TEST(Variation, SameSeedSameSamplesWhateverTheThreadsAndTheStrengthMatters) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 13));
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 10;
+  const std::vector<float> images = test::random_inputs(4 * kImage.size(), 9, -1.0f, 1.0f);
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2), stronger(net, p, 3, 1);
+  one.start_variation(images.data(), 4, 0.4f);
+  two.start_variation(images.data(), 4, 0.4f);
+  stronger.start_variation(images.data(), 4, 0.8f);
+  one.run();
+  while (!two.finished()) two.run(0, {}, 2);
+  stronger.run();
+  EXPECT_EQ(one.images(), two.images());
+  EXPECT_NE(one.images(), stronger.images());
+}
+
 }  // namespace
 }  // namespace ebm

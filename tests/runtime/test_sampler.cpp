@@ -241,6 +241,60 @@ TEST(Sampler, BlendStartsBetweenTwoImages) {
   expect_error([&] { s.start_blend(a.data(), b.data(), {1.5f}); }, {"blend weight", "[0, 1]"});
 }
 
+// Inpainting under the paper and textbook forms: the kept pixels are reset to the kept image
+// after every step, so they end on it exactly, and the bowl pulls the free ones to its target.
+TEST(Sampler, KeptPixelsStayTheKeptImageAndTheFreeOnesFollowTheModel) {
+  const std::vector<float> t = target_image();
+  Network net(bowl_model(t, 0.3f));
+  const std::vector<float> keep(kD, 0.9f);
+  std::vector<float> mask(kD, 0.0f);
+  for (int k = 0; k < kD; k += 3) mask[size_t(k)] = 1.0f;
+  for (SamplerForm form : {SamplerForm::kPaper, SamplerForm::kTextbook}) {
+    SamplerParams p = default_sampler_params(form);
+    p.steps = 60;
+    LangevinSampler s(net, p, 42);
+    s.set_keep(keep, mask);
+    s.start_uniform(3);
+    bool held = true;
+    s.run(1, [&](const SamplerProgress& pr) {
+      for (int i = 0; i < pr.count; ++i)
+        for (int k = 0; k < kD; k += 3) held = held && pr.images[size_t(i) * kD + k] == 0.9f;
+      return true;
+    });
+    EXPECT_TRUE(held) << sampler_form_name(form);
+    if (form != SamplerForm::kPaper) continue;
+    for (int i = 0; i < 3; ++i)
+      for (int k = 0; k < kD; ++k) {
+        if (k % 3 == 0) continue;
+        ASSERT_NEAR(s.images()[size_t(i) * kD + k], t[size_t(k)], 0.05);
+      }
+  }
+}
+
+// A variation of the paper form starts from the blend (1 - s) image + s noise with a share s of
+// the steps left: strength 0 is the image itself and no step.
+TEST(Sampler, VariationsStartFromANoisedImageWithTheirShareOfTheSteps) {
+  Network net(bowl_model(target_image(), 0.3f));
+  SamplerParams p;
+  p.steps = 40;
+  const std::vector<float> image = test::random_inputs(kD, 3, -1.0f, 1.0f);
+  LangevinSampler s(net, p, 1);
+  s.start_variation(image.data(), 1, 0.0f);
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.images(), image);
+  s.start_variation(image.data(), 1, 0.25f);
+  EXPECT_EQ(s.steps_done(), 30);
+  double dist = 0;
+  for (int k = 0; k < kD; ++k) dist = std::max(dist, double(std::abs(s.images()[size_t(k)] - image[size_t(k)])));
+  EXPECT_GT(dist, 0.0);
+  EXPECT_LE(dist, 0.5 + 1e-6);  // |0.25 (u - image)| <= 0.25 * 2
+  int calls = 0;
+  EXPECT_EQ(s.run(1, [&](const SamplerProgress&) { ++calls; return true; }), 10);
+  EXPECT_EQ(calls, 11);  // the start, then each of the ten steps
+  s.start_variation(image.data(), 1, 1.0f);
+  EXPECT_EQ(s.steps_done(), 0);
+}
+
 TEST(Sampler, RefusesClassifiersAndEmptyStarts) {
   const json layers = json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":2}])");
   Model c = random_model(resolve_architecture({1, 2, 2}, layers), 1, ModelKind::kClassifier);

@@ -40,6 +40,21 @@ class LangevinSampler {
   // Image i = (1 - t[i]) * a + t[i] * b: chains from blends of two images, to explore mixtures.
   void start_blend(const float* a, const float* b, const std::vector<float>& t,
                    uint64_t first_chain = 0);
+  // Variations: chains restart from `images` part way through the walk. `strength` in [0, 1] is
+  // the share of the walk still to run: the noise-level forms start at the level (1 - strength)
+  // of the way down, from image + sigma N(0,1) at that level (0: only the final denoising step,
+  // 1: a fresh start whatever the image); the other forms start from the blend
+  // (1 - strength) image + strength u, u the noise start_uniform draws, with that share of the
+  // steps left. Small strengths give close variations, large ones new designs.
+  void start_variation(const float* images, int count, float strength, uint64_t first_chain = 0);
+  // Inpainting: from the next start on, the pixels where mask[k] > 0.5 keep their value in
+  // `images` (one image for every chain, or one per chain: d or count * d floats, in [-1, 1]);
+  // the sampler completes the rest. The kept pixels are reset after every step, to the image
+  // plus N(0, sigma^2) of the level the chain now stands at under the noise-level forms and to
+  // the image itself otherwise, so at the end they equal it bit for bit. `mask`: d floats.
+  void set_keep(std::vector<float> images, const std::vector<float>& mask);
+  void clear_keep();
+  bool keeps() const { return !kept_.empty(); }
 
   void step();  // one Langevin step for every chain; allocates nothing
 
@@ -62,6 +77,10 @@ class LangevinSampler {
 
  private:
   void begin(int count, uint64_t first_chain);
+  // Resets the kept pixels of chains [b0, b0 + nb) to the kept image plus N(0, sigma^2) (sigma 0:
+  // the image itself); the noise comes from each chain's own generator.
+  void apply_keep(int b0, int nb, float sigma);
+  void apply_keep_all(float sigma);
   void annealed_step();
   void compute_energies(float* e);
   // Calls fn(workspace, first chain, chain count) for each group of chains, in parallel.
@@ -83,6 +102,12 @@ class LangevinSampler {
   int count_ = 0, done_ = 0;
   std::vector<Pcg32> rngs_;
   std::vector<float> x_, grad_, e_, noise_;
+  // Where this run started: the step counter, the noise level and its index (a variation starts
+  // part way; every other start at step 0, sigma_max, level 0).
+  int start_step_ = 0, start_level_ = 0;
+  float start_sigma_ = 0;
+  std::vector<float> keep_;        // kept images: one (d floats) or one per chain
+  std::vector<uint32_t> kept_;     // indices of the kept pixels within an image
   std::atomic<bool> stop_{false};
 };
 
