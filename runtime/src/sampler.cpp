@@ -7,6 +7,26 @@
 
 namespace ebm {
 
+bool is_region_name(const std::string& name) {
+  return name == "left" || name == "right" || name == "top" || name == "bottom";
+}
+
+std::vector<float> region_keep_mask(const std::string& region, const Shape& image) {
+  if (!is_region_name(region))
+    throw Error("unknown region '" + region + "' (left, right, top or bottom: the half to regenerate)");
+  std::vector<float> keep(size_t(image.size()), 1.0f);
+  for (int c = 0; c < image.c; ++c)
+    for (int y = 0; y < image.h; ++y)
+      for (int x = 0; x < image.w; ++x) {
+        const bool regenerate = region == "left"    ? x < image.w / 2
+                                : region == "right" ? x >= image.w / 2
+                                : region == "top"   ? y < image.h / 2
+                                                    : y >= image.h / 2;
+        if (regenerate) keep[(size_t(c) * image.h + size_t(y)) * image.w + size_t(x)] = 0.0f;
+      }
+  return keep;
+}
+
 LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed,
                                  int threads)
     : net_(net), pool_(threads), workspaces_(size_t(pool_.size())), params_(params), seed_(seed) {
@@ -266,20 +286,30 @@ void LangevinSampler::annealed_step() {
     fresh = float(std::sqrt(a));
     after = last ? 0.0f : sigma;
   }
+  const int rounds = p.form == SamplerForm::kDdim && !last ? p.resample : 1;
+  const float back = std::sqrt(std::max(sigma * sigma - after * after, 0.0f));
   for_each_group([&](Network::Workspace& ws, int b0, int nb) {
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
     float* x = x_.data();
     const float* g = grad_.data();
-    net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
-    if (last) {
-      for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
-    } else {
-      for (int i = b0; i < b0 + nb; ++i)
-        rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
-      const float* z = noise_.data();
-      for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
+    const float* z = noise_.data();
+    for (int round = 0; round < rounds; ++round) {
+      if (round > 0) {  // back up to this level's noise (RePaint's jump), then the step again
+        for (int i = b0; i < b0 + nb; ++i)
+          rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+        for (size_t k = lo; k < hi; ++k) x[k] += back * z[k];
+        apply_keep(b0, nb, sigma);
+      }
+      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+      if (last) {
+        for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
+      } else {
+        for (int i = b0; i < b0 + nb; ++i)
+          rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
+        for (size_t k = lo; k < hi; ++k) x[k] = x[k] - step * g[k] + fresh * z[k];
+      }
+      apply_keep(b0, nb, after);
     }
-    apply_keep(b0, nb, after);
   });
   ++done_;
 }

@@ -60,10 +60,10 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     (void)value;
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
-        key != "sigma_max" && key != "sigma_min" && key != "eta")
+        key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta)");
+                  "sigma_max, sigma_min, eta, resample)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
@@ -101,6 +101,13 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   if (j.contains("sigma_max")) p.sigma_max = bounded(j, "sigma_max", 0, 1e4, true);
   if (j.contains("sigma_min")) p.sigma_min = bounded(j, "sigma_min", 0, 1e4, true);
   if (j.contains("eta")) p.eta = bounded(j, "eta", 0, 1, false);
+  if (j.contains("resample")) {
+    const json& v = j["resample"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 100)
+      throw Error("sampler \"resample\" must be an integer from 1 (no resampling) to 100, got " +
+                  v.dump());
+    p.resample = int(v.get<int64_t>());
+  }
   if (p.sigma_min > p.sigma_max)
     throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
                 ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
@@ -114,10 +121,13 @@ json sampler_params_json(const SamplerParams& p) {
     return {{"form", sampler_form_name(p.form)}, {"steps", p.steps},
             {"eps", json_float(p.eps)},          {"levels", p.levels},
             {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
-  if (p.form == SamplerForm::kDdim)
-    return {{"form", sampler_form_name(p.form)},    {"steps", p.steps},
-            {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)},
-            {"eta", json_float(p.eta)}};
+  if (p.form == SamplerForm::kDdim) {
+    json j = {{"form", sampler_form_name(p.form)},    {"steps", p.steps},
+              {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)},
+              {"eta", json_float(p.eta)}};
+    if (p.resample != 1) j["resample"] = p.resample;
+    return j;
+  }
   return {{"form", sampler_form_name(p.form)},
           {"steps", p.steps},
           {"step_size", json_float(p.step_size)},

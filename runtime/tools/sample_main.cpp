@@ -43,20 +43,9 @@ std::vector<float> read_image(const std::string& path, const ebm::Shape& in) {
 // --mask: a named half to regenerate, or a PNG whose light pixels (>= 50% gray) are regenerated
 // and dark ones kept. Returns the sampler's form: 1 = keep.
 std::vector<float> keep_mask(const std::string& spec, const ebm::Shape& in) {
-  std::vector<float> keep(size_t(in.h) * size_t(in.w), 1.0f);
-  auto region = [&](auto regenerate) {
-    for (int y = 0; y < in.h; ++y)
-      for (int x = 0; x < in.w; ++x)
-        if (regenerate(x, y)) keep[size_t(y) * size_t(in.w) + size_t(x)] = 0.0f;
-  };
-  if (spec == "left") region([&](int x, int) { return x < in.w / 2; });
-  else if (spec == "right") region([&](int x, int) { return x >= in.w / 2; });
-  else if (spec == "top") region([&](int, int y) { return y < in.h / 2; });
-  else if (spec == "bottom") region([&](int, int y) { return y >= in.h / 2; });
-  else {
-    const std::vector<float> m = read_image(spec, in);
-    for (size_t k = 0; k < keep.size(); ++k) keep[k] = m[k] >= 0.0f ? 0.0f : 1.0f;
-  }
+  if (ebm::is_region_name(spec)) return ebm::region_keep_mask(spec, in);
+  std::vector<float> keep = read_image(spec, in);
+  for (float& k : keep) k = k >= 0.0f ? 0.0f : 1.0f;
   return keep;
 }
 

@@ -439,6 +439,49 @@ TEST(Inpainting, OneImagePerChainSameSeedSameSamplesAndTheKeptPartShapesTheRest)
   EXPECT_EQ(one.images(), free.images());
 }
 
+// Resampling (RePaint) repeats each level's step with a jump back up in between: the point-mass
+// model still ends on the mean with the kept pixels exact, the threads still do not matter, the
+// rounds change the path, and the setting is validated and written only where it is not 1.
+TEST(Inpainting, ResamplingRepeatsEachLevelAndKeepsEveryGuarantee) {
+  const Model m = point_mass_model(9);
+  Network point(m);
+  const std::vector<float>& mean = m.tensor(kEnergyMeanTensor).data;
+  const std::vector<float> keep = test::random_inputs(kImage.size(), 5, -1.0f, 1.0f);
+  SamplerParams p = parse_sampler_params(json::parse(R"({"form":"ddim","steps":6,"eta":0.5,"resample":3})"));
+  EXPECT_EQ(p.resample, 3);
+  EXPECT_EQ(sampler_params_json(p)["resample"], 3);
+  EXPECT_EQ(sampler_params_json(default_sampler_params(SamplerForm::kDdim)).count("resample"), 0u);
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","resample":0})")); },
+               {"resample", "1 (no resampling) to 100"});
+  LangevinSampler s(point, p, 7);
+  s.set_keep(keep, left_half_mask());
+  s.start_uniform(2);
+  s.run();
+  const std::vector<float> mask = left_half_mask();
+  for (size_t k = 0; k < 2 * keep.size(); ++k) {
+    const size_t at = k % keep.size();
+    if (mask[at] > 0.5f) {
+      ASSERT_EQ(s.images()[k], keep[at]);
+    } else {
+      ASSERT_NEAR(s.images()[k], std::clamp(mean[at], -1.0f, 1.0f), 1e-4);
+    }
+  }
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
+  SamplerParams plain = p;
+  plain.resample = 1;
+  LangevinSampler once(net, plain, 3, 1);
+  for (LangevinSampler* x : {&one, &two, &once}) {
+    x->set_keep(keep, left_half_mask());
+    x->start_uniform(3);
+  }
+  one.run();
+  while (!two.finished()) two.run(0, {}, 2);
+  once.run();
+  EXPECT_EQ(one.images(), two.images());
+  EXPECT_NE(one.images(), once.images());
+}
+
 TEST(Inpainting, BadKeepsAreRefusedByName) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
   LangevinSampler s(net, default_sampler_params(SamplerForm::kDdim), 3);

@@ -107,14 +107,23 @@ std::string fixed(double x, int digits = 3) {
   return s.str();
 }
 
-}  // namespace
+// The models and the dataset split an evaluation reads, checked against each other.
+struct Inputs {
+  Model energy_model, classifier_model;
+  DatasetSplit split;
+  std::string data;       // the dataset folder
+  double val_fraction;    // its split
+  uint64_t split_seed;
+};
 
-EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
-  const auto start = std::chrono::steady_clock::now();
-  const Model energy_model = load_model(opt.model);
+Inputs load_inputs(const EvalOptions& opt) {
+  Inputs in;
+  in.energy_model = load_model(opt.model);
+  const Model& energy_model = in.energy_model;
   if (energy_model.kind != ModelKind::kEnergy)
     throw Error("'" + opt.model + "' is a classifier; --model needs an energy model");
-  const Model classifier_model = load_model(opt.classifier);
+  in.classifier_model = load_model(opt.classifier);
+  const Model& classifier_model = in.classifier_model;
   if (classifier_model.kind != ModelKind::kClassifier)
     throw Error("'" + opt.classifier + "' is an energy model; --classifier needs a classifier");
   if (classifier_model.image_shape() != energy_model.image_shape())
@@ -136,13 +145,30 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   cfg.seed = opt.split_seed >= 0
                  ? uint64_t(opt.split_seed)
                  : card.value("training", json::object()).value("seed", uint64_t(1));
-  const Shape shape = energy_model.image_shape();
-  const DatasetSplit split = train::split_training_data(train::load_training_data(cfg, shape), cfg);
-  const int n_train = int(split.train.size()), n_real = int(split.val.size());
+  in.split = train::split_training_data(
+      train::load_training_data(cfg, energy_model.image_shape()), cfg);
+  const int n_train = int(in.split.train.size()), n_real = int(in.split.val.size());
   if (n_real < 2 || n_train < 2)
     throw Error("the split of '" + cfg.data + "' leaves " + std::to_string(n_train) +
                 " training and " + std::to_string(n_real) +
                 " held-out images; need at least 2 of each");
+  in.data = cfg.data;
+  in.val_fraction = cfg.val_fraction;
+  in.split_seed = cfg.seed;
+  return in;
+}
+
+}  // namespace
+
+EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const Inputs inputs = load_inputs(opt);
+  const Model& energy_model = inputs.energy_model;
+  const Model& classifier_model = inputs.classifier_model;
+  const DatasetSplit& split = inputs.split;
+  const json& card = energy_model.card;
+  const Shape shape = energy_model.image_shape();
+  const int n_train = int(split.train.size()), n_real = int(split.val.size());
   const size_t d = size_t(shape.size());
 
   // Samples from fresh uniform noise (smoothed if the sampler's start_cell says so) with the
@@ -290,11 +316,11 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       {"classifier",
        {{"path", opt.classifier}, {"labels", labels}, {"held_out_confidence", real_confidence}}},
       {"dataset",
-       {{"path", cfg.data},
+       {{"path", inputs.data},
         {"train", n_train},
         {"held_out", n_real},
-        {"val_fraction", cfg.val_fraction},
-        {"split_seed", cfg.seed}}},
+        {"val_fraction", inputs.val_fraction},
+        {"split_seed", inputs.split_seed}}},
       {"sampling",
        {{"count", opt.count},
         {"seed", opt.seed},
@@ -354,7 +380,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   md << "# Evaluation of " << card.value("name", opt.model) << "\n\n"
      << opt.count << " samples from " << start_description(params) << " (seed " << opt.seed << ", "
      << sampler_params_json(params).dump() << "), labelled by " << opt.classifier << "; dataset "
-     << cfg.data << " (" << n_train << " training, " << n_real << " held-out images).\n\n"
+     << inputs.data << " (" << n_train << " training, " << n_real << " held-out images).\n\n"
      << "| target | goal | measured | met |\n| --- | --- | --- | --- |\n";
   for (const json& t : targets)
     md << "| " << t["target"].get<std::string>() << " | " << t["goal"].get<std::string>() << " | "
@@ -415,6 +441,130 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   r.real_png =
       train::captioned_grid(split.val.images.data(), n_show_real, shape,
                             train::grid_columns(n_show_real, shape), "held-out real images", rtags);
+  return r;
+}
+
+EvalResult evaluate_inpainting(const EvalOptions& opt, const std::string& region,
+                               const Progress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const Inputs inputs = load_inputs(opt);
+  const DatasetSplit& split = inputs.split;
+  const Shape shape = inputs.energy_model.image_shape();
+  const size_t d = size_t(shape.size());
+  const int n = std::min(opt.count, int(split.val.size()));
+  const std::vector<float> keep = region_keep_mask(region, shape);
+
+  // Held-out drawing i, its `region` regenerated by chain i (one kept image per chain).
+  const Network energy(inputs.energy_model);
+  const SamplerParams params = parse_sampler_params(opt.sampler, energy.sampler());
+  std::vector<float> done(size_t(n) * d);
+  for (int c0 = 0; c0 < n; c0 += kChunk) {
+    const int m = std::min(kChunk, n - c0);
+    LangevinSampler sampler(energy, params, opt.seed, opt.threads);
+    sampler.set_keep(std::vector<float>(split.val.image(c0), split.val.image(c0 + m)), keep);
+    sampler.start_uniform(m, uint64_t(c0));
+    sampler.run(10, [&](const SamplerProgress& p) {
+      if (progress)
+        progress("sampling", int64_t(c0) * params.steps + int64_t(p.step) * m,
+                 int64_t(n) * params.steps);
+      return true;
+    });
+    std::copy(sampler.images().begin(), sampler.images().end(), done.begin() + long(c0 * d));
+  }
+  const double sample_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // The kept part unchanged, bit for bit; the completion of the original's subtype.
+  int unchanged = 0;
+  for (int i = 0; i < n; ++i) {
+    bool same = true;
+    for (size_t k = 0; k < d; ++k)
+      if (keep[k] > 0.5f)
+        same = same && done[size_t(i) * d + k] == std::clamp(split.val.image(i)[k], -1.0f, 1.0f);
+    unchanged += same;
+  }
+  const Network classifier(inputs.classifier_model);
+  const std::vector<std::string>& labels = classifier.labels();
+  const Classified cd = classify(classifier, done.data(), n);
+  int same_subtype = 0;
+  std::vector<std::string> tags;
+  std::vector<int> wrong;
+  for (int i = 0; i < n; ++i) {
+    const std::string& original = split.val.label_names[size_t(split.val.labels[size_t(i)])];
+    const std::string& got = labels[size_t(cd.mix[size_t(i)].top_subtype)];
+    same_subtype += got == original;
+    if (got != original) wrong.push_back(i);
+    tags.push_back(original + " -> " + got);
+  }
+  const double share = double(same_subtype) / n;
+  const DarkPixels dp = isolated_dark_pixels(done.data(), n, shape.h, shape.w);
+  const DarkPixels dr = isolated_dark_pixels(split.val.images.data(), int(split.val.size()),
+                                             shape.h, shape.w);
+  const double speckle_ratio =
+      dr.isolated_share() > 0 ? dp.isolated_share() / dr.isolated_share() : 0.0;
+
+  EvalResult r;
+  r.report = {{"mode", "inpaint"},
+              {"region", region},
+              {"model", {{"path", opt.model}, {"card", inputs.energy_model.card}}},
+              {"classifier", {{"path", opt.classifier}, {"labels", labels}}},
+              {"dataset", {{"path", inputs.data}, {"held_out", split.val.size()}}},
+              {"sampling",
+               {{"count", n},
+                {"seed", opt.seed},
+                {"sampler", sampler_params_json(params)},
+                {"seconds", sample_seconds}}},
+              {"kept_unchanged", unchanged},
+              {"same_subtype", same_subtype},
+              {"same_subtype_share", share},
+              {"speckle", {{"completed", dp.isolated_share()},
+                           {"real", dr.isolated_share()},
+                           {"ratio", speckle_ratio}}}};
+  std::ostringstream md;
+  md << "# Inpainting: " << opt.model << "\n\n"
+     << "The " << region << " half of " << n << " held-out drawings regenerated (the rest kept), "
+     << "seed " << opt.seed << ", sampler " << sampler_params_json(params).dump() << ".\n\n"
+     << "| target | goal | measured | met |\n| --- | --- | --- | --- |\n"
+     << "| kept pixels unchanged, bit for bit | every drawing | " << unchanged << " of " << n
+     << " | " << (unchanged == n ? "yes" : "no") << " |\n"
+     << "| completed drawing classified as the original's subtype | >= 80% | " << percent(share)
+     << " (" << same_subtype << " of " << n << ") | " << (share >= 0.8 ? "yes" : "no") << " |\n"
+     << "| isolated dark pixels per dark pixel / real | | " << fixed(speckle_ratio, 2)
+     << " | |\n\n- time: sampling " << fixed(sample_seconds, 1) << " s\n";
+  r.markdown = md.str();
+
+  // Pictures: each original above its completion; then the completions of another subtype.
+  const int shown = std::min(n, 24);
+  std::vector<float> pairs(size_t(2 * shown) * d);
+  std::vector<std::string> pair_tags;
+  for (int i = 0; i < shown; ++i) {
+    std::copy_n(split.val.image(i), d, pairs.begin() + long(size_t(2 * i) * d));
+    std::copy_n(done.begin() + long(size_t(i) * d), d, pairs.begin() + long(size_t(2 * i + 1) * d));
+    pair_tags.push_back("original " + std::to_string(i));
+    pair_tags.push_back(tags[size_t(i)]);
+  }
+  r.samples_png = train::captioned_grid(
+      pairs.data(), 2 * shown, shape, 2,
+      "held-out drawings (left) with their " + region + " half regenerated (right)", pair_tags);
+  const int n_wrong = std::min<int>(int(wrong.size()), 24);
+  if (n_wrong > 0) {
+    std::vector<float> tiles(size_t(n_wrong) * d);
+    std::vector<std::string> wtags;
+    for (int j = 0; j < n_wrong; ++j) {
+      const int i = wrong[size_t(j)];
+      std::copy_n(done.begin() + long(size_t(i) * d), d, tiles.begin() + long(size_t(j) * d));
+      wtags.push_back("#" + std::to_string(i) + " " + tags[size_t(i)]);
+    }
+    r.candidates_png = train::captioned_grid(tiles.data(), n_wrong, shape,
+                                             train::grid_columns(n_wrong, shape),
+                                             "completions of another subtype", wtags);
+  } else {
+    std::vector<float> blank(d, 1.0f);
+    r.candidates_png = train::captioned_grid(blank.data(), 1, shape, 1,
+                                             "every completion kept its subtype");
+  }
+  r.real_png = train::captioned_grid(split.val.images.data(), shown, shape,
+                                     train::grid_columns(shown, shape), "held-out real images");
   return r;
 }
 

@@ -5,13 +5,14 @@
 
 #include "ebm/cli.h"
 #include "ebm/error.h"
+#include "ebm/sampler.h"
 #include "ebm/sampler_flags.h"
 #include "evaluate.h"
 
 int main(int argc, char** argv) {
   ebm::eval::EvalOptions opt;
   opt.classifier = "models/bridge-classifier.safetensors";
-  std::string out = "eval";
+  std::string out = "eval", inpaint;
   ebm::SamplerFlags flags;
   double val_fraction = -1;
   uint64_t split_seed = 0;
@@ -39,12 +40,19 @@ int main(int argc, char** argv) {
               &split_seed);
   args.option("mix-threshold", "P", "family probability both top families need", &opt.mix_threshold,
               0, 0.5);
+  args.option("inpaint", "left|right|top|bottom", "instead: regenerate this half of --count "
+              "held-out drawings, keep the rest, and measure whether the kept half stays "
+              "unchanged and the completion keeps the original's subtype", &inpaint);
   args.option("threads", "T", "sampling threads (0: one per core)", &opt.threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-eval --model models/bridges.safetensors --out models/bridges-eval");
   args.example(
       "ebm-eval --model runs/compact/model.safetensors --count 64 --steps 200 --out /tmp/ev");
+  args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.parse(argc, argv);
+  if (!inpaint.empty() && !ebm::is_region_name(inpaint))
+    args.fail("--inpaint: expected left, right, top or bottom (the half to regenerate), got '" +
+              inpaint + "'");
 
   return ebm::run_main("ebm-eval", [&]() {
     opt.sampler = flags.overrides(args);
@@ -53,8 +61,7 @@ int main(int argc, char** argv) {
 
     std::unique_ptr<ebm::ProgressBar> bar;
     std::string stage;
-    const ebm::eval::EvalResult r = ebm::eval::evaluate(opt, [&](const std::string& s, int64_t done,
-                                                                 int64_t total) {
+    const ebm::eval::Progress progress = [&](const std::string& s, int64_t done, int64_t total) {
       if (quiet) return;
       if (s != stage) {
         if (bar) bar->finish();
@@ -62,7 +69,10 @@ int main(int argc, char** argv) {
         bar = std::make_unique<ebm::ProgressBar>(s, total, s == "sampling" ? "image-step" : "part");
       }
       bar->update(done);
-    });
+    };
+    const ebm::eval::EvalResult r = inpaint.empty()
+                                        ? ebm::eval::evaluate(opt, progress)
+                                        : ebm::eval::evaluate_inpainting(opt, inpaint, progress);
     if (bar) bar->finish();
     ebm::eval::write_result(out, r);
     std::cout << r.markdown << "\nwrote " << out

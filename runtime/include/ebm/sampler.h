@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "ebm/network.h"
@@ -25,6 +26,12 @@ struct SamplerProgress {
   float sigma = 0;                  // annealed form: the noise level of the latest step
   int level = 0, levels = 0;        // annealed form: that level's index (from 0) and the count
 };
+
+// A keep mask for set_keep that regenerates one named half of an image ("left", "right", "top"
+// or "bottom") and keeps the rest: 1 = keep, for each of the image's pixels. Throws ebm::Error
+// for any other name.
+bool is_region_name(const std::string& name);
+std::vector<float> region_keep_mask(const std::string& region, const Shape& image);
 
 class LangevinSampler {
  public:

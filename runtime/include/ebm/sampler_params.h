@@ -49,6 +49,11 @@ struct SamplerParams {
   float sigma_max = 10.0f;
   float sigma_min = 0.01f;
   float eta = 0.0f;  // ddim form: the share of fresh noise at each level
+  // ddim form, for inpainting (Lugmayr et al. 2022's RePaint): each level's step is taken this many
+  // times, the chains sent back up to the level's noise in between (x + sqrt(sigma_i^2 -
+  // sigma_{i+1}^2) N(0,1)), so the regenerated pixels and the kept ones have several rounds to
+  // agree. Costs that many gradient evaluations per step; 1 = plain ddim.
+  int resample = 1;
 };
 // The default settings of a form, as a model card would start from them.
 SamplerParams default_sampler_params(SamplerForm f);
