@@ -329,6 +329,27 @@ test('Stop stops the sampling at once', async () => {
   await context.close();
 });
 
+// Files are listed by name; the page opens the energy model whose card reports the best
+// evaluation (the shipped folder lists bridges-cd, the paper's method, before bridges).
+test('the page opens the best-evaluated energy model first, not the first listed', async () => {
+  const context = await browser.newContext();
+  await context.route('**/api/models', async (route) => {
+    const response = await route.fetch();
+    const list = await response.json();
+    const energy = list.models.find((m) => m.valid && m.kind === 'energy');
+    energy.card = { ...energy.card, evaluation: { frechet_ratio: 50 } };
+    const unevaluated = { ...energy, name: 'aaa', file: 'aaa.safetensors', url: 'models/aaa.safetensors', card: { name: 'aaa' } };
+    const worse = { ...energy, name: 'aab', file: 'aab.safetensors', url: 'models/aab.safetensors', card: { name: 'aab', evaluation: { frechet_ratio: 190 } } };
+    list.models.unshift(unevaluated, worse);
+    await route.fulfill({ response, json: list });
+  });
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  assert.deepEqual(page.modelRequests.map((u) => new URL(u).pathname), ['/models/bridges.safetensors']);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
 test('two samples picked as A and B start chains from their blends', async () => {
   const context = await browser.newContext();
   const page = await openPage(context, server.url);
@@ -343,6 +364,55 @@ test('two samples picked as A and B start chains from their blends', async () =>
   await waitState(page, ['done']);
   assert.match(await page.textContent('#caption'), /from blends of A and B/);
   assert.equal((await tileStats(page)).length, 3);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('a sample picked with V: variations restart from it, Complete keeps all but the redrawn region', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await generate(page, { count: 2, steps: 10, seed: 5 });
+  await waitState(page, ['done']);
+  assert.ok(await page.isDisabled('#vary'));
+  assert.ok(await page.isDisabled('#complete'));
+  await page.click('#grid figure:nth-child(2) button[title="Use for variations and completion"]');
+  const source = (await page.evaluate(() => window.ebmPage.images()))[1];
+  // Variations: strength 0.5 of 10 paper steps leaves 5.
+  await page.fill('#count', '3');
+  await page.fill('#strength', '0.5');
+  await page.click('#vary');
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), /variations of the picked drawing \(strength 0.5\)/);
+  assert.equal((await tileStats(page)).length, 3);
+  // Complete the right half: every chain keeps the left half bit for bit (the page shows the
+  // worker's floats), whichever worker ran it, and redraws the right one.
+  await page.selectOption('#region', 'right');
+  await page.fill('#count', '4');
+  await page.click('#complete');
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), /right half redrawn/);
+  const done = await page.evaluate(() => window.ebmPage.images());
+  const { width, height } = (await page.evaluate(() => window.ebmPage.model)).card.input;
+  for (const img of done) {
+    let changed = 0;
+    for (let y = 0; y < height; ++y)
+      for (let x = 0; x < width; ++x) {
+        const k = y * width + x;
+        if (x < width / 2) assert.equal(img[k], source[k], `kept pixel ${x},${y}`);
+        else changed += img[k] !== source[k];
+      }
+    assert.ok(changed > 0, 'the right half was not redrawn');
+  }
+  // Painting switches the region to the painted one (starting from the half chosen before).
+  await page.locator('#vary-src').scrollIntoViewIfNeeded();
+  const box = await page.locator('#vary-src').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.1, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
+  await page.mouse.up();
+  assert.equal(await page.inputValue('#region'), 'paint');
+  assert.ok(await page.isEnabled('#complete'));
   assert.deepEqual(page.errors, []);
   await context.close();
 });

@@ -1,5 +1,6 @@
 // The page: pick or open a model, generate a grid of samples by Langevin sampling in a pool of
-// workers, watch them and the energy chart live, blend two samples, save PNGs. When the host
+// workers, watch them and the energy chart live, blend two samples, vary or complete one (redraw
+// a region, keep the rest), save PNGs. When the host
 // also offers a classifier for the same images, finished samples are labelled with their family
 // mix and new-type candidates are marked.
 import { EnergyChart } from './chart.js';
@@ -18,6 +19,7 @@ const state = {
   lastRun: null,      // {seed, n, params, kind}
   agg: null,          // per-step energy sums over the grid
   blend: { a: null, b: null },
+  vary: { image: null, paint: null },  // the drawing to vary or complete; painted region (1 = redraw)
   msPerImageStep: 0,
   classifiers: [],    // classifier entries of the model list
   classifier: null,   // {name, input, reference} once loaded into the pool
@@ -25,7 +27,11 @@ const state = {
 
 const pool = new WorkerPool(defaultWorkerCount());
 const chart = new EnergyChart($('chart'));
-const grid = new GridView($('grid'), { onPick: pickBlendEnd, onZoom: zoom, onSave: saveSample });
+const grid = new GridView($('grid'), {
+  onPick: (i, which) => (which === 'v' ? pickVarySource(i) : pickBlendEnd(i, which)),
+  onZoom: zoom,
+  onSave: saveSample,
+});
 
 function setState(s) { document.body.dataset.state = s; }
 function status(text) { $('status').textContent = text; }
@@ -131,6 +137,10 @@ async function loadBytes(bytes, label) {
   const input = card.input;
   state.model = { name: card.card?.name || label, file: label, card, width: input.width,
                   height: input.height, size: bytes.byteLength };
+  // Picked drawings belong to the previous model's image size.
+  state.blend = { a: null, b: null };
+  state.vary = { image: null, paint: null };
+  for (const id of ['blend-a', 'blend-b', 'vary-src']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
   renderCard();
   applyDefaults();
   setState('ready');
@@ -260,13 +270,14 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample'];
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
   if (!s) return;
   for (const f of FIELDS) if (s[f] !== undefined) $(f).value = s[f];
   if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
+  if (s.resample === undefined) $('resample').value = 1;
   $('form').value = s.form || 'paper';
   // Settings in the address (a shared link) win over the model's defaults.
   for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
@@ -283,10 +294,11 @@ function readSettings() {
   const p = { form: $('form').value, steps: Math.round(num('steps')) };
   if (p.form === 'annealed' || p.form === 'ddim') {
     Object.assign(p, { sigma_max: num('sigma_max'), sigma_min: num('sigma_min') });
-    if (p.form === 'ddim') p.eta = num('eta');
+    if (p.form === 'ddim') Object.assign(p, { eta: num('eta'), resample: num('resample') });
     else Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')) });
     if (p.form === 'annealed' && !(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
     if (p.form === 'ddim' && !(p.eta >= 0 && p.eta <= 1)) throw new Error('η must be between 0 and 1.');
+    if (p.form === 'ddim' && !(Number.isInteger(p.resample) && p.resample >= 1 && p.resample <= 100)) throw new Error('Rounds per level must be a whole number from 1 to 100.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
   } else {
     p.start_cell = num('start_cell');
@@ -307,6 +319,8 @@ function enableControls() {
   $('generate').disabled = !canSample || state.running;
   $('stop').disabled = !state.running;
   $('blend').disabled = !canSample || state.running || !state.blend.a || !state.blend.b;
+  $('vary').disabled = !canSample || state.running || !state.vary.image;
+  $('complete').disabled = $('vary').disabled || !redrawMask().some((v) => v > 0);
   $('save-grid').disabled = !grid.images.some(Boolean);
 }
 
@@ -329,9 +343,13 @@ function start(kind) {
     const t = new Float32Array(n);
     for (let i = 0; i < n; ++i) t[i] = n === 1 ? (from + to) / 2 : from + ((to - from) * i) / (n - 1);
     startSpec = { kind: 'blend', a: state.blend.a, b: state.blend.b, t };
+  } else if (kind === 'variation') {
+    startSpec = { kind: 'variation', image: state.vary.image, strength: Number($('strength').value) };
+  } else if (kind === 'inpaint') {
+    startSpec = { kind: 'inpaint', image: state.vary.image, mask: redrawMask().map((v) => 1 - v) };
   }
   state.running = true;
-  state.lastRun = { seed, n, params: p, kind };
+  state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value };
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0) };
   grid.reset(n, m.width, m.height);
   $('labels-summary').textContent = '';
@@ -408,7 +426,10 @@ function finishRun(stopped, msPerImageStep) {
   const r = state.lastRun;
   const steps = Math.min(...state.agg.chainStep);
   setState(stopped ? 'stopped' : 'done');
-  const what = r.kind === 'blend' ? 'from blends of A and B' : 'from noise';
+  const what = r.kind === 'blend' ? 'from blends of A and B'
+    : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
+      : r.kind === 'inpaint' ? `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`
+        : 'from noise';
   $('caption').textContent = `seed ${r.seed} · ${steps} of ${r.params.steps} steps · ${r.params.form} form · ${what}`;
   status(`${stopped ? 'Stopped' : 'Done'}: ${r.n} sample${r.n > 1 ? 's' : ''}, ` +
          `${msPerImageStep.toFixed(1)} ms per image-step`);
@@ -437,6 +458,83 @@ function pickBlendEnd(chain, which) {
   if (!img) return;
   setBlendEnd(which, img.slice());
   grid.mark(chain, which);
+}
+
+// --- variations and completion: one drawing, a region to redraw ------------------------------
+
+// The region to redraw, 1 per pixel: a named half, or what was painted on the drawing.
+function redrawMask() {
+  const m = state.model;
+  if (!m || !state.vary.image) return new Float32Array(0);
+  const region = $('region').value;
+  if (region === 'paint') return state.vary.paint || new Float32Array(m.width * m.height);
+  const mask = new Float32Array(m.width * m.height);
+  for (let y = 0; y < m.height; ++y)
+    for (let x = 0; x < m.width; ++x) {
+      const redraw = region === 'left' ? x < m.width / 2 : region === 'right' ? x >= Math.floor(m.width / 2)
+        : region === 'top' ? y < m.height / 2 : y >= Math.floor(m.height / 2);
+      mask[y * m.width + x] = redraw ? 1 : 0;
+    }
+  return mask;
+}
+
+// The drawing with the region to redraw tinted red.
+function drawVarySource() {
+  const m = state.model, c = $('vary-src');
+  if (!m || !state.vary.image) return;
+  drawImage(c, state.vary.image, m.width, m.height);
+  const ctx = c.getContext('2d');
+  const img = ctx.getImageData(0, 0, m.width, m.height);
+  const mask = redrawMask();
+  for (let k = 0; k < mask.length; ++k) {
+    if (!mask[k]) continue;
+    img.data[4 * k] = Math.min(255, img.data[4 * k] * 0.5 + 128);
+    img.data[4 * k + 1] *= 0.55;
+    img.data[4 * k + 2] *= 0.55;
+  }
+  ctx.putImageData(img, 0, 0);
+  enableControls();
+}
+
+function setVarySource(floats) {
+  state.vary.image = floats;
+  state.vary.paint = null;
+  if ($('region').value === 'paint') $('region').value = 'right';
+  drawVarySource();
+}
+
+function pickVarySource(chain) {
+  const img = grid.images[chain];
+  if (!img) return;
+  setVarySource(img.slice());
+  grid.mark(chain, 'v');
+}
+
+// Painting on the drawing marks pixels to redraw (a round brush of 3 pixels' radius); the first
+// stroke starts from the half chosen before.
+function paintAt(e) {
+  const m = state.model, c = $('vary-src');
+  if (!m || !state.vary.image) return;
+  if ($('region').value !== 'paint') {
+    state.vary.paint = redrawMask().slice();
+    $('region').value = 'paint';
+  }
+  const r = c.getBoundingClientRect();
+  const px = ((e.clientX - r.left) / r.width) * m.width, py = ((e.clientY - r.top) / r.height) * m.height;
+  const paint = state.vary.paint;
+  for (let y = Math.max(0, Math.floor(py - 3)); y <= Math.min(m.height - 1, Math.ceil(py + 3)); ++y)
+    for (let x = Math.max(0, Math.floor(px - 3)); x <= Math.min(m.width - 1, Math.ceil(px + 3)); ++x)
+      if ((x + 0.5 - px) ** 2 + (y + 0.5 - py) ** 2 <= 9) paint[y * m.width + x] = 1;
+  drawVarySource();
+}
+
+async function uploadVarySource(file) {
+  if (!file || !state.model) return;
+  try {
+    setVarySource(await fileToInput(file, state.model.width, state.model.height));
+  } catch (e) {
+    notice(`Cannot read ${file.name} as an image: ${e.message}`);
+  }
 }
 
 async function uploadBlendEnd(which, file) {
@@ -488,6 +586,18 @@ function wire() {
   $('stop').addEventListener('click', stop);
   $('to-settings').addEventListener('click', () => document.querySelector('.sampler').scrollIntoView({ behavior: smoothScroll() }));
   $('blend').addEventListener('click', () => start('blend'));
+  $('vary').addEventListener('click', () => start('variation'));
+  $('complete').addEventListener('click', () => start('inpaint'));
+  $('region').addEventListener('change', () => {
+    if ($('region').value === 'paint' && !state.vary.paint && state.model)
+      state.vary.paint = new Float32Array(state.model.width * state.model.height);
+    drawVarySource();
+  });
+  $('strength').addEventListener('input', () => { $('strength-out').value = $('strength').value; });
+  $('upload-v').addEventListener('change', (e) => uploadVarySource(e.target.files[0]));
+  const src = $('vary-src');
+  src.addEventListener('pointerdown', (e) => { src.setPointerCapture(e.pointerId); paintAt(e); });
+  src.addEventListener('pointermove', (e) => { if (src.hasPointerCapture(e.pointerId)) paintAt(e); });
   $('form').addEventListener('change', showFormFields);
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
   $('reset-defaults').addEventListener('click', () => { params.delete('seed'); applyDefaults(); });
@@ -511,6 +621,20 @@ function wire() {
     const f = e.dataTransfer?.files?.[0];
     if (f) await loadBytes(await f.arrayBuffer(), f.name);
   });
+}
+
+// The model a visitor sees first: the energy model whose card reports the best evaluation (the
+// lowest Fréchet distance over its real-vs-real floor, from ebm-eval), else the first listed
+// (files are listed by name, which would put bridges-cd, the paper's method, before bridges).
+function defaultModel(models) {
+  const energy = models.filter((m) => m.valid && m.kind === 'energy');
+  const score = (m) => {
+    const r = m.card?.evaluation?.frechet_ratio;
+    return typeof r === 'number' && Number.isFinite(r) ? r : Infinity;
+  };
+  let best = energy[0];
+  for (const m of energy) if (score(m) < score(best)) best = m;
+  return best;
 }
 
 async function main() {
@@ -549,7 +673,7 @@ async function main() {
     await loadFrom(fromParam, '', label);
     return;
   }
-  const first = models.find((m) => m.valid && m.kind === 'energy');
+  const first = defaultModel(models);
   if (first) await loadListed(first);
   else if (models.length) status('Pick a model, or open one from disk');
 }

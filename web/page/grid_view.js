@@ -47,6 +47,7 @@ export class GridView {
       };
       button('A', 'Use as blend end A', () => this.handlers.onPick(i, 'a'));
       button('B', 'Use as blend end B', () => this.handlers.onPick(i, 'b'));
+      button('V', 'Use for variations and completion', () => this.handlers.onPick(i, 'v'));
       button('⤢', 'Enlarge', () => this.handlers.onZoom(i));
       button('↓', 'Download PNG', () => this.handlers.onSave(i));
       const mix = document.createElement('div');

@@ -102,7 +102,8 @@ export class WorkerPool {
     return card;
   }
 
-  // Runs n chains. start: {kind:'uniform'} or {kind:'blend', a, b, t: Float32Array(n)}.
+  // Runs n chains. start: {kind:'uniform'}, {kind:'blend', a, b, t: Float32Array(n)},
+  // {kind:'variation', image, strength} or {kind:'inpaint', image, mask} (mask 1 = keep).
   // Callbacks: onProgress({chain0, count, step, total, energies, images?, sigma, level, levels}),
   // onDone({stopped,
   // msPerStep}), onError(message). Returns the job id.

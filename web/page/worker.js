@@ -4,6 +4,8 @@
 //
 // Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
 //               {type:'run', job, params, seed, count, firstChain, start, sliceMs}
+//                 start: {kind:'uniform'} | {kind:'blend', a, b, t} |
+//                        {kind:'variation', image, strength} | {kind:'inpaint', image, mask}
 //               {type:'stop', job}
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
@@ -97,6 +99,23 @@ function startChains(sampler, msg) {
       return sampler.startBlend(a, b, t, msg.count, msg.firstChain);
     } finally {
       runtime._free(a); runtime._free(b); runtime._free(t);
+    }
+  }
+  if (s.kind === 'variation') {
+    const image = toHeap(s.image);
+    try {
+      return sampler.startVariation(image, msg.count, s.strength, msg.firstChain);
+    } finally {
+      runtime._free(image);
+    }
+  }
+  if (s.kind === 'inpaint') {
+    const image = toHeap(s.image), mask = toHeap(s.mask);
+    try {
+      const error = sampler.setKeep(image, mask);
+      return error || sampler.startUniform(msg.count, msg.firstChain);
+    } finally {
+      runtime._free(image); runtime._free(mask);
     }
   }
   return `unknown start '${s.kind}'`;

@@ -155,6 +155,7 @@ class WasmSampler {
           params_json.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(params_json);
       const ebm::SamplerParams p = ebm::parse_sampler_params(overrides, net.sampler());
       sampler_ = std::make_unique<ebm::LangevinSampler>(net, p, s);
+      model_input_size_ = net.input_size();
     });
   }
 
@@ -179,6 +180,32 @@ class WasmSampler {
       sampler().start_blend(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b),
                             std::vector<float>(t, t + count), first);
     });
+  }
+
+  // Variations of one image (input_size floats at image): every chain restarts from it part way
+  // down the walk; strength in [0, 1] is the share of the walk redone.
+  std::string start_variation(uintptr_t image, int count, float strength, double first_chain) {
+    return start(first_chain, [&](uint64_t first) {
+      if (count < 1) throw ebm::Error("variations need at least one chain");
+      const float* x = reinterpret_cast<const float*>(image);
+      const size_t d = size_t(model_input_size_);
+      std::vector<float> images;
+      images.reserve(size_t(count) * d);
+      for (int i = 0; i < count; ++i) images.insert(images.end(), x, x + d);
+      sampler().start_variation(images.data(), count, strength, first);
+    });
+  }
+
+  // Inpainting: from the next start on, the pixels where mask > 0.5 keep image's values (both
+  // input_size floats); the chains complete the rest.
+  std::string set_keep(uintptr_t image, uintptr_t mask) {
+    error_ = guarded([&] {
+      const float* x = reinterpret_cast<const float*>(image);
+      const float* m = reinterpret_cast<const float*>(mask);
+      const size_t d = size_t(model_input_size_);
+      sampler().set_keep(std::vector<float>(x, x + d), std::vector<float>(m, m + d));
+    });
+    return error_;
   }
 
   int run(int every, val callback, int max_steps) {
@@ -231,6 +258,7 @@ class WasmSampler {
 
   std::string error_;
   std::unique_ptr<ebm::LangevinSampler> sampler_;
+  int64_t model_input_size_ = 0;
 };
 
 std::string fill_normals(double seed, double stream, int n, uintptr_t out) {
@@ -267,6 +295,8 @@ EMSCRIPTEN_BINDINGS(ebm_runtime) {
       .function("startUniform", &WasmSampler::start_uniform)
       .function("startFrom", &WasmSampler::start_from)
       .function("startBlend", &WasmSampler::start_blend)
+      .function("startVariation", &WasmSampler::start_variation)
+      .function("setKeep", &WasmSampler::set_keep)
       .function("run", &WasmSampler::run)
       .function("requestStop", &WasmSampler::request_stop)
       .function("stepsDone", &WasmSampler::steps_done)
