@@ -41,8 +41,10 @@ std::vector<float> region_keep_mask(const std::string& region, const Shape& imag
 // and for a bad or repeated entry.
 std::vector<float> parse_guide_target(const std::string& spec, const std::vector<std::string>& labels);
 
-// Guidance by a classifier: the noise level above which its pull is tapered (see set_guide).
+// Guidance by a classifier: the noise level above which its pull is tapered, and the scale the
+// programs use when none is given (see set_guide; chosen by the sweep in models/README.md).
 constexpr float kDefaultGuideSigma = 1.0f;
+constexpr float kDefaultGuideScale = 1.0f;
 
 class LangevinSampler {
  public:
