@@ -343,14 +343,15 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     } else if (target_families.size() == 2) {
       const int fa = family_index(target_families[0]), fb = family_index(target_families[1]);
       what = "clean " + target_families[0] + "+" + target_families[1] +
-             " hybrids (each family >= " + percent(opt.mix_threshold) + ", sharpness >= " +
+             " hybrids (the top two families, each >= " + percent(opt.mix_threshold) + ", sharpness >= " +
              fixed(opt.sharp_fraction, 2) + " of real)";
       goal = ">= 50%";
       want = 0.5;
       for (int i = 0; i < opt.count; ++i) {
         const FamilyMix& m = cs.mix[size_t(i)];
-        if (m.family_probs[size_t(fa)] >= opt.mix_threshold &&
-            m.family_probs[size_t(fb)] >= opt.mix_threshold &&
+        // The pair is the top two families (as for a new type), each at least the threshold.
+        const bool pair = (m.first == fa && m.second == fb) || (m.first == fb && m.second == fa);
+        if (pair && m.mixes(opt.mix_threshold) &&
             sharp_s[size_t(i)] >= opt.sharp_fraction * sharp_real)
           hits.push_back(i);
       }

@@ -50,7 +50,7 @@ using Progress = std::function<void(const std::string&, int64_t, int64_t)>;
 
 // With opt.guide set, the samples are guided and the targets are the guide's: for one subtype,
 // the share of samples whose top-1 subtype it is (goal 90%); for two families, the share of
-// clean hybrids of that pair (each family at least mix_threshold, sharpness at least
+// clean hybrids of that pair (the top two families, each at least mix_threshold, sharpness at least
 // sharp_fraction of real; goal 50%); with sharpness, Frechet, speckle and copies as usual.
 // candidates.png then shows the samples that meet the guide's target.
 EvalResult evaluate(const EvalOptions& opt, const Progress& progress = {});
