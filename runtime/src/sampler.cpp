@@ -155,6 +155,7 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   if (guide_) {
     guide_grad_.assign(x_.size(), 0.0f);
     guide_ce_.assign(size_t(count), 0.0f);
+    guide_input_.assign(guide_denoised_ ? x_.size() : 0, 0.0f);
   }
 }
 
@@ -290,7 +291,7 @@ void LangevinSampler::apply_keep(int b0, int nb, float sigma) {
 void LangevinSampler::apply_keep_all(float sigma) { apply_keep(0, count_, sigma); }
 
 void LangevinSampler::set_guide(const Network& classifier, std::vector<float> target,
-                                float scale, float sigma_guide) {
+                                float scale, float sigma_guide, bool on_denoised) {
   if (classifier.kind() != ModelKind::kClassifier)
     throw Error("the guide must be a classifier; this is an energy model");
   if (classifier.input_shape() != net_.input_shape())
@@ -301,17 +302,24 @@ void LangevinSampler::set_guide(const Network& classifier, std::vector<float> ta
     throw Error("the guide scale must be a finite number >= 0, got " + std::to_string(scale));
   if (!(sigma_guide > 0.0f))
     throw Error("the guide's noise level must be > 0, got " + std::to_string(sigma_guide));
+  if (on_denoised && !walks_noise_levels(params_.form))
+    throw Error(std::string("a guide on the denoised estimate needs a noise-level sampler form "
+                            "(annealed or ddim); this one is ") + sampler_form_name(params_.form));
   guide_ = &classifier;
+  guide_denoised_ = on_denoised;
   guide_target_ = std::move(target);
   guide_scale_ = scale;
   guide_sigma_ = sigma_guide;
   guide_grad_.assign(x_.size(), 0.0f);
   guide_ce_.assign(size_t(count_), 0.0f);
+  guide_input_.assign(on_denoised ? x_.size() : 0, 0.0f);
 }
 
 void LangevinSampler::clear_guide() {
   guide_ = nullptr;
+  guide_denoised_ = false;
   guide_target_.clear();
+  guide_input_.clear();
   guide_grad_.clear();
   guide_ce_.clear();
 }
@@ -327,8 +335,15 @@ void LangevinSampler::energy_and_grad(Workspaces& ws, int b0, int nb, float sigm
   net_.energy_and_input_grad(ws.energy, x_.data() + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
   const float w = guide_weight(sigma);
   if (w == 0.0f) return;
-  guide_->cross_entropy_and_input_grad(ws.guide, x_.data() + lo, nb, guide_target_,
-                                       guide_ce_.data() + b0, guide_grad_.data() + lo);
+  const float* in = x_.data() + lo;
+  if (guide_denoised_) {
+    const float s2 = sigma * sigma;
+    for (size_t k = lo; k < hi; ++k)
+      guide_input_[k] = std::clamp(x_[k] - s2 * grad_[k], -1.0f, 1.0f);
+    in = guide_input_.data() + lo;
+  }
+  guide_->cross_entropy_and_input_grad(ws.guide, in, nb, guide_target_, guide_ce_.data() + b0,
+                                       guide_grad_.data() + lo);
   for (size_t k = lo; k < hi; ++k) grad_[k] += w * guide_grad_[k];
 }
 
@@ -338,8 +353,11 @@ void LangevinSampler::gradient(const float* x, int n, float sigma, float* e, flo
   net_.energy_and_input_grad(ws.energy, x, n, e, grad, sigma);
   const float w = guide_weight(sigma);
   if (w == 0.0f) return;
-  std::vector<float> g(size_t(n) * d), ce(static_cast<size_t>(n));
-  guide_->cross_entropy_and_input_grad(ws.guide, x, n, guide_target_, ce.data(), g.data());
+  std::vector<float> g(size_t(n) * d), ce(static_cast<size_t>(n)), in(x, x + size_t(n) * d);
+  if (guide_denoised_)
+    for (size_t k = 0; k < in.size(); ++k)
+      in[k] = std::clamp(x[k] - sigma * sigma * grad[k], -1.0f, 1.0f);
+  guide_->cross_entropy_and_input_grad(ws.guide, in.data(), n, guide_target_, ce.data(), g.data());
   for (size_t k = 0; k < g.size(); ++k) grad[k] += w * g[k];
 }
 

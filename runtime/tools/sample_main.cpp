@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   ebm::SamplerFlags flags;
-  bool quiet = false;
+  bool quiet = false, guide_denoised = false;
 
   ebm::ArgParser args("ebm-sample",
                       "Draws images from an energy model by Langevin sampling (SPEC section 1) and "
@@ -108,6 +108,8 @@ int main(int argc, char** argv) {
               "as (S/sigma)^2 above (the ddim and annealed forms)", &guide_sigma, 1e-6, 1e6);
   args.option("classifier", "FILE", "with --guide: the guide classifier (.safetensors)",
               &classifier_path);
+  args.flag("guide-denoised", "with --guide (ddim, annealed): the classifier reads each step's "
+            "denoised estimate instead of the noisy state", &guide_denoised);
   flags.add_to(args);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
@@ -125,7 +127,7 @@ int main(int argc, char** argv) {
                              "bottom or a PNG)");
   if (!from.empty() && !vary.empty()) args.fail("--from and --vary are two different starts; give one");
   if (args.given("strength") && vary.empty()) args.fail("--strength goes with --vary IMAGE");
-  for (const char* f : {"guide-scale", "guide-sigma", "classifier"})
+  for (const char* f : {"guide-scale", "guide-sigma", "classifier", "guide-denoised"})
     if (args.given(f) && guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
 
   return ebm::run_main("ebm-sample", [&]() {
@@ -147,7 +149,7 @@ int main(int argc, char** argv) {
       if (classifier->kind() != ebm::ModelKind::kClassifier)
         throw ebm::Error("'" + classifier_path + "' is an energy model; --classifier needs a classifier");
       sampler.set_guide(*classifier, ebm::parse_guide_target(guide, classifier->labels()),
-                        float(guide_scale), float(guide_sigma));
+                        float(guide_scale), float(guide_sigma), guide_denoised);
     }
     if (!keep.empty()) sampler.set_keep(read_image(keep, in), keep_mask(mask, in));
     if (!vary.empty()) {
@@ -177,7 +179,8 @@ int main(int argc, char** argv) {
               << " samples\n";
     if (classifier)
       std::cerr << "guide: " << guide << " by " << classifier_path << ", scale " << guide_scale
-                << ", full strength below sigma " << guide_sigma << "\n";
+                << ", full strength below sigma " << guide_sigma
+                << (guide_denoised ? ", on the denoised estimate" : "") << "\n";
     const int strip_rows = std::min(count, 8);
     std::vector<std::vector<float>> strip;  // per snapshot, the first strip_rows images
     ebm::ProgressBar bar("sampling", p.steps, "step");

@@ -102,6 +102,8 @@ endif()
 expect_run(2 "--guide-scale goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors --guide-scale 2)
 expect_run(2 "--classifier goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors
            --classifier ${WORK}/c.safetensors)
+expect_run(2 "--guide-denoised goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors --guide-denoised)
+expect_run(1 "needs a noise-level sampler form" ${guided} --guide arch --guide-denoised)
 expect_run(2 "--guide-scale: expected a number" ${guided} --guide arch --guide-scale -1)
 expect_run(1 "unknown guide target 'truss' (families arch, cable, suspension" ${guided} --guide truss)
 expect_run(1 "'arch:0'" ${guided} --guide arch:0,cable:1)

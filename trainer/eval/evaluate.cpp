@@ -192,7 +192,8 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     const int m = std::min(kChunk, opt.count - c0);
     LangevinSampler sampler(energy, params, opt.seed, opt.threads);
     if (guided)
-      sampler.set_guide(*guide, guide_target, float(opt.guide_scale), float(opt.guide_sigma));
+      sampler.set_guide(*guide, guide_target, float(opt.guide_scale), float(opt.guide_sigma),
+                        opt.guide_denoised);
     sampler.start_uniform(m, uint64_t(c0));
     sampler.run(10, [&](const SamplerProgress& p) {
       if (progress)
@@ -382,6 +383,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                     {"target", dist},
                     {"scale", opt.guide_scale},
                     {"sigma", opt.guide_sigma},
+                    {"on", opt.guide_denoised ? "the denoised estimate" : "the noisy state"},
                     {"weight", "scale * min(1, (sigma_guide / sigma)^2) under the noise-level forms"},
                     {"guide_classifier", guide_path},
                     {"judge_classifier", opt.classifier},
@@ -474,7 +476,8 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   md << "# Evaluation of " << card.value("name", opt.model) << "\n\n";
   if (guided)
     md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << opt.guide_scale
-       << ", full strength below sigma " << opt.guide_sigma << "), judged by " << opt.classifier
+       << ", full strength below sigma " << opt.guide_sigma
+       << (opt.guide_denoised ? ", on the denoised estimate" : "") << "), judged by " << opt.classifier
        << (guide_path == opt.classifier
                ? ": the SAME classifier as the guide (a guide can fool its own judge)"
                : " (another classifier than the guide)")

@@ -34,6 +34,7 @@ struct EvalOptions {
   // samples: a guide can fool its own judge, so a separate clean judge is the honest setting).
   std::string guide;
   double guide_scale = 1.0, guide_sigma = 1.0;
+  bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
   std::string guide_classifier;
 };
 

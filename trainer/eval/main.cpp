@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   args.option("guide-scale", "L", "with --guide: the guide's strength", &opt.guide_scale, 0, 1e6);
   args.option("guide-sigma", "S", "with --guide: full strength at noise levels up to S, tapered as "
               "(S/sigma)^2 above", &opt.guide_sigma, 1e-6, 1e6);
+  args.flag("guide-denoised", "with --guide: the classifier reads each step's denoised estimate",
+            &opt.guide_denoised);
   args.option("guide-classifier", "FILE", "with --guide: the guide (default: --classifier, which "
               "then judges its own guidance)", &opt.guide_classifier);
   args.option("threads", "T", "sampling threads (0: one per core)", &opt.threads, 0, 256);
@@ -63,7 +65,7 @@ int main(int argc, char** argv) {
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
                "--guide-scale 1 --count 256 --out /tmp/guided");
   args.parse(argc, argv);
-  for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier"})
+  for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
   if (!opt.guide.empty() && !inpaint.empty()) args.fail("--guide and --inpaint are two different modes; give one");
   if (!inpaint.empty() && !ebm::is_region_name(inpaint))

@@ -86,8 +86,13 @@ class LangevinSampler {
   // with sigma^2) stays what it is at sigma_guide, so a classifier trained on clean drawings,
   // unreliable on very noisy states, does not dominate the early steps. The energies reported
   // (energies(), progress) stay E alone.
+  //
+  // With on_denoised (the noise-level forms only), the classifier reads the chain's denoised
+  // estimate D = clip(x - sigma^2 dE/dx) instead of the noisy x, and its gradient there is added
+  // as if dD/dx were the identity: not the gradient of any energy, but a clean classifier then
+  // sees the kind of image it was trained on at every level (the noisy x it has never seen).
   void set_guide(const Network& classifier, std::vector<float> target, float scale,
-                 float sigma_guide = kDefaultGuideSigma);
+                 float sigma_guide = kDefaultGuideSigma, bool on_denoised = false);
   void clear_guide();
   bool guided() const { return guide_ != nullptr; }
   float guide_weight(float sigma) const;  // scale w(sigma); 0 without a guide
@@ -155,7 +160,9 @@ class LangevinSampler {
   std::vector<uint32_t> kept_;     // indices of the kept pixels within an image
   const Network* guide_ = nullptr;  // the guide classifier, if any
   std::vector<float> guide_target_, guide_grad_, guide_ce_;  // grad_, ce: per chain
+  std::vector<float> guide_input_;  // on_denoised: the denoised estimates it reads
   float guide_scale_ = 0, guide_sigma_ = kDefaultGuideSigma;
+  bool guide_denoised_ = false;
   std::atomic<bool> stop_{false};
 };
 
