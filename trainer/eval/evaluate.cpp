@@ -317,6 +317,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   // candidates shown.
   json guide_report;
   std::vector<int> hits;
+  bool hybrid_target = false;
   if (guided) {
     const std::vector<float> judged = parse_guide_target(opt.guide, labels);
     std::vector<std::string> target_families;
@@ -342,6 +343,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       for (int i = 0; i < opt.count; ++i)
         if (cs.mix[size_t(i)].top_subtype == only_subtype) hits.push_back(i);
     } else if (target_families.size() == 2) {
+      hybrid_target = true;
       const int fa = family_index(target_families[0]), fb = family_index(target_families[1]);
       what = "clean " + target_families[0] + "+" + target_families[1] +
              " hybrids (the top two families, each >= " + percent(opt.mix_threshold) + ", sharpness >= " +
@@ -530,8 +532,13 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     for (int j = 0; j < n_hits; ++j) {
       const int k = hits[size_t(j)];
       std::copy_n(samples.begin() + long(size_t(k) * d), d, tiles.begin() + long(size_t(j) * d));
-      htags.push_back("#" + std::to_string(k) + " " + cs.mix[size_t(k)].describe() + " " +
-                      labels[size_t(cs.mix[size_t(k)].top_subtype)]);
+      const FamilyMix& m = cs.mix[size_t(k)];  // a subtype target names the subtype (short tags)
+      htags.push_back("#" + std::to_string(k) + " " +
+                      (hybrid_target ? m.describe()
+                                     : labels[size_t(m.top_subtype)] + " " +
+                                           std::to_string(int(std::lround(
+                                               100 * m.subtype_probs[size_t(m.top_subtype)]))) +
+                                           "%"));
     }
     r.candidates_png = train::captioned_grid(
         tiles.data(), std::max(n_hits, 1), shape, train::grid_columns(std::max(n_hits, 1), shape),
