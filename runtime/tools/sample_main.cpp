@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   args.example("ebm-sample --model models/bridges.safetensors --keep arch.png --mask right --count 8");
   args.example("ebm-sample --model models/bridges.safetensors --vary arch.png --strength 0.4");
   args.example("ebm-sample --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
-               "--guide-scale 1");
+               "--guide-scale 3000");
   args.parse(argc, argv);
   if (keep.empty() != mask.empty())
     args.fail(keep.empty() ? "--mask needs --keep IMAGE (the drawing to complete)"

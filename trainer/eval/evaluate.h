@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ebm/image_io.h"
+#include "ebm/sampler.h"
 #include "ebm/sampler_params.h"
 
 namespace ebm::eval {
@@ -33,7 +34,7 @@ struct EvalOptions {
   // ("" = unguided), by `guide_classifier` ("" = `classifier`, which then also judges the
   // samples: a guide can fool its own judge, so a separate clean judge is the honest setting).
   std::string guide;
-  double guide_scale = 1.0, guide_sigma = 1.0;
+  double guide_scale = kDefaultGuideScale, guide_sigma = kDefaultGuideSigma;
   bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
   std::string guide_classifier;
 };

@@ -12,8 +12,6 @@
 int main(int argc, char** argv) {
   ebm::eval::EvalOptions opt;
   opt.classifier = "models/bridge-classifier.safetensors";
-  opt.guide_scale = ebm::kDefaultGuideScale;
-  opt.guide_sigma = ebm::kDefaultGuideSigma;
   std::string out = "eval", inpaint;
   ebm::SamplerFlags flags;
   double val_fraction = -1;
@@ -63,7 +61,7 @@ int main(int argc, char** argv) {
       "ebm-eval --model runs/compact/model.safetensors --count 64 --steps 200 --out /tmp/ev");
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
-               "--guide-scale 1 --count 256 --out /tmp/guided");
+               "--guide-scale 300 --guide-denoised --count 256 --out /tmp/guided");
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");

@@ -44,7 +44,7 @@ std::vector<float> parse_guide_target(const std::string& spec, const std::vector
 // Guidance by a classifier: the noise level above which its pull is tapered, and the scale the
 // programs use when none is given (see set_guide; chosen by the sweep in models/README.md).
 constexpr float kDefaultGuideSigma = 1.0f;
-constexpr float kDefaultGuideScale = 1.0f;
+constexpr float kDefaultGuideScale = 3000.0f;
 
 class LangevinSampler {
  public:
