@@ -180,6 +180,51 @@ void Network::logits(Workspace& ws, const float* x, int n, float* out) const {
               sizeof(float) * size_t(n) * size_t(outputs()));
 }
 
+void Network::check_target(const std::vector<float>& target) const {
+  if (kind_ != ModelKind::kClassifier)
+    throw Error("a target distribution needs a classifier; this is an energy model");
+  if (target.size() != size_t(outputs()))
+    throw Error("the target distribution has " + std::to_string(target.size()) +
+                " values; the classifier has " + std::to_string(outputs()) + " labels");
+  double sum = 0;
+  for (size_t k = 0; k < target.size(); ++k) {
+    if (!(target[k] >= 0.0f) || !std::isfinite(target[k]))
+      throw Error("the target distribution's value " + std::to_string(target[k]) + " for label " +
+                  (k < labels_.size() ? labels_[k] : std::to_string(k)) +
+                  " is not a probability (negative or not finite)");
+    sum += target[k];
+  }
+  if (std::abs(sum - 1.0) > 1e-4)
+    throw Error("the target distribution sums to " + std::to_string(sum) + ", not 1");
+}
+
+void Network::cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
+                                           const std::vector<float>& target, float* ce,
+                                           float* grad) const {
+  check_target(target);
+  forward(ws, x, n, layers_.size());
+  // Per image: log softmax by the max-shifted log-sum-exp (in double: the logits of a confident
+  // classifier are large), ce = -sum t log p, and dce/dl = p - t into the last layer's gradient.
+  const size_t k = size_t(outputs());
+  const float* l = ws.acts.data() + ws.act_offset.back();
+  float* dl = ws.grads.data() + ws.grad_offset.back();
+  for (int b = 0; b < n; ++b) {
+    const float* lb = l + size_t(b) * k;
+    const double top = *std::max_element(lb, lb + k);
+    double z = 0;
+    for (size_t j = 0; j < k; ++j) z += std::exp(double(lb[j]) - top);
+    const double log_z = top + std::log(z);
+    double sum = 0;
+    for (size_t j = 0; j < k; ++j) {
+      const double log_p = double(lb[j]) - log_z;
+      if (target[j] > 0) sum -= double(target[j]) * log_p;
+      dl[size_t(b) * k + j] = float(std::exp(log_p) - double(target[j]));
+    }
+    ce[b] = float(sum);
+  }
+  backward(ws, x, n, grad);
+}
+
 void Network::features(Workspace& ws, const float* x, int n, float* out) const {
   const size_t k = layers_.size() - 1;
   if (k == 0) {

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "ebm/error.h"
+#include "ebm/metrics.h"
 
 namespace ebm {
 
@@ -25,6 +27,58 @@ std::vector<float> region_keep_mask(const std::string& region, const Shape& imag
         if (regenerate) keep[(size_t(c) * image.h + size_t(y)) * image.w + size_t(x)] = 0.0f;
       }
   return keep;
+}
+
+std::vector<float> parse_guide_target(const std::string& spec,
+                                      const std::vector<std::string>& labels) {
+  std::vector<std::string> families;
+  for (const std::string& l : labels)
+    if (std::find(families.begin(), families.end(), family_of(l)) == families.end())
+      families.push_back(family_of(l));
+  auto known = [&]() {
+    std::string s = "families ";
+    for (size_t i = 0; i < families.size(); ++i) s += (i ? ", " : "") + families[i];
+    s += "; subtypes ";
+    for (size_t i = 0; i < labels.size(); ++i) s += (i ? ", " : "") + labels[i];
+    return s;
+  };
+  std::vector<double> t(labels.size(), 0.0);
+  std::vector<std::string> seen;
+  double total = 0;
+  std::vector<std::string> parts;  // split at commas (cli.h's split is native-only)
+  for (size_t at = 0; !spec.empty() && at <= spec.size();) {
+    const size_t comma = std::min(spec.find(',', at), spec.size());
+    parts.push_back(spec.substr(at, comma - at));
+    at = comma + 1;
+  }
+  if (parts.empty()) throw Error("empty guide target; give e.g. arch:0.5,suspension:0.5 (" + known() + ")");
+  for (const std::string& part : parts) {
+    const size_t colon = part.find(':');
+    const std::string name = part.substr(0, colon);
+    double share = 1.0;
+    if (colon != std::string::npos) {
+      const std::string v = part.substr(colon + 1);
+      char* end = nullptr;
+      share = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(share > 0.0) || !std::isfinite(share))
+        throw Error("guide target '" + part + "': the share must be a number > 0");
+    }
+    if (std::find(seen.begin(), seen.end(), name) != seen.end())
+      throw Error("guide target '" + spec + "' names '" + name + "' twice");
+    seen.push_back(name);
+    std::vector<size_t> members;
+    for (size_t i = 0; i < labels.size(); ++i)
+      if (labels[i] == name || family_of(labels[i]) == name) members.push_back(i);
+    if (members.empty()) throw Error("unknown guide target '" + name + "' (" + known() + ")");
+    // A family: evenly over its subtypes (a subtype named alone is its own one member).
+    const auto exact = std::find(labels.begin(), labels.end(), name);
+    if (exact != labels.end()) members = {size_t(exact - labels.begin())};
+    for (size_t i : members) t[i] += share / double(members.size());
+    total += share;
+  }
+  std::vector<float> out(labels.size());
+  for (size_t i = 0; i < t.size(); ++i) out[i] = float(t[i] / total);
+  return out;
 }
 
 LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params, uint64_t seed,
@@ -62,7 +116,7 @@ float LangevinSampler::current_sigma() const {
   return sigma_of_level(level_of(done_ - 1));
 }
 
-void LangevinSampler::for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn) {
+void LangevinSampler::for_each_group(const std::function<void(Workspaces&, int, int)>& fn) {
   const int groups = std::min(pool_.size(), count_);
   pool_.run(groups, [&](int g) {
     const int b0 = int(int64_t(count_) * g / groups), b1 = int(int64_t(count_) * (g + 1) / groups);
@@ -73,8 +127,8 @@ void LangevinSampler::for_each_group(const std::function<void(Network::Workspace
 void LangevinSampler::compute_energies(float* e) {
   const size_t d = size_t(net_.input_size());
   const float sigma = current_sigma();
-  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
-    net_.energy(ws, x_.data() + size_t(b0) * d, nb, e + b0, sigma);
+  for_each_group([&](Workspaces& ws, int b0, int nb) {
+    net_.energy(ws.energy, x_.data() + size_t(b0) * d, nb, e + b0, sigma);
   });
 }
 
@@ -98,6 +152,11 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   grad_.assign(x_.size(), 0.0f);
   noise_.assign(x_.size(), 0.0f);
   e_.assign(size_t(count), 0.0f);
+  if (guide_) {
+    guide_grad_.assign(x_.size(), 0.0f);
+    guide_ce_.assign(size_t(count), 0.0f);
+    guide_input_.assign(guide_denoised_ ? x_.size() : 0, 0.0f);
+  }
 }
 
 void LangevinSampler::start_uniform(int count, uint64_t first_chain) {
@@ -231,6 +290,77 @@ void LangevinSampler::apply_keep(int b0, int nb, float sigma) {
 
 void LangevinSampler::apply_keep_all(float sigma) { apply_keep(0, count_, sigma); }
 
+void LangevinSampler::set_guide(const Network& classifier, std::vector<float> target,
+                                float scale, float sigma_guide, bool on_denoised) {
+  if (classifier.kind() != ModelKind::kClassifier)
+    throw Error("the guide must be a classifier; this is an energy model");
+  if (classifier.input_shape() != net_.input_shape())
+    throw Error("the guide classifier takes " + classifier.input_shape().str() +
+                " images but the energy model makes " + net_.input_shape().str());
+  classifier.check_target(target);
+  if (!(scale >= 0.0f) || !std::isfinite(scale))
+    throw Error("the guide scale must be a finite number >= 0, got " + std::to_string(scale));
+  if (!(sigma_guide > 0.0f))
+    throw Error("the guide's noise level must be > 0, got " + std::to_string(sigma_guide));
+  if (on_denoised && !walks_noise_levels(params_.form))
+    throw Error(std::string("a guide on the denoised estimate needs a noise-level sampler form "
+                            "(annealed or ddim); this one is ") + sampler_form_name(params_.form));
+  guide_ = &classifier;
+  guide_denoised_ = on_denoised;
+  guide_target_ = std::move(target);
+  guide_scale_ = scale;
+  guide_sigma_ = sigma_guide;
+  guide_grad_.assign(x_.size(), 0.0f);
+  guide_ce_.assign(size_t(count_), 0.0f);
+  guide_input_.assign(on_denoised ? x_.size() : 0, 0.0f);
+}
+
+void LangevinSampler::clear_guide() {
+  guide_ = nullptr;
+  guide_denoised_ = false;
+  guide_target_.clear();
+  guide_input_.clear();
+  guide_grad_.clear();
+  guide_ce_.clear();
+}
+
+float LangevinSampler::guide_weight(float sigma) const {
+  if (!guide_) return 0.0f;
+  if (!walks_noise_levels(params_.form) || sigma <= guide_sigma_) return guide_scale_;
+  return float(double(guide_scale_) * (double(guide_sigma_) / sigma) * (double(guide_sigma_) / sigma));
+}
+
+void LangevinSampler::energy_and_grad(Workspaces& ws, int b0, int nb, float sigma) {
+  const size_t d = size_t(net_.input_size()), lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
+  net_.energy_and_input_grad(ws.energy, x_.data() + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+  const float w = guide_weight(sigma);
+  if (w == 0.0f) return;
+  const float* in = x_.data() + lo;
+  if (guide_denoised_) {
+    const float s2 = sigma * sigma;
+    for (size_t k = lo; k < hi; ++k)
+      guide_input_[k] = std::clamp(x_[k] - s2 * grad_[k], -1.0f, 1.0f);
+    in = guide_input_.data() + lo;
+  }
+  guide_->cross_entropy_and_input_grad(ws.guide, in, nb, guide_target_, guide_ce_.data() + b0,
+                                       guide_grad_.data() + lo);
+  for (size_t k = lo; k < hi; ++k) grad_[k] += w * guide_grad_[k];
+}
+
+void LangevinSampler::gradient(const float* x, int n, float sigma, float* e, float* grad) {
+  const size_t d = size_t(net_.input_size());
+  Workspaces& ws = workspaces_[0];
+  net_.energy_and_input_grad(ws.energy, x, n, e, grad, sigma);
+  const float w = guide_weight(sigma);
+  if (w == 0.0f) return;
+  std::vector<float> g(size_t(n) * d), ce(static_cast<size_t>(n)), in(x, x + size_t(n) * d);
+  if (guide_denoised_)
+    for (size_t k = 0; k < in.size(); ++k)
+      in[k] = std::clamp(x[k] - sigma * sigma * grad[k], -1.0f, 1.0f);
+  guide_->cross_entropy_and_input_grad(ws.guide, in.data(), n, guide_target_, ce.data(), g.data());
+  for (size_t k = 0; k < g.size(); ++k) grad[k] += w * g[k];
+}
+
 void LangevinSampler::step() {
   if (count_ == 0) throw Error("the sampler has no chains; call a start_* method first");
   const size_t d = size_t(net_.input_size());
@@ -240,7 +370,7 @@ void LangevinSampler::step() {
     return;
   }
   const float sigma = current_sigma();  // for a noise-conditional model under the other forms
-  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+  for_each_group([&](Workspaces& ws, int b0, int nb) {
     for (int i = b0; i < b0 + nb; ++i) rngs_[size_t(i)].fill_normal(noise_.data() + size_t(i) * d, d);
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
     float* x = x_.data();
@@ -248,12 +378,12 @@ void LangevinSampler::step() {
     const float* g = grad_.data();
     if (p.form == SamplerForm::kPaper) {
       for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] + p.noise * z[k], -1.0f, 1.0f);
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+      energy_and_grad(ws, b0, nb, sigma);
       for (size_t k = lo; k < hi; ++k)
         x[k] = std::clamp(x[k] - p.step_size * std::clamp(g[k], -p.grad_clip, p.grad_clip), -1.0f, 1.0f);
     } else {
       const float half_eps = 0.5f * p.eps, root_eps = std::sqrt(p.eps);
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+      energy_and_grad(ws, b0, nb, sigma);
       for (size_t k = lo; k < hi; ++k)
         x[k] = std::clamp(x[k] - half_eps * g[k] + root_eps * z[k], -1.0f, 1.0f);
     }
@@ -288,7 +418,7 @@ void LangevinSampler::annealed_step() {
   }
   const int rounds = p.form == SamplerForm::kDdim && !last ? p.resample : 1;
   const float back = std::sqrt(std::max(sigma * sigma - after * after, 0.0f));
-  for_each_group([&](Network::Workspace& ws, int b0, int nb) {
+  for_each_group([&](Workspaces& ws, int b0, int nb) {
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
     float* x = x_.data();
     const float* g = grad_.data();
@@ -300,7 +430,7 @@ void LangevinSampler::annealed_step() {
         for (size_t k = lo; k < hi; ++k) x[k] += back * z[k];
         apply_keep(b0, nb, sigma);
       }
-      net_.energy_and_input_grad(ws, x + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+      energy_and_grad(ws, b0, nb, sigma);
       if (last) {
         for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
       } else {

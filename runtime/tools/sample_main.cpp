@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "ebm/cli.h"
 #include "ebm/error.h"
@@ -66,12 +67,13 @@ void ensure_dir(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, out = "samples.png", frames, from, mix = "0.5", keep, mask, vary;
-  double strength = 0.5;
+  std::string model_path, out = "samples.png", frames, from, mix = "0.5", keep, mask, vary, guide;
+  std::string classifier_path = "models/bridge-classifier.safetensors";
+  double strength = 0.5, guide_scale = ebm::kDefaultGuideScale, guide_sigma = ebm::kDefaultGuideSigma;
   int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   ebm::SamplerFlags flags;
-  bool quiet = false;
+  bool quiet = false, guide_denoised = false;
 
   ebm::ArgParser args("ebm-sample",
                       "Draws images from an energy model by Langevin sampling (SPEC section 1) and "
@@ -97,6 +99,17 @@ int main(int argc, char** argv) {
               &vary);
   args.option("strength", "S", "with --vary: the share of the sampler's walk to redo, 0 to 1 "
               "(small: close variations, large: new designs)", &strength, 0.0, 1.0);
+  args.option("guide", "MIX", "guided sampling toward a mix of families and/or subtypes by "
+              "--classifier, e.g. arch:0.5,suspension:0.5 or cable_fan (shares > 0, normalised; a "
+              "family spreads evenly over its subtypes)", &guide);
+  args.option("guide-scale", "L", "with --guide: the guide's strength (0: unguided)", &guide_scale,
+              0.0, 1e6);
+  args.option("guide-sigma", "S", "with --guide: full strength at noise levels up to S, tapered "
+              "as (S/sigma)^2 above (the ddim and annealed forms)", &guide_sigma, 1e-6, 1e6);
+  args.option("classifier", "FILE", "with --guide: the guide classifier (.safetensors)",
+              &classifier_path);
+  args.flag("guide-denoised", "with --guide (ddim, annealed): the classifier reads each step's "
+            "denoised estimate instead of the noisy state", &guide_denoised);
   flags.add_to(args);
   args.option("threads", "T", "threads (0: one per core); the samples do not depend on it", &threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
@@ -105,6 +118,8 @@ int main(int argc, char** argv) {
   args.example("ebm-sample --model m.safetensors --from arch.png,cable.png --mix 0.2:0.8 --count 8");
   args.example("ebm-sample --model models/bridges.safetensors --keep arch.png --mask right --count 8");
   args.example("ebm-sample --model models/bridges.safetensors --vary arch.png --strength 0.4");
+  args.example("ebm-sample --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
+               "--guide-scale 3000");
   args.parse(argc, argv);
   if (keep.empty() != mask.empty())
     args.fail(keep.empty() ? "--mask needs --keep IMAGE (the drawing to complete)"
@@ -112,6 +127,8 @@ int main(int argc, char** argv) {
                              "bottom or a PNG)");
   if (!from.empty() && !vary.empty()) args.fail("--from and --vary are two different starts; give one");
   if (args.given("strength") && vary.empty()) args.fail("--strength goes with --vary IMAGE");
+  for (const char* f : {"guide-scale", "guide-sigma", "classifier", "guide-denoised"})
+    if (args.given(f) && guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
 
   return ebm::run_main("ebm-sample", [&]() {
     ebm::Network net = ebm::Network::from_file(model_path);
@@ -126,6 +143,14 @@ int main(int argc, char** argv) {
     const ebm::SamplerParams p = ebm::parse_sampler_params(flags.overrides(args), net.sampler());
 
     ebm::LangevinSampler sampler(net, p, seed, threads);
+    std::unique_ptr<ebm::Network> classifier;  // the guide; outlives the sampler's steps
+    if (!guide.empty()) {
+      classifier = std::make_unique<ebm::Network>(ebm::Network::from_file(classifier_path));
+      if (classifier->kind() != ebm::ModelKind::kClassifier)
+        throw ebm::Error("'" + classifier_path + "' is an energy model; --classifier needs a classifier");
+      sampler.set_guide(*classifier, ebm::parse_guide_target(guide, classifier->labels()),
+                        float(guide_scale), float(guide_sigma), guide_denoised);
+    }
     if (!keep.empty()) sampler.set_keep(read_image(keep, in), keep_mask(mask, in));
     if (!vary.empty()) {
       const std::vector<float> image = read_image(vary, in);
@@ -152,6 +177,10 @@ int main(int argc, char** argv) {
               << " parameters, input " << in.str() << ")\nsampler: "
               << ebm::sampler_params_json(p).dump() << ", seed " << seed << ", " << count
               << " samples\n";
+    if (classifier)
+      std::cerr << "guide: " << guide << " by " << classifier_path << ", scale " << guide_scale
+                << ", full strength below sigma " << guide_sigma
+                << (guide_denoised ? ", on the denoised estimate" : "") << "\n";
     const int strip_rows = std::min(count, 8);
     std::vector<std::vector<float>> strip;  // per snapshot, the first strip_rows images
     ebm::ProgressBar bar("sampling", p.steps, "step");

@@ -1,4 +1,5 @@
-# ebm-sample as a user runs it. Inputs: SAMPLE, MAKE_MODEL, PRESET, WORK.
+# ebm-sample as a user runs it. Inputs: SAMPLE, MAKE_MODEL, PRESET, WORK, and OTHER_PRESET (a
+# preset of another image shape, for a guide classifier that does not fit).
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 
@@ -70,3 +71,45 @@ foreach(f inpaint.png inpaint2.png vary.png)
     message(FATAL_ERROR "ebm-sample did not write ${f}")
   endif()
 endforeach()
+# Guided sampling: a random classifier of the model's shape as the guide; the same seed gives the
+# same samples, the guide changes them; every wrong combination named.
+execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/c.safetensors 6 f32
+                arch_deck,arch_through,cable_fan,suspension_vertical RESULT_VARIABLE rc)
+execute_process(COMMAND ${MAKE_MODEL} ${OTHER_PRESET} ${WORK}/c_other.safetensors 6 f32
+                arch_deck,cable_fan RESULT_VARIABLE rc2)
+if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
+  message(FATAL_ERROR "make_test_model failed for the classifiers")
+endif()
+set(guided ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4 --quiet
+    --classifier ${WORK}/c.safetensors)
+expect_run(0 "guide: arch:0.5,suspension:0.5" ${guided} --guide arch:0.5,suspension:0.5
+           --guide-scale 50 --out ${WORK}/guided.png)
+execute_process(COMMAND ${guided} --guide cable_fan --guide-scale 50 --out ${WORK}/g1.png
+                OUTPUT_VARIABLE g1)
+execute_process(COMMAND ${guided} --guide cable_fan --guide-scale 50 --out ${WORK}/g2.png
+                OUTPUT_VARIABLE g2)
+if(NOT g1 STREQUAL g2)
+  message(FATAL_ERROR "the same seed and guide printed different energies:\n${g1}\n${g2}")
+endif()
+if(g1 STREQUAL out1)
+  message(FATAL_ERROR "the guide changed nothing:\n${g1}")
+endif()
+execute_process(COMMAND ${guided} --guide cable_fan --guide-scale 0 --out ${WORK}/g0.png
+                OUTPUT_VARIABLE g0)
+if(NOT g0 STREQUAL out1)
+  message(FATAL_ERROR "--guide-scale 0 is not the unguided sampler:\n${g0}\n${out1}")
+endif()
+expect_run(2 "--guide-scale goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors --guide-scale 2)
+expect_run(2 "--classifier goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors
+           --classifier ${WORK}/c.safetensors)
+expect_run(2 "--guide-denoised goes with --guide" ${SAMPLE} --model ${WORK}/m.safetensors --guide-denoised)
+expect_run(1 "needs a noise-level sampler form" ${guided} --guide arch --guide-denoised)
+expect_run(2 "--guide-scale: expected a number" ${guided} --guide arch --guide-scale -1)
+expect_run(1 "unknown guide target 'truss' (families arch, cable, suspension" ${guided} --guide truss)
+expect_run(1 "'arch:0'" ${guided} --guide arch:0,cable:1)
+expect_run(1 "the guide classifier takes 1x48x192 images but the energy model makes 1x32x32"
+           ${SAMPLE} --model ${WORK}/m.safetensors --guide arch --classifier ${WORK}/c_other.safetensors)
+expect_run(1 "needs a classifier" ${SAMPLE} --model ${WORK}/m.safetensors --guide arch
+           --classifier ${WORK}/m.safetensors)
+expect_run(1 "missing-classifier.safetensors" ${SAMPLE} --model ${WORK}/m.safetensors --guide arch
+           --classifier ${WORK}/missing-classifier.safetensors)

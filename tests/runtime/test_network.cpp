@@ -195,6 +195,87 @@ TEST(Network, ClassifierGivesReferenceLogitsAndPenultimateFeatures) {
   expect_error([&] { net.energy(x.data(), 4, e.data()); }, {"energy model", "classifier"});
 }
 
+// -sum_k t_k log softmax(l)_k in double, from the reference logits of every image.
+std::vector<double> reference_cross_entropy(const Model& m, const std::vector<double>& x, int n,
+                                            const std::vector<float>& t) {
+  const std::vector<double> l = reference_forward(m, x, n);
+  const size_t k = t.size();
+  std::vector<double> ce(size_t(n), 0.0);
+  for (int b = 0; b < n; ++b) {
+    double z = 0;
+    for (size_t j = 0; j < k; ++j) z += std::exp(l[size_t(b) * k + j]);
+    for (size_t j = 0; j < k; ++j) ce[size_t(b)] -= t[j] * (l[size_t(b) * k + j] - std::log(z));
+  }
+  return ce;
+}
+
+TEST(Network, CrossEntropyGradientMatchesFiniteDifferencesAtEveryPixel) {
+  json layers = kEveryLayer;
+  layers.back()["out_features"] = 3;
+  const Model m = random_model(resolve_architecture({1, 8, 12}, layers), 25, ModelKind::kClassifier);
+  Network net(m);
+  const int n = 2;
+  const std::vector<float> x = test::random_inputs(size_t(n) * 96, 11);
+  const std::vector<double> xd = test::to_double(x);
+  for (const std::vector<float>& t : {std::vector<float>{0.0f, 1.0f, 0.0f},
+                                      std::vector<float>{0.5f, 0.2f, 0.3f}}) {
+    std::vector<float> ce(n), g(x.size());
+    net.cross_entropy_and_input_grad(x.data(), n, t, ce.data(), g.data());
+    const std::vector<double> ce_ref = reference_cross_entropy(m, xd, n, t);
+    for (int i = 0; i < n; ++i) EXPECT_NEAR(ce[size_t(i)], ce_ref[size_t(i)], 1e-5 * (1 + ce_ref[size_t(i)]));
+    const double h = 1e-5;
+    int shown = 0;
+    double largest = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      std::vector<double> xp = xd, xm = xd;
+      xp[k] += h;
+      xm[k] -= h;
+      const size_t img = k / 96;
+      const double fd = (reference_cross_entropy(m, xp, n, t)[img] -
+                         reference_cross_entropy(m, xm, n, t)[img]) / (2 * h);
+      largest = std::max(largest, std::abs(fd));
+      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+        ADD_FAILURE() << "dCE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
+    }
+    EXPECT_GT(largest, 1e-3) << "a gradient this flat would not test anything";
+  }
+}
+
+TEST(Network, CrossEntropyOfAnImageDoesNotDependOnTheRestOfTheBatch) {
+  json layers = kEveryLayer;
+  layers.back()["out_features"] = 4;
+  const Model m = random_model(resolve_architecture({1, 8, 12}, layers), 26, ModelKind::kClassifier);
+  Network net(m);
+  const std::vector<float> x = test::random_inputs(5 * 96, 12), t = {0.25f, 0.25f, 0.0f, 0.5f};
+  std::vector<float> ce(5), g(x.size()), ce1(1), g1(96);
+  net.cross_entropy_and_input_grad(x.data(), 5, t, ce.data(), g.data());
+  for (int i = 0; i < 5; ++i) {
+    net.cross_entropy_and_input_grad(x.data() + i * 96, 1, t, ce1.data(), g1.data());
+    EXPECT_EQ(ce1[0], ce[size_t(i)]);
+    EXPECT_TRUE(std::equal(g1.begin(), g1.end(), g.begin() + i * 96)) << "image " << i;
+  }
+}
+
+TEST(Network, CrossEntropyRefusesBadTargetsAndEnergyModels) {
+  json layers = kEveryLayer;
+  layers.back()["out_features"] = 3;
+  const Model m = random_model(resolve_architecture({1, 8, 12}, layers), 27, ModelKind::kClassifier);
+  Network net(m);
+  const std::vector<float> x = test::random_inputs(96, 13);
+  std::vector<float> ce(1), g(96);
+  auto run = [&](const std::vector<float>& t) {
+    net.cross_entropy_and_input_grad(x.data(), 1, t, ce.data(), g.data());
+  };
+  expect_error([&] { run({0.5f, 0.5f}); }, {"2 values", "3 labels"});
+  expect_error([&] { run({0.5f, 0.5f, 0.5f, 0.0f}); }, {"4 values", "3 labels"});
+  expect_error([&] { run({0.5f, 0.2f, 0.2f}); }, {"sums to 0.9", "not 1"});
+  expect_error([&] { run({1.2f, -0.2f, 0.0f}); }, {"-0.2", "not a probability"});
+  expect_error([&] { run({NAN, 0.5f, 0.5f}); }, {"not a probability"});
+  Network energy(random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 28));
+  expect_error([&] { energy.cross_entropy_and_input_grad(x.data(), 1, {1.0f}, ce.data(), g.data()); },
+               {"needs a classifier"});
+}
+
 TEST(Network, LoadsFromBytesAndFromFile) {
   const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 24);
   const std::vector<uint8_t> bytes = serialize_model(m, DType::kF32);

@@ -1,4 +1,5 @@
-// The Langevin sampler on a model whose answer is known: a smooth bowl around a chosen image.
+// The Langevin sampler on a model whose answer is known: a smooth bowl around a chosen image;
+// guidance by a classifier on a linear classifier whose pull has a known direction.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <cmath>
 
 #include "ebm/error.h"
+#include "ebm/reference.h"
 #include "ebm/sampler.h"
 #include "test_util.h"
 
@@ -293,6 +295,250 @@ TEST(Sampler, VariationsStartFromANoisedImageWithTheirShareOfTheSteps) {
   EXPECT_EQ(calls, 11);  // the start, then each of the ten steps
   s.start_variation(image.data(), 1, 1.0f);
   EXPECT_EQ(s.steps_done(), 0);
+}
+
+// --- Guided sampling -------------------------------------------------------------------------
+
+// Logits (v.x, -v.x): label 0 ("up_a") wants x along v, label 1 ("down_b") against it.
+Model linear_classifier(const std::vector<float>& v) {
+  const json layers = json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":2}])");
+  Model m = random_model(resolve_architecture({1, kH, kW}, layers), 1, ModelKind::kClassifier);
+  m.labels = {"up_a", "down_b"};
+  for (Tensor& tensor : m.tensors) {
+    std::fill(tensor.data.begin(), tensor.data.end(), 0.0f);
+    if (tensor.name == "layers.1.weight")
+      for (int k = 0; k < kD; ++k) {
+        tensor.data[size_t(k)] = v[size_t(k)];
+        tensor.data[size_t(kD + k)] = -v[size_t(k)];
+      }
+  }
+  return m;
+}
+
+// A noise-conditional model with a smooth prior around its mean image: the network passes the
+// scaled image through (F = c_in (x - mean)), so D = mean + c_out c_in (x - mean), which shrinks
+// x toward the mean at high noise and leaves it nearly as it is at low noise. (A point mass,
+// D = mean whatever x, would leave a guide nothing to choose.)
+Model smooth_prior_model() {
+  const json layers = json::parse(R"([{"type":"conv2d","out_channels":1,"kernel":1}])");
+  Model m = test::random_denoiser_model({1, kH, kW}, layers, 9);
+  for (Tensor& t : m.tensors) {
+    if (t.name == kEnergyMeanTensor) continue;
+    std::fill(t.data.begin(), t.data.end(), 0.0f);
+    if (t.name == "layers.0.weight") t.data[0] = 1.0f;  // [1, 2, 1, 1]: the image channel
+  }
+  return m;
+}
+
+// Mean over the chains of v . (x - origin) / |v|: how far along v the samples lie.
+double mean_projection(const std::vector<float>& x, const std::vector<float>& v,
+                       const std::vector<float>& origin) {
+  const int n = int(x.size()) / kD;
+  double vv = 0, s = 0;
+  for (int k = 0; k < kD; ++k) vv += double(v[size_t(k)]) * v[size_t(k)];
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < kD; ++k)
+      s += double(v[size_t(k)]) * (x[size_t(i) * kD + k] - origin[size_t(k)]);
+  return s / n / std::sqrt(vv);
+}
+
+TEST(GuideTarget, ParsesFamiliesAndSubtypesIntoADistribution) {
+  const std::vector<std::string> labels = {"arch_deck", "arch_through", "beam_girder",
+                                           "cable_fan", "cable_harp", "suspension_classic"};
+  auto expect = [&](const std::string& spec, const std::vector<float>& want) {
+    const std::vector<float> got = parse_guide_target(spec, labels);
+    ASSERT_EQ(got.size(), want.size()) << spec;
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << spec << " " << labels[i];
+  };
+  expect("arch:0.5,suspension:0.5", {0.25f, 0.25f, 0, 0, 0, 0.5f});
+  expect("arch,suspension", {0.25f, 0.25f, 0, 0, 0, 0.5f});  // shares are normalised
+  expect("cable_fan", {0, 0, 0, 1, 0, 0});
+  expect("arch:1,cable_fan:3", {0.125f, 0.125f, 0, 0.75f, 0, 0});
+  expect("beam:0.3,cable:0.7", {0, 0, 0.3f, 0.35f, 0.35f, 0});
+  using test::expect_error;
+  expect_error([&] { parse_guide_target("bridge:1", labels); },
+               {"unknown guide target 'bridge'", "families arch, beam, cable, suspension",
+                "subtypes arch_deck, arch_through"});
+  expect_error([&] { parse_guide_target("arch:0", labels); }, {"'arch:0'", "> 0"});
+  expect_error([&] { parse_guide_target("arch:-1,beam", labels); }, {"'arch:-1'", "> 0"});
+  expect_error([&] { parse_guide_target("arch:half", labels); }, {"'arch:half'", "number"});
+  expect_error([&] { parse_guide_target("arch,beam,arch", labels); }, {"'arch' twice"});
+  expect_error([&] { parse_guide_target("", labels); }, {"empty guide target"});
+  expect_error([&] { parse_guide_target("arch,,beam", labels); }, {"unknown guide target ''"});
+}
+
+// The gradient the guided sampler follows is that of E + scale w(sigma) CE: checked against
+// finite differences of the double-precision references at every pixel, below the guide's noise
+// level (w = 1) and above it (w = (sigma_guide / sigma)^2), on a random denoiser energy and a
+// random classifier.
+TEST(GuidedSampler, GradientMatchesFiniteDifferencesOfTheGuidedEnergy) {
+  const json den = json::parse(R"([{"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"},
+      {"type":"swish"},{"type":"conv2d","out_channels":1,"kernel":3,"padding":"same"}])");
+  const Model em = test::random_denoiser_model({1, kH, kW}, den, 5);
+  const json cls = json::parse(R"([{"type":"conv2d","out_channels":2,"kernel":3,"padding":"same"},
+      {"type":"swish"},{"type":"flatten"},{"type":"dense","out_features":3}])");
+  Model cm = random_model(resolve_architecture({1, kH, kW}, cls), 6, ModelKind::kClassifier);
+  cm.labels = {"a_x", "a_y", "b_z"};
+  Network energy(em), classifier(cm);
+  const std::vector<float> t = parse_guide_target("a:0.5,b:0.5", cm.labels);
+  const float scale = 50.0f, sigma_guide = 1.0f;
+  LangevinSampler s(energy, default_sampler_params(SamplerForm::kDdim), 1);
+  s.set_guide(classifier, t, scale, sigma_guide);
+  const int n = 2;
+  const std::vector<float> x = test::random_inputs(size_t(n) * kD, 14);
+  const std::vector<double> xd = test::to_double(x);
+  for (float sigma : {0.5f, 4.0f}) {
+    const double w = scale * std::min(1.0, std::pow(double(sigma_guide) / sigma, 2));
+    EXPECT_NEAR(s.guide_weight(sigma), w, 1e-6 * w);
+    auto guided = [&](const std::vector<double>& xs, int img) {
+      const std::vector<double> e = reference_denoiser_energy(em, xs, n, double(sigma));
+      const std::vector<double> l = reference_forward(cm, xs, n);
+      const double* li = l.data() + img * 3;
+      const double z = std::exp(li[0]) + std::exp(li[1]) + std::exp(li[2]);
+      double ce = 0;
+      for (int j = 0; j < 3; ++j) ce -= t[size_t(j)] * (li[j] - std::log(z));
+      return e[size_t(img)] + w * ce;
+    };
+    std::vector<float> e(n), g(x.size()), g_plain(x.size());
+    s.gradient(x.data(), n, sigma, e.data(), g.data());
+    energy.energy_and_input_grad(x.data(), n, e.data(), g_plain.data(), sigma);
+    const double h = 1e-5;
+    int shown = 0;
+    double guide_part = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      std::vector<double> xp = xd, xm = xd;
+      xp[k] += h;
+      xm[k] -= h;
+      const int img = int(k / kD);
+      const double fd = (guided(xp, img) - guided(xm, img)) / (2 * h);
+      guide_part = std::max(guide_part, std::abs(double(g[k]) - g_plain[k]));
+      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+        ADD_FAILURE() << "sigma " << sigma << ": grad[" << k << "] = " << g[k] << ", finite difference " << fd;
+    }
+    EXPECT_GT(guide_part, 1e-2) << "the guide's term must be large enough to be checked";
+  }
+}
+
+// On the denoised estimate, the guide's term is the classifier's gradient at
+// D = clip(x - sigma^2 dE/dx), added to dE/dx: checked against the network's own answers.
+TEST(GuidedSampler, OnTheDenoisedEstimateTheClassifierReadsD) {
+  const json den = json::parse(R"([{"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"},
+      {"type":"swish"},{"type":"conv2d","out_channels":1,"kernel":3,"padding":"same"}])");
+  Network energy(test::random_denoiser_model({1, kH, kW}, den, 5));
+  const std::vector<float> v = test::random_inputs(kD, 31, -1.0f, 1.0f);
+  Network classifier(linear_classifier(v));
+  LangevinSampler s(energy, default_sampler_params(SamplerForm::kDdim), 1);
+  s.set_guide(classifier, {0.3f, 0.7f}, 5.0f, 1.0f, true);
+  const int n = 2;
+  const std::vector<float> x = test::random_inputs(size_t(n) * kD, 14);
+  for (float sigma : {0.3f, 2.0f}) {
+    std::vector<float> e(n), g(x.size()), ge(x.size()), gc(x.size()), ce(n), d(x.size());
+    s.gradient(x.data(), n, sigma, e.data(), g.data());
+    energy.energy_and_input_grad(x.data(), n, e.data(), ge.data(), sigma);
+    for (size_t k = 0; k < x.size(); ++k) d[k] = std::clamp(x[k] - sigma * sigma * ge[k], -1.0f, 1.0f);
+    classifier.cross_entropy_and_input_grad(d.data(), n, {0.3f, 0.7f}, ce.data(), gc.data());
+    const float w = s.guide_weight(sigma);
+    for (size_t k = 0; k < x.size(); ++k) ASSERT_NEAR(g[k], ge[k] + w * gc[k], 1e-5 * (1 + std::abs(g[k])));
+  }
+  LangevinSampler paper(energy, SamplerParams{}, 1);
+  expect_error([&] { paper.set_guide(classifier, {1, 0}, 1.0f, 1.0f, true); },
+               {"denoised", "noise-level", "paper"});
+}
+
+// Guidance toward label 0 of the linear classifier moves the samples along v under every form
+// (the bowl for the paper and textbook forms, the smooth prior for the noise-level ones);
+// scale 0 and clear_guide give the unguided samples bit for bit.
+TEST(GuidedSampler, MovesTheSamplesTowardTheTargetClassUnderEveryForm) {
+  const std::vector<float> t = target_image();
+  const std::vector<float> v = test::random_inputs(kD, 31, -1.0f, 1.0f);
+  Network bowl(bowl_model(t, 0.3f)), point(smooth_prior_model()), classifier(linear_classifier(v));
+  const std::vector<float>& mean = point.mean_image();
+  for (SamplerForm form : {SamplerForm::kPaper, SamplerForm::kTextbook, SamplerForm::kAnnealed,
+                           SamplerForm::kDdim}) {
+    const bool levels = walks_noise_levels(form);
+    const Network& net = levels ? point : bowl;
+    const std::vector<float>& origin = levels ? mean : t;
+    SamplerParams p = default_sampler_params(form);
+    p.steps = levels ? 20 : 60;
+    if (levels) p.sigma_max = 5.0f;
+    auto samples = [&](float scale, const std::vector<float>& target) {
+      LangevinSampler s(net, p, 3);
+      if (scale >= 0) s.set_guide(classifier, target, scale);
+      s.start_uniform(16);
+      s.run();
+      return s.images();
+    };
+    const std::vector<float> plain = samples(-1, {}), up = samples(2.0f, {1, 0}),
+                             down = samples(2.0f, {0, 1});
+    const double p0 = mean_projection(plain, v, origin), pu = mean_projection(up, v, origin),
+                 pd = mean_projection(down, v, origin);
+    EXPECT_GT(pu, p0 + 0.05) << sampler_form_name(form);
+    EXPECT_LT(pd, p0 - 0.05) << sampler_form_name(form);
+    EXPECT_EQ(samples(0.0f, {1, 0}), plain) << sampler_form_name(form);
+    if (levels) {  // the guide on the denoised estimate pulls the same way
+      LangevinSampler g(net, p, 3);
+      g.set_guide(classifier, {1, 0}, 2.0f, kDefaultGuideSigma, true);
+      g.start_uniform(16);
+      g.run();
+      EXPECT_GT(mean_projection(g.images(), v, origin), p0 + 0.05) << sampler_form_name(form);
+    }
+    LangevinSampler s(net, p, 3);
+    s.set_guide(classifier, {1, 0}, 2.0f);
+    s.clear_guide();
+    s.start_uniform(16);
+    s.run();
+    EXPECT_EQ(s.images(), plain) << sampler_form_name(form);
+  }
+}
+
+// The guide keeps every guarantee: the same samples whatever the thread count (each group has
+// its own classifier workspace), with kept pixels and from a variation start too; kept pixels
+// stay the kept image.
+TEST(GuidedSampler, ThreadsKeptPixelsAndVariationsKeepTheirGuarantees) {
+  const std::vector<float> v = test::random_inputs(kD, 31, -1.0f, 1.0f);
+  Network point(smooth_prior_model()), classifier(linear_classifier(v));
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 8;
+  p.eta = 1.0f;
+  std::vector<float> mask(kD, 0.0f);
+  for (int k = 0; k < kD; k += 4) mask[size_t(k)] = 1.0f;
+  const std::vector<float> keep = test::random_inputs(kD, 8, -0.9f, 0.9f);
+  for (int mode = 0; mode < 3; ++mode) {
+    auto run = [&](int threads) {
+      LangevinSampler s(point, p, 5, threads);
+      s.set_guide(classifier, {0.7f, 0.3f}, 1.5f, 1.0f, mode == 2);
+      if (mode == 1) s.set_keep(keep, mask);
+      if (mode == 2) {
+        std::vector<float> images;
+        for (int i = 0; i < 7; ++i) images.insert(images.end(), keep.begin(), keep.end());
+        s.start_variation(images.data(), 7, 0.5f);
+      } else {
+        s.start_uniform(7);
+      }
+      s.run();
+      return s.images();
+    };
+    const std::vector<float> one = run(1), three = run(3);
+    EXPECT_EQ(one, three) << "mode " << mode;
+    if (mode != 1) continue;
+    for (int i = 0; i < 7; ++i)
+      for (int k = 0; k < kD; k += 4) ASSERT_EQ(one[size_t(i) * kD + k], keep[size_t(k)]);
+  }
+}
+
+TEST(GuidedSampler, RefusesAWrongGuide) {
+  const std::vector<float> v = test::random_inputs(kD, 31, -1.0f, 1.0f);
+  Network bowl(bowl_model(target_image(), 0.3f)), classifier(linear_classifier(v));
+  LangevinSampler s(bowl, SamplerParams{}, 1);
+  const json layers = json::parse(R"([{"type":"flatten"},{"type":"dense","out_features":2}])");
+  Network small(random_model(resolve_architecture({1, 4, 4}, layers), 1, ModelKind::kClassifier));
+  expect_error([&] { s.set_guide(small, {1, 0}, 1.0f); }, {"takes 1x4x4", "makes 1x8x12"});
+  expect_error([&] { s.set_guide(bowl, {1}, 1.0f); }, {"must be a classifier"});
+  expect_error([&] { s.set_guide(classifier, {1, 0, 0}, 1.0f); }, {"3 values", "2 labels"});
+  expect_error([&] { s.set_guide(classifier, {0.6f, 0.6f}, 1.0f); }, {"sums to 1.2"});
+  expect_error([&] { s.set_guide(classifier, {1, 0}, -1.0f); }, {"scale", ">= 0"});
+  expect_error([&] { s.set_guide(classifier, {1, 0}, 1.0f, 0.0f); }, {"noise level", "> 0"});
+  EXPECT_FALSE(s.guided());
 }
 
 TEST(Sampler, RefusesClassifiersAndEmptyStarts) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <sstream>
 
@@ -175,10 +176,24 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   // model's own sampler settings (overridden if asked).
   const Network energy(energy_model);
   const SamplerParams params = parse_sampler_params(opt.sampler, energy.sampler());
+  const bool guided = !opt.guide.empty();
+  const std::string guide_path = opt.guide_classifier.empty() ? opt.classifier : opt.guide_classifier;
+  std::unique_ptr<Network> guide;
+  std::vector<float> guide_target;
+  if (guided) {
+    guide = std::make_unique<Network>(opt.guide_classifier.empty() ? classifier_model
+                                                                   : load_model(guide_path));
+    if (guide->kind() != ModelKind::kClassifier)
+      throw Error("'" + guide_path + "' is an energy model; the guide must be a classifier");
+    guide_target = parse_guide_target(opt.guide, guide->labels());
+  }
   std::vector<float> samples(size_t(opt.count) * d);
   for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
     const int m = std::min(kChunk, opt.count - c0);
     LangevinSampler sampler(energy, params, opt.seed, opt.threads);
+    if (guided)
+      sampler.set_guide(*guide, guide_target, float(opt.guide_scale), float(opt.guide_sigma),
+                        opt.guide_denoised);
     sampler.start_uniform(m, uint64_t(c0));
     sampler.run(10, [&](const SamplerProgress& p) {
       if (progress)
@@ -298,17 +313,99 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                     bool met) {
     targets.push_back({{"target", what}, {"goal", goal}, {"measured", value}, {"met", met}});
   };
-  target("every subtype is at least 4% of the samples", ">= 4% each",
-         "rarest " + percent(rarest_share) + ", " + std::to_string(present) + " of " +
-             std::to_string(labels.size()) + " present",
-         rarest_share >= 0.04);
+  // The guide's target, judged by `labels` (the judge's): the samples that meet it become the
+  // candidates shown.
+  json guide_report;
+  std::vector<int> hits;
+  bool hybrid_target = false;
+  if (guided) {
+    const std::vector<float> judged = parse_guide_target(opt.guide, labels);
+    std::vector<std::string> target_families;
+    int only_subtype = -1, subtypes = 0;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (judged[i] <= 0) continue;
+      ++subtypes;
+      only_subtype = int(i);
+      const std::string family = family_of(labels[i]);
+      if (std::find(target_families.begin(), target_families.end(), family) == target_families.end())
+        target_families.push_back(family);
+    }
+    const FamilyMix& any = cs.mix.front();
+    auto family_index = [&](const std::string& family) {
+      return int(std::find(any.families.begin(), any.families.end(), family) - any.families.begin());
+    };
+    std::string what, goal;
+    double want = 0;
+    if (subtypes == 1) {
+      what = "samples whose top-1 subtype is " + labels[size_t(only_subtype)];
+      goal = ">= 90%";
+      want = 0.9;
+      for (int i = 0; i < opt.count; ++i)
+        if (cs.mix[size_t(i)].top_subtype == only_subtype) hits.push_back(i);
+    } else if (target_families.size() == 2) {
+      hybrid_target = true;
+      const int fa = family_index(target_families[0]), fb = family_index(target_families[1]);
+      what = "clean " + target_families[0] + "+" + target_families[1] +
+             " hybrids (the top two families, each >= " + percent(opt.mix_threshold) + ", sharpness >= " +
+             fixed(opt.sharp_fraction, 2) + " of real)";
+      goal = ">= 50%";
+      want = 0.5;
+      for (int i = 0; i < opt.count; ++i) {
+        const FamilyMix& m = cs.mix[size_t(i)];
+        // The pair is the top two families (as for a new type), each at least the threshold.
+        const bool pair = (m.first == fa && m.second == fb) || (m.first == fb && m.second == fa);
+        if (pair && m.mixes(opt.mix_threshold) &&
+            sharp_s[size_t(i)] >= opt.sharp_fraction * sharp_real)
+          hits.push_back(i);
+      }
+    } else {
+      what = "samples whose top family is one of the target's";
+      for (int i = 0; i < opt.count; ++i)
+        if (std::find(target_families.begin(), target_families.end(),
+                      cs.mix[size_t(i)].families[size_t(cs.mix[size_t(i)].first)]) !=
+            target_families.end())
+          hits.push_back(i);
+    }
+    // Most balanced first for a hybrid target, most confident first otherwise.
+    auto score = [&](int i) {
+      const FamilyMix& m = cs.mix[size_t(i)];
+      if (target_families.size() == 2 && subtypes > 1)
+        return std::min(m.family_probs[size_t(family_index(target_families[0]))],
+                        m.family_probs[size_t(family_index(target_families[1]))]);
+      return m.subtype_probs[size_t(m.top_subtype)];
+    };
+    std::stable_sort(hits.begin(), hits.end(), [&](int a, int b) { return score(a) > score(b); });
+    const double share = double(hits.size()) / opt.count;
+    target(what, goal.empty() ? "(none)" : goal, percent(share), want > 0 ? share >= want : true);
+    json dist = json::object();
+    for (size_t i = 0; i < labels.size(); ++i)
+      if (judged[i] > 0) dist[labels[i]] = judged[i];
+    const bool same = guide_path == opt.classifier;
+    guide_report = {{"mix", opt.guide},
+                    {"target", dist},
+                    {"scale", opt.guide_scale},
+                    {"sigma", opt.guide_sigma},
+                    {"on", opt.guide_denoised ? "the denoised estimate" : "the noisy state"},
+                    {"weight", "scale * min(1, (sigma_guide / sigma)^2) under the noise-level forms"},
+                    {"guide_classifier", guide_path},
+                    {"judge_classifier", opt.classifier},
+                    {"judged_by_the_guide", same},
+                    {"hits", hits.size()},
+                    {"share", share}};
+  } else {
+    target("every subtype is at least 4% of the samples", ">= 4% each",
+           "rarest " + percent(rarest_share) + ", " + std::to_string(present) + " of " +
+               std::to_string(labels.size()) + " present",
+           rarest_share >= 0.04);
+  }
   target("sample sharpness / real sharpness", ">= 0.9", fixed(sharp_ratio), sharp_ratio >= 0.9);
   target("Frechet distance / real-vs-real floor", "<= 3", fixed(fd_ratio, 2), fd_ratio <= 3.0);
   target("isolated dark pixels per dark pixel / real", "<= 2", fixed(speckle_ratio, 2),
          speckle_ratio <= 2.0);
   target("copies (nearer a training image than the nearest 1% of held-out ones)", "<= 1%",
          percent(copy_share), copy_share <= 0.01);
-  target("new bridge types (hybrid, sharp, novel)", ">= 5%", percent(new_share), new_share >= 0.05);
+  if (!guided)
+    target("new bridge types (hybrid, sharp, novel)", ">= 5%", percent(new_share), new_share >= 0.05);
 
   EvalResult r;
   r.report = {
@@ -374,11 +471,20 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
         {"share", copy_share}}},
       {"targets", targets},
       {"seconds", total_seconds}};
+  if (guided) r.report["guide"] = guide_report;
 
   // Summary.
   std::ostringstream md;
-  md << "# Evaluation of " << card.value("name", opt.model) << "\n\n"
-     << opt.count << " samples from " << start_description(params) << " (seed " << opt.seed << ", "
+  md << "# Evaluation of " << card.value("name", opt.model) << "\n\n";
+  if (guided)
+    md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << opt.guide_scale
+       << ", full strength below sigma " << opt.guide_sigma
+       << (opt.guide_denoised ? ", on the denoised estimate" : "") << "), judged by " << opt.classifier
+       << (guide_path == opt.classifier
+               ? ": the SAME classifier as the guide (a guide can fool its own judge)"
+               : " (another classifier than the guide)")
+       << ".\n\n";
+  md << opt.count << " samples from " << start_description(params) << " (seed " << opt.seed << ", "
      << sampler_params_json(params).dump() << "), labelled by " << opt.classifier << "; dataset "
      << inputs.data << " (" << n_train << " training, " << n_real << " held-out images).\n\n"
      << "| target | goal | measured | met |\n| --- | --- | --- | --- |\n";
@@ -413,11 +519,34 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   for (int i = 0; i < shown; ++i) tags.push_back(cs.mix[size_t(i)].describe());
   r.samples_png =
       train::captioned_grid(samples.data(), shown, shape, train::grid_columns(shown, shape),
-                            "samples from noise (first " + std::to_string(shown) + " of " +
-                                std::to_string(opt.count) + ") and their family mix",
+                            (guided ? "guided toward " + opt.guide + ": samples (first "
+                                    : std::string("samples from noise (first ")) +
+                                std::to_string(shown) + " of " + std::to_string(opt.count) +
+                                ") and their family mix",
                             tags);
   const int n_cand = std::min<int>(int(candidates.size()), 24);
-  if (n_cand > 0) {
+  if (guided) {
+    const int n_hits = std::min<int>(int(hits.size()), 24);
+    std::vector<float> tiles(size_t(std::max(n_hits, 1)) * d, 1.0f);
+    std::vector<std::string> htags;
+    for (int j = 0; j < n_hits; ++j) {
+      const int k = hits[size_t(j)];
+      std::copy_n(samples.begin() + long(size_t(k) * d), d, tiles.begin() + long(size_t(j) * d));
+      const FamilyMix& m = cs.mix[size_t(k)];  // a subtype target names the subtype (short tags)
+      htags.push_back("#" + std::to_string(k) + " " +
+                      (hybrid_target ? m.describe()
+                                     : labels[size_t(m.top_subtype)] + " " +
+                                           std::to_string(int(std::lround(
+                                               100 * m.subtype_probs[size_t(m.top_subtype)]))) +
+                                           "%"));
+    }
+    r.candidates_png = train::captioned_grid(
+        tiles.data(), std::max(n_hits, 1), shape, train::grid_columns(std::max(n_hits, 1), shape),
+        n_hits > 0 ? "samples meeting the guide's target, best first (" +
+                         std::to_string(hits.size()) + ")"
+                   : "no sample meets the guide's target",
+        htags);
+  } else if (n_cand > 0) {
     std::vector<float> tiles(size_t(n_cand) * d);
     std::vector<std::string> ctags;
     for (int i = 0; i < n_cand; ++i) {

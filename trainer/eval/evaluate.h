@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ebm/image_io.h"
+#include "ebm/sampler.h"
 #include "ebm/sampler_params.h"
 
 namespace ebm::eval {
@@ -29,6 +30,13 @@ struct EvalOptions {
   double mix_threshold = 0.25;
   double sharp_fraction = 0.9;
   double novel_quantile = 0.95;
+  // Guided sampling (LangevinSampler::set_guide): toward this mix of families and/or subtypes
+  // ("" = unguided), by `guide_classifier` ("" = `classifier`, which then also judges the
+  // samples: a guide can fool its own judge, so a separate clean judge is the honest setting).
+  std::string guide;
+  double guide_scale = kDefaultGuideScale, guide_sigma = kDefaultGuideSigma;
+  bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
+  std::string guide_classifier;
 };
 
 struct EvalResult {
@@ -42,6 +50,11 @@ struct EvalResult {
 // progress(stage, done, total): stages "sampling", "features", "novelty".
 using Progress = std::function<void(const std::string&, int64_t, int64_t)>;
 
+// With opt.guide set, the samples are guided and the targets are the guide's: for one subtype,
+// the share of samples whose top-1 subtype it is (goal 90%); for two families, the share of
+// clean hybrids of that pair (the top two families, each at least mix_threshold, sharpness at least
+// sharp_fraction of real; goal 50%); with sharpness, Frechet, speckle and copies as usual.
+// candidates.png then shows the samples that meet the guide's target.
 EvalResult evaluate(const EvalOptions& opt, const Progress& progress = {});
 
 // Inpainting: the `region` half ("left", "right", "top", "bottom") of the first --count held-out

@@ -68,6 +68,15 @@ class Network {
   void logits(Workspace& ws, const float* x, int n, float* out) const;
   // The input of the last layer (after its activation): [n, feature_size()].
   void features(Workspace& ws, const float* x, int n, float* out) const;
+  // Classifiers: each image's cross-entropy ce_i = -sum_k t_k log softmax(logits(x_i))_k against
+  // the distribution `target` (outputs() values, each >= 0, summing to 1 within 1e-4), and
+  // dce_i/dx_i by the backward pass (dce/dlogits = softmax - t). The input gradient of a guide
+  // (LangevinSampler::set_guide); like energies, bit-identical whatever shares the batch.
+  void cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
+                                    const std::vector<float>& target, float* ce,
+                                    float* grad) const;
+  // Throws ebm::Error unless `target` is such a distribution over this classifier's labels.
+  void check_target(const std::vector<float>& target) const;
 
   // The same, with a workspace owned by the network (so not for concurrent use).
   void reserve(int n) { reserve(own_, n); }
@@ -77,6 +86,10 @@ class Network {
   }
   void logits(const float* x, int n, float* out) { logits(own_, x, n, out); }
   void features(const float* x, int n, float* out) { features(own_, x, n, out); }
+  void cross_entropy_and_input_grad(const float* x, int n, const std::vector<float>& target,
+                                    float* ce, float* grad) {
+    cross_entropy_and_input_grad(own_, x, n, target, ce, grad);
+  }
 
  private:
   void forward(Workspace& ws, const float* x, int n, size_t layers) const;

@@ -33,6 +33,19 @@ struct SamplerProgress {
 bool is_region_name(const std::string& name);
 std::vector<float> region_keep_mask(const std::string& region, const Shape& image);
 
+// A guide target (LangevinSampler::set_guide) from "arch:0.5,suspension:0.5": comma-separated
+// label or family names (the family is a label's part before the first '_', metrics.h), each
+// with an optional share (default 1). Shares must be > 0 and are normalised to sum to 1, so
+// "arch,suspension" is the same 50/50 mix; a family's share is spread evenly over its subtypes.
+// Returns one probability per label. Throws ebm::Error naming the known names for an unknown one,
+// and for a bad or repeated entry.
+std::vector<float> parse_guide_target(const std::string& spec, const std::vector<std::string>& labels);
+
+// Guidance by a classifier: the noise level above which its pull is tapered, and the scale the
+// programs use when none is given (see set_guide; chosen by the sweep in models/README.md).
+constexpr float kDefaultGuideSigma = 1.0f;
+constexpr float kDefaultGuideScale = 3000.0f;
+
 class LangevinSampler {
  public:
   // `threads` splits the chains into that many groups stepped in parallel (<= 0: one per hardware
@@ -63,6 +76,30 @@ class LangevinSampler {
   void clear_keep();
   bool keeps() const { return !kept_.empty(); }
 
+  // Guided sampling: from now on every step follows the gradient of
+  //   E(x, sigma) + scale w(sigma) CE(target, softmax(classifier(x)))
+  // in place of dE/dx (in the ddim form it thus enters D = x - sigma^2 grad). `target` is a
+  // distribution over the classifier's labels (parse_guide_target); the classifier must take the
+  // model's images and must outlive the sampler (it is not copied). w = 1 under the paper and
+  // textbook forms; under the noise-level forms w(sigma) = min(1, (sigma_guide / sigma)^2): full
+  // strength at and below sigma_guide, and above it a pull whose share of the step (which scales
+  // with sigma^2) stays what it is at sigma_guide, so a classifier trained on clean drawings,
+  // unreliable on very noisy states, does not dominate the early steps. The energies reported
+  // (energies(), progress) stay E alone.
+  //
+  // With on_denoised (the noise-level forms only), the classifier reads the chain's denoised
+  // estimate D = clip(x - sigma^2 dE/dx) instead of the noisy x, and its gradient there is added
+  // as if dD/dx were the identity: not the gradient of any energy, but a clean classifier then
+  // sees the kind of image it was trained on at every level (the noisy x it has never seen).
+  void set_guide(const Network& classifier, std::vector<float> target, float scale,
+                 float sigma_guide = kDefaultGuideSigma, bool on_denoised = false);
+  void clear_guide();
+  bool guided() const { return guide_ != nullptr; }
+  float guide_weight(float sigma) const;  // scale w(sigma); 0 without a guide
+  // The gradient the steps follow at noise level sigma (dE/dx plus the guide's term) for n
+  // images, and E; not while a step runs.
+  void gradient(const float* x, int n, float sigma, float* e, float* grad);
+
   void step();  // one Langevin step for every chain; allocates nothing
 
   // Runs the remaining steps of params.steps, at most max_steps of them in this call (so a caller
@@ -90,8 +127,14 @@ class LangevinSampler {
   void apply_keep_all(float sigma);
   void annealed_step();
   void compute_energies(float* e);
-  // Calls fn(workspace, first chain, chain count) for each group of chains, in parallel.
-  void for_each_group(const std::function<void(Network::Workspace&, int, int)>& fn);
+  // One group's workspaces: the energy model's and the guide classifier's.
+  struct Workspaces {
+    Network::Workspace energy, guide;
+  };
+  // E and the guided gradient of chains [b0, b0 + nb) into e_ and grad_.
+  void energy_and_grad(Workspaces& ws, int b0, int nb, float sigma);
+  // Calls fn(workspaces, first chain, chain count) for each group of chains, in parallel.
+  void for_each_group(const std::function<void(Workspaces&, int, int)>& fn);
   SamplerProgress progress(int total) const;
   // Annealed form: the noise level of step k (the last step is the denoising one at sigma_min).
   int level_of(int k) const;
@@ -103,7 +146,7 @@ class LangevinSampler {
 
   const Network& net_;
   ThreadPool pool_;
-  std::vector<Network::Workspace> workspaces_;
+  std::vector<Workspaces> workspaces_;
   SamplerParams params_;
   uint64_t seed_;
   int count_ = 0, done_ = 0;
@@ -115,6 +158,11 @@ class LangevinSampler {
   float start_sigma_ = 0;
   std::vector<float> keep_;        // kept images: one (d floats) or one per chain
   std::vector<uint32_t> kept_;     // indices of the kept pixels within an image
+  const Network* guide_ = nullptr;  // the guide classifier, if any
+  std::vector<float> guide_target_, guide_grad_, guide_ce_;  // grad_, ce: per chain
+  std::vector<float> guide_input_;  // on_denoised: the denoised estimates it reads
+  float guide_scale_ = 0, guide_sigma_ = kDefaultGuideSigma;
+  bool guide_denoised_ = false;
   std::atomic<bool> stop_{false};
 };
 
