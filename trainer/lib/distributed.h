@@ -6,8 +6,8 @@
 // What each rank does (run.cpp, trainer.cpp, objective.cpp):
 //   - it takes batch / N images of every global batch: the epoch order is the same everywhere and
 //     rank r takes the r-th slice, so --batch means the same training at any world size;
-//   - it averages its gradient with the others' (GradientAverager: buckets of about 1 MiB, each
-//     all-reduced as soon as the backward pass has produced it, while the rest still runs);
+//   - it averages its gradient with the others' (GradientAverager: buckets of about 256 KiB,
+//     each all-reduced as soon as the backward pass has produced it, while the rest still runs);
 //   - it starts from rank 0's weights (broadcast) and checks at every epoch that they are still
 //     bitwise equal everywhere (a fingerprint gathered from every rank);
 //   - after every step it agrees with the others in one small all-reduce on the global batch's
