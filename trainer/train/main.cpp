@@ -399,7 +399,10 @@ int main(int argc, char** argv) {
                   << " --resume" << (dist.distributed() ? " (every process)" : "") << "\n";
       return 130;
     }
-    if (!follower)
+    if (follower)
+      std::cerr << "ebm-train: rank " << dist.rank << " of " << dist.world_size
+                << " done; the run folder is rank 0's\n";
+    else
       std::cerr << "ebm-train: run folder " << run_dir << " (export with: ebm-export " << run_dir
                 << "/checkpoint.pt --out model.safetensors)\n";
     return 0;
