@@ -255,8 +255,7 @@ struct Collective::Impl {
     if (now - w.last_ok > silent)
       return "rank 0 does not answer: its store at " + store_address() + " has been silent for " +
              fixed1(seconds(now - w.last_ok)) +
-             " s (the process hangs or its machine is "
-             "unreachable)";
+             " s (the process hangs or its machine is unreachable)";
     std::vector<int> ranks;
     double longest = 0;
     for (int r = 0; r < w.n; ++r)

@@ -21,7 +21,10 @@
 // of --dist-timeout seconds passed) is explained by the beats: the rank whose beats stopped is
 // named; rank 0's store not answering names rank 0. Waits for rank 0's solo work (validation,
 // pictures, checkpoint writes) have no fixed limit: they last as long as every rank keeps beating,
-// and end within --dist-timeout seconds of one that stops.
+// and end within --dist-timeout seconds of one that stops. The beats come from the watchdog, not
+// the training thread: a process that lives but whose training thread hangs is caught by Gloo's
+// timeout at its next collective, but not while the others wait for it in wait_for_all (only the
+// data loading and rank 0's solo work are waited for that way).
 #pragma once
 
 #include <torch/torch.h>
@@ -83,7 +86,7 @@ class Collective {
   int size() const { return opt_.world_size; }
   bool root() const { return opt_.rank == 0; }
   const DistOptions& options() const { return opt_; }
-  std::string describe() const;  // "rank 1 of 2 (127.0.0.1)"
+  std::string describe() const;  // "rank 1 of 2"
 
   // Text rank 0 publishes (the run configuration) and the others read (waiting for it).
   void publish(const std::string& key, const std::string& value);
