@@ -14,6 +14,9 @@ packages=(
   libeigen3-dev nlohmann-json3-dev libstb-dev zlib1g-dev libcpp-httplib-dev libssl-dev
   # trainer (LibTorch with OpenBLAS instead of the slow reference BLAS)
   libtorch-dev libopenblas-dev
+  # data-parallel training: the headers of Gloo, which LibTorch's c10d includes (its code is in
+  # libtorch_cpu)
+  libgloo-dev
   # tests and benchmarks (python3-torch: the trainer tests write TorchScript models with it and
   # read checkpoints back with torch.jit.load)
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3-numpy python3-torch

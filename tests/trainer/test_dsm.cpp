@@ -24,30 +24,7 @@ using nlohmann::json;
 using test::quiet;
 using test::scratch_dir;
 
-// A two-level U-Net for 64x16 images with every graph layer the unet preset uses.
-json small_unet_preset() {
-  return json::parse(R"({
-    "name": "small-unet",
-    "input": {"channels": 1, "height": 16, "width": 64},
-    "energy": {"form": "denoiser", "sigma_data": 0.6, "noise_plane": true},
-    "layers": [
-      {"type": "space_to_depth", "factor": 2},
-      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
-      {"type": "swish", "id": "s1"},
-      {"type": "conv2d", "out_channels": 16, "kernel": 3, "stride": 2, "padding": [1, 1]},
-      {"type": "swish"},
-      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
-      {"type": "upsample", "factor": 2},
-      {"type": "add", "skip": "s1"},
-      {"type": "swish"},
-      {"type": "conv2d", "out_channels": 4, "kernel": 3, "padding": "same"},
-      {"type": "depth_to_space", "factor": 2}
-    ],
-    "train": {"objective": "dsm", "lr": 0.002, "beta1": 0.9, "sigma_min": 0.02, "sigma_max": 20,
-              "sampler": {"form": "annealed", "steps": 20, "levels": 10, "sigma_max": 10,
-                          "sigma_min": 0.02, "eps": 2e-4}}
-  })");
-}
+using test::small_unet_preset;
 
 const std::string& bridge_set() {
   static const std::string dir = [] {

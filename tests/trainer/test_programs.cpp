@@ -24,46 +24,15 @@ namespace {
 using test::read_text;
 using test::scratch_dir;
 
-// Starts a program with stdout and stderr going to `log`.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Exit status, or 128 + signal number if killed by a signal.
-int wait_for(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using test::spawn;
+using test::wait_for;
+using test::wait_for_rows;
 
 int run(const std::vector<std::string>& args, std::string* output) {
   const std::string log = (test::process_dir() / "program_output.txt").string();
   const int code = wait_for(spawn(args, log));
   *output = read_text(log);
   return code;
-}
-
-// Waits until the run has logged at least `rows` steps (or 90 s pass).
-size_t wait_for_rows(const std::string& run_dir, size_t rows) {
-  const auto t0 = std::chrono::steady_clock::now();
-  size_t n = 0;
-  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(90)) {
-    n = read_metrics(run_dir + "/metrics.csv").rows.size();
-    if (n >= rows) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return n;
 }
 
 // A bridge set and a small preset, and the ebm-train command line for a long run on them.
@@ -150,7 +119,14 @@ TEST(Programs, HelpListsTheOptionsWithTheirDefaults) {
                         "--sigma-min",
                         "--loss-sigma-floor",
                         "--ema",
-                        "0.999"})
+                        "0.999",
+                        "--rank",
+                        "--world-size",
+                        "--master-addr",
+                        "--master-port",
+                        "--local-rank",
+                        "--dist-timeout",
+                        "$MASTER_PORT"})
     EXPECT_NE(out.find(s), std::string::npos) << s;
   ASSERT_EQ(run({EBM_EXPORT_EXE, "--help"}, &out), 0);
   for (const char* s : {"--out", "--f32", "--name", "--description", "--license"})

@@ -4,19 +4,26 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "../process_temp.h"
 #include "bridges/bridges.h"
 #include "ebm/fileio.h"
 #include "ebm/image_io.h"
+#include "metrics_csv.h"
 #include "run.h"
 
 namespace ebm::test {
@@ -80,6 +87,69 @@ inline std::string write_preset(const std::string& dir, const nlohmann::json& pr
   const std::string path = dir + "/preset.json";
   write_file_atomic(path, preset.dump(2));
   return path;
+}
+
+// A two-level U-Net for 64x16 images with every graph layer the unet preset uses, trained by
+// denoising score matching (its "train" settings).
+inline nlohmann::json small_unet_preset() {
+  return nlohmann::json::parse(R"({
+    "name": "small-unet",
+    "input": {"channels": 1, "height": 16, "width": 64},
+    "energy": {"form": "denoiser", "sigma_data": 0.6, "noise_plane": true},
+    "layers": [
+      {"type": "space_to_depth", "factor": 2},
+      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
+      {"type": "swish", "id": "s1"},
+      {"type": "conv2d", "out_channels": 16, "kernel": 3, "stride": 2, "padding": [1, 1]},
+      {"type": "swish"},
+      {"type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "same"},
+      {"type": "upsample", "factor": 2},
+      {"type": "add", "skip": "s1"},
+      {"type": "swish"},
+      {"type": "conv2d", "out_channels": 4, "kernel": 3, "padding": "same"},
+      {"type": "depth_to_space", "factor": 2}
+    ],
+    "train": {"objective": "dsm", "lr": 0.002, "beta1": 0.9, "sigma_min": 0.02, "sigma_max": 20,
+              "sampler": {"form": "annealed", "steps": 20, "levels": 10, "sigma_max": 10,
+                          "sigma_min": 0.02, "eps": 2e-4}}
+  })");
+}
+
+// Starts a program with stdout and stderr going to `log`, with `env` added to the environment.
+inline pid_t spawn(const std::vector<std::string>& args, const std::string& log,
+                   const std::map<std::string, std::string>& env = {}) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Exit status, or 128 + signal number if killed by a signal.
+inline int wait_for(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits until the run has logged at least `rows` steps (or 90 s pass).
+inline size_t wait_for_rows(const std::string& run_dir, size_t rows) {
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t n = 0;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(90)) {
+    n = train::read_metrics(run_dir + "/metrics.csv").rows.size();
+    if (n >= rows) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return n;
 }
 
 // Options for a run in `dir` without a progress bar (tests print their own lines).

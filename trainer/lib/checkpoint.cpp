@@ -31,9 +31,14 @@ double read_double(torch::serialize::InputArchive& in, const std::string& key) {
   return v.toDouble();
 }
 
-void load_archive(torch::serialize::InputArchive& in, const std::string& path) {
+// Reads the archive at `path`, or from `bytes` where given (rank 0's copy of it).
+void load_archive(torch::serialize::InputArchive& in, const std::string& path,
+                  const std::vector<uint8_t>* bytes = nullptr) {
   try {
-    in.load_from(path);
+    if (bytes)
+      in.load_from(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    else
+      in.load_from(path);
   } catch (const c10::Error& e) {
     throw Error("checkpoint '" + path +
                 "' cannot be read as a TorchScript archive: " + e.what_without_backtrace());
@@ -59,6 +64,15 @@ TrainCounters read_counters(torch::serialize::InputArchive& in) {
 }  // namespace
 
 void Trainer::save(const std::string& path) const {
+  // Under data parallelism the ranks' own state comes to rank 0: every generator, and each rank's
+  // part of the objective's state (the replay buffer).
+  std::vector<torch::Tensor> rngs, parts;
+  if (dist_) {
+    rngs = dist_->gather(gen_.get_state(), "gathering the generators for a checkpoint");
+    const torch::Tensor own = objective_->rank_state();
+    if (own.defined()) parts = dist_->gather(own, "gathering the replay buffer for a checkpoint");
+    if (!dist_->root()) return;
+  }
   torch::serialize::OutputArchive out;
   out.write("format", c10::IValue(std::string(kCheckpointFormat)));
   out.write("config", c10::IValue(cfg_.to_json().dump()));
@@ -77,11 +91,20 @@ void Trainer::save(const std::string& path) const {
   out.write("rollbacks", c10::IValue(counters_.rollbacks));
   out.write("wall_seconds", c10::IValue(counters_.wall_seconds));
   out.write("summary", c10::IValue(summary_.dump()));
+  out.write("world_size", c10::IValue(int64_t(shard_.size)));
+  if (shard_.size > 1) {
+    torch::serialize::OutputArchive ranks;
+    for (int r = 1; r < shard_.size; ++r) {
+      ranks.write("rng_" + std::to_string(r), rngs[size_t(r)], true);
+      if (!parts.empty()) ranks.write("state_" + std::to_string(r), parts[size_t(r)], true);
+    }
+    out.write("ranks", ranks);
+  }
 
   // The archive is assembled in memory and written by the one atomic writer; reserving the
   // tensors' size up front avoids doubling a 300 MB buffer (the paper preset's replay buffer).
   std::vector<uint8_t> bytes;
-  size_t estimate = (size_t(1) << 20) + objective_->state_bytes();
+  size_t estimate = (size_t(1) << 20) + objective_->state_bytes() * size_t(shard_.size);
   for (const auto& [name, t] : net_->state()) estimate += size_t(t.numel()) * 4 * 3;  // + Adam
   bytes.reserve(estimate);
   out.save_to([&](const void* data, size_t n) {
@@ -94,7 +117,24 @@ void Trainer::save(const std::string& path) const {
 
 void Trainer::load(const std::string& path) {
   torch::serialize::InputArchive in;
-  load_archive(in, path);
+  if (dist_) {
+    // Rank 0 reads the file and sends it: the other machines need no copy of the run folder.
+    std::vector<uint8_t> bytes;
+    std::string error;
+    if (dist_->root()) {
+      try {
+        bytes = read_file(path);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
+    bytes = dist_->broadcast_bytes(std::move(bytes), "sending the checkpoint");
+    if (bytes.empty())
+      throw Error(dist_->root() ? error : "rank 0 could not read the checkpoint " + path);
+    load_archive(in, path, &bytes);
+  } else {
+    load_archive(in, path);
+  }
   try {
     const TrainConfig saved =
         TrainConfig::from_json(parse_json_text(read_string(in, "config"), "config"));
@@ -102,6 +142,17 @@ void Trainer::load(const std::string& path) {
       throw Error("it was made with a different architecture");
     if (saved.task != cfg_.task)
       throw Error(std::string("it was made for task ") + task_name(saved.task));
+    // A checkpoint from before data parallelism has no world size: one process wrote it.
+    c10::IValue world;
+    const int64_t saved_world =
+        in.try_read("world_size", world) && world.isInt() ? world.toInt() : 1;
+    if (saved_world != shard_.size && draws_per_rank(cfg_))
+      throw Error("it was written by a run of " + std::to_string(saved_world) +
+                  (saved_world == 1 ? " process" : " processes") +
+                  ", whose contrastive-divergence chains and replay buffer are split " +
+                  std::to_string(saved_world) +
+                  " ways; resume it with WORLD_SIZE=" + std::to_string(saved_world) +
+                  " (this run has " + std::to_string(shard_.size) + ")");
 
     read_net_state(in, "model", *net_);
     torch::serialize::InputArchive optim;
@@ -114,6 +165,17 @@ void Trainer::load(const std::string& path) {
     torch::Tensor rng;
     in.read("rng", rng, true);
     gen_.set_state(rng);
+    // The other ranks' own generators and buffer parts, where the run that wrote it had as many
+    // ranks (a run whose draws are the same on every rank keeps rank 0's generator at any size).
+    if (shard_.rank > 0 && saved_world == shard_.size) {
+      torch::serialize::InputArchive ranks;
+      in.read("ranks", ranks);
+      const std::string r = std::to_string(shard_.rank);
+      ranks.read("rng_" + r, rng, true);
+      gen_.set_state(rng);
+      torch::Tensor part;
+      if (ranks.try_read("state_" + r, part, true)) objective_->restore_rank_state(part);
+    }
     counters_ = read_counters(in);
     summary_ = parse_json_text(read_string(in, "summary"), "summary");
   } catch (const Error& e) {

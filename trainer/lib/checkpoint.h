@@ -15,6 +15,10 @@
 //   rng            the training generator's state (torch's CPU generator, uint8)
 //   step, epoch, step_in_epoch, rollbacks   integers
 //   wall_seconds   training time so far; summary: latest metrics, JSON text
+//   world_size     the processes of the run that wrote it (absent before data parallelism: 1);
+//                  everything above is rank 0's
+//   ranks          sub-archive, world_size > 1: rng_R, the generator of rank R = 1..world_size-1,
+//                  and state_R, its part of the replay buffer (objective cd)
 #pragma once
 
 #include <torch/torch.h>

@@ -70,7 +70,8 @@ json TrainConfig::to_json() const {
           {"seed", seed},
           {"threads", threads},
           {"max_steps", max_steps},
-          {"inject_nan_step", inject_nan_step}};
+          {"inject_nan_step", inject_nan_step},
+          {"inject_drift_step", inject_drift_step}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -129,6 +130,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("threads", &c.threads);
     get("max_steps", &c.max_steps);
     get("inject_nan_step", &c.inject_nan_step);
+    get("inject_drift_step", &c.inject_drift_step);
   } catch (const json::exception& e) {
     throw Error(std::string("run configuration: ") + e.what());
   }

@@ -75,6 +75,7 @@ struct TrainConfig {
   int threads = 0;               // 0 = every hardware thread
   int64_t max_steps = 0;         // stop after this many optimizer steps in all (0 = no limit)
   int64_t inject_nan_step = -1;  // testing the guard: poison a weight before this step, once
+  int64_t inject_drift_step = -1;  // testing the replica check: the last rank nudges a weight
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);  // unknown keys are refused

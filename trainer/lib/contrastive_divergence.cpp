@@ -2,6 +2,7 @@
 // (SPEC section 1), the book's Examples 7-5 and 7-6.
 #include <chrono>
 
+#include "ebm/error.h"
 #include "langevin.h"
 #include "objective.h"
 #include "replay_buffer.h"
@@ -12,12 +13,14 @@ namespace {
 
 class ContrastiveDivergence final : public TrainingObjective {
  public:
-  ContrastiveDivergence(const TrainConfig& cfg, EnergyNet& net, at::Generator& gen)
+  // Every rank keeps 1/N of the buffer and starts it with its share of one global batch.
+  ContrastiveDivergence(const TrainConfig& cfg, EnergyNet& net, at::Generator& gen,
+                        const Shard& shard)
       : shape_(net->image_shape()),
-        buffer_(cfg.buffer_size, shape_),
+        buffer_(rank_capacity(cfg, shard), shape_),
         backend_(parse_langevin_backend(cfg.langevin_backend)) {
     // The buffer starts as one batch of uniform noise (the book's Buffer.__init__).
-    buffer_.reset_uniform(std::min<int64_t>(cfg.batch, cfg.buffer_size), gen);
+    buffer_.reset_uniform(std::min<int64_t>(cfg.batch / shard.size, buffer_.capacity()), gen);
   }
 
   std::vector<std::string> step_figures() const override {
@@ -25,6 +28,7 @@ class ContrastiveDivergence final : public TrainingObjective {
   }
   std::string rate_name() const override { return "image_steps_per_s"; }
   std::vector<std::string> validation_figures() const override { return {"cdiv", "real", "fake"}; }
+  std::vector<std::string> summed_figures() const override { return {"fresh"}; }
 
   std::optional<StepMetrics> step(TrainState& s, const torch::Tensor& real_in, const torch::Tensor&,
                                   const std::atomic<bool>* stop) override {
@@ -116,8 +120,18 @@ class ContrastiveDivergence final : public TrainingObjective {
   size_t state_bytes() const override {
     return size_t(buffer_.size()) * size_t(shape_.size()) * 4;
   }
+  torch::Tensor rank_state() const override { return buffer_.ordered(); }
+  void restore_rank_state(const torch::Tensor& state) override { buffer_.restore(state); }
 
  private:
+  static int64_t rank_capacity(const TrainConfig& cfg, const Shard& shard) {
+    if (cfg.buffer_size < shard.size)
+      throw Error("the replay buffer (--buffer-size " + std::to_string(cfg.buffer_size) +
+                  ") is split over " + std::to_string(shard.size) +
+                  " processes and needs at least one image for each");
+    return cfg.buffer_size / shard.size;
+  }
+
   Shape shape_;
   ReplayBuffer buffer_;
   LangevinBackend backend_;
@@ -126,8 +140,9 @@ class ContrastiveDivergence final : public TrainingObjective {
 }  // namespace
 
 std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig& cfg,
-                                                               EnergyNet& net, at::Generator& gen) {
-  return std::make_unique<ContrastiveDivergence>(cfg, net, gen);
+                                                               EnergyNet& net, at::Generator& gen,
+                                                               const Shard& shard) {
+  return std::make_unique<ContrastiveDivergence>(cfg, net, gen, shard);
 }
 
 }  // namespace ebm::train

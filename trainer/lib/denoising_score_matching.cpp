@@ -29,12 +29,18 @@ class DenoisingScoreMatching final : public TrainingObjective {
                                   const std::atomic<bool>*) override {
     const TrainConfig& cfg = s.cfg;
     const int64_t B = x.size(0);
-    // Noise levels log-normal (Karras et al. 2022), clamped to the range the sampler walks.
+    // The draws are made for the whole global batch, the same on every rank (the generator too
+    // stays the same everywhere), and each rank takes its slice: N processes draw exactly what one
+    // would. Noise levels log-normal (Karras et al. 2022), clamped to the range the sampler walks.
+    const int64_t global = B * s.shard.size, first = B * s.shard.rank;
+    std::vector<int64_t> zshape = x.sizes().vec();
+    zshape[0] = global;
     const torch::Tensor sigma =
-        (torch::randn({B}, s.gen, torch::kFloat32) * cfg.sigma_std + cfg.sigma_mean)
+        (torch::randn({global}, s.gen, torch::kFloat32) * cfg.sigma_std + cfg.sigma_mean)
             .exp()
-            .clamp(cfg.sigma_min, cfg.sigma_max);
-    const torch::Tensor z = torch::randn(x.sizes(), s.gen, torch::kFloat32);
+            .clamp(cfg.sigma_min, cfg.sigma_max)
+            .narrow(0, first, B);
+    const torch::Tensor z = torch::randn(zshape, s.gen, torch::kFloat32).narrow(0, first, B);
     s.net->power_iteration();
     s.net->train();
     const torch::Tensor loss = dsm_loss(cfg, *s.net, x, sigma, z, /*create_graph=*/true).mean();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "distributed.h"
 #include "ebm/error.h"
 
 namespace ebm::train {
@@ -29,13 +30,17 @@ nlohmann::json TrainingObjective::validation_json(const Figures& v) const {
 }
 
 std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, EnergyNet& net,
-                                                  at::Generator& gen) {
+                                                  at::Generator& gen, const Shard& shard) {
   if (cfg.task == Task::kClassify) return make_classify();
   if (cfg.objective == Objective::kDenoisingScoreMatching)
     return make_denoising_score_matching(cfg, net);
   if (net->energy_form().denoiser)
     throw Error("a denoiser energy is trained by denoising score matching (--objective dsm)");
-  return make_contrastive_divergence(cfg, net, gen);
+  return make_contrastive_divergence(cfg, net, gen, shard);
+}
+
+bool draws_per_rank(const TrainConfig& cfg) {
+  return cfg.task == Task::kEnergy && cfg.objective == Objective::kContrastiveDivergence;
 }
 
 bool parameters_finite(const EnergyNetImpl& net) {
@@ -46,7 +51,9 @@ bool parameters_finite(const EnergyNetImpl& net) {
 
 void descend(TrainState& s, const torch::Tensor& loss) {
   s.opt.zero_grad();
+  if (s.averager) s.averager->begin();
   loss.backward();
+  if (s.averager) s.averager->finish();  // every rank now holds the mean gradient
   if (s.cfg.clip_grad_norm > 0)
     torch::nn::utils::clip_grad_norm_(s.net->parameters(), s.cfg.clip_grad_norm);
   s.opt.step();

@@ -10,6 +10,12 @@
 //
 // A unit owns what only it needs (the replay buffer, the moving average) and writes it into the
 // checkpoint itself; everything else it borrows from the Trainer through TrainState.
+//
+// Under data parallelism (distributed.h) a unit sees its rank's share of every global batch and
+// descend() averages the gradient over the ranks. Contrastive divergence runs its own chains and
+// keeps its own part of the replay buffer on every rank, from a generator of its own; the others
+// make each random draw for the whole global batch, identically on every rank, and take their
+// rank's slice, so that N processes train exactly what one would.
 #pragma once
 
 #include <torch/torch.h>
@@ -30,7 +36,14 @@
 
 namespace ebm::train {
 
+class GradientAverager;
 class ReplayBuffer;
+
+// Which share of every global batch this process trains on: rank `rank` of `size` takes the
+// rank-th slice of batch / size images.
+struct Shard {
+  int rank = 0, size = 1;
+};
 
 // Named figures of a step or a validation pass, in the order of their CSV columns.
 class Figures {
@@ -68,6 +81,8 @@ struct TrainState {
   torch::optim::Adam& opt;
   at::Generator& gen;
   const TrainCounters& counters;
+  const Shard& shard;
+  GradientAverager* averager;  // under data parallelism, else null
 };
 
 class TrainingObjective {
@@ -79,6 +94,8 @@ class TrainingObjective {
   virtual std::vector<std::string> step_figures() const = 0;
   virtual std::string rate_name() const = 0;  // "image_steps_per_s" or "images_per_s"
   virtual std::vector<std::string> validation_figures() const = 0;
+  // Step figures that count over the batch (summed over ranks; the others are averaged).
+  virtual std::vector<std::string> summed_figures() const { return {}; }
 
   // One optimizer step on a batch of real images [B, C, H, W] (labels [B] for classify): the
   // loss, its gradient, Adam, and the unit's own state. Returns nothing, every piece of state as
@@ -110,20 +127,31 @@ class TrainingObjective {
   virtual void save(torch::serialize::OutputArchive& out) const = 0;
   virtual void load(torch::serialize::InputArchive& in) = 0;
   virtual size_t state_bytes() const { return 0; }
+  // What differs between ranks (contrastive divergence: this rank's part of the replay buffer),
+  // gathered into rank 0's checkpoint and handed back to its rank on resume; undefined if nothing.
+  virtual torch::Tensor rank_state() const { return {}; }
+  virtual void restore_rank_state(const torch::Tensor& state) { (void)state; }
 };
 
 // The unit for cfg.task and cfg.objective. Throws ebm::Error when the network cannot learn by it
 // (a denoiser energy needs dsm, dsm needs a denoiser energy), naming the fix.
 std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, EnergyNet& net,
-                                                  at::Generator& gen);
+                                                  at::Generator& gen, const Shard& shard = {});
 std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig& cfg,
-                                                               EnergyNet& net, at::Generator& gen);
+                                                               EnergyNet& net, at::Generator& gen,
+                                                               const Shard& shard);
 std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
                                                                  EnergyNet& net);
 std::unique_ptr<TrainingObjective> make_classify();
 
-// Shared by the units: every parameter finite; and zero_grad, backward, the optional clip of
-// the global gradient norm, Adam's step.
+// Whether cfg's unit draws per rank (contrastive divergence: its chains) rather than for the
+// global batch: then each rank has a generator of its own and a checkpoint resumes only at the
+// world size that wrote it.
+bool draws_per_rank(const TrainConfig& cfg);
+
+// Shared by the units: every parameter finite; and zero_grad, backward, the average of the
+// gradient over the ranks (bucketed, overlapping the backward pass), the optional clip of the
+// global gradient norm, Adam's step.
 bool parameters_finite(const EnergyNetImpl& net);
 void descend(TrainState& s, const torch::Tensor& loss);
 

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "checkpoint.h"
 #include "curves.h"
 #include "data_source.h"
+#include "distributed.h"
 #include "ebm/cli.h"
 #include "ebm/error.h"
 #include "ebm/fileio.h"
@@ -43,24 +45,29 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-
-// log.txt: one line per event, flushed, also echoed to stderr.
+// log.txt: one line per event, flushed, also echoed to stderr. With no path (ranks other than 0,
+// which own no run folder) it records nothing.
 class RunLog {
  public:
-  explicit RunLog(const std::string& path) : file_(std::fopen(path.c_str(), "ab")) {
+  explicit RunLog(const std::string& path) {
+    if (path.empty()) return;
+    file_ = std::fopen(path.c_str(), "ab");
     if (!file_) throw Error("cannot open " + path + ": " + std::strerror(errno));
   }
-  ~RunLog() { std::fclose(file_); }
+  ~RunLog() {
+    if (file_) std::fclose(file_);
+  }
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
   void event(const std::string& msg, bool echo = true) {
+    if (!file_) return;
     std::fprintf(file_, "%s  %s\n", time_now("%Y-%m-%d %H:%M:%S", false).c_str(), msg.c_str());
     std::fflush(file_);
     if (echo) std::cerr << "ebm-train: " << msg << "\n";
   }
 
  private:
-  std::FILE* file_;
+  std::FILE* file_ = nullptr;
 };
 
 // metrics.csv: step, epoch, loss, the objective's figures, lr, its rate, seconds.
@@ -189,6 +196,44 @@ struct TensorData {
             torch::tensor(std::vector<int64_t>(d.labels.begin(), d.labels.end()), torch::kLong)) {}
 };
 
+// Data parallelism: after every step the ranks agree, in one all-reduce, on the global batch's
+// metrics (the mean of the ranks' shares, counts summed), on whether any rank's step was unhealthy
+// (then every rank rolls back), whether any rank was asked to stop, and whether rank 0's checkpoint
+// timer is due. One decision for all, or the ranks' collectives would no longer match.
+struct StepAgreement {
+  bool stop = false, save = false;
+};
+
+StepAgreement agree_on_step(Collective& dist, const TrainingObjective& o, StepMetrics& m, bool stop,
+                            bool save_due) {
+  const std::vector<std::string> names = o.step_figures(), summed = o.summed_figures();
+  std::vector<double> v = {m.loss, m.work, m.healthy ? 0.0 : 1.0, stop ? 1.0 : 0.0,
+                           save_due ? 1.0 : 0.0};
+  for (const std::string& f : names) v.push_back(m.figures.get(f));
+  const torch::Tensor t = torch::tensor(v, torch::kFloat64);
+  dist.allreduce_sum(t, "agreeing on the step");
+  const double* a = t.data_ptr<double>();
+  const double n = dist.size();
+  m.loss = a[0] / n;
+  m.work = a[1];
+  m.rate = m.work / std::max(m.seconds, 1e-9);
+  m.healthy = a[2] == 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const bool count = std::find(summed.begin(), summed.end(), names[i]) != summed.end();
+    m.figures.set(names[i], count ? a[5 + i] : a[5 + i] / n);
+  }
+  return {a[3] > 0, a[4] > 0};
+}
+
+// Equal only if every rank loaded the same images and labels.
+uint64_t data_fingerprint(const Dataset& d) {
+  const torch::Tensor images = torch::from_blob(const_cast<float*>(d.images.data()),
+                                                {int64_t(d.images.size())}, torch::kFloat32);
+  const torch::Tensor labels = torch::from_blob(const_cast<int*>(d.labels.data()),
+                                                {int64_t(d.labels.size())}, torch::kInt32);
+  return fingerprint({images, labels});
+}
+
 // What the model card says about the data.
 nlohmann::json dataset_json(const TrainConfig& cfg, const Dataset& data,
                             const DatasetSplit& split) {
@@ -211,22 +256,44 @@ TrainConfig read_run_config(const std::string& dir) {
   }
 }
 
-RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
+namespace {
+
+// One process's training: the whole run, or (with `dist`) one rank's part of it.
+RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* dist) {
   TrainConfig cfg = cfg_in;
-  const int threads = cfg.threads > 0 ? cfg.threads : ThreadPool::hardware_threads();
+  bool resume = opt.resume;
+  const bool root = !dist || dist->root();
+  if (dist) {
+    // Rank 0's configuration is the run's; the others need no run folder, only the data.
+    if (root) {
+      dist->publish("run", nlohmann::json{{"config", cfg.to_json()}, {"resume", resume}}.dump());
+    } else {
+      const nlohmann::json j = parse_json_text(dist->fetch("run"), "rank 0's configuration");
+      cfg = TrainConfig::from_json(j.at("config"));
+      resume = j.at("resume").get<bool>();
+      cfg.threads = cfg_in.threads;
+      if (!opt.own_data.empty()) cfg.data = opt.own_data;
+    }
+  }
+  const int threads =
+      cfg.threads > 0
+          ? cfg.threads
+          : std::max(1, ThreadPool::hardware_threads() / std::max(1, opt.dist.local_world_size));
   torch::set_num_threads(threads);
-  ensure_dir(opt.dir);
-  // A run killed while writing (checkpoint, CSV, picture) leaves its temporary file; the files
-  // themselves are whole. Only temporaries of processes no longer running are removed.
-  for (const std::string& name : remove_stale_temporaries(opt.dir))
-    std::cerr << "ebm-train: removed " << opt.dir << "/" << name
-              << ", left by a run that was killed while writing it\n";
   const std::string ckpt = opt.dir + "/checkpoint.pt";
-  if (opt.resume && !file_exists(ckpt)) throw Error("cannot resume: " + ckpt + " does not exist");
-  if (!opt.resume && file_exists(ckpt))
-    throw Error("run folder '" + opt.dir +
-                "' already holds a run (checkpoint.pt); resume it with "
-                "--resume, or choose another folder");
+  if (root) {
+    ensure_dir(opt.dir);
+    // A run killed while writing (checkpoint, CSV, picture) leaves its temporary file; the files
+    // themselves are whole. Only temporaries of processes no longer running are removed.
+    for (const std::string& name : remove_stale_temporaries(opt.dir))
+      std::cerr << "ebm-train: removed " << opt.dir << "/" << name
+                << ", left by a run that was killed while writing it\n";
+    if (resume && !file_exists(ckpt)) throw Error("cannot resume: " + ckpt + " does not exist");
+    if (!resume && file_exists(ckpt))
+      throw Error("run folder '" + opt.dir +
+                  "' already holds a run (checkpoint.pt); resume it with "
+                  "--resume, or choose another folder");
+  }
 
   // Architecture: the stored one when resuming, else the preset (classifier form for classify).
   Architecture arch;
@@ -260,28 +327,43 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     throw Error("'" + cfg.data + "' gives " + std::to_string(n_train) +
                 " training images, fewer than one batch of " + std::to_string(cfg.batch) +
                 "; lower --batch or add images");
-  write_file_atomic(opt.dir + "/run.json", cfg.to_json().dump(2) + "\n");
+  if (dist) {
+    // Loading takes each machine its own time; then every rank must hold the same images.
+    dist->wait_for_all("the training data");
+    dist->expect_equal(
+        data_fingerprint(data),
+        "the training data (" + std::to_string(data.size()) + " images from '" + cfg.data + "')",
+        "every process must load the same images (give a rank its own copy's "
+        "path with --data)");
+  }
+  if (root) write_file_atomic(opt.dir + "/run.json", cfg.to_json().dump(2) + "\n");
 
-  RunLog log(opt.dir + "/log.txt");
+  RunLog log(root ? opt.dir + "/log.txt" : "");
   const TensorData train_data(split.train, image);
-  Trainer tr(cfg, labels);
+  Trainer tr(cfg, labels, dist);
   TrainCounters& c = tr.counters();
   const Task task = cfg.task;
-  if (opt.resume) {
+  const int64_t local_batch = cfg.batch / tr.shard().size;
+  if (resume) {
     tr.load(ckpt);
+    tr.broadcast_weights();
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     // Rows past what the checkpoint holds: steps after it, and the validation of an epoch it
     // had not finished (a checkpoint on an epoch's last step comes before that epoch's
     // validation, which the resumed run does again).
-    truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
-    truncate_metrics(opt.dir + "/validation.csv", "epoch", double(c.epoch));
+    if (root) {
+      truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
+      truncate_metrics(opt.dir + "/validation.csv", "epoch", double(c.epoch));
+    }
     log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (" +
               std::to_string(c.step_in_epoch) + " steps into epoch " + std::to_string(c.epoch + 1) +
               "), learning rate " + short_number(tr.lr()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     tr.set_data_mean(train_data.images);
+    tr.broadcast_weights();
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
+    if (dist) dist->wait_for_all("rank 0's first checkpoint");
     log.event(std::string("started ") + task_name(task) + " training of " + cfg.preset + " (" +
               std::to_string(arch.parameter_count()) + " parameters, input " + image.str() +
               ") on '" + cfg.data + "'");
@@ -290,20 +372,39 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
             " held out; batch " + std::to_string(cfg.batch) + ", " +
             std::to_string(steps_per_epoch) + " steps per epoch, to epoch " +
             std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
+  if (dist) {
+    const GradientAverager& avg = *tr.averager();
+    const double alone = dist->time_allreduce(avg.numel());
+    log.event("data parallel: " + std::to_string(dist->size()) + " processes (rank 0 at " +
+              opt.dist.master_addr + ":" + std::to_string(opt.dist.master_port) +
+              "), each taking " + std::to_string(local_batch) + " images of every batch; " +
+              "gradients averaged by Gloo all-reduce in " + std::to_string(avg.buckets()) +
+              (avg.buckets() == 1 ? " bucket (" : " buckets (") +
+              short_number(double(avg.numel()) * 4 / 1e6, 3) + " MB, " +
+              short_number(alone * 1e3, 3) + " ms alone); a dead or stalled rank stops the run " +
+              "within " + short_number(opt.dist.timeout_s) + " s");
+  }
 
   auto open_csv = [&] {
     return std::make_unique<MetricsCsv>(opt.dir + "/metrics.csv", step_columns(tr.objective()));
   };
-  std::unique_ptr<MetricsCsv> step_csv = open_csv();
-  MetricsCsv val_csv(opt.dir + "/validation.csv", val_columns(tr.objective()));
+  // The CSVs, like every file of the run, are rank 0's.
+  std::unique_ptr<MetricsCsv> step_csv = root ? open_csv() : nullptr;
+  std::unique_ptr<MetricsCsv> val_csv =
+      root ? std::make_unique<MetricsCsv>(opt.dir + "/validation.csv", val_columns(tr.objective()))
+           : nullptr;
+  const bool progress = opt.progress && root;
 
   const auto session_start = Clock::now();
   double wall_base = c.wall_seconds;
   auto last_save = Clock::now();
   bool inject_pending = cfg.inject_nan_step >= 0;
+  bool drift_pending = cfg.inject_drift_step >= 0 && dist && dist->rank() == dist->size() - 1;
   auto save = [&](const std::string& why) {
     c.wall_seconds = wall_base + seconds_since(session_start);
     tr.save(ckpt);
+    // The others wait for rank 0's write here, where no collective's timeout runs.
+    if (dist) dist->wait_for_all("rank 0's checkpoint");
     last_save = Clock::now();
     log.event("checkpoint at step " + std::to_string(c.step) + " (" + why + ")", false);
   };
@@ -334,9 +435,11 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     wall_base = wall - seconds_since(session_start);
     tr.set_lr(new_lr);
     tr.reseed(cfg.seed + 0x5851f42d4c957f2dull * uint64_t(tries));
-    step_csv.reset();
-    truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
-    step_csv = open_csv();
+    if (root) {
+      step_csv.reset();
+      truncate_metrics(opt.dir + "/metrics.csv", "step", double(c.step));
+      step_csv = open_csv();
+    }
     log.event("divergence at step " + std::to_string(bad_step) + " (" + what +
               "): rolled back to step " + std::to_string(c.step) + ", learning rate " +
               short_number(old_lr) + " -> " + short_number(new_lr) + " (rollback " + std::to_string(tries) + " of " +
@@ -344,6 +447,23 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     save("after rollback");
   };
 
+  // Under data parallelism a stop is acted on when every rank has agreed on it, after a step.
+  bool agreed_stop = false, agreed_save = false;
+  // Data parallelism: how long rank 0 waited for the gradient all-reduce after its backward pass
+  // (what the overlap did not hide, and slower ranks), per step since the last report.
+  double waited_base = 0;
+  int64_t waited_steps = 0;
+  auto log_allreduce_wait = [&](const std::string& when) {
+    const GradientAverager* avg = tr.averager();
+    if (!avg || avg->steps() == waited_steps) return;
+    const double ms =
+        (avg->exposed_seconds() - waited_base) / double(avg->steps() - waited_steps) * 1e3;
+    waited_base = avg->exposed_seconds();
+    waited_steps = avg->steps();
+    log.event(when + ": rank 0 waited " + short_number(ms, 3) +
+              " ms a step for the gradient all-reduce after its backward pass");
+  };
+  auto stop_requested = [&] { return dist ? agreed_stop : opt.stop && opt.stop->load(); };
   while (c.epoch < cfg.epochs) {
     const std::vector<int64_t> order = epoch_order(n_train, cfg.seed, c.epoch);
     ProgressBar bar("epoch " + std::to_string(c.epoch + 1) + "/" + std::to_string(cfg.epochs),
@@ -353,17 +473,20 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
     while (c.step_in_epoch < steps_per_epoch) {
       if (cfg.max_steps > 0 && c.step >= cfg.max_steps) {
         save("step limit");
+        log_allreduce_wait("steps to " + std::to_string(c.step));
         log.event("stopped at the step limit " + std::to_string(cfg.max_steps));
         return RunResult::kStepLimit;
       }
-      if (opt.stop && opt.stop->load()) {
+      if (stop_requested()) {
         save("interrupted");
         log.event("interrupted at step " + std::to_string(c.step) + "; checkpoint saved");
         return RunResult::kInterrupted;
       }
+      // This rank's slice of the global batch (all of it for a single process).
       const torch::Tensor idx =
-          torch::from_blob(const_cast<int64_t*>(order.data()) + c.step_in_epoch * cfg.batch,
-                           {cfg.batch}, torch::kLong);
+          torch::from_blob(const_cast<int64_t*>(order.data()) + c.step_in_epoch * cfg.batch +
+                               tr.shard().rank * local_batch,
+                           {local_batch}, torch::kLong);
       const torch::Tensor real = train_data.images.index_select(0, idx);
       const torch::Tensor lab = train_data.labels.index_select(0, idx);
       if (inject_pending && c.step == cfg.inject_nan_step) {
@@ -372,46 +495,98 @@ RunResult run_training(const TrainConfig& cfg_in, const RunOptions& opt) {
         tr.net()->parameters().front().view(-1)[0].fill_(NAN);
         log.event("injected a NaN into the first weight before step " + std::to_string(c.step));
       }
-      const std::optional<StepMetrics> m = tr.step(real, lab, opt.stop);
+      if (drift_pending && c.step == cfg.inject_drift_step) {
+        drift_pending = false;
+        torch::NoGradGuard no_grad;
+        tr.net()->parameters().front().view(-1)[0].add_(1e-3);
+        std::cerr << "ebm-train: " << dist->describe() << ": nudged the first weight before step "
+                  << c.step << " (--inject-drift)\n";
+      }
+      // Ranks stop only between steps, all at once: a step cut short on one rank would leave the
+      // others waiting in its gradient all-reduce.
+      std::optional<StepMetrics> m = tr.step(real, lab, dist ? nullptr : opt.stop);
       if (!m) {
         save("interrupted");
         log.event("interrupted during step " + std::to_string(c.step + 1) +
                   "; the unfinished step was discarded and the checkpoint saved");
         return RunResult::kInterrupted;
       }
+      if (dist) {
+        const StepAgreement a =
+            agree_on_step(*dist, tr.objective(), *m, opt.stop && opt.stop->load(),
+                          root && seconds_since(last_save) >= cfg.checkpoint_minutes * 60);
+        agreed_stop = a.stop;
+        agreed_save = a.save;
+      }
       if (!m->healthy) {
         rollback(*m);
         rolled_back = true;
         break;
       }
-      step_csv->append(step_row(tr.objective(), c.step, c.epoch, *m));
+      if (root) step_csv->append(step_row(tr.objective(), c.step, c.epoch, *m));
       means.add(tr.objective(), *m);
-      if (opt.progress) {
+      if (progress) {
         const std::string rate = short_number(m->rate, 4) + " " + tr.objective().rate_unit();
         const std::string what = tr.objective().progress(*m);
         bar.update(c.step_in_epoch, what + " | " + rate);
       }
-      if (seconds_since(last_save) >= cfg.checkpoint_minutes * 60) save("timer");
+      if (dist ? agreed_save : seconds_since(last_save) >= cfg.checkpoint_minutes * 60)
+        save("timer");
     }
     if (rolled_back) continue;
-    if (opt.progress) bar.finish();
+    if (progress) bar.finish();
 
-    const Figures v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
+    // Validation and pictures are rank 0's (the others wait for it in wait_for_all).
+    const int64_t epoch = c.epoch + 1;
+    if (root) {
+      const Figures v = tr.validate(split.val, cfg.seed * 31 + uint64_t(c.epoch));
+      std::vector<double> row = {double(epoch), double(c.step)};
+      for (const std::string& f : tr.objective().validation_figures()) row.push_back(v.get(f));
+      val_csv->append(row);
+      tr.summary()["epoch"] = epoch;
+      tr.summary()["train"] = means.json(tr.objective());
+      tr.summary()["validation"] = tr.objective().validation_json(v);
+      log.event("epoch " + std::to_string(epoch) + ": validation " + tr.objective().describe(v));
+      log_allreduce_wait("epoch " + std::to_string(epoch));
+    }
     ++c.epoch;
     c.step_in_epoch = 0;
-    std::vector<double> row = {double(c.epoch), double(c.step)};
-    for (const std::string& f : tr.objective().validation_figures()) row.push_back(v.get(f));
-    val_csv.append(row);
-    tr.summary()["epoch"] = c.epoch;
-    tr.summary()["train"] = means.json(tr.objective());
-    tr.summary()["validation"] = tr.objective().validation_json(v);
-    log.event("epoch " + std::to_string(c.epoch) + ": validation " + tr.objective().describe(v));
-    write_epoch_pictures(tr, opt.dir, threads, opt.stop);
-    save("epoch " + std::to_string(c.epoch));
+    if (root) write_epoch_pictures(tr, opt.dir, threads, opt.stop);
+    if (dist) {
+      dist->wait_for_all("rank 0's validation and pictures of epoch " + std::to_string(epoch));
+      // Checked before the checkpoint, so the last one on disk predates any drift.
+      dist->expect_equal(tr.weights_fingerprint(),
+                         "the weights at the end of epoch " + std::to_string(epoch),
+                         "the ranks no longer train the same model (a bug, or hardware that "
+                         "computes differently); resume from the last checkpoint");
+    }
+    save("epoch " + std::to_string(epoch));
   }
   log.event("finished " + std::to_string(c.epoch) + " epochs, " + std::to_string(c.step) +
             " steps, " + format_duration(c.wall_seconds));
   return RunResult::kFinished;
+}
+
+}  // namespace
+
+RunResult run_training(const TrainConfig& cfg, const RunOptions& opt) {
+  if (!opt.dist.distributed()) return train(cfg, opt, nullptr);
+  Collective dist(opt.dist);
+  try {
+    const RunResult r = train(cfg, opt, &dist);
+    dist.finish();
+    return r;
+  } catch (const PeerFailure& e) {
+    const std::string ckpt = opt.dir + "/checkpoint.pt";
+    if (dist.root()) {
+      RunLog(opt.dir + "/log.txt").event(std::string("stopped: ") + e.what(), false);
+      throw PeerFailure(std::string(e.what()) + ". The last checkpoint, " + ckpt +
+                        ", is whole: start every process again with --resume");
+    }
+    throw PeerFailure(std::string(e.what()) +
+                      ". Rank 0's last checkpoint is whole: start every process again with "
+                      "--resume");
+  }
 }
 
 }  // namespace ebm::train

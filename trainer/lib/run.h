@@ -17,6 +17,7 @@
 #include <string>
 
 #include "config.h"
+#include "distributed.h"
 
 namespace ebm::train {
 
@@ -25,13 +26,20 @@ struct RunOptions {
   bool resume = false;                      // continue from dir/checkpoint.pt with dir/run.json
   const std::atomic<bool>* stop = nullptr;  // raised by SIGINT: checkpoint and return
   bool progress = true;                     // progress bar on stderr
+  // Data parallelism (distributed.h): this process's place in the run; world size 1 is the
+  // single-process trainer. Ranks other than 0 take rank 0's configuration and `resume`, keeping
+  // only their own cfg.threads and, where given, their own path to the same training data.
+  DistOptions dist;
+  std::string own_data;
 };
 
 enum class RunResult { kFinished, kStepLimit, kInterrupted };
 
 // Runs (or resumes) training to cfg.epochs. On resume, `cfg` carries only the settings a resumed
 // run may change (epochs, max_steps, threads, checkpoint_minutes); the rest come from run.json.
-// Throws ebm::Error when the guard gives up, naming what diverged and the tries made.
+// Throws ebm::Error when the guard gives up, naming what diverged and the tries made; under data
+// parallelism, PeerFailure when another rank died or stalled (the process should end at once).
+// With cfg.threads 0, every core of the machine shared by its LOCAL_WORLD_SIZE processes.
 RunResult run_training(const TrainConfig& cfg, const RunOptions& opt);
 
 // Reads dir/run.json.

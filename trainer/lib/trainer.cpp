@@ -39,12 +39,14 @@ nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& ene
   return j;
 }
 
-Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
+Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collective* dist)
     : cfg_(cfg),
+      dist_(dist),
+      shard_{dist ? dist->rank() : 0, dist ? dist->size() : 1},
       labels_(std::move(labels)),
       arch_(config_architecture(cfg)),
       net_(arch_, cfg.seed, cfg.spectral_norm, config_energy_form(cfg)),
-      gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed ^ 0x9e3779b97f4a7c15ull)) {
+      gen_(at::make_generator<at::CPUGeneratorImpl>(rank_seed(cfg.seed ^ 0x9e3779b97f4a7c15ull))) {
   if (cfg_.task == Task::kClassify && int(labels_.size()) != arch_.output().c)
     throw Error("classifier outputs " + std::to_string(arch_.output().c) + " logits but has " +
                 std::to_string(labels_.size()) + " labels");
@@ -52,10 +54,21 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels)
     throw Error("an energy model must output one number, this architecture outputs " +
                 std::to_string(arch_.output().c));
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
+  if (cfg_.batch % shard_.size != 0)
+    throw Error("--batch " + std::to_string(cfg_.batch) + " does not split evenly over " +
+                std::to_string(shard_.size) + " processes (each takes batch / WORLD_SIZE " +
+                "images); choose a multiple of " + std::to_string(shard_.size));
   opt_ = std::make_unique<torch::optim::Adam>(
       net_->parameters(),
       torch::optim::AdamOptions(cfg_.lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.adam_eps));
-  objective_ = make_objective(cfg_, net_, gen_);
+  objective_ = make_objective(cfg_, net_, gen_, shard_);
+  if (dist_) averager_ = std::make_unique<GradientAverager>(*dist_, net_->parameters());
+}
+
+uint64_t Trainer::rank_seed(uint64_t seed) const {
+  // The CPU generator keeps 32 bits of its seed: the rank goes into the low ones.
+  if (shard_.rank == 0 || !draws_per_rank(cfg_)) return seed;
+  return seed ^ (0x9e3779b97f4a7c15ull * uint64_t(shard_.rank));
 }
 
 ModelKind Trainer::kind() const {
@@ -83,7 +96,32 @@ void Trainer::set_lr(double lr) {
   adam_options(*opt_).lr(lr);
 }
 void Trainer::reseed(uint64_t seed) {
-  gen_.set_current_seed(seed);
+  gen_.set_current_seed(rank_seed(seed));
+}
+
+namespace {
+
+std::vector<torch::Tensor> state_tensors(const EnergyNetImpl& net) {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, t] : net.state()) out.push_back(t);
+  return out;
+}
+
+}  // namespace
+
+void Trainer::broadcast_weights() {
+  if (!dist_) return;
+  torch::NoGradGuard no_grad;
+  dist_->broadcast(state_tensors(*net_), "sending rank 0's weights");
+  if (&objective_->model_net(net_) != &net_)
+    dist_->broadcast(state_tensors(*objective_->model_net(net_)), "sending rank 0's average");
+}
+
+uint64_t Trainer::weights_fingerprint() const {
+  uint64_t h = fingerprint(state_tensors(*net_));
+  if (&objective_->model_net(net_) != &net_)
+    h = fingerprint(state_tensors(*objective_->model_net(net_)), h);
+  return h;
 }
 
 std::optional<StepMetrics> Trainer::step(const torch::Tensor& real, const torch::Tensor& labels,
@@ -95,7 +133,7 @@ std::optional<StepMetrics> Trainer::step(const torch::Tensor& real, const torch:
     m.emplace();
     m->healthy = false;
   } else {
-    TrainState s{cfg_, net_, *opt_, gen_, counters_};
+    TrainState s{cfg_, net_, *opt_, gen_, counters_, shard_, averager_.get()};
     m = objective_->step(s, real, labels, stop);
     if (!m) return std::nullopt;
   }

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "data/dataset.h"
+#include "distributed.h"
 #include "net.h"
 #include "objective.h"
 #include "replay_buffer.h"
@@ -26,11 +27,16 @@ class Trainer {
  public:
   // cfg.architecture must be set ({"input":..., "layers":[...]}); for the classify task it is
   // the classifier form and `labels` names its outputs. Weights are initialised from cfg.seed.
-  Trainer(const TrainConfig& cfg, std::vector<std::string> labels = {});
+  // With `dist` (distributed.h) this is one rank of a data-parallel run: step() takes this rank's
+  // share of the global batch and averages the gradient over the ranks; save() and load() are
+  // collectives.
+  Trainer(const TrainConfig& cfg, std::vector<std::string> labels = {}, Collective* dist = nullptr);
   Trainer(const Trainer&) = delete;  // the objective holds references into it
   Trainer& operator=(const Trainer&) = delete;
 
   const TrainConfig& config() const { return cfg_; }
+  const Shard& shard() const { return shard_; }
+  const GradientAverager* averager() const { return averager_.get(); }  // null: one process
   EnergyNet& net() { return net_; }
   const EnergyNet& net() const { return net_; }
   const TrainingObjective& objective() const { return *objective_; }
@@ -50,8 +56,14 @@ class Trainer {
 
   double lr() const;
   void set_lr(double lr);
-  // Restarts the training generator from a seed (after a rollback, so the replay differs).
+  // Restarts the training generator from a seed (after a rollback, so the replay differs); under
+  // contrastive divergence each rank mixes its rank in (rank 0 takes the seed itself).
   void reseed(uint64_t seed);
+
+  // Data parallelism: rank 0's weights (the trained ones and the unit's average) to every rank;
+  // and a fingerprint of them, which must be equal on every rank.
+  void broadcast_weights();
+  uint64_t weights_fingerprint() const;
 
   // One optimizer step on a batch of real images [B, C, H, W] (labels [B] for classify).
   // Returns nothing, with every piece of state as it was before the call, when `stop` is raised
@@ -64,13 +76,22 @@ class Trainer {
   Figures validate(const Dataset& val, uint64_t noise_seed) const;
 
   // Writes everything (weights, optimizer, buffer, generator state, counters, config) as a
-  // TorchScript archive, atomically (temporary file, then rename).
+  // TorchScript archive, atomically (temporary file, then rename). Under data parallelism every
+  // rank calls it: the ranks' own state (generators, buffer parts) is gathered to rank 0, which
+  // alone writes.
   void save(const std::string& path) const;
-  // Restores everything save() wrote. The checkpoint must come from the same architecture.
+  // Restores everything save() wrote. The checkpoint must come from the same architecture, and
+  // under contrastive divergence from the same world size. Under data parallelism every rank calls
+  // it: rank 0 reads the file and sends it to the others (their machines need no copy).
   void load(const std::string& path);
 
  private:
+  uint64_t rank_seed(uint64_t seed) const;
+  void load_archive_bytes(const std::vector<uint8_t>& bytes, const std::string& path);
+
   TrainConfig cfg_;
+  Collective* dist_;
+  Shard shard_;
   std::vector<std::string> labels_;
   Architecture arch_;
   EnergyNet net_;
@@ -78,6 +99,7 @@ class Trainer {
   at::Generator gen_;
   TrainCounters counters_;
   std::unique_ptr<TrainingObjective> objective_;
+  std::unique_ptr<GradientAverager> averager_;
   nlohmann::json summary_ = nlohmann::json::object();
 };
 

@@ -1,7 +1,14 @@
 // ebm-train: trains an energy-based model (or a classifier) with LibTorch on the CPU, in a run
-// folder a person can judge by its pictures; resumable, interrupt-safe, guarded against divergence.
+// folder a person can judge by its pictures; resumable, interrupt-safe, guarded against divergence;
+// alone or as one of N data-parallel processes (distributed.h).
+#include <cctype>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "config.h"
@@ -31,7 +38,18 @@ int main(int argc, char** argv) {
     TrainConfig cfg;
     std::string run_dir, task = "energy", form = ebm::sampler_form_name(cfg.sampler.form),
                          objective = ebm::train::objective_name(cfg.objective);
-    int limit = 0, buffer_size = int(cfg.buffer_size), max_steps = 0, inject_nan = -1;
+    int limit = 0, buffer_size = int(cfg.buffer_size), max_steps = 0, inject_nan = -1,
+        inject_drift = -1;
+    double dist_timeout = 60;
+    // Data parallelism: the variables torchrun and Slurm wrappers set, or flags of those names.
+    std::map<std::string, std::string> dist_flags = {{"RANK", ""},        {"WORLD_SIZE", ""},
+                                                     {"MASTER_ADDR", ""}, {"MASTER_PORT", ""},
+                                                     {"LOCAL_RANK", ""},  {"LOCAL_WORLD_SIZE", ""}};
+    auto flag_of = [](std::string var) {
+      for (char& ch : var)
+        ch = ch == '_' ? '-' : char(std::tolower(static_cast<unsigned char>(ch)));
+      return var;
+    };
     bool resume = false, quiet = false;
     double step_size = cfg.sampler.step_size, noise = cfg.sampler.noise,
            grad_clip = cfg.sampler.grad_clip, eps = cfg.sampler.eps;
@@ -72,7 +90,9 @@ int main(int argc, char** argv) {
     args.option("limit", "N", "use at most N images, stratified (0 = all)", &limit, 0, 1 << 30);
 
     args.option("epochs", "N", "epochs to train to", &cfg.epochs, 1, 1000000);
-    args.option("batch", "B", "real images per step (and as many fakes)", &cfg.batch, 1, 65536);
+    args.option("batch", "B",
+                "real images per step (and as many fakes); with N processes each takes B/N",
+                &cfg.batch, 1, 65536);
     args.option("lr", "LR", "Adam learning rate", &cfg.lr, 1e-9, 1.0);
     args.option("beta1", "B1", "Adam beta1 (0.0 as in the Lippe tutorial the notebook adapts)",
                 &cfg.beta1, 0.0, 0.9999);
@@ -151,6 +171,32 @@ int main(int argc, char** argv) {
                 "testing the guard: poison a weight with NaN before STEP, once", &inject_nan, -1,
                 1 << 30);
     args.flag("quiet", "no progress bar", &quiet);
+    const struct {
+      const char *var, *metavar, *help;
+    } dist_help[] = {
+        {"RANK", "R", "data parallel: this process's rank, 0 to WORLD_SIZE-1 (default $RANK)"},
+        {"WORLD_SIZE", "N",
+         "data parallel: the number of processes (default $WORLD_SIZE; unset or 1: this process "
+         "alone)"},
+        {"MASTER_ADDR", "HOST",
+         "data parallel: rank 0's address as the other machines reach it (default $MASTER_ADDR)"},
+        {"MASTER_PORT", "PORT",
+         "data parallel: a free TCP port on rank 0's machine, the same for every process (default "
+         "$MASTER_PORT)"},
+        {"LOCAL_RANK", "R",
+         "data parallel: this process's rank on its machine (default $LOCAL_RANK)"},
+        {"LOCAL_WORLD_SIZE", "N",
+         "data parallel: processes on this machine, which share its cores when --threads is 0 "
+         "(default $LOCAL_WORLD_SIZE)"}};
+    for (const auto& d : dist_help)
+      args.option(flag_of(d.var), d.metavar, d.help, &dist_flags[d.var]);
+    args.option("dist-timeout", "S",
+                "data parallel: a rank that dies or stalls stops the others within S seconds "
+                "(a dead process's connections close at once)",
+                &dist_timeout, 1.0, 86400.0);
+    args.option("inject-drift", "STEP",
+                "testing the replica check: the last rank nudges a weight before STEP, once",
+                &inject_drift, -1, 1 << 30);
     args.example(
         "ebm-bridges --out data/bridges && ebm-train --data data/bridges --run runs/paper");
     args.example("ebm-train --data data/bridges --preset compact --run runs/compact --epochs 20");
@@ -159,20 +205,47 @@ int main(int argc, char** argv) {
         "ebm-train --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz "
         "--preset book --run runs/fashion");
     args.example("ebm-train --task classify --data data/bridges --preset compact --run runs/cls");
+    args.example(
+        "MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=0 ebm-train --data data/bridges "
+        "--run runs/paper   (and RANK=1 on the second machine)");
     args.epilog(
         "Defaults follow the book and the paper (SPEC section 1): Adam 1e-4 with betas "
         "(0.0, 0.999), alpha 0.1, buffer 8192 with 5% fresh noise, 60 Langevin steps of "
         "size 10 with noise 0.005 and gradient clip 0.03, batch 128. A preset may carry its "
         "own defaults (\"train\" in its JSON); options given here win. Ctrl-C saves a "
-        "checkpoint and exits with status 130; --resume continues bit for bit.");
+        "checkpoint and exits with status 130; --resume continues bit for bit. Data parallel: "
+        "N processes, one per machine or several on one, run the same command with RANK 0..N-1; "
+        "--batch is the global batch; rank 0 alone writes the run folder, the others need only "
+        "the data. A checkpoint resumes at the same world size (dsm and classify at any).");
     args.parse(argc, argv);
 
-    if (run_dir.empty()) {
+    ebm::train::DistOptions dist;
+    try {
+      dist = ebm::train::parse_dist_options(
+          [&](const std::string& var) -> std::optional<ebm::train::DistSetting> {
+            const std::string flag = flag_of(var);
+            if (args.given(flag)) return ebm::train::DistSetting{dist_flags[var], "--" + flag};
+            if (const char* v = std::getenv(var.c_str())) return ebm::train::DistSetting{v, var};
+            return std::nullopt;
+          },
+          dist_timeout);
+    } catch (const ebm::Error& e) {
+      args.fail(e.what());
+    }
+    // Ranks other than 0 take the run's settings from rank 0 (run_training); they keep their
+    // own --threads and, where given, their own path to the data.
+    const bool follower = dist.rank > 0;
+
+    if (follower) {
+      // Nothing to resolve: rank 0's configuration comes through the store.
+    } else if (run_dir.empty()) {
       if (resume) args.fail("--resume needs --run DIR");
       run_dir =
           "runs/" + (cfg.preset.find('/') == std::string::npos ? cfg.preset : std::string("run"));
     }
-    if (resume) {
+    if (follower) {
+      // As above: the settings are rank 0's.
+    } else if (resume) {
       // Settings come from the run; only the resumable options may be given.
       for (const char* name : {"data",
                                "task",
@@ -210,7 +283,8 @@ int main(int argc, char** argv) {
                                "max-rollbacks",
                                "rollback-lr-factor",
                                "seed",
-                               "inject-nan"})
+                               "inject-nan",
+                               "inject-drift"})
         if (args.given(name))
           args.fail(std::string("--") + name +
                     " cannot change when resuming; the run's settings "
@@ -224,6 +298,7 @@ int main(int argc, char** argv) {
       if (args.given("sample-count")) saved.sample_count = cfg.sample_count;
       if (args.given("sample-steps")) saved.sample_steps = cfg.sample_steps;
       saved.inject_nan_step = -1;
+      saved.inject_drift_step = -1;
       cfg = saved;
     } else {
       if (cfg.data.empty()) args.fail("missing --data PATH (or --resume with --run DIR)");
@@ -245,6 +320,7 @@ int main(int argc, char** argv) {
       cfg.buffer_size = buffer_size;
       cfg.max_steps = max_steps;
       cfg.inject_nan_step = inject_nan;
+      cfg.inject_drift_step = inject_drift;
       cfg.sampler.step_size = float(step_size);
       cfg.sampler.noise = float(noise);
       cfg.sampler.grad_clip = float(grad_clip);
@@ -281,14 +357,54 @@ int main(int argc, char** argv) {
     opt.resume = resume;
     opt.stop = &g_stop;
     opt.progress = !quiet;
-    const ebm::train::RunResult r = ebm::train::run_training(cfg, opt);
+    opt.dist = dist;
+    if (follower && args.given("data")) opt.own_data = cfg.data;
+    ebm::train::RunResult r;
+    if (dist.distributed()) {
+      // LibTorch's store runs threads of its own; one that meets a connection reset by a dead
+      // rank 0 throws out of its thread. That ends this process as any fault does, with a message
+      // and status 1 instead of an abort.
+      std::set_terminate([] {
+        std::string what = "unknown";
+        try {
+          if (std::exception_ptr e = std::current_exception()) std::rethrow_exception(e);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        std::cerr << "ebm-train: error: a connection to another rank broke (" << what
+                  << "); the rank it led to ended or is unreachable\n";
+        std::fflush(nullptr);
+        std::_Exit(1);
+      });
+    }
+    if (!dist.distributed()) {
+      r = ebm::train::run_training(cfg, opt);
+    } else {
+      try {
+        r = ebm::train::run_training(cfg, opt);
+      } catch (const std::exception& e) {
+        // Gloo's threads may still wait on a dead peer's sockets: the process ends here rather
+        // than in static destructors running beside them.
+        std::cerr << "ebm-train: error: " << e.what() << "\n";
+        std::fflush(nullptr);
+        std::_Exit(1);
+      }
+    }
     if (r == ebm::train::RunResult::kInterrupted) {
-      std::cerr << "ebm-train: interrupted; continue with: ebm-train --run " << run_dir
-                << " --resume\n";
+      if (follower)
+        std::cerr << "ebm-train: interrupted with every rank; rank 0 saved the checkpoint\n";
+      else
+        std::cerr << "ebm-train: interrupted; continue with: ebm-train --run " << run_dir
+                  << " --resume" << (dist.distributed() ? " (every process)" : "") << "\n";
       return 130;
     }
-    std::cerr << "ebm-train: run folder " << run_dir << " (export with: ebm-export " << run_dir
-              << "/checkpoint.pt --out model.safetensors)\n";
+    if (follower)
+      std::cerr << "ebm-train: rank " << dist.rank << " of " << dist.world_size
+                << " done; the run folder is rank 0's\n";
+    else
+      std::cerr << "ebm-train: run folder " << run_dir << " (export with: ebm-export " << run_dir
+                << "/checkpoint.pt --out model.safetensors)\n";
     return 0;
   });
 }
