@@ -141,6 +141,55 @@ TEST(Dsm, HalfThenResumeEqualsStraightBitForBitWithTheMovingAverage) {
             read_metrics(work + "/split/metrics.csv").column("loss"));
 }
 
+TEST(LearningRate, FallsAlongAHalfCosineOverTheLastEpochsAfterRollbacks) {
+  TrainConfig c;
+  c.lr = 1e-3;
+  c.epochs = 10;
+  EXPECT_EQ(scheduled_lr(c, 95, 10, 0), 1e-3);  // no decay: constant
+  EXPECT_DOUBLE_EQ(scheduled_lr(c, 95, 10, 2), 1e-3 * 0.25);
+  c.lr_decay_epochs = 4;  // steps 60..100
+  EXPECT_EQ(scheduled_lr(c, 0, 10, 0), 1e-3);
+  EXPECT_EQ(scheduled_lr(c, 60, 10, 0), 1e-3);
+  EXPECT_NEAR(scheduled_lr(c, 80, 10, 0), 0.5e-3, 1e-12);
+  EXPECT_NEAR(scheduled_lr(c, 70, 10, 0), 1e-3 * 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
+  EXPECT_NEAR(scheduled_lr(c, 80, 10, 1), 0.25e-3, 1e-12);
+  EXPECT_EQ(scheduled_lr(c, 100, 10, 0), 0);
+  c.lr_decay_epochs = 40;  // longer than the run: decays from the first step
+  EXPECT_LT(scheduled_lr(c, 1, 10, 0), 1e-3);
+  EXPECT_NEAR(scheduled_lr(c, 50, 10, 0), 0.5e-3, 1e-12);
+}
+
+TEST(Dsm, ALearningRateDecayResumesBitForBitAndIsWhatTheStepsUsed) {
+  const std::string work = scratch_dir("dsm_decay");
+  TrainConfig c = dsm_config(work);
+  c.epochs = 2;  // 7 steps per epoch: the decay covers steps 7..14
+  c.lr_decay_epochs = 1;
+  c.max_steps = 12;
+  ASSERT_EQ(run_training(c, quiet(work + "/straight")), RunResult::kStepLimit);
+  TrainConfig half = c;
+  half.max_steps = 9;  // inside the decay
+  ASSERT_EQ(run_training(half, quiet(work + "/split")), RunResult::kStepLimit);
+  TrainConfig again = read_run_config(work + "/split");
+  EXPECT_EQ(again.lr_decay_epochs, 1);
+  again.max_steps = 12;
+  ASSERT_EQ(run_training(again, quiet(work + "/split", true)), RunResult::kStepLimit);
+  const MetricsTable a = read_metrics(work + "/straight/metrics.csv");
+  const MetricsTable b = read_metrics(work + "/split/metrics.csv");
+  EXPECT_EQ(a.column("loss"), b.column("loss"));
+  const std::vector<double> lr = a.column("lr"), step = a.column("step");
+  ASSERT_EQ(lr.size(), 12u);
+  for (size_t i = 0; i < lr.size(); ++i)
+    EXPECT_NEAR(lr[i], scheduled_lr(c, int64_t(step[i]) - 1, 7, 0), 1e-6 * c.lr) << "row " << i;
+  EXPECT_EQ(lr[0], c.lr);
+  EXPECT_LT(lr[11], 0.5 * c.lr);
+  Trainer ta(read_run_config(work + "/straight")), tb(read_run_config(work + "/split"));
+  ta.load(work + "/straight/checkpoint.pt");
+  tb.load(work + "/split/checkpoint.pt");
+  const auto sa = ta.model_net()->state(), sb = tb.model_net()->state();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_TRUE(torch::equal(sa[i].second, sb[i].second)) << sa[i].first;
+}
+
 TEST(Dsm, ObjectiveAndArchitectureMustAgree) {
   const std::string work = scratch_dir("dsm_mismatch");
   TrainConfig c = dsm_config(work);

@@ -42,6 +42,7 @@ json TrainConfig::to_json() const {
           {"epochs", epochs},
           {"batch", batch},
           {"lr", lr},
+          {"lr_decay_epochs", lr_decay_epochs},
           {"beta1", beta1},
           {"beta2", beta2},
           {"adam_eps", adam_eps},
@@ -101,6 +102,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("epochs", &c.epochs);
     get("batch", &c.batch);
     get("lr", &c.lr);
+    get("lr_decay_epochs", &c.lr_decay_epochs);
     get("beta1", &c.beta1);
     get("beta2", &c.beta2);
     get("adam_eps", &c.adam_eps);

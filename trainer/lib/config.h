@@ -37,6 +37,10 @@ struct TrainConfig {
   int epochs = 60;
   int batch = 128;
   double lr = 1e-4;
+  // The learning rate falls along a half cosine from lr to 0 over the last lr_decay_epochs epochs
+  // before `epochs` (0 = constant). A function of the step, so resuming stays bit for bit; may
+  // change when resuming (the decay then ends at the new --epochs).
+  int lr_decay_epochs = 0;
   double beta1 = 0.0, beta2 = 0.999, adam_eps = 1e-8;
   double clip_grad_norm = 0;  // max global norm of the parameter gradient (0 = off)
   bool spectral_norm = false;

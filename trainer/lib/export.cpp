@@ -85,7 +85,13 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
       {"wall_seconds", std::round(info.counters.wall_seconds)},
       {"wall_time", format_duration(info.counters.wall_seconds)},
       {"batch", cfg.batch},
-      {"optimizer", {{"name", "adam"}, {"lr", cfg.lr}, {"betas", {cfg.beta1, cfg.beta2}}}},
+      {"optimizer",
+       {{"name", "adam"},
+        {"lr", cfg.lr},
+        {"betas", {cfg.beta1, cfg.beta2}},
+        {"lr_decay", cfg.lr_decay_epochs > 0 ? "cosine to 0 over the last " +
+                                                   std::to_string(cfg.lr_decay_epochs) + " epochs"
+                                             : "constant"}}},
       {"rollbacks", info.counters.rollbacks},
       {"seed", cfg.seed},
       {"final", info.summary.value("train", nlohmann::json::object())},

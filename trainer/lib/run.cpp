@@ -256,6 +256,18 @@ TrainConfig read_run_config(const std::string& dir) {
   }
 }
 
+double scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t steps_per_epoch,
+                    int64_t rollbacks) {
+  double lr = cfg.lr * std::pow(cfg.rollback_lr_factor, double(rollbacks));
+  if (cfg.lr_decay_epochs <= 0) return lr;
+  const int64_t end = int64_t(cfg.epochs) * steps_per_epoch;
+  const int64_t begin = std::max<int64_t>(0, end - int64_t(cfg.lr_decay_epochs) * steps_per_epoch);
+  if (step <= begin) return lr;
+  if (step >= end) return 0;
+  const double t = double(step - begin) / double(end - begin);
+  return lr * 0.5 * (1 + std::cos(M_PI * t));
+}
+
 namespace {
 
 // One process's training: the whole run, or (with `dist`) one rank's part of it.
@@ -357,7 +369,12 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
     }
     log.event("resumed " + ckpt + " at step " + std::to_string(c.step) + " (" +
               std::to_string(c.step_in_epoch) + " steps into epoch " + std::to_string(c.epoch + 1) +
-              "), learning rate " + short_number(tr.lr()));
+              "), learning rate " +
+              short_number(cfg.lr_decay_epochs > 0
+                               ? scheduled_lr(cfg, c.step, steps_per_epoch, c.rollbacks)
+                               : tr.lr()) +
+              (cfg.lr_decay_epochs > 0 ? " (falling to 0 by epoch " + std::to_string(cfg.epochs) + ")"
+                                       : std::string()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
     tr.set_data_mean(train_data.images);
@@ -502,6 +519,7 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
         std::cerr << "ebm-train: " << dist->describe() << ": nudged the first weight before step "
                   << c.step << " (--inject-drift)\n";
       }
+      if (cfg.lr_decay_epochs > 0) tr.set_lr(scheduled_lr(cfg, c.step, steps_per_epoch, c.rollbacks));
       // Ranks stop only between steps, all at once: a step cut short on one rank would leave the
       // others waiting in its gradient all-reduce.
       std::optional<StepMetrics> m = tr.step(real, lab, dist ? nullptr : opt.stop);

@@ -42,6 +42,12 @@ enum class RunResult { kFinished, kStepLimit, kInterrupted };
 // With cfg.threads 0, every core of the machine shared by its LOCAL_WORLD_SIZE processes.
 RunResult run_training(const TrainConfig& cfg, const RunOptions& opt);
 
+// The learning rate of optimizer step `step` (counted from 0): cfg.lr, times
+// cfg.rollback_lr_factor for each rollback so far, times the half-cosine decay of the last
+// cfg.lr_decay_epochs epochs (1 before them, 0 at step epochs * steps_per_epoch).
+double scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t steps_per_epoch,
+                    int64_t rollbacks);
+
 // Reads dir/run.json.
 TrainConfig read_run_config(const std::string& dir);
 

@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
     args.option("run", "DIR", "the run folder (default runs/<preset>)", &run_dir);
     args.flag("resume",
               "continue the run in --run DIR from its checkpoint with its settings "
-              "(only --epochs, --max-steps, --threads, --checkpoint-minutes, --sample-count, "
-              "--sample-steps and --quiet may change)",
+              "(only --epochs, --lr-decay-epochs, --max-steps, --threads, "
+              "--checkpoint-minutes, --sample-count, --sample-steps and --quiet may change)",
               &resume);
     args.option("task", "NAME",
                 "energy (contrastive divergence) or classify (cross-entropy on "
@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
                 "real images per step (and as many fakes); with N processes each takes B/N",
                 &cfg.batch, 1, 65536);
     args.option("lr", "LR", "Adam learning rate", &cfg.lr, 1e-9, 1.0);
+    args.option("lr-decay-epochs", "N",
+                "let the learning rate fall along a half cosine to 0 over the last N epochs "
+                "(0 = constant; may change on --resume: the decay then ends at the new --epochs)",
+                &cfg.lr_decay_epochs, 0, 1000000);
     args.option("beta1", "B1", "Adam beta1 (0.0 as in the Lippe tutorial the notebook adapts)",
                 &cfg.beta1, 0.0, 0.9999);
     args.option("beta2", "B2", "Adam beta2", &cfg.beta2, 0.0, 0.999999);
@@ -292,6 +296,7 @@ int main(int argc, char** argv) {
                     run_dir + "/run.json");
       TrainConfig saved = ebm::train::read_run_config(run_dir);
       if (args.given("epochs")) saved.epochs = cfg.epochs;
+      if (args.given("lr-decay-epochs")) saved.lr_decay_epochs = cfg.lr_decay_epochs;
       if (args.given("max-steps")) saved.max_steps = max_steps;
       if (args.given("threads")) saved.threads = cfg.threads;
       if (args.given("checkpoint-minutes")) saved.checkpoint_minutes = cfg.checkpoint_minutes;
