@@ -10,12 +10,19 @@
 namespace {
 
 void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
-  const ebm::Preset p = ebm::load_preset(std::string(EBM_BENCH_MODELS_DIR) + "/presets/" + preset + ".json");
-  ebm::Network net(ebm::random_model(p.arch, 1));
+  // A preset name (random weights), or a shipped model file.
+  const std::string dir = EBM_BENCH_MODELS_DIR;
+  const bool file = preset.size() > 12 && preset.substr(preset.size() - 12) == ".safetensors";
+  ebm::Network net(file ? ebm::load_model(dir + "/" + preset)
+                        : ebm::random_model(ebm::load_preset(dir + "/presets/" + preset + ".json").arch, 1));
   const int batch = int(state.range(0)), threads = int(state.range(1));
+  // slice: chains per network call (LangevinSampler::set_max_batch): 0 automatic (the default,
+  // bounded workspaces), -1 the whole batch at once (as before slicing).
+  const int slice = state.range(2) < 0 ? batch : int(state.range(2));
   ebm::SamplerParams params;
   params.steps = 1 << 30;
   ebm::LangevinSampler sampler(net, params, 1, threads);
+  sampler.set_max_batch(slice);
   sampler.start_uniform(batch);
   sampler.step();  // workspaces are sized on the first step
   for (auto _ : state) sampler.step();
@@ -23,21 +30,29 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   // Seconds per image-step: the inverse of the image-step rate.
   state.counters["per_image_step"] = benchmark::Counter(
       double(batch), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["workspace_MiB"] = double(sampler.workspace_bytes()) / double(1 << 20);
 }
 
 }  // namespace
 
-// Args: batch, threads.
+// Args: batch, threads, slice.
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
-    ->ArgsProduct({{1, 8, 32}, {1}})
-    ->Args({8, 2})
-    ->Args({32, 2})
-    ->ArgNames({"batch", "threads"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}})
+    ->Args({32, 1, -1})
+    ->Args({8, 2, 0})
+    ->Args({32, 2, 0})
+    ->ArgNames({"batch", "threads", "slice"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
-    ->ArgsProduct({{1, 8, 32}, {1}})
-    ->ArgNames({"batch", "threads"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}})
+    ->ArgNames({"batch", "threads", "slice"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+// The shipped bridge model (a U-Net): the automatic slice against the whole batch.
+BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
+    ->ArgsProduct({{32}, {1}, {0, -1}})
+    ->ArgNames({"batch", "threads", "slice"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

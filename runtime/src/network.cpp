@@ -33,31 +33,51 @@ Network::~Network() = default;
 
 int Network::feature_size() const { return layers_.back()->spec().in.c; }
 
-void Network::reserve(Workspace& ws, int n) const {
-  if (n <= ws.capacity) return;
-  size_t total = 0, widest = size_t(arch_.input.size()), scratch = 0;
-  ws.act_offset.clear();
+// The sizes of a workspace for n images, in floats; reserve() allocates them.
+struct Network::WorkspaceSizes {
+  size_t acts = 0, grads = 0, tmp = 0, scratch = 1, input = 0, widest = 0;
+  size_t total() const { return acts + grads + tmp + scratch + 2 * input; }
+};
+
+Network::WorkspaceSizes Network::workspace_sizes(int n) const {
+  WorkspaceSizes z;
+  z.widest = size_t(arch_.input.size());
   for (const auto& l : layers_) {
-    ws.act_offset.push_back(total);
-    total += size_t(n) * size_t(l->spec().out.size());
-    widest = std::max(widest, size_t(l->spec().out.size()));
-    scratch = std::max(scratch, l->scratch_floats(n));
+    z.acts += size_t(n) * size_t(l->spec().out.size());
+    z.widest = std::max(z.widest, size_t(l->spec().out.size()));
+    z.scratch = std::max(z.scratch, l->scratch_floats(n));
   }
   // A chain needs two gradient slots used in turn (layer i reads one and writes the other); a
   // graph keeps one per layer, since a gradient may gather contributions from several readers.
   const bool graph = arch_.is_graph();
+  z.grads = graph ? z.acts : 2 * size_t(n) * z.widest;
+  z.tmp = graph ? size_t(n) * z.widest : 0;
+  if (energy_.denoiser) z.input = size_t(n) * size_t(arch_.input.size());
+  return z;
+}
+
+size_t Network::workspace_bytes(int n) const { return sizeof(float) * workspace_sizes(n).total(); }
+
+void Network::reserve(Workspace& ws, int n) const {
+  if (n <= ws.capacity) return;
+  const WorkspaceSizes z = workspace_sizes(n);
+  size_t total = 0;
+  ws.act_offset.clear();
+  for (const auto& l : layers_) {
+    ws.act_offset.push_back(total);
+    total += size_t(n) * size_t(l->spec().out.size());
+  }
+  const bool graph = arch_.is_graph();
   ws.grad_offset.clear();
   for (size_t i = 0; i < layers_.size(); ++i)
-    ws.grad_offset.push_back(graph ? ws.act_offset[i] : (layers_.size() - 1 - i) % 2 * n * widest);
-  ws.acts.assign(total, 0.0f);
+    ws.grad_offset.push_back(graph ? ws.act_offset[i] : (layers_.size() - 1 - i) % 2 * n * z.widest);
+  ws.acts.assign(z.acts, 0.0f);
   ws.written.reserve(layers_.size() + 1);
-  ws.grads.assign(graph ? total : 2 * size_t(n) * widest, 0.0f);
-  ws.tmp.assign(graph ? size_t(n) * widest : 0, 0.0f);
-  ws.scratch.assign(std::max<size_t>(scratch, 1), 0.0f);
-  if (energy_.denoiser) {
-    ws.input.assign(size_t(n) * size_t(arch_.input.size()), 0.0f);
-    ws.input_grad.assign(ws.input.size(), 0.0f);
-  }
+  ws.grads.assign(z.grads, 0.0f);
+  ws.tmp.assign(z.tmp, 0.0f);
+  ws.scratch.assign(z.scratch, 0.0f);
+  ws.input.assign(z.input, 0.0f);
+  ws.input_grad.assign(z.input, 0.0f);
   ws.capacity = n;
 }
 

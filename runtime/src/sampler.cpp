@@ -116,11 +116,35 @@ float LangevinSampler::current_sigma() const {
   return sigma_of_level(level_of(done_ - 1));
 }
 
+void LangevinSampler::set_max_batch(int chains) {
+  if (chains < 0) throw Error("the slice size must be >= 0 chains (0 = automatic), got " + std::to_string(chains));
+  max_batch_ = chains;
+}
+
+int LangevinSampler::slice_size() const {
+  if (max_batch_ > 0) return max_batch_;
+  const size_t per_chain = net_.workspace_bytes(1) + (guide_ ? guide_->workspace_bytes(1) : 0);
+  return int(std::clamp<size_t>(kSliceBudgetBytes / std::max<size_t>(per_chain, 1), 1, 1 << 20));
+}
+
+size_t LangevinSampler::workspace_bytes() const {
+  size_t bytes = 0;
+  for (const Workspaces& ws : workspaces_) {
+    if (ws.energy.capacity_images() > 0) bytes += net_.workspace_bytes(ws.energy.capacity_images());
+    if (guide_ && ws.guide.capacity_images() > 0)
+      bytes += guide_->workspace_bytes(ws.guide.capacity_images());
+  }
+  return bytes;
+}
+
+// Each thread's chains, in slices (slice_size()) so that its workspaces stay small: a chain's
+// arithmetic does not depend on which others share its batch.
 void LangevinSampler::for_each_group(const std::function<void(Workspaces&, int, int)>& fn) {
   const int groups = std::min(pool_.size(), count_);
+  const int slice = slice_size();
   pool_.run(groups, [&](int g) {
     const int b0 = int(int64_t(count_) * g / groups), b1 = int(int64_t(count_) * (g + 1) / groups);
-    fn(workspaces_[size_t(g)], b0, b1 - b0);
+    for (int s0 = b0; s0 < b1; s0 += slice) fn(workspaces_[size_t(g)], s0, std::min(slice, b1 - s0));
   });
 }
 

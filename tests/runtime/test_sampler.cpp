@@ -588,3 +588,50 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrowsTheFirstError) {
 
 }  // namespace
 }  // namespace ebm
+
+namespace ebm {
+namespace {
+
+// The sampler runs each thread's chains in slices to bound its workspaces: the shipped bridge
+// model (a U-Net graph, noise-conditional, ddim) and the paper network (a chain) give the same
+// samples bit for bit whatever the slice, and the automatic slice keeps the workspace in budget.
+TEST(Sampler, SlicesOfChainsBoundTheWorkspaceWithoutChangingABit) {
+  const std::string dir = EBM_TEST_MODELS_DIR;
+  const Model paper = random_model(load_preset(dir + "/presets/paper.json").arch, 3);
+  for (const Model& m : {load_model(dir + "/bridges.safetensors"), paper}) {
+    Network net(m);
+    SamplerParams p = net.sampler();
+    p.steps = p.form == SamplerForm::kDdim ? 3 : 4;
+    std::vector<std::vector<float>> images;
+    for (int slice : {0, 1, 2, 5}) {
+      LangevinSampler s(net, p, 9, 2);  // two threads: chains 0-2 and 3-4, then slices of those
+      s.set_max_batch(slice);
+      if (slice == 0) {
+        const int auto_slice = s.slice_size();
+        EXPECT_GE(auto_slice, 1);
+        EXPECT_TRUE(auto_slice == 1 ||
+                    size_t(auto_slice) * net.workspace_bytes(1) <= LangevinSampler::kSliceBudgetBytes)
+            << auto_slice;
+      } else {
+        EXPECT_EQ(s.slice_size(), slice);
+      }
+      s.start_uniform(5);
+      s.run();
+      // Two threads, each sized for its slice (or its 3 and 2 chains when the slice is larger).
+      const int biggest = std::min(s.slice_size(), 3);
+      EXPECT_LE(s.workspace_bytes(), 2 * net.workspace_bytes(biggest)) << "slice " << slice;
+      EXPECT_GE(s.workspace_bytes(), net.workspace_bytes(biggest)) << "slice " << slice;
+      images.push_back(s.images());
+      for (size_t k = 1; k < images.size(); ++k)
+        ASSERT_EQ(images[k], images[0]) << net.architecture().layers.size() << " layers, slice " << slice;
+    }
+    // The workspace grows with the batch: what slicing saves.
+    EXPECT_GT(net.workspace_bytes(32), 16 * net.workspace_bytes(1));
+  }
+  Network net(paper);
+  LangevinSampler s(net, net.sampler(), 1);
+  expect_error([&] { s.set_max_batch(-1); }, {"slice size", ">= 0", "-1"});
+}
+
+}  // namespace
+}  // namespace ebm

@@ -19,6 +19,7 @@ class Network {
   class Workspace {
    public:
     Workspace() = default;
+    int capacity_images() const { return capacity; }  // the batch it is sized for (reserve)
 
    private:
     friend class Network;
@@ -56,6 +57,9 @@ class Network {
 
   // Sizes `ws` for batches of up to n images (done on demand otherwise).
   void reserve(Workspace& ws, int n) const;
+  // What reserve(ws, n) allocates, in bytes: every layer's output is kept for the backward pass,
+  // so this grows with n (callers bound it by working in slices of images).
+  size_t workspace_bytes(int n) const;
 
   // x: [n, C, H, W] in [-1, 1]. Energy models only; sigma is the noise level of a
   // noise-conditional model (ignored by the others).
@@ -110,6 +114,8 @@ class Network {
   SamplerParams sampler_;
   nlohmann::json card_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  struct WorkspaceSizes;
+  WorkspaceSizes workspace_sizes(int n) const;
   Workspace own_;
 };
 

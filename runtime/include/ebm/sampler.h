@@ -102,6 +102,14 @@ class LangevinSampler {
 
   void step();  // one Langevin step for every chain; allocates nothing
 
+  // Each thread runs the network on its chains in slices of at most this many (0, the default:
+  // as many as keep the workspaces of the energy model and guide within kSliceBudgetBytes, at
+  // least one). Every chain's result is the same whatever the slice: only memory changes.
+  void set_max_batch(int chains);
+  int slice_size() const;  // the slice in effect
+  size_t workspace_bytes() const;  // what the threads' workspaces hold now
+  static constexpr size_t kSliceBudgetBytes = size_t(16) << 20;
+
   // Runs the remaining steps of params.steps, at most max_steps of them in this call (so a caller
   // can run a long chain in slices). Calls `on_progress` before the very first step, then every
   // `every` steps and after the last; it returns false to stop. request_stop() from any thread
@@ -162,6 +170,7 @@ class LangevinSampler {
   std::vector<float> guide_target_, guide_grad_, guide_ce_;  // grad_, ce: per chain
   std::vector<float> guide_input_;  // on_denoised: the denoised estimates it reads
   float guide_scale_ = 0, guide_sigma_ = kDefaultGuideSigma;
+  int max_batch_ = 0;
   bool guide_denoised_ = false;
   std::atomic<bool> stop_{false};
 };
