@@ -606,6 +606,31 @@ test('the guide pulls the samples toward one subtype, travels in the link, and i
   assert.ok(await none.isEnabled('#generate'));
   assert.deepEqual(none.errors, []);
   await bare.close();
+
+  // A listed noise-aware classifier (index entry noise_conditional: true) guides; the clean one
+  // keeps labelling. (The same file under another address here: the page cannot tell.)
+  const two = await browser.newContext();
+  await two.route('**/api/models', async (route) => {
+    const response = await route.fetch();
+    const list = await response.json();
+    const clean = list.models.find((m) => m.kind === 'classifier');
+    list.models.unshift({ ...clean, name: 'guide', file: 'guide.safetensors',
+                          url: `${clean.url}?noise-aware`, noise_conditional: true });
+    await route.fulfill({ response, json: list });
+  });
+  const both = await openPage(two, server.url);
+  await waitState(both, ['ready']);
+  await both.waitForFunction(() => window.ebmPage.guide !== null && window.ebmPage.classifier !== null,
+                             null, { timeout: 30000 });
+  assert.match(await both.textContent('#guide-why'), /trained on noisy states \(noise-aware\)/);
+  const fetched = both.modelRequests.filter((u) => u.includes('subtypes.safetensors'));
+  assert.equal(fetched.filter((u) => u.includes('noise-aware')).length, 1, fetched.join('\n'));
+  assert.equal(fetched.filter((u) => !u.includes('noise-aware')).length, 1, fetched.join('\n'));
+  // Two families with a noise-aware guide: the noisy state itself, not the denoised estimate.
+  await both.check('input[name="guide-mode"][value="pair"]');
+  assert.ok(!(await both.isChecked('#guide-denoised')));
+  assert.deepEqual(both.errors, []);
+  await two.close();
   await context.close();
 });
 

@@ -169,12 +169,14 @@ async function loadBytes(bytes, label) {
 
 const sameInput = (a, b) => a && b && a.channels === b.channels && a.height === b.height && a.width === b.width;
 
-// Loads the first listed classifier that takes the energy model's images into the pool.
+// Loads the first listed classifier that takes the energy model's images into the pool, one
+// trained on clean drawings (as ebm-eval's judge) before a noise-aware guide.
 async function loadClassifierFor(input) {
   if (sameInput(state.classifier?.input, input)) return;
   state.classifier = null;
   $('labels-bar').hidden = true;
-  const entry = state.classifiers.find((m) => sameInput(m.input, input));
+  const fits = state.classifiers.filter((m) => sameInput(m.input, input));
+  const entry = fits.find((m) => !isNoiseAware(m)) || fits[0];
   if (!entry) return;
   try {
     const bytes = await classifierBytes(entry);
@@ -315,6 +317,7 @@ function applyGuideLink() {
 
 function showGuide() {
   const ready = !!state.guide && canSample();
+  if (state.model && !canSample()) state.guideNote = 'This model cannot be sampled here, so there is nothing to guide.';
   $('guide-set').disabled = !ready;
   const why = $('guide-why');
   why.className = `hint ${ready ? 'ready' : 'off'}`;
