@@ -226,7 +226,7 @@ function scaleIndex(scale) {
 
 // The guide: a listed classifier that takes the model's images, a noise-aware one (trained on the
 // states the sampler passes through) before one trained on clean drawings; loaded into every
-// worker. The first listed one keeps labelling (loadClassifierFor).
+// worker. The clean one keeps labelling (loadClassifierFor).
 async function loadGuideFor(input) {
   if (sameInput(state.guide?.input, input)) { showGuide(); return; }
   state.guide = null;
