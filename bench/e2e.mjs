@@ -5,11 +5,14 @@
 //
 //   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
 //                      [--workers 0] [--steps K] [--screenshot page.png] [--phone]
+//                      [--guide MIX [--guide-scale L] [--guide-denoised]]
 // --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
 // model's default steps (default: the model's, as a visitor gets them). Needs build/site
 // (scripts/build-wasm.sh), build/release/web/server/ebm-serve and bench/node_modules
 // (scripts/install-deps.sh --tests), all of which bench/run.sh makes. --phone: a 390x844 touch
 // screen at twice the pixels (an iPhone's size) instead of a 1440x1000 desktop window.
+// --guide: guided sampling toward MIX (cable_fan, arch:0.5,suspension:0.5) by the listed
+// classifier, set through the page's link (guide=MIX&guide_scale=L&guide_denoised=1).
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -28,11 +31,14 @@ const { values: opt } = parseArgs({
     steps: { type: 'string' },
     screenshot: { type: 'string' },
     phone: { type: 'boolean', default: false },
+    guide: { type: 'string' },
+    'guide-scale': { type: 'string', default: '3000' },
+    'guide-denoised': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opt.help) {
-  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--screenshot page.png] [--phone]');
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--screenshot page.png] [--phone] [--guide MIX [--guide-scale L] [--guide-denoised]]');
   process.exit(0);
 }
 const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
@@ -83,18 +89,28 @@ try {
   page.on('pageerror', (e) => console.error(`page error: ${e}`));
   const query = new URLSearchParams({ model: `models/${path.basename(opt.model)}` });
   if (Number(opt.workers) > 0) query.set('workers', opt.workers);
+  if (opt.guide) {
+    if (!classifiers) fail('--guide needs a classifier in models/ (none found)');
+    query.set('guide', opt.guide);
+    query.set('guide_scale', opt['guide-scale']);
+    query.set('guide_denoised', opt['guide-denoised'] ? '1' : '0');
+  }
   const url = `${server.url}?${query}`;
   const waitState = (states, timeout = 600000) =>
     page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout });
 
   await page.goto(url);  // downloads the model into the page's cache
   await waitState(['ready']);
-  const runs = [];
+  const runs = [], msPerImageStep = [];
   let info = null;
   for (let r = 0; r < Number(opt.runs); ++r) {
     await page.goto(url);  // a visitor coming back: the model comes from the cache
     await waitState(['ready']);
     if (classifiers) await page.waitForFunction(() => window.ebmPage.classifier !== null, null, { timeout: 60000 });
+    if (opt.guide) {
+      await page.waitForFunction(() => window.ebmPage.guide !== null, null, { timeout: 60000 });
+      if (!(await page.isChecked('#guide-on'))) fail(`the page did not take the guide ${opt.guide}: ${await page.textContent('#notice')}`);
+    }
     await page.fill('#count', opt.count);
     if (opt.steps) await page.fill('#steps', opt.steps);
     await page.fill('#seed', String(r + 1));
@@ -109,10 +125,12 @@ try {
                                null, { timeout: 60000 });
     const t1 = await page.evaluate(() => performance.now());
     runs.push((t1 - t0) / 1000);
+    msPerImageStep.push(await page.evaluate(() => window.ebmPage.msPerImageStep));
     info ??= await page.evaluate(() => ({
       workers: window.ebmPage.workers,
       steps: document.getElementById('steps').value,
       status: document.getElementById('status').textContent,
+      caption: document.getElementById('caption').textContent,
     }));
     console.log(`run ${r + 1}: ${runs.at(-1).toFixed(2)} s (${await page.$eval('#status', (e) => e.textContent)})`);
   }
@@ -121,9 +139,12 @@ try {
     await page.screenshot({ path: opt.screenshot });
     console.log(`e2e: wrote ${opt.screenshot}`);
   }
+  console.log(`e2e: ${info.caption}`);
   console.log(`e2e: ${opt.count} samples of ${path.basename(opt.model)}, ${info.steps} steps, ${info.workers} ` +
-              `worker(s), Generate to finished labelled grid: median ${median(runs).toFixed(2)} s ` +
+              `worker(s)${opt.guide ? `, guided toward ${opt.guide} (L ${opt['guide-scale']}${opt['guide-denoised'] ? ', denoised' : ''})` : ''}, ` +
+              `Generate to finished labelled grid: median ${median(runs).toFixed(2)} s ` +
               `(min ${Math.min(...runs).toFixed(2)}, max ${Math.max(...runs).toFixed(2)}, ${runs.length} runs); ` +
+              `median ${median(msPerImageStep).toFixed(1)} ms per image-step in the workers; ` +
               `load average ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 } finally {
   await browser.close();

@@ -495,6 +495,145 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await context.close();
 });
 
+// Guided sampling (issue 15): the listed classifier, loaded into every worker, pulls the chains
+// toward a subtype. The labels (the same random classifier here) shift toward it against the
+// unguided grid of the same seed; the settings travel in the link and reproduce the grid on
+// another number of workers; the controls explain themselves and refuse a bad mix.
+test('the guide pulls the samples toward one subtype, travels in the link, and is off without a classifier', async () => {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await openPage(context, `${server.url}?workers=2`);
+  await waitState(page, ['ready']);
+  await page.waitForFunction(() => window.ebmPage.guide !== null, null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.ebmPage.guide), 'random classifier paper');
+  assert.ok(await page.isEnabled('#guide-on'));
+  assert.ok(!(await page.isChecked('#guide-on')), 'the guide is on before anyone asked');
+  assert.match(await page.textContent('#guide-why'), /Guide: random classifier paper, a classifier trained on clean drawings/);
+  const subtypes = await page.$$eval('#guide-subtype option', (os) => os.map((o) => o.value));
+  assert.equal(subtypes.length, 8);
+  assert.deepEqual(await page.$$eval('#guide-a option', (os) => os.map((o) => o.value)), ['arch', 'beam', 'cable', 'suspension']);
+  // The paper form has no noise levels: the settings for those are hidden.
+  assert.ok(!(await page.isVisible('#guide-denoised')));
+  assert.ok(!(await page.isVisible('#guide-sigma')));
+  const labelled = async () => {
+    await waitState(page, ['done']);
+    await page.waitForFunction(() => window.ebmPage.labels().every((l) => l !== null), null, { timeout: 30000 });
+    return page.evaluate(() => window.ebmPage.labels());
+  };
+  const tops = (labels, t) => labels.filter((l) => l.top === t).length;
+
+  await generate(page, { count: 8, steps: 30, seed: 21 });
+  const plain = await labelled();
+  const plainImages = await page.evaluate(() => window.ebmPage.images());
+  // The subtype the unguided grid has fewest of (the same every run: the same seed).
+  const target = subtypes.reduce((best, t) => (tops(plain, t) < tops(plain, best) ? t : best));
+
+  await page.check('#guide-on');
+  await page.check('input[name="guide-mode"][value="subtype"]');
+  assert.equal(await page.textContent('#guide-scale-out'), 'L 3000', 'the one-subtype default strength');
+  assert.ok(await page.isVisible('#guide-subtype'));
+  assert.ok(!(await page.isVisible('#guide-a')));
+  await page.selectOption('#guide-subtype', target);
+  await generate(page, { count: 8, steps: 30, seed: 21 });
+  const guided = await labelled();
+  const guidedImages = await page.evaluate(() => window.ebmPage.images());
+  console.log(`# guide toward ${target}: ${tops(plain, target)} of 8 unguided, ${tops(guided, target)} of 8 guided`);
+  assert.ok(tops(guided, target) >= 6 && tops(guided, target) >= tops(plain, target) + 4,
+            `the guide did not pull toward ${target}: ${plain.map((l) => l.top)} -> ${guided.map((l) => l.top)}`);
+  assert.match(await page.textContent('#caption'),
+               new RegExp(`seed 21 · 30 of 30 steps · paper form · from noise · guided toward ${target} \\(strength 3000, by random classifier paper\\)`));
+  const link = new URL(page.url());
+  assert.equal(link.searchParams.get('guide'), target);
+  assert.equal(link.searchParams.get('guide_scale'), '3000');
+
+  // Same settings, same samples: the link on one worker gives the guided grid bit for bit.
+  link.searchParams.set('workers', '1');
+  const again = await openPage(context, link.href);
+  await waitState(again, ['ready']);
+  await again.waitForFunction(() => window.ebmPage.guide !== null, null, { timeout: 30000 });
+  assert.ok(await again.isChecked('#guide-on'));
+  assert.equal(await again.inputValue('#guide-subtype'), target);
+  assert.equal(await again.textContent('#guide-scale-out'), 'L 3000');
+  await again.click('#generate');
+  await waitState(again, ['done']);
+  assert.deepEqual(await again.evaluate(() => window.ebmPage.images()), guidedImages,
+                   'the link on one worker gave another grid than two workers');
+  assert.notDeepEqual(guidedImages, plainImages);
+  assert.deepEqual(again.errors, []);
+
+  // Variations of a sample follow the guide too (and say so).
+  await page.click('#grid figure:nth-child(1) button[title="Use for variations and completion"]');
+  await page.fill('#count', '2');
+  await page.click('#vary');
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), new RegExp(`variations of the picked drawing \\(strength 0.4\\) · guided toward ${target}`));
+
+  // Two families: the strength moves to that mode's default, the share reads as both shares, the
+  // same family twice is refused before any sampling.
+  await page.check('input[name="guide-mode"][value="pair"]');
+  assert.equal(await page.textContent('#guide-scale-out'), 'L 300');
+  await page.selectOption('#guide-a', 'beam');
+  await page.selectOption('#guide-b', 'cable');
+  await page.fill('#guide-share', '0.7');
+  assert.equal(await page.textContent('#guide-share-out'), 'beam 70% / cable 30%');
+  await page.selectOption('#guide-b', 'beam');
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /Pick two different families to mix \(both are beam\)/);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done');
+  // Off: no guide in the caption or the link.
+  await page.selectOption('#guide-b', 'cable');
+  await page.uncheck('#guide-on');
+  await generate(page, { count: 2, steps: 3, seed: 21 });
+  await waitState(page, ['done']);
+  assert.doesNotMatch(await page.textContent('#caption'), /guided/);
+  assert.equal(new URL(page.url()).searchParams.get('guide'), null);
+  assert.deepEqual(page.errors, []);
+
+  // No classifier that takes the model's images: the controls are off and say why.
+  const bare = await browser.newContext();
+  await bare.route('**/api/models', async (route) => {
+    const response = await route.fetch();
+    const list = await response.json();
+    list.models = list.models.filter((m) => m.kind !== 'classifier');
+    await route.fulfill({ response, json: list });
+  });
+  const none = await openPage(bare, server.url);
+  await waitState(none, ['ready']);
+  await none.waitForFunction(() => /No classifier/.test(document.getElementById('guide-why').textContent));
+  assert.match(await none.textContent('#guide-why'),
+               /No classifier on this host takes this model's 1×48×192 images, so there is nothing to guide the sampler with/);
+  assert.ok(await none.isDisabled('#guide-on'));
+  assert.ok(await none.isDisabled('#guide-subtype'));
+  assert.ok(await none.isEnabled('#generate'));
+  assert.deepEqual(none.errors, []);
+  await bare.close();
+
+  // A listed noise-aware classifier (index entry noise_conditional: true) guides; the clean one
+  // keeps labelling. (The same file under another address here: the page cannot tell.)
+  const two = await browser.newContext();
+  await two.route('**/api/models', async (route) => {
+    const response = await route.fetch();
+    const list = await response.json();
+    const clean = list.models.find((m) => m.kind === 'classifier');
+    list.models.unshift({ ...clean, name: 'guide', file: 'guide.safetensors',
+                          url: `${clean.url}?noise-aware`, noise_conditional: true });
+    await route.fulfill({ response, json: list });
+  });
+  const both = await openPage(two, server.url);
+  await waitState(both, ['ready']);
+  await both.waitForFunction(() => window.ebmPage.guide !== null && window.ebmPage.classifier !== null,
+                             null, { timeout: 30000 });
+  assert.match(await both.textContent('#guide-why'), /trained on noisy states \(noise-aware\)/);
+  const fetched = both.modelRequests.filter((u) => u.includes('subtypes.safetensors'));
+  assert.equal(fetched.filter((u) => u.includes('noise-aware')).length, 1, fetched.join('\n'));
+  assert.equal(fetched.filter((u) => !u.includes('noise-aware')).length, 1, fetched.join('\n'));
+  // Two families with a noise-aware guide: the noisy state itself, not the denoised estimate.
+  await both.check('input[name="guide-mode"][value="pair"]');
+  assert.ok(!(await both.isChecked('#guide-denoised')));
+  assert.deepEqual(both.errors, []);
+  await two.close();
+  await context.close();
+});
+
 test('clear messages: invalid model file, missing SIMD, unreachable server', async () => {
   const context = await browser.newContext();
 

@@ -1,9 +1,12 @@
 // Native reference numbers for the node test of the wasm module (wasm_runtime.test.mjs): the
 // same model, inputs and seeds through the native runtime, written as raw little-endian float32
 // files plus a JSON description. Nothing here is committed; the test runs this first.
-//   wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors]
+//   wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors [CLASSIFIER.safetensors]]
 // With a noise-conditional model also: its energies and gradients at sigma 0.3 (denoiser_*.f32)
-// and 4 chains of 6 steps of each noise-level form (denoiser_sample_<form>.f32).
+// and 4 chains of 6 steps of each noise-level form (denoiser_sample_<form>.f32). With a
+// classifier also guided samples (issue 15): the paper form on MODEL toward cable_fan
+// (guided_paper.f32) and ddim on the denoiser toward arch:0.5,cable:0.5 on the denoised estimate
+// (guided_ddim.f32), 4 chains each.
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -25,8 +28,9 @@ void write_f32(const std::string& path, const std::vector<float>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 && argc != 4) {
-    std::cerr << "usage: wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors]\n";
+  if (argc < 3 || argc > 5) {
+    std::cerr << "usage: wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors "
+                 "[CLASSIFIER.safetensors]]\n";
     return 2;
   }
   try {
@@ -70,7 +74,7 @@ int main(int argc, char** argv) {
       s.start_uniform(3, 5);
       write_f32(dir + "/start_cell7.f32", s.images());
     }
-    if (argc == 4) {
+    if (argc >= 4) {
       ebm::Network den = ebm::Network::from_file(argv[3]);
       std::vector<float> ed(static_cast<size_t>(n)), gd(x.size());
       den.energy_and_input_grad(x.data(), n, ed.data(), gd.data(), 0.3f);
@@ -85,6 +89,28 @@ int main(int argc, char** argv) {
         write_f32(dir + "/denoiser_sample_" + std::string(form) + ".f32", s.images());
       }
       meta["denoiser"] = true;
+      if (argc == 5) {
+        const ebm::Network cls = ebm::Network::from_file(argv[4]);
+        {
+          ebm::LangevinSampler s(
+              net, ebm::parse_sampler_params({{"form", "paper"}, {"steps", 10}}, net.sampler()), 42);
+          s.set_guide(cls, ebm::parse_guide_target("cable_fan", cls.labels()), 3000.0f);
+          s.start_uniform(4, 0);
+          s.run();
+          write_f32(dir + "/guided_paper.f32", s.images());
+        }
+        {
+          const ebm::SamplerParams p = ebm::parse_sampler_params(
+              {{"form", "ddim"}, {"steps", 6}, {"eta", 0.5}}, den.sampler());
+          ebm::LangevinSampler s(den, p, 42);
+          s.set_guide(cls, ebm::parse_guide_target("arch:0.5,cable:0.5", cls.labels()), 30000.0f,
+                      80.0f, true);
+          s.start_uniform(4, 0);
+          s.run();
+          write_f32(dir + "/guided_ddim.f32", s.images());
+        }
+        meta["guide"] = true;
+      }
     }
     std::ofstream(dir + "/reference.json") << meta.dump(2) << "\n";
     std::cout << "wrote reference numbers to " << dir << "\n";

@@ -12,8 +12,15 @@ execute_process(COMMAND ${MAKE_MODEL} ${presets_dir}/unet.json ${WORK}/denoiser.
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "make_test_model (denoiser) failed")
 endif()
-execute_process(COMMAND ${REFERENCE} ${WORK}/model.safetensors ${WORK} ${WORK}/denoiser.safetensors
+# And a classifier over the eight subtypes (random weights), the guide of the guided samplers.
+execute_process(COMMAND ${MAKE_MODEL} ${PRESET} ${WORK}/classifier.safetensors 5 f16
+                "arch_deck,arch_through,beam_girder,beam_vpier,cable_fan,cable_harp,suspension_inclined,suspension_vertical"
                 RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (classifier) failed")
+endif()
+execute_process(COMMAND ${REFERENCE} ${WORK}/model.safetensors ${WORK} ${WORK}/denoiser.safetensors
+                ${WORK}/classifier.safetensors RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "wasm_reference failed")
 endif()

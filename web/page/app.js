@@ -2,7 +2,8 @@
 // workers, watch them and the energy chart live, blend two samples, vary or complete one (redraw
 // a region, keep the rest), save PNGs. When the host
 // also offers a classifier for the same images, finished samples are labelled with their family
-// mix and new-type candidates are marked.
+// mix and new-type candidates are marked, and the sampler can be guided toward a family mix or a
+// subtype by a classifier's gradient.
 import { EnergyChart } from './chart.js';
 import { GridView } from './grid_view.js';
 import { downloadCanvas, drawImage, fileToInput, gridCanvas } from './images.js';
@@ -23,6 +24,9 @@ const state = {
   msPerImageStep: 0,
   classifiers: [],    // classifier entries of the model list
   classifier: null,   // {name, input, reference} once loaded into the pool
+  guide: null,        // {name, file, input, labels, families, noiseAware} once in every worker
+  guideNote: 'Load an energy model first.',  // why the guide is off, while it is
+  guideLinkApplied: false,
 };
 
 const pool = new WorkerPool(defaultWorkerCount());
@@ -118,6 +122,7 @@ async function loadFrom(url, etag, label) {
 
 function failLoad(message) {
   state.model = null;
+  state.guideNote = 'Load an energy model first.';
   setState('no-model');
   notice(message);
   status('No model loaded');
@@ -151,22 +156,30 @@ async function loadBytes(bytes, label) {
   }
   status(`Ready: ${state.model.name} on ${pool.size} worker${pool.size > 1 ? 's' : ''}`);
   enableControls();
-  if (card.kind === 'energy') loadClassifierFor(input);
+  if (card.kind === 'energy') {
+    loadClassifierFor(input);
+    loadGuideFor(input);
+  } else {
+    state.guideNote = 'Guidance needs an energy model to sample.';
+    showGuide();
+  }
 }
 
 // --- labels ---------------------------------------------------------------------------------
 
 const sameInput = (a, b) => a && b && a.channels === b.channels && a.height === b.height && a.width === b.width;
 
-// Loads the first listed classifier that takes the energy model's images into the pool.
+// Loads the first listed classifier that takes the energy model's images into the pool, one
+// trained on clean drawings (as ebm-eval's judge) before a noise-aware guide.
 async function loadClassifierFor(input) {
   if (sameInput(state.classifier?.input, input)) return;
   state.classifier = null;
   $('labels-bar').hidden = true;
-  const entry = state.classifiers.find((m) => sameInput(m.input, input));
+  const fits = state.classifiers.filter((m) => sameInput(m.input, input));
+  const entry = fits.find((m) => !isNoiseAware(m)) || fits[0];
   if (!entry) return;
   try {
-    const { bytes } = await fetchModel(entry.url, { etag: entry.sha256 });
+    const bytes = await classifierBytes(entry);
     const card = await pool.loadClassifier(bytes);
     state.classifier = { name: card.card?.name || entry.name, input: card.input,
                          reference: card.card?.reference?.sharpness };
@@ -176,6 +189,167 @@ async function loadClassifierFor(input) {
   } catch (e) {
     notice(`The classifier ${entry.file} could not be loaded, so samples are not labelled: ${e.message}`);
   }
+}
+
+// A listed classifier's file, fetched once per page even when it both labels and guides.
+const classifierDownloads = new Map();
+function classifierBytes(entry) {
+  if (!classifierDownloads.has(entry.url)) {
+    const p = fetchModel(entry.url, { etag: entry.sha256 }).then((r) => r.bytes);
+    p.catch(() => classifierDownloads.delete(entry.url));
+    classifierDownloads.set(entry.url, p);
+  }
+  return classifierDownloads.get(entry.url);
+}
+
+// --- guided sampling --------------------------------------------------------------------------
+
+// The strength slider's guidance scales L, and each mode's defaults: what models/README.md
+// ("Guided sampling") measured on bridges.safetensors with the clean classifier as the guide. One
+// subtype: the exact gradient at L = 3000 (90% or more of that subtype for six of eight). Two
+// families: L = 300 with the classifier reading the denoised estimate (the exact gradient lets one
+// family win); a noise-aware guide reads the noisy state itself, as it was trained to.
+const GUIDE_SCALES = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000];
+const GUIDE_DEFAULT_SCALE = { subtype: 3000, pair: 300 };
+const familyOf = (label) => label.split('_')[0];  // as the runtime's family_of (metrics.h)
+const isNoiseAware = (m) => m.noise_conditional === true || m.card?.noise_conditional === true;
+const guideMode = () => document.querySelector('input[name="guide-mode"]:checked').value;
+const walksNoiseLevels = (form) => form === 'annealed' || form === 'ddim';
+
+function scaleIndex(scale) {
+  let best = 0;
+  GUIDE_SCALES.forEach((v, i) => {
+    if (Math.abs(Math.log(v / scale)) < Math.abs(Math.log(GUIDE_SCALES[best] / scale))) best = i;
+  });
+  return best;
+}
+
+// The guide: a listed classifier that takes the model's images, a noise-aware one (trained on the
+// states the sampler passes through) before one trained on clean drawings; loaded into every
+// worker. The clean one keeps labelling (loadClassifierFor).
+async function loadGuideFor(input) {
+  if (sameInput(state.guide?.input, input)) { showGuide(); return; }
+  state.guide = null;
+  const fits = state.classifiers.filter((m) => sameInput(m.input, input));
+  const entry = fits.find(isNoiseAware) || fits[0];
+  if (!entry) {
+    state.guideNote = `No classifier on this host takes this model's ${describeInput(input)} images, ` +
+      'so there is nothing to guide the sampler with. Put one that does (such as ' +
+      'bridge-classifier.safetensors for the bridge models) in the models folder beside the model.';
+    showGuide();
+    return;
+  }
+  state.guideNote = `Loading the guide classifier ${entry.file}…`;
+  showGuide();
+  try {
+    const card = await pool.loadGuide(await classifierBytes(entry));
+    if (!sameInput(state.model?.card.input, input)) return;  // another model came meanwhile
+    const families = [];
+    for (const l of card.labels) if (!families.includes(familyOf(l))) families.push(familyOf(l));
+    state.guide = { name: card.card?.name || entry.name, file: entry.file, input: card.input,
+                    labels: card.labels, families, noiseAware: isNoiseAware(entry) };
+    fillGuideChoices();
+    applyGuideLink();
+  } catch (e) {
+    state.guideNote = `The guide classifier ${entry.file} could not be loaded, so guidance is off: ${e.message}`;
+  }
+  showGuide();
+}
+
+function fillGuideChoices() {
+  const g = state.guide;
+  const fill = (select, values, pick) => {
+    select.replaceChildren(...values.map((v) => new Option(v, v)));
+    select.value = values.includes(pick) ? pick : values[0];
+  };
+  fill($('guide-a'), g.families, g.families.includes('arch') ? 'arch' : g.families[0]);
+  fill($('guide-b'), g.families, g.families.includes('suspension') ? 'suspension' : g.families[1]);
+  fill($('guide-subtype'), g.labels, g.labels[0]);
+  const pairs = g.families.length >= 2;
+  document.querySelector('input[name="guide-mode"][value="pair"]').disabled = !pairs;
+  setGuideMode(pairs ? guideMode() : 'subtype');
+}
+
+// A mode's defaults: its strength and, for two families and a clean guide, the denoised estimate.
+function setGuideMode(mode) {
+  document.querySelector(`input[name="guide-mode"][value="${mode}"]`).checked = true;
+  $('guide-scale').value = scaleIndex(GUIDE_DEFAULT_SCALE[mode]);
+  $('guide-denoised').checked = mode === 'pair' && !state.guide?.noiseAware;
+  showGuideFields();
+}
+
+function showGuideFields() {
+  const mode = guideMode();
+  for (const el of document.querySelectorAll('[data-guide]')) el.hidden = el.dataset.guide !== mode;
+  const pct = Math.round(100 * Number($('guide-share').value));
+  $('guide-share-out').value = `${$('guide-a').value} ${pct}% / ${$('guide-b').value} ${100 - pct}%`;
+  $('guide-scale-out').value = `L ${GUIDE_SCALES[Number($('guide-scale').value)]}`;
+}
+
+// The guide settings of a shared link (guide=MIX&guide_scale=L&guide_sigma=S&guide_denoised=1),
+// once the guide's labels are known: one subtype, or two families with their shares.
+function applyGuideLink() {
+  if (state.guideLinkApplied || !params.has('guide')) return;
+  state.guideLinkApplied = true;
+  const spec = params.get('guide'), g = state.guide;
+  const parts = spec.split(',').map((p) => p.split(':'));
+  const share = (p) => (p.length > 1 ? Number(p[1]) : 1);
+  if (parts.length === 1 && g.labels.includes(parts[0][0])) {
+    setGuideMode('subtype');
+    $('guide-subtype').value = parts[0][0];
+  } else if (parts.length === 2 && parts.every((p) => g.families.includes(p[0]) && share(p) > 0) &&
+             parts[0][0] !== parts[1][0]) {
+    setGuideMode('pair');
+    $('guide-a').value = parts[0][0];
+    $('guide-b').value = parts[1][0];
+    $('guide-share').value = share(parts[0]) / (share(parts[0]) + share(parts[1]));
+  } else {
+    notice(`The link's guide '${spec}' is neither one subtype nor two families of ${g.name} ` +
+           `(${g.families.join(', ')}; ${g.labels.join(', ')}), so the samples are not guided.`);
+    return;
+  }
+  $('guide-on').checked = true;
+  if (params.has('guide_scale')) $('guide-scale').value = scaleIndex(Number(params.get('guide_scale')) || 1);
+  if (params.has('guide_sigma')) $('guide-sigma').value = params.get('guide_sigma');
+  if (params.has('guide_denoised')) $('guide-denoised').checked = params.get('guide_denoised') === '1';
+  showGuideFields();
+}
+
+function showGuide() {
+  const ready = !!state.guide && canSample();
+  if (state.model && !canSample()) state.guideNote = 'This model cannot be sampled here, so there is nothing to guide.';
+  $('guide-set').disabled = !ready;
+  const why = $('guide-why');
+  why.className = `hint ${ready ? 'ready' : 'off'}`;
+  why.textContent = ready
+    ? `Guide: ${state.guide.name}, a classifier ${state.guide.noiseAware ? 'trained on noisy states (noise-aware)' : 'trained on clean drawings'}. ` +
+      'Every step is also pulled toward the chosen type: for Generate, blends, Variations and Complete.'
+    : state.guideNote;
+  if (ready) showGuideFields();
+}
+
+// The guide of the next run, or null: {target, scale, sigma, onDenoised, text}. Throws for a bad
+// setting, with what to change.
+function readGuide(form) {
+  if (!state.guide || !canSample() || !$('guide-on').checked) return null;
+  const scale = GUIDE_SCALES[Number($('guide-scale').value)];
+  const noiseLevels = walksNoiseLevels(form);
+  const sigma = noiseLevels ? Number($('guide-sigma').value) : 1;
+  const onDenoised = noiseLevels && $('guide-denoised').checked;
+  if (!(sigma > 0)) throw new Error('The guide\'s "full strength below σ" must be a number > 0.');
+  let target, what;
+  if (guideMode() === 'subtype') {
+    target = what = $('guide-subtype').value;
+  } else {
+    const a = $('guide-a').value, b = $('guide-b').value;
+    if (a === b) throw new Error(`Pick two different families to mix (both are ${a}), or guide toward one subtype.`);
+    const pct = Math.round(100 * Number($('guide-share').value));
+    target = `${a}:${pct / 100},${b}:${(100 - pct) / 100}`;
+    what = `${a} ${pct}% / ${b} ${100 - pct}%`;
+  }
+  const text = `guided toward ${what} (strength ${scale}${onDenoised ? ', on the denoised estimate' : ''}` +
+    `${noiseLevels && sigma !== 1 ? `, full below σ ${sigma}` : ''}, by ${state.guide.name})`;
+  return { target, scale, sigma, onDenoised, text };
 }
 
 // A new-type candidate mixes two families (each >= 25%) and is drawn at least 0.9 times as
@@ -314,14 +488,17 @@ function readSettings() {
   return { params: p, seed, n };
 }
 
+const canSample = () => !!state.model && state.model.card.kind === 'energy' && state.model.card.input.channels === 1;
+
 function enableControls() {
-  const canSample = !!state.model && state.model.card.kind === 'energy' && state.model.card.input.channels === 1;
-  $('generate').disabled = !canSample || state.running;
+  const sampleable = canSample();
+  $('generate').disabled = !sampleable || state.running;
   $('stop').disabled = !state.running;
-  $('blend').disabled = !canSample || state.running || !state.blend.a || !state.blend.b;
-  $('vary').disabled = !canSample || state.running || !state.vary.image;
+  $('blend').disabled = !sampleable || state.running || !state.blend.a || !state.blend.b;
+  $('vary').disabled = !sampleable || state.running || !state.vary.image;
   $('complete').disabled = $('vary').disabled || !redrawMask().some((v) => v > 0);
   $('save-grid').disabled = !grid.images.some(Boolean);
+  showGuide();
 }
 
 // --- sampling -------------------------------------------------------------------------------
@@ -330,6 +507,13 @@ function start(kind) {
   let settings;
   try {
     settings = readSettings();
+  } catch (e) {
+    notice(e.message);
+    return;
+  }
+  let guide;
+  try {
+    guide = readGuide(settings.params.form);
   } catch (e) {
     notice(e.message);
     return;
@@ -349,7 +533,7 @@ function start(kind) {
     startSpec = { kind: 'inpaint', image: state.vary.image, mask: redrawMask().map((v) => 1 - v) };
   }
   state.running = true;
-  state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value };
+  state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide };
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0) };
   grid.reset(n, m.width, m.height);
   $('labels-summary').textContent = '';
@@ -362,9 +546,19 @@ function start(kind) {
   enableControls();
   const url = new URL(location.href);
   for (const [k, v] of Object.entries({ seed, count: n, ...p })) url.searchParams.set(k, v);
+  for (const k of ['guide', 'guide_scale', 'guide_sigma', 'guide_denoised']) url.searchParams.delete(k);
+  if (guide) {
+    url.searchParams.set('guide', guide.target);
+    url.searchParams.set('guide_scale', guide.scale);
+    if (walksNoiseLevels(p.form)) {
+      url.searchParams.set('guide_sigma', guide.sigma);
+      url.searchParams.set('guide_denoised', guide.onDenoised ? 1 : 0);
+    }
+  }
   history.replaceState(null, '', url);
   let frame = 0;
-  pool.run({ n, params: p, seed, start: startSpec }, {
+  const g = guide && { target: guide.target, scale: guide.scale, sigma: guide.sigma, onDenoised: guide.onDenoised };
+  pool.run({ n, params: p, seed, start: startSpec, guide: g }, {
     onProgress: (msg) => {
       onProgress(msg);
       if (!frame) frame = requestAnimationFrame(() => { frame = 0; chart.draw(); });
@@ -430,7 +624,8 @@ function finishRun(stopped, msPerImageStep) {
     : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
       : r.kind === 'inpaint' ? `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`
         : 'from noise';
-  $('caption').textContent = `seed ${r.seed} · ${steps} of ${r.params.steps} steps · ${r.params.form} form · ${what}`;
+  $('caption').textContent = `seed ${r.seed} · ${steps} of ${r.params.steps} steps · ${r.params.form} form · ${what}` +
+    (r.guide ? ` · ${r.guide.text}` : '');
   status(`${stopped ? 'Stopped' : 'Done'}: ${r.n} sample${r.n > 1 ? 's' : ''}, ` +
          `${msPerImageStep.toFixed(1)} ms per image-step`);
   enableControls();
@@ -599,6 +794,8 @@ function wire() {
   src.addEventListener('pointerdown', (e) => { src.setPointerCapture(e.pointerId); paintAt(e); });
   src.addEventListener('pointermove', (e) => { if (src.hasPointerCapture(e.pointerId)) paintAt(e); });
   $('form').addEventListener('change', showFormFields);
+  for (const r of document.querySelectorAll('input[name="guide-mode"]')) r.addEventListener('change', () => setGuideMode(r.value));
+  for (const id of ['guide-a', 'guide-b', 'guide-share', 'guide-scale']) $(id).addEventListener('input', showGuideFields);
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
   $('reset-defaults').addEventListener('click', () => { params.delete('seed'); applyDefaults(); });
   $('save-grid').addEventListener('click', saveGrid);
@@ -686,6 +883,7 @@ window.ebmPage = {
   get msPerImageStep() { return state.msPerImageStep; },
   energyMeans: () => chart.mean.slice(),
   get classifier() { return state.classifier && state.classifier.name; },
+  get guide() { return state.guide && state.guide.name; },
   labels: () => grid.labels.slice(),
   images: () => grid.images.map((x) => (x ? Array.from(x) : null)),
 };

@@ -30,13 +30,25 @@ export class WorkerPool {
 
   // The classifier lives in the first worker, next to its share of the sampling; classification
   // is quick and happens once a grid is finished.
-  #request(type, payload, transfer = []) {
+  #request(type, payload, transfer = [], worker = null) {
     if (this.workers.length === 0) this.workers.push(this.#spawn());
     const job = `c${++this.requestId}`;
     return new Promise((resolve, reject) => {
       this.requests.set(job, { resolve, reject });
-      this.workers[0].postMessage({ type, job, ...payload }, transfer);
+      (worker || this.workers[0]).postMessage({ type, job, ...payload }, transfer);
     });
+  }
+
+  // The guide classifier goes into every worker: each steps its share of the chains with it.
+  // Resolves with its card; rejects with the runtime's message.
+  async loadGuide(bytes) {
+    if (this.workers.length === 0) this.workers.push(this.#spawn());
+    while (this.workers.length < this.size) this.workers.push(this.#spawn());
+    const cards = await Promise.all(this.workers.map((w) => {
+      const copy = bytes.slice(0);
+      return this.#request('load-guide', { bytes: copy }, [copy], w);
+    }));
+    return cards[0];
   }
 
   // Resolves with the classifier's card; rejects with the runtime's message.
@@ -104,10 +116,11 @@ export class WorkerPool {
 
   // Runs n chains. start: {kind:'uniform'}, {kind:'blend', a, b, t: Float32Array(n)},
   // {kind:'variation', image, strength} or {kind:'inpaint', image, mask} (mask 1 = keep).
+  // guide: null, or {target, scale, sigma, onDenoised} for every worker (after loadGuide).
   // Callbacks: onProgress({chain0, count, step, total, energies, images?, sigma, level, levels}),
   // onDone({stopped,
   // msPerStep}), onError(message). Returns the job id.
-  run({ n, params, seed, start, sliceMs = 100 }, { onProgress, onDone, onError }) {
+  run({ n, params, seed, start, guide = null, sliceMs = 100 }, { onProgress, onDone, onError }) {
     this.stop();
     const id = ++this.jobId;
     const shares = splitGrid(n, this.workers.length);
@@ -141,7 +154,7 @@ export class WorkerPool {
       let s = start;
       if (start.kind === 'blend') s = { ...start, t: start.t.slice(share.first, share.first + share.count) };
       worker.postMessage({ type: 'run', job: id, params, seed, count: share.count,
-                           firstChain: share.first, start: s, sliceMs });
+                           firstChain: share.first, start: s, guide, sliceMs });
     });
     return id;
   }

@@ -3,12 +3,15 @@
 // slices so that a "stop" message acts within one slice.
 //
 // Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
-//               {type:'run', job, params, seed, count, firstChain, start, sliceMs}
+//               {type:'run', job, params, seed, count, firstChain, start, guide, sliceMs}
 //                 start: {kind:'uniform'} | {kind:'blend', a, b, t} |
 //                        {kind:'variation', image, strength} | {kind:'inpaint', image, mask}
+//                 guide: null | {target, scale, sigma, onDenoised} (Sampler.setGuide with the
+//                        guide classifier; target: "arch:0.5,suspension:0.5", "cable_fan", ...)
 //               {type:'stop', job}
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
+//               {type:'load-guide', job, bytes}           -> {type:'guide-loaded', job, card}
 // Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?}
 // (images: each slice end; sigma, level, levels: the annealed form's noise level, else 0)
 //               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
@@ -20,6 +23,7 @@ importScripts('ebm_runtime.js');
 let runtime = null;
 let model = null;
 let classifier = null;  // a second model: labels finished samples with their family mix
+let guide = null;  // a classifier in every worker: pulls the chains toward a type (guided sampling)
 let job = null;  // {id, sampler, stopped, ...}
 
 const ready = createEbmRuntime().then((M) => { runtime = M; });
@@ -77,6 +81,28 @@ function loadClassifier(msg) {
   postMessage({ type: 'classifier-loaded', job: msg.job, card });
 }
 
+// The guide may be replaced while a job's sampler still points at the old one: that one is
+// deleted when the job ends.
+function loadGuide(msg) {
+  const m = newModel(msg.bytes);
+  const error = m.error();
+  const card = error ? null : JSON.parse(m.describe());
+  if (error || card.kind !== 'classifier') {
+    m.delete();
+    fail(msg.job, error || 'this model is not a classifier, so it cannot guide');
+    return;
+  }
+  if (guide && !(job && job.guide === guide)) guide.delete();
+  guide = m;
+  postMessage({ type: 'guide-loaded', job: msg.job, card });
+}
+
+function endJob(j) {
+  j.sampler.delete();
+  if (j.guide && j.guide !== guide) j.guide.delete();
+  if (job === j) job = null;
+}
+
 function classify(msg) {
   if (!classifier) { fail(msg.job, 'no classifier is loaded'); return; }
   const ptr = toHeap(msg.images);
@@ -124,8 +150,7 @@ function startChains(sampler, msg) {
 function finish(j, stopped) {
   const msPerStep = j.stepsRun ? j.busyMs / j.stepsRun : 0;
   postMessage({ type: 'done', job: j.id, step: j.sampler.stepsDone(), stopped, msPerStep });
-  j.sampler.delete();
-  if (job === j) job = null;
+  endJob(j);
 }
 
 // Runs about sliceMs of steps, then yields to the event loop (where 'stop' can arrive).
@@ -142,7 +167,7 @@ function slice(j) {
     const transfer = msg.images ? [msg.energies.buffer, msg.images.buffer] : [msg.energies.buffer];
     postMessage(msg, transfer);
   }, steps);
-  if (done < 0) { fail(j.id, j.sampler.error()); j.sampler.delete(); job = null; return; }
+  if (done < 0) { fail(j.id, j.sampler.error()); endJob(j); return; }
   const ran = j.sampler.stepsDone() - before;
   if (ran > 0) {
     const ms = performance.now() - t0;
@@ -159,10 +184,15 @@ function run(msg) {
   if (job) { job.stopped = true; finish(job, true); }
   const sampler = new runtime.Sampler(model, JSON.stringify(msg.params || {}), msg.seed);
   let error = sampler.error();
+  const g = msg.guide;
+  if (!error && g) {
+    error = guide ? sampler.setGuide(guide, g.target, g.scale, g.sigma, !!g.onDenoised)
+      : 'guided sampling needs a guide classifier, and none is loaded';
+  }
   if (!error) error = startChains(sampler, msg);
   if (error) { sampler.delete(); fail(msg.job, error); return; }
-  job = { id: msg.job, sampler, stopped: false, sliceMs: msg.sliceMs || 100, msPerStep: 50,
-          busyMs: 0, stepsRun: 0 };
+  job = { id: msg.job, sampler, guide: g ? guide : null, stopped: false, sliceMs: msg.sliceMs || 100,
+          msPerStep: 50, busyMs: 0, stepsRun: 0 };
   slice(job);
 }
 
@@ -175,6 +205,7 @@ onmessage = (e) => {
       else if (msg.type === 'stop') { if (job && (msg.job == null || job.id === msg.job)) job.stopped = true; }
       else if (msg.type === 'load-classifier') loadClassifier(msg);
       else if (msg.type === 'classify') classify(msg);
+      else if (msg.type === 'load-guide') loadGuide(msg);
     } catch (err) {
       fail(msg.job ?? null, err);
     }

@@ -13,6 +13,8 @@
 //   const s = new Module.Sampler(m, '{"steps":60}', seed);   s.error()
 //   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain)
 //   s.startBlend(aPtr, bPtr, tPtr, count, firstChain)   -> ""
+//   s.setGuide(classifier, target, scale, sigmaGuide, onDenoised) -> ""; guided sampling (below)
+//   s.clearGuide(), s.guided()
 //   s.run(every, callback, maxSteps) -> steps done (-1: see s.error()); the loop runs in wasm and
 //       calls callback(step, total, images, energies) before the first step, every `every` steps
 //       and after the last; images and energies are Float32Array views into the heap, valid only
@@ -208,6 +210,32 @@ class WasmSampler {
     return error_;
   }
 
+  // Guided sampling (LangevinSampler::set_guide): from now on every step follows the gradient of
+  // E + scale w(sigma) CE(target, softmax(classifier(x))). target: a mix of the classifier's
+  // families and/or subtypes ("arch:0.5,suspension:0.5", "cable_fan"; parse_guide_target), or a
+  // JSON array of one weight >= 0 per label, normalised to sum to 1. The classifier must take the
+  // model's images and stay alive (not deleted) as long as this sampler runs.
+  std::string set_guide(WasmModel& classifier, const std::string& target, float scale,
+                        float sigma_guide, bool on_denoised) {
+    error_ = guarded([&] {
+      const ebm::Network& c = classifier.network();
+      if (c.kind() != ebm::ModelKind::kClassifier)
+        throw ebm::Error("the guide must be a classifier; this model is an energy model");
+      std::vector<float> t;
+      if (!target.empty() && target.front() == '[')
+        t = parse_weights(target, c.labels());
+      else
+        t = ebm::parse_guide_target(target, c.labels());
+      sampler().set_guide(c, std::move(t), scale, sigma_guide, on_denoised);
+    });
+    return error_;
+  }
+
+  void clear_guide() {
+    if (sampler_) sampler_->clear_guide();
+  }
+  bool guided() const { return sampler_ && sampler_->guided(); }
+
   int run(int every, val callback, int max_steps) {
     int done = -1;
     error_ = guarded([&] {
@@ -243,6 +271,33 @@ class WasmSampler {
   ebm::LangevinSampler& sampler() {
     if (!sampler_) throw ebm::Error("the sampler was not created: " + error_);
     return *sampler_;
+  }
+
+  // A JSON array of one weight per label, normalised to sum to 1.
+  static std::vector<float> parse_weights(const std::string& text,
+                                          const std::vector<std::string>& labels) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      throw ebm::Error("guide weights '" + text + "' are not a JSON array of numbers: " + e.what());
+    }
+    if (!j.is_array() || j.size() != labels.size())
+      throw ebm::Error("guide weights '" + text + "': give one weight per label, " +
+                       std::to_string(labels.size()) + " in all");
+    double sum = 0;
+    std::vector<double> w;
+    for (size_t k = 0; k < j.size(); ++k) {
+      if (!j[k].is_number() || !(j[k].get<double>() >= 0) || !std::isfinite(j[k].get<double>()))
+        throw ebm::Error("guide weight for " + labels[k] + " must be a number >= 0, got " +
+                         j[k].dump());
+      w.push_back(j[k].get<double>());
+      sum += w.back();
+    }
+    if (!(sum > 0)) throw ebm::Error("guide weights are all zero; give at least one label a weight > 0");
+    std::vector<float> t(w.size());
+    for (size_t k = 0; k < w.size(); ++k) t[k] = float(w[k] / sum);
+    return t;
   }
 
   template <typename F>
@@ -297,6 +352,9 @@ EMSCRIPTEN_BINDINGS(ebm_runtime) {
       .function("startBlend", &WasmSampler::start_blend)
       .function("startVariation", &WasmSampler::start_variation)
       .function("setKeep", &WasmSampler::set_keep)
+      .function("setGuide", &WasmSampler::set_guide)
+      .function("clearGuide", &WasmSampler::clear_guide)
+      .function("guided", &WasmSampler::guided)
       .function("run", &WasmSampler::run)
       .function("requestStop", &WasmSampler::request_stop)
       .function("stepsDone", &WasmSampler::steps_done)
