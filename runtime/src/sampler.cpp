@@ -173,6 +173,7 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   rngs_.clear();
   for (int i = 0; i < count; ++i) rngs_.emplace_back(seed_, first_chain + uint64_t(i));
   x_.assign(size_t(count) * d, 0.0f);
+  denoised_.assign(walks_noise_levels(params_.form) ? x_.size() : 0, 0.0f);
   grad_.assign(x_.size(), 0.0f);
   noise_.assign(x_.size(), 0.0f);
   e_.assign(size_t(count), 0.0f);
@@ -313,6 +314,19 @@ void LangevinSampler::apply_keep(int b0, int nb, float sigma) {
 }
 
 void LangevinSampler::apply_keep_all(float sigma) { apply_keep(0, count_, sigma); }
+
+void LangevinSampler::store_denoised(int b0, int nb, float sigma) {
+  const size_t d = size_t(net_.input_size()), lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
+  const float s2 = sigma * sigma;
+  for (size_t k = lo; k < hi; ++k) denoised_[k] = std::clamp(x_[k] - s2 * grad_[k], -1.0f, 1.0f);
+  if (kept_.empty()) return;
+  const bool shared = keep_.size() == d;
+  for (int i = b0; i < b0 + nb; ++i) {
+    const float* keep = keep_.data() + (shared ? 0 : size_t(i) * d);
+    float* out = denoised_.data() + size_t(i) * d;
+    for (uint32_t j : kept_) out[j] = keep[j];
+  }
+}
 
 void LangevinSampler::set_guide(const Network& classifier, std::vector<float> target,
                                 float scale, float sigma_guide, bool on_denoised) {
@@ -455,6 +469,7 @@ void LangevinSampler::annealed_step() {
         apply_keep(b0, nb, sigma);
       }
       energy_and_grad(ws, b0, nb, sigma);
+      if (round + 1 == rounds) store_denoised(b0, nb, sigma);
       if (last) {
         for (size_t k = lo; k < hi; ++k) x[k] = std::clamp(x[k] - step * g[k], -1.0f, 1.0f);
       } else {
@@ -481,6 +496,7 @@ SamplerProgress LangevinSampler::progress(int total) const {
     p.level = done_ == start_step_ ? start_level_
               : done_ >= params_.steps ? p.levels - 1
                                        : level_of(done_ - 1);
+    if (done_ > start_step_) p.denoised = denoised_.data();
   }
   return p;
 }

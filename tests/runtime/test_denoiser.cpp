@@ -404,6 +404,56 @@ TEST(Inpainting, KeptPixelsEndBitForBitOnTheImageAndTheRestIsCompletedByTheModel
   }
 }
 
+// The preview a page shows while the chains walk down: after every step each chain's denoised
+// estimate clip(x - sigma^2 dE/dx) of the state that step started from (the kept pixels: the kept
+// image); at the end it is the sample itself, bit for bit. Before the first step there is none.
+TEST(Denoised, EveryStepReportsTheDenoisedEstimateAndTheLastIsTheSample) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 4));
+  const std::vector<float> keep = test::random_inputs(kImage.size(), 6, -1.0f, 1.0f);
+  const size_t d = size_t(kImage.size());
+  for (SamplerForm form : {SamplerForm::kDdim, SamplerForm::kAnnealed}) {
+    for (bool inpaint : {false, true}) {
+      SamplerParams p = default_sampler_params(form);
+      p.steps = form == SamplerForm::kDdim ? 5 : 10;
+      p.levels = 5;
+      LangevinSampler s(net, p, 3);
+      if (inpaint) s.set_keep(keep, left_half_mask());
+      s.start_uniform(3);
+      std::vector<float> before = s.images();
+      int checked = 0;
+      std::vector<float> last;
+      while (!s.finished()) {
+        s.run(1, [&](const SamplerProgress& pr) {
+          if (pr.step == s.steps_done() && pr.step == 0) {
+            EXPECT_EQ(pr.denoised, nullptr);
+            return true;
+          }
+          if (pr.step == 0 || pr.denoised == nullptr) {
+            ADD_FAILURE() << "no denoised estimate after step " << pr.step;
+            return true;
+          }
+          std::vector<float> e(3), g(before.size());
+          s.gradient(before.data(), 3, pr.sigma, e.data(), g.data());
+          for (size_t k = 0; k < before.size(); ++k) {
+            const bool kept = inpaint && left_half_mask()[k % d] > 0.5f;
+            const float want = kept ? keep[k % d]
+                                    : std::clamp(before[k] - pr.sigma * pr.sigma * g[k], -1.0f, 1.0f);
+            EXPECT_NEAR(pr.denoised[k], want, 1e-5f * (1 + std::abs(want)))
+                << sampler_form_name(form) << " step " << pr.step << " pixel " << k;
+          }
+          ++checked;
+          last.assign(pr.denoised, pr.denoised + before.size());
+          return true;
+        }, 1);
+        before = s.images();
+      }
+      EXPECT_EQ(checked, p.steps) << sampler_form_name(form);
+      ASSERT_EQ(last.size(), before.size());
+      EXPECT_EQ(last, s.images()) << sampler_form_name(form) << (inpaint ? " inpainting" : "");
+    }
+  }
+}
+
 // One kept image per chain, bit for bit the same samples whatever the threads, and a kept image
 // changes what the free pixels become under a model that is not a point mass.
 TEST(Inpainting, OneImagePerChainSameSeedSameSamplesAndTheKeptPartShapesTheRest) {

@@ -469,6 +469,30 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   const card = await page.textContent('#card');
   assert.match(card, /DDIM, one step per noise level, 40 levels/);
   assert.doesNotMatch(card, /[{}]/);
+  // While the ddim walk refines, every tile shows its chain's denoised estimate (clipped to
+  // [-1, 1], a drawing), not the noisy state (whose pixels reach the hundreds at sigma 80 and
+  // stay beyond 1 down to sigma ~1); the time to the first full grid is recorded.
+  const probe = page.evaluate(() => new Promise((resolve) => {
+    const during = [];
+    const tick = () => {
+      const st = document.body.dataset.state;
+      const steps = [...document.querySelectorAll('#grid figure')].map((f) => Number(f.dataset.imageStep));
+      const imgs = window.ebmPage.images();
+      if (imgs.length && imgs.every((x) => x)) {
+        const top = Math.max(...imgs.map((x) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+        if (st === 'running' && steps.every((k) => k >= 1 && k < 40)) during.push(top);
+      }
+      if (st === 'done') resolve(during); else setTimeout(tick, 2);
+    };
+    tick();
+  }));
+  await generate(page, { count: 2, steps: 40, seed: 5 });
+  const during = await probe;
+  await waitState(page, ['done']);
+  assert.ok(during.length > 0, 'no frame caught while the walk refined');
+  for (const top of during) assert.ok(top <= 1, `a frame while refining is not a denoised estimate: max |x| ${top}`);
+  const firstGrid = await page.evaluate(() => window.ebmPage.firstGridMs);
+  assert.ok(typeof firstGrid === 'number' && firstGrid > 0, `first full grid at ${firstGrid} ms`);
   // The annealed form on the same model: its fields appear; while it runs, the status names the
   // noise level.
   await page.selectOption('#form', 'annealed');

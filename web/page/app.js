@@ -534,7 +534,10 @@ function start(kind) {
   }
   state.running = true;
   state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide };
-  state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0) };
+  // previewSigma: per chain, the noise level of the denoised estimate it shows (Infinity: none
+  // yet); firstGridMs: when every tile first showed a whole drawing (below).
+  state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0),
+                previewSigma: new Array(n).fill(Infinity), t0: performance.now(), firstGridMs: null };
   grid.reset(n, m.width, m.height);
   $('labels-summary').textContent = '';
   chart.reset(p.steps);
@@ -590,7 +593,10 @@ function showGrid() {
 
 const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth');
 
-function onProgress({ chain0, count, step, total, energies, images, sigma, level, levels }) {
+// At sigma 5 (level 14 of the shipped model's 40) every tile already has the layout it ends with.
+const kLayoutSigma = 5;
+
+function onProgress({ chain0, count, step, total, energies, images, denoised, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
   let sum = 0, lo = Infinity, hi = -Infinity;
   for (let i = 0; i < count; ++i) {
@@ -598,6 +604,12 @@ function onProgress({ chain0, count, step, total, energies, images, sigma, level
     sum += e; lo = Math.min(lo, e); hi = Math.max(hi, e);
     grid.update(chain0 + i, images ? images.subarray(i * d, (i + 1) * d) : null, e, step);
     a.chainStep[chain0 + i] = step;
+    if (images && (denoised || step === total)) a.previewSigma[chain0 + i] = step === total ? 0 : sigma;
+  }
+  // The first full grid: every tile shows a finished sample or a denoised estimate from a level
+  // at or below kLayoutSigma, where the drawing's layout is decided and only strokes sharpen.
+  if (a.firstGridMs === null && a.previewSigma.every((v) => v <= kLayoutSigma)) {
+    a.firstGridMs = performance.now() - a.t0;
   }
   a.sum[step] = (a.sum[step] || 0) + sum;
   a.count[step] = (a.count[step] || 0) + count;
@@ -609,7 +621,8 @@ function onProgress({ chain0, count, step, total, energies, images, sigma, level
   for (const s of a.chainStep) done += s;
   $('progress-bar').style.width = `${(100 * done) / (n * total)}%`;
   // The annealed form refines coarse to fine: say which noise level the grid is at.
-  const where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` : '';
+  const where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` +
+    (denoised && step < total ? ' · showing each drawing as the model sees it so far' : '') : '';
   status(`Step ${Math.min(...a.chainStep)} of ${total}${where}`);
 }
 
@@ -881,6 +894,8 @@ window.ebmPage = {
   get model() { return state.model && { name: state.model.name, card: state.model.card }; },
   get workers() { return pool.size; },
   get msPerImageStep() { return state.msPerImageStep; },
+  // Generate to the first full grid of drawings (see onProgress), in ms; null until then.
+  get firstGridMs() { return state.agg ? state.agg.firstGridMs : null; },
   energyMeans: () => chart.mean.slice(),
   get classifier() { return state.classifier && state.classifier.name; },
   get guide() { return state.guide && state.guide.name; },

@@ -65,6 +65,7 @@ export class GridView {
     if (images) {
       this.images[chain] = images;
       drawImage(t.canvas, images, this.width, this.height);
+      t.tile.dataset.imageStep = step;  // the step the picture is from (step: the latest)
     }
     this.energies[chain] = energy;
     t.label.textContent = `#${chain} · E ${energy.toFixed(4)}`;

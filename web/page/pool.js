@@ -117,7 +117,8 @@ export class WorkerPool {
   // Runs n chains. start: {kind:'uniform'}, {kind:'blend', a, b, t: Float32Array(n)},
   // {kind:'variation', image, strength} or {kind:'inpaint', image, mask} (mask 1 = keep).
   // guide: null, or {target, scale, sigma, onDenoised} for every worker (after loadGuide).
-  // Callbacks: onProgress({chain0, count, step, total, energies, images?, sigma, level, levels}),
+  // Callbacks: onProgress({chain0, count, step, total, energies, images?, denoised, sigma, level,
+  // levels}) (denoised: images are the chains' denoised estimates, not their noisy states),
   // onDone({stopped,
   // msPerStep}), onError(message). Returns the job id.
   run({ n, params, seed, start, guide = null, sliceMs = 100 }, { onProgress, onDone, onError }) {
@@ -132,8 +133,8 @@ export class WorkerPool {
         const share = byWorker.get(worker);
         if (msg.type === 'progress') {
           onProgress({ chain0: share.first, count: share.count, step: msg.step, total: msg.total,
-                       energies: msg.energies, images: msg.images, sigma: msg.sigma,
-                       level: msg.level, levels: msg.levels });
+                       energies: msg.energies, images: msg.images, denoised: !!msg.denoised,
+                       sigma: msg.sigma, level: msg.level, levels: msg.levels });
         } else if (msg.type === 'done') {
           stopped ||= msg.stopped;
           msSum += msg.msPerStep / share.count;

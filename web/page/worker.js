@@ -12,8 +12,9 @@
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
 //               {type:'load-guide', job, bytes}           -> {type:'guide-loaded', job, card}
-// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?}
-// (images: each slice end; sigma, level, levels: the annealed form's noise level, else 0)
+// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?, denoised?}
+// (images: each slice end, the chains' denoised estimates (denoised: true) once a noise-level
+// form has made a step, else their states; sigma, level, levels: the annealed form's noise level, else 0)
 //               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
 /* global createEbmRuntime */
 'use strict';
@@ -161,9 +162,14 @@ function slice(j) {
   const end = Math.min(j.sampler.totalSteps(), j.sampler.stepsDone() + steps);
   const t0 = performance.now();
   const before = j.sampler.stepsDone();
-  const done = j.sampler.run(1, (step, total, images, energies, sigma, level, levels) => {
+  const done = j.sampler.run(1, (step, total, images, energies, sigma, level, levels, denoised) => {
     const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice(), sigma, level, levels };
-    if (step === 0 || step === end || step === total) msg.images = images.slice();
+    // While a noise-level walk refines, the denoised estimates are whole drawings from the first
+    // levels on; the noisy states are not worth looking at. The last step's are the samples.
+    if (step === 0 || step === end || step === total) {
+      msg.images = (denoised || images).slice();
+      msg.denoised = !!denoised;
+    }
     const transfer = msg.images ? [msg.energies.buffer, msg.images.buffer] : [msg.energies.buffer];
     postMessage(msg, transfer);
   }, steps);

@@ -16,8 +16,10 @@
 //   s.setGuide(classifier, target, scale, sigmaGuide, onDenoised) -> ""; guided sampling (below)
 //   s.clearGuide(), s.guided()
 //   s.run(every, callback, maxSteps) -> steps done (-1: see s.error()); the loop runs in wasm and
-//       calls callback(step, total, images, energies) before the first step, every `every` steps
-//       and after the last; images and energies are Float32Array views into the heap, valid only
+//       calls callback(step, total, images, energies, sigma, level, levels, denoised) before the
+//       first step, every `every` steps and after the last (denoised: the noise-level forms'
+//       denoised estimates once a step is done, else null; SamplerProgress); images, energies and
+//       denoised are Float32Array views into the heap, valid only
 //       during the call; returning false stops.
 //   s.requestStop(), s.stepsDone(), s.finished(), s.count()
 //   Module.fillNormals(seed, stream, n, outPtr): the sampler's noise (Pcg32), for tests.
@@ -248,7 +250,11 @@ class WasmSampler {
         cb = [&](const ebm::SamplerProgress& p) {
           const val images = val(emscripten::typed_memory_view(size_t(p.count) * d, p.images));
           const val energies = val(emscripten::typed_memory_view(size_t(p.count), p.energies));
-          const val answer = callback(p.step, p.total, images, energies, p.sigma, p.level, p.levels);
+          const val denoised =
+              p.denoised ? val(emscripten::typed_memory_view(size_t(p.count) * d, p.denoised))
+                         : val::null();
+          const val answer =
+              callback(p.step, p.total, images, energies, p.sigma, p.level, p.levels, denoised);
           return !(answer.isFalse());
         };
       done = s.run(every, cb, max_steps);

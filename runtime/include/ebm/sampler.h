@@ -25,6 +25,10 @@ struct SamplerProgress {
   const float* energies = nullptr;  // [count]: at the latest gradient evaluation
   float sigma = 0;                  // annealed form: the noise level of the latest step
   int level = 0, levels = 0;        // annealed form: that level's index (from 0) and the count
+  // Noise-level forms, once a step is done: each chain's denoised estimate at that step,
+  // clip(x - sigma^2 dE/dx) (the kept pixels: the kept image), [count, C, H, W]. A clean drawing
+  // long before the walk ends: what a page shows while it refines. Else null.
+  const float* denoised = nullptr;
 };
 
 // A keep mask for set_keep that regenerates one named half of an image ("left", "right", "top"
@@ -133,6 +137,8 @@ class LangevinSampler {
   // the image itself); the noise comes from each chain's own generator.
   void apply_keep(int b0, int nb, float sigma);
   void apply_keep_all(float sigma);
+  // The denoised estimates of chains [b0, b0 + nb) from x_ and grad_ at noise level sigma.
+  void store_denoised(int b0, int nb, float sigma);
   void annealed_step();
   void compute_energies(float* e);
   // One group's workspaces: the energy model's and the guide classifier's.
@@ -166,6 +172,7 @@ class LangevinSampler {
   float start_sigma_ = 0;
   std::vector<float> keep_;        // kept images: one (d floats) or one per chain
   std::vector<uint32_t> kept_;     // indices of the kept pixels within an image
+  std::vector<float> denoised_;    // noise-level forms: the latest step's denoised estimates
   const Network* guide_ = nullptr;  // the guide classifier, if any
   std::vector<float> guide_target_, guide_grad_, guide_ce_;  // grad_, ce: per chain
   std::vector<float> guide_input_;  // on_denoised: the denoised estimates it reads
