@@ -52,8 +52,10 @@ int main(int argc, char** argv) {
               "(S/sigma)^2 above", &opt.guide_sigma, 1e-6, 1e6);
   args.flag("guide-denoised", "with --guide: the classifier reads each step's denoised estimate",
             &opt.guide_denoised);
-  args.option("guide-classifier", "FILE", "with --guide: the guide (default: --classifier, which "
-              "then judges its own guidance)", &opt.guide_classifier);
+  args.option("guide-classifier", "FILE", "with --guide: the guide (default: "
+              "bridge-guide.safetensors beside --classifier, the noise-conditional guide, where "
+              "it exists; else --classifier, which then judges its own guidance)",
+              &opt.guide_classifier);
   args.option("threads", "T", "sampling threads (0: one per core)", &opt.threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-eval --model models/bridges.safetensors --out models/bridges-eval");
@@ -61,7 +63,7 @@ int main(int argc, char** argv) {
       "ebm-eval --model runs/compact/model.safetensors --count 64 --steps 200 --out /tmp/ev");
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
-               "--guide-scale 300 --guide-denoised --count 256 --out /tmp/guided");
+               "--guide-classifier models/bridge-guide.safetensors --count 256 --out /tmp/guided");
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");

@@ -163,7 +163,7 @@ async function loadClassifierFor(input) {
   if (sameInput(state.classifier?.input, input)) return;
   state.classifier = null;
   $('labels-bar').hidden = true;
-  const entry = state.classifiers.find((m) => sameInput(m.input, input));
+  const entry = state.classifiers.find((m) => sameInput(m.input, input) && !m.noise_conditional);
   if (!entry) return;
   try {
     const { bytes } = await fetchModel(entry.url, { etag: entry.sha256 });
