@@ -124,7 +124,7 @@ TEST(Guide, HalfThenResumeEqualsStraightBitForBit) {
   again.max_steps = 14;
   ASSERT_EQ(run_training(again, quiet(work + "/split", true)), RunResult::kStepLimit);
   auto state = [](const std::string& dir) {
-    Trainer tr(read_run_config(dir));
+    Trainer tr(read_run_config(dir), read_checkpoint(dir + "/checkpoint.pt").labels);
     tr.load(dir + "/checkpoint.pt");
     EXPECT_EQ(tr.counters().step, 14);
     return tr.net()->state();
