@@ -201,12 +201,16 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       throw Error("'" + guide_path + "' is an energy model; the guide must be a classifier");
     guide_target = parse_guide_target(opt.guide, guide->labels());
   }
+  // A negative scale: the default for the guide's kind.
+  const double guide_scale = opt.guide_scale >= 0 ? opt.guide_scale
+                             : guide && guide->noise_conditional() ? kDefaultNoiseGuideScale
+                                                                   : kDefaultGuideScale;
   std::vector<float> samples(size_t(opt.count) * d);
   for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
     const int m = std::min(kChunk, opt.count - c0);
     LangevinSampler sampler(energy, params, opt.seed, opt.threads);
     if (guided)
-      sampler.set_guide(*guide, guide_target, float(opt.guide_scale), float(opt.guide_sigma),
+      sampler.set_guide(*guide, guide_target, float(guide_scale), float(opt.guide_sigma),
                         opt.guide_denoised);
     sampler.start_uniform(m, uint64_t(c0));
     sampler.run(10, [&](const SamplerProgress& p) {
@@ -397,7 +401,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     const bool same = guide_path == opt.classifier;
     guide_report = {{"mix", opt.guide},
                     {"target", dist},
-                    {"scale", opt.guide_scale},
+                    {"scale", guide_scale},
                     {"sigma", opt.guide_sigma},
                     {"on", opt.guide_denoised ? "the denoised estimate" : "the noisy state"},
                     {"weight", guide->noise_conditional()
@@ -495,7 +499,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   std::ostringstream md;
   md << "# Evaluation of " << card.value("name", opt.model) << "\n\n";
   if (guided)
-    md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << opt.guide_scale
+    md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << guide_scale
        << (guide->noise_conditional() ? ", noise-conditional: full strength at every level"
                                       : ", full strength below sigma " + std::to_string(opt.guide_sigma))
        << (opt.guide_denoised ? ", on the denoised estimate" : "") << "), judged by " << opt.classifier

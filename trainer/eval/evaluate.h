@@ -35,7 +35,9 @@ struct EvalOptions {
   // exists, else `classifier`, which then also judges the samples: a guide can fool its own
   // judge, so a separate clean judge is the honest setting).
   std::string guide;
-  double guide_scale = kDefaultGuideScale, guide_sigma = kDefaultGuideSigma;
+  // guide_scale < 0: kDefaultNoiseGuideScale for a noise-conditional guide, else
+  // kDefaultGuideScale.
+  double guide_scale = -1, guide_sigma = kDefaultGuideSigma;
   bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
   std::string guide_classifier;
 };

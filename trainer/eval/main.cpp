@@ -47,7 +47,9 @@ int main(int argc, char** argv) {
               "(e.g. arch:0.5,suspension:0.5 or cable_fan; shares > 0, normalised), judged by "
               "--classifier: the share of that subtype (one subtype) or of clean hybrids of the "
               "pair (two families)", &opt.guide);
-  args.option("guide-scale", "L", "with --guide: the guide's strength", &opt.guide_scale, 0, 1e6);
+  double guide_scale = ebm::kDefaultNoiseGuideScale;  // shown; a clean guide's default is 3000
+  args.option("guide-scale", "L", "with --guide: the guide's strength (3000 for a clean guide "
+              "when not given)", &guide_scale, 0, 1e6);
   args.option("guide-sigma", "S", "with --guide: full strength at noise levels up to S, tapered as "
               "(S/sigma)^2 above", &opt.guide_sigma, 1e-6, 1e6);
   args.flag("guide-denoised", "with --guide: the classifier reads each step's denoised estimate",
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
+  if (args.given("guide-scale")) opt.guide_scale = guide_scale;  // else the guide's kind decides
   if (!opt.guide.empty() && !inpaint.empty()) args.fail("--guide and --inpaint are two different modes; give one");
   if (!inpaint.empty() && !ebm::is_region_name(inpaint))
     args.fail("--inpaint: expected left, right, top or bottom (the half to regenerate), got '" +
