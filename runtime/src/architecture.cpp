@@ -537,15 +537,19 @@ json Architecture::layers_json() const {
   return out;
 }
 
+bool noise_conditional(const EnergyForm& f) { return f.denoiser || f.scalar_noise; }
+
+bool has_noise_plane(const EnergyForm& f) { return f.denoiser ? f.noise_plane : f.scalar_noise; }
+
 Shape layers_input(const Shape& image, const EnergyForm& f) {
   Shape s = image;
-  if (f.denoiser && f.noise_plane) ++s.c;
+  if (has_noise_plane(f)) ++s.c;
   return s;
 }
 
 Shape image_shape(const Architecture& arch, const EnergyForm& f) {
   Shape s = arch.input;
-  if (f.denoiser && f.noise_plane) --s.c;
+  if (has_noise_plane(f)) --s.c;
   return s;
 }
 

@@ -36,6 +36,8 @@ const Tensor& Model::tensor(const std::string& name) const {
 Shape Model::image_shape() const { return ebm::image_shape(arch, energy); }
 
 json energy_form_json(const EnergyForm& f) {
+  if (f.scalar_noise)
+    return {{"form", "scalar"}, {"sigma_data", json_float(f.sigma_data)}, {"noise_plane", true}};
   if (!f.denoiser) return {{"form", "scalar"}};
   return {{"form", "denoiser"}, {"sigma_data", json_float(f.sigma_data)}, {"noise_plane", f.noise_plane}};
 }
@@ -49,11 +51,10 @@ EnergyForm parse_energy_form(const json& j) {
   }
   EnergyForm f;
   const std::string form = j.contains("form") && j["form"].is_string() ? j["form"].get<std::string>() : "";
-  if (form == "scalar") return f;
-  if (form != "denoiser")
+  if (form != "denoiser" && form != "scalar")
     throw Error("metadata \"ebm.energy\": \"form\" must be \"denoiser\" or \"scalar\", got " +
                 (j.contains("form") ? j["form"].dump() : std::string("nothing")));
-  f.denoiser = true;
+  f.denoiser = form == "denoiser";
   if (j.contains("sigma_data")) {
     const json& v = j["sigma_data"];
     const double d = v.is_number() ? v.get<double>() : NAN;
@@ -66,6 +67,11 @@ EnergyForm parse_energy_form(const json& j) {
       throw Error("metadata \"ebm.energy\": \"noise_plane\" must be true or false");
     f.noise_plane = j["noise_plane"].get<bool>();
   }
+  // A scalar form reads a noise plane only when it says so (a noise-conditional classifier).
+  if (!f.denoiser) {
+    f.scalar_noise = j.contains("noise_plane") && f.noise_plane;
+    f.noise_plane = true;
+  }
   return f;
 }
 
@@ -77,7 +83,9 @@ json Model::describe() const {
             {"sampler", sampler_params_json(sampler)},
             {"card", card}};
   if (kind == ModelKind::kClassifier) j["labels"] = labels;
-  if (energy.denoiser) j["energy"] = energy_form_json(energy);
+  if (noise_conditional(energy)) j["energy"] = energy_form_json(energy);
+  // A guide for noise-level samplers, not a labeller of finished drawings (the page picks by it).
+  if (energy.scalar_noise) j["noise_conditional"] = true;
   return j;
 }
 
@@ -102,6 +110,12 @@ void validate_model(const Model& m) {
   if (m.arch.layers.empty()) throw Error("model has no layers");
   const Shape out = m.arch.output();
   std::set<std::string> needed;
+  if (m.energy.scalar_noise) {
+    if (m.kind != ModelKind::kClassifier)
+      throw Error("a noise plane on a scalar form is for classifiers (a noise-conditional guide); "
+                  "an energy model with a noise plane is a denoiser (\"form\": \"denoiser\")");
+    if (m.image_shape().c < 1) throw Error("a classifier with a noise plane needs at least 2 input channels");
+  }
   if (m.energy.denoiser) {
     if (m.kind != ModelKind::kEnergy) throw Error("a classifier cannot have a denoiser energy");
     const Shape image = m.image_shape();
@@ -183,7 +197,9 @@ Model parse_model(const uint8_t* bytes, size_t size) {
   if (format == kModelFormatDenoiser) {
     m.energy = parse_energy_form(parse_json_text(
         required(md, meta::kEnergy, "format 2 describes its energy there"), "metadata \"ebm.energy\""));
-    if (!m.energy.denoiser) throw Error("a format \"2\" model must have a denoiser energy");
+    if (!noise_conditional(m.energy))
+      throw Error("a format \"2\" model must have a denoiser energy or a noise plane "
+                  "(\"ebm.energy\" {\"form\": \"scalar\", \"noise_plane\": true} for a classifier)");
   } else if (md.count(meta::kEnergy)) {
     throw Error("metadata \"ebm.energy\" needs format \"2\", the file says \"1\"");
   }
@@ -245,8 +261,9 @@ Model load_model(const std::string& path) {
 std::vector<uint8_t> serialize_model(const Model& m, DType dtype) {
   validate_model(m);
   TensorFile file;
-  file.metadata[meta::kFormat] = m.energy.denoiser ? kModelFormatDenoiser : kModelFormatVersion;
-  if (m.energy.denoiser) file.metadata[meta::kEnergy] = energy_form_json(m.energy).dump();
+  const bool format2 = noise_conditional(m.energy);
+  file.metadata[meta::kFormat] = format2 ? kModelFormatDenoiser : kModelFormatVersion;
+  if (format2) file.metadata[meta::kEnergy] = energy_form_json(m.energy).dump();
   file.metadata[meta::kKind] = model_kind_name(m.kind);
   if (m.kind == ModelKind::kClassifier) file.metadata[meta::kLabels] = json(m.labels).dump();
   file.metadata[meta::kInput] = input_shape_json(m.image_shape()).dump();

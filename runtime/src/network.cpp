@@ -52,7 +52,7 @@ Network::WorkspaceSizes Network::workspace_sizes(int n) const {
   const bool graph = arch_.is_graph();
   z.grads = graph ? z.acts : 2 * size_t(n) * z.widest;
   z.tmp = graph ? size_t(n) * z.widest : 0;
-  if (energy_.denoiser) z.input = size_t(n) * size_t(arch_.input.size());
+  if (ebm::noise_conditional(energy_)) z.input = size_t(n) * size_t(arch_.input.size());
   return z;
 }
 
@@ -194,7 +194,31 @@ void Network::energy_and_input_grad(Workspace& ws, const float* x, int n, float*
   backward(ws, x, n, grad);
 }
 
-void Network::logits(Workspace& ws, const float* x, int n, float* out) const {
+const float* Network::classifier_input(Workspace& ws, const float* x, int n, float sigma,
+                                       float* c_in) const {
+  *c_in = 1.0f;
+  if (!energy_.scalar_noise) return x;
+  if (!(sigma > 0.0f) || !std::isfinite(sigma))
+    throw Error("this classifier is noise-conditional (a guide trained on noised drawings): give "
+                "the images' noise level sigma > 0, got " + std::to_string(sigma) +
+                " (to label finished drawings use a clean classifier)");
+  reserve(ws, n);
+  const double s2 = double(sigma) * sigma + double(energy_.sigma_data) * energy_.sigma_data;
+  const float c = float(1.0 / std::sqrt(s2)), plane = std::log(sigma) / 4.0f;
+  const size_t d = size_t(image_.size()), din = size_t(arch_.input.size());
+  for (int b = 0; b < n; ++b) {
+    float* v = ws.input.data() + size_t(b) * din;
+    const float* xb = x + size_t(b) * d;
+    for (size_t k = 0; k < d; ++k) v[k] = c * xb[k];
+    std::fill(v + d, v + din, plane);
+  }
+  *c_in = c;
+  return ws.input.data();
+}
+
+void Network::logits(Workspace& ws, const float* x, int n, float* out, float sigma) const {
+  float c_in = 1;
+  x = classifier_input(ws, x, n, sigma, &c_in);
   forward(ws, x, n, layers_.size());
   std::memcpy(out, ws.acts.data() + ws.act_offset.back(),
               sizeof(float) * size_t(n) * size_t(outputs()));
@@ -220,9 +244,11 @@ void Network::check_target(const std::vector<float>& target) const {
 
 void Network::cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
                                            const std::vector<float>& target, float* ce,
-                                           float* grad) const {
+                                           float* grad, float sigma) const {
   check_target(target);
-  forward(ws, x, n, layers_.size());
+  float c_in = 1;
+  const float* in = classifier_input(ws, x, n, sigma, &c_in);
+  forward(ws, in, n, layers_.size());
   // Per image: log softmax by the max-shifted log-sum-exp (in double: the logits of a confident
   // classifier are large), ce = -sum t log p, and dce/dl = p - t into the last layer's gradient.
   const size_t k = size_t(outputs());
@@ -242,13 +268,23 @@ void Network::cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
     }
     ce[b] = float(sum);
   }
-  backward(ws, x, n, grad);
+  if (in == x) {
+    backward(ws, x, n, grad);
+    return;
+  }
+  // dce/dx = c_in dce/dv over the image channels of v (the noise plane is no input).
+  backward(ws, in, n, ws.input_grad.data());
+  const size_t d = size_t(image_.size()), din = size_t(arch_.input.size());
+  for (int b = 0; b < n; ++b)
+    for (size_t j = 0; j < d; ++j) grad[size_t(b) * d + j] = c_in * ws.input_grad[size_t(b) * din + j];
 }
 
-void Network::features(Workspace& ws, const float* x, int n, float* out) const {
+void Network::features(Workspace& ws, const float* x, int n, float* out, float sigma) const {
   const size_t k = layers_.size() - 1;
+  float c_in = 1;
+  x = classifier_input(ws, x, n, sigma, &c_in);
   if (k == 0) {
-    std::memcpy(out, x, sizeof(float) * size_t(n) * size_t(input_size()));
+    std::memcpy(out, x, sizeof(float) * size_t(n) * size_t(arch_.input.size()));
     return;
   }
   forward(ws, x, n, k);

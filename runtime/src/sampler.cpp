@@ -343,6 +343,17 @@ void LangevinSampler::set_guide(const Network& classifier, std::vector<float> ta
   if (on_denoised && !walks_noise_levels(params_.form))
     throw Error(std::string("a guide on the denoised estimate needs a noise-level sampler form "
                             "(annealed or ddim); this one is ") + sampler_form_name(params_.form));
+  if (classifier.noise_conditional()) {
+    if (!walks_noise_levels(params_.form))
+      throw Error(std::string("this guide classifier is noise-conditional (trained on noised "
+                              "drawings x + sigma z): it needs a noise-level sampler form (annealed "
+                              "or ddim) whose chains are such states; this one is ") +
+                  sampler_form_name(params_.form) + " (use a clean classifier as the guide)");
+    if (on_denoised)
+      throw Error("a guide on the denoised estimate reads clean-looking images and needs a clean "
+                  "classifier; this one is noise-conditional: it reads the chains' noisy states "
+                  "(drop --guide-denoised)");
+  }
   guide_ = &classifier;
   guide_denoised_ = on_denoised;
   guide_target_ = std::move(target);
@@ -364,7 +375,9 @@ void LangevinSampler::clear_guide() {
 
 float LangevinSampler::guide_weight(float sigma) const {
   if (!guide_) return 0.0f;
-  if (!walks_noise_levels(params_.form) || sigma <= guide_sigma_) return guide_scale_;
+  // A noise-conditional guide is trained on the chains' states at every level: full strength.
+  if (!walks_noise_levels(params_.form) || sigma <= guide_sigma_ || guide_->noise_conditional())
+    return guide_scale_;
   return float(double(guide_scale_) * (double(guide_sigma_) / sigma) * (double(guide_sigma_) / sigma));
 }
 
@@ -381,7 +394,7 @@ void LangevinSampler::energy_and_grad(Workspaces& ws, int b0, int nb, float sigm
     in = guide_input_.data() + lo;
   }
   guide_->cross_entropy_and_input_grad(ws.guide, in, nb, guide_target_, guide_ce_.data() + b0,
-                                       guide_grad_.data() + lo);
+                                       guide_grad_.data() + lo, sigma);
   for (size_t k = lo; k < hi; ++k) grad_[k] += w * guide_grad_[k];
 }
 
@@ -395,7 +408,8 @@ void LangevinSampler::gradient(const float* x, int n, float sigma, float* e, flo
   if (guide_denoised_)
     for (size_t k = 0; k < in.size(); ++k)
       in[k] = std::clamp(x[k] - sigma * sigma * grad[k], -1.0f, 1.0f);
-  guide_->cross_entropy_and_input_grad(ws.guide, in.data(), n, guide_target_, ce.data(), g.data());
+  guide_->cross_entropy_and_input_grad(ws.guide, in.data(), n, guide_target_, ce.data(), g.data(),
+                                       sigma);
   for (size_t k = 0; k < g.size(); ++k) grad[k] += w * g[k];
 }
 

@@ -59,6 +59,12 @@ ebm::Image upscale(const ebm::Image& img, int factor) {
   return out;
 }
 
+std::string short_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 void ensure_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     throw ebm::Error("cannot create folder '" + dir + "': " + std::strerror(errno));
@@ -68,7 +74,10 @@ void ensure_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string model_path, out = "samples.png", frames, from, mix = "0.5", keep, mask, vary, guide;
-  std::string classifier_path = "models/bridge-classifier.safetensors";
+  // The noise-conditional guide where it is shipped, else the clean classifier.
+  std::string classifier_path = "models/bridge-guide.safetensors";
+  struct stat guide_file {};
+  if (::stat(classifier_path.c_str(), &guide_file) != 0) classifier_path = "models/bridge-classifier.safetensors";
   double strength = 0.5, guide_scale = ebm::kDefaultGuideScale, guide_sigma = ebm::kDefaultGuideSigma;
   int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
@@ -102,11 +111,18 @@ int main(int argc, char** argv) {
   args.option("guide", "MIX", "guided sampling toward a mix of families and/or subtypes by "
               "--classifier, e.g. arch:0.5,suspension:0.5 or cable_fan (shares > 0, normalised; a "
               "family spreads evenly over its subtypes)", &guide);
-  args.option("guide-scale", "L", "with --guide: the guide's strength (0: unguided)", &guide_scale,
+  args.option("guide-scale", "L", "with --guide: the guide's strength (0: unguided; default " +
+              short_number(ebm::kDefaultNoiseGuideScale) + " for a noise-conditional guide, " +
+              short_number(ebm::kDefaultGuideScale) + " for a clean one)", &guide_scale,
               0.0, 1e6);
-  args.option("guide-sigma", "S", "with --guide: full strength at noise levels up to S, tapered "
-              "as (S/sigma)^2 above (the ddim and annealed forms)", &guide_sigma, 1e-6, 1e6);
-  args.option("classifier", "FILE", "with --guide: the guide classifier (.safetensors)",
+  args.option("guide-sigma", "S", "with --guide and a clean classifier: full strength at noise "
+              "levels up to S, tapered as (S/sigma)^2 above (the ddim and annealed forms; a "
+              "noise-conditional guide is at full strength at every level)", &guide_sigma, 1e-6, 1e6);
+  args.option("classifier", "FILE", "with --guide: the guide classifier (.safetensors): "
+              "models/bridge-guide.safetensors, trained on noised drawings (ebm-train --task "
+              "classify --noise-conditional), is the one to use with the ddim and annealed forms "
+              "and the default where it exists; models/bridge-classifier.safetensors (clean "
+              "drawings) for the paper and textbook forms",
               &classifier_path);
   args.flag("guide-denoised", "with --guide (ddim, annealed): the classifier reads each step's "
             "denoised estimate instead of the noisy state", &guide_denoised);
@@ -119,7 +135,7 @@ int main(int argc, char** argv) {
   args.example("ebm-sample --model models/bridges.safetensors --keep arch.png --mask right --count 8");
   args.example("ebm-sample --model models/bridges.safetensors --vary arch.png --strength 0.4");
   args.example("ebm-sample --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
-               "--guide-scale 3000");
+               "--classifier models/bridge-guide.safetensors");
   args.parse(argc, argv);
   if (keep.empty() != mask.empty())
     args.fail(keep.empty() ? "--mask needs --keep IMAGE (the drawing to complete)"
@@ -148,6 +164,8 @@ int main(int argc, char** argv) {
       classifier = std::make_unique<ebm::Network>(ebm::Network::from_file(classifier_path));
       if (classifier->kind() != ebm::ModelKind::kClassifier)
         throw ebm::Error("'" + classifier_path + "' is an energy model; --classifier needs a classifier");
+      if (classifier->noise_conditional() && !args.given("guide-scale"))
+        guide_scale = ebm::kDefaultNoiseGuideScale;
       sampler.set_guide(*classifier, ebm::parse_guide_target(guide, classifier->labels()),
                         float(guide_scale), float(guide_sigma), guide_denoised);
     }
@@ -179,7 +197,9 @@ int main(int argc, char** argv) {
               << " samples\n";
     if (classifier)
       std::cerr << "guide: " << guide << " by " << classifier_path << ", scale " << guide_scale
-                << ", full strength below sigma " << guide_sigma
+                << (classifier->noise_conditional()
+                        ? std::string(", noise-conditional: full strength at every level")
+                        : ", full strength below sigma " + short_number(guide_sigma))
                 << (guide_denoised ? ", on the denoised estimate" : "") << "\n";
     const int strip_rows = std::min(count, 8);
     std::vector<std::vector<float>> strip;  // per snapshot, the first strip_rows images

@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!std::isfinite(e)) std::fprintf(stderr, "note: non-finite energy %g\n", double(e));
   } else {
     std::vector<float> out(size_t(net.outputs()));
-    net.logits(x.data(), 1, out.data());
+    net.logits(x.data(), 1, out.data(), net.noise_conditional() ? 0.1f : 0.0f);
   }
   return 0;
 }

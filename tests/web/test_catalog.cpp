@@ -252,6 +252,16 @@ TEST(ShippedModels, AreValidAndIndexJsonListsThemAsTheServerDoes) {
   EXPECT_EQ(classifier["input"], bridges["input"]);
   // The page marks new-type candidates only against the real drawings' sharpness.
   EXPECT_GT(classifier["card"]["reference"]["sharpness"].get<double>(), 0.5);
+  // The labeller is the clean classifier; the guide of the noise-level samplers reads noised
+  // drawings with their sigma, and says so (the page picks its labeller by it).
+  EXPECT_FALSE(classifier.contains("noise_conditional"));
+  ASSERT_EQ(by_name.count("bridge-guide"), 1u);
+  const json& guide = by_name["bridge-guide"];
+  EXPECT_EQ(guide["kind"], "classifier");
+  EXPECT_EQ(guide["noise_conditional"], true);
+  EXPECT_EQ(guide["energy"]["form"], "scalar");
+  EXPECT_EQ(guide["input"], bridges["input"]);
+  EXPECT_EQ(guide["labels"], classifier["labels"]);
 
   EXPECT_EQ(by_name["fashion-mnist"]["kind"], "energy");
   EXPECT_EQ(by_name["fashion-mnist"]["input"],

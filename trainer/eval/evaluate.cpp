@@ -27,6 +27,11 @@ using nlohmann::json;
 
 namespace {
 
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 // Where the chains start, in words.
 std::string start_description(const SamplerParams& p) {
   if (walks_noise_levels(p.form))
@@ -161,6 +166,15 @@ Inputs load_inputs(const EvalOptions& opt) {
 
 }  // namespace
 
+std::string guide_classifier_path(const EvalOptions& opt) {
+  if (!opt.guide_classifier.empty()) return opt.guide_classifier;
+  const size_t slash = opt.classifier.find_last_of('/');
+  const std::string beside =
+      (slash == std::string::npos ? std::string() : opt.classifier.substr(0, slash + 1)) +
+      kDefaultGuideFile;
+  return is_file(beside) ? beside : opt.classifier;
+}
+
 EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   const auto start = std::chrono::steady_clock::now();
   const Inputs inputs = load_inputs(opt);
@@ -177,22 +191,26 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   const Network energy(energy_model);
   const SamplerParams params = parse_sampler_params(opt.sampler, energy.sampler());
   const bool guided = !opt.guide.empty();
-  const std::string guide_path = opt.guide_classifier.empty() ? opt.classifier : opt.guide_classifier;
+  const std::string guide_path = guide_classifier_path(opt);
   std::unique_ptr<Network> guide;
   std::vector<float> guide_target;
   if (guided) {
-    guide = std::make_unique<Network>(opt.guide_classifier.empty() ? classifier_model
+    guide = std::make_unique<Network>(guide_path == opt.classifier ? classifier_model
                                                                    : load_model(guide_path));
     if (guide->kind() != ModelKind::kClassifier)
       throw Error("'" + guide_path + "' is an energy model; the guide must be a classifier");
     guide_target = parse_guide_target(opt.guide, guide->labels());
   }
+  // A negative scale: the default for the guide's kind.
+  const double guide_scale = opt.guide_scale >= 0 ? opt.guide_scale
+                             : guide && guide->noise_conditional() ? kDefaultNoiseGuideScale
+                                                                   : kDefaultGuideScale;
   std::vector<float> samples(size_t(opt.count) * d);
   for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
     const int m = std::min(kChunk, opt.count - c0);
     LangevinSampler sampler(energy, params, opt.seed, opt.threads);
     if (guided)
-      sampler.set_guide(*guide, guide_target, float(opt.guide_scale), float(opt.guide_sigma),
+      sampler.set_guide(*guide, guide_target, float(guide_scale), float(opt.guide_sigma),
                         opt.guide_denoised);
     sampler.start_uniform(m, uint64_t(c0));
     sampler.run(10, [&](const SamplerProgress& p) {
@@ -383,10 +401,14 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     const bool same = guide_path == opt.classifier;
     guide_report = {{"mix", opt.guide},
                     {"target", dist},
-                    {"scale", opt.guide_scale},
+                    {"scale", guide_scale},
                     {"sigma", opt.guide_sigma},
                     {"on", opt.guide_denoised ? "the denoised estimate" : "the noisy state"},
-                    {"weight", "scale * min(1, (sigma_guide / sigma)^2) under the noise-level forms"},
+                    {"weight", guide->noise_conditional()
+                                   ? "scale at every level (a noise-conditional guide reads the "
+                                     "chains' states with their sigma)"
+                                   : "scale * min(1, (sigma_guide / sigma)^2) under the noise-level forms"},
+                    {"guide_noise_conditional", guide->noise_conditional()},
                     {"guide_classifier", guide_path},
                     {"judge_classifier", opt.classifier},
                     {"judged_by_the_guide", same},
@@ -477,8 +499,9 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   std::ostringstream md;
   md << "# Evaluation of " << card.value("name", opt.model) << "\n\n";
   if (guided)
-    md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << opt.guide_scale
-       << ", full strength below sigma " << opt.guide_sigma
+    md << "Guided toward " << opt.guide << " by " << guide_path << " (scale " << guide_scale
+       << (guide->noise_conditional() ? ", noise-conditional: full strength at every level"
+                                      : ", full strength below sigma " + std::to_string(opt.guide_sigma))
        << (opt.guide_denoised ? ", on the denoised estimate" : "") << "), judged by " << opt.classifier
        << (guide_path == opt.classifier
                ? ": the SAME classifier as the guide (a guide can fool its own judge)"

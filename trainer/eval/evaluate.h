@@ -31,13 +31,21 @@ struct EvalOptions {
   double sharp_fraction = 0.9;
   double novel_quantile = 0.95;
   // Guided sampling (LangevinSampler::set_guide): toward this mix of families and/or subtypes
-  // ("" = unguided), by `guide_classifier` ("" = `classifier`, which then also judges the
-  // samples: a guide can fool its own judge, so a separate clean judge is the honest setting).
+  // ("" = unguided), by `guide_classifier` ("" = kDefaultGuideFile beside `classifier` where it
+  // exists, else `classifier`, which then also judges the samples: a guide can fool its own
+  // judge, so a separate clean judge is the honest setting).
   std::string guide;
-  double guide_scale = kDefaultGuideScale, guide_sigma = kDefaultGuideSigma;
+  // guide_scale < 0: kDefaultNoiseGuideScale for a noise-conditional guide, else
+  // kDefaultGuideScale.
+  double guide_scale = -1, guide_sigma = kDefaultGuideSigma;
   bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
   std::string guide_classifier;
 };
+
+// The noise-conditional guide shipped beside the clean classifier (models/).
+inline constexpr const char* kDefaultGuideFile = "bridge-guide.safetensors";
+// The guide classifier evaluate() uses for `opt` (see EvalOptions::guide_classifier).
+std::string guide_classifier_path(const EvalOptions& opt);
 
 struct EvalResult {
   nlohmann::json report;  // every number (see evaluate.cpp for the fields)

@@ -47,13 +47,17 @@ int main(int argc, char** argv) {
               "(e.g. arch:0.5,suspension:0.5 or cable_fan; shares > 0, normalised), judged by "
               "--classifier: the share of that subtype (one subtype) or of clean hybrids of the "
               "pair (two families)", &opt.guide);
-  args.option("guide-scale", "L", "with --guide: the guide's strength", &opt.guide_scale, 0, 1e6);
+  double guide_scale = ebm::kDefaultNoiseGuideScale;  // shown; a clean guide's default is 3000
+  args.option("guide-scale", "L", "with --guide: the guide's strength (3000 for a clean guide "
+              "when not given)", &guide_scale, 0, 1e6);
   args.option("guide-sigma", "S", "with --guide: full strength at noise levels up to S, tapered as "
               "(S/sigma)^2 above", &opt.guide_sigma, 1e-6, 1e6);
   args.flag("guide-denoised", "with --guide: the classifier reads each step's denoised estimate",
             &opt.guide_denoised);
-  args.option("guide-classifier", "FILE", "with --guide: the guide (default: --classifier, which "
-              "then judges its own guidance)", &opt.guide_classifier);
+  args.option("guide-classifier", "FILE", "with --guide: the guide (default: "
+              "bridge-guide.safetensors beside --classifier, the noise-conditional guide, where "
+              "it exists; else --classifier, which then judges its own guidance)",
+              &opt.guide_classifier);
   args.option("threads", "T", "sampling threads (0: one per core)", &opt.threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-eval --model models/bridges.safetensors --out models/bridges-eval");
@@ -61,10 +65,11 @@ int main(int argc, char** argv) {
       "ebm-eval --model runs/compact/model.safetensors --count 64 --steps 200 --out /tmp/ev");
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
-               "--guide-scale 300 --guide-denoised --count 256 --out /tmp/guided");
+               "--guide-classifier models/bridge-guide.safetensors --count 256 --out /tmp/guided");
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
+  if (args.given("guide-scale")) opt.guide_scale = guide_scale;  // else the guide's kind decides
   if (!opt.guide.empty() && !inpaint.empty()) args.fail("--guide and --inpaint are two different modes; give one");
   if (!inpaint.empty() && !ebm::is_region_name(inpaint))
     args.fail("--inpaint: expected left, right, top or bottom (the half to regenerate), got '" +

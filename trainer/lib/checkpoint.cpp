@@ -206,7 +206,8 @@ CheckpointInfo read_checkpoint(const std::string& path) {
     const bool ema = info.config.task == Task::kEnergy &&
                      info.config.objective == Objective::kDenoisingScoreMatching;
     in.read(ema ? "ema" : "model", model);
-    if (info.architecture.contains("energy")) {
+    if (info.architecture.contains("energy") &&
+        parse_energy_form(info.architecture.at("energy")).denoiser) {
       torch::Tensor v;
       if (!model.try_read(archive_key(kEnergyMeanTensor), v, true))
         throw Error(std::string("model has no tensor '") + kEnergyMeanTensor + "'");

@@ -61,6 +61,7 @@ json TrainConfig::to_json() const {
           {"sigma_max", sigma_max},
           {"loss_sigma_floor", loss_sigma_floor},
           {"ema", ema},
+          {"noise_conditional", noise_conditional},
           {"sample_count", sample_count},
           {"sample_steps", sample_steps},
           {"buffer_grid", buffer_grid},
@@ -121,6 +122,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("sigma_max", &c.sigma_max);
     get("loss_sigma_floor", &c.loss_sigma_floor);
     get("ema", &c.ema);
+    get("noise_conditional", &c.noise_conditional);
     get("sample_count", &c.sample_count);
     get("sample_steps", &c.sample_steps);
     get("buffer_grid", &c.buffer_grid);

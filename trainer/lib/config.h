@@ -64,6 +64,11 @@ struct TrainConfig {
   double loss_sigma_floor = 0.1;
   double ema = 0.999;
 
+  // Classify: a noise-conditional classifier (the guide of a noise-level sampler), trained on
+  // x + sigma z with sigma log-uniform in [sigma_min, sigma_max] and the log-sigma plane as one
+  // more input channel (architecture.h EnergyForm, form "scalar" with a noise plane).
+  bool noise_conditional = false;
+
   // Watching and saving.
   int sample_count = 16;    // fresh samples from noise drawn at each epoch
   int sample_steps = 1000;  // Langevin steps for them

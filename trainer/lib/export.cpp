@@ -46,6 +46,31 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
     }
     return worst;
   }
+  if (net.energy_form().scalar_noise) {
+    // A noise-conditional classifier: logits and the cross-entropy's input gradient (what a guide
+    // follows) at a small, a middle and a large noise level.
+    Network rt(model);
+    const int k = rt.outputs();
+    std::vector<float> target(size_t(k), 0.0f);
+    target[0] = 0.5f;
+    target[size_t(k - 1)] += 0.5f;
+    const torch::Tensor t = torch::from_blob(target.data(), {1, k}, torch::kFloat32).clone();
+    double worst = 0;
+    for (float sigma : {0.02f, 0.3f, 5.0f}) {
+      const torch::Tensor xs = x.clone().requires_grad_(true);
+      const torch::Tensor logits = net.classify(net.weights(), xs, torch::full({count}, sigma));
+      const torch::Tensor ce = -(t * torch::log_softmax(logits, 1)).sum(1);
+      const torch::Tensor g = torch::autograd::grad({ce.sum()}, {xs})[0];
+      torch::Tensor rl = torch::empty({count, int64_t(k)}), rce = torch::empty({count}),
+                    rg = torch::empty_like(x);
+      rt.logits(x.data_ptr<float>(), count, rl.data_ptr<float>(), sigma);
+      rt.cross_entropy_and_input_grad(x.data_ptr<float>(), count, target, rce.data_ptr<float>(),
+                                      rg.data_ptr<float>(), sigma);
+      worst = std::max({worst, max_relative_error(rl, logits.detach()),
+                        max_relative_error(rce, ce.detach()), max_relative_error(rg, g)});
+    }
+    return worst;
+  }
   torch::NoGradGuard no_grad;
   const torch::Tensor expected = net.run(net.weights(), x);
   Network rt(model);
@@ -102,6 +127,10 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
                                 {"min", cfg.sigma_min},      {"max", cfg.sigma_max}};
     training["loss_sigma_floor"] = cfg.loss_sigma_floor;
     training["ema"] = cfg.ema;
+  } else if (!energy && cfg.noise_conditional) {
+    training["noise_conditional"] = true;
+    training["noise_levels"] = {{"distribution", "log-uniform"}, {"min", cfg.sigma_min},
+                                {"max", cfg.sigma_max}};
   } else if (energy) {
     training["objective"] = "contrastive divergence";
     training["alpha"] = cfg.alpha;

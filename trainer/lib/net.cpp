@@ -119,6 +119,19 @@ torch::Tensor EnergyNetImpl::denoiser_energy(const NetWeights& w, const torch::T
   return 0.5 * r.square().flatten(1).sum(1) / sigma.square();
 }
 
+torch::Tensor EnergyNetImpl::classify(const NetWeights& w, const torch::Tensor& x,
+                                      const torch::Tensor& sigma) const {
+  if (!energy_.scalar_noise) return run(w, x);
+  if (!sigma.defined() || sigma.numel() != x.size(0))
+    throw Error("a noise-conditional classifier needs one noise level per image");
+  const double sd = energy_.sigma_data;
+  const torch::Tensor s = sigma.view({-1, 1, 1, 1});
+  const torch::Tensor v = torch::cat(
+      {(s * s + sd * sd).rsqrt() * x, (s.log() / 4.0).expand({x.size(0), 1, x.size(2), x.size(3)})},
+      1);
+  return run(w, v);
+}
+
 NetWeights EnergyNetImpl::weights() const {
   NetWeights w(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {

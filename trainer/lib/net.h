@@ -50,6 +50,11 @@ class EnergyNetImpl : public torch::nn::Module {
 
   // [n, C, H, W] -> [n, outputs] (energies for energy models, logits for classifiers).
   torch::Tensor forward(const torch::Tensor& x) const { return run(weights(), x); }
+  // A classifier's logits for images x [n, C, H, W] at noise levels sigma [n]: a
+  // noise-conditional one (EnergyForm::scalar_noise) reads [c_in x, log(sigma) / 4] (the
+  // runtime's formula, architecture.h), any other x alone (sigma unused, may be undefined).
+  torch::Tensor classify(const NetWeights& w, const torch::Tensor& x,
+                         const torch::Tensor& sigma) const;
   // The same with given weights: Langevin sampling takes weights() once, detached, and reuses
   // them for every step.
   torch::Tensor run(const NetWeights& w, const torch::Tensor& x) const;

@@ -31,7 +31,11 @@ nlohmann::json TrainingObjective::validation_json(const Figures& v) const {
 
 std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, EnergyNet& net,
                                                   at::Generator& gen, const Shard& shard) {
-  if (cfg.task == Task::kClassify) return make_classify();
+  if (cfg.task == Task::kClassify) return make_classify(cfg, net);
+  if (cfg.noise_conditional)
+    throw Error("--noise-conditional is for --task classify (a guide classifier); an energy "
+                "model is noise-conditional by its preset's energy form (--preset unet "
+                "--objective dsm)");
   if (cfg.objective == Objective::kDenoisingScoreMatching)
     return make_denoising_score_matching(cfg, net);
   if (net->energy_form().denoiser)

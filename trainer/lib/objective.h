@@ -6,7 +6,8 @@
 //                                 runs (SPEC section 1)
 //   denoising_score_matching.cpp  energy: a noise-conditional denoiser energy (SPEC section 1b),
 //                                 with the moving average of its weights
-//   classify.cpp                  cross-entropy on the folder labels (the evaluation's classifier)
+//   classify.cpp                  cross-entropy on the folder labels (the evaluation's classifier;
+//                                 --noise-conditional: on noised drawings, the sampler's guide)
 //
 // A unit owns what only it needs (the replay buffer, the moving average) and writes it into the
 // checkpoint itself; everything else it borrows from the Trainer through TrainState.
@@ -142,7 +143,7 @@ std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig
                                                                const Shard& shard);
 std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
                                                                  EnergyNet& net);
-std::unique_ptr<TrainingObjective> make_classify();
+std::unique_ptr<TrainingObjective> make_classify(const TrainConfig& cfg, const EnergyNet& net);
 
 // Whether cfg's unit draws per rank (contrastive divergence: its chains) rather than for the
 // global batch: then each rank has a generator of its own and a checkpoint resumes only at the

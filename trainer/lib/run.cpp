@@ -330,7 +330,17 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
             "class, or an IDX images file with its labels file; '" +
             cfg.data + "' has unlabelled images");
     labels = data.label_names;
-    if (cfg.architecture.is_null()) arch = classifier_architecture(arch, int(labels.size()));
+    if (cfg.architecture.is_null()) {
+      arch = classifier_architecture(arch, int(labels.size()));
+      if (cfg.noise_conditional) {
+        // The same layers reading one more channel: the log-sigma plane.
+        // (Input widths are inferred again from the wider input.)
+        energy.scalar_noise = true;
+        nlohmann::json layers = arch.layers_json();
+        for (nlohmann::json& l : layers) l.erase("in_channels");
+        arch = resolve_architecture(layers_input(image, energy), layers);
+      }
+    }
   }
   cfg.architecture = architecture_json(arch, energy);
   const int64_t n_train = split.train.size();

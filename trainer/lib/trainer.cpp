@@ -35,7 +35,7 @@ Architecture config_architecture(const TrainConfig& cfg) {
 nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& energy) {
   nlohmann::json j = {{"input", input_shape_json(image_shape(arch, energy))},
                       {"layers", arch.layers_json()}};
-  if (energy.denoiser) j["energy"] = energy_form_json(energy);
+  if (noise_conditional(energy)) j["energy"] = energy_form_json(energy);
   return j;
 }
 

@@ -117,8 +117,20 @@ int main(int argc, char** argv) {
     args.option("sigma-mean", "M", "dsm: mean of log sigma, the training noise level",
                 &cfg.sigma_mean, -20.0, 20.0);
     args.option("sigma-std", "S", "dsm: standard deviation of log sigma", &cfg.sigma_std, 0.0, 20.0);
-    args.option("sigma-min", "S", "dsm: smallest training noise level", &cfg.sigma_min, 1e-6, 1e4);
-    args.option("sigma-max", "S", "dsm: largest training noise level", &cfg.sigma_max, 1e-6, 1e4);
+    args.option("sigma-min", "S",
+                "dsm, --noise-conditional: smallest training noise level (--noise-conditional: "
+                "default 0.02, the shipped sampler's last level)",
+                &cfg.sigma_min, 1e-6, 1e4);
+    args.option("sigma-max", "S",
+                "dsm, --noise-conditional: largest training noise level (--noise-conditional: "
+                "default 80, the shipped sampler's first level)",
+                &cfg.sigma_max, 1e-6, 1e4);
+    args.flag("noise-conditional",
+              "classify: train the guide of a noise-level sampler (ebm-sample --guide): each "
+              "drawing as x + sigma z, sigma log-uniform in [--sigma-min, --sigma-max], with the "
+              "log-sigma plane as one more input channel, as the denoiser energies read it; the "
+              "exported file says it takes the noise level (see models/bridge-guide.safetensors)",
+              &cfg.noise_conditional);
     args.option("loss-sigma-floor", "S",
                 "dsm: the loss weights noise level sigma by (sigma^2 + S^2) / sigma_data^2",
                 &cfg.loss_sigma_floor, 0.0, 1e4);
@@ -210,6 +222,9 @@ int main(int argc, char** argv) {
         "--preset book --run runs/fashion");
     args.example("ebm-train --task classify --data data/bridges --preset compact --run runs/cls");
     args.example(
+        "ebm-train --task classify --noise-conditional --data data/bridges --preset compact "
+        "--run runs/guide   (the guide classifier)");
+    args.example(
         "MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=0 ebm-train --data data/bridges "
         "--run runs/paper   (and RANK=1 on the second machine)");
     args.epilog(
@@ -269,6 +284,7 @@ int main(int argc, char** argv) {
                                "sigma-std",
                                "sigma-min",
                                "sigma-max",
+                               "noise-conditional",
                                "ema",
                                "loss-sigma-floor",
                                "alpha",
@@ -320,6 +336,14 @@ int main(int argc, char** argv) {
       if (cfg.task == ebm::train::Task::kClassify) {
         if (!args.given("lr")) cfg.lr = 1e-3;
         if (!args.given("beta1")) cfg.beta1 = 0.9;
+      }
+      if (cfg.noise_conditional) {
+        if (cfg.task != ebm::train::Task::kClassify)
+          args.fail("--noise-conditional trains a guide classifier: it needs --task classify (an "
+                    "energy model is noise-conditional by its preset, e.g. --preset unet)");
+        // The levels the shipped sampler walks (models/bridges.safetensors: ddim, 80 -> 0.02).
+        if (!args.given("sigma-min")) cfg.sigma_min = 0.02;
+        if (!args.given("sigma-max")) cfg.sigma_max = 80;
       }
       cfg.limit = limit;
       cfg.buffer_size = buffer_size;

@@ -175,8 +175,8 @@ async function loadClassifierFor(input) {
   if (sameInput(state.classifier?.input, input)) return;
   state.classifier = null;
   $('labels-bar').hidden = true;
-  const fits = state.classifiers.filter((m) => sameInput(m.input, input));
-  const entry = fits.find((m) => !isNoiseAware(m)) || fits[0];
+  // A noise-aware classifier needs a noise level: it guides, and never labels.
+  const entry = state.classifiers.find((m) => sameInput(m.input, input) && !isNoiseAware(m));
   if (!entry) return;
   try {
     const bytes = await classifierBytes(entry);

@@ -116,11 +116,20 @@ Architecture resolve_architecture(const Shape& input, const nlohmann::json& laye
 // blurred by N(0, sigma^2) (Salimans & Ho 2021's energy form). D has no skip from x on purpose:
 // with Karras et al.'s skip (D = c_skip x + ...), dE/dx shrinks like sigma at small noise and
 // the strokes never sharpen (measured: models/README.md).
+//
+// The same metadata describes a noise-conditional classifier (the guide of a noise-level sampler,
+// trained on noised drawings x + sigma z): form "scalar" with "noise_plane": true. Its layers
+// read v = [c_in x, the plane log(sigma) / 4] (c_in as above) and output the logits themselves.
 struct EnergyForm {
-  bool denoiser = false;  // false: the layers output E(x) itself (format 1)
+  bool denoiser = false;  // false: the layers output E(x) (or the logits) itself
   float sigma_data = 0.5f;
-  bool noise_plane = true;
+  bool noise_plane = true;    // a denoiser's: whether its layers also read the noise plane
+  bool scalar_noise = false;  // form "scalar" with a noise plane: a noise-conditional classifier
 };
+// Whether calls need a noise level sigma > 0 (a denoiser, or a scalar form with a noise plane),
+// and whether the layers read the noise plane.
+bool noise_conditional(const EnergyForm& f);
+bool has_noise_plane(const EnergyForm& f);
 // The shape the layers read for images of shape `image` (one more channel for a noise plane),
 // and back.
 Shape layers_input(const Shape& image, const EnergyForm& f);

@@ -45,8 +45,10 @@ class Network {
   const std::vector<std::string>& labels() const { return labels_; }
   const Shape& input_shape() const { return image_; }       // the images E reads
   int64_t input_size() const { return image_.size(); }      // floats per image
-  // A denoiser energy E(x, sigma) (model.h): every energy call must give sigma > 0.
-  bool noise_conditional() const { return energy_.denoiser; }
+  // A denoiser energy E(x, sigma) (model.h), or a noise-conditional classifier (a guide trained
+  // on noised drawings, architecture.h EnergyForm): every energy or classifier call must give the
+  // noise level sigma > 0 of the images.
+  bool noise_conditional() const { return ebm::noise_conditional(energy_); }
   const EnergyForm& energy_form() const { return energy_; }
   const std::vector<float>& mean_image() const { return mean_; }  // a denoiser's; else empty
   int outputs() const { return arch_.output().c; }            // 1 for energy models
@@ -68,17 +70,18 @@ class Network {
   // images share the batch.
   void energy_and_input_grad(Workspace& ws, const float* x, int n, float* e, float* grad,
                              float sigma = 0) const;
-  // Raw outputs of the last layer: [n, outputs()] (logits for classifiers).
-  void logits(Workspace& ws, const float* x, int n, float* out) const;
+  // Raw outputs of the last layer: [n, outputs()] (logits for classifiers). sigma: the noise
+  // level of the images for a noise-conditional classifier (ignored by the others).
+  void logits(Workspace& ws, const float* x, int n, float* out, float sigma = 0) const;
   // The input of the last layer (after its activation): [n, feature_size()].
-  void features(Workspace& ws, const float* x, int n, float* out) const;
+  void features(Workspace& ws, const float* x, int n, float* out, float sigma = 0) const;
   // Classifiers: each image's cross-entropy ce_i = -sum_k t_k log softmax(logits(x_i))_k against
   // the distribution `target` (outputs() values, each >= 0, summing to 1 within 1e-4), and
   // dce_i/dx_i by the backward pass (dce/dlogits = softmax - t). The input gradient of a guide
   // (LangevinSampler::set_guide); like energies, bit-identical whatever shares the batch.
   void cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
-                                    const std::vector<float>& target, float* ce,
-                                    float* grad) const;
+                                    const std::vector<float>& target, float* ce, float* grad,
+                                    float sigma = 0) const;
   // Throws ebm::Error unless `target` is such a distribution over this classifier's labels.
   void check_target(const std::vector<float>& target) const;
 
@@ -88,11 +91,13 @@ class Network {
   void energy_and_input_grad(const float* x, int n, float* e, float* grad, float sigma = 0) {
     energy_and_input_grad(own_, x, n, e, grad, sigma);
   }
-  void logits(const float* x, int n, float* out) { logits(own_, x, n, out); }
-  void features(const float* x, int n, float* out) { features(own_, x, n, out); }
+  void logits(const float* x, int n, float* out, float sigma = 0) { logits(own_, x, n, out, sigma); }
+  void features(const float* x, int n, float* out, float sigma = 0) {
+    features(own_, x, n, out, sigma);
+  }
   void cross_entropy_and_input_grad(const float* x, int n, const std::vector<float>& target,
-                                    float* ce, float* grad) {
-    cross_entropy_and_input_grad(own_, x, n, target, ce, grad);
+                                    float* ce, float* grad, float sigma = 0) {
+    cross_entropy_and_input_grad(own_, x, n, target, ce, grad, sigma);
   }
 
  private:
@@ -104,6 +109,10 @@ class Network {
   // grad is given, dE/dx.
   void denoiser_energy(Workspace& ws, const float* x, int n, float sigma, float* e,
                        float* grad) const;
+  // What the layers of a classifier read: x itself, or for a noise-conditional one
+  // [c_in x, log(sigma) / 4] built in ws.input (then *c_in is set, else 1).
+  const float* classifier_input(Workspace& ws, const float* x, int n, float sigma,
+                                float* c_in) const;
 
   ModelKind kind_;
   Shape image_;

@@ -49,6 +49,9 @@ std::vector<float> parse_guide_target(const std::string& spec, const std::vector
 // programs use when none is given (see set_guide; chosen by the sweep in models/README.md).
 constexpr float kDefaultGuideSigma = 1.0f;
 constexpr float kDefaultGuideScale = 3000.0f;
+// The scale for a noise-conditional guide (models/bridge-guide.safetensors; the sweep in
+// models/README.md).
+constexpr float kDefaultNoiseGuideScale = 30.0f;
 
 class LangevinSampler {
  public:
@@ -95,6 +98,11 @@ class LangevinSampler {
   // estimate D = clip(x - sigma^2 dE/dx) instead of the noisy x, and its gradient there is added
   // as if dD/dx were the identity: not the gradient of any energy, but a clean classifier then
   // sees the kind of image it was trained on at every level (the noisy x it has never seen).
+  //
+  // A noise-conditional classifier (Network::noise_conditional(): trained on noised drawings
+  // x + sigma z, models/bridge-guide.safetensors) reads the chains' states with their current
+  // sigma, at full strength at every level (w = 1, sigma_guide unused); it needs a noise-level
+  // form and refuses on_denoised.
   void set_guide(const Network& classifier, std::vector<float> target, float scale,
                  float sigma_guide = kDefaultGuideSigma, bool on_denoised = false);
   void clear_guide();
