@@ -653,6 +653,10 @@ test('the guide pulls the samples toward one subtype, travels in the link, and i
   // Two families with a noise-aware guide: the noisy state itself, not the denoised estimate.
   await both.check('input[name="guide-mode"][value="pair"]');
   assert.ok(!(await both.isChecked('#guide-denoised')));
+  // ... at the strengths measured for it (models/README.md), not the clean guide's.
+  assert.equal(await both.textContent('#guide-scale-out'), 'L 10', 'a noise-aware guide, two families');
+  await both.check('input[name="guide-mode"][value="subtype"]');
+  assert.equal(await both.textContent('#guide-scale-out'), 'L 30', 'a noise-aware guide, one subtype');
   assert.deepEqual(both.errors, []);
   await two.close();
   await context.close();
