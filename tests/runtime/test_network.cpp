@@ -77,17 +77,10 @@ TEST(Network, SmallNetworkGradientMatchesFiniteDifferencesAtEveryPixel) {
   const std::vector<double> e_ref = reference_forward(m, xd, n);
   for (int i = 0; i < n; ++i) EXPECT_NEAR(e[size_t(i)], e_ref[size_t(i)], 1e-5 * (1 + std::abs(e_ref[size_t(i)])));
 
-  const double h = 1e-5;  // tolerance as in test_layers.cpp
-  int shown = 0;
-  for (size_t k = 0; k < x.size(); ++k) {
-    std::vector<double> xp = xd, xm = xd;
-    xp[k] += h;
-    xm[k] -= h;
-    const size_t img = k / 96;
-    const double fd = (reference_forward(m, xp, n)[img] - reference_forward(m, xm, n)[img]) / (2 * h);
-    if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
-      ADD_FAILURE() << "dE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
-  }
+  // Step and tolerance as in test_layers.cpp.
+  test::expect_central_differences(g, xd, 96, [&](const std::vector<double>& xs, int img) {
+    return reference_forward(m, xs, n)[size_t(img)];
+  });
 }
 
 // Directional derivative check for large networks: (E(x + h v) - E(x - h v)) / 2h = grad . v.
@@ -223,20 +216,10 @@ TEST(Network, CrossEntropyGradientMatchesFiniteDifferencesAtEveryPixel) {
     net.cross_entropy_and_input_grad(x.data(), n, t, ce.data(), g.data());
     const std::vector<double> ce_ref = reference_cross_entropy(m, xd, n, t);
     for (int i = 0; i < n; ++i) EXPECT_NEAR(ce[size_t(i)], ce_ref[size_t(i)], 1e-5 * (1 + ce_ref[size_t(i)]));
-    const double h = 1e-5;
-    int shown = 0;
-    double largest = 0;
-    for (size_t k = 0; k < x.size(); ++k) {
-      std::vector<double> xp = xd, xm = xd;
-      xp[k] += h;
-      xm[k] -= h;
-      const size_t img = k / 96;
-      const double fd = (reference_cross_entropy(m, xp, n, t)[img] -
-                         reference_cross_entropy(m, xm, n, t)[img]) / (2 * h);
-      largest = std::max(largest, std::abs(fd));
-      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
-        ADD_FAILURE() << "dCE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
-    }
+    const double largest = test::expect_central_differences(
+        g, xd, 96,
+        [&](const std::vector<double>& xs, int img) { return reference_cross_entropy(m, xs, n, t)[size_t(img)]; },
+        "dCE/dx");
     EXPECT_GT(largest, 1e-3) << "a gradient this flat would not test anything";
   }
 }

@@ -74,20 +74,11 @@ TEST(NoiseConditionalClassifier, LogitsAndCrossEntropyGradientMatchTheReferenceA
     const std::vector<double> ref = reference_logits(m, xd, n, sigma);
     for (size_t k = 0; k < ref.size(); ++k) EXPECT_NEAR(logits[k], ref[k], 1e-5 * (1 + std::abs(ref[k])));
     net.cross_entropy_and_input_grad(x.data(), n, t, ce.data(), g.data(), sigma);
-    const double h = 1e-5;
-    int shown = 0;
-    double largest = 0;
-    for (size_t k = 0; k < x.size(); ++k) {
-      std::vector<double> xp = xd, xm = xd;
-      xp[k] += h;
-      xm[k] -= h;
-      const int img = int(k / kD);
-      if (k % kD == 0) EXPECT_NEAR(ce[size_t(img)], reference_ce(m, xd, n, sigma, t, img), 1e-5);
-      const double fd = (reference_ce(m, xp, n, sigma, t, img) - reference_ce(m, xm, n, sigma, t, img)) / (2 * h);
-      largest = std::max(largest, std::abs(fd));
-      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
-        ADD_FAILURE() << "sigma " << sigma << ": dCE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
-    }
+    for (int img = 0; img < n; ++img) EXPECT_NEAR(ce[size_t(img)], reference_ce(m, xd, n, sigma, t, img), 1e-5);
+    const double largest = test::expect_central_differences(
+        g, xd, kD,
+        [&](const std::vector<double>& xs, int img) { return reference_ce(m, xs, n, sigma, t, img); },
+        "sigma " + std::to_string(sigma) + ": dCE/dx");
     EXPECT_GT(largest, 1e-4) << "sigma " << sigma << ": a gradient this flat would not test anything";
   }
   // An image's results do not depend on the rest of the batch.
@@ -199,19 +190,9 @@ TEST(NoiseGuidedSampler, GradientMatchesFiniteDifferencesAtFullStrengthOnEveryLe
     std::vector<float> e(n), g(x.size()), g_plain(x.size());
     s.gradient(x.data(), n, sigma, e.data(), g.data());
     energy.energy_and_input_grad(x.data(), n, e.data(), g_plain.data(), sigma);
-    const double h = 1e-5;
-    int shown = 0;
+    test::expect_central_differences(g, xd, kD, guided, "sigma " + std::to_string(sigma) + ": grad");
     double guide_part = 0;
-    for (size_t k = 0; k < x.size(); ++k) {
-      std::vector<double> xp = xd, xm = xd;
-      xp[k] += h;
-      xm[k] -= h;
-      const int img = int(k / kD);
-      const double fd = (guided(xp, img) - guided(xm, img)) / (2 * h);
-      guide_part = std::max(guide_part, std::abs(double(g[k]) - g_plain[k]));
-      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
-        ADD_FAILURE() << "sigma " << sigma << ": grad[" << k << "] = " << g[k] << ", finite difference " << fd;
-    }
+    for (size_t k = 0; k < x.size(); ++k) guide_part = std::max(guide_part, std::abs(double(g[k]) - g_plain[k]));
     EXPECT_GT(guide_part, 1e-3) << "sigma " << sigma << ": the guide's term must be large enough to be checked";
   }
 }

@@ -402,19 +402,9 @@ TEST(GuidedSampler, GradientMatchesFiniteDifferencesOfTheGuidedEnergy) {
     std::vector<float> e(n), g(x.size()), g_plain(x.size());
     s.gradient(x.data(), n, sigma, e.data(), g.data());
     energy.energy_and_input_grad(x.data(), n, e.data(), g_plain.data(), sigma);
-    const double h = 1e-5;
-    int shown = 0;
+    test::expect_central_differences(g, xd, kD, guided, "sigma " + std::to_string(sigma) + ": grad");
     double guide_part = 0;
-    for (size_t k = 0; k < x.size(); ++k) {
-      std::vector<double> xp = xd, xm = xd;
-      xp[k] += h;
-      xm[k] -= h;
-      const int img = int(k / kD);
-      const double fd = (guided(xp, img) - guided(xm, img)) / (2 * h);
-      guide_part = std::max(guide_part, std::abs(double(g[k]) - g_plain[k]));
-      if (std::abs(g[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
-        ADD_FAILURE() << "sigma " << sigma << ": grad[" << k << "] = " << g[k] << ", finite difference " << fd;
-    }
+    for (size_t k = 0; k < x.size(); ++k) guide_part = std::max(guide_part, std::abs(double(g[k]) - g_plain[k]));
     EXPECT_GT(guide_part, 1e-2) << "the guide's term must be large enough to be checked";
   }
 }

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,6 +39,30 @@ inline std::vector<double> to_double(const std::vector<float>& v) {
 // only minimum (E = 0) is the image t (d = h * w pixels); quadratic (u^2 / 2) near it, growing
 // like |u| far away. Built from the runtime's own layers: dense(+-a I, -+a t) -> swish ->
 // dense(ones).
+// Checks grad[k] against the central difference (f(x + h e_k, i) - f(x - h e_k, i)) / 2h, h = 1e-5,
+// for every pixel k of images of d pixels (i = k / d, the image pixel k belongs to), to 2e-4
+// relative; reports the first five mismatches prefixed by `what`. Returns the largest
+// |finite difference|, for callers that check the gradient is not too flat to test anything.
+inline double expect_central_differences(const std::vector<float>& grad, const std::vector<double>& x,
+                                         size_t d,
+                                         const std::function<double(const std::vector<double>&, int)>& f,
+                                         const std::string& what = "dE/dx") {
+  const double h = 1e-5;
+  int shown = 0;
+  double largest = 0;
+  for (size_t k = 0; k < x.size(); ++k) {
+    std::vector<double> xp = x, xm = x;
+    xp[k] += h;
+    xm[k] -= h;
+    const int img = int(k / d);
+    const double fd = (f(xp, img) - f(xm, img)) / (2 * h);
+    largest = std::max(largest, std::abs(fd));
+    if (std::abs(grad[k] - fd) > 2e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+      ADD_FAILURE() << what << "[" << k << "] = " << grad[k] << ", finite difference " << fd;
+  }
+  return largest;
+}
+
 inline Model bowl_model(const std::vector<float>& t, int h, int w, float a) {
   const int d = h * w;
   const nlohmann::json layers = nlohmann::json::parse(
