@@ -203,5 +203,79 @@ TEST(Dsm, ObjectiveAndArchitectureMustAgree) {
                      {"needs a denoiser energy", "--objective cd"});
 }
 
+TEST(Dsm, ALossFarAboveItsRunningMeanIsADivergenceAndTheMeanTravelsInTheCheckpoint) {
+  const std::string work = scratch_dir("dsm_spike");
+  TrainConfig c = dsm_config(work);
+  const Preset p = load_preset(c.preset);
+  c.architecture = architecture_json(p.arch, p.energy);
+  Trainer tr(c);
+  const Shape s = tr.net()->image_shape();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  const torch::Tensor real = torch::rand({16, s.c, s.h, s.w}, gen) * 2 - 1;
+  const torch::Tensor none = torch::zeros({16}, torch::kLong);
+  for (int i = 0; i < 8; ++i) {
+    const std::optional<StepMetrics> m = tr.step(real, none);
+    ASSERT_TRUE(m && m->healthy) << "step " << i;
+  }
+  tr.save(work + "/before.pt");
+  auto blow_up = [](Trainer& t) {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& w : t.net()->parameters()) w.mul_(4.0);
+  };
+  blow_up(tr);
+  const std::optional<StepMetrics> bad = tr.step(real, none);
+  ASSERT_TRUE(bad);
+  std::printf("loss after the blow-up: %g\n", bad->loss);
+  EXPECT_TRUE(std::isfinite(bad->loss));
+  EXPECT_FALSE(bad->healthy);
+  EXPECT_NE(bad->diagnosis.find("times the running mean"), std::string::npos) << bad->diagnosis;
+  EXPECT_NE(bad->diagnosis.find("--max-loss-ratio 10"), std::string::npos) << bad->diagnosis;
+
+  // The running mean is in the checkpoint: a resumed trainer catches the same step.
+  Trainer again(c);
+  again.load(work + "/before.pt");
+  blow_up(again);
+  const std::optional<StepMetrics> bad_again = again.step(real, none);
+  ASSERT_TRUE(bad_again);
+  EXPECT_FALSE(bad_again->healthy);
+  EXPECT_EQ(bad_again->loss, bad->loss);
+
+  // Switched off, the same step passes (its loss is finite).
+  TrainConfig off = c;
+  off.max_loss_ratio = 0;
+  Trainer lax(off);
+  lax.load(work + "/before.pt");
+  blow_up(lax);
+  const std::optional<StepMetrics> passed = lax.step(real, none);
+  ASSERT_TRUE(passed);
+  EXPECT_TRUE(passed->healthy);
+}
+
+TEST(Device, NamesAreCheckedAndAGpuRunNeedsACudaLibTorchAndAnObjectiveThatTrainsThere) {
+  const std::string work = scratch_dir("dsm_device");
+  TrainConfig c = dsm_config(work);
+  c.device = "gpu";
+  test::expect_error([&] { run_training(c, quiet(work + "/a")); },
+                     {"--device 'gpu'", "cpu, cuda or cuda:N"});
+  TrainConfig cd = c;
+  cd.objective = Objective::kContrastiveDivergence;
+  cd.device = "cuda";
+  test::expect_error([&] { training_device(cd); }, {"contrastive divergence", "--device cpu"});
+  c.device = "cuda";
+  if (!torch::cuda::is_available()) {
+    test::expect_error([&] { run_training(c, quiet(work + "/b")); },
+                       {"--device cuda", "sees no CUDA device", "CMAKE_PREFIX_PATH"});
+  } else {
+    c.device = "cuda:" + std::to_string(torch::cuda::device_count());
+    test::expect_error([&] { training_device(c); }, {"CUDA device", "cuda:0 to"});
+  }
+  EXPECT_FALSE(std::filesystem::exists(work + "/b/checkpoint.pt"));
+  // The device travels in run.json, so a resumed run knows where it trained.
+  c.device = "cuda:0";
+  EXPECT_EQ(TrainConfig::from_json(c.to_json()).device, "cuda:0");
+  EXPECT_EQ(TrainConfig().device, "cpu");
+  EXPECT_TRUE(training_device(TrainConfig()).is_cpu());
+}
+
 }  // namespace
 }  // namespace ebm::train

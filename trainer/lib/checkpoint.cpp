@@ -35,10 +35,12 @@ double read_double(torch::serialize::InputArchive& in, const std::string& key) {
 void load_archive(torch::serialize::InputArchive& in, const std::string& path,
                   const std::vector<uint8_t>* bytes = nullptr) {
   try {
+    // Onto the CPU, whichever device wrote it: a GPU run's checkpoint resumes or exports on a
+    // machine without one (Trainer::load moves what trains to its device).
     if (bytes)
-      in.load_from(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+      in.load_from(reinterpret_cast<const char*>(bytes->data()), bytes->size(), torch::kCPU);
     else
-      in.load_from(path);
+      in.load_from(path, torch::kCPU);
   } catch (const c10::Error& e) {
     throw Error("checkpoint '" + path +
                 "' cannot be read as a TorchScript archive: " + e.what_without_backtrace());
@@ -161,6 +163,13 @@ void Trainer::load(const std::string& path) {
     // step has none, and the current moments (NaN after a divergence) must not survive.
     opt_->state().clear();
     opt_->load(optim);
+    if (!device_.is_cpu())
+      for (auto& [key, state] : opt_->state()) {
+        auto& a = static_cast<torch::optim::AdamParamState&>(*state);
+        a.exp_avg(a.exp_avg().to(device_));
+        a.exp_avg_sq(a.exp_avg_sq().to(device_));
+        if (a.max_exp_avg_sq().defined()) a.max_exp_avg_sq(a.max_exp_avg_sq().to(device_));
+      }
     objective_->load(in);
     torch::Tensor rng;
     in.read("rng", rng, true);

@@ -57,8 +57,12 @@ class Classify final : public TrainingObjective {
       std::vector<int64_t> zshape = real.sizes().vec();
       zshape[0] = global;
       const double lo = std::log(s.cfg.sigma_min), hi = std::log(s.cfg.sigma_max);
-      sigma = (torch::rand({global}, s.gen, torch::kFloat32) * (hi - lo) + lo).exp().narrow(0, first, B);
-      const torch::Tensor z = torch::randn(zshape, s.gen, torch::kFloat32).narrow(0, first, B);
+      sigma = (torch::rand({global}, s.gen, torch::kFloat32) * (hi - lo) + lo)
+                  .exp()
+                  .narrow(0, first, B)
+                  .to(real.device());
+      const torch::Tensor z =
+          torch::randn(zshape, s.gen, torch::kFloat32).narrow(0, first, B).to(real.device());
       x = real + sigma.view({-1, 1, 1, 1}) * z;
     }
     s.net->train();
@@ -90,11 +94,12 @@ class Classify final : public TrainingObjective {
       for (int64_t i = 0; i < n; i += cfg.batch) {
         const int64_t b = std::min<int64_t>(cfg.batch, n - i);
         const std::vector<int64_t> lab(data.labels.begin() + i, data.labels.begin() + i + b);
-        const torch::Tensor y = torch::tensor(lab, torch::kLong);
         torch::Tensor x = images.narrow(0, i, b), sigma;
+        const torch::Tensor y = torch::tensor(lab, torch::kLong).to(x.device());
         if (noisy_) {
-          sigma = torch::full({b}, validation_sigma(cfg, level), torch::kFloat32);
-          x = x + sigma.view({-1, 1, 1, 1}) * torch::randn(x.sizes(), gen, torch::kFloat32);
+          sigma = torch::full({b}, validation_sigma(cfg, level), torch::kFloat32).to(x.device());
+          x = x + sigma.view({-1, 1, 1, 1}) *
+                      torch::randn(x.sizes(), gen, torch::kFloat32).to(x.device());
         }
         const torch::Tensor logits = net.classify(w, x, sigma);
         sum += torch::nn::functional::cross_entropy(

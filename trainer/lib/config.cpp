@@ -67,10 +67,12 @@ json TrainConfig::to_json() const {
           {"buffer_grid", buffer_grid},
           {"checkpoint_minutes", checkpoint_minutes},
           {"max_energy", max_energy},
+          {"max_loss_ratio", max_loss_ratio},
           {"max_rollbacks", max_rollbacks},
           {"rollback_lr_factor", rollback_lr_factor},
           {"seed", seed},
           {"threads", threads},
+          {"device", device},
           {"max_steps", max_steps},
           {"inject_nan_step", inject_nan_step},
           {"inject_drift_step", inject_drift_step}};
@@ -128,10 +130,12 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("buffer_grid", &c.buffer_grid);
     get("checkpoint_minutes", &c.checkpoint_minutes);
     get("max_energy", &c.max_energy);
+    get("max_loss_ratio", &c.max_loss_ratio);
     get("max_rollbacks", &c.max_rollbacks);
     get("rollback_lr_factor", &c.rollback_lr_factor);
     get("seed", &c.seed);
     get("threads", &c.threads);
+    get("device", &c.device);
     get("max_steps", &c.max_steps);
     get("inject_nan_step", &c.inject_nan_step);
     get("inject_drift_step", &c.inject_drift_step);

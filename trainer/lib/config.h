@@ -77,11 +77,20 @@ struct TrainConfig {
 
   // Divergence guard.
   double max_energy = 1000;  // |mean energy| above this counts as running away
+  // dsm: a step whose loss is above this many times the running mean of the steps before it
+  // counts as diverged (0 = off). A run that blows up can stay finite for hundreds of steps
+  // (seen on a GPU at batch 256, lr 2e-3: 0.16 -> 5 -> 3859 -> 2e6), poisoning the moving
+  // average; healthy runs here stay within 2.1x.
+  double max_loss_ratio = 10;
   int max_rollbacks = 5;
   double rollback_lr_factor = 0.5;
 
   uint64_t seed = 1;
   int threads = 0;               // 0 = every hardware thread
+  // Where the network trains: "cpu", or "cuda" / "cuda:N" with a CUDA build of LibTorch
+  // (dsm and classify; the random draws stay on the CPU, so a run draws the same noise on every
+  // device, but GPU arithmetic is not bit for bit the CPU's). May change when resuming.
+  std::string device = "cpu";
   int64_t max_steps = 0;         // stop after this many optimizer steps in all (0 = no limit)
   int64_t inject_nan_step = -1;  // testing the guard: poison a weight before this step, once
   int64_t inject_drift_step = -1;  // testing the replica check: the last rank nudges a weight

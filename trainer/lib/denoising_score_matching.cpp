@@ -18,6 +18,7 @@ class DenoisingScoreMatching final : public TrainingObjective {
     if (!(cfg.sigma_min > 0 && cfg.sigma_min <= cfg.sigma_max))
       throw Error("noise levels need 0 < sigma_min <= sigma_max");
     average_ = EnergyNet(net->architecture(), cfg.seed, cfg.spectral_norm, net->energy_form());
+    average_->to(net->device());
     average_->load_state(net->state());
   }
 
@@ -35,12 +36,15 @@ class DenoisingScoreMatching final : public TrainingObjective {
     const int64_t global = B * s.shard.size, first = B * s.shard.rank;
     std::vector<int64_t> zshape = x.sizes().vec();
     zshape[0] = global;
+    // Drawn on the CPU and copied to the training device: the same draws on every device.
     const torch::Tensor sigma =
         (torch::randn({global}, s.gen, torch::kFloat32) * cfg.sigma_std + cfg.sigma_mean)
             .exp()
             .clamp(cfg.sigma_min, cfg.sigma_max)
-            .narrow(0, first, B);
-    const torch::Tensor z = torch::randn(zshape, s.gen, torch::kFloat32).narrow(0, first, B);
+            .narrow(0, first, B)
+            .to(x.device());
+    const torch::Tensor z =
+        torch::randn(zshape, s.gen, torch::kFloat32).narrow(0, first, B).to(x.device());
     s.net->power_iteration();
     s.net->train();
     const torch::Tensor loss = dsm_loss(cfg, *s.net, x, sigma, z, /*create_graph=*/true).mean();
@@ -58,6 +62,17 @@ class DenoisingScoreMatching final : public TrainingObjective {
     m.loss = loss.item<double>();
     m.work = double(B);
     m.healthy = std::isfinite(m.loss) && parameters_finite(*s.net);
+    // A loss far above the recent ones: the step that starts a blow-up (the weights it changed
+    // are rolled back with the moving average, before the average takes them in for long).
+    if (m.healthy && cfg.max_loss_ratio > 0 && loss_mean_ > 0 &&
+        m.loss > cfg.max_loss_ratio * loss_mean_) {
+      m.healthy = false;
+      m.diagnosis = short_number(m.loss / loss_mean_, 3) + " times the running mean " +
+                    short_number(loss_mean_, 3) + ", above --max-loss-ratio " +
+                    short_number(cfg.max_loss_ratio);
+    } else if (m.healthy) {
+      loss_mean_ = loss_mean_ > 0 ? 0.98 * loss_mean_ + 0.02 * m.loss : m.loss;
+    }
     return m;
   }
 
@@ -70,10 +85,12 @@ class DenoisingScoreMatching final : public TrainingObjective {
     for (int64_t i = 0; i < n; i += cfg.batch) {
       const int64_t b = std::min<int64_t>(cfg.batch, n - i);
       const torch::Tensor t = (torch::arange(i, i + b) % 8).to(torch::kFloat32) / 7.0;
-      const torch::Tensor sigma =
-          (std::log(cfg.sigma_min) + t * (std::log(cfg.sigma_max) - std::log(cfg.sigma_min))).exp();
       const torch::Tensor x = images.narrow(0, i, b);
-      const torch::Tensor z = torch::randn(x.sizes(), gen, torch::kFloat32);
+      const torch::Tensor sigma =
+          (std::log(cfg.sigma_min) + t * (std::log(cfg.sigma_max) - std::log(cfg.sigma_min)))
+              .exp()
+              .to(x.device());
+      const torch::Tensor z = torch::randn(x.sizes(), gen, torch::kFloat32).to(x.device());
       sum += dsm_loss(cfg, *average_, x, sigma, z, false).sum().item<double>();
     }
     Figures v;
@@ -91,8 +108,14 @@ class DenoisingScoreMatching final : public TrainingObjective {
   void weights_set(const EnergyNet& trained) override { average_->load_state(trained->state()); }
   void save(torch::serialize::OutputArchive& out) const override {
     write_net_state(out, "ema", *average_);
+    out.write("dsm_loss_mean", c10::IValue(loss_mean_));
   }
-  void load(torch::serialize::InputArchive& in) override { read_net_state(in, "ema", *average_); }
+  void load(torch::serialize::InputArchive& in) override {
+    read_net_state(in, "ema", *average_);
+    // Checkpoints from before the loss guard have no mean: it starts again from the next step.
+    c10::IValue mean;
+    loss_mean_ = in.try_read("dsm_loss_mean", mean) && mean.isDouble() ? mean.toDouble() : 0;
+  }
   size_t state_bytes() const override {
     size_t n = 0;
     for (const auto& [name, t] : average_->state()) n += size_t(t.numel()) * 4;
@@ -121,6 +144,7 @@ class DenoisingScoreMatching final : public TrainingObjective {
   }
 
   EnergyNet average_{nullptr};
+  double loss_mean_ = 0;  // running mean of the healthy steps' losses (0: none yet)
 };
 
 }  // namespace

@@ -4,9 +4,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#if EBM_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -42,6 +44,7 @@ constexpr auto kDiagnosis = std::chrono::seconds(5);
 // Gloo's fixed cost per all-reduce (about a millisecond on loopback here) more often.
 constexpr size_t kBucketBytes = size_t(1) << 18;
 
+#if EBM_HAVE_GLOO
 double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -58,6 +61,8 @@ std::string rank_list(const std::vector<int>& ranks) {
   return s;
 }
 
+#endif
+
 int int_setting(const DistSetting& s, long lo, long hi, const std::string& range) {
   errno = 0;
   char* end = nullptr;
@@ -68,6 +73,7 @@ int int_setting(const DistSetting& s, long lo, long hi, const std::string& range
   return int(v);
 }
 
+#if EBM_HAVE_GLOO
 std::vector<uint8_t> bytes_of(const std::string& s) {
   return std::vector<uint8_t>(s.begin(), s.end());
 }
@@ -167,6 +173,7 @@ void watchdog(std::shared_ptr<Watch> w) {
     w->cv.wait_for(lk, w->urgent ? kBeatUrgent : kBeat);
   }
 }
+#endif  // EBM_HAVE_GLOO
 
 }  // namespace
 
@@ -222,7 +229,7 @@ DistOptions parse_dist_options(
 
 uint64_t fingerprint(const std::vector<torch::Tensor>& tensors, uint64_t h) {
   for (const torch::Tensor& t : tensors) {
-    const torch::Tensor c = t.detach().contiguous();
+    const torch::Tensor c = t.detach().cpu().contiguous();
     const uint8_t* p = static_cast<const uint8_t*>(c.data_ptr());
     const size_t n = size_t(c.numel()) * c.element_size();
     for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
@@ -230,6 +237,7 @@ uint64_t fingerprint(const std::vector<torch::Tensor>& tensors, uint64_t h) {
   return h;
 }
 
+#if EBM_HAVE_GLOO
 struct Collective::Impl {
   DistOptions opt;
   milliseconds timeout;
@@ -726,5 +734,51 @@ double GradientAverager::exposed_seconds() const {
 int64_t GradientAverager::steps() const {
   return impl_->steps;
 }
+
+
+#else  // built without Gloo (EBM_TRAINER_DISTRIBUTED=OFF): one process trains alone
+
+namespace {
+
+[[noreturn]] void no_gloo() {
+  throw Error("this ebm-train was built without data parallelism (EBM_TRAINER_DISTRIBUTED=OFF: "
+              "no Gloo headers); train with WORLD_SIZE unset or 1, or rebuild with libgloo-dev");
+}
+
+}  // namespace
+
+struct Collective::Impl {};
+struct GradientAverager::Impl {};
+
+Collective::Collective(const DistOptions& o) : opt_(o) { no_gloo(); }
+Collective::~Collective() = default;
+std::string Collective::describe() const {
+  return "rank " + std::to_string(opt_.rank) + " of " + std::to_string(opt_.world_size);
+}
+void Collective::publish(const std::string&, const std::string&) { no_gloo(); }
+std::string Collective::fetch(const std::string&) { no_gloo(); }
+void Collective::broadcast(std::vector<torch::Tensor>, const std::string&) { no_gloo(); }
+std::vector<uint8_t> Collective::broadcast_bytes(std::vector<uint8_t>, const std::string&) {
+  no_gloo();
+}
+void Collective::allreduce_sum(torch::Tensor, const std::string&) { no_gloo(); }
+std::vector<torch::Tensor> Collective::gather(const torch::Tensor&, const std::string&) {
+  no_gloo();
+}
+void Collective::expect_equal(uint64_t, const std::string&, const std::string&) { no_gloo(); }
+void Collective::wait_for_all(const std::string&) { no_gloo(); }
+double Collective::time_allreduce(int64_t) { no_gloo(); }
+void Collective::finish() { no_gloo(); }
+
+GradientAverager::GradientAverager(Collective&, const std::vector<torch::Tensor>&) { no_gloo(); }
+GradientAverager::~GradientAverager() = default;
+void GradientAverager::begin() { no_gloo(); }
+void GradientAverager::finish() { no_gloo(); }
+size_t GradientAverager::buckets() const { no_gloo(); }
+int64_t GradientAverager::numel() const { no_gloo(); }
+double GradientAverager::exposed_seconds() const { no_gloo(); }
+int64_t GradientAverager::steps() const { no_gloo(); }
+
+#endif  // EBM_HAVE_GLOO
 
 }  // namespace ebm::train

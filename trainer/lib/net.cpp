@@ -37,7 +37,7 @@ Tensor to_runtime(const std::string& name, const torch::Tensor& t) {
   Tensor out;
   out.name = name;
   out.shape = t.sizes().vec();
-  const torch::Tensor c = t.detach().to(torch::kFloat32).contiguous();
+  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   out.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   return out;
 }
@@ -98,6 +98,11 @@ EnergyNetImpl::EnergyNetImpl(const Architecture& arch, uint64_t seed, bool spect
 }
 
 Shape EnergyNetImpl::image_shape() const { return ebm::image_shape(arch_, energy_); }
+
+torch::Device EnergyNetImpl::device() const {
+  for (const torch::Tensor& p : parameters()) return p.device();
+  return torch::kCPU;
+}
 
 void EnergyNetImpl::set_mean(const torch::Tensor& mean) {
   if (!energy_.denoiser) throw Error("only a denoiser energy has a mean image");

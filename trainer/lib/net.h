@@ -41,6 +41,7 @@ class EnergyNetImpl : public torch::nn::Module {
   const Architecture& architecture() const { return arch_; }
   const EnergyForm& energy_form() const { return energy_; }
   Shape image_shape() const;  // arch.input less a denoiser's noise plane
+  torch::Device device() const;  // where its weights are (Module::to moves them)
   void set_mean(const torch::Tensor& mean);  // [C, H, W]
   // A denoiser's E(x, sigma) for x [n, C, H, W] and sigma [n] (the runtime's formula, model.h),
   // differentiable in x and in the weights, twice.

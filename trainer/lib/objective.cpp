@@ -77,7 +77,7 @@ std::string archive_key(std::string name) {
 void write_net_state(torch::serialize::OutputArchive& out, const std::string& key,
                      const EnergyNetImpl& net) {
   torch::serialize::OutputArchive sub;
-  for (const auto& [name, t] : net.state()) sub.write(archive_key(name), t.detach(), true);
+  for (const auto& [name, t] : net.state()) sub.write(archive_key(name), t.detach().cpu(), true);
   out.write(key, sub);
 }
 

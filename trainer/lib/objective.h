@@ -64,7 +64,9 @@ struct StepMetrics {
   double work = 0;      // images (cd: Langevin image-steps) this step processed
   double seconds = 0;   // wall time of the step
   double rate = 0;      // work per second
-  bool healthy = true;  // loss and every parameter finite (cd: energies within max_energy)
+  bool healthy = true;  // loss and every parameter finite (cd: energies within max_energy;
+                        // dsm: loss within max_loss_ratio of its running mean)
+  std::string diagnosis;  // why it is not healthy, where more than the loss says it
 };
 
 struct TrainCounters {

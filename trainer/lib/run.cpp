@@ -398,7 +398,8 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
   log.event(std::to_string(n_train) + " training images, " + std::to_string(split.val.size()) +
             " held out; batch " + std::to_string(cfg.batch) + ", " +
             std::to_string(steps_per_epoch) + " steps per epoch, to epoch " +
-            std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads");
+            std::to_string(cfg.epochs) + ", " + std::to_string(threads) + " threads" +
+            (cfg.device == "cpu" ? std::string() : ", on " + cfg.device));
   if (dist) {
     const GradientAverager& avg = *tr.averager();
     const double alone = dist->time_allreduce(avg.numel());
@@ -443,6 +444,7 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
     for (const auto& [name, value] : m.figures.items())
       if (name == "real" || name == "fake") what += ", " + name + " " + short_number(value);
     if (!std::isfinite(m.loss)) what += " (non-finite)";
+    if (!m.diagnosis.empty()) what += " (" + m.diagnosis + ")";
     const int64_t tries = c.rollbacks + 1;
     if (tries > cfg.max_rollbacks) {
       log.event("diverged at step " + std::to_string(bad_step) + " (" + what + "); giving up");

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "ebm/error.h"
 
@@ -39,11 +40,39 @@ nlohmann::json architecture_json(const Architecture& arch, const EnergyForm& ene
   return j;
 }
 
+torch::Device training_device(const TrainConfig& cfg) {
+  const std::string& name = cfg.device;
+  std::optional<torch::Device> d;
+  try {
+    d.emplace(name);
+  } catch (const c10::Error&) {
+  }
+  if (!d || !(d->is_cpu() || d->is_cuda()))
+    throw Error("--device '" + name + "' is not a device this trainer knows: give cpu, cuda or "
+                "cuda:N");
+  if (d->is_cpu()) return *d;
+  if (draws_per_rank(cfg))
+    throw Error("--device " + name + " trains dsm and classify; contrastive divergence runs its "
+                "Langevin chains in the runtime on the CPU (--device cpu)");
+  if (!torch::cuda::is_available())
+    throw Error("--device " + name + ": this LibTorch sees no CUDA device (Debian's "
+                "libtorch-dev is built for the CPU alone); build ebm-train against a CUDA "
+                "LibTorch, e.g. cmake -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch; "
+                "print(torch.utils.cmake_prefix_path)'), or train with --device cpu");
+  const int64_t count = int64_t(torch::cuda::device_count());
+  if (d->has_index() && d->index() >= count)
+    throw Error("--device " + name + ": there " + (count == 1 ? "is " : "are ") +
+                std::to_string(count) + " CUDA device" + (count == 1 ? "" : "s") +
+                " (cuda:0 to cuda:" + std::to_string(count - 1) + ")");
+  return *d;
+}
+
 Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collective* dist)
     : cfg_(cfg),
       dist_(dist),
       shard_{dist ? dist->rank() : 0, dist ? dist->size() : 1},
       labels_(std::move(labels)),
+      device_(training_device(cfg)),
       arch_(config_architecture(cfg)),
       net_(arch_, cfg.seed, cfg.spectral_norm, config_energy_form(cfg)),
       gen_(at::make_generator<at::CPUGeneratorImpl>(rank_seed(cfg.seed ^ 0x9e3779b97f4a7c15ull))) {
@@ -53,6 +82,10 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
   if (cfg_.task == Task::kEnergy && arch_.output().c != 1)
     throw Error("an energy model must output one number, this architecture outputs " +
                 std::to_string(arch_.output().c));
+  if (dist_ && !device_.is_cpu())
+    throw Error("data parallelism (WORLD_SIZE > 1) trains on the CPU: its gradients travel "
+                "through Gloo's CPU collectives; drop --device " + cfg_.device);
+  net_->to(device_);  // before Adam and the objective take the parameters
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
   if (cfg_.batch % shard_.size != 0)
     throw Error("--batch " + std::to_string(cfg_.batch) + " does not split evenly over " +
@@ -134,7 +167,8 @@ std::optional<StepMetrics> Trainer::step(const torch::Tensor& real, const torch:
     m->healthy = false;
   } else {
     TrainState s{cfg_, net_, *opt_, gen_, counters_, shard_, averager_.get()};
-    m = objective_->step(s, real, labels, stop);
+    // Energy objectives take no labels (an undefined tensor).
+    m = objective_->step(s, real.to(device_), labels.defined() ? labels.to(device_) : labels, stop);
     if (!m) return std::nullopt;
   }
   m->lr = lr();
@@ -151,7 +185,8 @@ Figures Trainer::validate(const Dataset& val, uint64_t noise_seed) const {
   const Shape s = net_->image_shape();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(noise_seed);
   const torch::Tensor images =
-      torch::from_blob(const_cast<float*>(val.images.data()), {n, s.c, s.h, s.w}, torch::kFloat32);
+      torch::from_blob(const_cast<float*>(val.images.data()), {n, s.c, s.h, s.w}, torch::kFloat32)
+          .to(device_);
   return objective_->validate(cfg_, *net_, val, images, gen);
 }
 

@@ -35,6 +35,7 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   const TrainConfig& config() const { return cfg_; }
+  torch::Device device() const { return device_; }
   const Shard& shard() const { return shard_; }
   const GradientAverager* averager() const { return averager_.get(); }  // null: one process
   EnergyNet& net() { return net_; }
@@ -93,6 +94,7 @@ class Trainer {
   Collective* dist_;
   Shard shard_;
   std::vector<std::string> labels_;
+  torch::Device device_;  // cfg.device, checked
   Architecture arch_;
   EnergyNet net_;
   std::unique_ptr<torch::optim::Adam> opt_;
@@ -102,6 +104,10 @@ class Trainer {
   std::unique_ptr<GradientAverager> averager_;
   nlohmann::json summary_ = nlohmann::json::object();
 };
+
+// cfg.device as a LibTorch device, checked: a CUDA device needs a CUDA build of LibTorch that
+// sees it, and an objective that trains there (dsm, classify); throws ebm::Error naming the fix.
+torch::Device training_device(const TrainConfig& cfg);
 
 // The resolved architecture stored in a config: {"input": the images, "layers":[...], and for a
 // denoiser "energy": its form}.

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
         "Trains an energy-based model E(x) (low for real images) by contrastive "
         "divergence with a replay buffer and Langevin sampling, or a classifier "
         "with --task classify (then Adam defaults to lr 1e-3 and beta1 0.9). CPU, every "
-        "core by default.");
+        "core by default; --device cuda trains dsm and classify on a GPU.");
     args.option("data", "PATH",
                 "training images: a folder (sub-folders are labels), or an IDX "
                 "images file such as Fashion-MNIST's train-images-idx3-ubyte.gz",
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     args.option("run", "DIR", "the run folder (default runs/<preset>)", &run_dir);
     args.flag("resume",
               "continue the run in --run DIR from its checkpoint with its settings "
-              "(only --epochs, --lr-decay-epochs, --max-steps, --threads, "
+              "(only --epochs, --lr-decay-epochs, --max-steps, --threads, --device, "
               "--checkpoint-minutes, --sample-count, --sample-steps and --quiet may change)",
               &resume);
     args.option("task", "NAME",
@@ -175,12 +175,21 @@ int main(int argc, char** argv) {
                 &cfg.checkpoint_minutes, 0.0, 1e6);
     args.option("max-energy", "E", "divergence guard: |mean energy| above E counts as diverged",
                 &cfg.max_energy, 1e-3, 1e30);
+    args.option("max-loss-ratio", "R",
+                "divergence guard (dsm): a step whose loss is above R times the running mean "
+                "of the steps before it counts as diverged (0 = off)",
+                &cfg.max_loss_ratio, 0.0, 1e30);
     args.option("max-rollbacks", "N", "divergence guard: give up after N rollbacks",
                 &cfg.max_rollbacks, 0, 1000);
     args.option("rollback-lr-factor", "F", "divergence guard: learning rate factor per rollback",
                 &cfg.rollback_lr_factor, 1e-6, 1.0);
     args.option("seed", "S", "seed of every random choice (same seed, same run)", &cfg.seed);
     args.option("threads", "N", "CPU threads (0 = every core)", &cfg.threads, 0, 1024);
+    args.option("device", "D",
+                "where the network trains: cpu, or cuda (cuda:N) with a CUDA build of LibTorch, "
+                "for dsm and classify; a CUDA run draws the same noise but is not bit for bit "
+                "the CPU's",
+                &cfg.device);
     args.option("max-steps", "N", "stop (with a checkpoint) after N steps in all (0 = no limit)",
                 &max_steps, 0, 1 << 30);
     args.option("inject-nan", "STEP",
@@ -300,6 +309,7 @@ int main(int argc, char** argv) {
                                "real-noise",
                                "buffer-grid",
                                "max-energy",
+                               "max-loss-ratio",
                                "max-rollbacks",
                                "rollback-lr-factor",
                                "seed",
@@ -315,6 +325,7 @@ int main(int argc, char** argv) {
       if (args.given("lr-decay-epochs")) saved.lr_decay_epochs = cfg.lr_decay_epochs;
       if (args.given("max-steps")) saved.max_steps = max_steps;
       if (args.given("threads")) saved.threads = cfg.threads;
+      if (args.given("device")) saved.device = cfg.device;
       if (args.given("checkpoint-minutes")) saved.checkpoint_minutes = cfg.checkpoint_minutes;
       if (args.given("sample-count")) saved.sample_count = cfg.sample_count;
       if (args.given("sample-steps")) saved.sample_steps = cfg.sample_steps;
