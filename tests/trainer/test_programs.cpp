@@ -160,6 +160,13 @@ TEST(Programs, BadArgumentsExitTwoAndBadInputsExitOneNamingThem) {
             2)
       << out;
   EXPECT_NE(out.find("unknown objective 'magic'"), std::string::npos) << out;
+  const std::string bad_device = scratch_dir("bad_device") + "/run";
+  EXPECT_EQ(run({EBM_TRAIN_EXE, "--data", setup().data, "--device", "tpu", "--run", bad_device},
+                &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("--device 'tpu'"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(bad_device)) << "a refused device leaves no run folder";
   EXPECT_EQ(
       run({EBM_TRAIN_EXE, "--run", scratch_dir("bad_resume"), "--resume", "--lr", "0.1"}, &out), 2);
   EXPECT_NE(out.find("cannot change when resuming"), std::string::npos) << out;

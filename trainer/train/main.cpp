@@ -18,6 +18,7 @@
 #include "ebm/thread_pool.h"
 #include "langevin.h"
 #include "run.h"
+#include "trainer.h"
 
 namespace {
 
@@ -388,6 +389,12 @@ int main(int argc, char** argv) {
         }
         cfg = TrainConfig::from_json(j);
       }
+    }
+    // Before anything is written: a device this build cannot train on leaves no run folder.
+    try {
+      (void)ebm::train::training_device(cfg);
+    } catch (const ebm::Error& e) {
+      args.fail(e.what());
     }
 
     std::signal(SIGINT, on_signal);
