@@ -43,11 +43,17 @@ function bitsEqual(a, b) {
                         Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
 
-// Runs a sampler to the end; returns its final images and energies.
-function sample({ params, seed, count, firstChain = 0, slice = 1 << 30 }) {
-  const s = new M.Sampler(model, JSON.stringify(params), seed);
+// Runs a sampler of `net` (guided by `guide`, setGuide's arguments after the classifier, where
+// given) to the end; returns its final images and energies.
+function sample({ params, seed, count, firstChain = 0, slice = 1 << 30, net = model, guide = null }) {
+  const s = new M.Sampler(net, JSON.stringify(params), seed);
   try {
     assert.equal(s.error(), '');
+    assert.equal(s.guided(), false);
+    if (guide) {
+      assert.equal(s.setGuide(...guide), '');
+      assert.equal(s.guided(), true);
+    }
     assert.equal(s.startUniform(count, firstChain), '');
     let last = null;
     const keep = (step, total, images, energies) => {
@@ -264,19 +270,9 @@ test('a noise-conditional model: energies, gradients and both noise-level sample
     assert.ok(maxAbsDiff(g, gRef) <= 1e-4 * gScale, `gradient differs by ${maxAbsDiff(g, gRef)} of ${gScale}`);
 
     for (const form of ['annealed', 'ddim']) {
-      const params = JSON.stringify({ form, steps: 6, levels: 3, eta: 0.5 });
-      const run = (first, count, slice) => {
-        const s = new M.Sampler(den, params, 42);
-        try {
-          assert.equal(s.error(), '');
-          assert.equal(s.startUniform(count, first), '');
-          let last = null;
-          while (!s.finished()) assert.ok(s.run(1000, (step, total, images) => { last = images.slice(); return true; }, slice) >= 0, s.error());
-          return last;
-        } finally {
-          s.delete();
-        }
-      };
+      const params = { form, steps: 6, levels: 3, eta: 0.5 };
+      const run = (firstChain, count, slice) =>
+        sample({ params, seed: 42, count, firstChain, slice, net: den }).images;
       const whole = run(0, 4, 1 << 30);
       assert.ok(bitsEqual(whole, run(0, 4, 1)), `${form}: slices differ`);
       const halves = new Float32Array(4 * d);
@@ -362,23 +358,9 @@ test('guided sampling: split chains bit for bit, equal to native, and refused ta
         guide: ['arch:0.5,cable:0.5', 30000, 80, true], native: 'guided_ddim.f32' },
     ];
     for (const c of cases) {
-      const run = (first, count, slice, guide = c.guide) => {
-        const s = new M.Sampler(c.net, JSON.stringify(c.params), 42);
-        try {
-          assert.equal(s.error(), '');
-          assert.equal(s.guided(), false);
-          if (guide) {
-            assert.equal(s.setGuide(cls, ...guide), '');
-            assert.equal(s.guided(), true);
-          }
-          assert.equal(s.startUniform(count, first), '');
-          let last = null;
-          while (!s.finished()) assert.ok(s.run(1000, (step, total, images) => { last = images.slice(); return true; }, slice) >= 0, s.error());
-          return last;
-        } finally {
-          s.delete();
-        }
-      };
+      const run = (firstChain, count, slice, guide = c.guide) =>
+        sample({ params: c.params, seed: 42, count, firstChain, slice, net: c.net,
+                 guide: guide && [cls, ...guide] }).images;
       const whole = run(0, 4, 1 << 30);
       assert.ok(bitsEqual(whole, run(0, 4, 2)), `${c.name}: slices differ`);
       const halves = new Float32Array(4 * d);

@@ -68,16 +68,25 @@ function newModel(bytes) {
   }
 }
 
-function loadClassifier(msg) {
-  if (classifier) { classifier.delete(); classifier = null; }
+// The classifier in msg.bytes with its card, or null after failing msg.job with `notOne` (or the
+// file's own error).
+function classifierFrom(msg, notOne) {
   const m = newModel(msg.bytes);
   const error = m.error();
   const card = error ? null : JSON.parse(m.describe());
   if (error || card.kind !== 'classifier') {
     m.delete();
-    fail(msg.job, error || 'this model is not a classifier');
-    return;
+    fail(msg.job, error || notOne);
+    return null;
   }
+  return { m, card };
+}
+
+function loadClassifier(msg) {
+  if (classifier) { classifier.delete(); classifier = null; }
+  const loaded = classifierFrom(msg, 'this model is not a classifier');
+  if (!loaded) return;
+  const { m, card } = loaded;
   classifier = m;
   postMessage({ type: 'classifier-loaded', job: msg.job, card });
 }
@@ -85,14 +94,9 @@ function loadClassifier(msg) {
 // The guide may be replaced while a job's sampler still points at the old one: that one is
 // deleted when the job ends.
 function loadGuide(msg) {
-  const m = newModel(msg.bytes);
-  const error = m.error();
-  const card = error ? null : JSON.parse(m.describe());
-  if (error || card.kind !== 'classifier') {
-    m.delete();
-    fail(msg.job, error || 'this model is not a classifier, so it cannot guide');
-    return;
-  }
+  const loaded = classifierFrom(msg, 'this model is not a classifier, so it cannot guide');
+  if (!loaded) return;
+  const { m, card } = loaded;
   if (guide && !(job && job.guide === guide)) guide.delete();
   guide = m;
   postMessage({ type: 'guide-loaded', job: msg.job, card });
