@@ -24,18 +24,31 @@ constexpr int kKC = 256;  // depth of one pass over the packed panels (a B micro
 
 enum class Init { kZero, kAccumulate, kBias };
 
-// C[0:R, 0:cols] = init + A panel x B panel over kc, for R <= MR rows (cols <= NR). Every element
-// is accumulated in the same order whatever R and cols are, so an image's result does not depend
-// on which other images share its tiles.
-template <int R>
-void micro_kernel(int kc, const float* a, const float* b, float* c, int ldc, Init init,
-                  const float* bias, int cols) {
+// Where a micro-kernel reads row p of its B tile: a packed panel (kNR floats per row, one after
+// another) or rows of an unpacked matrix (any alignment).
+struct PackedB {
+  const float* b;
+  const float* row(int p) const { return b + size_t(p) * kNR; }
+};
+struct ShiftedB {
+  const float* b;        // b + offsets[p] + j0: the tile's first column in row p
+  const int* offsets;
+  const float* row(int p) const { return b + offsets[p]; }
+};
+
+// C[0:R, 0:cols] = init + A panel x B tile over kc, for R <= MR rows (cols <= NR). Every element
+// is accumulated in the same order whatever R, cols and B's layout are, so an image's result does
+// not depend on which other images share its tiles, nor on whether its B was packed.
+template <int R, class B>
+void micro_kernel(int kc, const float* a, B b, float* c, int ldc, Init init, const float* bias,
+                  int cols) {
   Vec acc[R][kNV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kNV; ++v) acc[r][v] = Vec{};
   for (int p = 0; p < kc; ++p) {
     Vec bv[kNV];
-    for (int v = 0; v < kNV; ++v) bv[v] = load(b + size_t(p) * kNR + v * kLanes);
+    const float* bp = b.row(p);
+    for (int v = 0; v < kNV; ++v) bv[v] = load(bp + v * kLanes);
     const float* ap = a + size_t(p) * kMR;
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < kNV; ++v) acc[r][v] += ap[r] * bv[v];
@@ -61,14 +74,47 @@ void micro_kernel(int kc, const float* a, const float* b, float* c, int ldc, Ini
   }
 }
 
-using Kernel = void (*)(int, const float*, const float*, float*, int, Init, const float*, int);
+template <class B>
+using Kernel = void (*)(int, const float*, B, float*, int, Init, const float*, int);
 
-template <int... R>
-constexpr std::array<Kernel, sizeof...(R)> kernel_table(std::integer_sequence<int, R...>) {
-  return {&micro_kernel<R + 1>...};
+template <class B, int... R>
+constexpr std::array<Kernel<B>, sizeof...(R)> kernel_table(std::integer_sequence<int, R...>) {
+  return {&micro_kernel<R + 1, B>...};
 }
-// kKernels[r - 1] computes r rows.
-constexpr std::array<Kernel, kMR> kKernels = kernel_table(std::make_integer_sequence<int, kMR>{});
+// kKernels<B>[r - 1] computes r rows.
+template <class B>
+constexpr std::array<Kernel<B>, kMR> kKernels =
+    kernel_table<B>(std::make_integer_sequence<int, kMR>{});
+
+// The blocked loops over kc-deep passes, NR-wide column tiles and MR-high row tiles, shared by the
+// packed and the unpacked B; tile(pc, j0) gives the B tile of pass pc at column j0.
+template <class B, class TileOf>
+void multiply_blocked(int m, int n, int k, const float* a_packed, TileOf tile, float* c, int ldc,
+                      const float* row_bias, bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int i = 0; i < m; ++i) {
+      float* ci = c + size_t(i) * ldc;
+      if (row_bias)
+        std::fill(ci, ci + n, row_bias[i]);
+      else if (!accumulate)
+        std::fill(ci, ci + n, 0.0f);
+    }
+    return;
+  }
+  const Init first = row_bias ? Init::kBias : accumulate ? Init::kAccumulate : Init::kZero;
+  for (int pc = 0; pc < k; pc += kKC) {
+    const int kc = std::min(kKC, k - pc);
+    const Init init = pc == 0 ? first : Init::kAccumulate;
+    for (int j0 = 0; j0 < n; j0 += kNR) {
+      const B b = tile(pc, j0);
+      for (int i0 = 0; i0 < m; i0 += kMR)
+        kKernels<B>[size_t(std::min(kMR, m - i0) - 1)](
+            kc, a_packed + size_t(i0) * k + size_t(pc) * kMR, b, c + size_t(i0) * ldc + j0, ldc,
+            init, row_bias ? row_bias + i0 : nullptr, std::min(kNR, n - j0));
+    }
+  }
+}
 
 // Packing buffers for the general products: grown on first use, then reused (one set per thread).
 struct PackBuffers {
@@ -113,29 +159,17 @@ void pack_b_row(const float* row, int p, int k, int n, float* out) {
 
 void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_packed, float* c,
                      int ldc, const float* row_bias, bool accumulate) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    for (int i = 0; i < m; ++i) {
-      float* ci = c + size_t(i) * ldc;
-      if (row_bias)
-        std::fill(ci, ci + n, row_bias[i]);
-      else if (!accumulate)
-        std::fill(ci, ci + n, 0.0f);
-    }
-    return;
-  }
-  const Init first = row_bias ? Init::kBias : accumulate ? Init::kAccumulate : Init::kZero;
-  for (int pc = 0; pc < k; pc += kKC) {
-    const int kc = std::min(kKC, k - pc);
-    const Init init = pc == 0 ? first : Init::kAccumulate;
-    for (int j0 = 0; j0 < n; j0 += kNR) {
-      const float* b = b_packed + size_t(j0) * k + size_t(pc) * kNR;
-      for (int i0 = 0; i0 < m; i0 += kMR)
-        kKernels[size_t(std::min(kMR, m - i0) - 1)](
-            kc, a_packed + size_t(i0) * k + size_t(pc) * kMR, b, c + size_t(i0) * ldc + j0, ldc,
-            init, row_bias ? row_bias + i0 : nullptr, std::min(kNR, n - j0));
-    }
-  }
+  multiply_blocked<PackedB>(
+      m, n, k, a_packed,
+      [&](int pc, int j0) { return PackedB{b_packed + size_t(j0) * k + size_t(pc) * kNR}; }, c, ldc,
+      row_bias, accumulate);
+}
+
+void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
+                      const int* row_offsets, float* c, int ldc, const float* row_bias) {
+  multiply_blocked<ShiftedB>(
+      m, n, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; }, c,
+      ldc, row_bias, false);
 }
 
 namespace {

@@ -63,6 +63,14 @@ void pack_b_row(const float* row, int p, int k, int n, float* out);
 void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_packed, float* c,
                      int ldc, const float* row_bias = nullptr, bool accumulate = false);
 
+// C[m, n] = row_bias (or zero) + packed A [m, k] x B [k, n], where row p of B is the n floats from
+// b + row_offsets[p], unpacked and of any alignment; each row must be readable up to n rounded up
+// to a whole kGemmNR tile (the extra columns of C are not written). The same sums in the same
+// order as multiply_packed on the packed B, without the packing: a stride-1 convolution's rows
+// are shifted views of one zero-padded image (Conv2d).
+void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
+                      const int* row_offsets, float* c, int ldc, const float* row_bias = nullptr);
+
 // General products that pack both operands per call (into buffers that grow once per thread).
 // C[m, n] = A[m, k] * B[k, n]           (C += ... when accumulate)
 void gemm_nn(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,

@@ -93,7 +93,13 @@ INSTANTIATE_TEST_SUITE_P(
         // their scalar tails.
         LayerCase{"ConvStride2WideRows", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}},
         LayerCase{"Conv5x5Stride2SameWideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}},
+        // Stride 1 on rows that padding widens by at most a quarter takes the shifted form (no
+        // im2col, no col2im): odd and even kernels, asymmetric padding, more output channels than
+        // a register tile's rows, the U-Net's 3x13.
         LayerCase{"ConvStride1WideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":[1,3],"padding":[0,1,0,1]})"), {2, 3, 70}},
+        LayerCase{"ConvShifted3x3Same", layer(R"({"type":"conv2d","out_channels":13,"kernel":3,"padding":"same"})"), {3, 5, 40}},
+        LayerCase{"ConvShiftedAsymmetricPadding", layer(R"({"type":"conv2d","out_channels":5,"kernel":[3,4],"padding":[0,3,2,0]})"), {2, 4, 37}},
+        LayerCase{"ConvShifted3x13NoBias", layer(R"({"type":"conv2d","out_channels":6,"kernel":[3,13],"padding":"same","bias":false})"), {4, 3, 60}},
         LayerCase{"ConvStride3NoPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":2,"stride":3})"), {2, 8, 8}},
         LayerCase{"ConvPointwise", layer(R"({"type":"conv2d","out_channels":2,"kernel":1})"), {3, 4, 5}},
         LayerCase{"ConvWithoutBias", layer(R"({"type":"conv2d","out_channels":2,"kernel":3,"bias":false})"), {2, 5, 5}},
