@@ -1,7 +1,7 @@
 // The native side of the peer benchmark (bench/run.sh): energies and input gradients of one model
 // file from this runtime and from LibTorch, checked against each other before anything is timed.
 //
-//   bench_peers [--model M.safetensors] [--verify-input X.f32 --verify-out PREFIX]
+//   bench_peers [--model M.safetensors] [--sigma S] [--verify-input X.f32 --verify-out PREFIX]
 //               [--tolerance 1e-4] [Google Benchmark flags]
 //
 // Without --model, a random-weights paper model (seed 7). --verify-input: images [n, C, H, W]
@@ -9,7 +9,8 @@
 // --verify-out writes PREFIX.runtime.f32 and PREFIX.torch.f32 (n energies, then n x C x H x W
 // gradients) for the caller's own comparisons. LibTorch runs the folded network (batch norm in
 // the convolutions), as the runtime does; the weights are detached, so its backward pass computes
-// input gradients only.
+// input gradients only. A noise-conditional model (the shipped U-Net) is timed at one noise level,
+// --sigma (default 0.5): E(x, sigma) and dE/dx, as one step of its sampler needs them.
 //
 // Benchmarks (args batch, threads), ms per image-step in the counter per_image_step:
 //   BM_RuntimeEnergyGrad  Network::energy_and_input_grad, the batch split over `threads` threads
@@ -45,6 +46,7 @@ struct Peers {
   std::unique_ptr<ebm::Network> runtime;
   EnergyNet torch_net{nullptr};
   ebm::train::NetWeights torch_weights;
+  float sigma = 0;  // > 0 for a noise-conditional model
 };
 Peers* g_peers = nullptr;
 
@@ -55,14 +57,23 @@ std::vector<float> uniform_images(int n, int64_t size, uint64_t seed) {
 }
 
 torch::Tensor images_tensor(const std::vector<float>& x, int n) {
-  const ebm::Shape& s = g_peers->folded.arch.input;
+  const ebm::Shape s = g_peers->torch_net->image_shape();
   return torch::from_blob(const_cast<float*>(x.data()), {n, s.c, s.h, s.w}, torch::kFloat32);
 }
 
 // Energies [n] and gradients [n, C, H, W] from LibTorch.
 void torch_energy_grad(const std::vector<float>& x, int n, torch::Tensor* e, torch::Tensor* g) {
-  *g = ebm::train::energy_input_grad(*g_peers->torch_net, g_peers->torch_weights,
-                                     images_tensor(x, n), e);
+  if (g_peers->sigma <= 0) {
+    *g = ebm::train::energy_input_grad(*g_peers->torch_net, g_peers->torch_weights,
+                                       images_tensor(x, n), e);
+    return;
+  }
+  torch::AutoGradMode grad_on(true);
+  const torch::Tensor xin = images_tensor(x, n).detach().requires_grad_(true);
+  const torch::Tensor energies = g_peers->torch_net->denoiser_energy(
+      g_peers->torch_weights, xin, torch::full({n}, double(g_peers->sigma)));
+  *g = torch::autograd::grad({energies.sum()}, {xin})[0];
+  *e = energies.detach().reshape({n});
 }
 
 // Largest |a - b| over the largest |b| (trainer/lib/export.h's measure).
@@ -100,7 +111,8 @@ class RuntimeSplit {
     pool_.run(int(ws_.size()), [&](int t) {
       const auto [first, count] = part(t);
       if (count > 0)
-        net_.energy_and_input_grad(ws_[size_t(t)], x + first * d, count, e + first, g + first * d);
+        net_.energy_and_input_grad(ws_[size_t(t)], x + first * d, count, e + first, g + first * d,
+                                   g_peers->sigma);
     });
   }
 
@@ -158,7 +170,7 @@ void BM_RuntimeLangevin(benchmark::State& state) {
 bool verify(const std::vector<float>& x, int n, double tolerance, const std::string& out_prefix) {
   const int64_t d = g_peers->runtime->input_size();
   std::vector<float> e(static_cast<size_t>(n)), g(x.size());
-  g_peers->runtime->energy_and_input_grad(x.data(), n, e.data(), g.data());
+  g_peers->runtime->energy_and_input_grad(x.data(), n, e.data(), g.data(), g_peers->sigma);
   torch::Tensor te, tg;
   torch_energy_grad(x, n, &te, &tg);
   te = te.contiguous();
@@ -166,9 +178,10 @@ bool verify(const std::vector<float>& x, int n, double tolerance, const std::str
   const double err_e = max_relative_error(te.data_ptr<float>(), e.data(), size_t(n));
   const double err_g = max_relative_error(tg.data_ptr<float>(), g.data(), size_t(n * d));
   std::printf(
-      "verify: LibTorch against the runtime on %d images: energies max relative error %.3g, "
+      "verify: LibTorch against the runtime on %d images%s: energies max relative error %.3g, "
       "gradients %.3g (tolerance %.3g)\n",
-      n, err_e, err_g, tolerance);
+      n, g_peers->sigma > 0 ? (" at sigma " + std::to_string(g_peers->sigma)).c_str() : "",
+      err_e, err_g, tolerance);
   std::fflush(stdout);
   if (!out_prefix.empty()) {
     write_floats(out_prefix + ".runtime.f32", e.data(), e.size(), g.data(), g.size());
@@ -210,6 +223,7 @@ BENCHMARK(BM_RuntimeLangevin)
 int main(int argc, char** argv) {
   std::string model_path, verify_input, verify_out;
   double tolerance = 1e-4;
+  float sigma = 0.5f;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -226,11 +240,18 @@ int main(int argc, char** argv) {
       verify_input = value();
     } else if (a == "--verify-out") {
       verify_out = value();
+    } else if (a == "--sigma") {
+      sigma = float(std::atof(value().c_str()));
+      if (!(sigma > 0)) {
+        std::cerr << "bench_peers: --sigma needs a noise level > 0\n";
+        return 2;
+      }
     } else if (a == "--tolerance") {
       tolerance = std::atof(value().c_str());
     } else if (a == "--help" || a == "-h") {
-      std::cout << "usage: bench_peers [--model M.safetensors] [--verify-input X.f32] "
-                   "[--verify-out PREFIX] [--tolerance 1e-4] [--benchmark_* flags]\n";
+      std::cout << "usage: bench_peers [--model M.safetensors] [--sigma 0.5] [--verify-input X.f32] "
+                   "[--verify-out PREFIX] [--tolerance 1e-4] [--benchmark_* flags]\n"
+                   "  --sigma S  the noise level of a noise-conditional model's energy (default 0.5)\n";
       return 0;
     } else {
       rest.push_back(argv[i]);
@@ -246,7 +267,7 @@ int main(int argc, char** argv) {
                                  : ebm::load_model(model_path);
     peers.folded = ebm::fold_normalization(model);
     peers.runtime = std::make_unique<ebm::Network>(peers.folded);
-    peers.torch_net = EnergyNet(peers.folded.arch, 0);
+    peers.torch_net = EnergyNet(peers.folded.arch, 0, false, peers.folded.energy);
     peers.torch_net->load_model(peers.folded);
     {
       torch::NoGradGuard no_grad;
@@ -255,6 +276,7 @@ int main(int argc, char** argv) {
         for (torch::Tensor* t : {&l.weight, &l.bias, &l.mean, &l.var})
           if (t->defined()) *t = t->detach();
     }
+    if (peers.runtime->noise_conditional()) peers.sigma = sigma;
     g_peers = &peers;
     const int64_t d = peers.runtime->input_size();
     std::vector<float> x =
