@@ -89,14 +89,15 @@ class Conv2d final : public Layer {
   Conv2d(const LayerSpec& s, const Model& m)
       : Layer(s), k_(s.in.c * s.kernel_h * s.kernel_w), p_(s.out.h * s.out.w) {
     const std::vector<float>& w = m.tensor(s.tensor("weight")->name).data;
-    forward_a_.resize(packed_a_floats(s.out.c, k_));
-    pack_a(w.data(), k_, false, s.out.c, k_, forward_a_.data());
-    backward_a_.resize(packed_a_floats(k_, s.out.c));
-    pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
     if (s.bias) bias_ = m.tensor(s.tensor("bias")->name).data;
     const size_t depth = size_t(std::max(k_, s.out.c));
     chunk_ = int(std::max<size_t>(1, kChunkFloats / (depth * size_t(p_))));
-    if (shiftable(s)) {
+    if (!shiftable(s)) {
+      forward_a_.resize(packed_a_floats(s.out.c, k_));
+      pack_a(w.data(), k_, false, s.out.c, k_, forward_a_.data());
+      backward_a_.resize(packed_a_floats(k_, s.out.c));
+      pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
+    } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
       forward_shifted_.emplace(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
       // dx = W flipped, channels swapped (w_t[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]) over dy
@@ -185,6 +186,7 @@ class Conv2d final : public Layer {
     if (s.stride_h != 1 || s.stride_w != 1) return false;
     if (p.top >= s.kernel_h || p.bottom >= s.kernel_h || p.left >= s.kernel_w || p.right >= s.kernel_w)
       return false;
+    if (s.in.c <= 0 || s.out.c <= 0 || s.out.h <= 0 || s.out.w <= 0) return false;
     const int wp = s.in.w + p.left + p.right, wp_back = s.out.w + 2 * (s.kernel_w - 1) - p.left - p.right;
     return 4 * wp <= 5 * s.out.w && 4 * wp_back <= 5 * s.in.w;
   }
