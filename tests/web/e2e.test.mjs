@@ -177,6 +177,10 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   const mixes = await page.$$eval('#grid .tile .mix', (els) => els.map((e) => e.textContent));
   assert.equal(mixes.length, 4);
   for (const m of mixes) assert.match(m, /^(arch|beam|cable|suspension) \d+%( \/ (arch|beam|cable|suspension) \d+%)?( · new type\?)?$/);
+  // Each tile's energy in five significant digits (powers of ten from 1e5 on), never a long raw float.
+  const energyLabels = await page.$$eval('#grid .tile .energy', (els) => els.map((e) => e.textContent));
+  assert.equal(energyLabels.length, 4);
+  for (const t of energyLabels) assert.match(t, /^#\d+ · E -?(\d\.\d{4}e[+-]\d+|\d{1,5}(\.\d{1,8})?)$/);
   const labels = await page.evaluate(() => window.ebmPage.labels());
   for (const l of labels) {
     assert.ok(l.families.length === 4 && Math.abs(l.family_probs.reduce((a, b) => a + b, 0) - 1) < 1e-6);

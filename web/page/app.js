@@ -5,7 +5,7 @@
 // mix and new-type candidates are marked, and the sampler can be guided toward a family mix or a
 // subtype by a classifier's gradient.
 import { EnergyChart } from './chart.js';
-import { GridView } from './grid_view.js';
+import { GridView, formatEnergy } from './grid_view.js';
 import { downloadCanvas, drawImage, fileToInput, gridCanvas } from './images.js';
 import { fetchModel, fetchModelList, formatBytes, ListError } from './models.js';
 import { WorkerPool, defaultWorkerCount } from './pool.js';
@@ -777,7 +777,7 @@ function zoom(i) {
   if (!grid.images[i]) return;
   drawImage($('zoom-canvas'), grid.images[i], state.model.width, state.model.height);
   const label = grid.labels[i];
-  $('zoom-caption').textContent = `Sample #${i} · energy ${grid.energies[i].toFixed(4)} · seed ${state.lastRun.seed}` +
+  $('zoom-caption').textContent = `Sample #${i} · energy ${formatEnergy(grid.energies[i])} · seed ${state.lastRun.seed}` +
     (label ? ` · ${label.mix}${label.candidate ? ' · new-type candidate' : ''}` : '');
   $('zoom-save').onclick = () => saveSample(i);
   $('zoom').showModal();

@@ -3,6 +3,14 @@
 // mix (marked when it is a new-type candidate).
 import { drawImage } from './images.js';
 
+// An energy as a label shows it: five significant digits, in powers of ten from 1e5 on and below
+// 1e-3 (a noise-conditional model's energies are near 1e6; a contrastive-divergence one's near 0).
+export function formatEnergy(e) {
+  if (!Number.isFinite(e)) return String(e);
+  const a = Math.abs(e);
+  return a >= 1e5 || (a > 0 && a < 1e-3) ? e.toExponential(4) : String(Number(e.toPrecision(5)));
+}
+
 export class GridView {
   constructor(root, { onPick, onZoom, onSave }) {
     this.root = root;
@@ -68,7 +76,7 @@ export class GridView {
       t.tile.dataset.imageStep = step;  // the step the picture is from (step: the latest)
     }
     this.energies[chain] = energy;
-    t.label.textContent = `#${chain} · E ${energy.toFixed(4)}`;
+    t.label.textContent = `#${chain} · E ${formatEnergy(energy)}`;
     t.tile.dataset.step = step;
   }
 
