@@ -71,7 +71,11 @@ function scaleShift(layer, tensor) {
 // with shapes tracked through the list. Other layer types are refused with a message.
 export function loadEbmModel(bytes) {
   const { metadata, tensors } = readSafetensors(bytes);
-  if (metadata['ebm.format'] !== '1') throw new Error('not an ebm model file (ebm.format is not "1")');
+  const format = metadata['ebm.format'];
+  if (format === '2')
+    throw new Error('a format-2 model (a layer graph, a noise-level input): the JavaScript network ' +
+                    'builders here read format-1 layer lists only');
+  if (format !== '1') throw new Error(`not an ebm model file (ebm.format is ${JSON.stringify(format)}, not "1")`);
   const kind = metadata['ebm.kind'];
   if (kind !== 'energy') throw new Error(`the bench needs an energy model; this is "${kind}"`);
   const inp = JSON.parse(metadata['ebm.input']);

@@ -12,13 +12,17 @@ import { buildGradientModel } from './onnx.mjs';
 
 // ---- our runtime (the Emscripten module built by scripts/build-wasm.sh) ----------------------
 
-export function createOursPeer(M, modelBytes) {
+// A noise-conditional model (the shipped U-Net) is run at one noise level, `sigma`: E(x, sigma)
+// and dE/dx, as one step of its sampler needs them (bench_peers --sigma, the same default).
+export function createOursPeer(M, modelBytes, sigma = 0.5) {
   const bytesPtr = M._malloc(modelBytes.length);
   M.HEAPU8.set(modelBytes, bytesPtr);
   const model = new M.Model(bytesPtr, modelBytes.length);
   M._free(bytesPtr);
   if (model.error()) throw new Error(`our runtime refused the model: ${model.error()}`);
   const D = model.inputSize();
+  const description = JSON.parse(model.describe());
+  const atSigma = description.energy ? sigma : 0;
   let capacity = 0;
   let xp = 0, ep = 0, gp = 0;
   const reserve = (n) => {
@@ -30,12 +34,13 @@ export function createOursPeer(M, modelBytes) {
     capacity = n;
   };
   return {
-    info: 'bridge-ebm runtime, WebAssembly SIMD128, one thread',
+    info: `bridge-ebm runtime, WebAssembly SIMD128, one thread${atSigma ? `, at sigma ${atSigma}` : ''}`,
     model,
+    description,
     async run(x, n) {
       reserve(n);
       M.HEAPF32.set(x.subarray(0, n * D), xp >> 2);
-      const err = model.energyAndGrad(xp, n, ep, gp);
+      const err = model.energyAndGradAt(xp, n, ep, gp, atSigma);
       if (err) throw new Error(err);
       return { e: M.HEAPF32.slice(ep >> 2, (ep >> 2) + n), g: M.HEAPF32.slice(gp >> 2, (gp >> 2) + n * D) };
     },

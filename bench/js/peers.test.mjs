@@ -92,3 +92,29 @@ test('the ONNX gradient graph and the TF.js network give our energies and input 
 
 test('... and on a 3-channel network with odd sizes, asymmetric padding and leaky ReLU (F16)',
      () => checkPeers(modelFile('odd', odd, 'f16'), 4));
+
+// A noise-conditional model (format 2, the shipped U-Net's preset): the JS network builders refuse
+// it by name, and our peer runs it at sigma 0.5, the level bench_peers gives LibTorch.
+test('a format-2 U-Net: JS builders refuse it with the reason; ours runs E(x, 0.5)', async () => {
+  const bytes = modelFile('unet32', path.join(here, '../../models/presets/unet32.json'), 'f32');
+  assert.throws(() => loadEbmModel(bytes), /format-2 model .* read format-1 layer lists only/);
+  const ours = createOursPeer(M, bytes);
+  assert.match(ours.info, /at sigma 0\.5$/);
+  const d = ours.model.inputSize();
+  const x = randomImages(5, 2 * d);
+  const out = await ours.run(x, 2);
+  // The same call straight on the module at sigma 0.5, and a different answer at sigma 1.
+  const at = (sigma) => {
+    const xp = M._malloc(4 * 2 * d), ep = M._malloc(8), gp = M._malloc(4 * 2 * d);
+    try {
+      M.HEAPF32.set(x.subarray(0, 2 * d), xp >> 2);
+      assert.equal(ours.model.energyAndGradAt(xp, 2, ep, gp, sigma), '');
+      return { e: M.HEAPF32.slice(ep >> 2, (ep >> 2) + 2), g: M.HEAPF32.slice(gp >> 2, (gp >> 2) + 2 * d) };
+    } finally {
+      M._free(xp); M._free(ep); M._free(gp);
+    }
+  };
+  assert.deepEqual(out.e, at(0.5).e);
+  assert.deepEqual(out.g, at(0.5).g);
+  assert.ok(maxRelativeError(at(1).e, out.e) > 1e-3);
+});

@@ -23,16 +23,19 @@ function batchImages(batch) {
 async function init({ kind, threads, urls }) {
   lib = { ...(await import(urls.bench + 'js/peers.mjs')), ...(await import(urls.bench + 'js/model.mjs')) };
   const bytes = new Uint8Array(await (await fetch(urls.model)).arrayBuffer());
-  const model = lib.loadEbmModel(bytes);
-  D = model.input.c * model.input.h * model.input.w;
   const isolated = self.crossOriginIsolated === true;
   const nm = urls.bench + 'node_modules/';
   if (kind === 'ours') {
     importScripts(urls.site + 'ebm_runtime.js');
     const M = await createEbmRuntime({ locateFile: (p) => urls.site + p });
     peer = lib.createOursPeer(M, bytes);
+    D = peer.model.inputSize();
     return { info: peer.info, isolated, threads: 1 };
   }
+  // The peers below build the network from bench/js/model.mjs's reading of the file, which
+  // refuses what they cannot express (a format-2 graph), with the reason.
+  const model = lib.loadEbmModel(bytes);
+  D = model.input.c * model.input.h * model.input.w;
   if (kind === 'tfjs') {
     // tfjs-backend-wasm caps its thread pool at navigator.hardwareConcurrency / 2 (it assumes two
     // hyperthreads per core), so on a 2-vCPU machine it never uses more than one thread. To

@@ -80,6 +80,7 @@ json Model::describe() const {
             {"input", input_shape_json(image_shape())},
             {"parameters", arch.parameter_count()},
             {"layers", arch.layers.size()},
+            {"multiply_adds", arch.multiply_adds()},  // one forward pass of one image
             {"sampler", sampler_params_json(sampler)},
             {"card", card}};
   if (kind == ModelKind::kClassifier) j["labels"] = labels;

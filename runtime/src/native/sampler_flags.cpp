@@ -34,7 +34,7 @@ void SamplerFlags::add_to(ArgParser& args) {
       &eta_, 0.0, 1.0);
   add(args, "resample", "R",
       "ddim form: take each level's step R times, re-noising in between, so inpainted regions "
-      "agree with the kept pixels (costs R times the steps; default: the model's, 1)",
+      "agree with the kept pixels, at R times the cost (default: the model's, 1)",
       &resample_, 1, 100);
   add(args, "start-cell", "K",
       "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel its own (default: "
