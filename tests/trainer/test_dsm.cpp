@@ -4,7 +4,12 @@
 // moving average included), and objective and architecture must agree.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "../expect_error.h"
 #include "checkpoint.h"
@@ -281,5 +286,23 @@ TEST(Device, NamesAreCheckedAndAGpuRunNeedsACudaLibTorchAndAnObjectiveThatTrains
   EXPECT_TRUE(training_device(TrainConfig()).is_cpu());
 }
 
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+// keep_freed_memory (trainer.h): a step's large activations come from the heap, not from fresh
+// mappings, and what a step frees stays there for the next one instead of going back to the
+// kernel (whose fresh pages are what made a step slow).
+TEST(Memory, FreedActivationsStayInTheHeapForTheNextStep) {
+  ASSERT_TRUE(keep_freed_memory());  // what every Trainer calls, once per process
+  const size_t bytes = size_t(16) << 20;  // a large activation, under the 32 MiB threshold
+  const size_t mapped = mallinfo2().hblkhd;
+  char* block = static_cast<char*>(std::malloc(bytes));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 1, bytes);
+  EXPECT_EQ(mallinfo2().hblkhd, mapped) << "a 16 MiB block was mapped, not taken from the heap";
+  std::free(block);
+  EXPECT_GE(mallinfo2().fordblks, bytes) << "the freed block went back to the kernel";
+}
+#endif
+
 }  // namespace
 }  // namespace ebm::train
+

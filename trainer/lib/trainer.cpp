@@ -1,6 +1,11 @@
 #include "trainer.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <limits>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cmath>
 #include <optional>
 
@@ -67,6 +72,21 @@ torch::Device training_device(const TrainConfig& cfg) {
   return *d;
 }
 
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  static const bool kept = [] {
+    const char* env = std::getenv("EBM_KEEP_FREED_MEMORY");
+    if (env && std::string(env) == "0") return false;
+    // Fixed thresholds also stop glibc from adapting them back down.
+    return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 &&
+           mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
+  }();
+  return kept;
+#else
+  return false;
+#endif
+}
+
 Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collective* dist)
     : cfg_(cfg),
       dist_(dist),
@@ -76,6 +96,7 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
       arch_(config_architecture(cfg)),
       net_(arch_, cfg.seed, cfg.spectral_norm, config_energy_form(cfg)),
       gen_(at::make_generator<at::CPUGeneratorImpl>(rank_seed(cfg.seed ^ 0x9e3779b97f4a7c15ull))) {
+  keep_freed_memory();
   if (cfg_.task == Task::kClassify && int(labels_.size()) != arch_.output().c)
     throw Error("classifier outputs " + std::to_string(arch_.output().c) + " logits but has " +
                 std::to_string(labels_.size()) + " labels");
