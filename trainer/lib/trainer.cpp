@@ -1,13 +1,13 @@
 #include "trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <cmath>
-#include <optional>
 
 #include "ebm/error.h"
 

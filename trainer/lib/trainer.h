@@ -109,7 +109,7 @@ class Trainer {
 // its (adaptive) mmap threshold back to the kernel and trims the heap's top, so each step faults
 // its pages in again, zeroed by the kernel: a fifth of a denoising score matching step on this
 // machine. Keeping freed memory for reuse (blocks up to 32 MiB from the heap, no trimming) made
-// that step 1.8x faster (bench/README.md). Called by every Trainer, once per process; glibc only;
+// that step 1.5-1.6x faster (bench/README.md). Called by every Trainer, once per process; glibc only;
 // EBM_KEEP_FREED_MEMORY=0 in the environment leaves malloc as it is (for comparisons). Returns
 // whether the setting is in force.
 bool keep_freed_memory();
