@@ -63,17 +63,10 @@ torch::Tensor images_tensor(const std::vector<float>& x, int n) {
 
 // Energies [n] and gradients [n, C, H, W] from LibTorch.
 void torch_energy_grad(const std::vector<float>& x, int n, torch::Tensor* e, torch::Tensor* g) {
-  if (g_peers->sigma <= 0) {
-    *g = ebm::train::energy_input_grad(*g_peers->torch_net, g_peers->torch_weights,
-                                       images_tensor(x, n), e);
-    return;
-  }
-  torch::AutoGradMode grad_on(true);
-  const torch::Tensor xin = images_tensor(x, n).detach().requires_grad_(true);
-  const torch::Tensor energies = g_peers->torch_net->denoiser_energy(
-      g_peers->torch_weights, xin, torch::full({n}, double(g_peers->sigma)));
-  *g = torch::autograd::grad({energies.sum()}, {xin})[0];
-  *e = energies.detach().reshape({n});
+  const torch::Tensor sigma =
+      g_peers->sigma > 0 ? torch::full({n}, double(g_peers->sigma)) : torch::Tensor();
+  *g = ebm::train::energy_input_grad(*g_peers->torch_net, g_peers->torch_weights,
+                                     images_tensor(x, n), e, sigma);
 }
 
 // Largest |a - b| over the largest |b| (trainer/lib/export.h's measure).

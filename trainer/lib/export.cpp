@@ -6,6 +6,7 @@
 #include "ebm/cli.h"
 #include "ebm/error.h"
 #include "ebm/network.h"
+#include "langevin.h"
 
 namespace ebm::train {
 
@@ -36,9 +37,9 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
     Network rt(model);
     double worst = 0;
     for (float sigma : {0.02f, 0.3f, 5.0f}) {
-      const torch::Tensor xs = x.clone().requires_grad_(true);
-      const torch::Tensor e = net.denoiser_energy(net.weights(), xs, torch::full({count}, sigma));
-      const torch::Tensor g = torch::autograd::grad({e.sum()}, {xs})[0];
+      torch::Tensor e;
+      const torch::Tensor g =
+          energy_input_grad(net, net.weights(), x, &e, torch::full({count}, sigma));
       torch::Tensor re = torch::empty({count}), rg = torch::empty_like(x);
       rt.energy_and_input_grad(x.data_ptr<float>(), count, re.data_ptr<float>(), rg.data_ptr<float>(),
                                sigma);

@@ -19,11 +19,13 @@ LangevinBackend parse_langevin_backend(const std::string& name) {
 }
 
 torch::Tensor energy_input_grad(const EnergyNetImpl& net, const NetWeights& w,
-                                const torch::Tensor& x, torch::Tensor* energies) {
+                                const torch::Tensor& x, torch::Tensor* energies,
+                                const torch::Tensor& sigma) {
   torch::AutoGradMode grad_on(true);
   torch::Tensor xin = x.detach().requires_grad_(true);
   // An image's energy depends on that image alone, so the gradient of the sum is every image's own.
-  const torch::Tensor e = net.run(w, xin).select(1, 0);
+  const torch::Tensor e =
+      sigma.defined() ? net.denoiser_energy(w, xin, sigma) : net.run(w, xin).select(1, 0);
   torch::Tensor g = torch::autograd::grad({e.sum()}, {xin})[0];
   if (energies) *energies = e.detach();
   return g;

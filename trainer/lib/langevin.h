@@ -39,7 +39,9 @@ torch::Tensor langevin(const EnergyNetImpl& net, torch::Tensor x, const SamplerP
                        const LangevinCallback& on_step = {});
 
 // dE/dx for each image of x and the energies (one forward and one backward pass), weights frozen.
+// sigma [n]: the images' noise levels, for a denoiser's E(x, sigma) (EnergyNetImpl::denoiser_energy).
 torch::Tensor energy_input_grad(const EnergyNetImpl& net, const NetWeights& w,
-                                const torch::Tensor& x, torch::Tensor* energies = nullptr);
+                                const torch::Tensor& x, torch::Tensor* energies = nullptr,
+                                const torch::Tensor& sigma = {});
 
 }  // namespace ebm::train

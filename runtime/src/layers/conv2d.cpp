@@ -52,9 +52,8 @@ class Shifted {
     float* xp = scratch;
     float* yp = scratch + padded_;
     std::memset(xp, 0, sizeof(float) * size_t(pad_.top) * wp_);
-    float* row = xp;
     for (int c = 0; c < in_; ++c) {
-      row = xp + (size_t(c) * hp_ + pad_.top) * wp_;
+      float* row = xp + (size_t(c) * hp_ + pad_.top) * wp_;
       for (int y0 = 0; y0 < in_h_; ++y0, row += wp_) {
         std::memset(row, 0, sizeof(float) * size_t(pad_.left));
         std::memcpy(row + pad_.left, x + (size_t(c) * in_h_ + y0) * in_w_, sizeof(float) * size_t(in_w_));
@@ -115,7 +114,8 @@ class Conv2d final : public Layer {
     }
   }
 
-  // Packed operand, GEMM output and one im2col row, for one chunk.
+  // Packed operand, GEMM output and one im2col row, for one chunk (the shifted form: the padded
+  // image and the padded output of one image, forward or backward).
   size_t scratch_floats(int n) const override {
     if (forward_shifted_)
       return std::max(forward_shifted_->scratch_floats(), backward_shifted_->scratch_floats());
@@ -187,7 +187,8 @@ class Conv2d final : public Layer {
     if (p.top >= s.kernel_h || p.bottom >= s.kernel_h || p.left >= s.kernel_w || p.right >= s.kernel_w)
       return false;
     if (s.in.c <= 0 || s.out.c <= 0 || s.out.h <= 0 || s.out.w <= 0) return false;
-    const int wp = s.in.w + p.left + p.right, wp_back = s.out.w + 2 * (s.kernel_w - 1) - p.left - p.right;
+    // dy padded by kernel - 1 - pad is as wide as the input plus kernel - 1.
+    const int wp = s.in.w + p.left + p.right, wp_back = s.in.w + s.kernel_w - 1;
     return 4 * wp <= 5 * s.out.w && 4 * wp_back <= 5 * s.in.w;
   }
 
