@@ -146,6 +146,105 @@ TEST(Dsm, HalfThenResumeEqualsStraightBitForBitWithTheMovingAverage) {
             read_metrics(work + "/split/metrics.csv").column("loss"));
 }
 
+// The small U-Net with half as many filters again (8/16 -> 12/24), the output unchanged.
+json wider_small_unet() {
+  json p = small_unet_preset();
+  for (json& l : p["layers"])
+    if (l["type"] == "conv2d" && l["out_channels"] != 4)
+      l["out_channels"] = l["out_channels"].get<int>() * 3 / 2;
+  return p;
+}
+
+// A narrow model with random weights big enough to matter next to its random mean image.
+Model random_small_denoiser(uint64_t seed) {
+  const Preset p = parse_preset(small_unet_preset(), "small");
+  EnergyNet net(p.arch, seed, false, p.energy);
+  const Shape s = net->image_shape();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  net->set_mean(torch::rand({s.c, s.h, s.w}, gen) * 2 - 1);
+  {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& t : net->parameters()) t.mul_(3.0);
+  }
+  return net->to_model(ModelKind::kEnergy);
+}
+
+// Energies of a network at four noise levels on fixed random images.
+torch::Tensor energies_of(const EnergyNetImpl& net) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(17);
+  const Shape s = net.image_shape();
+  const torch::Tensor x = torch::rand({4, s.c, s.h, s.w}, gen) * 2 - 1;
+  const torch::Tensor sigma = torch::tensor({0.05f, 0.3f, 1.0f, 5.0f});
+  return net.denoiser_energy(net.weights(), x, sigma);
+}
+
+TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
+  const Model narrow = random_small_denoiser(5);
+  const Preset pn = parse_preset(small_unet_preset(), "small");
+  const Preset pw = parse_preset(wider_small_unet(), "wide");
+  EnergyNet a(pn.arch, 1, false, pn.energy);
+  a->load_model(narrow);
+  EnergyNet b(pw.arch, 9, false, pw.energy);
+  const torch::Tensor before = energies_of(*b);
+  b->embed_model(narrow);
+  const torch::Tensor ea = energies_of(*a), eb = energies_of(*b);
+  std::printf("narrow %s\nwide   %s\n", c10::str(ea).c_str(), c10::str(eb).c_str());
+  EXPECT_TRUE(torch::allclose(eb, ea, 1e-5, 0)) << "the wider network must compute the model";
+  EXPECT_FALSE(torch::allclose(before, ea, 1e-2, 0)) << "a vacuous check: random init agreed";
+
+  // Layer 5 (conv, 16 -> 8 channels in the model, 24 -> 12 here): the weights from the new
+  // inputs into the model's outputs start at 0 but receive a gradient, so they learn.
+  const std::string name = tensor_name(5, "weight");
+  torch::Tensor w;
+  for (auto& [n, t] : b->state())
+    if (n == name) w = t;
+  ASSERT_TRUE(w.defined());
+  ASSERT_EQ(w.sizes(), (std::vector<int64_t>{12, 24, 3, 3}));
+  const torch::Tensor block = w.narrow(0, 0, 8).narrow(1, 16, 8);
+  EXPECT_EQ(block.abs().max().item<float>(), 0.0f);
+  EXPECT_GT(w.narrow(0, 8, 4).abs().max().item<float>(), 0.0f) << "new outputs keep their init";
+  energies_of(*b).sum().backward();
+  EXPECT_GT(w.grad().narrow(0, 0, 8).narrow(1, 16, 8).abs().max().item<float>(), 0.0f);
+
+  // What does not fit is named: more channels than the network, another kernel, another form.
+  const Model wide = b->to_model(ModelKind::kEnergy);
+  test::expect_error([&] { a->embed_model(wide); }, {"layer 1 (conv2d) outputs 12x8x32 in the model"});
+  json k = small_unet_preset();
+  k["layers"][5]["kernel"] = 5;
+  const Preset pk = parse_preset(k, "k5");
+  EnergyNet c(pk.arch, 1, false, pk.energy);
+  test::expect_error([&] { c->embed_model(narrow); }, {"layer 5 (conv2d) has other settings"});
+  json f = small_unet_preset();
+  f["energy"]["sigma_data"] = 0.5;
+  const Preset pf = parse_preset(f, "f");
+  EnergyNet d(pf.arch, 1, false, pf.energy);
+  test::expect_error([&] { d->embed_model(narrow); }, {"energy form"});
+}
+
+TEST(InitFrom, ARunStartsFromTheModelWithItsMeanImage) {
+  const std::string work = scratch_dir("dsm_init_from");
+  const Model narrow = random_small_denoiser(7);
+  save_model(work + "/narrow.safetensors", narrow, DType::kF32);
+  TrainConfig c = dsm_config(work);
+  c.preset = test::write_preset(work, wider_small_unet());
+  c.init_from = work + "/narrow.safetensors";
+  c.lr = 1e-12;  // one step that moves nothing measurable
+  c.max_steps = 1;
+  ASSERT_EQ(run_training(c, quiet(work + "/run")), RunResult::kStepLimit);
+  Trainer tr(read_run_config(work + "/run"));
+  EXPECT_EQ(tr.config().init_from, c.init_from);
+  tr.load(work + "/run/checkpoint.pt");
+  const Preset pn = parse_preset(small_unet_preset(), "small");
+  EnergyNet a(pn.arch, 1, false, pn.energy);
+  a->load_model(narrow);
+  EXPECT_TRUE(torch::allclose(energies_of(*tr.model_net()), energies_of(*a), 1e-5, 0));
+  EXPECT_NE(test::read_text(work + "/run/log.txt").find("starting from the weights of"),
+            std::string::npos);
+
+  c.init_from = work + "/missing.safetensors";
+  test::expect_error([&] { run_training(c, quiet(work + "/run2")); }, {"missing.safetensors"});
+}
+
 TEST(LearningRate, FallsAlongAHalfCosineOverTheLastEpochsAfterRollbacks) {
   TrainConfig c;
   c.lr = 1e-3;

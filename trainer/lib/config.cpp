@@ -46,6 +46,7 @@ json TrainConfig::to_json() const {
           {"beta1", beta1},
           {"beta2", beta2},
           {"adam_eps", adam_eps},
+          {"init_from", init_from},
           {"clip_grad_norm", clip_grad_norm},
           {"spectral_norm", spectral_norm},
           {"alpha", alpha},
@@ -109,6 +110,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("beta1", &c.beta1);
     get("beta2", &c.beta2);
     get("adam_eps", &c.adam_eps);
+    get("init_from", &c.init_from);
     get("clip_grad_norm", &c.clip_grad_norm);
     get("spectral_norm", &c.spectral_norm);
     get("alpha", &c.alpha);

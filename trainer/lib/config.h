@@ -42,6 +42,9 @@ struct TrainConfig {
   // change when resuming (the decay then ends at the new --epochs).
   int lr_decay_epochs = 0;
   double beta1 = 0.0, beta2 = 0.999, adam_eps = 1e-8;
+  // A model file a fresh run starts from instead of random weights: the same architecture, or one
+  // with more channels per layer (EnergyNetImpl::embed_model). "" = random initialisation.
+  std::string init_from;
   double clip_grad_norm = 0;  // max global norm of the parameter gradient (0 = off)
   bool spectral_norm = false;
 

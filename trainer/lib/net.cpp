@@ -280,6 +280,63 @@ void EnergyNetImpl::load_model(const Model& m) {
   load_state(tensors);
 }
 
+void EnergyNetImpl::embed_model(const Model& m) {
+  if (spectral_norm_) throw Error("cannot start a spectral-normalised network from a model's weights");
+  const auto fail = [](const std::string& what) {
+    throw Error("the model does not fit this network: " + what +
+                " (a model fits a network with the same layers, kernels, strides and input, "
+                "and at least as many channels in every layer)");
+  };
+  if (m.arch.input != arch_.input)
+    fail("its input is " + m.arch.input.str() + ", the network's " + arch_.input.str());
+  if (m.arch.output() != arch_.output())
+    fail("its output is " + m.arch.output().str() + ", the network's " + arch_.output().str());
+  if (m.energy.denoiser != energy_.denoiser || m.energy.noise_plane != energy_.noise_plane ||
+      m.energy.scalar_noise != energy_.scalar_noise || m.energy.sigma_data != energy_.sigma_data)
+    fail("its energy form is " + energy_form_json(m.energy).dump() + ", the network's " +
+         energy_form_json(energy_).dump());
+  if (m.arch.layers.size() != arch_.layers.size())
+    fail("it has " + std::to_string(m.arch.layers.size()) + " layers, the network " +
+         std::to_string(arch_.layers.size()));
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const LayerSpec &a = m.arch.layers[i], &b = arch_.layers[i];
+    const std::string where = "layer " + std::to_string(i) + " (" + layer_kind_name(b.kind) + ")";
+    if (a.kind != b.kind) fail(where + " is " + layer_kind_name(a.kind) + " in the model");
+    if (a.kernel_h != b.kernel_h || a.kernel_w != b.kernel_w || a.stride_h != b.stride_h ||
+        a.stride_w != b.stride_w || a.pad.top != b.pad.top || a.pad.left != b.pad.left ||
+        a.pad.bottom != b.pad.bottom || a.pad.right != b.pad.right || a.factor != b.factor ||
+        a.from != b.from || a.skip != b.skip || a.bias != b.bias || a.slope != b.slope ||
+        a.eps != b.eps)
+      fail(where + " has other settings in the model");
+    if (a.out.h != b.out.h || a.out.w != b.out.w || a.out.c > b.out.c)
+      fail(where + " outputs " + a.out.str() + " in the model, " + b.out.str() + " here");
+    Layer& L = layers_[i];
+    for (const TensorRef& ref : a.tensors) {
+      const torch::Tensor src = from_runtime(m.tensor(ref.name));
+      torch::Tensor& dst = (ref.role == "weight" || ref.role == "scale") ? L.weight
+                           : (ref.role == "bias" || ref.role == "shift") ? L.bias
+                           : ref.role == "running_mean"                  ? L.mean
+                                                                         : L.var;
+      if (src.dim() != dst.dim()) fail(where + ": tensor " + ref.name + " has another rank");
+      torch::Tensor corner = dst;
+      for (int64_t d = 0; d < src.dim(); ++d) {
+        if (src.size(d) > dst.size(d))
+          fail(where + ": tensor " + ref.name + " is " + c10::str(src.sizes()) +
+               ", larger than the network's " + c10::str(dst.sizes()));
+        corner = corner.narrow(d, 0, src.size(d));
+      }
+      // A weight's extra inputs (dimension 1 of conv OIHW and dense [out, in]) must not reach
+      // the model's outputs: the embedded channels then compute exactly what the model did, and
+      // the new ones start from their initialisation, read only by new channels until trained.
+      if (ref.role == "weight" && (b.kind == LayerKind::kConv2d || b.kind == LayerKind::kDense))
+        dst.narrow(0, 0, src.size(0)).narrow(1, src.size(1), dst.size(1) - src.size(1)).zero_();
+      corner.copy_(src);
+    }
+  }
+  if (energy_.denoiser) mean_.copy_(from_runtime(m.tensor(kEnergyMeanTensor)).reshape(mean_.sizes()));
+}
+
 Model EnergyNetImpl::to_model(ModelKind kind, const std::vector<std::string>& labels) const {
   torch::NoGradGuard no_grad;
   Model m;

@@ -76,6 +76,13 @@ class EnergyNetImpl : public torch::nn::Module {
 
   // Copies the weights of a runtime model with the same architecture (no spectral norm).
   void load_model(const Model& m);
+  // Starts from a trained model whose architecture is this one's with at most as many channels
+  // in each layer (same layers, kernels, strides, input and output): every tensor goes into the
+  // leading corner of its own, and the weights from extra input channels into the model's
+  // channels are zeroed, so the network computes exactly what the model did; the extra
+  // channels keep their initialisation and learn from the first step. Throws ebm::Error naming
+  // the first layer that does not fit.
+  void embed_model(const Model& m);
   // The model the runtime would run: effective weights, batch norm kept (folding is export's job).
   Model to_model(ModelKind kind, const std::vector<std::string>& labels = {}) const;
 

@@ -387,7 +387,13 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
                                        : std::string()));
   } else {
     tr.summary()["dataset"] = dataset_json(cfg, data, split);
-    tr.set_data_mean(train_data.images);
+    if (cfg.init_from.empty()) {
+      tr.set_data_mean(train_data.images);
+    } else if (root) {  // the other ranks receive the weights below
+      // The model's own mean image too: the network starts computing exactly what it did.
+      tr.init_from(load_model(cfg.init_from));
+      log.event("starting from the weights of " + cfg.init_from);
+    }
     tr.broadcast_weights();
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
     if (dist) dist->wait_for_all("rank 0's first checkpoint");

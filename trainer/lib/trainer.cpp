@@ -135,6 +135,11 @@ void Trainer::set_data_mean(const torch::Tensor& images) {
   objective_->weights_set(net_);
 }
 
+void Trainer::init_from(const Model& m) {
+  net_->embed_model(m);
+  objective_->weights_set(net_);
+}
+
 const ReplayBuffer& Trainer::buffer() const {
   const ReplayBuffer* b = objective_->buffer();
   if (!b)

@@ -85,6 +85,12 @@ int main(int argc, char** argv) {
             }() +
             ") or a preset JSON file",
         &cfg.preset);
+    args.option("init-from", "MODEL",
+                "start from a trained model's weights (a .safetensors file from ebm-export) "
+                "instead of random ones: the same preset, or a wider one (more filters per "
+                "layer, e.g. unet-wide from a unet-global model), whose extra channels start "
+                "so that the network computes what the model did",
+                &cfg.init_from);
     args.option("labels", "FILE", "IDX labels file (default: beside the images file)", &cfg.labels);
     args.option("val-fraction", "F", "fraction held out for validation", &cfg.val_fraction, 0.0,
                 0.9);
@@ -288,6 +294,7 @@ int main(int argc, char** argv) {
                                "beta2",
                                "adam-eps",
                                "clip-grad-norm",
+                               "init-from",
                                "spectral-norm",
                                "objective",
                                "sigma-mean",
