@@ -81,10 +81,9 @@ const loadOurs = async () => {
   return M;
 };
 const oursNode = createOursPeer(await loadOurs(), modelBytes);
-// The JavaScript peers build the network from bench/js/model.mjs's reading of the file; a graph
-// (format 2: the U-Net's skips, resampling and noise-level input) is beyond them, so for such a
-// model only our runtime (wasm and native) and LibTorch (which runs the trainer's own network)
-// are timed, and the JS peers are listed with the reason.
+// The JavaScript peers build the network from bench/js/model.mjs's reading of the file (format 1
+// layer lists and format 2 graphs: a noise-conditional model is run at sigma 0.5 by every peer);
+// what they cannot express is listed with the reason.
 let model = null, jsRefusal = null;
 try {
   model = loadEbmModel(modelBytes);

@@ -63,39 +63,66 @@ function scaleShift(layer, tensor) {
   return { s, t };
 }
 
-// A model file -> {input: {c, h, w}, kind, layers}, each layer one of
+// A model file -> {input: {c, h, w}, kind, layers, energy}, each layer one of
 //   {type: 'conv2d', in: [c,h,w], out: [c,h,w], kernel: [kh,kw], stride: [sh,sw],
 //    pad: [top,left,bottom,right], weight: Float32Array OIHW, bias: Float32Array}
 //   {type: 'dense', in: n, out: m, weight: Float32Array [out, in], bias}
-//   {type: 'swish'} | {type: 'leaky_relu', slope} | {type: 'flatten'}
-// with shapes tracked through the list. Other layer types are refused with a message.
-export function loadEbmModel(bytes) {
+//   {type: 'swish'} | {type: 'leaky_relu', slope} | {type: 'flatten', in: [c,h,w]}
+//   {type: 'space_to_depth' | 'depth_to_space' | 'upsample', factor, in: [c,h,w]}
+//   {type: 'add', skip: index of the layer whose output is added}
+// every layer with `from`: the index of the layer it reads (-1: the network's input), and shapes
+// tracked through the graph. A format-2 denoiser (SPEC 1b, runtime/include/ebm/architecture.h)
+// has energy = {sigma, sigmaData, noisePlane, mean: Float32Array [c*h*w]}: the peers compute
+//   E(x, sigma) = |u - sigmaData F(v)|^2 / (2 sigma^2),  u = x - mean,
+//   v = [u / sqrt(sigma^2 + sigmaData^2), the plane log(sigma) / 4 when noisePlane]
+// at the one noise level `sigma` (bench_peers --sigma, the same default); otherwise energy is null
+// and the layers output E(x). Other layer types and forms are refused with a message.
+export function loadEbmModel(bytes, { sigma = 0.5 } = {}) {
   const { metadata, tensors } = readSafetensors(bytes);
   const format = metadata['ebm.format'];
-  if (format === '2')
-    throw new Error('a format-2 model (a layer graph, a noise-level input): the JavaScript network ' +
-                    'builders here read format-1 layer lists only');
-  if (format !== '1') throw new Error(`not an ebm model file (ebm.format is ${JSON.stringify(format)}, not "1")`);
+  if (format !== '1' && format !== '2')
+    throw new Error(`not an ebm model file (ebm.format is ${JSON.stringify(format)}, not "1" or "2")`);
   const kind = metadata['ebm.kind'];
   if (kind !== 'energy') throw new Error(`the bench needs an energy model; this is "${kind}"`);
   const inp = JSON.parse(metadata['ebm.input']);
   const spec = JSON.parse(metadata['ebm.layers']);
+  const form = metadata['ebm.energy'] ? JSON.parse(metadata['ebm.energy']) : { form: 'scalar' };
   const tensor = (name) => {
     const t = tensors.get(name);
     if (!t) throw new Error(`tensor ${name} is missing`);
     return t.data;
   };
-  let shape = [inp.channels, inp.height, inp.width];
+  const image = [inp.channels, inp.height, inp.width];
+  let energy = null;
+  if (form.form === 'denoiser') {
+    if (!(sigma > 0)) throw new Error(`a denoiser energy needs a noise level > 0, not ${sigma}`);
+    energy = { sigma, sigmaData: form.sigma_data, noisePlane: form.noise_plane !== false,
+               mean: Float32Array.from(tensor('energy.mean')) };
+  } else if (form.form !== 'scalar' || form.noise_plane) {
+    throw new Error(`the bench peers compute scalar energies and denoiser energies, not ${JSON.stringify(form)}`);
+  }
+  const ids = new Map([['input', -1]]);  // "id" -> index in `layers`
+  const shapes = [];                     // output shape of each layer in `layers`
+  const shapeOf = (index) => (index < 0 ? [image[0] + (energy?.noisePlane ? 1 : 0), ...image.slice(1)] : shapes[index]);
+  const indexOf = (name, i) => {
+    if (!ids.has(name)) throw new Error(`layer ${i}: refers to "${name}", which no earlier layer is`);
+    return ids.get(name);
+  };
   const layers = [];
   for (let i = 0; i < spec.length; ++i) {
     const l = spec[i];
     const next = spec[i + 1];
-    const foldNext = next && (next.type === 'batchnorm' || next.type === 'affine');
+    const from = l.from !== undefined ? indexOf(l.from, i) : layers.length - 1;
+    const shape = shapeOf(from);
+    const foldNext = next && (next.type === 'batchnorm' || next.type === 'affine') && next.from === undefined;
+    let layer;
+    let out = shape;
     if (l.type === 'conv2d' || l.type === 'dense') {
       const weight = Float32Array.from(tensor(l.tensors.weight));
       const outs = l.type === 'conv2d' ? l.out_channels : l.out_features;
       const b0 = l.bias ? tensor(l.tensors.bias) : new Float32Array(outs);
       const bias = Float32Array.from(b0);
+      let idNext;
       if (foldNext) {
         const { s, t } = scaleShift(next, tensor);
         const row = weight.length / outs;
@@ -103,6 +130,7 @@ export function loadEbmModel(bytes) {
           for (let k = 0; k < row; ++k) weight[o * row + k] = weight[o * row + k] * s[o];
           bias[o] = s[o] * b0[o] + t[o];
         }
+        idNext = next.id;
         ++i;
       }
       if (l.type === 'conv2d') {
@@ -111,30 +139,48 @@ export function loadEbmModel(bytes) {
         const [kh, kw] = l.kernel;
         const [sh, sw] = l.stride;
         const [pt, pl, pb, pr] = l.padding;
-        const out = [outs, Math.floor((h + pt + pb - kh) / sh) + 1, Math.floor((w + pl + pr - kw) / sw) + 1];
-        layers.push({ type: 'conv2d', in: shape, out, kernel: [kh, kw], stride: [sh, sw],
-                      pad: [pt, pl, pb, pr], weight, bias });
-        shape = out;
+        out = [outs, Math.floor((h + pt + pb - kh) / sh) + 1, Math.floor((w + pl + pr - kw) / sw) + 1];
+        layer = { type: 'conv2d', in: shape, out, kernel: [kh, kw], stride: [sh, sw],
+                  pad: [pt, pl, pb, pr], weight, bias };
       } else {
         if (shape.length !== 1 || shape[0] !== l.in_features)
           throw new Error(`layer ${i}: dense expects ${l.in_features} features, gets [${shape}]`);
-        layers.push({ type: 'dense', in: l.in_features, out: outs, weight, bias });
-        shape = [outs];
+        out = [outs];
+        layer = { type: 'dense', in: l.in_features, out: outs, weight, bias };
       }
+      if (idNext !== undefined) ids.set(idNext, layers.length);
     } else if (l.type === 'swish') {
-      layers.push({ type: 'swish' });
+      layer = { type: 'swish' };
     } else if (l.type === 'leaky_relu') {
-      layers.push({ type: 'leaky_relu', slope: l.slope });
+      layer = { type: 'leaky_relu', slope: l.slope };
     } else if (l.type === 'flatten') {
-      layers.push({ type: 'flatten', in: shape });
-      shape = [shape.reduce((a, b) => a * b, 1)];
+      layer = { type: 'flatten', in: shape };
+      out = [shape.reduce((a, b) => a * b, 1)];
+    } else if (l.type === 'space_to_depth' || l.type === 'depth_to_space' || l.type === 'upsample') {
+      const f = l.factor;
+      const [c, h, w] = shape;
+      out = l.type === 'space_to_depth' ? [c * f * f, h / f, w / f]
+          : l.type === 'depth_to_space' ? [c / (f * f), h * f, w * f] : [c, h * f, w * f];
+      layer = { type: l.type, factor: f, in: shape };
+    } else if (l.type === 'add') {
+      const skip = indexOf(l.skip, i);
+      if (shapeOf(skip).join() !== shape.join())
+        throw new Error(`layer ${i}: add of [${shape}] and [${shapeOf(skip)}]`);
+      layer = { type: 'add', skip };
     } else {
-      throw new Error(`layer ${i}: the bench peers do not implement "${l.type}" ` +
-                      '(conv2d, batchnorm/affine after conv2d or dense, swish, leaky_relu, flatten, dense)');
+      throw new Error(`layer ${i}: the bench peers do not implement "${l.type}" (conv2d, ` +
+                      'batchnorm/affine after conv2d or dense, swish, leaky_relu, flatten, dense, ' +
+                      'space_to_depth, depth_to_space, upsample, add)');
     }
+    layer.from = from;
+    if (l.id !== undefined) ids.set(l.id, layers.length);
+    layers.push(layer);
+    shapes.push(out);
   }
-  if (shape.length !== 1 || shape[0] !== 1) throw new Error(`the network's output is [${shape}], not one energy`);
-  return { input: { c: inp.channels, h: inp.height, w: inp.width }, kind, layers };
+  const out = shapeOf(layers.length - 1);
+  if (energy ? out.join() !== image.join() : out.length !== 1 || out[0] !== 1)
+    throw new Error(`the network's output is [${out}], not ${energy ? `the image's [${image}]` : 'one energy'}`);
+  return { input: { c: inp.channels, h: inp.height, w: inp.width }, kind, layers, energy };
 }
 
 // FLOPs of one forward pass (2 per multiply-add); the input gradient costs the same again, so an

@@ -66,11 +66,15 @@ export function createOursPeer(M, modelBytes, sigma = 0.5) {
 
 // NHWC throughout (the layout tfjs kernels support everywhere): filters OIHW -> HWIO; the first
 // dense layer after a flatten gets its columns permuted from (C, H, W) order to (H, W, C) order,
-// so the flatten of an NHWC activation meets the same weights.
+// so the flatten of an NHWC activation meets the same weights. The U-Net's layers: space_to_depth
+// and depth_to_space as reshapes and a 5-D transpose that keep PyTorch's channel order
+// (c f^2 + dy f + dx); nearest upsampling as concatenated copies (differentiable in every
+// backend); add reads an earlier output. A denoiser's energy is built around the layers at the
+// model's noise level (model.mjs) and differentiated by tf.valueAndGrad like any other.
 export function createTfjsPeer(tf, model, info) {
   const { c, h, w } = model.input;
   const D = c * h * w;
-  const ops = [];
+  const ops = [];  // ops[i](input of layer i, outputs so far) -> output of layer i
   let flattenedFrom = null;
   for (const l of model.layers) {
     if (l.type === 'conv2d') {
@@ -109,16 +113,60 @@ export function createTfjsPeer(tf, model, info) {
     } else if (l.type === 'flatten') {
       flattenedFrom = l.in;
       ops.push((a) => tf.reshape(a, [a.shape[0], -1]));
+    } else if (l.type === 'space_to_depth') {
+      const f = l.factor;
+      const [C, H, W] = l.in;
+      // [n, H, W, C] -> [n H/f, f(dy), W/f, f(dx), C] -> [n H/f, W/f, C, dy, dx] -> [n, H/f, W/f, C f^2]
+      ops.push((a) => tf.reshape(tf.transpose(tf.reshape(a, [-1, f, W / f, f, C]), [0, 2, 4, 1, 3]),
+                                 [-1, H / f, W / f, C * f * f]));
+    } else if (l.type === 'depth_to_space') {
+      const f = l.factor;
+      const [Cf, H, W] = l.in;
+      const C = Cf / (f * f);
+      // [n, H, W, C f^2] -> [n H, W, C, dy, dx] -> [n H, dy, W, dx, C] -> [n, H f, W f, C]
+      ops.push((a) => tf.reshape(tf.transpose(tf.reshape(a, [-1, W, C, f, f]), [0, 3, 1, 4, 2]),
+                                 [-1, H * f, W * f, C]));
+    } else if (l.type === 'upsample') {
+      const f = l.factor;
+      const [C, H, W] = l.in;
+      ops.push((a) => {
+        const rows = tf.reshape(a, [-1, 1, W * C]);  // each row f times
+        const tall = tf.reshape(tf.concat(Array(f).fill(rows), 1), [-1, 1, C]);  // each pixel f times
+        return tf.reshape(tf.concat(Array(f).fill(tall), 1), [-1, H * f, W * f, C]);
+      });
+    } else if (l.type === 'add') {
+      ops.push((a, outs) => tf.add(a, outs[l.skip]));
     }
   }
-  const energies = (x) => tf.reshape(ops.reduce((a, op) => op(a), x), [-1]);
+  const layers = (x) => {
+    const outs = [];
+    for (let i = 0; i < ops.length; ++i) {
+      const from = model.layers[i].from;
+      outs.push(ops[i](from < 0 ? x : outs[from], outs));
+    }
+    return outs[outs.length - 1];
+  };
+  const toNhwc = (t, n, ch) => (ch === 1 ? tf.reshape(t, [n, h, w, 1]) : tf.transpose(t, [0, 2, 3, 1]));
+  const den = model.energy;
+  let energies = (x) => tf.reshape(layers(x), [-1]);
+  if (den) {
+    const mean = toNhwc(tf.tensor4d(den.mean, [1, c, h, w]), 1, c);
+    const cIn = 1 / Math.sqrt(den.sigma * den.sigma + den.sigmaData * den.sigmaData);
+    const plane = Math.log(den.sigma) / 4;
+    energies = (x) => {
+      const u = tf.sub(x, mean);
+      let v = tf.mul(u, cIn);
+      if (den.noisePlane) v = tf.concat([v, tf.add(tf.mul(tf.slice(u, [0, 0, 0, 0], [-1, h, w, 1]), 0), plane)], 3);
+      const r = tf.sub(u, tf.mul(layers(v), den.sigmaData));
+      return tf.mul(tf.sum(tf.square(r), [1, 2, 3]), 0.5 / (den.sigma * den.sigma));
+    };
+  }
   const valueAndGrad = tf.valueAndGrad(energies);
   return {
     info,
     async run(x, n) {
       const out = tf.tidy(() => {
-        let xt = tf.tensor4d(x.subarray(0, n * D), [n, c, h, w]);
-        xt = c === 1 ? tf.reshape(xt, [n, h, w, 1]) : tf.transpose(xt, [0, 2, 3, 1]);
+        const xt = toNhwc(tf.tensor4d(x.subarray(0, n * D), [n, c, h, w]), n, c);
         const { value, grad } = valueAndGrad(xt, tf.ones([n]));
         return { value, grad: c === 1 ? grad : tf.transpose(grad, [0, 3, 1, 2]) };
       });

@@ -3,7 +3,8 @@
 // build; the TF.js network with its layout conversions), give the energies and input gradients
 // of our wasm runtime on the same file: the paper architecture, and a small network with what
 // the paper's lacks (3 input channels, non-square kernels and strides, asymmetric padding that
-// needs ConvTranspose's output_padding, leaky ReLU, F16 weights).
+// needs ConvTranspose's output_padding, leaky ReLU, F16 weights), and the U-Net presets' graphs
+// around a denoiser energy (format 2, at one noise level).
 // Tolerance: max relative error 1e-4 (largest |a - b| over the largest |ours|), as bench/run.mjs.
 //
 // Run by CTest (bench/CMakeLists.txt) as `node peers.test.mjs` with EBM_SITE, EBM_WORK and
@@ -93,11 +94,18 @@ test('the ONNX gradient graph and the TF.js network give our energies and input 
 test('... and on a 3-channel network with odd sizes, asymmetric padding and leaky ReLU (F16)',
      () => checkPeers(modelFile('odd', odd, 'f16'), 4));
 
-// A noise-conditional model (format 2, the shipped U-Net's preset): the JS network builders refuse
-// it by name, and our peer runs it at sigma 0.5, the level bench_peers gives LibTorch.
-test('a format-2 U-Net: JS builders refuse it with the reason; ours runs E(x, 0.5)', async () => {
+// Noise-conditional models (format 2): the U-Net presets' graphs (space_to_depth, skips, nearest
+// upsampling, depth_to_space, a noise plane) around the denoiser energy, at sigma 0.5 in every
+// peer, the level bench_peers gives LibTorch; and our peer's sigma is the one it says it uses.
+test('format-2 U-Nets: the ONNX graph and TF.js give our E(x, 0.5) and dE/dx (unet32 F32, unet-global F16)',
+     async () => {
+  await checkPeers(modelFile('unet32', path.join(here, '../../models/presets/unet32.json'), 'f32'), 3);
+  await checkPeers(modelFile('unet-global', path.join(here, '../../models/presets/unet-global.json'), 'f16'), 2);
+});
+
+test('our peer runs a format-2 model at sigma 0.5, and sigma matters', async () => {
   const bytes = modelFile('unet32', path.join(here, '../../models/presets/unet32.json'), 'f32');
-  assert.throws(() => loadEbmModel(bytes), /format-2 model .* read format-1 layer lists only/);
+  assert.equal(loadEbmModel(bytes).energy.sigma, 0.5);
   const ours = createOursPeer(M, bytes);
   assert.match(ours.info, /at sigma 0\.5$/);
   const d = ours.model.inputSize();
@@ -117,4 +125,8 @@ test('a format-2 U-Net: JS builders refuse it with the reason; ours runs E(x, 0.
   assert.deepEqual(out.e, at(0.5).e);
   assert.deepEqual(out.g, at(0.5).g);
   assert.ok(maxRelativeError(at(1).e, out.e) > 1e-3);
+  // The JS peers follow the model's noise level too: built at sigma 1, they disagree with 0.5.
+  const tf1 = await createTfjsPeer(tf, loadEbmModel(bytes, { sigma: 1 }), 'tfjs').run(x, 2);
+  assert.ok(maxRelativeError(tf1.e, at(1).e) < TOLERANCE);
+  assert.ok(maxRelativeError(tf1.e, out.e) > 1e-3);
 });

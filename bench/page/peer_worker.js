@@ -32,8 +32,9 @@ async function init({ kind, threads, urls }) {
     D = peer.model.inputSize();
     return { info: peer.info, isolated, threads: 1 };
   }
-  // The peers below build the network from bench/js/model.mjs's reading of the file, which
-  // refuses what they cannot express (a format-2 graph), with the reason.
+  // The peers below build the network from bench/js/model.mjs's reading of the file (a
+  // noise-conditional model at sigma 0.5, as ours), which refuses what they cannot express,
+  // with the reason.
   const model = lib.loadEbmModel(bytes);
   D = model.input.c * model.input.h * model.input.w;
   if (kind === 'tfjs') {
