@@ -274,6 +274,48 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   EXPECT_NE(out.find("unknown sampler setting \"stepz\""), std::string::npos) << out;
   EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m3.safetensors", "--card", "[1]"}, &out), 1);
   EXPECT_NE(out.find("JSON object"), std::string::npos) << out;
+
+  // The card's evaluation from two ebm-eval reports (the parts of report.json it reads), merged
+  // with what --card says about it.
+  auto report = [](int seed, double frechet, double speckle) {
+    return nlohmann::json{{"frechet", {{"ratio", frechet}}},
+                          {"speckle", {{"ratio", speckle}}},
+                          {"coverage", {{"rarest_share", 0.091796875}, {"subtypes_present", 8}}},
+                          {"new_types", {{"share", 0.01171875}}},
+                          {"sharpness", {{"ratio", 0.95412}}},
+                          {"copies", {{"share", 0.0}}},
+                          {"sampling", {{"seed", seed}, {"count", 512}}}}
+        .dump();
+  };
+  write_file_atomic(work + "/r1.json", report(1, 15.4812, 17.249));
+  write_file_atomic(work + "/r2.json", report(2, 16.0371, 16.951));
+  ASSERT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m4.safetensors", "--evaluation",
+                 work + "/r1.json," + work + "/r2.json", "--card",
+                 R"({"evaluation": {"command": "ebm-eval --seed 1"}})"},
+                &out),
+            0)
+      << out;
+  const nlohmann::json e = load_model(work + "/m4.safetensors").card["evaluation"];
+  EXPECT_NEAR(e["frechet_ratio"].get<double>(), 15.5, 1e-9) << e.dump();
+  EXPECT_NEAR(e["speckle_ratio"].get<double>(), 17.2, 1e-9);
+  EXPECT_NEAR(e["rarest_subtype"].get<double>(), 0.0918, 1e-9);
+  EXPECT_EQ(e["subtypes_present"], 8);
+  EXPECT_NEAR(e["sharpness_ratio"].get<double>(), 0.954, 1e-9);
+  EXPECT_EQ(e["seed"], 1);
+  EXPECT_EQ(e["samples"], 512);
+  EXPECT_NEAR(e["seed_2"]["frechet_ratio"].get<double>(), 16.0, 1e-9);
+  EXPECT_NEAR(e["seed_2"]["speckle_ratio"].get<double>(), 17.0, 1e-9);
+  EXPECT_EQ(e["command"], "ebm-eval --seed 1");
+  // Not a report: the file and the missing figure are named.
+  write_file_atomic(work + "/r3.json", std::string(R"({"frechet": {}})"));
+  EXPECT_EQ(run({EBM_EXPORT_EXE, dir, "--out", work + "/m5.safetensors", "--evaluation",
+                 work + "/r3.json"},
+                &out),
+            1);
+  EXPECT_NE(out.find("r3.json"), std::string::npos) << out;
+  EXPECT_NE(out.find("not an ebm-eval report: it has no number frechet.ratio"), std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(work + "/m5.safetensors"));
 }
 
 #ifdef EBM_SERVE_EXE

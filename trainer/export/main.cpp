@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
                 &opt.name);
     args.option("description", "TEXT", "description for the card", &opt.description);
     args.option("license", "NAME", "license for the card, e.g. CC-BY-4.0", &opt.license);
-    std::string sampler_json, card_json;
+    std::string sampler_json, card_json, evaluation;
     args.option("sampler", "JSON",
                 "default sampler settings to ship instead of the training run's, e.g. "
                 "'{\"steps\":200}' (keys as in ebm.sampler)",
@@ -59,6 +59,11 @@ int main(int argc, char** argv) {
                 "extra model-card fields (a JSON object, or @file holding one), merged over the "
                 "generated card",
                 &card_json);
+    args.option("evaluation", "REPORT[,REPORT]",
+                "ebm-eval reports (report.json) of this model to summarise in the card's "
+                "evaluation section, as the page shows it: the first report's figures, and the "
+                "main ones of each further report (another seed)",
+                &evaluation);
 #ifdef EBM_HAVE_PUBLISH
     args.option("publish", "URL|DIR",
                 "then publish the file to a running ebm-serve (http://host:port) or into a "
@@ -92,6 +97,26 @@ int main(int argc, char** argv) {
         card_json.assign(bytes.begin(), bytes.end());
       }
       opt.card = ebm::parse_json_text(card_json, "--card");
+    }
+    if (!evaluation.empty()) {
+      std::vector<nlohmann::json> reports;
+      for (const std::string& path : ebm::split(evaluation, ',')) {
+        const std::vector<uint8_t> bytes = ebm::read_file(path, 1 << 24);
+        try {
+          reports.push_back(ebm::parse_json_text(std::string(bytes.begin(), bytes.end()), path));
+        } catch (const ebm::Error& e) {
+          throw ebm::Error("--evaluation " + path + ": " + e.what());
+        }
+      }
+      nlohmann::json eval;
+      try {
+        eval = ebm::train::evaluation_card(reports);
+      } catch (const ebm::Error& e) {
+        throw ebm::Error("--evaluation " + evaluation + ": " + e.what());
+      }
+      if (opt.card.is_null()) opt.card = nlohmann::json::object();
+      if (!opt.card.is_object()) throw ebm::Error("--card must be a JSON object");
+      opt.card["evaluation"].merge_patch(eval);
     }
 
     const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);

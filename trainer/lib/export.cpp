@@ -80,6 +80,36 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
   return max_relative_error(got, expected);
 }
 
+nlohmann::json evaluation_card(const std::vector<nlohmann::json>& reports) {
+  if (reports.empty()) throw Error("no evaluation reports given");
+  const auto figure = [](const nlohmann::json& r, const char* section, const char* key) {
+    if (!r.is_object() || !r.contains(section) || !r[section].is_object() ||
+        !r[section].contains(key) || !r[section][key].is_number())
+      throw Error(std::string("not an ebm-eval report: it has no number ") + section + "." + key);
+    return r[section][key].get<double>();
+  };
+  // To a number of decimals, by division so that the result prints short (0.0078, not
+  // 0.0078000000000000005).
+  const auto round_to = [](double v, double per_unit) { return std::round(v * per_unit) / per_unit; };
+  const auto main_figures = [&](const nlohmann::json& r) {
+    return nlohmann::json{{"frechet_ratio", round_to(figure(r, "frechet", "ratio"), 10)},
+                          {"speckle_ratio", round_to(figure(r, "speckle", "ratio"), 10)},
+                          {"rarest_subtype", round_to(figure(r, "coverage", "rarest_share"), 1e4)},
+                          {"new_types", round_to(figure(r, "new_types", "share"), 1e4)}};
+  };
+  const nlohmann::json& first = reports.front();
+  nlohmann::json e = main_figures(first);
+  e["subtypes_present"] = int(figure(first, "coverage", "subtypes_present"));
+  e["sharpness_ratio"] = round_to(figure(first, "sharpness", "ratio"), 1e3);
+  e["copies"] = figure(first, "copies", "share");
+  e["seed"] = int64_t(figure(first, "sampling", "seed"));
+  e["samples"] = int64_t(figure(first, "sampling", "count"));
+  for (size_t i = 1; i < reports.size(); ++i)
+    e["seed_" + std::to_string(int64_t(figure(reports[i], "sampling", "seed")))] =
+        main_figures(reports[i]);
+  return e;
+}
+
 Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
   Model m = checkpoint_model(info);
   const TrainConfig& cfg = info.config;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "checkpoint.h"
 #include "ebm/model.h"
@@ -30,6 +31,12 @@ struct ExportOptions {
 // runtime cannot run the checkpoint's architecture, or when the runtime's outputs on random
 // images disagree with LibTorch's (max relative error above 1e-4).
 Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt);
+
+// The card's "evaluation" section from ebm-eval reports (report.json, parsed): the first report's
+// figures (Frechet and speckle ratios, rarest subtype, subtypes present, sharpness, copies, new
+// types, seed, sample count), and each further report's main figures under "seed_<its seed>", as
+// the page's card shows them. Throws ebm::Error naming a missing figure (not an ebm-eval report).
+nlohmann::json evaluation_card(const std::vector<nlohmann::json>& reports);
 
 // Largest |a - b| over the largest |b|: the error measure of every agreement check here.
 double max_relative_error(const torch::Tensor& a, const torch::Tensor& b);

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Trains the shipped bridge model from scratch, the way models/bridges.safetensors was made
+# (models/README.md, "bridges.safetensors"), in resumable stages:
+#
+#   1. the unet-global U-Net, denoising score matching, learning rate 1e-3, 4,460 steps (33 epochs)
+#   2. the rate falling along a half cosine to 0 by epoch 45              (--quick stops here)
+#   3. two restarts from half the rate, falling to 0 by epochs 57 and 69
+#   4. the unet-wide U-Net (half as many filters again) started from that model
+#      (ebm-train --init-from), 40 more epochs with the rate falling from 5e-4 to 0
+#   5. export, then ebm-eval at seeds 1 and 2
+#
+# Each stage leaves a marker in the run folder; run the script again after an interruption
+# (Ctrl-C, a closed session) and it resumes the stage it was in, bit for bit, and skips the
+# finished ones. Same thread count, same result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+  cat <<EOF
+Usage: scripts/train-bridges.sh [--quick] [--threads N] [--run DIR] [--out FILE]
+
+Trains the bridge model from scratch in resumable stages (see the top of this script and
+models/README.md), exports it and evaluates it.
+
+  --quick       stop after stage 2 (the unet-global model at 45 epochs: about 30 minutes on two
+                cores; Frechet 22.7 / 22.3x in models/README.md) instead of the whole recipe
+                (unet-wide after 69 + 40 epochs: about 1 h 50 min on two cores)
+  --threads N   CPU threads for training (default 2; a run resumes with any count, but results
+                are bit for bit only at the same count)
+  --run DIR     run folder (default runs/bridges-recipe; runs/bridges-quick with --quick)
+  --out FILE    the model file to write (default runs/<run>/bridges.safetensors; the evaluation
+                goes beside it, in FILE without .safetensors plus -eval-seed1 and -eval-seed2)
+  -h, --help    this help
+
+Needs the release build (cmake --preset release && cmake --build --preset release) and writes
+the dataset to data/bridges first if it is not there (ebm-bridges).
+EOF
+}
+
+quick=0
+threads=2
+run=""
+out=""
+while (($#)); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --threads) threads=${2:?--threads needs a number}; shift ;;
+    --run) run=${2:?--run needs a folder}; shift ;;
+    --out) out=${2:?--out needs a file name}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "train-bridges: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "train-bridges: --threads must be a positive number, not '$threads'" >&2; exit 2; }
+run=${run:-runs/bridges-$( ((quick)) && echo quick || echo recipe)}
+out=${out:-$run/bridges.safetensors}
+
+B=build/release
+for tool in trainer/ebm-train trainer/ebm-export trainer/ebm-eval trainer/ebm-bridges; do
+  [[ -x "$B/$tool" ]] || { echo "train-bridges: $B/$tool is missing: build first (cmake --preset release && cmake --build --preset release)" >&2; exit 1; }
+done
+[[ -f data/bridges/labels.csv ]] || "$B/trainer/ebm-bridges" --out data/bridges
+
+trap 'rc=$?; ((rc == 0)) || echo "train-bridges: stopped (status $rc); the same command continues from the last checkpoint" >&2' EXIT
+
+narrow=$run/unet-global
+wide=$run/unet-wide
+mkdir -p "$run"
+
+# stage NAME DIR "FRESH ARGS" "RESUME ARGS": skipped when DIR/.NAME-done exists; otherwise a
+# fresh run when FRESH ARGS are given and DIR has no checkpoint yet, else DIR resumed with RESUME
+# ARGS (the stage's own epochs and schedule, so an interrupted stage continues where it stopped).
+stage() {
+  local name=$1 dir=$2 fresh=$3 resume=$4
+  if [[ -e "$dir/.$name-done" ]]; then
+    echo "train-bridges: $name: done already ($dir)"
+    return
+  fi
+  echo "train-bridges: $name ($dir, $threads threads)"
+  if [[ -n "$fresh" && ! -e "$dir/checkpoint.pt" ]]; then
+    # shellcheck disable=SC2086
+    "$B/trainer/ebm-train" --data data/bridges --run "$dir" --threads "$threads" $fresh
+  else
+    # shellcheck disable=SC2086
+    "$B/trainer/ebm-train" --run "$dir" --resume --threads "$threads" $resume
+  fi
+  touch "$dir/.$name-done"
+}
+
+stage 1-constant-rate "$narrow" "--preset unet-global --epochs 35 --max-steps 4460" "--epochs 35 --max-steps 4460"
+stage 2-decay-to-45 "$narrow" "" "--epochs 45 --lr-decay-epochs 12 --max-steps 0"
+final=$narrow
+if ((!quick)); then
+  stage 3-restart-to-57 "$narrow" "" "--epochs 57 --lr-decay-epochs 24 --max-steps 0"
+  stage 4-restart-to-69 "$narrow" "" "--epochs 69 --lr-decay-epochs 24 --max-steps 0"
+  [[ -e "$run/unet-global-69.safetensors" ]] ||
+    "$B/trainer/ebm-export" "$narrow" --out "$run/unet-global-69.safetensors" --f32
+  stage 5-wide "$wide" "--preset unet-wide --init-from $run/unet-global-69.safetensors --lr 5e-4 --epochs 40 --lr-decay-epochs 40" \
+    "--epochs 40 --lr-decay-epochs 40"
+  final=$wide
+fi
+
+if ((quick)); then
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
+else
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 40 noise levels from 80 to 0.02"
+fi
+card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide)'"}}'
+"$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card"
+eval1=${out%.safetensors}-eval-seed1
+eval2=${out%.safetensors}-eval-seed2
+"$B/trainer/ebm-eval" --model "$out" --seed 1 --threads "$threads" --out "$eval1"
+"$B/trainer/ebm-eval" --model "$out" --seed 2 --threads "$threads" --out "$eval2"
+# The same weights again, now with the evaluation in the card (the page shows it).
+"$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" \
+  --evaluation "$eval1/report.json,$eval2/report.json"
+echo "train-bridges: wrote $out; evaluations in $eval1 and $eval2 (report.md, samples.png)"
