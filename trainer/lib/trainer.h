@@ -47,7 +47,8 @@ class Trainer {
   // A denoiser's mean image, from the training images [n, C, H, W] (a fresh run's first act).
   void set_data_mean(const torch::Tensor& images);
   // A fresh run's start from a trained model (EnergyNetImpl::embed_model: the same network, or a
-  // wider one), before set_data_mean; the objective's copies (a moving average) follow.
+  // wider one), in place of set_data_mean: the model's mean image is kept. The objective's copies
+  // (a moving average) follow.
   void init_from(const Model& m);
   // The replay buffer of contrastive divergence; throws ebm::Error under other objectives.
   const ReplayBuffer& buffer() const;
