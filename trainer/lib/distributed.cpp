@@ -1,6 +1,7 @@
 #include "distributed.h"
 
 #include <netdb.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -333,6 +334,11 @@ Collective::Collective(const DistOptions& o) : opt_(o), impl_(std::make_unique<I
   m.timeout = milliseconds(int64_t(o.timeout_s * 1000));
   const std::string me = describe();
   const std::string addr = m.store_address();
+
+  // A write to a peer that died raises SIGPIPE, whose default action kills this process before
+  // the watchdog can name the dead rank (exit 141 instead of 1 and a message). Ignored, the write
+  // fails with EPIPE, the store or Gloo throws, and the fault is diagnosed like any other.
+  ::signal(SIGPIPE, SIG_IGN);
 
   c10d::TCPStoreOptions so;
   so.port = uint16_t(o.master_port);
