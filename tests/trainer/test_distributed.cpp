@@ -388,6 +388,23 @@ TEST(Distributed, ADeadRankZeroEndsTheOthersNamingIt) {
   EXPECT_NO_THROW(read_checkpoint(dir + "/checkpoint.pt"));
 }
 
+TEST(Distributed, ARankThatWakesAfterRankZeroDiedEndsNamingIt) {
+  // Rank 1 sleeps through rank 0's death, so its first writes after waking go to closed sockets.
+  // Such a write raises SIGPIPE, whose default action killed the process silently (exit 141);
+  // the rank must fail the write instead and say which rank is gone.
+  const std::string dir = scratch_dir("dist_wake") + "/run";
+  Ranks ranks = start_long_run(dir, 10);
+  ::kill(ranks.pids[1], SIGSTOP);
+  ::kill(ranks.pids[0], SIGKILL);
+  EXPECT_EQ(wait_for(ranks.pids[0]), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the kernel resets its sockets
+  ::kill(ranks.pids[1], SIGCONT);
+  EXPECT_EQ(wait_for(ranks.pids[1]), 1);
+  ranks.pids.clear();
+  const std::string log = ranks.log(1);
+  EXPECT_NE(log.find("rank 0 is gone"), std::string::npos) << log;
+}
+
 TEST(Distributed, WeightsThatDriftApartStopTheRunAtTheEpochsEnd) {
   // Rank 1 nudges one weight before step 2: at the end of epoch 1 (step 7) the fingerprints
   // differ, before the epoch's checkpoint is written.
