@@ -106,7 +106,14 @@ float LangevinSampler::sigma_of_level(int level) const {
   const int levels = level_count();
   if (levels <= 1) return params_.sigma_min;
   const double t = double(level) / double(levels - 1);
-  return float(params_.sigma_max * std::pow(double(params_.sigma_min) / params_.sigma_max, t));
+  if (params_.rho == 0)
+    return float(params_.sigma_max * std::pow(double(params_.sigma_min) / params_.sigma_max, t));
+  // Evenly in sigma^(1/rho); the ends are exact.
+  if (level == 0) return params_.sigma_max;
+  if (level == levels - 1) return params_.sigma_min;
+  const double inv = 1.0 / double(params_.rho);
+  const double a = std::pow(double(params_.sigma_max), inv), b = std::pow(double(params_.sigma_min), inv);
+  return float(std::pow(a + t * (b - a), double(params_.rho)));
 }
 
 float LangevinSampler::current_sigma() const {

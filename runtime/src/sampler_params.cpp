@@ -60,10 +60,11 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     (void)value;
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
-        key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample")
+        key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample" &&
+        key != "rho")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta, resample)");
+                  "sigma_max, sigma_min, eta, resample, rho)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
@@ -108,6 +109,12 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
                   v.dump());
     p.resample = int(v.get<int64_t>());
   }
+  if (j.contains("rho")) {
+    p.rho = bounded(j, "rho", 0, 100, false);
+    if (p.rho != 0 && p.rho < 1)
+      throw Error("sampler \"rho\" must be 0 (noise levels geometric) or from 1 to 100 (evenly "
+                  "spaced in sigma^(1/rho)), got " + j["rho"].dump());
+  }
   if (p.sigma_min > p.sigma_max)
     throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
                 ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
@@ -117,15 +124,20 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
 json sampler_params_json(const SamplerParams& p) {
   // The annealed form's own settings only where they apply, so the other forms' JSON (in every
   // format-1 file and listing) stays as it was.
-  if (p.form == SamplerForm::kAnnealed)
-    return {{"form", sampler_form_name(p.form)}, {"steps", p.steps},
-            {"eps", json_float(p.eps)},          {"levels", p.levels},
-            {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
+  // A spacing other than geometric is written only when set, for the same reason.
+  if (p.form == SamplerForm::kAnnealed) {
+    json j = {{"form", sampler_form_name(p.form)}, {"steps", p.steps},
+              {"eps", json_float(p.eps)},          {"levels", p.levels},
+              {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
+    if (p.rho != 0) j["rho"] = json_float(p.rho);
+    return j;
+  }
   if (p.form == SamplerForm::kDdim) {
     json j = {{"form", sampler_form_name(p.form)},    {"steps", p.steps},
               {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)},
               {"eta", json_float(p.eta)}};
     if (p.resample != 1) j["resample"] = p.resample;
+    if (p.rho != 0) j["rho"] = json_float(p.rho);
     return j;
   }
   return {{"form", sampler_form_name(p.form)},

@@ -270,6 +270,76 @@ TEST(DdimSampler, EndsAtTheOnlyImageAPointMassModelKnowsWithAndWithoutFreshNoise
   EXPECT_EQ(sampler_params_json(d), json::parse(R"({"form":"ddim","steps":50,"sigma_max":10.0,"sigma_min":0.01,"eta":0.5})"));
 }
 
+// rho spaces the levels evenly in sigma^(1/rho) (Karras et al. 2022) instead of log sigma: the
+// same ends, smaller steps at the top, bigger ones at the bottom; both walked forms; JSON and
+// validation. A geometric model file's JSON has no "rho" (format-1 files stay as they were).
+TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 13));
+  const auto walk = [&](SamplerParams p) {
+    LangevinSampler s(net, p, 7);
+    s.start_uniform(1);
+    std::vector<float> sigmas;
+    s.run(1, [&](const SamplerProgress& pr) {
+      sigmas.push_back(pr.sigma);
+      return true;
+    });
+    return sigmas;
+  };
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 5;
+  p.sigma_max = 81;
+  p.sigma_min = 1;
+  p.rho = 2;
+  // sqrt(sigma) evenly from 9 to 1: 9, 7, 5, 3, 1; sigma = 81, 49, 25, 9, 1.
+  std::vector<float> sigmas = walk(p);
+  ASSERT_EQ(sigmas.size(), 6u);
+  const float want[] = {81, 49, 25, 9, 1};
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR(sigmas[size_t(k + 1)], want[k], 1e-4f * want[k]) << k;
+  EXPECT_EQ(sigmas[1], 81.0f);
+  EXPECT_EQ(sigmas[5], 1.0f);
+  // A large rho approaches the geometric spacing (81, 27, 9, 3, 1): the middle level is 25 at
+  // rho = 2, 9.22 at rho = 100.
+  p.rho = 100;
+  sigmas = walk(p);
+  EXPECT_NEAR(sigmas[3], 9.0f, 0.25f);
+  p.rho = 0;
+  sigmas = walk(p);
+  EXPECT_NEAR(sigmas[3], 9.0f, 1e-4f);
+  // The annealed form walks the same levels.
+  SamplerParams a = default_sampler_params(SamplerForm::kAnnealed);
+  a.steps = 6;
+  a.levels = 5;
+  a.sigma_max = 81;
+  a.sigma_min = 1;
+  a.rho = 2;
+  sigmas = walk(a);
+  EXPECT_NEAR(sigmas[2], 49.0f, 1e-3f);
+  // Same seed, same samples; another spacing, other samples.
+  p.rho = 3;
+  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
+  one.start_uniform(3);
+  two.start_uniform(3);
+  one.run();
+  while (!two.finished()) two.run(0, {}, 2);
+  EXPECT_EQ(one.images(), two.images());
+  p.rho = 0;
+  LangevinSampler geo(net, p, 3, 1);
+  geo.start_uniform(3);
+  geo.run();
+  EXPECT_NE(one.images(), geo.images());
+  // JSON: written only when set, read back, refused between 0 and 1 and above 100.
+  const SamplerParams d = parse_sampler_params(json::parse(R"({"form":"ddim","rho":7})"));
+  EXPECT_EQ(d.rho, 7.0f);
+  EXPECT_EQ(sampler_params_json(d)["rho"], 7.0);
+  EXPECT_EQ(parse_sampler_params(sampler_params_json(d)).rho, 7.0f);
+  EXPECT_EQ(sampler_params_json(default_sampler_params(SamplerForm::kDdim)).count("rho"), 0u);
+  EXPECT_EQ(sampler_params_json(parse_sampler_params(json::parse(R"({"form":"annealed","rho":3})")))["rho"], 3.0);
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","rho":0.5})")); },
+               {"rho", "0 (noise levels geometric) or from 1 to 100"});
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","rho":101})")); }, {"rho"});
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","rho":"7"})")); }, {"rho"});
+}
+
 TEST(DdimSampler, SameSeedSameSamplesWhateverTheThreadsAndNeedsANoiseConditionalModel) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
   SamplerParams p = default_sampler_params(SamplerForm::kDdim);

@@ -468,6 +468,8 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   assert.equal(await page.inputValue('#steps'), '40');
   assert.ok(await page.isVisible('#sigma_max'));
   assert.ok(await page.isVisible('#eta'));
+  assert.ok(await page.isVisible('#rho'));
+  assert.equal(await page.inputValue('#rho'), '0');  // no spacing in the file: geometric levels
   for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps']) assert.ok(!(await page.isVisible(hidden)), hidden);
   // The card reads as text: the method line names the sampler, no raw JSON.
   const card = await page.textContent('#card');
@@ -519,6 +521,10 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await page.fill('#sigma_min', '100');  // above the model's largest level, 80
   await page.click('#generate');
   assert.match(await page.textContent('#notice'), /0 < smallest σ ≤ largest σ/);
+  await page.fill('#sigma_min', '0.02');
+  await page.fill('#rho', '0.5');  // between geometric (0) and the smallest power spacing (1)
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /spacing ρ must be 0 \(even in log σ\) or from 1 to 100/);
   assert.deepEqual(page.errors, []);
   await context.close();
 });

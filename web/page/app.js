@@ -418,9 +418,9 @@ function cardSummary(card, c) {
   const num = (v, d = 3) => (typeof v === 'number' ? Number(v.toPrecision(d)).toLocaleString('en') : v);
   const sampler = c.sampler || {};
   const samplerText = sampler.form === 'annealed'
-    ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)})`
+    ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''})`
     : sampler.form === 'ddim'
-      ? `DDIM, one step per noise level, ${sampler.steps} levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}, η ${sampler.eta})`
+      ? `DDIM, one step per noise level, ${sampler.steps} levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''}, η ${sampler.eta})`
       : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
   if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ')]);
   if (t.epochs !== undefined) {
@@ -448,7 +448,7 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho'];
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
@@ -456,6 +456,7 @@ function applyDefaults() {
   for (const f of FIELDS) if (s[f] !== undefined) $(f).value = s[f];
   if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
   if (s.resample === undefined) $('resample').value = 1;
+  if (s.rho === undefined) $('rho').value = 0;  // geometric levels
   $('form').value = s.form || 'paper';
   // Settings in the address (a shared link) win over the model's defaults.
   for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
@@ -471,12 +472,13 @@ function readSettings() {
   const num = (id) => Number($(id).value);
   const p = { form: $('form').value, steps: Math.round(num('steps')) };
   if (p.form === 'annealed' || p.form === 'ddim') {
-    Object.assign(p, { sigma_max: num('sigma_max'), sigma_min: num('sigma_min') });
+    Object.assign(p, { sigma_max: num('sigma_max'), sigma_min: num('sigma_min'), rho: num('rho') });
     if (p.form === 'ddim') Object.assign(p, { eta: num('eta'), resample: num('resample') });
     else Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')) });
     if (p.form === 'annealed' && !(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
     if (p.form === 'ddim' && !(p.eta >= 0 && p.eta <= 1)) throw new Error('η must be between 0 and 1.');
     if (p.form === 'ddim' && !(Number.isInteger(p.resample) && p.resample >= 1 && p.resample <= 100)) throw new Error('Rounds per level must be a whole number from 1 to 100.');
+    if (!(p.rho === 0 || (p.rho >= 1 && p.rho <= 100))) throw new Error('The spacing ρ must be 0 (even in log σ) or from 1 to 100.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
   } else {
     p.start_cell = num('start_cell');

@@ -32,6 +32,11 @@ void SamplerFlags::add_to(ArgParser& args) {
       &sigma_min_, 0.0, 1e4);
   add(args, "eta", "E", "ddim form: share of fresh noise per level, 0 to 1 (default: the model's)",
       &eta_, 0.0, 1.0);
+  add(args, "rho", "R",
+      "annealed and ddim forms: noise levels evenly spaced in sigma^(1/R), R from 1 to 100 "
+      "(smaller R: more levels at large noise, where the layout forms; 7 in Karras et al. 2022); "
+      "0 = geometric, evenly in log sigma (default: the model's)",
+      &rho_, 0.0, 100.0);
   add(args, "resample", "R",
       "ddim form: take each level's step R times, re-noising in between, so inpainted regions "
       "agree with the kept pixels, at R times the cost (default: the model's, 1)",
