@@ -112,7 +112,8 @@ float LangevinSampler::sigma_of_level(int level) const {
   if (level == 0) return params_.sigma_max;
   if (level == levels - 1) return params_.sigma_min;
   const double inv = 1.0 / double(params_.rho);
-  const double a = std::pow(double(params_.sigma_max), inv), b = std::pow(double(params_.sigma_min), inv);
+  const double a = std::pow(double(params_.sigma_max), inv);
+  const double b = std::pow(double(params_.sigma_min), inv);
   return float(std::pow(a + t * (b - a), double(params_.rho)));
 }
 
