@@ -212,6 +212,17 @@ TEST(DenoiserFile, EveryInconsistentFileIsRefusedByName) {
 
 // With F = 0 the energy is |x - mean|^2 / (2 sigma^2): all the data is the mean image, and the
 // annealed sampler must end there whatever the noise it started from.
+// The samples of `chains` chains from uniform noise on `threads` threads, run in one go or, with
+// `slice` > 0, in slices of that many steps (as the page runs it).
+std::vector<float> uniform_samples(const Network& net, const SamplerParams& p, uint64_t seed,
+                                   int chains, int threads, int slice = 0) {
+  LangevinSampler s(net, p, seed, threads);
+  s.start_uniform(chains);
+  if (slice == 0) s.run();
+  while (!s.finished()) s.run(0, {}, slice);
+  return s.images();
+}
+
 TEST(AnnealedSampler, EndsAtTheOnlyImageAPointMassModelKnows) {
   Model m = test::random_denoiser_model(kImage, kSmallUnet, 9);
   for (Tensor& t : m.tensors)
@@ -316,17 +327,10 @@ TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
   EXPECT_NEAR(sigmas[2], 49.0f, 1e-3f);
   // Same seed, same samples; another spacing, other samples.
   p.rho = 3;
-  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
-  one.start_uniform(3);
-  two.start_uniform(3);
-  one.run();
-  while (!two.finished()) two.run(0, {}, 2);
-  EXPECT_EQ(one.images(), two.images());
+  const std::vector<float> spaced = uniform_samples(net, p, 3, 3, 1);
+  EXPECT_EQ(spaced, uniform_samples(net, p, 3, 3, 2, 2));
   p.rho = 0;
-  LangevinSampler geo(net, p, 3, 1);
-  geo.start_uniform(3);
-  geo.run();
-  EXPECT_NE(one.images(), geo.images());
+  EXPECT_NE(spaced, uniform_samples(net, p, 3, 3, 1));
   // JSON: written only when set, read back, refused between 0 and 1 and above 100.
   const SamplerParams d = parse_sampler_params(json::parse(R"({"form":"ddim","rho":7})"));
   EXPECT_EQ(d.rho, 7.0f);
@@ -345,12 +349,7 @@ TEST(DdimSampler, SameSeedSameSamplesWhateverTheThreadsAndNeedsANoiseConditional
   SamplerParams p = default_sampler_params(SamplerForm::kDdim);
   p.steps = 8;
   p.eta = 0.5f;
-  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
-  one.start_uniform(5);
-  two.start_uniform(5);
-  one.run();
-  while (!two.finished()) two.run(0, {}, 3);
-  EXPECT_EQ(one.images(), two.images());
+  EXPECT_EQ(uniform_samples(net, p, 3, 5, 1), uniform_samples(net, p, 3, 5, 2, 3));
   Network scalar(random_model(load_preset(std::string(EBM_TEST_MODELS_DIR) + "/presets/book.json").arch, 1));
   expect_error([&] { LangevinSampler(scalar, p, 1); }, {"ddim", "noise-conditional"});
 }
@@ -360,16 +359,9 @@ TEST(AnnealedSampler, SameSeedSameSamplesWhateverTheThreadsAndSlices) {
   SamplerParams p = default_sampler_params(SamplerForm::kAnnealed);
   p.steps = 12;
   p.levels = 4;
-  LangevinSampler one(net, p, 3, 1), two(net, p, 3, 2);
-  one.start_uniform(5);
-  two.start_uniform(5);
-  one.run();
-  while (!two.finished()) two.run(0, {}, 5);  // in slices, as the page runs it
-  EXPECT_EQ(one.images(), two.images());
-  LangevinSampler other(net, p, 4, 1);
-  other.start_uniform(5);
-  other.run();
-  EXPECT_NE(one.images(), other.images());
+  const std::vector<float> one = uniform_samples(net, p, 3, 5, 1);
+  EXPECT_EQ(one, uniform_samples(net, p, 3, 5, 2, 5));  // in slices, as the page runs it
+  EXPECT_NE(one, uniform_samples(net, p, 4, 5, 1));
 }
 
 TEST(AnnealedSampler, WalksTheLevelsDownwardAndReportsThem) {
