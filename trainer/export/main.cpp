@@ -108,15 +108,11 @@ int main(int argc, char** argv) {
           throw ebm::Error("--evaluation " + path + ": " + e.what());
         }
       }
-      nlohmann::json eval;
       try {
-        eval = ebm::train::evaluation_card(reports);
+        opt.evaluation = ebm::train::evaluation_card(reports);
       } catch (const ebm::Error& e) {
         throw ebm::Error("--evaluation " + evaluation + ": " + e.what());
       }
-      if (opt.card.is_null()) opt.card = nlohmann::json::object();
-      if (!opt.card.is_object()) throw ebm::Error("--card must be a JSON object");
-      opt.card["evaluation"].merge_patch(eval);
     }
 
     const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);

@@ -185,6 +185,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
     if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
     m.card.merge_patch(opt.card);
   }
+  if (!opt.evaluation.is_null()) m.card["evaluation"].merge_patch(opt.evaluation);
   return fold_normalization(m);
 }
 

@@ -24,6 +24,8 @@ struct ExportOptions {
   std::string source;       // where the weights came from (the checkpoint path), for the card
   nlohmann::json sampler;   // overrides of the exported default sampler settings (may be null)
   nlohmann::json card;      // extra card fields, merged over the generated ones (may be null)
+  // Merged over the card's "evaluation" section after `card` (evaluation_card's; may be null).
+  nlohmann::json evaluation;
 };
 
 // The folded model with its card (name, description, license, dataset, architecture, training:
