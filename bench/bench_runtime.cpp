@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "ebm/kernels.h"
 #include "ebm/network.h"
 #include "ebm/sampler.h"
 
@@ -13,6 +14,8 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   // A preset name (random weights), or a shipped model file.
   const std::string dir = EBM_BENCH_MODELS_DIR;
   const bool file = preset.size() > 12 && preset.substr(preset.size() - 12) == ".safetensors";
+  // form: 3x3 stride-1 convolutions (ebm/kernels.h): 0 the build's default, 1 direct, 2 Winograd.
+  ebm::set_conv3x3_form(ebm::Conv3x3Form(state.range(3)));
   ebm::Network net(file ? ebm::load_model(dir + "/" + preset)
                         : ebm::random_model(ebm::load_preset(dir + "/presets/" + preset + ".json").arch, 1));
   const int batch = int(state.range(0)), threads = int(state.range(1));
@@ -31,28 +34,31 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   state.counters["per_image_step"] = benchmark::Counter(
       double(batch), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.counters["workspace_MiB"] = double(sampler.workspace_bytes()) / double(1 << 20);
+  ebm::set_conv3x3_form(ebm::Conv3x3Form::kAuto);
 }
 
 }  // namespace
 
-// Args: batch, threads, slice.
+// Args: batch, threads, slice, form.
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}})
-    ->Args({32, 1, -1})
-    ->Args({8, 2, 0})
-    ->Args({32, 2, 0})
-    ->ArgNames({"batch", "threads", "slice"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}})
+    ->Args({32, 1, -1, 0})
+    ->Args({8, 2, 0, 0})
+    ->Args({32, 2, 0, 0})
+    ->ArgNames({"batch", "threads", "slice", "form"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}})
-    ->ArgNames({"batch", "threads", "slice"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}})
+    ->ArgNames({"batch", "threads", "slice", "form"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-// The shipped bridge model (a U-Net): the automatic slice against the whole batch.
+// The shipped bridge model (a U-Net): the automatic slice against the whole batch, and its 3x3
+// convolutions direct against Winograd.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
-    ->ArgsProduct({{32}, {1}, {0, -1}})
-    ->ArgNames({"batch", "threads", "slice"})
+    ->ArgsProduct({{32}, {1}, {0, -1}, {0}})
+    ->ArgsProduct({{32}, {1}, {0}, {1, 2}})
+    ->ArgNames({"batch", "threads", "slice", "form"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -73,6 +73,31 @@ inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) {
 #endif
 }
 
+// (a0, b0, a1, b1, ...) as two vectors: a and b interleaved, for a stride-2 store of two rows of
+// values.
+inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
+#if defined(__clang__)
+#if EBM_SIMD_LANES == 16
+  *lo = __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  *hi = __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#elif EBM_SIMD_LANES == 8
+  *lo = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+  *hi = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+#else
+  *lo = __builtin_shufflevector(a, b, 0, 4, 1, 5);
+  *hi = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+#endif
+#else
+  IVec il, ih;
+  for (int i = 0; i < kLanes; ++i) {
+    il[i] = i / 2 + (i % 2 ? kLanes : 0);
+    ih[i] = kLanes / 2 + i / 2 + (i % 2 ? kLanes : 0);
+  }
+  *lo = __builtin_shuffle(a, b, il);
+  *hi = __builtin_shuffle(a, b, ih);
+#endif
+}
+
 // e^x, relative error below 2e-7 (Cephes expf polynomial), inputs clamped to [-87.3, 88.3] so the
 // result is always a finite normal float.
 inline Vec exp(Vec x) {

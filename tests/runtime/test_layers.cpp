@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "ebm/kernels.h"
 #include "ebm/layers.h"
 #include "ebm/reference.h"
 #include "test_util.h"
@@ -23,6 +24,7 @@ struct LayerCase {
   Shape in;
   float lo = -1.5f, hi = 1.5f;  // input range
   bool near_kinks = false;      // inputs within 1e-2 of zero, on both sides
+  Conv3x3Form form = Conv3x3Form::kAuto;  // 3x3 stride-1 convolutions: the form to build
 };
 
 std::ostream& operator<<(std::ostream& os, const LayerCase& c) { return os << c.name; }
@@ -35,7 +37,10 @@ TEST_P(LayerGradient, ForwardMatchesReferenceAndBackwardMatchesFiniteDifferences
   const Architecture a = resolve_architecture(c.in, json::array({c.layer}));
   const Model m = random_model(a, 17);
   const LayerSpec& l = a.layers[0];
+  const Conv3x3Form before = conv3x3_form();
+  set_conv3x3_form(c.form);
   const std::unique_ptr<Layer> layer = make_layer(l, m);
+  set_conv3x3_form(before);
 
   const size_t in_len = size_t(n) * size_t(l.in.size()), out_len = size_t(n) * size_t(l.out.size());
   std::vector<float> x = test::random_inputs(in_len, 5, c.lo, c.hi);
@@ -100,6 +105,15 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"ConvShifted3x3Same", layer(R"({"type":"conv2d","out_channels":13,"kernel":3,"padding":"same"})"), {3, 5, 40}},
         LayerCase{"ConvShiftedAsymmetricPadding", layer(R"({"type":"conv2d","out_channels":5,"kernel":[3,4],"padding":[0,3,2,0]})"), {2, 4, 37}},
         LayerCase{"ConvShifted3x13NoBias", layer(R"({"type":"conv2d","out_channels":6,"kernel":[3,13],"padding":"same","bias":false})"), {4, 3, 60}},
+        // 3x3 stride 1 with at least 8 input channels (forward) or output channels (dx) in
+        // Winograd's F(2x2, 3x3) (the default only with 4-lane SIMD): odd heights and widths
+        // (partial blocks), a row of more blocks than a vector holds, asymmetric padding, no
+        // padding, one direction only; ConvShifted3x3Same in the build's default form.
+        LayerCase{"ConvWinogradSameOddSizes", layer(R"({"type":"conv2d","out_channels":9,"kernel":3,"padding":"same"})"), {8, 5, 19}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradWideRows", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":"same"})"), {8, 3, 37}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradAsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":[2,0,1,1],"bias":false})"), {8, 4, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradNoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3})"), {9, 6, 21}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"})"), {8, 4, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvStride3NoPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":2,"stride":3})"), {2, 8, 8}},
         LayerCase{"ConvPointwise", layer(R"({"type":"conv2d","out_channels":2,"kernel":1})"), {3, 4, 5}},
         LayerCase{"ConvWithoutBias", layer(R"({"type":"conv2d","out_channels":2,"kernel":3,"bias":false})"), {2, 5, 5}},
@@ -115,6 +129,38 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"AvgPoolGlobal", layer(R"({"type":"avgpool","kernel":"global"})"), {3, 5, 4}},
         LayerCase{"Flatten", layer(R"({"type":"flatten"})"), {2, 3, 4}}),
     [](const ::testing::TestParamInfo<LayerCase>& p) { return p.param.name; });
+
+// A layer as large as the U-Net's, built in both forms: Winograd works on a few rows of blocks at
+// a time (here 3 chunks of 2 block rows), and must agree with the direct form (itself checked
+// against the reference above) forward and backward.
+TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
+  const Architecture a = resolve_architecture(
+      {32, 12, 200}, json::parse(R"([{"type":"conv2d","out_channels":32,"kernel":3,"padding":"same"}])"));
+  const Model m = random_model(a, 5);
+  const Conv3x3Form before = conv3x3_form();
+  set_conv3x3_form(Conv3x3Form::kDirect);
+  const auto direct = make_layer(a.layers[0], m);
+  set_conv3x3_form(Conv3x3Form::kWinograd);
+  const auto winograd = make_layer(a.layers[0], m);
+  set_conv3x3_form(before);
+  const int n = 2;
+  const size_t in_len = size_t(n) * a.layers[0].in.size(), out_len = size_t(n) * a.layers[0].out.size();
+  const std::vector<float> x = test::random_inputs(in_len, 8), dy = test::random_inputs(out_len, 9);
+  std::vector<float> scratch(std::max(direct->scratch_floats(n), winograd->scratch_floats(n)));
+  std::vector<float> y_d(out_len), y_w(out_len), dx_d(in_len), dx_w(in_len);
+  direct->forward(x.data(), y_d.data(), n, scratch.data());
+  direct->backward_input(x.data(), y_d.data(), dy.data(), dx_d.data(), n, scratch.data());
+  winograd->forward(x.data(), y_w.data(), n, scratch.data());
+  winograd->backward_input(x.data(), y_w.data(), dy.data(), dx_w.data(), n, scratch.data());
+  double worst_y = 0, worst_dx = 0;
+  for (size_t i = 0; i < out_len; ++i)
+    worst_y = std::max(worst_y, std::abs(double(y_w[i]) - y_d[i]) / (1 + std::abs(y_d[i])));
+  for (size_t i = 0; i < in_len; ++i)
+    worst_dx = std::max(worst_dx, std::abs(double(dx_w[i]) - dx_d[i]) / (1 + std::abs(dx_d[i])));
+  EXPECT_LT(worst_y, 1e-5);
+  EXPECT_LT(worst_dx, 1e-5);
+  EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
+}
 
 TEST(Conv2d, MatchesAHandComputedExample) {
   // One 3x3 input, one 2x2 kernel, stride 1, padding [0,0,1,1] (bottom/right), bias 0.5.

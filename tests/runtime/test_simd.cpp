@@ -32,6 +32,22 @@ TEST(Simd, ExpIsAccurateAndFiniteEverywhere) {
   EXPECT_GT(out[0], 0.0f);
 }
 
+TEST(Simd, StrideTwoLoadsAndInterleavedStoresPutEveryLaneWhereItBelongs) {
+  float in[2 * simd::kLanes], a[simd::kLanes], b[simd::kLanes], out[2 * simd::kLanes];
+  for (int i = 0; i < 2 * simd::kLanes; ++i) in[i] = float(i);
+  simd::store(a, simd::even_lanes(simd::load(in), simd::load(in + simd::kLanes)));
+  for (int i = 0; i < simd::kLanes; ++i) EXPECT_EQ(a[i], float(2 * i)) << i;
+  for (int i = 0; i < simd::kLanes; ++i) b[i] = float(100 + i);
+  simd::Vec lo, hi;
+  simd::interleave(simd::load(a), simd::load(b), &lo, &hi);
+  simd::store(out, lo);
+  simd::store(out + simd::kLanes, hi);
+  for (int i = 0; i < simd::kLanes; ++i) {
+    EXPECT_EQ(out[2 * i], a[i]) << i;
+    EXPECT_EQ(out[2 * i + 1], b[i]) << i;
+  }
+}
+
 TEST(Simd, SwishGivesTheSameBitsWhereverAValueSits) {
   // The same values at every offset and length must produce identical results: the tail goes
   // through the same vector code as the body.

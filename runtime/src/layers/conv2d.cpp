@@ -11,10 +11,17 @@
 // padded image at a fixed offset, read in place by multiply_shifted. The columns ox >= Wo are
 // computed and dropped. dx is the same kind of convolution of dy (padded by kernel - 1 - pad)
 // with the kernel flipped and its channels swapped, so col2im goes too.
+//
+// A 3x3 one of those with at least kWinogradMinDepth input channels (forward; output channels for
+// dx) can take Winograd's F(2x2, 3x3) instead (below; ebm/kernels.h says where): 16 multiply-adds
+// per 2x2 outputs and channel pair instead of 36.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
-#include <optional>
+#include <memory>
 #include <vector>
+
+#include "ebm/kernels.h"
 
 #include "../gemm.h"
 #include "../vec.h"
@@ -27,9 +34,18 @@ namespace {
 // About 1 MB of packed operand per chunk.
 constexpr size_t kChunkFloats = size_t(1) << 18;
 
+// The stride-1 convolution of one image by a kernel fixed at construction: y (out_c x out_h x
+// out_w) = bias + W * x (in x in_h x in_w, zero-padded), forward or (flipped) backward.
+class PlaneConv {
+ public:
+  virtual ~PlaneConv() = default;
+  virtual size_t scratch_floats() const = 0;
+  virtual void run(const float* x, float* y, const float* bias, float* scratch) const = 0;
+};
+
 // One convolution in the shifted form: `in` channels of in_h x in_w, padded by `pad`, a kernel of
 // kh x kw, stride 1, into out_c channels; W packed as [out_c, in * kh * kw].
-class Shifted {
+class Shifted final : public PlaneConv {
  public:
   Shifted(int in, int in_h, int in_w, Padding pad, int kh, int kw, int out_c,
           const std::vector<float>& w_rows)
@@ -45,10 +61,9 @@ class Shifted {
     padded_ = std::max(size_t(in) * hp_ * wp_, size_t(offsets_.back()) + cols);
   }
 
-  size_t scratch_floats() const { return padded_ + size_t(out_c_) * cols_(); }
+  size_t scratch_floats() const override { return padded_ + size_t(out_c_) * cols_(); }
 
-  // y (out_c x out_h x out_w) = bias + W * x (in x in_h x in_w), one image.
-  void run(const float* x, float* y, const float* bias, float* scratch) const {
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
     float* yp = scratch + padded_;
     std::memset(xp, 0, sizeof(float) * size_t(pad_.top) * wp_);
@@ -83,6 +98,182 @@ class Shifted {
   std::vector<int> offsets_;
 };
 
+std::atomic<Conv3x3Form> g_conv3x3_form{Conv3x3Form::kAuto};
+
+bool use_winograd() {
+  const Conv3x3Form f = g_conv3x3_form.load();
+  return f == Conv3x3Form::kWinograd || (f == Conv3x3Form::kAuto && winograd_by_default());
+}
+
+// Below this many input channels (the depth of its 16 GEMMs) Winograd's transforms cost more
+// than the multiply-adds they save: the U-Net's first layer (5 channels) and the dx of its last
+// (4) stay in the shifted form.
+constexpr int kWinogradMinDepth = 8;
+// V and M of a chunk of block rows: about 1 MB.
+constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
+
+// Winograd's F(2x2, 3x3) (Lavin & Gray 2016) for a 3x3, stride-1 convolution: each 2x2 block of
+// outputs is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 block of the padded input under it, so the
+// sum over input channels becomes 16 GEMMs U_xi [out_c, in] x V_xi [in, tiles], one per point xi
+// of the 4x4 transform domain, in the runtime's packed kernel reading V's rows in place. U is
+// transformed (in double) and packed once, at construction; the bias enters through xi = (1, 1),
+// which adds to all four outputs of a block. The transforms run on whole vectors of blocks, and
+// a few rows of blocks at a time, so that V and M stay in the L2 cache between the transforms and
+// the GEMMs (kWinogradChunkFloats).
+// Results differ from the direct sums by rounding only (test_layers checks 1e-5 relative).
+class Winograd final : public PlaneConv {
+ public:
+  Winograd(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
+      : in_(in), in_h_(in_h), in_w_(in_w), out_c_(out_c), pad_(pad),
+        out_h_(in_h + pad.top + pad.bottom - 2), out_w_(in_w + pad.left + pad.right - 2),
+        th_((out_h_ + 1) / 2), tw_((out_w_ + 1) / 2), hp_(2 * th_ + 2), wp_(2 * tw_ + 2),
+        chunk_rows_(int(std::clamp<size_t>(kWinogradChunkFloats / (16 * size_t(in + out_c) * tw_), 1,
+                                           size_t(th_)))),
+        ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
+        groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
+        row_(2 * (groups_ + 1) * simd::kLanes), a_floats_(packed_a_floats(out_c, in)) {
+    // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+    std::vector<double> u(size_t(16) * out_c * in);
+    for (int o = 0; o < out_c; ++o)
+      for (int c = 0; c < in; ++c) {
+        const float* g = w.data() + (size_t(o) * in + c) * 9;
+        for (int i = 0; i < 4; ++i) {
+          double t[3];  // row i of G g
+          for (int j = 0; j < 3; ++j) {
+            const double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+            t[j] = i == 0 ? g0 : i == 1 ? 0.5 * (g0 + g1 + g2) : i == 2 ? 0.5 * (g0 - g1 + g2) : g2;
+          }
+          const double r[4] = {t[0], 0.5 * (t[0] + t[1] + t[2]), 0.5 * (t[0] - t[1] + t[2]), t[2]};
+          for (int j = 0; j < 4; ++j) u[(size_t(4 * i + j) * out_c + o) * in + c] = r[j];
+        }
+      }
+    u_.resize(16 * a_floats_);
+    std::vector<float> one(size_t(out_c) * in);
+    for (int xi = 0; xi < 16; ++xi) {
+      for (size_t k = 0; k < one.size(); ++k) one[k] = float(u[size_t(xi) * one.size() + k]);
+      pack_a(one.data(), in, false, out_c, in, u_.data() + size_t(xi) * a_floats_);
+    }
+    for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
+  }
+
+  // The padded planes, four rows of B^T d, V, M (with a vector of slack) and two output rows.
+  size_t scratch_floats() const override {
+    return size_t(in_) * hp_ * wp_ + 4 * size_t(row_) + 16 * size_t(in_) * ld_ +
+           16 * size_t(out_c_) * ld_ + simd::kLanes + 2 * size_t(row_);
+  }
+
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+    float* xp = scratch;
+    float* rows = xp + size_t(in_) * hp_ * wp_;
+    float* v = rows + 4 * size_t(row_);
+    float* m = v + 16 * size_t(in_) * ld_;
+    float* out = m + 16 * size_t(out_c_) * ld_ + simd::kLanes;
+    // The zero-padded input: pad.top rows above, at least pad.bottom below, as many as the last
+    // (partial) block needs.
+    for (int c = 0; c < in_; ++c) {
+      float* plane = xp + size_t(c) * hp_ * wp_;
+      std::memset(plane, 0, sizeof(float) * size_t(pad_.top) * wp_);
+      float* r = plane + size_t(pad_.top) * wp_;
+      for (int y0 = 0; y0 < in_h_; ++y0, r += wp_) {
+        std::memset(r, 0, sizeof(float) * size_t(pad_.left));
+        std::memcpy(r + pad_.left, x + (size_t(c) * in_h_ + y0) * in_w_, sizeof(float) * size_t(in_w_));
+        std::memset(r + pad_.left + in_w_, 0, sizeof(float) * size_t(wp_ - pad_.left - in_w_));
+      }
+      std::memset(r, 0, sizeof(float) * size_t(hp_ - pad_.top - in_h_) * wp_);
+    }
+    std::memset(rows, 0, sizeof(float) * 4 * size_t(row_));
+    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
+      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
+  }
+
+ private:
+  // Block rows [ty0, ty1): their V, the 16 GEMMs, their outputs.
+  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
+             float* y, const float* bias) const {
+    using simd::Vec;
+    constexpr int L = simd::kLanes;
+    // V_xi[c, block] = (B^T d B)[xi]: rows first (B^T d, whole padded rows at once), then the
+    // columns of L blocks at a time from stride-2 loads. The rows' tails stay zero.
+    float* a[4] = {rows, rows + row_, rows + 2 * size_t(row_), rows + 3 * size_t(row_)};
+    for (int c = 0; c < in_; ++c)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* d = xp + (size_t(c) * hp_ + 2 * size_t(ty)) * wp_;
+        const float *d0 = d, *d1 = d + wp_, *d2 = d + 2 * size_t(wp_), *d3 = d + 3 * size_t(wp_);
+        for (int i = 0; i < wp_; ++i) {
+          a[0][i] = d0[i] - d2[i];
+          a[1][i] = d1[i] + d2[i];
+          a[2][i] = d2[i] - d1[i];
+          a[3][i] = d1[i] - d3[i];
+        }
+        for (int g = 0; g < groups_; ++g) {
+          const int tx = g * L, valid = std::min(L, tw_ - tx);
+          float* dst = v + size_t(c) * ld_ + size_t(ty - ty0) * tw_ + tx;
+          for (int k = 0; k < 4; ++k) {
+            const float* p = a[k] + 2 * tx;
+            const Vec e0 = simd::even_lanes(simd::load(p), simd::load(p + L));
+            const Vec e1 = simd::even_lanes(simd::load(p + 1), simd::load(p + 1 + L));
+            const Vec e2 = simd::even_lanes(simd::load(p + 2), simd::load(p + 2 + L));
+            const Vec e3 = simd::even_lanes(simd::load(p + 3), simd::load(p + 3 + L));
+            const Vec col[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
+            for (int l = 0; l < 4; ++l) store_some(dst + size_t(4 * k + l) * in_ * ld_, col[l], valid);
+          }
+        }
+      }
+    // M_xi = U_xi V_xi (+ the bias at xi = 5).
+    const int n = (ty1 - ty0) * tw_;
+    for (int xi = 0; xi < 16; ++xi)
+      multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_, v + size_t(xi) * in_ * ld_,
+                       offsets_.data(), m + size_t(xi) * out_c_ * ld_, ld_, xi == 5 ? bias : nullptr);
+    // y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], L blocks at a time, two output rows per block row.
+    float* out0 = out;
+    float* out1 = out + row_;
+    for (int o = 0; o < out_c_; ++o)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* mo = m + size_t(o) * ld_ + size_t(ty - ty0) * tw_;
+        for (int g = 0; g < groups_; ++g) {
+          const int tx = g * L;
+          Vec q[16];
+          for (int xi = 0; xi < 16; ++xi) q[xi] = simd::load(mo + size_t(xi) * out_c_ * ld_ + tx);
+          Vec s0[4], s1[4];
+          for (int l = 0; l < 4; ++l) {
+            s0[l] = q[l] + q[4 + l] + q[8 + l];
+            s1[l] = q[4 + l] - q[8 + l] - q[12 + l];
+          }
+          Vec lo, hi;
+          simd::interleave(s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], &lo, &hi);
+          simd::store(out0 + 2 * tx, lo);
+          simd::store(out0 + 2 * tx + L, hi);
+          simd::interleave(s1[0] + s1[1] + s1[2], s1[1] - s1[2] - s1[3], &lo, &hi);
+          simd::store(out1 + 2 * tx, lo);
+          simd::store(out1 + 2 * tx + L, hi);
+        }
+        float* yo = y + (size_t(o) * out_h_ + 2 * size_t(ty)) * out_w_;
+        std::memcpy(yo, out0, sizeof(float) * size_t(out_w_));
+        if (2 * ty + 1 < out_h_) std::memcpy(yo + out_w_, out1, sizeof(float) * size_t(out_w_));
+      }
+  }
+
+  // The first `valid` lanes of v to dst.
+  static void store_some(float* dst, simd::Vec v, int valid) {
+    if (valid == simd::kLanes) {
+      simd::store(dst, v);
+      return;
+    }
+    float t[simd::kLanes];
+    simd::store(t, v);
+    std::memcpy(dst, t, sizeof(float) * size_t(valid));
+  }
+
+  int in_, in_h_, in_w_, out_c_;
+  Padding pad_;
+  int out_h_, out_w_, th_, tw_, hp_, wp_;
+  int chunk_rows_;  // block rows per chunk
+  int ld_, groups_, row_;
+  size_t a_floats_;
+  std::vector<float> u_;
+  std::vector<int> offsets_;
+};
+
 class Conv2d final : public Layer {
  public:
   Conv2d(const LayerSpec& s, const Model& m)
@@ -98,7 +289,11 @@ class Conv2d final : public Layer {
       pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
     } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
-      forward_shifted_.emplace(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
+      const bool winograd = kh == 3 && kw == 3 && use_winograd();
+      if (winograd && ic >= kWinogradMinDepth)
+        forward_plane_ = std::make_unique<Winograd>(ic, s.in.h, s.in.w, s.pad, oc, w);
+      else
+        forward_plane_ = std::make_unique<Shifted>(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
       // dx = W flipped, channels swapped (w_t[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]) over dy
       // padded by kernel - 1 - pad.
       std::vector<float> w_t(w.size());
@@ -110,15 +305,18 @@ class Conv2d final : public Layer {
                   w[((size_t(o) * ic + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
       const Padding back{kh - 1 - s.pad.top, kw - 1 - s.pad.left, kh - 1 - s.pad.bottom,
                          kw - 1 - s.pad.right};
-      backward_shifted_.emplace(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
+      if (winograd && oc >= kWinogradMinDepth)
+        backward_plane_ = std::make_unique<Winograd>(oc, s.out.h, s.out.w, back, ic, w_t);
+      else
+        backward_plane_ = std::make_unique<Shifted>(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
     }
   }
 
   // Packed operand, GEMM output and one im2col row, for one chunk (the shifted form: the padded
   // image and the padded output of one image, forward or backward).
   size_t scratch_floats(int n) const override {
-    if (forward_shifted_)
-      return std::max(forward_shifted_->scratch_floats(), backward_shifted_->scratch_floats());
+    if (forward_plane_)
+      return std::max(forward_plane_->scratch_floats(), backward_plane_->scratch_floats());
     const int cols = std::min(n, chunk_) * p_;
     const int depth = std::max(k_, spec().out.c);
     return packed_b_floats(depth, cols) + size_t(depth) * size_t(cols) + size_t(spec().out.w);
@@ -127,9 +325,9 @@ class Conv2d final : public Layer {
   void forward(const float* x, float* y, int n, float* scratch) const override {
     const LayerSpec& s = spec();
     const float* bias = bias_.empty() ? nullptr : bias_.data();
-    if (forward_shifted_) {
+    if (forward_plane_) {
       for (int b = 0; b < n; ++b)
-        forward_shifted_->run(x + size_t(b) * s.in.size(), y + size_t(b) * s.out.size(), bias, scratch);
+        forward_plane_->run(x + size_t(b) * s.in.size(), y + size_t(b) * s.out.size(), bias, scratch);
       return;
     }
     for (int b0 = 0; b0 < n; b0 += chunk_) {
@@ -159,9 +357,9 @@ class Conv2d final : public Layer {
                       float* scratch) const override {
     const LayerSpec& s = spec();
     const int oc = s.out.c;
-    if (backward_shifted_) {
+    if (backward_plane_) {
       for (int b = 0; b < n; ++b)
-        backward_shifted_->run(dy + size_t(b) * s.out.size(), dx + size_t(b) * s.in.size(), nullptr,
+        backward_plane_->run(dy + size_t(b) * s.out.size(), dx + size_t(b) * s.in.size(), nullptr,
                                scratch);
       return;
     }
@@ -283,10 +481,15 @@ class Conv2d final : public Layer {
 
   int k_, p_, chunk_;
   std::vector<float> forward_a_, backward_a_, bias_;
-  std::optional<Shifted> forward_shifted_, backward_shifted_;
+  // Stride-1 layers (shiftable): one image at a time, shifted or Winograd.
+  std::unique_ptr<PlaneConv> forward_plane_, backward_plane_;
 };
 
 }  // namespace
+
+void set_conv3x3_form(Conv3x3Form form) { g_conv3x3_form.store(form); }
+Conv3x3Form conv3x3_form() { return g_conv3x3_form.load(); }
+bool winograd_by_default() { return simd::kLanes == 4; }
 
 std::unique_ptr<Layer> make_conv2d(const LayerSpec& spec, const Model& m) {
   return std::make_unique<Conv2d>(spec, m);

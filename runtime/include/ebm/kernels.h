@@ -1,0 +1,19 @@
+// The forms a layer's arithmetic can take where the runtime implements more than one. The choice
+// is read when a layer is built (make_layer, so when a Network is made): networks built before a
+// change keep their form. Tests and benchmarks set it to compare the forms side by side.
+#pragma once
+
+namespace ebm {
+
+// 3x3, stride-1 convolutions with at least 8 input channels (forward) or output channels (the
+// gradient): Winograd's F(2x2, 3x3), or the direct GEMM over shifted rows of the padded image.
+enum class Conv3x3Form { kAuto, kDirect, kWinograd };
+void set_conv3x3_form(Conv3x3Form form);
+Conv3x3Form conv3x3_form();
+// What kAuto takes in this build: Winograd where a SIMD vector holds 4 floats (WebAssembly
+// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net; the direct form
+// with AVX and AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster
+// (bench/README.md).
+bool winograd_by_default();
+
+}  // namespace ebm
