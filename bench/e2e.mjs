@@ -4,10 +4,11 @@
 // the live updates, the energy chart and the classifier's labels, all of it. Medians over runs.
 //
 //   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
-//                      [--workers 0] [--steps K] [--rho R] [--screenshot page.png] [--phone]
+//                      [--workers 0] [--steps K] [--rho R] [--sigma-max S] [--screenshot page.png] [--phone]
 //                      [--guide MIX [--guide-scale L] [--guide-denoised]]
 // --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
-// model's default steps (default: the model's, as a visitor gets them); --rho: its level spacing. Needs build/site
+// model's default steps (default: the model's, as a visitor gets them); --rho: its level spacing;
+// --sigma-max: its first noise level. Needs build/site
 // (scripts/build-wasm.sh), build/release/web/server/ebm-serve and bench/node_modules
 // (scripts/install-deps.sh --tests), all of which bench/run.sh makes. --phone: a 390x844 touch
 // screen at twice the pixels (an iPhone's size) instead of a 1440x1000 desktop window.
@@ -30,6 +31,7 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '0' },
     steps: { type: 'string' },
     rho: { type: 'string' },
+    'sigma-max': { type: 'string' },
     screenshot: { type: 'string' },
     phone: { type: 'boolean', default: false },
     guide: { type: 'string' },
@@ -39,7 +41,7 @@ const { values: opt } = parseArgs({
   },
 });
 if (opt.help) {
-  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--rho R] [--screenshot page.png] [--phone] [--guide MIX [--guide-scale L] [--guide-denoised]]');
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--rho R] [--sigma-max S] [--screenshot page.png] [--phone] [--guide MIX [--guide-scale L] [--guide-denoised]]');
   process.exit(0);
 }
 const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
@@ -115,6 +117,7 @@ try {
     await page.fill('#count', opt.count);
     if (opt.steps) await page.fill('#steps', opt.steps);
     if (opt.rho) await page.fill('#rho', opt.rho);
+    if (opt['sigma-max']) await page.fill('#sigma_max', opt['sigma-max']);
     await page.fill('#seed', String(r + 1));
     const t0 = await page.evaluate(() => {
       const t = performance.now();

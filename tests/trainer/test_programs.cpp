@@ -316,6 +316,51 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   EXPECT_NE(out.find("not an ebm-eval report: it has no number frechet.ratio"), std::string::npos)
       << out;
   EXPECT_FALSE(std::filesystem::exists(work + "/m5.safetensors"));
+
+  // A model file written again (its checkpoint not needed): new sampler defaults and card fields,
+  // the same weights bit for bit, the rest of the card kept; an F32 file stays F32.
+  ASSERT_EQ(run({EBM_EXPORT_EXE, work + "/m4.safetensors", "--out", work + "/m6.safetensors",
+                 "--sampler", R"({"steps": 24, "step_size": 7})", "--card", R"({"extra": 1})",
+                 "--evaluation", work + "/r2.json"},
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("written again from"), std::string::npos) << out;
+  const Model m6 = load_model(work + "/m6.safetensors");
+  EXPECT_EQ(m6.sampler.steps, 24);
+  EXPECT_EQ(m6.sampler.step_size, 7.0f);
+  EXPECT_EQ(m6.sampler.start_cell, 4);  // kept from m4
+  EXPECT_EQ(m6.card["name"], "bridges-small");
+  EXPECT_EQ(m6.card["extra"], 1);
+  EXPECT_EQ(m6.card["evaluation"]["command"], "ebm-eval --seed 1");  // kept
+  EXPECT_EQ(m6.card["evaluation"]["seed"], 2);                       // the new report's
+  EXPECT_TRUE(m6.card["updated"].is_string());
+  const std::vector<uint8_t> b4 = read_file(work + "/m4.safetensors"),
+                             b6 = read_file(work + "/m6.safetensors");
+  const TensorFile t4 = parse_safetensors(b4.data(), b4.size()),
+                   t6 = parse_safetensors(b6.data(), b6.size());
+  ASSERT_EQ(t4.tensors.size(), t6.tensors.size());
+  for (size_t i = 0; i < t4.tensors.size(); ++i) {
+    EXPECT_EQ(t6.tensors[i].name, t4.tensors[i].name);
+    EXPECT_EQ(t6.tensors[i].stored, DType::kF16);
+    EXPECT_EQ(t6.tensors[i].data, t4.tensors[i].data) << t4.tensors[i].name;
+  }
+  ASSERT_EQ(run({EBM_EXPORT_EXE, work + "/m32.safetensors", "--out", work + "/m7.safetensors",
+                 "--name", "renamed"},
+                &out),
+            0)
+      << out;
+  const std::vector<uint8_t> b7 = read_file(work + "/m7.safetensors");
+  for (const Tensor& t : parse_safetensors(b7.data(), b7.size()).tensors)
+    EXPECT_EQ(t.stored, DType::kF32) << t.name;
+  EXPECT_EQ(load_model(work + "/m7.safetensors").card["name"], "renamed");
+  // A bad setting names itself and writes nothing.
+  EXPECT_EQ(run({EBM_EXPORT_EXE, work + "/m4.safetensors", "--out", work + "/m8.safetensors",
+                 "--sampler", R"({"steps": -3})"},
+                &out),
+            1);
+  EXPECT_NE(out.find("steps"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(work + "/m8.safetensors"));
 }
 
 #ifdef EBM_SERVE_EXE

@@ -1,6 +1,7 @@
 // ebm-export: a training checkpoint to the runtime's model file (safetensors, F16 by default),
 // batch norm folded into the convolutions, with a model card; optionally published to a running
-// ebm-serve or a models folder.
+// ebm-serve or a models folder. Given a model file instead, it writes that model again with new
+// sampler settings, card fields or evaluation figures (reexport_model).
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -40,10 +41,13 @@ int main(int argc, char** argv) {
     ebm::ArgParser args("ebm-export",
                         "Writes the model of a training checkpoint as a model file the runtime "
                         "and the page load: safetensors, F16 unless --f32, batch norm folded into "
-                        "the convolutions, with a model card in ebm.card. Usage: ebm-export "
-                        "CHECKPOINT --out FILE.safetensors [options]");
-    args.option("checkpoint", "FILE|DIR", "checkpoint.pt of a run (or the run folder)", &checkpoint,
-                true);
+                        "the convolutions, with a model card in ebm.card; or a model file again, "
+                        "with new sampler settings, card fields or evaluation figures. Usage: "
+                        "ebm-export CHECKPOINT|MODEL.safetensors --out FILE.safetensors [options]");
+    args.option("checkpoint", "FILE|DIR",
+                "checkpoint.pt of a run (or the run folder), or a model file (.safetensors) to "
+                "write again with the options below (its weights and the rest of its card kept)",
+                &checkpoint, true);
     args.option("out", "FILE", "the model file to write", &out, true);
     args.flag("f32", "store F32 weights (default F16: half the size)", &f32);
     args.option("name", "NAME", "model name for the card (default: the run folder's name)",
@@ -82,6 +86,9 @@ int main(int argc, char** argv) {
 #endif
     args.example(
         "ebm-export runs/paper/checkpoint.pt --out models/bridges.safetensors --name bridges");
+    args.example(
+        "ebm-export models/bridges.safetensors --out models/bridges.safetensors --sampler "
+        "'{\"steps\":24,\"sigma_max\":160}'");
     args.epilog(
         "The runtime's outputs are compared with LibTorch's on random images before the file is "
         "written (max relative error 1e-4); a checkpoint whose architecture the runtime cannot run "
@@ -115,15 +122,28 @@ int main(int argc, char** argv) {
       }
     }
 
-    const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);
-    const ebm::Model m = ebm::train::export_checkpoint(info, opt);
+    const bool model_file = checkpoint.size() > 12 &&
+                            checkpoint.compare(checkpoint.size() - 12, 12, ".safetensors") == 0;
+    ebm::Model m;
+    std::string what;
+    if (model_file) {
+      // F16 weights widen to F32 exactly and narrow back to the same bits; a file of F32 weights
+      // stays F32.
+      m = ebm::train::reexport_model(ebm::load_model(checkpoint), opt);
+      for (const ebm::Tensor& t : m.tensors) f32 = f32 || t.stored == ebm::DType::kF32;
+      what = "written again from " + checkpoint;
+    } else {
+      const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);
+      m = ebm::train::export_checkpoint(info, opt);
+      what = "step " + std::to_string(info.counters.step) + ", epoch " +
+             std::to_string(info.counters.epoch);
+    }
     ebm::save_model(out, m, f32 ? ebm::DType::kF32 : ebm::DType::kF16);
     // Read back exactly as the page will, so a file that cannot load never goes unnoticed.
     (void)ebm::Network::from_file(out);
     std::cerr << "ebm-export: wrote " << out << " (" << ebm::model_kind_name(m.kind) << ", input "
               << m.image_shape().str() << ", " << m.arch.parameter_count()
-              << " parameters after folding, " << (f32 ? "F32" : "F16") << "; step "
-              << info.counters.step << ", epoch " << info.counters.epoch << ")\n";
+              << " parameters after folding, " << (f32 ? "F32" : "F16") << "; " << what << ")\n";
 
 #ifdef EBM_HAVE_PUBLISH
     if (!publish.empty()) {

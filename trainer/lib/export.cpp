@@ -189,4 +189,19 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
   return fold_normalization(m);
 }
 
+Model reexport_model(Model m, const ExportOptions& opt) {
+  if (!opt.sampler.is_null()) m.sampler = parse_sampler_params(opt.sampler, m.sampler);
+  if (!opt.name.empty()) m.card["name"] = opt.name;
+  if (!opt.description.empty()) m.card["description"] = opt.description;
+  if (!opt.license.empty()) m.card["license"] = opt.license;
+  if (!opt.card.is_null()) {
+    if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
+    m.card.merge_patch(opt.card);
+  }
+  if (!opt.evaluation.is_null()) m.card["evaluation"].merge_patch(opt.evaluation);
+  m.card["updated"] = time_now("%Y-%m-%d");
+  validate_model(m);
+  return m;
+}
+
 }  // namespace ebm::train

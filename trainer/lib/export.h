@@ -34,6 +34,13 @@ struct ExportOptions {
 // images disagree with LibTorch's (max relative error above 1e-4).
 Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt);
 
+// A model file exported before (`m`, as load_model read it), with new default sampler settings,
+// name, description, license, card fields or evaluation figures from `opt` (the same meaning as
+// for a checkpoint; opt.source is ignored): the weights, the architecture and the rest of the
+// card stay as they are, and the card gets "updated" (today's date). For a model whose
+// checkpoint is gone, or one downloaded: retune its sampler and publish it again.
+Model reexport_model(Model m, const ExportOptions& opt);
+
 // The card's "evaluation" section from ebm-eval reports (report.json, parsed): the first report's
 // figures (Frechet and speckle ratios, rarest subtype, subtypes present, sharpness, copies, new
 // types, seed, sample count), and each further report's main figures under "seed_<its seed>", as
