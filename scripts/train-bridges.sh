@@ -104,12 +104,13 @@ fi
 if ((quick)); then
   desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 28 noise levels from 80 to 0.02 spaced evenly in sigma^(1/3)"
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 24 noise levels from 160 to 0.02 spaced evenly in sigma^(1/3)"
 fi
 card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide)'"}}'
-# The quick model keeps its training run's sampler (40 geometric levels); the full one walks 28
-# levels spaced evenly in sigma^(1/3) (models/README.md: a lower Frechet distance at 70% of the cost).
-sampler=$( ((quick)) && echo '{}' || echo '{"steps":28,"rho":3}')
+# The quick model keeps its training run's sampler (40 geometric levels); the full one walks 24
+# levels from sigma 160 spaced evenly in sigma^(1/3) (models/README.md: a lower Frechet distance
+# at 60% of the cost).
+sampler=$( ((quick)) && echo '{}' || echo '{"steps":24,"rho":3,"sigma_max":160}')
 "$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" --sampler "$sampler"
 eval1=${out%.safetensors}-eval-seed1
 eval2=${out%.safetensors}-eval-seed2
