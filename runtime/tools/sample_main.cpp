@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   int count = 16, cols = 0, scale = 1, frame_every = 0, threads = 0;
   uint64_t seed = 1;
   ebm::SamplerFlags flags;
-  bool quiet = false, guide_denoised = false;
+  bool quiet = false, guide_denoised = false, noisy_frames = false;
 
   ebm::ArgParser args("ebm-sample",
                       "Draws images from an energy model by Langevin sampling (SPEC section 1) and "
@@ -95,7 +95,10 @@ int main(int argc, char** argv) {
   args.option("cols", "C", "grid columns (default: about square)", &cols, 0, 4096);
   args.option("scale", "F", "enlarge the written PNGs F times (nearest neighbour)", &scale, 1, 16);
   args.option("frames", "DIR", "also write snapshots, noise to bridge: DIR/frame_NNNNNN.png and "
-              "DIR/strip.png (rows: samples, columns: time)", &frames);
+              "DIR/strip.png (rows: samples, columns: time); under the noise-level forms each "
+              "chain's denoised estimate at its level, as the page shows them", &frames);
+  args.flag("noisy-frames", "--frames shows the chains' noisy states instead of their denoised "
+            "estimates", &noisy_frames);
   args.option("frame-every", "K", "steps between snapshots (default: steps / 10)", &frame_every, 0, 1000000);
   args.option("from", "A.png,B.png", "start from blends of two images instead of noise", &from);
   args.option("mix", "T|A:B", "blend weight of B for --from: one value, or a range spread over "
@@ -207,11 +210,14 @@ int main(int argc, char** argv) {
     const size_t d = size_t(net.input_size());
     sampler.run(1, [&](const ebm::SamplerProgress& s) {
       if (!frames.empty() && (s.step % frame_every == 0 || s.step == s.total)) {
+        // A noise-level walk's states are mostly noise until its last levels; its denoised
+        // estimates are whole drawings from the first levels on. The last frame is the samples.
+        const float* shown = !noisy_frames && s.denoised && s.step < s.total ? s.denoised : s.images;
         char name[64];
         std::snprintf(name, sizeof name, "/frame_%06d.png", s.step);
         ebm::write_png(frames + name,
-                       upscale(ebm::make_grid(s.images, s.count, in.h, in.w, cols), scale));
-        strip.emplace_back(s.images, s.images + size_t(strip_rows) * d);
+                       upscale(ebm::make_grid(shown, s.count, in.h, in.w, cols), scale));
+        strip.emplace_back(shown, shown + size_t(strip_rows) * d);
       }
       if (!quiet) {
         float mean = 0;

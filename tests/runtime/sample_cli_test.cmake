@@ -34,6 +34,30 @@ foreach(f grid.png frames/frame_000000.png frames/frame_000002.png frames/frame_
     message(FATAL_ERROR "ebm-sample did not write ${f}")
   endif()
 endforeach()
+# A noise-level walk (a random unet denoiser, ddim): the frames show the denoised estimates, or
+# with --noisy-frames the noisy states; the start and the finished samples are the same either way.
+get_filename_component(presets ${PRESET} DIRECTORY)
+execute_process(COMMAND ${MAKE_MODEL} ${presets}/unet.json ${WORK}/denoiser.safetensors 3 RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (denoiser) failed")
+endif()
+foreach(mode denoised noisy)
+  set(extra "")
+  if(mode STREQUAL "noisy")
+    set(extra --noisy-frames)
+  endif()
+  expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/denoiser.safetensors --count 2 --steps 4
+             --frames ${WORK}/frames_${mode} --frame-every 2 --out ${WORK}/walk_${mode}.png --quiet ${extra})
+  foreach(step 000000 000002 000004)
+    file(SHA256 ${WORK}/frames_${mode}/frame_${step}.png hash_${mode}_${step})
+  endforeach()
+endforeach()
+if(NOT hash_denoised_000000 STREQUAL hash_noisy_000000 OR NOT hash_denoised_000004 STREQUAL hash_noisy_000004)
+  message(FATAL_ERROR "the first and last frames should not depend on --noisy-frames")
+endif()
+if(hash_denoised_000002 STREQUAL hash_noisy_000002)
+  message(FATAL_ERROR "the middle frame is the same with and without --noisy-frames")
+endif()
 execute_process(COMMAND ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4 --quiet
                 --out ${WORK}/grid2.png OUTPUT_VARIABLE out1)
 execute_process(COMMAND ${SAMPLE} --model ${WORK}/m.safetensors --count 3 --steps 4 --quiet
