@@ -47,32 +47,6 @@ inline Vec even_lanes(Vec a, Vec b) {
 #endif
 }
 
-// (a0, 0, a1, 0, ...) as two vectors: the low and high halves of a interleaved with zeros, for a
-// stride-2 scatter-add.
-inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) {
-  const Vec z{};
-#if defined(__clang__)
-#if EBM_SIMD_LANES == 16
-  *lo = __builtin_shufflevector(a, z, 0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
-  *hi = __builtin_shufflevector(a, z, 8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16);
-#elif EBM_SIMD_LANES == 8
-  *lo = __builtin_shufflevector(a, z, 0, 8, 1, 8, 2, 8, 3, 8);
-  *hi = __builtin_shufflevector(a, z, 4, 8, 5, 8, 6, 8, 7, 8);
-#else
-  *lo = __builtin_shufflevector(a, z, 0, 4, 1, 4);
-  *hi = __builtin_shufflevector(a, z, 2, 4, 3, 4);
-#endif
-#else
-  IVec il, ih;
-  for (int i = 0; i < kLanes; ++i) {
-    il[i] = i % 2 ? kLanes : i / 2;
-    ih[i] = i % 2 ? kLanes : kLanes / 2 + i / 2;
-  }
-  *lo = __builtin_shuffle(a, z, il);
-  *hi = __builtin_shuffle(a, z, ih);
-#endif
-}
-
 // (a0, b0, a1, b1, ...) as two vectors: a and b interleaved, for a stride-2 store of two rows of
 // values.
 inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
@@ -97,6 +71,10 @@ inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
   *hi = __builtin_shuffle(a, b, ih);
 #endif
 }
+
+// (a0, 0, a1, 0, ...) as two vectors: the low and high halves of a interleaved with zeros, for a
+// stride-2 scatter-add.
+inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) { interleave(a, Vec{}, lo, hi); }
 
 // e^x, relative error below 2e-7 (Cephes expf polynomial), inputs clamped to [-87.3, 88.3] so the
 // result is always a finite normal float.

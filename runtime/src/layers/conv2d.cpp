@@ -34,6 +34,22 @@ namespace {
 // About 1 MB of packed operand per chunk.
 constexpr size_t kChunkFloats = size_t(1) << 18;
 
+// The `in` planes of x (in_h x in_w each) into `out` as planes of hp x wp: pad.top zero rows
+// above, pad.left zero columns to the left, zeros to the right and below up to wp and hp.
+void pad_planes(const float* x, int in, int in_h, int in_w, Padding pad, int hp, int wp, float* out) {
+  for (int c = 0; c < in; ++c) {
+    float* plane = out + size_t(c) * hp * wp;
+    std::memset(plane, 0, sizeof(float) * size_t(pad.top) * wp);
+    float* r = plane + size_t(pad.top) * wp;
+    for (int y0 = 0; y0 < in_h; ++y0, r += wp) {
+      std::memset(r, 0, sizeof(float) * size_t(pad.left));
+      std::memcpy(r + pad.left, x + (size_t(c) * in_h + y0) * in_w, sizeof(float) * size_t(in_w));
+      std::memset(r + pad.left + in_w, 0, sizeof(float) * size_t(wp - pad.left - in_w));
+    }
+    std::memset(r, 0, sizeof(float) * size_t(hp - pad.top - in_h) * wp);
+  }
+}
+
 // The stride-1 convolution of one image by a kernel fixed at construction: y (out_c x out_h x
 // out_w) = bias + W * x (in x in_h x in_w, zero-padded), forward or (flipped) backward.
 class PlaneConv {
@@ -66,19 +82,10 @@ class Shifted final : public PlaneConv {
   void run(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
     float* yp = scratch + padded_;
-    std::memset(xp, 0, sizeof(float) * size_t(pad_.top) * wp_);
-    for (int c = 0; c < in_; ++c) {
-      float* row = xp + (size_t(c) * hp_ + pad_.top) * wp_;
-      for (int y0 = 0; y0 < in_h_; ++y0, row += wp_) {
-        std::memset(row, 0, sizeof(float) * size_t(pad_.left));
-        std::memcpy(row + pad_.left, x + (size_t(c) * in_h_ + y0) * in_w_, sizeof(float) * size_t(in_w_));
-        std::memset(row + pad_.left + in_w_, 0, sizeof(float) * size_t(pad_.right));
-      }
-      // This plane's bottom padding and the next one's top padding (the slack after the last).
-      const size_t gap = c + 1 < in_ ? size_t(pad_.bottom + pad_.top) * wp_
-                                     : padded_ - size_t(row - xp);
-      std::memset(row, 0, sizeof(float) * gap);
-    }
+    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
+    // The slack after the last plane, which the last rows' whole tiles read.
+    const size_t planes = size_t(in_) * hp_ * wp_;
+    std::memset(xp + planes, 0, sizeof(float) * (padded_ - planes));
     const int n = cols_();
     multiply_shifted(out_c_, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
     for (int o = 0; o < out_c_; ++o)
@@ -170,17 +177,7 @@ class Winograd final : public PlaneConv {
     float* out = m + 16 * size_t(out_c_) * ld_ + simd::kLanes;
     // The zero-padded input: pad.top rows above, at least pad.bottom below, as many as the last
     // (partial) block needs.
-    for (int c = 0; c < in_; ++c) {
-      float* plane = xp + size_t(c) * hp_ * wp_;
-      std::memset(plane, 0, sizeof(float) * size_t(pad_.top) * wp_);
-      float* r = plane + size_t(pad_.top) * wp_;
-      for (int y0 = 0; y0 < in_h_; ++y0, r += wp_) {
-        std::memset(r, 0, sizeof(float) * size_t(pad_.left));
-        std::memcpy(r + pad_.left, x + (size_t(c) * in_h_ + y0) * in_w_, sizeof(float) * size_t(in_w_));
-        std::memset(r + pad_.left + in_w_, 0, sizeof(float) * size_t(wp_ - pad_.left - in_w_));
-      }
-      std::memset(r, 0, sizeof(float) * size_t(hp_ - pad_.top - in_h_) * wp_);
-    }
+    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
     std::memset(rows, 0, sizeof(float) * 4 * size_t(row_));
     for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
       chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
