@@ -21,6 +21,7 @@ constexpr const char* kLayers = "ebm.layers";
 constexpr const char* kSampler = "ebm.sampler";
 constexpr const char* kCard = "ebm.card";
 constexpr const char* kEnergy = "ebm.energy";
+constexpr const char* kAutoguide = "ebm.autoguide";
 }  // namespace meta
 
 const char* model_kind_name(ModelKind k) {
@@ -87,6 +88,15 @@ json Model::describe() const {
   if (noise_conditional(energy)) j["energy"] = energy_form_json(energy);
   // A guide for noise-level samplers, not a labeller of finished drawings (the page picks by it).
   if (energy.scalar_noise) j["noise_conditional"] = true;
+  if (autoguide) {
+    // What a listing needs to name the weaker network; its whole card stays in the file.
+    json named = json::object();
+    for (const char* key : {"name", "description"})
+      if (autoguide->card.contains(key)) named[key] = autoguide->card[key];
+    j["autoguide"] = {{"parameters", autoguide->arch.parameter_count()},
+                      {"multiply_adds", autoguide->arch.multiply_adds()},
+                      {"card", named}};
+  }
   return j;
 }
 
@@ -182,24 +192,93 @@ void validate_model(const Model& m) {
   for (const Tensor& t : m.tensors)
     if (!needed.count(t.name))
       throw Error("tensor '" + t.name + "' is not used by any layer (extra tensor in the file)");
+  if (m.sampler.autoguide != 1.0f && !m.autoguide)
+    throw Error("sampler setting \"autoguide\" needs a model that carries a weaker network "
+                "(format 3, \"ebm.autoguide\"); this one carries none");
+  if (m.autoguide) {
+    const Model& weak = *m.autoguide;
+    if (!m.energy.denoiser)
+      throw Error("only a denoiser energy can carry a weaker network for autoguidance");
+    if (weak.kind != ModelKind::kEnergy || !weak.energy.denoiser)
+      throw Error("the autoguidance network must be a denoiser energy");
+    if (weak.image_shape() != m.image_shape())
+      throw Error("the autoguidance network takes " + weak.image_shape().str() +
+                  " images but the model takes " + m.image_shape().str());
+    if (weak.autoguide) throw Error("the autoguidance network cannot carry one of its own");
+    try {
+      validate_model(weak);
+    } catch (const Error& e) {
+      throw Error(std::string("the autoguidance network: ") + e.what());
+    }
+  }
 }
 
-Model parse_model(const uint8_t* bytes, size_t size) {
-  TensorFile file = parse_safetensors(bytes, size);
+namespace {
+
+Model build_model(TensorFile file);
+
+// The weaker network of a format-3 file: "ebm.autoguide" over the model's own input, with the
+// tensors under kAutoguidePrefix (taken out of `tensors`).
+std::shared_ptr<const Model> take_autoguide(const std::string& text, const std::string& input,
+                                            std::vector<Tensor>* tensors) {
+  const json j = parse_json_text(text, "metadata \"ebm.autoguide\"");
+  if (!j.is_object()) throw Error("metadata \"ebm.autoguide\" must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    (void)value;
+    if (key != "layers" && key != "energy" && key != "card")
+      throw Error("metadata \"ebm.autoguide\": unknown key \"" + key + "\" (known: layers, energy, card)");
+  }
+  if (!j.contains("layers") || !j.contains("energy"))
+    throw Error("metadata \"ebm.autoguide\" needs \"layers\" and \"energy\"");
+  TensorFile weak;
+  weak.metadata = {{meta::kFormat, kModelFormatDenoiser},
+                   {meta::kKind, "energy"},
+                   {meta::kInput, input},
+                   {meta::kLayers, j["layers"].dump()},
+                   {meta::kEnergy, j["energy"].dump()}};
+  if (j.contains("card")) weak.metadata[meta::kCard] = j["card"].dump();
+  const std::string prefix = kAutoguidePrefix;
+  std::vector<Tensor> own;
+  for (Tensor& t : *tensors) {
+    if (t.name.compare(0, prefix.size(), prefix) == 0) {
+      t.name = t.name.substr(prefix.size());
+      weak.tensors.push_back(std::move(t));
+    } else {
+      own.push_back(std::move(t));
+    }
+  }
+  *tensors = std::move(own);
+  try {
+    return std::make_shared<const Model>(build_model(std::move(weak)));
+  } catch (const Error& e) {
+    throw Error(std::string("the autoguidance network: ") + e.what());
+  }
+}
+
+Model build_model(TensorFile file) {
   const auto& md = file.metadata;
   const std::string& format =
       required(md, meta::kFormat, "not a bridge-ebm model file, or written by another tool");
-  if (format != kModelFormatVersion && format != kModelFormatDenoiser)
+  if (format != kModelFormatVersion && format != kModelFormatDenoiser &&
+      format != kModelFormatAutoguided)
     throw Error("model format version \"" + format + "\" is not supported: this runtime reads "
-                "versions \"" + kModelFormatVersion + "\" and \"" + kModelFormatDenoiser +
-                "\" (update bridge-ebm, or re-export the model)");
+                "versions \"" + kModelFormatVersion + "\", \"" + kModelFormatDenoiser + "\" and \"" +
+                kModelFormatAutoguided + "\" (update bridge-ebm, or re-export the model)");
+  if (format == kModelFormatAutoguided && !md.count(meta::kAutoguide))
+    throw Error("a format \"3\" model carries a weaker network in metadata \"ebm.autoguide\"; "
+                "this one has none");
+  if (format != kModelFormatAutoguided && md.count(meta::kAutoguide))
+    throw Error("metadata \"ebm.autoguide\" needs format \"3\", the file says \"" + format + "\"");
 
   Model m;
-  if (format == kModelFormatDenoiser) {
+  if (auto it = md.find(meta::kAutoguide); it != md.end())
+    m.autoguide = take_autoguide(it->second, required(md, meta::kInput, "the model's input"),
+                                 &file.tensors);
+  if (format != kModelFormatVersion) {
     m.energy = parse_energy_form(parse_json_text(
-        required(md, meta::kEnergy, "format 2 describes its energy there"), "metadata \"ebm.energy\""));
+        required(md, meta::kEnergy, "format 2 describes its energy there, as does format 3"), "metadata \"ebm.energy\""));
     if (!noise_conditional(m.energy))
-      throw Error("a format \"2\" model must have a denoiser energy or a noise plane "
+      throw Error("a format \"" + format + "\" model must have a denoiser energy or a noise plane "
                   "(\"ebm.energy\" {\"form\": \"scalar\", \"noise_plane\": true} for a classifier)");
   } else if (md.count(meta::kEnergy)) {
     throw Error("metadata \"ebm.energy\" needs format \"2\", the file says \"1\"");
@@ -250,6 +329,12 @@ Model parse_model(const uint8_t* bytes, size_t size) {
   return m;
 }
 
+}  // namespace
+
+Model parse_model(const uint8_t* bytes, size_t size) {
+  return build_model(parse_safetensors(bytes, size));
+}
+
 Model load_model(const std::string& path) {
   try {
     const std::vector<uint8_t> bytes = read_file(path, uint64_t(1) << 31);
@@ -263,7 +348,9 @@ std::vector<uint8_t> serialize_model(const Model& m, DType dtype) {
   validate_model(m);
   TensorFile file;
   const bool format2 = noise_conditional(m.energy);
-  file.metadata[meta::kFormat] = format2 ? kModelFormatDenoiser : kModelFormatVersion;
+  file.metadata[meta::kFormat] = m.autoguide ? kModelFormatAutoguided
+                                 : format2   ? kModelFormatDenoiser
+                                             : kModelFormatVersion;
   if (format2) file.metadata[meta::kEnergy] = energy_form_json(m.energy).dump();
   file.metadata[meta::kKind] = model_kind_name(m.kind);
   if (m.kind == ModelKind::kClassifier) file.metadata[meta::kLabels] = json(m.labels).dump();
@@ -283,6 +370,26 @@ std::vector<uint8_t> serialize_model(const Model& m, DType dtype) {
       t.stored = dtype;
       file.tensors.push_back(std::move(t));
     }
+  if (m.sampler.autoguide != 1.0f && !m.autoguide)
+    throw Error("sampler setting \"autoguide\" needs a model that carries a weaker network "
+                "(format 3, \"ebm.autoguide\"); this one carries none");
+  if (m.autoguide) {
+    const Model& weak = *m.autoguide;
+    file.metadata[meta::kAutoguide] = json{{"layers", weak.arch.layers_json()},
+                                           {"energy", energy_form_json(weak.energy)},
+                                           {"card", weak.card}}.dump();
+    Tensor mean = weak.tensor(kEnergyMeanTensor);
+    mean.name = kAutoguidePrefix + mean.name;
+    mean.stored = dtype;
+    file.tensors.push_back(std::move(mean));
+    for (const LayerSpec& l : weak.arch.layers)
+      for (const TensorRef& ref : l.tensors) {
+        Tensor t = weak.tensor(ref.name);
+        t.name = kAutoguidePrefix + t.name;
+        t.stored = dtype;
+        file.tensors.push_back(std::move(t));
+      }
+  }
   return serialize_safetensors(file);
 }
 
@@ -373,6 +480,7 @@ Model fold_normalization(const Model& m) {
   out.labels = m.labels;
   out.sampler = m.sampler;
   out.card = m.card;
+  out.autoguide = m.autoguide;  // folded when its own Network is built
   const json explicit_layers = m.arch.layers_json();
   json layers = json::array();
   const std::vector<LayerSpec>& L = m.arch.layers;

@@ -18,6 +18,7 @@ Network::Network(const Model& model) {
   if (energy_.denoiser) mean_ = folded.tensor(kEnergyMeanTensor).data;
   sampler_ = folded.sampler;
   card_ = folded.card;
+  if (model.autoguide) autoguide_ = std::make_shared<const Network>(*model.autoguide);
   for (const LayerSpec& l : arch_.layers) layers_.push_back(make_layer(l, folded));
 }
 

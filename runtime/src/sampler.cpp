@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "ebm/error.h"
+#include "ebm/json_util.h"
 #include "ebm/metrics.h"
 
 namespace ebm {
@@ -90,6 +90,20 @@ LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params
     throw Error(std::string("the ") + sampler_form_name(params.form) +
                 " sampler needs a noise-conditional model; this model's energy has no noise level "
                 "(use the paper or textbook form)");
+  if (params.autoguide != 1.0f) {
+    if (!walks_noise_levels(params.form))
+      throw Error(std::string("autoguidance needs a noise-level sampler form (annealed or ddim); "
+                              "this one is ") + sampler_form_name(params.form));
+    if (!net.autoguide())
+      throw Error("this model carries no weaker network to guide by (autoguide " +
+                  nlohmann::json(json_float(params.autoguide)).dump() +
+                  "): set autoguide to 1, or use a format-3 file written by ebm-export --autoguide");
+  }
+}
+
+bool LangevinSampler::autoguided(float sigma) const {
+  return params_.autoguide != 1.0f && net_.autoguide() &&
+         (params_.autoguide_sigma_max == 0 || sigma <= params_.autoguide_sigma_max);
 }
 
 int LangevinSampler::level_count() const {
@@ -131,7 +145,9 @@ void LangevinSampler::set_max_batch(int chains) {
 
 int LangevinSampler::slice_size() const {
   if (max_batch_ > 0) return max_batch_;
-  const size_t per_chain = net_.workspace_bytes(1) + (guide_ ? guide_->workspace_bytes(1) : 0);
+  const Network* weak = params_.autoguide != 1.0f ? net_.autoguide() : nullptr;
+  const size_t per_chain = net_.workspace_bytes(1) + (guide_ ? guide_->workspace_bytes(1) : 0) +
+                           (weak ? weak->workspace_bytes(1) : 0);
   return int(std::clamp<size_t>(kSliceBudgetBytes / std::max<size_t>(per_chain, 1), 1, 1 << 20));
 }
 
@@ -141,6 +157,8 @@ size_t LangevinSampler::workspace_bytes() const {
     if (ws.energy.capacity_images() > 0) bytes += net_.workspace_bytes(ws.energy.capacity_images());
     if (guide_ && ws.guide.capacity_images() > 0)
       bytes += guide_->workspace_bytes(ws.guide.capacity_images());
+    if (net_.autoguide() && ws.autoguide.capacity_images() > 0)
+      bytes += net_.autoguide()->workspace_bytes(ws.autoguide.capacity_images());
   }
   return bytes;
 }
@@ -185,6 +203,8 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   grad_.assign(x_.size(), 0.0f);
   noise_.assign(x_.size(), 0.0f);
   e_.assign(size_t(count), 0.0f);
+  weak_grad_.assign(params_.autoguide != 1.0f ? x_.size() : 0, 0.0f);
+  weak_e_.assign(params_.autoguide != 1.0f ? size_t(count) : 0, 0.0f);
   if (guide_) {
     guide_grad_.assign(x_.size(), 0.0f);
     guide_ce_.assign(size_t(count), 0.0f);
@@ -392,6 +412,11 @@ float LangevinSampler::guide_weight(float sigma) const {
 void LangevinSampler::energy_and_grad(Workspaces& ws, int b0, int nb, float sigma) {
   const size_t d = size_t(net_.input_size()), lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;
   net_.energy_and_input_grad(ws.energy, x_.data() + lo, nb, e_.data() + b0, grad_.data() + lo, sigma);
+  if (autoguided(sigma)) {
+    net_.autoguide()->energy_and_input_grad(ws.autoguide, x_.data() + lo, nb, weak_e_.data() + b0,
+                                            weak_grad_.data() + lo, sigma);
+    compose_autoguide(grad_.data() + lo, weak_grad_.data() + lo, hi - lo);
+  }
   const float w = guide_weight(sigma);
   if (w == 0.0f) return;
   const float* in = x_.data() + lo;
@@ -410,6 +435,11 @@ void LangevinSampler::gradient(const float* x, int n, float sigma, float* e, flo
   const size_t d = size_t(net_.input_size());
   Workspaces& ws = workspaces_[0];
   net_.energy_and_input_grad(ws.energy, x, n, e, grad, sigma);
+  if (autoguided(sigma)) {
+    std::vector<float> g(size_t(n) * d), e0(static_cast<size_t>(n));
+    net_.autoguide()->energy_and_input_grad(ws.autoguide, x, n, e0.data(), g.data(), sigma);
+    compose_autoguide(grad, g.data(), g.size());
+  }
   const float w = guide_weight(sigma);
   if (w == 0.0f) return;
   std::vector<float> g(size_t(n) * d), ce(static_cast<size_t>(n)), in(x, x + size_t(n) * d);
@@ -419,6 +449,12 @@ void LangevinSampler::gradient(const float* x, int n, float sigma, float* e, flo
   guide_->cross_entropy_and_input_grad(ws.guide, in.data(), n, guide_target_, ce.data(), g.data(),
                                        sigma);
   for (size_t k = 0; k < g.size(); ++k) grad[k] += w * g[k];
+}
+
+// grad = w grad + (1 - w) weak: the gradient of w E + (1 - w) E_weak.
+void LangevinSampler::compose_autoguide(float* grad, const float* weak, size_t len) const {
+  const float w = params_.autoguide, rest = 1.0f - w;
+  for (size_t k = 0; k < len; ++k) grad[k] = w * grad[k] + rest * weak[k];
 }
 
 void LangevinSampler::step() {

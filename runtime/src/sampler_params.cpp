@@ -51,6 +51,12 @@ float bounded(const json& j, const char* key, double lo, double hi, bool lo_open
                 std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
   return float(d);
 }
+// Autoguidance only where it is on, so every other file's JSON stays as it was.
+void add_autoguide(const SamplerParams& p, json* j) {
+  if (p.autoguide == 1.0f) return;
+  (*j)["autoguide"] = json_float(p.autoguide);
+  if (p.autoguide_sigma_max != 0) (*j)["autoguide_sigma_max"] = json_float(p.autoguide_sigma_max);
+}
 }  // namespace
 
 SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
@@ -61,10 +67,10 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
         key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample" &&
-        key != "rho")
+        key != "rho" && key != "autoguide" && key != "autoguide_sigma_max")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta, resample, rho)");
+                  "sigma_max, sigma_min, eta, resample, rho, autoguide, autoguide_sigma_max)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
@@ -115,6 +121,9 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
       throw Error("sampler \"rho\" must be 0 (noise levels geometric) or from 1 to 100 (evenly "
                   "spaced in sigma^(1/rho)), got " + j["rho"].dump());
   }
+  if (j.contains("autoguide")) p.autoguide = bounded(j, "autoguide", 0, 20, false);
+  if (j.contains("autoguide_sigma_max"))
+    p.autoguide_sigma_max = bounded(j, "autoguide_sigma_max", 0, 1e4, false);
   if (p.sigma_min > p.sigma_max)
     throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
                 ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
@@ -130,6 +139,7 @@ json sampler_params_json(const SamplerParams& p) {
               {"eps", json_float(p.eps)},          {"levels", p.levels},
               {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
     if (p.rho != 0) j["rho"] = json_float(p.rho);
+    add_autoguide(p, &j);
     return j;
   }
   if (p.form == SamplerForm::kDdim) {
@@ -138,6 +148,7 @@ json sampler_params_json(const SamplerParams& p) {
               {"eta", json_float(p.eta)}};
     if (p.resample != 1) j["resample"] = p.resample;
     if (p.rho != 0) j["rho"] = json_float(p.rho);
+    add_autoguide(p, &j);
     return j;
   }
   return {{"form", sampler_form_name(p.form)},

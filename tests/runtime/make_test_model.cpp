@@ -1,8 +1,12 @@
 // Writes a model with random weights for a preset: for CLI, cross-language and page tests.
-//   make_test_model PRESET.json OUT.safetensors [seed] [f16|f32] [LABEL,LABEL,...]
-// With labels, a classifier: the preset's last dense layer gets one output per label.
+//   make_test_model PRESET.json OUT.safetensors [seed] [f16|f32] [LABEL,LABEL,...] [autoguide]
+// With labels, a classifier: the preset's last dense layer gets one output per label. With
+// "autoguide" (labels "" then), a denoiser that carries a second random one of the same preset as
+// its weaker network (format 3), sampled with autoguide 2 up to sigma 5.
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -11,7 +15,8 @@
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::cerr
-        << "usage: make_test_model PRESET.json OUT.safetensors [seed] [f16|f32] [LABEL,...]\n";
+        << "usage: make_test_model PRESET.json OUT.safetensors [seed] [f16|f32] [LABEL,...] "
+           "[autoguide]\n";
     return 2;
   }
   try {
@@ -33,17 +38,28 @@ int main(int argc, char** argv) {
     ebm::Model m = ebm::random_model(
         arch, seed, labels.empty() ? ebm::ModelKind::kEnergy : ebm::ModelKind::kClassifier);
     if (!labels.empty()) m.labels = labels;
-    if (p.energy.denoiser) {
-      // A noise-conditional preset: its energy form and a mean image (light, like a drawing).
-      m.energy = p.energy;
-      const ebm::Shape s = m.image_shape();
+    // A noise-conditional preset: its energy form and a mean image (light, like a drawing).
+    auto add_energy = [&](ebm::Model& model) {
+      model.energy = p.energy;
+      const ebm::Shape s = model.image_shape();
       ebm::Tensor mean;
       mean.name = ebm::kEnergyMeanTensor;
       mean.shape = {s.c, s.h, s.w};
       mean.data.assign(size_t(s.size()), 0.7f);
-      m.tensors.insert(m.tensors.begin(), std::move(mean));
-    }
+      model.tensors.insert(model.tensors.begin(), std::move(mean));
+    };
+    if (p.energy.denoiser) add_energy(m);
     m.sampler = ebm::parse_sampler_params(p.sampler);
+    if (argc > 6) {
+      if (std::string(argv[6]) != "autoguide" || !p.energy.denoiser || !labels.empty())
+        throw std::runtime_error("the sixth argument is \"autoguide\", for a denoiser preset");
+      ebm::Model weak = ebm::random_model(arch, seed + 100);
+      add_energy(weak);
+      weak.card = {{"name", "random weaker " + p.name}};
+      m.autoguide = std::make_shared<const ebm::Model>(std::move(weak));
+      m.sampler.autoguide = 2.0f;
+      m.sampler.autoguide_sigma_max = 5.0f;
+    }
     m.card = {{"name", std::string(labels.empty() ? "random " : "random classifier ") + p.name},
               {"description", "random weights, for tests"}};
     const bool f32 = argc > 4 && std::string(argv[4]) == "f32";

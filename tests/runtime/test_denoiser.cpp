@@ -185,7 +185,8 @@ TEST(DenoiserFile, EveryInconsistentFileIsRefusedByName) {
   };
   refused(edited([](TensorFile& f) { f.metadata.erase("ebm.energy"); }), {"ebm.energy", "format 2"});
   refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "1"; }), {"ebm.energy", "needs format \"2\""});
-  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "3"; }), {"version \"3\"", "not supported"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "4"; }), {"version \"4\"", "not supported"});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "3"; }), {"format \"3\"", "ebm.autoguide", "has none"});
   refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"scalar"})"; }), {"format \"2\"", "denoiser"});
   refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"quadratic"})"; }), {"\"form\"", "denoiser"});
   refused(edited([](TensorFile& f) { f.metadata["ebm.energy"] = R"({"form":"denoiser","sigma_data":0})"; }), {"sigma_data"});
@@ -685,6 +686,179 @@ TEST(Variation, SameSeedSameSamplesWhateverTheThreadsAndTheStrengthMatters) {
   stronger.run();
   EXPECT_EQ(one.images(), two.images());
   EXPECT_NE(one.images(), stronger.images());
+}
+
+// Autoguidance (SamplerParams::autoguide): a denoiser that carries a weaker one (format 3).
+
+// A smaller denoiser over the same images: the weaker network.
+const json kTinyUnet = json::parse(R"([
+  {"type":"space_to_depth","factor":2},
+  {"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"},
+  {"type":"swish"},
+  {"type":"conv2d","out_channels":4,"kernel":3,"padding":"same"},
+  {"type":"depth_to_space","factor":2}
+])");
+
+Model autoguided_model(float w, float sigma_max = 0) {
+  Model m = test::random_denoiser_model(kImage, kSmallUnet, 21);
+  m.autoguide = std::make_shared<const Model>(test::random_denoiser_model(kImage, kTinyUnet, 22, 0.5f));
+  m.sampler = default_sampler_params(SamplerForm::kDdim);
+  m.sampler.steps = 12;
+  m.sampler.autoguide = w;
+  m.sampler.autoguide_sigma_max = sigma_max;
+  return m;
+}
+
+TEST(AutoguideFile, RoundTripsAsFormat3WithTheWeakerNetworkUnderItsPrefix) {
+  const Model m = autoguided_model(2.5f, 3.0f);
+  const std::vector<uint8_t> bytes = serialize_model(m, DType::kF32);
+  const TensorFile f = parse_safetensors(bytes.data(), bytes.size());
+  EXPECT_EQ(f.metadata.at("ebm.format"), "3");
+  const json ag = json::parse(f.metadata.at("ebm.autoguide"));
+  EXPECT_EQ(ag["layers"], m.autoguide->arch.layers_json());
+  EXPECT_EQ(ag["energy"]["sigma_data"], 0.5);
+  size_t prefixed = 0;
+  for (const Tensor& t : f.tensors) prefixed += t.name.rfind(kAutoguidePrefix, 0) == 0;
+  EXPECT_EQ(prefixed, m.autoguide->tensors.size());
+  EXPECT_EQ(f.tensors.size(), m.tensors.size() + prefixed);
+
+  const Model r = parse_model(bytes.data(), bytes.size());
+  ASSERT_TRUE(r.autoguide);
+  EXPECT_FLOAT_EQ(r.sampler.autoguide, 2.5f);
+  EXPECT_FLOAT_EQ(r.sampler.autoguide_sigma_max, 3.0f);
+  EXPECT_EQ(r.autoguide->arch.layers_json(), m.autoguide->arch.layers_json());
+  for (const Tensor& t : m.autoguide->tensors) EXPECT_EQ(r.autoguide->tensor(t.name).data, t.data) << t.name;
+  EXPECT_EQ(r.describe()["autoguide"]["parameters"], m.autoguide->arch.parameter_count());
+  EXPECT_EQ(r.describe()["sampler"]["autoguide"], 2.5);
+  const Network net(r);
+  ASSERT_NE(net.autoguide(), nullptr);
+  std::vector<float> x = test::random_inputs(size_t(kImage.size()), 2), ea(1), eb(1);
+  Network::Workspace ws;
+  net.autoguide()->energy(ws, x.data(), 1, ea.data(), 0.2f);
+  Network(*m.autoguide).energy(x.data(), 1, eb.data(), 0.2f);
+  EXPECT_EQ(ea[0], eb[0]);
+  // Without autoguidance in its settings the sampler JSON stays as every other file's.
+  EXPECT_FALSE(sampler_params_json(default_sampler_params(SamplerForm::kDdim)).contains("autoguide"));
+}
+
+TEST(AutoguideFile, EveryInconsistentFileIsRefusedByName) {
+  const Model m = autoguided_model(2.0f);
+  const std::vector<uint8_t> good = serialize_model(m, DType::kF32);
+  auto edited = [&](const std::function<void(TensorFile&)>& edit) {
+    TensorFile f = parse_safetensors(good.data(), good.size());
+    edit(f);
+    return serialize_safetensors(f);
+  };
+  auto refused = [](const std::vector<uint8_t>& b, std::vector<std::string> words) {
+    expect_error([&] { parse_model(b.data(), b.size()); }, words);
+  };
+  refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "2"; }), {"ebm.autoguide", "needs format \"3\""});
+  refused(edited([](TensorFile& f) { f.metadata["ebm.autoguide"] = "[1]"; }), {"ebm.autoguide", "JSON object"});
+  refused(edited([](TensorFile& f) {
+            json j = json::parse(f.metadata["ebm.autoguide"]);
+            j["weight"] = 2;
+            f.metadata["ebm.autoguide"] = j.dump();
+          }),
+          {"ebm.autoguide", "unknown key \"weight\""});
+  refused(edited([](TensorFile& f) {
+            json j = json::parse(f.metadata["ebm.autoguide"]);
+            j["energy"] = {{"form", "scalar"}};
+            f.metadata["ebm.autoguide"] = j.dump();
+          }),
+          {"autoguidance network", "denoiser energy"});
+  refused(edited([](TensorFile& f) {
+            f.tensors.erase(std::remove_if(f.tensors.begin(), f.tensors.end(),
+                                           [](const Tensor& t) { return t.name == "autoguide.layers.1.weight"; }),
+                            f.tensors.end());
+          }),
+          {"autoguidance network", "layers.1.weight"});
+  // A tensor under the prefix that the weaker network does not use.
+  refused(edited([](TensorFile& f) {
+            Tensor t = f.tensors.back();
+            t.name = "autoguide.stray";
+            f.tensors.push_back(t);
+          }),
+          {"autoguidance network", "stray", "not used"});
+  // Settings that ask for autoguidance need the network, and the network the same images.
+  Model alone = test::random_denoiser_model(kImage, kSmallUnet, 21);
+  alone.sampler = m.sampler;
+  expect_error([&] { validate_model(alone); }, {"\"autoguide\"", "carries none"});
+  Model other = m;
+  other.autoguide = std::make_shared<const Model>(test::random_denoiser_model(Shape{1, 8, 8}, kTinyUnet, 22));
+  expect_error([&] { validate_model(other); }, {"autoguidance network takes 1x8x8", "1x8x12"});
+  expect_error([&] { (void)parse_sampler_params(json{{"autoguide", -1}}); }, {"\"autoguide\""});
+  expect_error([&] { (void)parse_sampler_params(json{{"autoguide", 21}}); }, {"\"autoguide\""});
+  expect_error([&] { (void)parse_sampler_params(json{{"autoguide_sigma_max", -1}}); }, {"autoguide_sigma_max"});
+}
+
+TEST(Autoguidance, StepsFollowTheGradientOfTheComposedEnergy) {
+  const float w = 2.5f;
+  const Model m = autoguided_model(w, 3.0f);
+  Network net(m);
+  LangevinSampler s(net, m.sampler, 1);
+  const int n = 2;
+  const size_t d = size_t(kImage.size());
+  const std::vector<float> x = test::random_inputs(n * d, 7);
+  const std::vector<double> xd = test::to_double(x);
+  Network alone(*m.autoguide);
+  for (float sigma : {0.1f, 1.5f, 6.0f}) {
+    std::vector<float> e(n), g(x.size()), e1(n), g1(x.size()), e0(n), g0(x.size());
+    s.gradient(x.data(), n, sigma, e.data(), g.data());
+    net.energy_and_input_grad(x.data(), n, e1.data(), g1.data(), sigma);
+    alone.energy_and_input_grad(x.data(), n, e0.data(), g0.data(), sigma);
+    EXPECT_EQ(e, e1) << "the energies reported are the model's own";
+    const bool on = sigma <= 3.0f;  // autoguide_sigma_max
+    for (size_t k = 0; k < x.size(); ++k)
+      ASSERT_EQ(g[k], on ? w * g1[k] + (1.0f - w) * g0[k] : g1[k]) << "sigma " << sigma << " k " << k;
+    if (!on) continue;
+    // Against finite differences of w E + (1 - w) E_weak in double precision.
+    auto composed = [&](const std::vector<double>& v, size_t img) {
+      return double(w) * reference_denoiser_energy(m, v, n, double(sigma))[img] +
+             (1.0 - double(w)) * reference_denoiser_energy(*m.autoguide, v, n, double(sigma))[img];
+    };
+    const double h = 1e-5;
+    int shown = 0;
+    for (size_t k = 0; k < x.size(); k += 3) {
+      std::vector<double> xp = xd, xm = xd;
+      xp[k] += h;
+      xm[k] -= h;
+      const double fd = (composed(xp, k / d) - composed(xm, k / d)) / (2 * h);
+      if (std::abs(g[k] - fd) > 3e-4 * std::max(1.0, std::abs(fd)) && shown++ < 5)
+        ADD_FAILURE() << "sigma " << sigma << ": composed dE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
+    }
+  }
+}
+
+TEST(Autoguidance, WeightOneIsTheModelAloneAndSamplesAreTheSameWhateverTheThreads) {
+  const Model m = autoguided_model(2.0f);
+  Model plain = m;
+  plain.autoguide.reset();
+  plain.sampler.autoguide = 1.0f;
+  Network net(m), plain_net(plain);
+  SamplerParams one = m.sampler;
+  one.autoguide = 1.0f;
+  EXPECT_EQ(uniform_samples(net, one, 5, 4, 1), uniform_samples(plain_net, one, 5, 4, 1));
+  const std::vector<float> guided = uniform_samples(net, m.sampler, 5, 4, 1);
+  EXPECT_NE(guided, uniform_samples(net, one, 5, 4, 1));
+  EXPECT_EQ(guided, uniform_samples(net, m.sampler, 5, 4, 3));
+  EXPECT_EQ(guided, uniform_samples(net, m.sampler, 5, 4, 2, 5));
+  // Skipping the weaker network at large noise changes the walk; skipping it everywhere is w = 1.
+  SamplerParams capped = m.sampler;
+  capped.autoguide_sigma_max = 1.0f;
+  EXPECT_NE(guided, uniform_samples(net, capped, 5, 4, 1));
+  capped.autoguide_sigma_max = 1e-4f;
+  EXPECT_EQ(uniform_samples(net, capped, 5, 4, 1), uniform_samples(net, one, 5, 4, 1));
+}
+
+TEST(Autoguidance, NeedsTheWeakerNetworkAndANoiseLevelForm) {
+  Network plain(test::random_denoiser_model(kImage, kSmallUnet, 21));
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.autoguide = 2.0f;
+  expect_error([&] { LangevinSampler s(plain, p, 1); }, {"no weaker network", "autoguide", "ebm-export --autoguide"});
+  Network net(autoguided_model(2.0f));
+  SamplerParams paper;
+  paper.autoguide = 2.0f;
+  expect_error([&] { LangevinSampler s(net, paper, 1); }, {"autoguidance", "noise-level", "paper"});
 }
 
 }  // namespace

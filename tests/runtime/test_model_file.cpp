@@ -96,8 +96,8 @@ TEST(ModelFileRejects, AFileWithoutFormatVersion) {
 
 TEST(ModelFileRejects, AnUnknownFormatVersion) {
   TensorFile f = file_of(small_model());
-  f.metadata["ebm.format"] = "3";
-  expect_error([&] { reparse(f); }, {"format version \"3\"", "reads versions \"1\" and \"2\""});
+  f.metadata["ebm.format"] = "4";
+  expect_error([&] { reparse(f); }, {"format version \"4\"", "reads versions \"1\", \"2\" and \"3\""});
 }
 
 TEST(ModelFileRejects, AnUnknownKind) {

@@ -363,6 +363,59 @@ TEST(Programs, ExportWritesAnF16ModelWithACardAndF32OnRequest) {
   EXPECT_FALSE(std::filesystem::exists(work + "/m8.safetensors"));
 }
 
+// ebm-export --autoguide: a denoiser file carries a weaker one (format 3) for the samplers'
+// autoguidance, or drops it; what cannot be carried is refused by name and nothing is written.
+TEST(Programs, ExportCarriesAWeakerNetworkForAutoguidanceAndDropsIt) {
+  const std::string work = scratch_dir("autoguide");
+  const std::string models = std::string(EBM_TEST_PRESETS_DIR) + "/..";
+  const std::string fashion = models + "/fashion-mnist.safetensors";
+  std::string out;
+  ASSERT_EQ(run({EBM_EXPORT_EXE, fashion, "--out", work + "/ag.safetensors", "--autoguide", fashion,
+                 "--sampler", R"({"autoguide": 2, "autoguide_sigma_max": 10})"},
+                &out),
+            0)
+      << out;
+  const std::vector<uint8_t> bytes = read_file(work + "/ag.safetensors");
+  EXPECT_EQ(parse_safetensors(bytes.data(), bytes.size()).metadata.at("ebm.format"), "3");
+  const Model strong = load_model(fashion), ag = load_model(work + "/ag.safetensors");
+  ASSERT_TRUE(ag.autoguide);
+  EXPECT_EQ(ag.sampler.autoguide, 2.0f);
+  EXPECT_EQ(ag.sampler.autoguide_sigma_max, 10.0f);
+  for (const Tensor& t : strong.tensors) {
+    EXPECT_EQ(ag.tensor(t.name).data, t.data) << t.name;
+    EXPECT_EQ(ag.autoguide->tensor(t.name).data, t.data) << t.name;
+  }
+  EXPECT_EQ(ag.autoguide->card["name"], strong.card["name"]);
+  EXPECT_FALSE(ag.autoguide->card.contains("evaluation"));
+
+  // Dropped again: format 2, the weights as they were.
+  ASSERT_EQ(run({EBM_EXPORT_EXE, work + "/ag.safetensors", "--out", work + "/plain.safetensors",
+                 "--autoguide", "none", "--sampler", R"({"autoguide": 1})"},
+                &out),
+            0)
+      << out;
+  const std::vector<uint8_t> pb = read_file(work + "/plain.safetensors");
+  EXPECT_EQ(parse_safetensors(pb.data(), pb.size()).metadata.at("ebm.format"), "2");
+  EXPECT_FALSE(load_model(work + "/plain.safetensors").autoguide);
+
+  auto refused = [&](std::vector<std::string> args, std::vector<std::string> words) {
+    std::vector<std::string> cmd = {EBM_EXPORT_EXE};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    cmd.insert(cmd.end(), {"--out", work + "/bad.safetensors"});
+    EXPECT_EQ(run(cmd, &out), 1) << out;
+    for (const std::string& w : words) EXPECT_NE(out.find(w), std::string::npos) << w << " in " << out;
+    EXPECT_FALSE(std::filesystem::exists(work + "/bad.safetensors"));
+  };
+  // Settings that still ask for it without the network.
+  refused({work + "/ag.safetensors", "--autoguide", "none"}, {"autoguidance", "--autoguide MODEL"});
+  refused({fashion, "--sampler", R"({"autoguide": 3})"}, {"autoguidance", "--autoguide MODEL"});
+  refused({fashion, "--autoguide", models + "/bridge-classifier.safetensors"}, {"denoiser energy", "a classifier"});
+  refused({fashion, "--autoguide", models + "/bridges-cd.safetensors"}, {"denoiser energy", "a scalar energy"});
+  refused({fashion, "--autoguide", work + "/ag.safetensors"}, {"of its own"});
+  refused({models + "/bridges-cd.safetensors", "--autoguide", fashion}, {"only a denoiser energy"});
+  refused({fashion, "--autoguide", work + "/missing.safetensors"}, {"missing.safetensors"});
+}
+
 #ifdef EBM_SERVE_EXE
 // The first line ebm-serve prints names its port: "... on http://127.0.0.1:PORT/ ...".
 int wait_for_port(const std::string& log) {

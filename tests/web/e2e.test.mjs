@@ -470,7 +470,8 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   assert.ok(await page.isVisible('#eta'));
   assert.ok(await page.isVisible('#rho'));
   assert.equal(await page.inputValue('#rho'), '0');  // no spacing in the file: geometric levels
-  for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps']) assert.ok(!(await page.isVisible(hidden)), hidden);
+  // Autoguidance only for a model that carries a weaker network, which this one does not.
+  for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps', '#autoguide', '#autoguide_sigma_max']) assert.ok(!(await page.isVisible(hidden)), hidden);
   // The card reads as text: the method line names the sampler, no raw JSON.
   const card = await page.textContent('#card');
   assert.match(card, /DDIM, one step per noise level, 40 levels/);
@@ -525,6 +526,43 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await page.fill('#rho', '0.5');  // between geometric (0) and the smallest power spacing (1)
   await page.click('#generate');
   assert.match(await page.textContent('#notice'), /spacing ρ must be 0 \(even in log σ\) or from 1 to 100/);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+// Autoguidance: a format-3 file carries a weaker network; the page shows its strength with the
+// file's own value, says so in the card, and the strength changes the walk.
+test('a model that carries a weaker network shows the autoguidance control, and w changes the walk', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url);
+  await waitState(page, ['ready']);
+  await page.setInputFiles('#file-input', process.env.EBM_AUTOGUIDED);
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('random unet'),
+                             null, { timeout: 30000 });
+  await waitState(page, ['ready']);
+  assert.ok(await page.isVisible('#autoguide'));
+  assert.equal(await page.inputValue('#autoguide'), '2');
+  assert.equal(await page.inputValue('#autoguide_sigma_max'), '5');
+  assert.match(await page.textContent('#card'),
+               /autoguided by a weaker network of [\d,]+ parameters \(random weaker unet\), w 2 at σ ≤ 5/);
+  const images = () => page.evaluate(() => window.ebmPage.images().map((x) => Array.from(x)));
+  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await waitState(page, ['done']);
+  const guided = await images();
+  await page.fill('#autoguide', '1');
+  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await waitState(page, ['done']);
+  const alone = await images();
+  assert.notDeepEqual(guided, alone);
+  await page.fill('#autoguide', '2');
+  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await waitState(page, ['done']);
+  assert.deepEqual(await images(), guided);  // same seed, same samples
+  // The browser's own form check stops a strength out of range before any sampling.
+  await page.fill('#autoguide', '25');
+  await page.click('#generate');
+  assert.ok(await page.$eval('#autoguide', (el) => el.validity.rangeOverflow));
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done');
   assert.deepEqual(page.errors, []);
   await context.close();
 });

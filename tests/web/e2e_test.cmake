@@ -25,7 +25,14 @@ execute_process(COMMAND ${MAKE_MODEL} ${presets_dir}/unet.json ${WORK}/../e2e_de
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "make_test_model (denoiser) failed")
 endif()
+# And one that carries a weaker network for autoguidance (format 3).
+execute_process(COMMAND ${MAKE_MODEL} ${presets_dir}/unet.json ${WORK}/../e2e_autoguided.safetensors 4 f16 ""
+                        autoguide RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "make_test_model (autoguided) failed")
+endif()
 set(ENV{EBM_DENOISER} ${WORK}/../e2e_denoiser.safetensors)
+set(ENV{EBM_AUTOGUIDED} ${WORK}/../e2e_autoguided.safetensors)
 set(ENV{EBM_CLASSIFIER} ${WORK}/../e2e_classifier.safetensors)
 set(ENV{EBM_SERVE} ${SERVE})
 set(ENV{EBM_SITE} ${SITE})

@@ -28,9 +28,9 @@ void write_f32(const std::string& path, const std::vector<float>& v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || argc > 5) {
+  if (argc < 3 || argc > 6) {
     std::cerr << "usage: wasm_reference MODEL.safetensors OUT_DIR [DENOISER.safetensors "
-                 "[CLASSIFIER.safetensors]]\n";
+                 "[CLASSIFIER.safetensors [AUTOGUIDED.safetensors]]]\n";
     return 2;
   }
   try {
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
         write_f32(dir + "/denoiser_sample_" + std::string(form) + ".f32", s.images());
       }
       meta["denoiser"] = true;
-      if (argc == 5) {
+      if (argc >= 5) {
         const ebm::Network cls = ebm::Network::from_file(argv[4]);
         {
           ebm::LangevinSampler s(
@@ -110,6 +110,15 @@ int main(int argc, char** argv) {
           write_f32(dir + "/guided_ddim.f32", s.images());
         }
         meta["guide"] = true;
+      }
+      if (argc == 6) {  // autoguidance: the file's own settings (w 2 up to sigma 5), 6 ddim levels
+        const ebm::Network ag = ebm::Network::from_file(argv[5]);
+        const ebm::SamplerParams p = ebm::parse_sampler_params({{"form", "ddim"}, {"steps", 6}}, ag.sampler());
+        ebm::LangevinSampler s(ag, p, 42);
+        s.start_uniform(4, 0);
+        s.run();
+        write_f32(dir + "/autoguided_sample.f32", s.images());
+        meta["autoguided"] = true;
       }
     }
     std::ofstream(dir + "/reference.json") << meta.dump(2) << "\n";

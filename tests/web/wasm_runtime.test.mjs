@@ -287,6 +287,38 @@ test('a noise-conditional model: energies, gradients and both noise-level sample
   }
 });
 
+// Autoguidance in wasm: a format-3 file loads with its weaker network, its own settings (w 2 up to
+// sigma 5) give the native samples, split chains give the same bits, and w = 1 is another walk.
+test('an autoguided model samples as natively, whatever the split, and w 1 is the model alone', () => {
+  const ag = loadModel(M, new Uint8Array(readFileSync(path.join(work, 'autoguided.safetensors'))));
+  assert.equal(ag.error(), '');
+  try {
+    const card = JSON.parse(ag.describe());
+    assert.ok(card.autoguide.parameters > 0, JSON.stringify(card.autoguide));
+    assert.equal(card.sampler.autoguide, 2);
+    const d = ref.input_size;
+    const params = { form: 'ddim', steps: 6 };
+    const run = (firstChain, count, extra = {}) =>
+      sample({ params: { ...params, ...extra }, seed: 42, count, firstChain, net: ag }).images;
+    const whole = run(0, 4);
+    const halves = new Float32Array(4 * d);
+    halves.set(run(0, 2), 0);
+    halves.set(run(2, 2), 2 * d);
+    assert.ok(bitsEqual(whole, halves), 'split chains differ');
+    const native = f32('autoguided_sample.f32');
+    assert.ok(maxAbsDiff(whole, native) < 2e-3, `${maxAbsDiff(whole, native)} from native`);
+    assert.ok(maxAbsDiff(whole, run(0, 4, { autoguide: 1 })) > 1e-2, 'w 1 walks the same way');
+    const s = new M.Sampler(ag, JSON.stringify({ form: 'paper', autoguide: 2 }), 1);
+    try {
+      assert.match(s.error(), /autoguidance needs a noise-level sampler form/);
+    } finally {
+      s.delete();
+    }
+  } finally {
+    ag.delete();
+  }
+});
+
 // Inpainting and variations in wasm (issue 15): the kept pixels end bit for bit on the kept image,
 // and the same seed gives the same samples whether the chains run together or split in two (as
 // the page's workers split a grid).

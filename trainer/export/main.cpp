@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
                 &opt.name);
     args.option("description", "TEXT", "description for the card", &opt.description);
     args.option("license", "NAME", "license for the card, e.g. CC-BY-4.0", &opt.license);
-    std::string sampler_json, card_json, evaluation;
+    std::string sampler_json, card_json, evaluation, autoguide;
     args.option("sampler", "JSON",
                 "default sampler settings to ship instead of the training run's, e.g. "
                 "'{\"steps\":200}' (keys as in ebm.sampler)",
@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
                 "evaluation section, as the page shows it: the first report's figures, and the "
                 "main ones of each further report (another seed)",
                 &evaluation);
+    args.option("autoguide", "MODEL|none",
+                "carry this weaker denoiser model (a smaller or less trained one of the same "
+                "images) in the file for autoguidance: the samplers then follow w E + (1 - w) "
+                "E_weak, w the sampler's \"autoguide\" (set it with --sampler); the file becomes "
+                "format 3. \"none\" removes one the model carries",
+                &autoguide);
 #ifdef EBM_HAVE_PUBLISH
     args.option("publish", "URL|DIR",
                 "then publish the file to a running ebm-serve (http://host:port) or into a "
@@ -89,6 +95,9 @@ int main(int argc, char** argv) {
     args.example(
         "ebm-export models/bridges.safetensors --out models/bridges.safetensors --sampler "
         "'{\"steps\":24,\"sigma_max\":160}'");
+    args.example(
+        "ebm-export models/bridges.safetensors --out models/bridges.safetensors --autoguide "
+        "weak.safetensors --sampler '{\"autoguide\":2.5,\"autoguide_sigma_max\":20}'");
     args.epilog(
         "The runtime's outputs are compared with LibTorch's on random images before the file is "
         "written (max relative error 1e-4); a checkpoint whose architecture the runtime cannot run "
@@ -98,6 +107,10 @@ int main(int argc, char** argv) {
     if (is_dir(checkpoint)) checkpoint += "/checkpoint.pt";
     opt.source = checkpoint;
     if (!sampler_json.empty()) opt.sampler = ebm::parse_json_text(sampler_json, "--sampler");
+    if (autoguide == "none")
+      opt.drop_autoguide = true;
+    else if (!autoguide.empty())
+      opt.autoguide = std::make_shared<const ebm::Model>(ebm::load_model(autoguide));
     if (!card_json.empty()) {
       if (card_json[0] == '@') {
         const std::vector<uint8_t> bytes = ebm::read_file(card_json.substr(1), 1 << 20);

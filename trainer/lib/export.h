@@ -26,7 +26,15 @@ struct ExportOptions {
   nlohmann::json card;      // extra card fields, merged over the generated ones (may be null)
   // Merged over the card's "evaluation" section after `card` (evaluation_card's; may be null).
   nlohmann::json evaluation;
+  // A weaker denoiser to carry for autoguidance (model.h "ebm.autoguide"; the file becomes format
+  // 3), or null to keep what the model has. drop_autoguide removes it.
+  std::shared_ptr<const Model> autoguide;
+  bool drop_autoguide = false;
 };
+
+// The weaker network for ExportOptions::autoguide from a model file: a denoiser energy over
+// `image` that carries none of its own; its card is kept without the evaluation figures.
+std::shared_ptr<const Model> autoguide_from(Model weak, const Shape& image);
 
 // The folded model with its card (name, description, license, dataset, architecture, training:
 // epochs, steps, wall time, final metrics) and sampler settings. Throws ebm::Error when the

@@ -422,7 +422,10 @@ function cardSummary(card, c) {
     : sampler.form === 'ddim'
       ? `DDIM, one step per noise level, ${sampler.steps} levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''}, η ${sampler.eta})`
       : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
-  if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ')]);
+  const autoguideText = c.autoguide && sampler.autoguide !== undefined && sampler.autoguide !== 1
+    ? `autoguided by a weaker network of ${num(c.autoguide.parameters, 6)} parameters${c.autoguide.card?.name ? ` (${c.autoguide.card.name})` : ''}, w ${num(sampler.autoguide)}${sampler.autoguide_sigma_max ? ` at σ ≤ ${num(sampler.autoguide_sigma_max)}` : ''}`
+    : undefined;
+  if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ') + (autoguideText ? `, ${autoguideText}` : '')]);
   if (t.epochs !== undefined) {
     const parts = [`${t.epochs} epochs`, t.steps !== undefined && `${num(t.steps, 6)} steps`,
                    t.batch && `batch ${t.batch}`, t.wall_time && `${t.wall_time} of training`];
@@ -448,7 +451,9 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho', 'autoguide', 'autoguide_sigma_max'];
+// Whether the loaded model carries a weaker network for autoguidance (a format-3 file).
+const hasAutoguide = () => !!state.model?.card.autoguide;
 
 function applyDefaults() {
   const s = state.model?.card.sampler;
@@ -457,6 +462,8 @@ function applyDefaults() {
   if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
   if (s.resample === undefined) $('resample').value = 1;
   if (s.rho === undefined) $('rho').value = 0;  // geometric levels
+  if (s.autoguide === undefined) $('autoguide').value = 1;  // the model alone
+  if (s.autoguide_sigma_max === undefined) $('autoguide_sigma_max').value = 0;
   $('form').value = s.form || 'paper';
   // Settings in the address (a shared link) win over the model's defaults.
   for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
@@ -465,7 +472,8 @@ function applyDefaults() {
 
 function showFormFields() {
   const form = $('form').value;
-  for (const el of document.querySelectorAll('[data-form]')) el.hidden = !el.dataset.form.split(' ').includes(form);
+  for (const el of document.querySelectorAll('[data-form]'))
+    el.hidden = !el.dataset.form.split(' ').includes(form) || (el.dataset.autoguide !== undefined && !hasAutoguide());
 }
 
 function readSettings() {
@@ -480,6 +488,11 @@ function readSettings() {
     if (p.form === 'ddim' && !(Number.isInteger(p.resample) && p.resample >= 1 && p.resample <= 100)) throw new Error('Rounds per level must be a whole number from 1 to 100.');
     if (!(p.rho === 0 || (p.rho >= 1 && p.rho <= 100))) throw new Error('The spacing ρ must be 0 (even in log σ) or from 1 to 100.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
+    if (hasAutoguide()) {
+      Object.assign(p, { autoguide: num('autoguide'), autoguide_sigma_max: num('autoguide_sigma_max') });
+      if (!(p.autoguide >= 0 && p.autoguide <= 20)) throw new Error('The autoguidance w must be from 0 to 20 (1: the model alone).');
+      if (!(p.autoguide_sigma_max >= 0 && p.autoguide_sigma_max <= 1e4)) throw new Error('The autoguidance σ limit must be from 0 (every level) to 10000.');
+    }
   } else {
     p.start_cell = num('start_cell');
     if (p.form === 'paper') Object.assign(p, { step_size: num('step_size'), noise: num('noise'), grad_clip: num('grad_clip') });

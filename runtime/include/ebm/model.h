@@ -6,10 +6,14 @@
 //   ebm.layers   the explicit layer list (see architecture.h)
 //   ebm.sampler  default sampler settings (see sampler_params.h)
 //   ebm.card     free-form JSON object: name, description, dataset, training summary, license
-//   ebm.energy   format "2" only: how the energy is built from the layers (EnergyForm below)
+//   ebm.energy   format "2" and "3": how the energy is built from the layers (EnergyForm below)
+//   ebm.autoguide  format "3" only: a weaker denoiser energy carried beside the model, for the
+//                samplers' autoguidance (sampler_params.h): {"layers": [...], "energy": {...},
+//                "card": {...}} over the same input, its tensors named "autoguide.<name>"
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -24,6 +28,10 @@ inline constexpr const char* kModelFormatVersion = "1";
 // Noise-conditional energies (a denoiser's layer list plus "ebm.energy") need format "2"; every
 // other model is still written, and read, as format "1".
 inline constexpr const char* kModelFormatDenoiser = "2";
+// A denoiser that carries a weaker one for autoguidance ("ebm.autoguide") is format "3".
+inline constexpr const char* kModelFormatAutoguided = "3";
+// The tensors of the weaker network are stored under this prefix.
+inline constexpr const char* kAutoguidePrefix = "autoguide.";
 
 enum class ModelKind { kEnergy, kClassifier };
 const char* model_kind_name(ModelKind k);
@@ -39,6 +47,9 @@ struct Model {
   SamplerParams sampler;
   nlohmann::json card = nlohmann::json::object();
   std::vector<Tensor> tensors;  // exactly the tensors the layers use, in file order
+  // A weaker denoiser energy over the same images, or null (format 1 and 2 files): what the
+  // samplers' autoguidance pushes away from. Its own tensors are named without the prefix.
+  std::shared_ptr<const Model> autoguide;
 
   const Tensor& tensor(const std::string& name) const;  // throws if absent
   // The images the model reads: arch.input, less the noise plane of a denoiser.

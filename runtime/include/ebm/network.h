@@ -56,6 +56,8 @@ class Network {
   const Architecture& architecture() const { return arch_; }  // after folding
   const SamplerParams& sampler() const { return sampler_; }
   const nlohmann::json& card() const { return card_; }
+  // The weaker denoiser a format-3 model carries for autoguidance (model.h), or null.
+  const Network* autoguide() const { return autoguide_.get(); }
 
   // Sizes `ws` for batches of up to n images (done on demand otherwise).
   void reserve(Workspace& ws, int n) const;
@@ -126,6 +128,7 @@ class Network {
   struct WorkspaceSizes;
   WorkspaceSizes workspace_sizes(int n) const;
   Workspace own_;
+  std::shared_ptr<const Network> autoguide_;
 };
 
 }  // namespace ebm

@@ -108,8 +108,9 @@ class LangevinSampler {
   void clear_guide();
   bool guided() const { return guide_ != nullptr; }
   float guide_weight(float sigma) const;  // scale w(sigma); 0 without a guide
-  // The gradient the steps follow at noise level sigma (dE/dx plus the guide's term) for n
-  // images, and E; not while a step runs.
+  // The gradient the steps follow at noise level sigma (dE/dx, composed with the weaker
+  // network's under autoguidance, SamplerParams::autoguide, plus the guide's term) for n images,
+  // and E (the model's alone, as energies() reports it); not while a step runs.
   void gradient(const float* x, int n, float sigma, float* e, float* grad);
 
   void step();  // one Langevin step for every chain; allocates nothing
@@ -151,8 +152,11 @@ class LangevinSampler {
   void compute_energies(float* e);
   // One group's workspaces: the energy model's and the guide classifier's.
   struct Workspaces {
-    Network::Workspace energy, guide;
+    Network::Workspace energy, guide, autoguide;
   };
+  // Whether the weaker network takes part at noise level sigma (params().autoguide).
+  bool autoguided(float sigma) const;
+  void compose_autoguide(float* grad, const float* weak, size_t len) const;
   // E and the guided gradient of chains [b0, b0 + nb) into e_ and grad_.
   void energy_and_grad(Workspaces& ws, int b0, int nb, float sigma);
   // Calls fn(workspaces, first chain, chain count) for each group of chains, in parallel.
@@ -184,6 +188,7 @@ class LangevinSampler {
   const Network* guide_ = nullptr;  // the guide classifier, if any
   std::vector<float> guide_target_, guide_grad_, guide_ce_;  // grad_, ce: per chain
   std::vector<float> guide_input_;  // on_denoised: the denoised estimates it reads
+  std::vector<float> weak_grad_, weak_e_;  // autoguidance: the weaker network's dE/dx and E
   float guide_scale_ = 0, guide_sigma_ = kDefaultGuideSigma;
   int max_batch_ = 0;
   bool guide_denoised_ = false;

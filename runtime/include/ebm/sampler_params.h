@@ -61,6 +61,15 @@ struct SamplerParams {
   // sigma_{i+1}^2) N(0,1)), so the regenerated pixels and the kept ones have several rounds to
   // agree. Costs that many gradient evaluations per step; 1 = plain ddim.
   int resample = 1;
+  // Annealed and ddim forms, for a model that carries a weaker network of its own (model.h,
+  // "ebm.autoguide"): Karras et al. 2024's autoguidance. The chains follow the composed energy
+  //   E_w(x, sigma) = w E(x, sigma) + (1 - w) E_weak(x, sigma)
+  // whose denoised image is D + (w - 1) (D - D_weak): pushed away from the weaker network's
+  // guess, toward what the stronger network knows better (fewer ghosts and cleaner strokes, no
+  // loss of variety). w = autoguide; 1 is the model alone. At levels above autoguide_sigma_max
+  // (0: none) the weaker network is skipped (both only see out-of-training noise up there).
+  float autoguide = 1.0f;
+  float autoguide_sigma_max = 0.0f;
 };
 // The default settings of a form, as a model card would start from them.
 SamplerParams default_sampler_params(SamplerForm f);

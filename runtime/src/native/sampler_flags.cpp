@@ -41,6 +41,14 @@ void SamplerFlags::add_to(ArgParser& args) {
       "ddim form: take each level's step R times, re-noising in between, so inpainted regions "
       "agree with the kept pixels, at R times the cost (default: the model's, 1)",
       &resample_, 1, 100);
+  add(args, "autoguide", "W",
+      "annealed and ddim forms, a model that carries a weaker network (format 3): follow "
+      "W E + (1 - W) E_weak, pushed away from the weaker network's guess; 1 = the model alone "
+      "(default: the model's)",
+      &autoguide_, 0.0, 20.0);
+  add(args, "autoguide-sigma-max", "S",
+      "skip the weaker network at noise levels above S, 0 = at none (default: the model's)",
+      &autoguide_sigma_max_, 0.0, 1e4);
   add(args, "start-cell", "K",
       "start from uniform noise smoothed over KxK-pixel cells, 1 = every pixel its own (default: "
       "the model's)",
