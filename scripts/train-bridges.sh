@@ -7,7 +7,8 @@
 #   3. two restarts from half the rate, falling to 0 by epochs 57 and 69
 #   4. the unet-wide U-Net (half as many filters again) started from that model
 #      (ebm-train --init-from), 40 more epochs with the rate falling from 5e-4 to 0
-#   5. export, then ebm-eval at seeds 1 and 2
+#   5. export, carrying the stage-1 model (epoch 33) as the weaker network the sampler's
+#      autoguidance pushes away from (ebm-export --autoguide), then ebm-eval at seeds 1 and 2
 #
 # Each stage leaves a marker in the run folder; run the script again after an interruption
 # (Ctrl-C, a closed session) and it resumes the stage it was in, bit for bit, and skips the
@@ -89,6 +90,14 @@ stage() {
 }
 
 stage 1-constant-rate "$narrow" "--preset unet-global --epochs 35 --max-steps 4460" "--epochs 35 --max-steps 4460"
+# The epoch-33 model is the weaker network of the full recipe's autoguidance: kept before stage 2
+# continues the same run.
+weak=$run/unet-global-33.safetensors
+if ((!quick)) && [[ ! -e "$weak" ]]; then
+  [[ ! -e "$narrow/.2-decay-to-45-done" ]] || { echo "train-bridges: $weak is missing and the run is past epoch 33; start a new --run" >&2; exit 1; }
+  "$B/trainer/ebm-export" "$narrow" --out "$weak" --name bridges-unet-global-33 --license CC-BY-4.0 \
+    --description "The unet-global U-Net after 33 epochs (stage 1 of scripts/train-bridges.sh): the weaker network of the bridge model's autoguidance"
+fi
 stage 2-decay-to-45 "$narrow" "" "--epochs 45 --lr-decay-epochs 12 --max-steps 0"
 final=$narrow
 if ((!quick)); then
@@ -104,19 +113,23 @@ fi
 if ((quick)); then
   desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 24 noise levels from 160 to 0.02 spaced evenly in sigma^(1/3)"
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 20 noise levels from 160 to 0.02 spaced evenly in sigma^(1/3), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
 fi
 card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide)'"}}'
 # The quick model keeps its training run's sampler (40 geometric levels); the full one walks 24
 # levels from sigma 160 spaced evenly in sigma^(1/3) (models/README.md: a lower Frechet distance
 # at 60% of the cost).
-sampler=$( ((quick)) && echo '{}' || echo '{"steps":24,"rho":3,"sigma_max":160}')
-"$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" --sampler "$sampler"
+# The full one also follows 2.5 E - 1.5 E_weak at the levels up to sigma 20 (autoguidance by the
+# epoch-33 model: models/README.md, "Autoguidance").
+sampler=$( ((quick)) && echo '{}' || echo '{"steps":20,"rho":3,"sigma_max":160,"autoguide":2.5,"autoguide_sigma_max":20}')
+autoguide=()
+((quick)) || autoguide=(--autoguide "$weak")
+"$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" --sampler "$sampler" "${autoguide[@]}"
 eval1=${out%.safetensors}-eval-seed1
 eval2=${out%.safetensors}-eval-seed2
 "$B/trainer/ebm-eval" --model "$out" --seed 1 --threads "$threads" --out "$eval1"
 "$B/trainer/ebm-eval" --model "$out" --seed 2 --threads "$threads" --out "$eval2"
 # The same weights again, now with the evaluation in the card (the page shows it).
 "$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" --sampler "$sampler" \
-  --evaluation "$eval1/report.json,$eval2/report.json"
+  "${autoguide[@]}" --evaluation "$eval1/report.json,$eval2/report.json"
 echo "train-bridges: wrote $out; evaluations in $eval1 and $eval2 (report.md, samples.png)"
