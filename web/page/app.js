@@ -74,7 +74,8 @@ function renderModelList(models, source) {
     if (m.valid) {
       desc.textContent = m.card?.description || '';
       meta.textContent = `${m.file} · ${formatBytes(m.size)} · input ${describeInput(m.input)}` +
-                         (m.parameters ? ` · ${m.parameters.toLocaleString('en')} parameters` : '');
+                         (m.parameters ? ` · ${m.parameters.toLocaleString('en')} parameters` : '') +
+                         (m.autoguide ? ` + ${m.autoguide.parameters.toLocaleString('en')} in its weaker network` : '');
       const load = document.createElement('button');
       load.type = 'button';
       load.className = 'secondary load';
@@ -404,7 +405,8 @@ function renderCard() {
   };
   row('file', `${m.file} (${formatBytes(m.size)})`);
   row('input', describeInput(c.input));
-  row('parameters', c.parameters?.toLocaleString('en'));
+  row('parameters', c.parameters === undefined ? undefined : c.parameters.toLocaleString('en') +
+      (c.autoguide ? ` (and ${c.autoguide.parameters.toLocaleString('en')} in the weaker network it carries for autoguidance)` : ''));
   for (const [k, v] of cardSummary(card, c)) row(k, v);
   box.append(h, p, dl);
   box.hidden = false;
