@@ -172,17 +172,22 @@ TEST(DenoiserFile, RoundTripsAsFormat2WhileScalarModelsStayFormat1) {
   EXPECT_EQ(sf.metadata.count("ebm.energy"), 0u);
 }
 
+// The file `bytes` with `edit` applied to its header and tensors, written again.
+std::vector<uint8_t> edited_file(const std::vector<uint8_t>& bytes,
+                                 const std::function<void(TensorFile&)>& edit) {
+  TensorFile f = parse_safetensors(bytes.data(), bytes.size());
+  edit(f);
+  return serialize_safetensors(f);
+}
+
+void refused(const std::vector<uint8_t>& bytes, std::vector<std::string> words) {
+  expect_error([&] { parse_model(bytes.data(), bytes.size()); }, words);
+}
+
 TEST(DenoiserFile, EveryInconsistentFileIsRefusedByName) {
   const Model m = test::random_denoiser_model(kImage, kSmallUnet, 8);
   const std::vector<uint8_t> good = serialize_model(m, DType::kF32);
-  auto edited = [&](const std::function<void(TensorFile&)>& edit) {
-    TensorFile f = parse_safetensors(good.data(), good.size());
-    edit(f);
-    return serialize_safetensors(f);
-  };
-  auto refused = [](const std::vector<uint8_t>& b, std::vector<std::string> words) {
-    expect_error([&] { parse_model(b.data(), b.size()); }, words);
-  };
+  auto edited = [&](const std::function<void(TensorFile&)>& edit) { return edited_file(good, edit); };
   refused(edited([](TensorFile& f) { f.metadata.erase("ebm.energy"); }), {"ebm.energy", "format 2"});
   refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "1"; }), {"ebm.energy", "needs format \"2\""});
   refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "4"; }), {"version \"4\"", "not supported"});
@@ -744,14 +749,7 @@ TEST(AutoguideFile, RoundTripsAsFormat3WithTheWeakerNetworkUnderItsPrefix) {
 TEST(AutoguideFile, EveryInconsistentFileIsRefusedByName) {
   const Model m = autoguided_model(2.0f);
   const std::vector<uint8_t> good = serialize_model(m, DType::kF32);
-  auto edited = [&](const std::function<void(TensorFile&)>& edit) {
-    TensorFile f = parse_safetensors(good.data(), good.size());
-    edit(f);
-    return serialize_safetensors(f);
-  };
-  auto refused = [](const std::vector<uint8_t>& b, std::vector<std::string> words) {
-    expect_error([&] { parse_model(b.data(), b.size()); }, words);
-  };
+  auto edited = [&](const std::function<void(TensorFile&)>& edit) { return edited_file(good, edit); };
   refused(edited([](TensorFile& f) { f.metadata["ebm.format"] = "2"; }), {"ebm.autoguide", "needs format \"3\""});
   refused(edited([](TensorFile& f) { f.metadata["ebm.autoguide"] = "[1]"; }), {"ebm.autoguide", "JSON object"});
   refused(edited([](TensorFile& f) {
