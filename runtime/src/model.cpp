@@ -370,9 +370,6 @@ std::vector<uint8_t> serialize_model(const Model& m, DType dtype) {
       t.stored = dtype;
       file.tensors.push_back(std::move(t));
     }
-  if (m.sampler.autoguide != 1.0f && !m.autoguide)
-    throw Error("sampler setting \"autoguide\" needs a model that carries a weaker network "
-                "(format 3, \"ebm.autoguide\"); this one carries none");
   if (m.autoguide) {
     const Model& weak = *m.autoguide;
     file.metadata[meta::kAutoguide] = json{{"layers", weak.arch.layers_json()},
