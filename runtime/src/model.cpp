@@ -193,14 +193,18 @@ void validate_model(const Model& m) {
     if (!needed.count(t.name))
       throw Error("tensor '" + t.name + "' is not used by any layer (extra tensor in the file)");
   if (m.sampler.autoguide != 1.0f && !m.autoguide)
-    throw Error("sampler setting \"autoguide\" needs a model that carries a weaker network "
-                "(format 3, \"ebm.autoguide\"); this one carries none");
+    throw Error("sampler setting \"autoguide\" asks for autoguidance, which needs a model that "
+                "carries a weaker network (format 3, \"ebm.autoguide\"); this one carries none "
+                "(ebm-export --autoguide MODEL adds one)");
   if (m.autoguide) {
     const Model& weak = *m.autoguide;
     if (!m.energy.denoiser)
       throw Error("only a denoiser energy can carry a weaker network for autoguidance");
     if (weak.kind != ModelKind::kEnergy || !weak.energy.denoiser)
-      throw Error("the autoguidance network must be a denoiser energy");
+      throw Error(std::string("the autoguidance network must be a denoiser energy (a "
+                              "noise-conditional model trained by denoising score matching); "
+                              "this one is ") +
+                  (weak.kind == ModelKind::kClassifier ? "a classifier" : "a scalar energy"));
     if (weak.image_shape() != m.image_shape())
       throw Error("the autoguidance network takes " + weak.image_shape().str() +
                   " images but the model takes " + m.image_shape().str());

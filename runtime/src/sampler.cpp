@@ -101,8 +101,12 @@ LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params
   }
 }
 
+const Network* LangevinSampler::weak_network() const {
+  return params_.autoguide != 1.0f ? net_.autoguide() : nullptr;
+}
+
 bool LangevinSampler::autoguided(float sigma) const {
-  return params_.autoguide != 1.0f && net_.autoguide() &&
+  return weak_network() &&
          (params_.autoguide_sigma_max == 0 || sigma <= params_.autoguide_sigma_max);
 }
 
@@ -145,7 +149,7 @@ void LangevinSampler::set_max_batch(int chains) {
 
 int LangevinSampler::slice_size() const {
   if (max_batch_ > 0) return max_batch_;
-  const Network* weak = params_.autoguide != 1.0f ? net_.autoguide() : nullptr;
+  const Network* weak = weak_network();
   const size_t per_chain = net_.workspace_bytes(1) + (guide_ ? guide_->workspace_bytes(1) : 0) +
                            (weak ? weak->workspace_bytes(1) : 0);
   return int(std::clamp<size_t>(kSliceBudgetBytes / std::max<size_t>(per_chain, 1), 1, 1 << 20));
@@ -203,8 +207,8 @@ void LangevinSampler::begin(int count, uint64_t first_chain) {
   grad_.assign(x_.size(), 0.0f);
   noise_.assign(x_.size(), 0.0f);
   e_.assign(size_t(count), 0.0f);
-  weak_grad_.assign(params_.autoguide != 1.0f ? x_.size() : 0, 0.0f);
-  weak_e_.assign(params_.autoguide != 1.0f ? size_t(count) : 0, 0.0f);
+  weak_grad_.assign(weak_network() ? x_.size() : 0, 0.0f);
+  weak_e_.assign(weak_network() ? size_t(count) : 0, 0.0f);
   if (guide_) {
     guide_grad_.assign(x_.size(), 0.0f);
     guide_ce_.assign(size_t(count), 0.0f);

@@ -5,7 +5,6 @@
 
 #include "ebm/cli.h"
 #include "ebm/error.h"
-#include "ebm/json_util.h"
 #include "ebm/network.h"
 #include "langevin.h"
 
@@ -111,35 +110,25 @@ nlohmann::json evaluation_card(const std::vector<nlohmann::json>& reports) {
   return e;
 }
 
-std::shared_ptr<const Model> autoguide_from(Model weak, const Shape& image) {
-  if (weak.kind != ModelKind::kEnergy || !weak.energy.denoiser)
-    throw Error("the autoguidance network must be a denoiser energy (a noise-conditional model "
-                "trained by denoising score matching); this one is " +
-                std::string(weak.kind == ModelKind::kClassifier ? "a classifier" : "a scalar energy"));
-  if (weak.image_shape() != image)
-    throw Error("the autoguidance network takes " + weak.image_shape().str() +
-                " images; the model takes " + image.str());
-  if (weak.autoguide)
-    throw Error("the autoguidance network carries a weaker network of its own; give the plain "
-                "model file");
+namespace {
+// The weaker network for ExportOptions::autoguide, folded, its card kept without the evaluation
+// figures (validate_model checks that it fits the model it joins).
+std::shared_ptr<const Model> autoguide_from(Model weak) {
   weak.card.erase("evaluation");
   weak.sampler = {};
   return std::make_shared<const Model>(fold_normalization(weak));
 }
 
-namespace {
-// The options' weaker network onto m, checked against the model and its sampler settings.
-void set_autoguide(Model* m, const ExportOptions& opt) {
-  if (opt.drop_autoguide) m->autoguide.reset();
-  if (opt.autoguide) {
-    if (!m->energy.denoiser)
-      throw Error("only a denoiser energy can carry an autoguidance network; this model is not one");
-    m->autoguide = autoguide_from(*opt.autoguide, m->image_shape());
+// The options' card fields, evaluation figures and weaker network onto m (both exports). Whether
+// the weaker network fits the model and its settings is validate_model's to say.
+void merge_options(Model* m, const ExportOptions& opt) {
+  if (!opt.card.is_null()) {
+    if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
+    m->card.merge_patch(opt.card);
   }
-  if (m->sampler.autoguide != 1.0f && !m->autoguide)
-    throw Error("the sampler settings ask for autoguidance (autoguide " +
-                nlohmann::json(json_float(m->sampler.autoguide)).dump() +
-                ") but the model carries no weaker network: give --autoguide MODEL");
+  if (!opt.evaluation.is_null()) m->card["evaluation"].merge_patch(opt.evaluation);
+  if (opt.drop_autoguide) m->autoguide.reset();
+  if (opt.autoguide) m->autoguide = autoguide_from(*opt.autoguide);
 }
 }  // namespace
 
@@ -214,12 +203,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
             {"created", time_now("%Y-%m-%d")},
             {"exported_by", "ebm-export (bridge-ebm)"}};
   if (!opt.source.empty()) m.card["source"] = opt.source;
-  if (!opt.card.is_null()) {
-    if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
-    m.card.merge_patch(opt.card);
-  }
-  if (!opt.evaluation.is_null()) m.card["evaluation"].merge_patch(opt.evaluation);
-  set_autoguide(&m, opt);
+  merge_options(&m, opt);
   return fold_normalization(m);
 }
 
@@ -228,12 +212,7 @@ Model reexport_model(Model m, const ExportOptions& opt) {
   if (!opt.name.empty()) m.card["name"] = opt.name;
   if (!opt.description.empty()) m.card["description"] = opt.description;
   if (!opt.license.empty()) m.card["license"] = opt.license;
-  if (!opt.card.is_null()) {
-    if (!opt.card.is_object()) throw Error("extra card fields must be a JSON object");
-    m.card.merge_patch(opt.card);
-  }
-  if (!opt.evaluation.is_null()) m.card["evaluation"].merge_patch(opt.evaluation);
-  set_autoguide(&m, opt);
+  merge_options(&m, opt);
   m.card["updated"] = time_now("%Y-%m-%d");
   validate_model(m);
   return m;

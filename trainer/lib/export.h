@@ -32,10 +32,6 @@ struct ExportOptions {
   bool drop_autoguide = false;
 };
 
-// The weaker network for ExportOptions::autoguide from a model file: a denoiser energy over
-// `image` that carries none of its own; its card is kept without the evaluation figures.
-std::shared_ptr<const Model> autoguide_from(Model weak, const Shape& image);
-
 // The folded model with its card (name, description, license, dataset, architecture, training:
 // epochs, steps, wall time, final metrics) and sampler settings. Throws ebm::Error when the
 // runtime cannot run the checkpoint's architecture, or when the runtime's outputs on random

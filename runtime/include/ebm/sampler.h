@@ -154,6 +154,8 @@ class LangevinSampler {
   struct Workspaces {
     Network::Workspace energy, guide, autoguide;
   };
+  // The weaker network when autoguidance is on (params().autoguide != 1), else null.
+  const Network* weak_network() const;
   // Whether the weaker network takes part at noise level sigma (params().autoguide).
   bool autoguided(float sigma) const;
   void compose_autoguide(float* grad, const float* weak, size_t len) const;
