@@ -222,8 +222,8 @@ int main(int argc, char** argv) {
       if (!quiet) {
         float mean = 0;
         for (int i = 0; i < s.count; ++i) mean += s.energies[i];
-        char suffix[48];
-        std::snprintf(suffix, sizeof suffix, "mean E %.4f", double(mean) / s.count);
+        char suffix[48] = "";  // no energies yet at the start of a noise-level walk
+        if (std::isfinite(mean)) std::snprintf(suffix, sizeof suffix, "mean E %.4f", double(mean) / s.count);
         bar.update(s.step, suffix);
       }
       return true;

@@ -475,6 +475,8 @@ TEST(Inpainting, KeptPixelsEndBitForBitOnTheImageAndTheRestIsCompletedByTheModel
 // The preview a page shows while the chains walk down: after every step each chain's denoised
 // estimate clip(x - sigma^2 dE/dx) of the state that step started from (the kept pixels: the kept
 // image); at the end it is the sample itself, bit for bit. Before the first step there is none.
+// The energies likewise: each step reports E of the state it started from at its level; the start
+// computes none (NaN), since the first step does.
 TEST(Denoised, EveryStepReportsTheDenoisedEstimateAndTheLastIsTheSample) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 4));
   const std::vector<float> keep = test::random_inputs(kImage.size(), 6, -1.0f, 1.0f);
@@ -494,6 +496,7 @@ TEST(Denoised, EveryStepReportsTheDenoisedEstimateAndTheLastIsTheSample) {
         s.run(1, [&](const SamplerProgress& pr) {
           if (pr.step == s.steps_done() && pr.step == 0) {
             EXPECT_EQ(pr.denoised, nullptr);
+            for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isnan(pr.energies[i])) << pr.energies[i];
             return true;
           }
           if (pr.step == 0 || pr.denoised == nullptr) {
@@ -509,6 +512,9 @@ TEST(Denoised, EveryStepReportsTheDenoisedEstimateAndTheLastIsTheSample) {
             EXPECT_NEAR(pr.denoised[k], want, 1e-5f * (1 + std::abs(want)))
                 << sampler_form_name(form) << " step " << pr.step << " pixel " << k;
           }
+          for (int i = 0; i < 3; ++i)
+            EXPECT_NEAR(pr.energies[i], e[size_t(i)], 1e-5f * (1 + std::abs(e[size_t(i)])))
+                << sampler_form_name(form) << " step " << pr.step << " chain " << i;
           ++checked;
           last.assign(pr.denoised, pr.denoised + before.size());
           return true;

@@ -15,7 +15,9 @@ export class EnergyChart {
     this.draw();
   }
 
+  // A step without energies (NaN: the start of a noise-level walk) leaves no point.
   push(step, mean, min, max) {
+    if (!Number.isFinite(mean)) return;
     this.mean[step] = mean;
     this.min[step] = min;
     this.max[step] = max;

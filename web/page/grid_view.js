@@ -76,7 +76,8 @@ export class GridView {
       t.tile.dataset.imageStep = step;  // the step the picture is from (step: the latest)
     }
     this.energies[chain] = energy;
-    t.label.textContent = `#${chain} · E ${formatEnergy(energy)}`;
+    // No energy yet at the start of a noise-level walk (NaN): the first step computes it.
+    t.label.textContent = Number.isNaN(energy) ? `#${chain}` : `#${chain} · E ${formatEnergy(energy)}`;
     t.tile.dataset.step = step;
   }
 

@@ -22,7 +22,9 @@ struct SamplerProgress {
   int total = 0;                    // steps this run will do if not stopped
   int count = 0;                    // images
   const float* images = nullptr;    // [count, C, H, W]
-  const float* energies = nullptr;  // [count]: at the latest gradient evaluation
+  // [count]: at the latest gradient evaluation (each step's is of the images before it); NaN at
+  // the start of a noise-level walk (ddim, annealed), whose first step computes them
+  const float* energies = nullptr;
   float sigma = 0;                  // annealed form: the noise level of the latest step
   int level = 0, levels = 0;        // annealed form: that level's index (from 0) and the count
   // Noise-level forms, once a step is done: each chain's denoised estimate at that step,
@@ -136,12 +138,13 @@ class LangevinSampler {
   int count() const { return count_; }
   int steps_done() const { return done_; }
   const std::vector<float>& images() const { return x_; }
-  const std::vector<float>& energies() const { return e_; }
+  const std::vector<float>& energies() const { return e_; }  // as SamplerProgress::energies
   // E(images()) as they are now (one forward pass).
   std::vector<float> final_energies();
 
  private:
   void begin(int count, uint64_t first_chain);
+  void start_energies();  // e_ for the starting images (NaN for the noise-level forms)
   // Resets the kept pixels of chains [b0, b0 + nb) to the kept image plus N(0, sigma^2) (sigma 0:
   // the image itself); the noise comes from each chain's own generator.
   void apply_keep(int b0, int nb, float sigma);
