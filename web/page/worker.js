@@ -57,6 +57,22 @@ function load(bytes) {
   }
   model = m;
   postMessage({ type: 'loaded', card: JSON.parse(m.describe()) });
+  setTimeout(() => warmUp(m), 0);
+}
+
+// A fresh worker's first steps run in the engine's baseline WebAssembly code until its optimizing
+// compiler has the hot kernels, and then while it compiles them on the same two cores: the first
+// Generate's first steps took about 200 ms longer than the rest (bench/README.md). Two steps of one
+// chain right after loading (60-130 ms, while the visitor looks at the page; a Generate clicked
+// meanwhile waits for them) have the kernels compiled before the first Generate.
+function warmUp(m) {
+  if (m !== model) return;  // replaced meanwhile
+  const s = new runtime.Sampler(m, JSON.stringify({ steps: 2 }), 0);
+  try {
+    if (!s.error() && !s.startUniform(1, 0)) s.run(0, () => true, 2);
+  } finally {
+    s.delete();
+  }
 }
 
 function newModel(bytes) {
