@@ -91,6 +91,7 @@ LangevinSampler::LangevinSampler(const Network& net, const SamplerParams& params
     throw Error(std::string("the ") + sampler_form_name(params.form) +
                 " sampler needs a noise-conditional model; this model's energy has no noise level "
                 "(use the paper or textbook form)");
+  check_split(params);
   if (params.autoguide != 1.0f) {
     if (!walks_noise_levels(params.form))
       throw Error(std::string("autoguidance needs a noise-level sampler form (annealed or ddim); "
@@ -121,19 +122,29 @@ int LangevinSampler::level_of(int k) const {
   return std::min(int(int64_t(k) * params_.levels / walk), params_.levels - 1);
 }
 
+namespace {
+// The noise level a share t in [0, 1] of the way from hi down to lo: evenly in log sigma (rho 0)
+// or in sigma^(1/rho), the ends exact.
+float spaced_sigma(double hi, double lo, double rho, double t) {
+  if (rho == 0) return float(hi * std::pow(lo / hi, t));
+  if (t <= 0) return float(hi);
+  if (t >= 1) return float(lo);
+  const double a = std::pow(hi, 1.0 / rho), b = std::pow(lo, 1.0 / rho);
+  return float(std::pow(a + t * (b - a), rho));
+}
+}  // namespace
+
 float LangevinSampler::sigma_of_level(int level) const {
   const int levels = level_count();
-  if (levels <= 1) return params_.sigma_min;
-  const double t = double(level) / double(levels - 1);
-  if (params_.rho == 0)
-    return float(params_.sigma_max * std::pow(double(params_.sigma_min) / params_.sigma_max, t));
-  // Evenly in sigma^(1/rho); the ends are exact.
-  if (level == 0) return params_.sigma_max;
-  if (level == levels - 1) return params_.sigma_min;
-  const double inv = 1.0 / double(params_.rho);
-  const double a = std::pow(double(params_.sigma_max), inv);
-  const double b = std::pow(double(params_.sigma_min), inv);
-  return float(std::pow(a + t * (b - a), double(params_.rho)));
+  const SamplerParams& p = params_;
+  if (levels <= 1) return p.sigma_min;
+  if (p.split_sigma > 0) {  // check_split: 1 <= split_levels <= levels - 2
+    if (level < p.split_levels)
+      return spaced_sigma(p.sigma_max, p.split_sigma, p.rho, double(level) / p.split_levels);
+    return spaced_sigma(p.split_sigma, p.sigma_min, p.rho,
+                        double(level - p.split_levels) / double(levels - p.split_levels - 1));
+  }
+  return spaced_sigma(p.sigma_max, p.sigma_min, p.rho, double(level) / double(levels - 1));
 }
 
 float LangevinSampler::current_sigma() const {

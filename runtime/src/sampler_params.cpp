@@ -51,6 +51,12 @@ float bounded(const json& j, const char* key, double lo, double hi, bool lo_open
                 std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
   return float(d);
 }
+// The two-piece schedule only where it is on, as autoguidance below.
+void add_split(const SamplerParams& p, json* j) {
+  if (p.split_sigma == 0) return;
+  (*j)["split_sigma"] = json_float(p.split_sigma);
+  (*j)["split_levels"] = p.split_levels;
+}
 // Autoguidance only where it is on, so every other file's JSON stays as it was.
 void add_autoguide(const SamplerParams& p, json* j) {
   if (p.autoguide == 1.0f) return;
@@ -67,10 +73,12 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
         key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample" &&
-        key != "rho" && key != "autoguide" && key != "autoguide_sigma_max")
+        key != "rho" && key != "autoguide" && key != "autoguide_sigma_max" &&
+        key != "split_sigma" && key != "split_levels")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta, resample, rho, autoguide, autoguide_sigma_max)");
+                  "sigma_max, sigma_min, eta, resample, rho, split_sigma, split_levels, autoguide, "
+                  "autoguide_sigma_max)");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
@@ -121,13 +129,37 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
       throw Error("sampler \"rho\" must be 0 (noise levels geometric) or from 1 to 100 (evenly "
                   "spaced in sigma^(1/rho)), got " + j["rho"].dump());
   }
+  if (j.contains("split_sigma")) p.split_sigma = bounded(j, "split_sigma", 0, 1e4, false);
+  if (j.contains("split_levels")) {
+    const json& v = j["split_levels"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 10000)
+      throw Error("sampler \"split_levels\" must be an integer from 0 to 10000, got " + v.dump());
+    p.split_levels = int(v.get<int64_t>());
+  }
   if (j.contains("autoguide")) p.autoguide = bounded(j, "autoguide", 0, 20, false);
   if (j.contains("autoguide_sigma_max"))
     p.autoguide_sigma_max = bounded(j, "autoguide_sigma_max", 0, 1e4, false);
   if (p.sigma_min > p.sigma_max)
     throw Error("sampler \"sigma_min\" (" + std::to_string(p.sigma_min) +
                 ") must not exceed \"sigma_max\" (" + std::to_string(p.sigma_max) + ")");
+  check_split(p);
   return p;
+}
+
+void check_split(const SamplerParams& p) {
+  if (p.split_sigma == 0 || !walks_noise_levels(p.form)) return;
+  const auto num = [](float v) { return json(json_float(v)).dump(); };
+  if (!(p.split_sigma > p.sigma_min && p.split_sigma < p.sigma_max))
+    throw Error("sampler \"split_sigma\" (" + num(p.split_sigma) +
+                ") must lie strictly between \"sigma_min\" (" + num(p.sigma_min) +
+                ") and \"sigma_max\" (" + num(p.sigma_max) + "), or be 0 for one even schedule");
+  const int levels = p.form == SamplerForm::kDdim ? p.steps : p.levels;
+  if (p.split_levels < 1 || levels - p.split_levels < 2)
+    throw Error("sampler \"split_levels\" (" + std::to_string(p.split_levels) +
+                ") must be at least 1 and leave at least 2 of the " + std::to_string(levels) +
+                " levels (" + (p.form == SamplerForm::kDdim ? "steps" : "levels") +
+                ") for split_sigma and below: use 1 to " + std::to_string(std::max(levels - 2, 1)) +
+                ", or more levels");
 }
 
 json sampler_params_json(const SamplerParams& p) {
@@ -139,6 +171,7 @@ json sampler_params_json(const SamplerParams& p) {
               {"eps", json_float(p.eps)},          {"levels", p.levels},
               {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)}};
     if (p.rho != 0) j["rho"] = json_float(p.rho);
+    add_split(p, &j);
     add_autoguide(p, &j);
     return j;
   }
@@ -148,6 +181,7 @@ json sampler_params_json(const SamplerParams& p) {
               {"eta", json_float(p.eta)}};
     if (p.resample != 1) j["resample"] = p.resample;
     if (p.rho != 0) j["rho"] = json_float(p.rho);
+    add_split(p, &j);
     add_autoguide(p, &j);
     return j;
   }

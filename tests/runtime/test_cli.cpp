@@ -113,6 +113,11 @@ TEST(SamplerFlags, OnlyTheGivenFlagsOverrideTheModelsSettings) {
   EXPECT_THROW(parse_sampler_params(sampler_overrides({"--sigma-min", "5", "--sigma-max", "1"}),
                                     model),
                Error);
+  // The two-piece schedule's flags, as ints and floats.
+  const SamplerParams split = parse_sampler_params(
+      sampler_overrides({"--split-sigma", "2", "--split-levels", "4", "--steps", "20"}), model);
+  EXPECT_FLOAT_EQ(split.split_sigma, 2.0f);
+  EXPECT_EQ(split.split_levels, 4);
 }
 
 }  // namespace

@@ -350,6 +350,95 @@ TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
   expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","rho":"7"})")); }, {"rho"});
 }
 
+// A schedule in two pieces: split_levels levels from sigma_max down to split_sigma (not
+// included), the rest from split_sigma down to sigma_min, each spaced as rho says; both walked
+// forms; JSON written only when set; every misfit refused by name, here and by the sampler.
+TEST(DdimSampler, SplitScheduleWalksTwoEvenPiecesMeetingAtSplitSigma) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 14));
+  const auto walk = [&](const SamplerParams& p) {
+    LangevinSampler s(net, p, 7);
+    s.start_uniform(1);
+    std::vector<float> sigmas;
+    s.run(1, [&](const SamplerProgress& pr) {
+      if (pr.step > 0) sigmas.push_back(pr.sigma);
+      return true;
+    });
+    return sigmas;
+  };
+  SamplerParams p = default_sampler_params(SamplerForm::kDdim);
+  p.steps = 6;
+  p.sigma_max = 400;
+  p.sigma_min = 1;
+  p.rho = 2;
+  p.split_sigma = 16;
+  p.split_levels = 2;
+  // Above: sqrt(sigma) from 20 toward 4 in halves: 20, 12 (400, 144). Below: 4 to 1 in thirds:
+  // 4, 3, 2, 1 (16, 9, 4, 1).
+  const std::vector<float> want = {400, 144, 16, 9, 4, 1};
+  std::vector<float> sigmas = walk(p);
+  ASSERT_EQ(sigmas.size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(sigmas[k], want[k], 1e-4f * want[k]) << k;
+  EXPECT_EQ(sigmas[0], 400.0f);
+  EXPECT_EQ(sigmas[2], 16.0f);
+  EXPECT_EQ(sigmas[5], 1.0f);
+  // Geometric pieces: 400, 80 (halfway in log from 400 to 16), then 16, 4, 1 over 5 levels.
+  p.rho = 0;
+  p.steps = 5;
+  sigmas = walk(p);
+  ASSERT_EQ(sigmas.size(), 5u);
+  EXPECT_NEAR(sigmas[1], 80.0f, 1e-3f);
+  EXPECT_NEAR(sigmas[3], 4.0f, 1e-4f);
+  // The annealed form walks the same levels (its last step stays at sigma_min).
+  SamplerParams a = default_sampler_params(SamplerForm::kAnnealed);
+  a.steps = 12;
+  a.levels = 6;
+  a.sigma_max = 400;
+  a.sigma_min = 1;
+  a.rho = 2;
+  a.split_sigma = 16;
+  a.split_levels = 2;
+  sigmas = walk(a);
+  // Step k + 1 walks level k * 6 / 11: levels 0, 0, 1, 1, 2, 2, 3, ... (400, 144, 16, 9, ...).
+  ASSERT_EQ(sigmas.size(), 12u);
+  EXPECT_NEAR(sigmas[0], 400.0f, 1e-3f);
+  EXPECT_NEAR(sigmas[2], 144.0f, 1e-3f);
+  EXPECT_NEAR(sigmas[4], 16.0f, 1e-4f);
+  EXPECT_NEAR(sigmas[6], 9.0f, 1e-4f);
+  // Same seed, same samples whatever the threads; the split changes them.
+  p.rho = 3;
+  const std::vector<float> split = uniform_samples(net, p, 3, 3, 1);
+  EXPECT_EQ(split, uniform_samples(net, p, 3, 3, 2, 2));
+  p.split_sigma = 0;
+  EXPECT_NE(split, uniform_samples(net, p, 3, 3, 1));
+  // JSON: written only when on, read back.
+  const SamplerParams d = parse_sampler_params(
+      json::parse(R"({"form":"ddim","steps":18,"sigma_max":160,"sigma_min":0.02,"split_sigma":20,"split_levels":3})"));
+  EXPECT_EQ(d.split_sigma, 20.0f);
+  EXPECT_EQ(d.split_levels, 3);
+  EXPECT_EQ(sampler_params_json(d)["split_sigma"], 20.0);
+  EXPECT_EQ(sampler_params_json(d)["split_levels"], 3);
+  EXPECT_EQ(parse_sampler_params(sampler_params_json(d)).split_levels, 3);
+  EXPECT_EQ(sampler_params_json(default_sampler_params(SamplerForm::kDdim)).count("split_sigma"), 0u);
+  // Misfits, named.
+  const auto bad = [](const char* j) { parse_sampler_params(json::parse(j)); };
+  expect_error([&] { bad(R"({"form":"ddim","sigma_max":10,"sigma_min":1,"split_sigma":10,"split_levels":1})"); },
+               {"split_sigma", "strictly between", "sigma_min", "sigma_max"});
+  expect_error([&] { bad(R"({"form":"ddim","sigma_max":10,"sigma_min":1,"split_sigma":0.5,"split_levels":1})"); },
+               {"split_sigma"});
+  expect_error([&] { bad(R"({"form":"ddim","steps":5,"sigma_max":10,"sigma_min":1,"split_sigma":5})"); },
+               {"split_levels", "at least 1"});
+  expect_error([&] { bad(R"({"form":"ddim","steps":5,"sigma_max":10,"sigma_min":1,"split_sigma":5,"split_levels":4})"); },
+               {"split_levels", "use 1 to 3"});
+  expect_error([&] { bad(R"({"form":"annealed","levels":3,"sigma_max":10,"sigma_min":1,"split_sigma":5,"split_levels":2})"); },
+               {"split_levels", "levels"});
+  expect_error([&] { bad(R"({"form":"ddim","split_levels":1.5})"); }, {"split_levels", "integer"});
+  expect_error([&] { bad(R"({"form":"ddim","split_sigma":"5"})"); }, {"split_sigma"});
+  SamplerParams direct = p;
+  direct.split_sigma = 5;
+  direct.split_levels = 9;
+  expect_error([&] { LangevinSampler s(net, direct, 1); }, {"split_levels"});
+}
+
 TEST(DdimSampler, SameSeedSameSamplesWhateverTheThreadsAndNeedsANoiseConditionalModel) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
   SamplerParams p = default_sampler_params(SamplerForm::kDdim);

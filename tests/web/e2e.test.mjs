@@ -470,6 +470,8 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   assert.ok(await page.isVisible('#eta'));
   assert.ok(await page.isVisible('#rho'));
   assert.equal(await page.inputValue('#rho'), '0');  // no spacing in the file: geometric levels
+  assert.ok(await page.isVisible('#split_sigma'));
+  assert.equal(await page.inputValue('#split_sigma'), '0');  // no split in the file: one piece
   // Autoguidance only for a model that carries a weaker network, which this one does not.
   for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps', '#autoguide', '#autoguide_sigma_max']) assert.ok(!(await page.isVisible(hidden)), hidden);
   // The card reads as text: the method line names the sampler, no raw JSON.
@@ -526,6 +528,33 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await page.fill('#rho', '0.5');  // between geometric (0) and the smallest power spacing (1)
   await page.click('#generate');
   assert.match(await page.textContent('#notice'), /spacing ρ must be 0 \(even in log σ\) or from 1 to 100/);
+  await page.fill('#rho', '3');
+  // A split schedule (ddim, 6 levels: 2 above sigma 5, 4 from 5 down): the first two levels walk
+  // from 80 toward 5, the third is 5 itself; a split outside the range, or too many levels
+  // above it, is refused before any sampling.
+  await page.selectOption('#form', 'ddim');
+  await page.fill('#split_sigma', '500');
+  await page.fill('#split_levels', '2');
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /split σ must lie between the smallest and the largest σ/);
+  await page.fill('#split_sigma', '5');
+  await page.fill('#split_levels', '5');
+  await page.fill('#steps', '6');
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /levels above it must be from 1 to 4 of the 6/);
+  await page.fill('#split_levels', '2');
+  await generate(page, { count: 1, steps: 6, seed: 4 });
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), /seed 4 · 6 of 6 steps · ddim form/);
+  assert.equal(new URL(page.url()).searchParams.get('split_sigma'), '5');
+  const split = await page.evaluate(() => Array.from(window.ebmPage.images()[0]));
+  // The same walk in one piece draws another sample: the page hands the split to the sampler.
+  await page.fill('#split_sigma', '0');
+  await generate(page, { count: 1, steps: 6, seed: 4 });
+  await waitState(page, ['done']);
+  const even = await page.evaluate(() => Array.from(window.ebmPage.images()[0]));
+  assert.equal(split.length, even.length);
+  assert.ok(split.some((v, k) => v !== even[k]), 'the split schedule drew the same sample as the even one');
   assert.deepEqual(page.errors, []);
   await context.close();
 });

@@ -419,10 +419,15 @@ function cardSummary(card, c) {
   const t = card.training || {};
   const num = (v, d = 3) => (typeof v === 'number' ? Number(v.toPrecision(d)).toLocaleString('en') : v);
   const sampler = c.sampler || {};
+  const levels = sampler.form === 'ddim' ? sampler.steps : sampler.levels;
+  const range = sampler.split_sigma
+    ? `σ ${num(sampler.sigma_max)} → ${num(sampler.split_sigma)} in ${sampler.split_levels}, → ${num(sampler.sigma_min)} in ${levels - sampler.split_levels}`
+    : `σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}`;
+  const spacing = `${range}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''}`;
   const samplerText = sampler.form === 'annealed'
-    ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''})`
+    ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (${spacing})`
     : sampler.form === 'ddim'
-      ? `DDIM, one step per noise level, ${sampler.steps} levels (σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}${sampler.rho ? `, spaced evenly in σ^(1/${num(sampler.rho)})` : ''}, η ${sampler.eta})`
+      ? `DDIM, one step per noise level, ${sampler.steps} levels (${spacing}, η ${sampler.eta})`
       : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
   const autoguideText = c.autoguide && sampler.autoguide !== undefined && sampler.autoguide !== 1
     ? `autoguided by a weaker network of ${num(c.autoguide.parameters, 6)} parameters${c.autoguide.card?.name ? ` (${c.autoguide.card.name})` : ''}, w ${num(sampler.autoguide)}${sampler.autoguide_sigma_max ? ` at σ ≤ ${num(sampler.autoguide_sigma_max)}` : ''}`
@@ -453,7 +458,7 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho', 'autoguide', 'autoguide_sigma_max'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho', 'split_sigma', 'split_levels', 'autoguide', 'autoguide_sigma_max'];
 // Whether the loaded model carries a weaker network for autoguidance (a format-3 file).
 const hasAutoguide = () => !!state.model?.card.autoguide;
 
@@ -464,6 +469,7 @@ function applyDefaults() {
   if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
   if (s.resample === undefined) $('resample').value = 1;
   if (s.rho === undefined) $('rho').value = 0;  // geometric levels
+  if (s.split_sigma === undefined) { $('split_sigma').value = 0; $('split_levels').value = 0; }  // one piece
   if (s.autoguide === undefined) $('autoguide').value = 1;  // the model alone
   if (s.autoguide_sigma_max === undefined) $('autoguide_sigma_max').value = 0;
   $('form').value = s.form || 'paper';
@@ -490,6 +496,12 @@ function readSettings() {
     if (p.form === 'ddim' && !(Number.isInteger(p.resample) && p.resample >= 1 && p.resample <= 100)) throw new Error('Rounds per level must be a whole number from 1 to 100.');
     if (!(p.rho === 0 || (p.rho >= 1 && p.rho <= 100))) throw new Error('The spacing ρ must be 0 (even in log σ) or from 1 to 100.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
+    Object.assign(p, { split_sigma: num('split_sigma'), split_levels: Math.round(num('split_levels')) });
+    if (p.split_sigma !== 0) {
+      const levels = p.form === 'ddim' ? p.steps : p.levels;
+      if (!(p.split_sigma > p.sigma_min && p.split_sigma < p.sigma_max)) throw new Error('The split σ must lie between the smallest and the largest σ (0: no split).');
+      if (!(p.split_levels >= 1 && levels - p.split_levels >= 2)) throw new Error(`With a split, the levels above it must be from 1 to ${Math.max(levels - 2, 1)} of the ${levels}.`);
+    }
     if (hasAutoguide()) {
       Object.assign(p, { autoguide: num('autoguide'), autoguide_sigma_max: num('autoguide_sigma_max') });
       if (!(p.autoguide >= 0 && p.autoguide <= 20)) throw new Error('The autoguidance w must be from 0 to 20 (1: the model alone).');

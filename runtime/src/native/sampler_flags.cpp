@@ -37,6 +37,13 @@ void SamplerFlags::add_to(ArgParser& args) {
       "(smaller R: more levels at large noise, where the layout forms; 7 in Karras et al. 2022); "
       "0 = geometric, evenly in log sigma (default: the model's)",
       &rho_, 0.0, 100.0);
+  add(args, "split-sigma", "S",
+      "annealed and ddim forms: a schedule in two pieces, --split-levels levels from --sigma-max "
+      "down to S and the rest from S down to --sigma-min (few large steps above the noise the "
+      "model was trained on); 0 = one piece (default: the model's)",
+      &split_sigma_, 0.0, 1e4);
+  add(args, "split-levels", "K",
+      "with --split-sigma: the levels above S (default: the model's)", &split_levels_, 0, 10000);
   add(args, "resample", "R",
       "ddim form: take each level's step R times, re-noising in between, so inpainted regions "
       "agree with the kept pixels, at R times the cost (default: the model's, 1)",
