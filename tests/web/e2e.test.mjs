@@ -529,9 +529,9 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await page.click('#generate');
   assert.match(await page.textContent('#notice'), /spacing ρ must be 0 \(even in log σ\) or from 1 to 100/);
   await page.fill('#rho', '3');
-  // A split schedule (ddim, 6 levels: 2 above sigma 5, 4 from 5 down): the first two levels walk
-  // from 80 toward 5, the third is 5 itself; a split outside the range, or too many levels
-  // above it, is refused before any sampling.
+  // A split schedule (ddim, 6 levels: 2 above sigma 5, 4 from 5 down; the levels themselves are
+  // checked natively, test_denoiser): a split outside the range, or too many levels above it, is
+  // refused before any sampling, and a good one reaches the sampler.
   await page.selectOption('#form', 'ddim');
   await page.fill('#split_sigma', '500');
   await page.fill('#split_levels', '2');

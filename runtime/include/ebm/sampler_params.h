@@ -61,8 +61,8 @@ struct SamplerParams {
   // including it, and the rest from split_sigma (itself a level) down to sigma_min. Above the
   // noise a model was trained on the chains only spread out, so a few large steps do there what
   // many did, and the levels go where the drawing forms (the shipped bridge model: 3 levels above
-  // sigma 20 and 15 below walk 18 levels for the cost of its 20 even ones, with a lower Frechet
-  // distance and less speckle; models/README.md). 0 = one piece, as before.
+  // sigma 20 and 15 below, 18 levels for about the cost of its 20 even ones, with a lower
+  // Frechet distance and less speckle; models/README.md). 0 = one piece, as before.
   float split_sigma = 0.0f;
   int split_levels = 0;
   // ddim form, for inpainting (Lugmayr et al. 2022's RePaint): each level's step is taken this many
