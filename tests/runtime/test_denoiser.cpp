@@ -229,6 +229,18 @@ std::vector<float> uniform_samples(const Network& net, const SamplerParams& p, u
   return s.images();
 }
 
+// The noise level each step of one chain walks (the progress after steps 1, 2, ...).
+std::vector<float> walked_sigmas(const Network& net, const SamplerParams& p) {
+  LangevinSampler s(net, p, 7);
+  s.start_uniform(1);
+  std::vector<float> sigmas;
+  s.run(1, [&](const SamplerProgress& pr) {
+    if (pr.step > 0) sigmas.push_back(pr.sigma);
+    return true;
+  });
+  return sigmas;
+}
+
 TEST(AnnealedSampler, EndsAtTheOnlyImageAPointMassModelKnows) {
   Model m = test::random_denoiser_model(kImage, kSmallUnet, 9);
   for (Tensor& t : m.tensors)
@@ -292,16 +304,7 @@ TEST(DdimSampler, EndsAtTheOnlyImageAPointMassModelKnowsWithAndWithoutFreshNoise
 // validation. A geometric model file's JSON has no "rho" (format-1 files stay as they were).
 TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 13));
-  const auto walk = [&](SamplerParams p) {
-    LangevinSampler s(net, p, 7);
-    s.start_uniform(1);
-    std::vector<float> sigmas;
-    s.run(1, [&](const SamplerProgress& pr) {
-      sigmas.push_back(pr.sigma);
-      return true;
-    });
-    return sigmas;
-  };
+  const auto walk = [&](const SamplerParams& p) { return walked_sigmas(net, p); };
   SamplerParams p = default_sampler_params(SamplerForm::kDdim);
   p.steps = 5;
   p.sigma_max = 81;
@@ -309,19 +312,19 @@ TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
   p.rho = 2;
   // sqrt(sigma) evenly from 9 to 1: 9, 7, 5, 3, 1; sigma = 81, 49, 25, 9, 1.
   std::vector<float> sigmas = walk(p);
-  ASSERT_EQ(sigmas.size(), 6u);
+  ASSERT_EQ(sigmas.size(), 5u);
   const float want[] = {81, 49, 25, 9, 1};
-  for (int k = 0; k < 5; ++k) EXPECT_NEAR(sigmas[size_t(k + 1)], want[k], 1e-4f * want[k]) << k;
-  EXPECT_EQ(sigmas[1], 81.0f);
-  EXPECT_EQ(sigmas[5], 1.0f);
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR(sigmas[size_t(k)], want[k], 1e-4f * want[k]) << k;
+  EXPECT_EQ(sigmas[0], 81.0f);
+  EXPECT_EQ(sigmas[4], 1.0f);
   // A large rho approaches the geometric spacing (81, 27, 9, 3, 1): the middle level is 25 at
   // rho = 2, 9.22 at rho = 100.
   p.rho = 100;
   sigmas = walk(p);
-  EXPECT_NEAR(sigmas[3], 9.0f, 0.25f);
+  EXPECT_NEAR(sigmas[2], 9.0f, 0.25f);
   p.rho = 0;
   sigmas = walk(p);
-  EXPECT_NEAR(sigmas[3], 9.0f, 1e-4f);
+  EXPECT_NEAR(sigmas[2], 9.0f, 1e-4f);
   // The annealed form walks the same levels.
   SamplerParams a = default_sampler_params(SamplerForm::kAnnealed);
   a.steps = 6;
@@ -330,7 +333,7 @@ TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
   a.sigma_min = 1;
   a.rho = 2;
   sigmas = walk(a);
-  EXPECT_NEAR(sigmas[2], 49.0f, 1e-3f);
+  EXPECT_NEAR(sigmas[1], 49.0f, 1e-3f);
   // Same seed, same samples; another spacing, other samples.
   p.rho = 3;
   const std::vector<float> spaced = uniform_samples(net, p, 3, 3, 1);
@@ -355,16 +358,7 @@ TEST(DdimSampler, RhoSpacesTheLevelsEvenlyInSigmaToTheOneOverRho) {
 // forms; JSON written only when set; every misfit refused by name, here and by the sampler.
 TEST(DdimSampler, SplitScheduleWalksTwoEvenPiecesMeetingAtSplitSigma) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 14));
-  const auto walk = [&](const SamplerParams& p) {
-    LangevinSampler s(net, p, 7);
-    s.start_uniform(1);
-    std::vector<float> sigmas;
-    s.run(1, [&](const SamplerProgress& pr) {
-      if (pr.step > 0) sigmas.push_back(pr.sigma);
-      return true;
-    });
-    return sigmas;
-  };
+  const auto walk = [&](const SamplerParams& p) { return walked_sigmas(net, p); };
   SamplerParams p = default_sampler_params(SamplerForm::kDdim);
   p.steps = 6;
   p.sigma_max = 400;
