@@ -112,9 +112,7 @@ bool LangevinSampler::autoguided(float sigma) const {
          (params_.autoguide_sigma_max == 0 || sigma <= params_.autoguide_sigma_max);
 }
 
-int LangevinSampler::level_count() const {
-  return params_.form == SamplerForm::kDdim ? std::max(params_.steps, 1) : params_.levels;
-}
+int LangevinSampler::level_count() const { return ebm::level_count(params_); }
 
 int LangevinSampler::level_of(int k) const {
   if (params_.form == SamplerForm::kDdim) return std::min(k, level_count() - 1);

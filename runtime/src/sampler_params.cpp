@@ -51,6 +51,14 @@ float bounded(const json& j, const char* key, double lo, double hi, bool lo_open
                 std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
   return float(d);
 }
+// An integer setting in [lo, hi]; `lo_note` explains the lowest value in the message.
+int bounded_int(const json& j, const char* key, int lo, int hi, const char* lo_note = "") {
+  const json& v = j[key];
+  if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+    throw Error(std::string("sampler \"") + key + "\" must be an integer from " +
+                std::to_string(lo) + lo_note + " to " + std::to_string(hi) + ", got " + v.dump());
+  return int(v.get<int64_t>());
+}
 // The two-piece schedule only where it is on, as autoguidance below.
 void add_split(const SamplerParams& p, json* j) {
   if (p.split_sigma == 0) return;
@@ -88,41 +96,18 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
       p = default_sampler_params(f);
     p.form = f;
   }
-  if (j.contains("steps")) {
-    const json& v = j["steps"];
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1000000)
-      throw Error("sampler \"steps\" must be an integer from 0 to 1000000, got " + v.dump());
-    p.steps = int(v.get<int64_t>());
-  }
-  if (j.contains("start_cell")) {
-    const json& v = j["start_cell"];
-    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 4096)
-      throw Error(
-          "sampler \"start_cell\" must be an integer from 1 (every pixel its own noise) "
-          "to 4096, got " +
-          v.dump());
-    p.start_cell = int(v.get<int64_t>());
-  }
+  if (j.contains("steps")) p.steps = bounded_int(j, "steps", 0, 1000000);
+  if (j.contains("start_cell"))
+    p.start_cell = bounded_int(j, "start_cell", 1, 4096, " (every pixel its own noise)");
   if (j.contains("step_size")) p.step_size = bounded(j, "step_size", 0, 1e6, true);
   if (j.contains("noise")) p.noise = bounded(j, "noise", 0, 10, false);
   if (j.contains("grad_clip")) p.grad_clip = bounded(j, "grad_clip", 0, 1e6, true);
   if (j.contains("eps")) p.eps = bounded(j, "eps", 0, 10, true);
-  if (j.contains("levels")) {
-    const json& v = j["levels"];
-    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 10000)
-      throw Error("sampler \"levels\" must be an integer from 1 to 10000, got " + v.dump());
-    p.levels = int(v.get<int64_t>());
-  }
+  if (j.contains("levels")) p.levels = bounded_int(j, "levels", 1, 10000);
   if (j.contains("sigma_max")) p.sigma_max = bounded(j, "sigma_max", 0, 1e4, true);
   if (j.contains("sigma_min")) p.sigma_min = bounded(j, "sigma_min", 0, 1e4, true);
   if (j.contains("eta")) p.eta = bounded(j, "eta", 0, 1, false);
-  if (j.contains("resample")) {
-    const json& v = j["resample"];
-    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 100)
-      throw Error("sampler \"resample\" must be an integer from 1 (no resampling) to 100, got " +
-                  v.dump());
-    p.resample = int(v.get<int64_t>());
-  }
+  if (j.contains("resample")) p.resample = bounded_int(j, "resample", 1, 100, " (no resampling)");
   if (j.contains("rho")) {
     p.rho = bounded(j, "rho", 0, 100, false);
     if (p.rho != 0 && p.rho < 1)
@@ -130,12 +115,7 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
                   "spaced in sigma^(1/rho)), got " + j["rho"].dump());
   }
   if (j.contains("split_sigma")) p.split_sigma = bounded(j, "split_sigma", 0, 1e4, false);
-  if (j.contains("split_levels")) {
-    const json& v = j["split_levels"];
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 10000)
-      throw Error("sampler \"split_levels\" must be an integer from 0 to 10000, got " + v.dump());
-    p.split_levels = int(v.get<int64_t>());
-  }
+  if (j.contains("split_levels")) p.split_levels = bounded_int(j, "split_levels", 0, 10000);
   if (j.contains("autoguide")) p.autoguide = bounded(j, "autoguide", 0, 20, false);
   if (j.contains("autoguide_sigma_max"))
     p.autoguide_sigma_max = bounded(j, "autoguide_sigma_max", 0, 1e4, false);
@@ -153,7 +133,7 @@ void check_split(const SamplerParams& p) {
     throw Error("sampler \"split_sigma\" (" + num(p.split_sigma) +
                 ") must lie strictly between \"sigma_min\" (" + num(p.sigma_min) +
                 ") and \"sigma_max\" (" + num(p.sigma_max) + "), or be 0 for one even schedule");
-  const int levels = p.form == SamplerForm::kDdim ? p.steps : p.levels;
+  const int levels = level_count(p);
   if (p.split_levels < 1 || levels - p.split_levels < 2)
     throw Error("sampler \"split_levels\" (" + std::to_string(p.split_levels) +
                 ") must be at least 1 and leave at least 2 of the " + std::to_string(levels) +

@@ -412,6 +412,9 @@ function renderCard() {
   box.hidden = false;
 }
 
+// The noise levels a walk takes: annealed, its levels; ddim, one per step (as the runtime counts).
+const levelCount = (s) => (s.form === 'ddim' ? Math.max(s.steps, 1) : s.levels);
+
 // The card as a person reads it: method, training, data and evaluation in a line each; any other
 // fields as short text.
 function cardSummary(card, c) {
@@ -419,7 +422,7 @@ function cardSummary(card, c) {
   const t = card.training || {};
   const num = (v, d = 3) => (typeof v === 'number' ? Number(v.toPrecision(d)).toLocaleString('en') : v);
   const sampler = c.sampler || {};
-  const levels = sampler.form === 'ddim' ? sampler.steps : sampler.levels;
+  const levels = levelCount(sampler);
   const range = sampler.split_sigma
     ? `σ ${num(sampler.sigma_max)} → ${num(sampler.split_sigma)} in ${sampler.split_levels}, → ${num(sampler.sigma_min)} in ${levels - sampler.split_levels}`
     : `σ ${num(sampler.sigma_max)} → ${num(sampler.sigma_min)}`;
@@ -498,7 +501,7 @@ function readSettings() {
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
     Object.assign(p, { split_sigma: num('split_sigma'), split_levels: Math.round(num('split_levels')) });
     if (p.split_sigma !== 0) {
-      const levels = p.form === 'ddim' ? p.steps : p.levels;
+      const levels = levelCount(p);
       if (!(p.split_sigma > p.sigma_min && p.split_sigma < p.sigma_max)) throw new Error('The split σ must lie between the smallest and the largest σ (0: no split).');
       if (!(p.split_levels >= 1 && levels - p.split_levels >= 2)) throw new Error(`With a split, the levels above it must be from 1 to ${Math.max(levels - 2, 1)} of the ${levels}.`);
     }

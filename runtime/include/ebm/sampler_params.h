@@ -80,6 +80,11 @@ struct SamplerParams {
   float autoguide = 1.0f;
   float autoguide_sigma_max = 0.0f;
 };
+// The noise levels a noise-level form walks: annealed, `levels`; ddim, one per step (at least one).
+inline int level_count(const SamplerParams& p) {
+  return p.form == SamplerForm::kDdim ? (p.steps > 1 ? p.steps : 1) : p.levels;
+}
+
 // Throws ebm::Error naming the setting when the two-piece schedule (split_sigma, split_levels)
 // does not fit the levels: split_sigma strictly between sigma_min and sigma_max, at least one
 // level above it and two from it down (it and sigma_min). Nothing to check while it is off.
