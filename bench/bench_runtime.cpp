@@ -16,6 +16,8 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   const bool file = preset.size() > 12 && preset.substr(preset.size() - 12) == ".safetensors";
   // form: 3x3 stride-1 convolutions (ebm/kernels.h): 0 the build's default, 1 direct, 2 Winograd.
   ebm::set_conv3x3_form(ebm::Conv3x3Form(state.range(3)));
+  // taps: other stride-1 convolutions by taps (1, the default) or im2col (0).
+  ebm::set_conv_taps(state.range(4) != 0);
   ebm::Network net(file ? ebm::load_model(dir + "/" + preset)
                         : ebm::random_model(ebm::load_preset(dir + "/presets/" + preset + ".json").arch, 1));
   const int batch = int(state.range(0)), threads = int(state.range(1));
@@ -35,30 +37,32 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
       double(batch), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.counters["workspace_MiB"] = double(sampler.workspace_bytes()) / double(1 << 20);
   ebm::set_conv3x3_form(ebm::Conv3x3Form::kAuto);
+  ebm::set_conv_taps(true);
 }
 
 }  // namespace
 
-// Args: batch, threads, slice, form.
+// Args: batch, threads, slice, form, taps.
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}})
-    ->Args({32, 1, -1, 0})
-    ->Args({8, 2, 0, 0})
-    ->Args({32, 2, 0, 0})
-    ->ArgNames({"batch", "threads", "slice", "form"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}})
+    ->Args({32, 1, -1, 0, 1})
+    ->Args({8, 2, 0, 0, 1})
+    ->Args({32, 2, 0, 0, 1})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}})
-    ->ArgNames({"batch", "threads", "slice", "form"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-// The shipped bridge model (a U-Net): the automatic slice against the whole batch, and its 3x3
-// convolutions direct against Winograd.
+// The shipped bridge model (a U-Net): the automatic slice against the whole batch, its 3x3
+// convolutions direct against Winograd, and its 3x13 bottleneck by taps against im2col.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
-    ->ArgsProduct({{32}, {1}, {0, -1}, {0}})
-    ->ArgsProduct({{32}, {1}, {0}, {1, 2}})
-    ->ArgNames({"batch", "threads", "slice", "form"})
+    ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}})
+    ->ArgsProduct({{32}, {1}, {0}, {1, 2}, {1}})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {0, 1}})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

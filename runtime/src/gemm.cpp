@@ -35,6 +35,11 @@ struct ShiftedB {
   const int* offsets;
   const float* row(int p) const { return b + offsets[p]; }
 };
+struct StridedB {
+  const float* b;  // the tile's first column in row 0
+  size_t ldb;
+  const float* row(int p) const { return b + size_t(p) * ldb; }
+};
 
 // C[0:R, 0:cols] = init + A panel x B tile over kc, for R <= MR rows (cols <= NR). Every element
 // is accumulated in the same order whatever R, cols and B's layout are, so an image's result does
@@ -170,6 +175,14 @@ void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b
   multiply_blocked<ShiftedB>(
       m, n, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; }, c,
       ldc, row_bias, false);
+}
+
+void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
+                      float* c, int ldc, const float* row_bias, bool accumulate) {
+  multiply_blocked<StridedB>(
+      m, n, k, a_packed,
+      [&](int pc, int j0) { return StridedB{b + size_t(pc) * size_t(ldb) + j0, size_t(ldb)}; }, c,
+      ldc, row_bias, accumulate);
 }
 
 namespace {

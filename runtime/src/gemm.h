@@ -70,6 +70,10 @@ void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_
 // are shifted views of one zero-padded image (Conv2d).
 void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
                       const int* row_offsets, float* c, int ldc, const float* row_bias = nullptr);
+// The same with row p of B at b + p * ldb, and C's init as for multiply_packed (C += A B when
+// accumulate): the taps of a convolution over interleaved images (Conv2d).
+void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
+                      float* c, int ldc, const float* row_bias = nullptr, bool accumulate = false);
 
 // General products that pack both operands per call (into buffers that grow once per thread).
 // C[m, n] = A[m, k] * B[k, n]           (C += ... when accumulate)

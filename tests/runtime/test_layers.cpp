@@ -114,6 +114,11 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"ConvWinogradAsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":[2,0,1,1],"bias":false})"), {8, 4, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradNoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3})"), {9, 6, 21}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"})"), {8, 4, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        // Other stride-1 convolutions go by taps over interleaved images, skipping the taps that
+        // meet padding: the U-Net's 3x13 bottleneck over 3x12 planes, and a kernel row that
+        // meets padding only (its tap is never built).
+        LayerCase{"ConvTapsUnetBottleneck3x13", layer(R"({"type":"conv2d","out_channels":7,"kernel":[3,13],"padding":[1,6,1,6]})"), {5, 3, 12}},
+        LayerCase{"ConvTapsRowOnlyOnPaddingNoBias", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":[2,1,0,1],"bias":false})"), {3, 2, 5}},
         LayerCase{"ConvStride3NoPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":2,"stride":3})"), {2, 8, 8}},
         LayerCase{"ConvPointwise", layer(R"({"type":"conv2d","out_channels":2,"kernel":1})"), {3, 4, 5}},
         LayerCase{"ConvWithoutBias", layer(R"({"type":"conv2d","out_channels":2,"kernel":3,"bias":false})"), {2, 5, 5}},
@@ -160,6 +165,63 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
   EXPECT_LT(worst_y, 1e-5);
   EXPECT_LT(worst_dx, 1e-5);
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
+}
+
+// The tap form interleaves a chunk of images (about 1 MB of them: two of these) so its GEMMs are
+// wide. Five images in chunks of 2, 2 and 1: each image's output and input gradient must have
+// the bits it has alone, y must match the reference, and dx must be the adjoint of the layer's
+// linear part: <dy, y(x) - y(0)> = <dx, x>.
+TEST(Conv2d, TapFormSplitsABatchIntoChunksWithoutChangingAnImagesBits) {
+  const Architecture a = resolve_architecture(
+      {16, 128, 32}, json::parse(R"([{"type":"conv2d","out_channels":16,"kernel":[3,13],"padding":"same"}])"));
+  const LayerSpec& l = a.layers[0];
+  const Model m = random_model(a, 6);
+  const auto layer = make_layer(l, m);
+  const int n = 5;
+  const size_t in = size_t(l.in.size()), out = size_t(l.out.size());
+  const std::vector<float> x = test::random_inputs(n * in, 10), dy = test::random_inputs(n * out, 11);
+  std::vector<float> scratch(layer->scratch_floats(n)), y(n * out), dx(n * in), y1(out), dx1(in);
+  layer->forward(x.data(), y.data(), n, scratch.data());
+  layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), n, scratch.data());
+  for (int b = 0; b < n; ++b) {
+    layer->forward(x.data() + b * in, y1.data(), 1, scratch.data());
+    layer->backward_input(x.data() + b * in, y1.data(), dy.data() + b * out, dx1.data(), 1, scratch.data());
+    EXPECT_TRUE(std::equal(y1.begin(), y1.end(), y.begin() + long(b * out))) << "image " << b;
+    EXPECT_TRUE(std::equal(dx1.begin(), dx1.end(), dx.begin() + long(b * in))) << "image " << b;
+  }
+  const std::vector<double> y_ref = reference_layer_forward(l, m, test::to_double(x), n);
+  const std::vector<double> bias = reference_layer_forward(l, m, std::vector<double>(in, 0.0), 1);
+  double worst = 0;
+  for (size_t i = 0; i < y.size(); ++i)
+    worst = std::max(worst, std::abs(y[i] - y_ref[i]) / (1 + std::abs(y_ref[i])));
+  EXPECT_LT(worst, 1e-5);
+  for (int b = 0; b < n; ++b) {
+    double lhs = 0, rhs = 0, scale = 0;
+    for (size_t i = 0; i < out; ++i) {
+      const double t = double(dy[b * out + i]) * (y_ref[b * out + i] - bias[i]);
+      lhs += t;
+      scale += std::abs(t);
+    }
+    for (size_t i = 0; i < in; ++i) rhs += double(dx[b * in + i]) * x[b * in + i];
+    EXPECT_NEAR(lhs, rhs, 1e-5 * scale) << "image " << b;
+  }
+  // The same layer as im2col (set_conv_taps(false)) agrees to rounding: forward by other sums
+  // (one dot product over every tap, not one per tap); dx by the same sums in the same order
+  // (col2im adds the taps' dot products over the output channels one by one, as the taps do).
+  set_conv_taps(false);
+  const auto im2col = make_layer(l, m);
+  set_conv_taps(true);
+  std::vector<float> scratch2(im2col->scratch_floats(n)), y2(n * out), dx2(n * in);
+  im2col->forward(x.data(), y2.data(), n, scratch2.data());
+  im2col->backward_input(x.data(), y2.data(), dy.data(), dx2.data(), n, scratch2.data());
+  double worst_y = 0, worst_dx = 0;
+  for (size_t i = 0; i < y.size(); ++i)
+    worst_y = std::max(worst_y, std::abs(double(y2[i]) - y[i]) / (1 + std::abs(y[i])));
+  for (size_t i = 0; i < dx.size(); ++i)
+    worst_dx = std::max(worst_dx, std::abs(double(dx2[i]) - dx[i]) / (1 + std::abs(dx[i])));
+  EXPECT_LT(worst_y, 1e-5);
+  EXPECT_LT(worst_dx, 1e-5);
+  EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: were the taps built at all?";
 }
 
 TEST(Conv2d, MatchesAHandComputedExample) {

@@ -16,4 +16,11 @@ Conv3x3Form conv3x3_form();
 // (bench/README.md).
 bool winograd_by_default();
 
+// Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a
+// quarter, such as the U-Net's 3x13 bottleneck over 3x12 planes): by taps over interleaved
+// images, skipping the taps that meet padding (true, the default), or as im2col and one GEMM per
+// chunk of images like strided layers (false; bench/README.md compares the two).
+void set_conv_taps(bool on);
+bool conv_taps();
+
 }  // namespace ebm

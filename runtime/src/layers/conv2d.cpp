@@ -106,6 +106,7 @@ class Shifted final : public PlaneConv {
 };
 
 std::atomic<Conv3x3Form> g_conv3x3_form{Conv3x3Form::kAuto};
+std::atomic<bool> g_conv_taps{true};
 
 bool use_winograd() {
   const Conv3x3Form f = g_conv3x3_form.load();
@@ -271,6 +272,106 @@ class Winograd final : public PlaneConv {
   std::vector<int> offsets_;
 };
 
+// A stride-1 convolution whose padding the shifted form would mostly compute and drop (a kernel
+// as wide as the plane, such as the U-Net's 3x13 bottleneck over 3x12 planes), by its taps: for
+// each kernel position (i, j) and output row, one GEMM W_ij [out_c, in] x (the input row under
+// it, only the columns where the tap meets the image), added to that output row's columns. The
+// taps that fall on padding are never computed. A chunk of images is interleaved, (c, y, x,
+// image), so each GEMM is as wide as the columns times the images. The gradient runs the same
+// taps the other way: dx rows += W_ij^T x dy rows. Every element sums its taps in one fixed
+// order, so an image's result does not depend on the others in its chunk.
+class TapConv {
+ public:
+  TapConv(const LayerSpec& s, const std::vector<float>& w)
+      : in_(s.in), out_(s.out),
+        chunk_(int(std::max<size_t>(1, kTapChunkFloats / size_t(s.in.size() + s.out.size())))) {
+    const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
+    const size_t a_floats = packed_a_floats(oc, ic), at_floats = packed_a_floats(ic, oc);
+    std::vector<float> one(size_t(oc) * ic);
+    for (int i = 0; i < kh; ++i)
+      for (int j = 0; j < kw; ++j) {
+        // The tap's runs: output row oy reads input row oy - pad.top + i, columns [lo, hi) read
+        // ox - pad.left + j, wherever both lie inside their planes.
+        const int first = int(runs_.size());
+        const int lo = std::max(0, s.pad.left - j), hi = std::min(s.out.w, s.in.w + s.pad.left - j);
+        for (int oy = 0; oy < s.out.h && lo < hi; ++oy) {
+          const int iy = oy - s.pad.top + i;
+          if (iy < 0 || iy >= s.in.h) continue;
+          runs_.push_back({int(fwd_.size() / a_floats), oy * s.out.w + lo,
+                           iy * s.in.w + lo - s.pad.left + j, hi - lo});
+        }
+        if (int(runs_.size()) == first) continue;  // a tap that only ever meets padding
+        for (int o = 0; o < oc; ++o)
+          for (int c = 0; c < ic; ++c) one[size_t(o) * ic + c] = w[((size_t(o) * ic + c) * kh + i) * kw + j];
+        fwd_.resize(fwd_.size() + a_floats);
+        pack_a(one.data(), ic, false, oc, ic, fwd_.data() + fwd_.size() - a_floats);
+        bwd_.resize(bwd_.size() + at_floats);
+        pack_a(one.data(), ic, true, ic, oc, bwd_.data() + bwd_.size() - at_floats);
+      }
+  }
+
+  // Both interleaved chunks and the slack the last GEMM's whole tiles read.
+  size_t scratch_floats(int n) const {
+    return size_t(std::min(n, chunk_)) * size_t(in_.size() + out_.size()) + kGemmNR;
+  }
+
+  // y [n, out] = bias + W * x [n, in].
+  void forward(const float* x, float* y, int n, const float* bias, float* scratch) const {
+    run(x, in_, y, out_, n, bias, scratch, true);
+  }
+  // dx [n, in] = W^T * dy [n, out].
+  void backward(const float* dy, float* dx, int n, float* scratch) const {
+    run(dy, out_, dx, in_, n, nullptr, scratch, false);
+  }
+
+ private:
+  // Enough images per chunk for wide GEMMs, their interleaved planes within about 1 MB.
+  static constexpr size_t kTapChunkFloats = size_t(1) << 18;
+
+  struct Run {
+    int tap;        // which packed W_ij
+    int out_pixel;  // first output pixel (oy * out_w + ox), in its plane
+    int in_pixel;   // first input pixel under it
+    int len;        // pixels in the row
+  };
+
+  void run(const float* src, const Shape& src_shape, float* dst, const Shape& dst_shape, int n,
+           const float* bias, float* scratch, bool forward) const {
+    const int src_plane = src_shape.h * src_shape.w, dst_plane = dst_shape.h * dst_shape.w;
+    const int src_c = src_shape.c, dst_c = dst_shape.c;
+    const size_t a_floats = packed_a_floats(dst_c, src_c);
+    const std::vector<float>& a = forward ? fwd_ : bwd_;
+    for (int b0 = 0; b0 < n; b0 += chunk_) {
+      const int nb = std::min(chunk_, n - b0);
+      float* s = scratch;                                    // [src_c, src_plane, nb]
+      float* d = s + size_t(nb) * src_c * src_plane + kGemmNR;  // [dst_c, dst_plane, nb]
+      for (int b = 0; b < nb; ++b) {
+        const float* xb = src + size_t(b0 + b) * src_shape.size();
+        for (size_t e = 0; e < size_t(src_c) * src_plane; ++e) s[e * nb + size_t(b)] = xb[e];
+      }
+      std::memset(s + size_t(nb) * src_c * src_plane, 0, sizeof(float) * kGemmNR);
+      for (int c = 0; c < dst_c; ++c)
+        std::fill(d + size_t(c) * dst_plane * nb, d + size_t(c + 1) * dst_plane * nb,
+                  bias ? bias[c] : 0.0f);
+      for (const Run& r : runs_) {
+        const int from = forward ? r.in_pixel : r.out_pixel, to = forward ? r.out_pixel : r.in_pixel;
+        multiply_strided(dst_c, r.len * nb, src_c, a.data() + size_t(r.tap) * a_floats,
+                         s + size_t(from) * nb, src_plane * nb, d + size_t(to) * nb,
+                         dst_plane * nb, nullptr, true);
+      }
+      for (int b = 0; b < nb; ++b) {
+        float* yb = dst + size_t(b0 + b) * dst_shape.size();
+        for (size_t e = 0; e < size_t(dst_c) * dst_plane; ++e) yb[e] = d[e * nb + size_t(b)];
+      }
+    }
+  }
+
+  Shape in_, out_;
+  int chunk_;
+  std::vector<Run> runs_;
+  std::vector<float> fwd_, bwd_;  // per tap: W_ij packed as [out_c, in], W_ij^T as [in, out_c]
+};
+
 class Conv2d final : public Layer {
  public:
   Conv2d(const LayerSpec& s, const Model& m)
@@ -279,7 +380,9 @@ class Conv2d final : public Layer {
     if (s.bias) bias_ = m.tensor(s.tensor("bias")->name).data;
     const size_t depth = size_t(std::max(k_, s.out.c));
     chunk_ = int(std::max<size_t>(1, kChunkFloats / (depth * size_t(p_))));
-    if (!shiftable(s)) {
+    if (s.stride_h == 1 && s.stride_w == 1 && !shiftable(s) && g_conv_taps.load()) {
+      taps_ = std::make_unique<TapConv>(s, w);
+    } else if (!shiftable(s)) {
       forward_a_.resize(packed_a_floats(s.out.c, k_));
       pack_a(w.data(), k_, false, s.out.c, k_, forward_a_.data());
       backward_a_.resize(packed_a_floats(k_, s.out.c));
@@ -312,6 +415,7 @@ class Conv2d final : public Layer {
   // Packed operand, GEMM output and one im2col row, for one chunk (the shifted form: the padded
   // image and the padded output of one image, forward or backward).
   size_t scratch_floats(int n) const override {
+    if (taps_) return taps_->scratch_floats(n);
     if (forward_plane_)
       return std::max(forward_plane_->scratch_floats(), backward_plane_->scratch_floats());
     const int cols = std::min(n, chunk_) * p_;
@@ -322,6 +426,7 @@ class Conv2d final : public Layer {
   void forward(const float* x, float* y, int n, float* scratch) const override {
     const LayerSpec& s = spec();
     const float* bias = bias_.empty() ? nullptr : bias_.data();
+    if (taps_) return taps_->forward(x, y, n, bias, scratch);
     if (forward_plane_) {
       for (int b = 0; b < n; ++b)
         forward_plane_->run(x + size_t(b) * s.in.size(), y + size_t(b) * s.out.size(), bias, scratch);
@@ -354,6 +459,7 @@ class Conv2d final : public Layer {
                       float* scratch) const override {
     const LayerSpec& s = spec();
     const int oc = s.out.c;
+    if (taps_) return taps_->backward(dy, dx, n, scratch);
     if (backward_plane_) {
       for (int b = 0; b < n; ++b)
         backward_plane_->run(dy + size_t(b) * s.out.size(), dx + size_t(b) * s.in.size(), nullptr,
@@ -480,6 +586,8 @@ class Conv2d final : public Layer {
   std::vector<float> forward_a_, backward_a_, bias_;
   // Stride-1 layers (shiftable): one image at a time, shifted or Winograd.
   std::unique_ptr<PlaneConv> forward_plane_, backward_plane_;
+  // Other stride-1 layers: by taps, a chunk of images at a time.
+  std::unique_ptr<TapConv> taps_;
 };
 
 }  // namespace
@@ -487,6 +595,8 @@ class Conv2d final : public Layer {
 void set_conv3x3_form(Conv3x3Form form) { g_conv3x3_form.store(form); }
 Conv3x3Form conv3x3_form() { return g_conv3x3_form.load(); }
 bool winograd_by_default() { return simd::kLanes == 4; }
+void set_conv_taps(bool on) { g_conv_taps.store(on); }
+bool conv_taps() { return g_conv_taps.load(); }
 
 std::unique_ptr<Layer> make_conv2d(const LayerSpec& spec, const Model& m) {
   return std::make_unique<Conv2d>(spec, m);
