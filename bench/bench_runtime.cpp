@@ -46,6 +46,7 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
     ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}})
     ->Args({32, 1, -1, 0, 1})
+    ->Args({8, 1, 0, 0, 0})
     ->Args({8, 2, 0, 0, 1})
     ->Args({32, 2, 0, 0, 1})
     ->ArgNames({"batch", "threads", "slice", "form", "taps"})

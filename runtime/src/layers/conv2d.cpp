@@ -117,6 +117,11 @@ bool use_winograd() {
 // than the multiply-adds they save: the U-Net's first layer (5 channels) and the dx of its last
 // (4) stay in the shifted form.
 constexpr int kWinogradMinDepth = 8;
+// The fewest channels (the depth of its GEMMs) for which a strided convolution goes by taps
+// rather than im2col.
+constexpr int kTapMinDepth = 16;
+// ... and the largest output plane: on larger ones im2col's single deep GEMM per chunk was faster.
+constexpr int kTapMaxStridedPlane = 64;
 // V and M of a chunk of block rows: about 1 MB.
 constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
 
@@ -272,33 +277,40 @@ class Winograd final : public PlaneConv {
   std::vector<int> offsets_;
 };
 
-// A stride-1 convolution whose padding the shifted form would mostly compute and drop (a kernel
-// as wide as the plane, such as the U-Net's 3x13 bottleneck over 3x12 planes), by its taps: for
-// each kernel position (i, j) and output row, one GEMM W_ij [out_c, in] x (the input row under
-// it, only the columns where the tap meets the image), added to that output row's columns. The
-// taps that fall on padding are never computed. A chunk of images is interleaved, (c, y, x,
-// image), so each GEMM is as wide as the columns times the images. The gradient runs the same
-// taps the other way: dx rows += W_ij^T x dy rows. Every element sums its taps in one fixed
-// order, so an image's result does not depend on the others in its chunk.
+// A convolution by its taps, where the shifted form does not apply: stride 1 with padding that
+// form would mostly compute and drop (a kernel as wide as the plane, such as the U-Net's 3x13
+// bottleneck over 3x12 planes), and strided layers deep enough for a GEMM per tap. For each
+// kernel position (i, j) and output row, one GEMM W_ij [out_c, in] x (the input row under it,
+// only the columns where the tap meets the image), added to that output row's columns: no
+// im2col, no col2im, and the taps that fall on padding are never computed. A chunk of images is
+// interleaved, (c, y, x, image), so each GEMM is as wide as the columns times the images; the
+// input side splits each row into its stride_w phases, x = stride_w * x' + phase, so that a tap's
+// columns are contiguous whatever the stride. The gradient runs the same taps the other way:
+// dx rows += W_ij^T x dy rows. Every element sums its taps in one fixed order, so an image's
+// result does not depend on the others in its chunk.
 class TapConv {
  public:
   TapConv(const LayerSpec& s, const std::vector<float>& w)
-      : in_(s.in), out_(s.out),
-        chunk_(int(std::max<size_t>(1, kTapChunkFloats / size_t(s.in.size() + s.out.size())))) {
-    const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
+      : in_(s.in), out_(s.out), sx_(s.stride_w), wq_((s.in.w + sx_ - 1) / sx_),
+        in_plane_(s.in.h * sx_ * wq_), out_plane_(s.out.h * s.out.w),
+        chunk_(int(std::max<size_t>(
+            1, kTapChunkFloats / (size_t(s.in.c) * in_plane_ + size_t(s.out.c) * out_plane_)))) {
+    const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c, sy = s.stride_h;
     const size_t a_floats = packed_a_floats(oc, ic), at_floats = packed_a_floats(ic, oc);
     std::vector<float> one(size_t(oc) * ic);
     for (int i = 0; i < kh; ++i)
       for (int j = 0; j < kw; ++j) {
-        // The tap's runs: output row oy reads input row oy - pad.top + i, columns [lo, hi) read
-        // ox - pad.left + j, wherever both lie inside their planes.
-        const int first = int(runs_.size());
-        const int lo = std::max(0, s.pad.left - j), hi = std::min(s.out.w, s.in.w + s.pad.left - j);
+        // The tap's runs: output row oy reads input row sy * oy - pad.top + i, and column ox
+        // reads sx * ox + off, off = j - pad.left, for the columns [lo, hi) where that lies
+        // inside the image; in the phase-split row those inputs are contiguous.
+        const int first = int(runs_.size()), off = j - s.pad.left;
+        const int lo = std::max(0, ceil_div(-off, sx_)), hi = std::min(s.out.w, ceil_div(s.in.w - off, sx_));
+        const int phase = ((off % sx_) + sx_) % sx_;
         for (int oy = 0; oy < s.out.h && lo < hi; ++oy) {
-          const int iy = oy - s.pad.top + i;
+          const int iy = sy * oy - s.pad.top + i;
           if (iy < 0 || iy >= s.in.h) continue;
           runs_.push_back({int(fwd_.size() / a_floats), oy * s.out.w + lo,
-                           iy * s.in.w + lo - s.pad.left + j, hi - lo});
+                           (iy * sx_ + phase) * wq_ + (sx_ * lo + off - phase) / sx_, hi - lo});
         }
         if (int(runs_.size()) == first) continue;  // a tap that only ever meets padding
         for (int o = 0; o < oc; ++o)
@@ -310,18 +322,20 @@ class TapConv {
       }
   }
 
-  // Both interleaved chunks and the slack the last GEMM's whole tiles read.
+  // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read.
   size_t scratch_floats(int n) const {
-    return size_t(std::min(n, chunk_)) * size_t(in_.size() + out_.size()) + kGemmNR;
+    const size_t nb = size_t(std::min(n, chunk_));
+    return size_t(in_.c) * (in_plane_ * nb + 32) + size_t(out_.c) * (out_plane_ * nb + 32) +
+           2 * size_t(kGemmNR);
   }
 
   // y [n, out] = bias + W * x [n, in].
   void forward(const float* x, float* y, int n, const float* bias, float* scratch) const {
-    run(x, in_, y, out_, n, bias, scratch, true);
+    run(x, y, n, bias, scratch, true);
   }
   // dx [n, in] = W^T * dy [n, out].
   void backward(const float* dy, float* dx, int n, float* scratch) const {
-    run(dy, out_, dx, in_, n, nullptr, scratch, false);
+    run(dy, dx, n, nullptr, scratch, false);
   }
 
  private:
@@ -331,42 +345,93 @@ class TapConv {
   struct Run {
     int tap;        // which packed W_ij
     int out_pixel;  // first output pixel (oy * out_w + ox), in its plane
-    int in_pixel;   // first input pixel under it
+    int in_pixel;   // first input pixel under it, in the phase-split plane
     int len;        // pixels in the row
   };
 
-  void run(const float* src, const Shape& src_shape, float* dst, const Shape& dst_shape, int n,
-           const float* bias, float* scratch, bool forward) const {
-    const int src_plane = src_shape.h * src_shape.w, dst_plane = dst_shape.h * dst_shape.w;
-    const int src_c = src_shape.c, dst_c = dst_shape.c;
-    const size_t a_floats = packed_a_floats(dst_c, src_c);
-    const std::vector<float>& a = forward ? fwd_ : bwd_;
+  static int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+  // Floats from one channel of a chunk to the next (the GEMMs' row stride): at least plane * nb,
+  // and an odd number of 64-byte lines, so that the rows one GEMM reads do not all map to the
+  // same sets of the L1 cache (a multiple of 4 KB measured 1.5x slower natively).
+  static size_t channel_stride(int plane, int nb) {
+    size_t ld = (size_t(plane) * size_t(nb) + 15) / 16 * 16;
+    if ((ld / 16) % 2 == 0) ld += 16;
+    return ld;
+  }
+
+  // Images [b0, b0 + nb) of src ([n, C, H, W]) to or from a chunk interleaved as [C, plane, nb]
+  // (channels ld apart); `phased`: the input side, its rows split into phases (entries for
+  // x >= W stay as they are).
+  void interleave(const float* src, float* chunk, size_t ld, int b0, int nb, bool phased) const {
+    const Shape& sh = phased ? in_ : out_;
+    for (int b = 0; b < nb; ++b) {
+      const float* xb = src + size_t(b0 + b) * sh.size();
+      for (int c = 0; c < sh.c; ++c)
+        for (int y = 0; y < sh.h; ++y, xb += sh.w) {
+          float* row = chunk + size_t(c) * ld + size_t(y) * (phased ? sx_ * wq_ : sh.w) * nb + b;
+          if (!phased || sx_ == 1) {
+            for (int x = 0; x < sh.w; ++x) row[size_t(x) * nb] = xb[x];
+          } else {
+            for (int x = 0; x < sh.w; ++x) row[(size_t(x % sx_) * wq_ + size_t(x / sx_)) * nb] = xb[x];
+          }
+        }
+    }
+  }
+  void deinterleave(const float* chunk, size_t ld, float* dst, int b0, int nb, bool phased) const {
+    const Shape& sh = phased ? in_ : out_;
+    for (int b = 0; b < nb; ++b) {
+      float* xb = dst + size_t(b0 + b) * sh.size();
+      for (int c = 0; c < sh.c; ++c)
+        for (int y = 0; y < sh.h; ++y, xb += sh.w) {
+          const float* row = chunk + size_t(c) * ld + size_t(y) * (phased ? sx_ * wq_ : sh.w) * nb + b;
+          if (!phased || sx_ == 1) {
+            for (int x = 0; x < sh.w; ++x) xb[x] = row[size_t(x) * nb];
+          } else {
+            for (int x = 0; x < sh.w; ++x) xb[x] = row[(size_t(x % sx_) * wq_ + size_t(x / sx_)) * nb];
+          }
+        }
+    }
+  }
+
+  void run(const float* src, float* dst, int n, const float* bias, float* scratch, bool forward) const {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0);
-      float* s = scratch;                                    // [src_c, src_plane, nb]
-      float* d = s + size_t(nb) * src_c * src_plane + kGemmNR;  // [dst_c, dst_plane, nb]
-      for (int b = 0; b < nb; ++b) {
-        const float* xb = src + size_t(b0 + b) * src_shape.size();
-        for (size_t e = 0; e < size_t(src_c) * src_plane; ++e) s[e * nb + size_t(b)] = xb[e];
-      }
-      std::memset(s + size_t(nb) * src_c * src_plane, 0, sizeof(float) * kGemmNR);
-      for (int c = 0; c < dst_c; ++c)
-        std::fill(d + size_t(c) * dst_plane * nb, d + size_t(c + 1) * dst_plane * nb,
-                  bias ? bias[c] : 0.0f);
-      for (const Run& r : runs_) {
-        const int from = forward ? r.in_pixel : r.out_pixel, to = forward ? r.out_pixel : r.in_pixel;
-        multiply_strided(dst_c, r.len * nb, src_c, a.data() + size_t(r.tap) * a_floats,
-                         s + size_t(from) * nb, src_plane * nb, d + size_t(to) * nb,
-                         dst_plane * nb, nullptr, true);
-      }
-      for (int b = 0; b < nb; ++b) {
-        float* yb = dst + size_t(b0 + b) * dst_shape.size();
-        for (size_t e = 0; e < size_t(dst_c) * dst_plane; ++e) yb[e] = d[e * nb + size_t(b)];
+      const size_t in_ld = channel_stride(in_plane_, nb), out_ld = channel_stride(out_plane_, nb);
+      const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
+      float* xs = scratch;                        // input side [in.c, in_plane, nb]
+      float* ys = xs + in_floats + kGemmNR;       // output side [out.c, out_plane, nb]
+      std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
+      std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
+      if (forward) {
+        // Phase-split rows wider than the image, and the gaps between channels, stay zero.
+        std::memset(xs, 0, sizeof(float) * in_floats);
+        interleave(src, xs, in_ld, b0, nb, true);
+        for (int o = 0; o < out_.c; ++o)
+          std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
+        const size_t a_floats = packed_a_floats(out_.c, in_.c);
+        for (const Run& r : runs_)
+          multiply_strided(out_.c, r.len * nb, in_.c, fwd_.data() + size_t(r.tap) * a_floats,
+                           xs + size_t(r.in_pixel) * nb, int(in_ld), ys + size_t(r.out_pixel) * nb,
+                           int(out_ld), nullptr, true);
+        deinterleave(ys, out_ld, dst, b0, nb, false);
+      } else {
+        std::memset(ys, 0, sizeof(float) * out_floats);
+        interleave(src, ys, out_ld, b0, nb, false);
+        std::memset(xs, 0, sizeof(float) * in_floats);
+        const size_t a_floats = packed_a_floats(in_.c, out_.c);
+        for (const Run& r : runs_)
+          multiply_strided(in_.c, r.len * nb, out_.c, bwd_.data() + size_t(r.tap) * a_floats,
+                           ys + size_t(r.out_pixel) * nb, int(out_ld), xs + size_t(r.in_pixel) * nb,
+                           int(in_ld), nullptr, true);
+        deinterleave(xs, in_ld, dst, b0, nb, true);
       }
     }
   }
 
   Shape in_, out_;
+  int sx_, wq_;                // stride_w; phase-split columns per phase
+  int in_plane_, out_plane_;   // floats per channel of one image on each side
   int chunk_;
   std::vector<Run> runs_;
   std::vector<float> fwd_, bwd_;  // per tap: W_ij packed as [out_c, in], W_ij^T as [in, out_c]
@@ -380,7 +445,7 @@ class Conv2d final : public Layer {
     if (s.bias) bias_ = m.tensor(s.tensor("bias")->name).data;
     const size_t depth = size_t(std::max(k_, s.out.c));
     chunk_ = int(std::max<size_t>(1, kChunkFloats / (depth * size_t(p_))));
-    if (s.stride_h == 1 && s.stride_w == 1 && !shiftable(s) && g_conv_taps.load()) {
+    if (!shiftable(s) && by_taps(s)) {
       taps_ = std::make_unique<TapConv>(s, w);
     } else if (!shiftable(s)) {
       forward_a_.resize(packed_a_floats(s.out.c, k_));
@@ -491,6 +556,14 @@ class Conv2d final : public Layer {
     // dy padded by kernel - 1 - pad is as wide as the input plus kernel - 1.
     const int wp = s.in.w + p.left + p.right, wp_back = s.in.w + s.kernel_w - 1;
     return 4 * wp <= 5 * s.out.w && 4 * wp_back <= 5 * s.in.w;
+  }
+
+  // Stride 1 where the shifted form does not apply, and strided layers into small planes whose
+  // GEMM per tap is deep enough (kTapMinDepth channels in and out), unless set_conv_taps(false).
+  static bool by_taps(const LayerSpec& s) {
+    if (!g_conv_taps.load()) return false;
+    if (s.stride_h == 1 && s.stride_w == 1) return true;
+    return s.in.c >= kTapMinDepth && s.out.c >= kTapMinDepth && s.out.h * s.out.w <= kTapMaxStridedPlane;
   }
 
   // Copies len floats to columns [col, col + len) of row p of packed panels (depth k, n columns;
