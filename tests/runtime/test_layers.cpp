@@ -264,5 +264,24 @@ TEST(LeakyRelu, UsesTheSlopeAtExactlyZero) {
   EXPECT_EQ(dx[1], 1.0f);
 }
 
+// Swish's gradient takes sigmoid(x) as y / x from the forward pass: it must hold where that
+// quotient is 0 / 0 or loses digits (zero, tiny and subnormal inputs, both signs) and where the
+// forward pass's exp is clamped (large inputs).
+TEST(Swish, GradientHoldsAtZeroTinyAndLargeInputs) {
+  const std::vector<float> x = {0.0f, -0.0f, 1e-7f, -1e-7f, 3e-6f, -3e-6f, 1e-40f, -1e-40f,
+                                0.5f, -0.5f, 20.0f, -20.0f, 100.0f, -100.0f, 1e-3f, -1e-3f};
+  const int len = int(x.size());
+  const Architecture a = resolve_architecture({1, 1, len}, json::parse(R"([{"type":"swish"}])"));
+  const auto layer = make_layer(a.layers[0], random_model(a, 1));
+  const std::vector<float> dy(x.size(), 1.0f);
+  std::vector<float> y(x.size()), dx(x.size());
+  layer->forward(x.data(), y.data(), 1, nullptr);
+  layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), 1, nullptr);
+  for (int i = 0; i < len; ++i) {
+    const double xi = x[size_t(i)], s = 1 / (1 + std::exp(-xi)), exact = s + xi * s * (1 - s);
+    EXPECT_NEAR(dx[size_t(i)], exact, 1e-6 * std::max(1.0, std::abs(exact))) << "x = " << xi;
+  }
+}
+
 }  // namespace
 }  // namespace ebm
