@@ -325,8 +325,7 @@ class TapConv {
   // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read.
   size_t scratch_floats(int n) const {
     const size_t nb = size_t(std::min(n, chunk_));
-    return size_t(in_.c) * (in_plane_ * nb + 32) + size_t(out_.c) * (out_plane_ * nb + 32) +
-           2 * size_t(kGemmNR);
+    return (size_t(in_.c) * in_plane_ + size_t(out_.c) * out_plane_) * nb + 2 * size_t(kGemmNR);
   }
 
   // y [n, out] = bias + W * x [n, in].
@@ -351,62 +350,36 @@ class TapConv {
 
   static int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
-  // Floats from one channel of a chunk to the next (the GEMMs' row stride): at least plane * nb,
-  // and an odd number of 64-byte lines, so that the rows one GEMM reads do not all map to the
-  // same sets of the L1 cache (a multiple of 4 KB measured 1.5x slower natively).
-  static size_t channel_stride(int plane, int nb) {
-    size_t ld = (size_t(plane) * size_t(nb) + 15) / 16 * 16;
-    if ((ld / 16) % 2 == 0) ld += 16;
-    return ld;
-  }
-
-  // Images [b0, b0 + nb) of src ([n, C, H, W]) to or from a chunk interleaved as [C, plane, nb]
-  // (channels ld apart); `phased`: the input side, its rows split into phases (entries for
-  // x >= W stay as they are).
-  void interleave(const float* src, float* chunk, size_t ld, int b0, int nb, bool phased) const {
+  // Calls move(i, k) for every entry of images [b0, b0 + nb): i its index in [n, C, H, W], k in
+  // a chunk interleaved as [C, plane, nb]; `phased`: the input side, its rows split into phases.
+  template <class Move>
+  void each_entry(int b0, int nb, bool phased, Move move) const {
     const Shape& sh = phased ? in_ : out_;
-    for (int b = 0; b < nb; ++b) {
-      const float* xb = src + size_t(b0 + b) * sh.size();
+    const int sx = phased ? sx_ : 1, wq = phased ? wq_ : sh.w;
+    size_t i = size_t(b0) * sh.size();
+    for (int b = 0; b < nb; ++b)
       for (int c = 0; c < sh.c; ++c)
-        for (int y = 0; y < sh.h; ++y, xb += sh.w) {
-          float* row = chunk + size_t(c) * ld + size_t(y) * (phased ? sx_ * wq_ : sh.w) * nb + b;
-          if (!phased || sx_ == 1) {
-            for (int x = 0; x < sh.w; ++x) row[size_t(x) * nb] = xb[x];
-          } else {
-            for (int x = 0; x < sh.w; ++x) row[(size_t(x % sx_) * wq_ + size_t(x / sx_)) * nb] = xb[x];
-          }
+        for (int y = 0; y < sh.h; ++y) {
+          const size_t row = (size_t(c) * sh.h + size_t(y)) * size_t(sx) * wq;
+          for (int x = 0; x < sh.w; ++x, ++i)
+            move(i, (row + size_t(x % sx) * wq + size_t(x / sx)) * nb + size_t(b));
         }
-    }
-  }
-  void deinterleave(const float* chunk, size_t ld, float* dst, int b0, int nb, bool phased) const {
-    const Shape& sh = phased ? in_ : out_;
-    for (int b = 0; b < nb; ++b) {
-      float* xb = dst + size_t(b0 + b) * sh.size();
-      for (int c = 0; c < sh.c; ++c)
-        for (int y = 0; y < sh.h; ++y, xb += sh.w) {
-          const float* row = chunk + size_t(c) * ld + size_t(y) * (phased ? sx_ * wq_ : sh.w) * nb + b;
-          if (!phased || sx_ == 1) {
-            for (int x = 0; x < sh.w; ++x) xb[x] = row[size_t(x) * nb];
-          } else {
-            for (int x = 0; x < sh.w; ++x) xb[x] = row[(size_t(x % sx_) * wq_ + size_t(x / sx_)) * nb];
-          }
-        }
-    }
   }
 
   void run(const float* src, float* dst, int n, const float* bias, float* scratch, bool forward) const {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0);
-      const size_t in_ld = channel_stride(in_plane_, nb), out_ld = channel_stride(out_plane_, nb);
+      // Channels lie ld apart (the GEMMs' row stride).
+      const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
       const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
       float* xs = scratch;                        // input side [in.c, in_plane, nb]
       float* ys = xs + in_floats + kGemmNR;       // output side [out.c, out_plane, nb]
       std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
       std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
       if (forward) {
-        // Phase-split rows wider than the image, and the gaps between channels, stay zero.
-        std::memset(xs, 0, sizeof(float) * in_floats);
-        interleave(src, xs, in_ld, b0, nb, true);
+        // Phase-split rows wider than the image keep zeros in their extra entries.
+        if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
+        each_entry(b0, nb, true, [&](size_t i, size_t k) { xs[k] = src[i]; });
         for (int o = 0; o < out_.c; ++o)
           std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
         const size_t a_floats = packed_a_floats(out_.c, in_.c);
@@ -414,17 +387,16 @@ class TapConv {
           multiply_strided(out_.c, r.len * nb, in_.c, fwd_.data() + size_t(r.tap) * a_floats,
                            xs + size_t(r.in_pixel) * nb, int(in_ld), ys + size_t(r.out_pixel) * nb,
                            int(out_ld), nullptr, true);
-        deinterleave(ys, out_ld, dst, b0, nb, false);
+        each_entry(b0, nb, false, [&](size_t i, size_t k) { dst[i] = ys[k]; });
       } else {
-        std::memset(ys, 0, sizeof(float) * out_floats);
-        interleave(src, ys, out_ld, b0, nb, false);
+        each_entry(b0, nb, false, [&](size_t i, size_t k) { ys[k] = src[i]; });
         std::memset(xs, 0, sizeof(float) * in_floats);
         const size_t a_floats = packed_a_floats(in_.c, out_.c);
         for (const Run& r : runs_)
           multiply_strided(in_.c, r.len * nb, out_.c, bwd_.data() + size_t(r.tap) * a_floats,
                            ys + size_t(r.out_pixel) * nb, int(out_ld), xs + size_t(r.in_pixel) * nb,
                            int(in_ld), nullptr, true);
-        deinterleave(xs, in_ld, dst, b0, nb, true);
+        each_entry(b0, nb, true, [&](size_t i, size_t k) { dst[i] = xs[k]; });
       }
     }
   }
