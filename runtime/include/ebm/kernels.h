@@ -11,15 +11,17 @@ enum class Conv3x3Form { kAuto, kDirect, kWinograd };
 void set_conv3x3_form(Conv3x3Form form);
 Conv3x3Form conv3x3_form();
 // What kAuto takes in this build: Winograd where a SIMD vector holds 4 floats (WebAssembly
-// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net; the direct form
-// with AVX and AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster
+// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net, and only for layers
+// with at least 16 channels in and out (narrower ones ran faster direct); the direct form with
+// AVX and AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster
 // (bench/README.md).
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a
-// quarter, such as the U-Net's 3x13 bottleneck over 3x12 planes): by taps over interleaved
-// images, skipping the taps that meet padding (true, the default), or as im2col and one GEMM per
-// chunk of images like strided layers (false; bench/README.md compares the two).
+// quarter, such as the U-Net's 3x13 bottleneck over 3x12 planes), and strided ones into small
+// planes with at least 16 channels in and out: by taps over interleaved images, skipping the taps
+// that meet padding (true, the default), or as im2col and one GEMM per chunk of images (false;
+// bench/README.md compares the two).
 void set_conv_taps(bool on);
 bool conv_taps();
 

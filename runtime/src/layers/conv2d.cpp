@@ -12,9 +12,9 @@
 // computed and dropped. dx is the same kind of convolution of dy (padded by kernel - 1 - pad)
 // with the kernel flipped and its channels swapped, so col2im goes too.
 //
-// A 3x3 one of those with at least kWinogradMinDepth input channels (forward; output channels for
-// dx) can take Winograd's F(2x2, 3x3) instead (below; ebm/kernels.h says where): 16 multiply-adds
-// per 2x2 outputs and channel pair instead of 36.
+// A 3x3 one of those with enough channels (use_winograd) can take Winograd's F(2x2, 3x3) instead
+// (below; ebm/kernels.h says where): 16 multiply-adds per 2x2 outputs and channel pair instead
+// of 36.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -108,15 +108,24 @@ class Shifted final : public PlaneConv {
 std::atomic<Conv3x3Form> g_conv3x3_form{Conv3x3Form::kAuto};
 std::atomic<bool> g_conv_taps{true};
 
-bool use_winograd() {
-  const Conv3x3Form f = g_conv3x3_form.load();
-  return f == Conv3x3Form::kWinograd || (f == Conv3x3Form::kAuto && winograd_by_default());
-}
-
 // Below this many input channels (the depth of its 16 GEMMs) Winograd's transforms cost more
-// than the multiply-adds they save: the U-Net's first layer (5 channels) and the dx of its last
-// (4) stay in the shifted form.
+// than the multiply-adds they save, whatever the form asked for.
 constexpr int kWinogradMinDepth = 8;
+// The automatic form takes it where both the input and the output channels (the GEMMs' depth
+// and rows) are at least this many: in wasm the shipped U-Net's 8 -> 24 and 24 -> 4 layers, and
+// its weaker network's 8 -> 16 and 16 -> 4, ran 1.2-2.7x faster in the direct form, and 16 -> 16
+// tied (bench/README.md).
+constexpr int kWinogradAutoMinChannels = 16;
+
+// Whether a 3x3 stride-1 convolution (forward: depth = input channels, rows = output channels;
+// dx the other way round) takes Winograd's form.
+bool use_winograd(int depth, int rows) {
+  if (depth < kWinogradMinDepth) return false;
+  const Conv3x3Form f = g_conv3x3_form.load();
+  if (f == Conv3x3Form::kWinograd) return true;
+  return f == Conv3x3Form::kAuto && winograd_by_default() &&
+         std::min(depth, rows) >= kWinogradAutoMinChannels;
+}
 // The fewest channels (the depth of its GEMMs) for which a strided convolution goes by taps
 // rather than im2col.
 constexpr int kTapMinDepth = 16;
@@ -426,8 +435,8 @@ class Conv2d final : public Layer {
       pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
     } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
-      const bool winograd = kh == 3 && kw == 3 && use_winograd();
-      if (winograd && ic >= kWinogradMinDepth)
+      const bool winograd = kh == 3 && kw == 3;
+      if (winograd && use_winograd(ic, oc))
         forward_plane_ = std::make_unique<Winograd>(ic, s.in.h, s.in.w, s.pad, oc, w);
       else
         forward_plane_ = std::make_unique<Shifted>(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
@@ -442,7 +451,7 @@ class Conv2d final : public Layer {
                   w[((size_t(o) * ic + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
       const Padding back{kh - 1 - s.pad.top, kw - 1 - s.pad.left, kh - 1 - s.pad.bottom,
                          kw - 1 - s.pad.right};
-      if (winograd && oc >= kWinogradMinDepth)
+      if (winograd && use_winograd(oc, ic))
         backward_plane_ = std::make_unique<Winograd>(oc, s.out.h, s.out.w, back, ic, w_t);
       else
         backward_plane_ = std::make_unique<Shifted>(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
