@@ -300,8 +300,12 @@ class Winograd final : public PlaneConv {
 class TapConv {
  public:
   TapConv(const LayerSpec& s, const std::vector<float>& w)
-      : in_(s.in), out_(s.out), sx_(s.stride_w), wq_((s.in.w + sx_ - 1) / sx_),
-        in_plane_(s.in.h * sx_ * wq_), out_plane_(s.out.h * s.out.w),
+      : in_(s.in),
+        out_(s.out),
+        sx_(s.stride_w),
+        wq_((s.in.w + sx_ - 1) / sx_),
+        in_plane_(s.in.h * sx_ * wq_),
+        out_plane_(s.out.h * s.out.w),
         chunk_(int(std::max<size_t>(
             1, kTapChunkFloats / (size_t(s.in.c) * in_plane_ + size_t(s.out.c) * out_plane_)))) {
     const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c, sy = s.stride_h;
@@ -313,7 +317,8 @@ class TapConv {
         // reads sx * ox + off, off = j - pad.left, for the columns [lo, hi) where that lies
         // inside the image; in the phase-split row those inputs are contiguous.
         const int first = int(runs_.size()), off = j - s.pad.left;
-        const int lo = std::max(0, ceil_div(-off, sx_)), hi = std::min(s.out.w, ceil_div(s.in.w - off, sx_));
+        const int lo = std::max(0, ceil_div(-off, sx_)),
+                  hi = std::min(s.out.w, ceil_div(s.in.w - off, sx_));
         const int phase = ((off % sx_) + sx_) % sx_;
         for (int oy = 0; oy < s.out.h && lo < hi; ++oy) {
           const int iy = sy * oy - s.pad.top + i;
@@ -323,7 +328,8 @@ class TapConv {
         }
         if (int(runs_.size()) == first) continue;  // a tap that only ever meets padding
         for (int o = 0; o < oc; ++o)
-          for (int c = 0; c < ic; ++c) one[size_t(o) * ic + c] = w[((size_t(o) * ic + c) * kh + i) * kw + j];
+          for (int c = 0; c < ic; ++c)
+            one[size_t(o) * ic + c] = w[((size_t(o) * ic + c) * kh + i) * kw + j];
         fwd_.resize(fwd_.size() + a_floats);
         pack_a(one.data(), ic, false, oc, ic, fwd_.data() + fwd_.size() - a_floats);
         bwd_.resize(bwd_.size() + at_floats);
@@ -375,14 +381,15 @@ class TapConv {
         }
   }
 
-  void run(const float* src, float* dst, int n, const float* bias, float* scratch, bool forward) const {
+  void run(const float* src, float* dst, int n, const float* bias, float* scratch,
+           bool forward) const {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0);
       // Channels lie ld apart (the GEMMs' row stride).
       const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
       const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
-      float* xs = scratch;                        // input side [in.c, in_plane, nb]
-      float* ys = xs + in_floats + kGemmNR;       // output side [out.c, out_plane, nb]
+      float* xs = scratch;                   // input side [in.c, in_plane, nb]
+      float* ys = xs + in_floats + kGemmNR;  // output side [out.c, out_plane, nb]
       std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
       std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
       if (forward) {
@@ -411,8 +418,8 @@ class TapConv {
   }
 
   Shape in_, out_;
-  int sx_, wq_;                // stride_w; phase-split columns per phase
-  int in_plane_, out_plane_;   // floats per channel of one image on each side
+  int sx_, wq_;               // stride_w; phase-split columns per phase
+  int in_plane_, out_plane_;  // floats per channel of one image on each side
   int chunk_;
   std::vector<Run> runs_;
   std::vector<float> fwd_, bwd_;  // per tap: W_ij packed as [out_c, in], W_ij^T as [in, out_c]
@@ -544,7 +551,8 @@ class Conv2d final : public Layer {
   static bool by_taps(const LayerSpec& s) {
     if (!g_conv_taps.load()) return false;
     if (s.stride_h == 1 && s.stride_w == 1) return true;
-    return s.in.c >= kTapMinDepth && s.out.c >= kTapMinDepth && s.out.h * s.out.w <= kTapMaxStridedPlane;
+    return s.in.c >= kTapMinDepth && s.out.c >= kTapMinDepth &&
+           s.out.h * s.out.w <= kTapMaxStridedPlane;
   }
 
   // Copies len floats to columns [col, col + len) of row p of packed panels (depth k, n columns;
@@ -640,7 +648,7 @@ class Conv2d final : public Layer {
   std::vector<float> forward_a_, backward_a_, bias_;
   // Stride-1 layers (shiftable): one image at a time, shifted or Winograd.
   std::unique_ptr<PlaneConv> forward_plane_, backward_plane_;
-  // Other stride-1 layers: by taps, a chunk of images at a time.
+  // Layers by taps (by_taps): a chunk of images at a time.
   std::unique_ptr<TapConv> taps_;
 };
 
