@@ -79,9 +79,11 @@ function scaleShift(layer, tensor) {
 // and the layers output E(x). Other layer types and forms are refused with a message.
 export function loadEbmModel(bytes, { sigma = 0.5 } = {}) {
   const { metadata, tensors } = readSafetensors(bytes);
+  // Format 3 is a denoiser that carries a weaker one for autoguidance (tensors "autoguide.*"):
+  // the peers compute the model's own energy, as the runtime's energy calls do.
   const format = metadata['ebm.format'];
-  if (format !== '1' && format !== '2')
-    throw new Error(`not an ebm model file (ebm.format is ${JSON.stringify(format)}, not "1" or "2")`);
+  if (format !== '1' && format !== '2' && format !== '3')
+    throw new Error(`not an ebm model file (ebm.format is ${JSON.stringify(format)}, not "1", "2" or "3")`);
   const kind = metadata['ebm.kind'];
   if (kind !== 'energy') throw new Error(`the bench needs an energy model; this is "${kind}"`);
   const inp = JSON.parse(metadata['ebm.input']);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { loadEbmModel, maxRelativeError, randomImages } from './model.mjs';
+import { loadEbmModel, maxRelativeError, randomImages, readSafetensors } from './model.mjs';
 import { createOrtPeer, createOursPeer, createTfjsPeer } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -62,11 +62,12 @@ before(async () => {
   ort.env.wasm.numThreads = 1;
 });
 
-function modelFile(name, preset, dtype) {
+// extra: make_test_model's further arguments ('', 'autoguide': a format-3 file).
+function modelFile(name, preset, dtype, ...extra) {
   const presetPath = typeof preset === 'string' ? preset : path.join(work, `${name}.json`);
   if (typeof preset !== 'string') writeFileSync(presetPath, JSON.stringify(preset));
   const out = path.join(work, `${name}.safetensors`);
-  execFileSync(makeModel, [presetPath, out, '3', dtype]);
+  execFileSync(makeModel, [presetPath, out, '3', dtype, ...extra]);
   return new Uint8Array(readFileSync(out));
 }
 
@@ -101,6 +102,16 @@ test('format-2 U-Nets: the ONNX graph and TF.js give our E(x, 0.5) and dE/dx (un
      async () => {
   await checkPeers(modelFile('unet32', path.join(here, '../../models/presets/unet32.json'), 'f32'), 3);
   await checkPeers(modelFile('unet-global', path.join(here, '../../models/presets/unet-global.json'), 'f16'), 2);
+});
+
+// A format-3 file (the shipped model's kind) carries a weaker network for autoguidance: the peers
+// compute the model's own energy, as our runtime's energy calls do.
+test('format 3: the peers give our E(x, 0.5) and dE/dx of the model itself (unet32 with a weaker one)',
+     async () => {
+  const bytes = modelFile('unet32-autoguided', path.join(here, '../../models/presets/unet32.json'), 'f32',
+                          '', 'autoguide');
+  assert.equal(readSafetensors(bytes).metadata['ebm.format'], '3');
+  await checkPeers(bytes, 2);
 });
 
 test('our peer runs a format-2 model at sigma 0.5, and sigma matters', async () => {
