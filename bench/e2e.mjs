@@ -54,12 +54,14 @@ if (!existsSync(path.join(SITE, 'ebm_runtime.wasm'))) fail('no build/site: run s
 if (!existsSync(opt.model)) fail(`no model file ${opt.model} (--model picks another)`);
 const { chromium } = await import('playwright-core');
 
-// The model, and the classifier the page labels samples with, in a models folder of their own.
+// The model, the classifier the page labels samples with and the guide it pulls with (the
+// noise-aware one the page prefers, as a visitor of the shipped models gets it), in a models
+// folder of their own.
 const models = mkdtempSync(path.join(os.tmpdir(), 'ebm-e2e-'));
 cpSync(opt.model, path.join(models, path.basename(opt.model)));
 let classifiers = 0;
 for (const f of readdirSync(path.join(root, 'models'))) {
-  if (f.includes('classifier') && f.endsWith('.safetensors')) {
+  if ((f.includes('classifier') || f.includes('guide')) && f.endsWith('.safetensors')) {
     cpSync(path.join(root, 'models', f), path.join(models, f));
     ++classifiers;
   }

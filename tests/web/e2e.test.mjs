@@ -588,6 +588,24 @@ test('a model that carries a weaker network shows the autoguidance control, and 
   await generate(page, { count: 2, steps: 4, seed: 5 });
   await waitState(page, ['done']);
   assert.deepEqual(await images(), guided);  // same seed, same samples
+  // Guiding toward two families: the page says autoguidance works against mixes and offers the
+  // model alone; not for one subtype, nor once w is 1.
+  await page.waitForFunction(() => window.ebmPage.guide !== null, null, { timeout: 30000 });
+  assert.ok(!(await page.isVisible('#guide-autoguide')), 'the hint shows before the guide is on');
+  await page.check('#guide-on');
+  await page.check('input[name="guide-mode"][value="pair"]');
+  assert.ok(await page.isVisible('#guide-autoguide'));
+  assert.match(await page.textContent('#guide-autoguide'), /autoguided \(w 2\).*about twice as many hybrids/s);
+  await page.check('input[name="guide-mode"][value="subtype"]');
+  assert.ok(!(await page.isVisible('#guide-autoguide')), 'the hint shows for one subtype');
+  await page.check('input[name="guide-mode"][value="pair"]');
+  await page.click('#guide-model-alone');
+  assert.equal(await page.inputValue('#autoguide'), '1');
+  assert.ok(!(await page.isVisible('#guide-autoguide')), 'the hint stays at w 1');
+  await page.fill('#autoguide', '2');
+  assert.ok(await page.isVisible('#guide-autoguide'));
+  await page.uncheck('#guide-on');
+  assert.ok(!(await page.isVisible('#guide-autoguide')), 'the hint stays with the guide off');
   // The browser's own form check stops a strength out of range before any sampling.
   await page.fill('#autoguide', '25');
   await page.click('#generate');

@@ -289,6 +289,17 @@ function showGuideFields() {
   const pct = Math.round(100 * Number($('guide-share').value));
   $('guide-share-out').value = `${$('guide-a').value} ${pct}% / ${$('guide-b').value} ${100 - pct}%`;
   $('guide-scale-out').value = `L ${GUIDE_SCALES[Number($('guide-scale').value)]}`;
+  showAutoguideHint();
+}
+
+// Guiding toward two families with an autoguided model: autoguidance pushes away from the weaker
+// network's guess, toward whole bridges of one family, so the model alone mixes the two about
+// twice as often (models/README.md, "Guided sampling"). Say so, with a button that sets w 1.
+function showAutoguideHint() {
+  const w = Number($('autoguide').value);
+  $('guide-autoguide').hidden = !(state.guide && $('guide-on').checked && guideMode() === 'pair' &&
+                                  hasAutoguide() && walksNoiseLevels($('form').value) && w !== 1);
+  $('guide-autoguide-w').value = String(w);
 }
 
 // The guide settings of a shared link (guide=MIX&guide_scale=L&guide_sigma=S&guide_denoised=1),
@@ -479,6 +490,7 @@ function applyDefaults() {
   // Settings in the address (a shared link) win over the model's defaults.
   for (const f of [...FIELDS, 'form', 'seed', 'count']) if (params.has(f)) $(f).value = params.get(f);
   showFormFields();
+  showAutoguideHint();
 }
 
 function showFormFields() {
@@ -845,6 +857,8 @@ function wire() {
   $('form').addEventListener('change', showFormFields);
   for (const r of document.querySelectorAll('input[name="guide-mode"]')) r.addEventListener('change', () => setGuideMode(r.value));
   for (const id of ['guide-a', 'guide-b', 'guide-share', 'guide-scale']) $(id).addEventListener('input', showGuideFields);
+  for (const id of ['guide-on', 'autoguide', 'form']) $(id).addEventListener('input', showAutoguideHint);
+  $('guide-model-alone').addEventListener('click', () => { $('autoguide').value = 1; showAutoguideHint(); });
   $('reseed').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
   $('reset-defaults').addEventListener('click', () => { params.delete('seed'); applyDefaults(); });
   $('save-grid').addEventListener('click', saveGrid);
