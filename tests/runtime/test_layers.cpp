@@ -119,9 +119,10 @@ INSTANTIATE_TEST_SUITE_P(
         // meets padding only (its tap is never built).
         LayerCase{"ConvTapsUnetBottleneck3x13", layer(R"({"type":"conv2d","out_channels":7,"kernel":[3,13],"padding":[1,6,1,6]})"), {5, 3, 12}},
         LayerCase{"ConvTapsRowOnlyOnPaddingNoBias", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":[2,1,0,1],"bias":false})"), {3, 2, 5}},
-        // Strided layers with at least 16 channels in and out go by taps too, their input rows
-        // split into stride phases: odd widths (a phase shorter than the other), a stride of 3
-        // across and 2 down with asymmetric padding, a 5x5 kernel.
+        // Strided layers into small planes (at most 64 pixels) with at least 16 channels in and
+        // out go by taps too, their input rows split into stride phases: odd widths (a phase
+        // shorter than the other), a stride of 3 across and 2 down with asymmetric padding, a
+        // 5x5 kernel.
         LayerCase{"ConvTapsStride2SameOddSizes", layer(R"({"type":"conv2d","out_channels":16,"kernel":3,"stride":2,"padding":"same"})"), {16, 7, 9}},
         LayerCase{"ConvTapsStride2x3AsymmetricPadding", layer(R"({"type":"conv2d","out_channels":17,"kernel":[3,4],"stride":[2,3],"padding":[0,2,1,0]})"), {16, 6, 11}},
         LayerCase{"ConvTaps5x5Stride2NoBias", layer(R"({"type":"conv2d","out_channels":16,"kernel":5,"stride":2,"padding":[2,1,2,1],"bias":false})"), {18, 8, 10}},
