@@ -293,8 +293,9 @@ function showGuideFields() {
 }
 
 // Guiding toward two families with an autoguided model: autoguidance pushes away from the weaker
-// network's guess, toward whole bridges of one family, so the model alone mixes the two about
-// twice as often (models/README.md, "Guided sampling"). Say so, with a button that sets w 1.
+// network's guess, toward whole bridges of one family, so the shipped bridge model alone mixes
+// two families 1.5-6x as often (models/README.md, "Guided sampling"). Say so, with a button that
+// sets w 1.
 function showAutoguideHint() {
   const w = Number($('autoguide').value);
   $('guide-autoguide').hidden = !(state.guide && $('guide-on').checked && guideMode() === 'pair' &&
