@@ -31,15 +31,6 @@ using test::scratch_dir;
 
 using test::small_unet_preset;
 
-const std::string& bridge_set() {
-  static const std::string dir = [] {
-    const std::string d = scratch_dir("dsm_bridges");
-    test::write_bridge_set(d, 16, 64, 16);
-    return d;
-  }();
-  return dir;
-}
-
 // What ebm-train makes of the preset: its "train" settings over the defaults.
 TrainConfig dsm_config(const std::string& work) {
   const json p = small_unet_preset();
@@ -48,7 +39,7 @@ TrainConfig dsm_config(const std::string& work) {
   for (const auto& [k, v] : p["train"].items()) j[k] = v;
   c = TrainConfig::from_json(j);
   c.preset = test::write_preset(work, p);
-  c.data = bridge_set();
+  c.data = test::bridge_set();
   c.batch = 16;
   c.sample_count = 2;
   c.sample_steps = 20;

@@ -23,15 +23,6 @@ using nlohmann::json;
 using test::quiet;
 using test::scratch_dir;
 
-const std::string& bridge_set() {
-  static const std::string dir = [] {
-    const std::string d = scratch_dir("guide_bridges");
-    test::write_bridge_set(d, 24, 64, 16);
-    return d;
-  }();
-  return dir;
-}
-
 TrainConfig guide_config(const std::string& work) {
   TrainConfig c;
   c.preset = test::write_preset(work, test::small_preset(64, 16));
@@ -39,7 +30,7 @@ TrainConfig guide_config(const std::string& work) {
   c.noise_conditional = true;
   c.sigma_min = 0.02;
   c.sigma_max = 80;
-  c.data = bridge_set();
+  c.data = test::bridge_set(24);
   c.batch = 16;
   c.lr = 3e-3;
   c.beta1 = 0.9;

@@ -25,22 +25,11 @@ using test::read_text;
 using test::quiet;
 using test::scratch_dir;
 
-// A bridge set at 64x16 (8 subtypes x per_subtype) shared by the tests of this file.
-const std::string& bridge_set(int per_subtype = 16) {
-  static std::map<int, std::string> dirs;
-  std::string& dir = dirs[per_subtype];
-  if (dir.empty()) {
-    dir = scratch_dir("bridges_" + std::to_string(per_subtype));
-    test::write_bridge_set(dir, per_subtype, 64, 16);
-  }
-  return dir;
-}
-
 // Settings for runs that take a second or two: a small network, short chains, few pictures.
 TrainConfig small_config(const std::string& work) {
   TrainConfig c;
   c.preset = test::write_preset(work, test::small_preset(64, 16));
-  c.data = bridge_set();
+  c.data = test::bridge_set();
   c.batch = 16;
   c.langevin_steps = 10;
   c.buffer_size = 256;
@@ -311,7 +300,7 @@ TEST(Classifier, LearnsTheBridgeSubtypesAboveChance) {
   const std::string work = scratch_dir("classify");
   TrainConfig c = small_config(work);
   c.task = Task::kClassify;
-  c.data = bridge_set(24);
+  c.data = test::bridge_set(24);
   c.lr = 3e-3;
   c.beta1 = 0.9;
   c.epochs = 8;

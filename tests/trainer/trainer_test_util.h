@@ -60,6 +60,18 @@ inline void write_bridge_set(const std::string& dir, int per_subtype, int width,
   }
 }
 
+// A bridge set at 64x16 (8 subtypes x per_subtype), written once per test process and shared by
+// the tests that ask for the same size.
+inline const std::string& bridge_set(int per_subtype = 16) {
+  static std::map<int, std::string> dirs;
+  std::string& dir = dirs[per_subtype];
+  if (dir.empty()) {
+    dir = scratch_dir("bridges_" + std::to_string(per_subtype));
+    write_bridge_set(dir, per_subtype, 64, 16);
+  }
+  return dir;
+}
+
 // A small strided conv net for W x H gray images: trains in seconds on two cores.
 inline nlohmann::json small_preset(int width, int height, const std::string& act = "swish") {
   return {{"name", "small"},

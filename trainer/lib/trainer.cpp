@@ -15,10 +15,6 @@ namespace ebm::train {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt) {
   return static_cast<torch::optim::AdamOptions&>(opt.param_groups().at(0).options());
 }

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,11 @@
 #include "replay_buffer.h"
 
 namespace ebm::train {
+
+// Seconds of the steady clock since t0 (step times, checkpoint intervals).
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 class Trainer {
  public:
