@@ -113,15 +113,16 @@ fi
 if ((quick)); then
   desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
 fi
 card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide)'"}}'
 # The quick model keeps its training run's sampler (40 geometric levels); the full one walks 18
 # levels spaced evenly in sigma^(1/3): 3 from sigma 160 toward 20, above the training noise, and
 # 15 from 20 down (models/README.md, "The split schedule").
 # The full one also follows 2.5 E - 1.5 E_weak at the levels up to sigma 20 (autoguidance by the
-# epoch-33 model: models/README.md, "Autoguidance").
-sampler=$( ((quick)) && echo '{}' || echo '{"steps":18,"rho":3,"sigma_max":160,"split_sigma":20,"split_levels":3,"autoguide":2.5,"autoguide_sigma_max":20}')
+# epoch-33 model: models/README.md, "Autoguidance"), and takes the 5 levels up to sigma 2 twice,
+# with a jump back up in between (models/README.md, "Rounds at the small-noise end").
+sampler=$( ((quick)) && echo '{}' || echo '{"steps":18,"rho":3,"sigma_max":160,"split_sigma":20,"split_levels":3,"resample":2,"resample_sigma_max":2,"autoguide":2.5,"autoguide_sigma_max":20}')
 autoguide=()
 ((quick)) || autoguide=(--autoguide "$weak")
 "$B/trainer/ebm-export" "$final" --out "$out" --name bridges --license CC-BY-4.0 --description "$desc" --card "$card" --sampler "$sampler" "${autoguide[@]}"

@@ -537,7 +537,8 @@ void LangevinSampler::annealed_step() {
     fresh = float(std::sqrt(a));
     after = last ? 0.0f : sigma;
   }
-  const int rounds = p.form == SamplerForm::kDdim && !last ? p.resample : 1;
+  const bool again = p.resample_sigma_max == 0 || sigma <= p.resample_sigma_max;
+  const int rounds = p.form == SamplerForm::kDdim && !last && again ? p.resample : 1;
   const float back = std::sqrt(std::max(sigma * sigma - after * after, 0.0f));
   for_each_group([&](Workspaces& ws, int b0, int nb) {
     const size_t lo = size_t(b0) * d, hi = size_t(b0 + nb) * d;

@@ -81,11 +81,13 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
     if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
         key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
         key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample" &&
+        key != "resample_sigma_max" &&
         key != "rho" && key != "autoguide" && key != "autoguide_sigma_max" &&
         key != "split_sigma" && key != "split_levels")
       throw Error("unknown sampler setting \"" + key +
                   "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta, resample, rho, split_sigma, split_levels, autoguide, "
+                  "sigma_max, sigma_min, eta, resample, resample_sigma_max, rho, split_sigma, "
+                  "split_levels, autoguide, "
                   "autoguide_sigma_max)");
   }
   if (j.contains("form")) {
@@ -108,6 +110,8 @@ SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   if (j.contains("sigma_min")) p.sigma_min = bounded(j, "sigma_min", 0, 1e4, true);
   if (j.contains("eta")) p.eta = bounded(j, "eta", 0, 1, false);
   if (j.contains("resample")) p.resample = bounded_int(j, "resample", 1, 100, " (no resampling)");
+  if (j.contains("resample_sigma_max"))
+    p.resample_sigma_max = bounded(j, "resample_sigma_max", 0, 1e4, false);
   if (j.contains("rho")) {
     p.rho = bounded(j, "rho", 0, 100, false);
     if (p.rho != 0 && p.rho < 1)
@@ -160,6 +164,8 @@ json sampler_params_json(const SamplerParams& p) {
               {"sigma_max", json_float(p.sigma_max)}, {"sigma_min", json_float(p.sigma_min)},
               {"eta", json_float(p.eta)}};
     if (p.resample != 1) j["resample"] = p.resample;
+    if (p.resample != 1 && p.resample_sigma_max != 0)
+      j["resample_sigma_max"] = json_float(p.resample_sigma_max);
     if (p.rho != 0) j["rho"] = json_float(p.rho);
     add_split(p, &j);
     add_autoguide(p, &j);

@@ -118,6 +118,15 @@ TEST(SamplerFlags, OnlyTheGivenFlagsOverrideTheModelsSettings) {
       sampler_overrides({"--split-sigma", "2", "--split-levels", "4", "--steps", "20"}), model);
   EXPECT_FLOAT_EQ(split.split_sigma, 2.0f);
   EXPECT_EQ(split.split_levels, 4);
+  // Rounds up to a noise level, over a model whose own setting is another.
+  model.resample = 2;
+  model.resample_sigma_max = 1.0f;
+  const SamplerParams rounds =
+      parse_sampler_params(sampler_overrides({"--resample", "3", "--resample-sigma-max", "0"}), model);
+  EXPECT_EQ(rounds.resample, 3);
+  EXPECT_EQ(rounds.resample_sigma_max, 0.0f);
+  EXPECT_EQ(parse_sampler_params(sampler_overrides({"--resample", "3"}), model).resample_sigma_max,
+            1.0f);
 }
 
 }  // namespace

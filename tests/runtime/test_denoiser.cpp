@@ -689,6 +689,39 @@ TEST(Inpainting, ResamplingRepeatsEachLevelAndKeepsEveryGuarantee) {
   EXPECT_NE(one.images(), once.images());
 }
 
+// Rounds only up to a noise level (resample_sigma_max): from fresh noise, a restart of the
+// small-noise end. A limit above every level is resampling everywhere, one below every level
+// that takes a step is none, each bit for bit; one in between is neither; the threads do not
+// matter; the setting is validated and written only where it acts.
+TEST(Resampling, UpToANoiseLevelRepeatsOnlyTheLevelsAtOrBelowIt) {
+  Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
+  SamplerParams p = parse_sampler_params(json::parse(
+      R"({"form":"ddim","steps":8,"sigma_max":20,"sigma_min":0.05,"resample":2,"resample_sigma_max":1})"));
+  EXPECT_EQ(p.resample_sigma_max, 1.0f);
+  EXPECT_EQ(sampler_params_json(p)["resample_sigma_max"], 1.0);
+  SamplerParams one_round = p;
+  one_round.resample = 1;
+  EXPECT_EQ(sampler_params_json(one_round).count("resample_sigma_max"), 0u);
+  expect_error([] { parse_sampler_params(json::parse(R"({"form":"ddim","resample_sigma_max":-1})")); },
+               {"resample_sigma_max"});
+  const auto run = [&](float limit, int resample, int threads) {
+    SamplerParams q = p;
+    q.resample_sigma_max = limit;
+    q.resample = resample;
+    LangevinSampler s(net, q, 5, threads);
+    s.start_uniform(3);
+    s.run();
+    return s.images();
+  };
+  const std::vector<float> middle = run(1.0f, 2, 1);
+  // The levels: 20, 8.5, 3.6, 1.5, 0.65, 0.28, 0.12, 0.05 (geometric); 1 lies between the 4th and 5th.
+  EXPECT_EQ(run(20.0f, 2, 1), run(0.0f, 2, 1));     // every level
+  EXPECT_EQ(run(0.06f, 2, 1), run(0.0f, 1, 1));     // only the last level, which takes no step
+  EXPECT_NE(middle, run(0.0f, 2, 1));
+  EXPECT_NE(middle, run(0.0f, 1, 1));
+  EXPECT_EQ(middle, run(1.0f, 2, 2));
+}
+
 TEST(Inpainting, BadKeepsAreRefusedByName) {
   Network net(test::random_denoiser_model(kImage, kSmallUnet, 12));
   LangevinSampler s(net, default_sampler_params(SamplerForm::kDdim), 3);

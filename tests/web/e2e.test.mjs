@@ -472,6 +472,8 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   assert.equal(await page.inputValue('#rho'), '0');  // no spacing in the file: geometric levels
   assert.ok(await page.isVisible('#split_sigma'));
   assert.equal(await page.inputValue('#split_sigma'), '0');  // no split in the file: one piece
+  assert.ok(await page.isVisible('#resample_sigma_max'));
+  assert.equal(await page.inputValue('#resample_sigma_max'), '0');  // rounds at every level
   // Autoguidance only for a model that carries a weaker network, which this one does not.
   for (const hidden of ['#step_size', '#start_cell', '#levels', '#eps', '#autoguide', '#autoguide_sigma_max']) assert.ok(!(await page.isVisible(hidden)), hidden);
   // The card reads as text: the method line names the sampler, no raw JSON.
@@ -529,6 +531,13 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   await page.click('#generate');
   assert.match(await page.textContent('#notice'), /spacing ρ must be 0 \(even in log σ\) or from 1 to 100/);
   await page.fill('#rho', '3');
+  // Rounds up to a noise level: a limit out of range is refused by name before any sampling (a
+  // negative one the browser's own form check holds back).
+  await page.selectOption('#form', 'ddim');
+  await page.fill('#resample_sigma_max', '20000');
+  await page.click('#generate');
+  assert.match(await page.textContent('#notice'), /rounds' σ limit must be from 0 \(every level\) to 10000/);
+  await page.fill('#resample_sigma_max', '0');
   // A split schedule (ddim, 6 levels: 2 above sigma 5, 4 from 5 down; the levels themselves are
   // checked natively, test_denoiser): a split outside the range, or too many levels above it, is
   // refused before any sampling, and a good one reaches the sampler.

@@ -473,7 +473,7 @@ function cardSummary(card, c) {
 
 // --- controls -------------------------------------------------------------------------------
 
-const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'rho', 'split_sigma', 'split_levels', 'autoguide', 'autoguide_sigma_max'];
+const FIELDS = ['steps', 'step_size', 'noise', 'grad_clip', 'eps', 'start_cell', 'levels', 'sigma_max', 'sigma_min', 'eta', 'resample', 'resample_sigma_max', 'rho', 'split_sigma', 'split_levels', 'autoguide', 'autoguide_sigma_max'];
 // Whether the loaded model carries a weaker network for autoguidance (a format-3 file).
 const hasAutoguide = () => !!state.model?.card.autoguide;
 
@@ -483,6 +483,7 @@ function applyDefaults() {
   for (const f of FIELDS) if (s[f] !== undefined) $(f).value = s[f];
   if (s.start_cell === undefined) $('start_cell').value = 1;  // files written before the setting
   if (s.resample === undefined) $('resample').value = 1;
+  if (s.resample_sigma_max === undefined) $('resample_sigma_max').value = 0;  // every level
   if (s.rho === undefined) $('rho').value = 0;  // geometric levels
   if (s.split_sigma === undefined) { $('split_sigma').value = 0; $('split_levels').value = 0; }  // one piece
   if (s.autoguide === undefined) $('autoguide').value = 1;  // the model alone
@@ -505,11 +506,12 @@ function readSettings() {
   const p = { form: $('form').value, steps: Math.round(num('steps')) };
   if (p.form === 'annealed' || p.form === 'ddim') {
     Object.assign(p, { sigma_max: num('sigma_max'), sigma_min: num('sigma_min'), rho: num('rho') });
-    if (p.form === 'ddim') Object.assign(p, { eta: num('eta'), resample: num('resample') });
+    if (p.form === 'ddim') Object.assign(p, { eta: num('eta'), resample: num('resample'), resample_sigma_max: num('resample_sigma_max') });
     else Object.assign(p, { eps: num('eps'), levels: Math.round(num('levels')) });
     if (p.form === 'annealed' && !(p.levels >= 1)) throw new Error('Noise levels must be at least 1.');
     if (p.form === 'ddim' && !(p.eta >= 0 && p.eta <= 1)) throw new Error('η must be between 0 and 1.');
     if (p.form === 'ddim' && !(Number.isInteger(p.resample) && p.resample >= 1 && p.resample <= 100)) throw new Error('Rounds per level must be a whole number from 1 to 100.');
+    if (p.form === 'ddim' && !(p.resample_sigma_max >= 0 && p.resample_sigma_max <= 1e4)) throw new Error('The rounds\' σ limit must be from 0 (every level) to 10000.');
     if (!(p.rho === 0 || (p.rho >= 1 && p.rho <= 100))) throw new Error('The spacing ρ must be 0 (even in log σ) or from 1 to 100.');
     if (!(p.sigma_min > 0 && p.sigma_min <= p.sigma_max)) throw new Error('The noise levels need 0 < smallest σ ≤ largest σ.');
     Object.assign(p, { split_sigma: num('split_sigma'), split_levels: Math.round(num('split_levels')) });

@@ -18,8 +18,8 @@ class SamplerFlags {
   SamplerFlags& operator=(const SamplerFlags&) = delete;
 
   // Adds --steps, --form, --step-size, --noise, --grad-clip, --eps, --levels, --sigma-max,
-  // --sigma-min, --eta, --rho, --split-sigma, --split-levels, --resample, --autoguide,
-  // --autoguide-sigma-max and --start-cell to `args`.
+  // --sigma-min, --eta, --rho, --split-sigma, --split-levels, --resample, --resample-sigma-max,
+  // --autoguide, --autoguide-sigma-max and --start-cell to `args`.
   void add_to(ArgParser& args);
   // The settings the user gave, as ebm.sampler JSON keys (for parse_sampler_params over the
   // model's own settings, which validates them).
@@ -40,6 +40,7 @@ class SamplerFlags {
   int steps_ = -1, start_cell_ = 0, levels_ = 0, resample_ = 0, split_levels_ = 0;
   double step_size_ = -1, noise_ = -1, grad_clip_ = -1, eps_ = -1, sigma_max_ = -1,
          sigma_min_ = -1, eta_ = -1, rho_ = -1, autoguide_ = -1, autoguide_sigma_max_ = -1,
+         resample_sigma_max_ = -1,
          split_sigma_ = -1;
 };
 

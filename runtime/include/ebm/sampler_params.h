@@ -68,8 +68,12 @@ struct SamplerParams {
   // ddim form, for inpainting (Lugmayr et al. 2022's RePaint): each level's step is taken this many
   // times, the chains sent back up to the level's noise in between (x + sqrt(sigma_i^2 -
   // sigma_{i+1}^2) N(0,1)), so the regenerated pixels and the kept ones have several rounds to
-  // agree. Costs that many gradient evaluations per step; 1 = plain ddim.
+  // agree. Costs that many gradient evaluations per step; 1 = plain ddim. With resample_sigma_max
+  // S > 0, only the levels at or below S are taken again (0: every level). From fresh noise this
+  // is a restart of the small-noise end (Xu et al. 2023): the strokes, drawn there, get a second
+  // chance to agree (the shipped bridge model: 2 rounds at the levels up to sigma 1).
   int resample = 1;
+  float resample_sigma_max = 0.0f;
   // Annealed and ddim forms, for a model that carries a weaker network of its own (model.h,
   // "ebm.autoguide"): Karras et al. 2024's autoguidance. The chains follow the composed energy
   //   E_w(x, sigma) = w E(x, sigma) + (1 - w) E_weak(x, sigma)

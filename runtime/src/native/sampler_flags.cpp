@@ -48,6 +48,10 @@ void SamplerFlags::add_to(ArgParser& args) {
       "ddim form: take each level's step R times, re-noising in between, so inpainted regions "
       "agree with the kept pixels, at R times the cost (default: the model's, 1)",
       &resample_, 1, 100);
+  add(args, "resample-sigma-max", "S",
+      "with --resample: only at noise levels up to S (a restart of the small-noise end, where the "
+      "strokes form), 0 = at every level (default: the model's)",
+      &resample_sigma_max_, 0.0, 1e4);
   add(args, "autoguide", "W",
       "annealed and ddim forms, a model that carries a weaker network (format 3): follow "
       "W E + (1 - W) E_weak, pushed away from the weaker network's guess; 1 = the model alone "
