@@ -442,7 +442,7 @@ function cardSummary(card, c) {
   const samplerText = sampler.form === 'annealed'
     ? `annealed Langevin, ${sampler.steps} steps over ${sampler.levels} noise levels (${spacing})`
     : sampler.form === 'ddim'
-      ? `DDIM, one step per noise level, ${sampler.steps} levels (${spacing}, η ${sampler.eta})`
+      ? `DDIM, one step per noise level, ${sampler.steps} levels (${spacing}, η ${sampler.eta})${sampler.resample > 1 ? `, ${sampler.resample} rounds at ${sampler.resample_sigma_max ? `the levels up to σ ${num(sampler.resample_sigma_max)}` : 'every level'}` : ''}`
       : sampler.form ? `${sampler.form} Langevin, ${sampler.steps} steps` : undefined;
   const autoguideText = c.autoguide && sampler.autoguide !== undefined && sampler.autoguide !== 1
     ? `autoguided by a weaker network of ${num(c.autoguide.parameters, 6)} parameters${c.autoguide.card?.name ? ` (${c.autoguide.card.name})` : ''}, w ${num(sampler.autoguide)}${sampler.autoguide_sigma_max ? ` at σ ≤ ${num(sampler.autoguide_sigma_max)}` : ''}`

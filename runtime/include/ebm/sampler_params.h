@@ -71,7 +71,7 @@ struct SamplerParams {
   // agree. Costs that many gradient evaluations per step; 1 = plain ddim. With resample_sigma_max
   // S > 0, only the levels at or below S are taken again (0: every level). From fresh noise this
   // is a restart of the small-noise end (Xu et al. 2023): the strokes, drawn there, get a second
-  // chance to agree (the shipped bridge model: 2 rounds at the levels up to sigma 1).
+  // chance to agree (the shipped bridge model: 2 rounds at the levels up to sigma 2).
   int resample = 1;
   float resample_sigma_max = 0.0f;
   // Annealed and ddim forms, for a model that carries a weaker network of its own (model.h,
