@@ -1,6 +1,9 @@
 #include "ebm/sampler_params.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <string>
 
 #include "ebm/error.h"
 #include "ebm/json_util.h"
@@ -76,19 +79,31 @@ void add_autoguide(const SamplerParams& p, json* j) {
 SamplerParams parse_sampler_params(const json& j, SamplerParams p) {
   if (j.is_null()) return p;
   if (!j.is_object()) throw Error("sampler settings must be a JSON object, got " + j.dump());
+  // Every setting this parser reads, in the order the refusal lists them.
+  static const char* const kKnown[] = {"form",
+                                       "steps",
+                                       "step_size",
+                                       "noise",
+                                       "grad_clip",
+                                       "eps",
+                                       "start_cell",
+                                       "levels",
+                                       "sigma_max",
+                                       "sigma_min",
+                                       "eta",
+                                       "resample",
+                                       "resample_sigma_max",
+                                       "rho",
+                                       "split_sigma",
+                                       "split_levels",
+                                       "autoguide",
+                                       "autoguide_sigma_max"};
   for (const auto& [key, value] : j.items()) {
     (void)value;
-    if (key != "form" && key != "steps" && key != "step_size" && key != "noise" &&
-        key != "grad_clip" && key != "eps" && key != "start_cell" && key != "levels" &&
-        key != "sigma_max" && key != "sigma_min" && key != "eta" && key != "resample" &&
-        key != "resample_sigma_max" &&
-        key != "rho" && key != "autoguide" && key != "autoguide_sigma_max" &&
-        key != "split_sigma" && key != "split_levels")
-      throw Error("unknown sampler setting \"" + key +
-                  "\" (known: form, steps, step_size, noise, grad_clip, eps, start_cell, levels, "
-                  "sigma_max, sigma_min, eta, resample, resample_sigma_max, rho, split_sigma, "
-                  "split_levels, autoguide, "
-                  "autoguide_sigma_max)");
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) != std::end(kKnown)) continue;
+    std::string known;
+    for (const char* k : kKnown) known += (known.empty() ? "" : ", ") + std::string(k);
+    throw Error("unknown sampler setting \"" + key + "\" (known: " + known + ")");
   }
   if (j.contains("form")) {
     if (!j["form"].is_string()) throw Error("sampler \"form\" must be a string");
