@@ -214,9 +214,11 @@ TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
 
 TEST(InitFrom, ARunStartsFromTheModelWithItsMeanImage) {
   const std::string work = scratch_dir("dsm_init_from");
-  const Model narrow = random_small_denoiser(7);
+  Model narrow = random_small_denoiser(7);
+  narrow.card["training"] = {{"seed", 5}};  // its split: another tenth held out than --seed 1's
   save_model(work + "/narrow.safetensors", narrow, DType::kF32);
   TrainConfig c = dsm_config(work);
+  ASSERT_EQ(c.seed, 1u);
   c.preset = test::write_preset(work, wider_small_unet());
   c.init_from = work + "/narrow.safetensors";
   c.lr = 1e-12;  // one step that moves nothing measurable
@@ -229,8 +231,16 @@ TEST(InitFrom, ARunStartsFromTheModelWithItsMeanImage) {
   EnergyNet a(pn.arch, 1, false, pn.energy);
   a->load_model(narrow);
   EXPECT_TRUE(torch::allclose(energies_of(*tr.model_net()), energies_of(*a), 1e-5, 0));
-  EXPECT_NE(test::read_text(work + "/run/log.txt").find("starting from the weights of"),
-            std::string::npos);
+  const std::string log = test::read_text(work + "/run/log.txt");
+  EXPECT_NE(log.find("starting from the weights of"), std::string::npos);
+  EXPECT_NE(log.find("held out its images with --seed 5; this run (--seed 1) holds out others"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("pass --seed 5 to keep its held-out set"), std::string::npos);
+
+  c.seed = 5;  // the same split: nothing to say
+  ASSERT_EQ(run_training(c, quiet(work + "/run3")), RunResult::kStepLimit);
+  EXPECT_EQ(test::read_text(work + "/run3/log.txt").find("held out its images"), std::string::npos);
 
   c.init_from = work + "/missing.safetensors";
   test::expect_error([&] { run_training(c, quiet(work + "/run2")); }, {"missing.safetensors"});

@@ -387,8 +387,20 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
       tr.set_data_mean(train_data.images);
     } else if (root) {  // the other ranks receive the weights below
       // The model's own mean image too: the network starts computing exactly what it did.
-      tr.init_from(load_model(cfg.init_from));
+      const Model init = load_model(cfg.init_from);
+      tr.init_from(init);
       log.event("starting from the weights of " + cfg.init_from);
+      // The split follows --seed: another seed holds out images the starting model learned from,
+      // and ebm-eval, which takes the split from this run's card, would compare with those.
+      const nlohmann::json trained = init.card.value("training", nlohmann::json::object());
+      if (trained.contains("seed") && trained["seed"].is_number_unsigned() &&
+          trained["seed"].get<uint64_t>() != cfg.seed)
+        log.event("note: " + cfg.init_from + " held out its images with --seed " +
+                  std::to_string(trained["seed"].get<uint64_t>()) + "; this run (--seed " +
+                  std::to_string(cfg.seed) +
+                  ") holds out others, which that model trained on, so the validation loss and "
+                  "ebm-eval's held-out comparisons read them; pass --seed " +
+                  std::to_string(trained["seed"].get<uint64_t>()) + " to keep its held-out set");
     }
     tr.broadcast_weights();
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to

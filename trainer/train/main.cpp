@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
                 "start from a trained model's weights (a .safetensors file from ebm-export) "
                 "instead of random ones: the same preset, or a wider one (more filters per "
                 "layer, e.g. unet-wide from a unet-global model), whose extra channels start "
-                "so that the network computes what the model did",
+                "so that the network computes what the model did; give the model's own --seed "
+                "to hold out the images it held out",
                 &cfg.init_from);
     args.option("labels", "FILE", "IDX labels file (default: beside the images file)", &cfg.labels);
     args.option("val-fraction", "F", "fraction held out for validation", &cfg.val_fraction, 0.0,
