@@ -394,13 +394,14 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
       // and ebm-eval, which takes the split from this run's card, would compare with those.
       const nlohmann::json trained = init.card.value("training", nlohmann::json::object());
       if (trained.contains("seed") && trained["seed"].is_number_unsigned() &&
-          trained["seed"].get<uint64_t>() != cfg.seed)
-        log.event("note: " + cfg.init_from + " held out its images with --seed " +
-                  std::to_string(trained["seed"].get<uint64_t>()) + "; this run (--seed " +
-                  std::to_string(cfg.seed) +
+          trained["seed"].get<uint64_t>() != cfg.seed) {
+        const std::string theirs = std::to_string(trained["seed"].get<uint64_t>());
+        log.event("note: " + cfg.init_from + " held out its images with --seed " + theirs +
+                  "; this run (--seed " + std::to_string(cfg.seed) +
                   ") holds out others, which that model trained on, so the validation loss and "
-                  "ebm-eval's held-out comparisons read them; pass --seed " +
-                  std::to_string(trained["seed"].get<uint64_t>()) + " to keep its held-out set");
+                  "ebm-eval's held-out comparisons read them; pass --seed " + theirs +
+                  " to keep its held-out set");
+      }
     }
     tr.broadcast_weights();
     tr.save(ckpt);  // step 0: the guard always has a checkpoint to roll back to
