@@ -270,8 +270,14 @@ bool GatedServer::listen_gated() {
   }
   // httplib listens with a backlog of 5; connections arriving faster than one accept loop turn
   // (a burst of clients) would wait for SYN retransmits. Listening again raises it.
-  if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+  if (const socket_t sock = svr_sock_; sock != INVALID_SOCKET) ::listen(sock, SOMAXCONN);
   const bool ok = listen_after_bind();
+  {
+    // Closed by now, by httplib's stop() or by its accept loop after an error (which leaves the
+    // number in svr_sock_): forgotten, so that stop_gated does not close it a second time.
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    svr_sock_ = INVALID_SOCKET;
+  }
   stop_gated();
   return ok;
 }
@@ -281,11 +287,22 @@ void GatedServer::stop_gated() {
   if (stopped_) return;
   stopped_ = true;
   stop();
+  // httplib's stop() closes the listener only once its accept loop runs: a stop between the
+  // bind and that loop left the loop, when it came, waiting forever. Closed here, the loop ends
+  // as soon as it starts.
+  if (const socket_t sock = svr_sock_.exchange(INVALID_SOCKET); sock != INVALID_SOCKET) {
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+  }
   if (!started_) return;
   {
     std::lock_guard<std::mutex> admit_lock(admit_mu_);
     stopping_ = true;  // admit() checks it under this lock: nothing is added after the sweep
   }
+  // A worker checks stopping_ under ready_mu_ and then sleeps; taking that lock once here means
+  // it has either seen the flag or is asleep when the notification comes (without it, a worker
+  // between the check and the sleep missed the wake-up and stop hung on its join).
+  { std::lock_guard<std::mutex> ready_lock(ready_mu_); }
   const uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof one);
   ready_cv_.notify_all();
