@@ -246,6 +246,117 @@ TEST(InitFrom, ARunStartsFromTheModelWithItsMeanImage) {
   test::expect_error([&] { run_training(c, quiet(work + "/run2")); }, {"missing.safetensors"});
 }
 
+// The small U-Net followed by a full-resolution refinement summed onto its output, as the
+// unet-wide-fine preset follows unet-wide: layers 11.. are new.
+json deeper_small_unet() {
+  json p = small_unet_preset();
+  json& l = p["layers"];
+  l[8]["id"] = "features";  // the swish before the last convolution (8 channels at 8x32)
+  l[10]["id"] = "trunk";    // the model's output
+  for (const char* t : {
+           R"({"type": "conv2d", "out_channels": 6, "kernel": 3, "padding": "same", "from": "input", "id": "fine_in"})",
+           R"({"type": "depth_to_space", "factor": 2, "from": "features"})",
+           R"({"type": "conv2d", "out_channels": 6, "kernel": 3, "padding": "same"})",
+           R"({"type": "add", "skip": "fine_in"})", R"({"type": "swish"})",
+           R"({"type": "conv2d", "out_channels": 1, "kernel": 3, "padding": "same"})",
+           R"({"type": "add", "skip": "trunk"})"})
+    l.push_back(json::parse(t));
+  return p;
+}
+
+torch::Tensor state_tensor(const EnergyNetImpl& net, const std::string& name) {
+  for (auto& [n, t] : net.state())
+    if (n == name) return t;
+  ADD_FAILURE() << "no tensor " << name;
+  return {};
+}
+
+TEST(InitFrom, ADeeperNetworkComputesWhatTheModelDidAndItsRefinementLearns) {
+  const Model narrow = random_small_denoiser(5);
+  const Preset pn = parse_preset(small_unet_preset(), "small");
+  const Preset pd = parse_preset(deeper_small_unet(), "deeper");
+  ASSERT_EQ(pd.arch.layers.size(), 18u);
+  EnergyNet a(pn.arch, 1, false, pn.energy);
+  a->load_model(narrow);
+  EnergyNet b(pd.arch, 9, false, pd.energy);
+  const torch::Tensor before = energies_of(*b);
+  b->embed_model(narrow);
+  const torch::Tensor ea = energies_of(*a), eb = energies_of(*b);
+  EXPECT_TRUE(torch::allclose(eb, ea, 1e-5, 0)) << ea << "\n" << eb;
+  EXPECT_FALSE(torch::allclose(before, ea, 1e-2, 0)) << "a vacuous check: random init agreed";
+  // The convolution summed in (layer 16) starts at zero; the ones before it keep their init and
+  // reach the output through it once it has learnt: it gets a gradient at once.
+  const torch::Tensor last = state_tensor(*b, tensor_name(16, "weight"));
+  EXPECT_EQ(last.abs().max().item<float>(), 0.0f);
+  EXPECT_GT(state_tensor(*b, tensor_name(11, "weight")).abs().max().item<float>(), 0.0f);
+  energies_of(*b).sum().backward();
+  EXPECT_GT(last.grad().abs().max().item<float>(), 0.0f);
+
+  // The closing adds may sum only the model's output, once, and new convolutions.
+  json p = deeper_small_unet();
+  p["layers"].erase(17);  // the network ends in the refinement's convolution
+  const Preset p1 = parse_preset(p, "no-add");
+  EnergyNet c(p1.arch, 1, false, p1.energy);
+  test::expect_error([&] { c->embed_model(narrow); },
+                     {"the network's last layer is conv2d, not an add", "layer 10"});
+  p = deeper_small_unet();
+  p["layers"].insert(p["layers"].begin() + 17, json::parse(R"({"type": "swish"})"));
+  const Preset p2 = parse_preset(p, "swish");
+  EnergyNet d(p2.arch, 1, false, p2.energy);
+  test::expect_error([&] { d->embed_model(narrow); },
+                     {"closing adds sum layer 17 (swish)", "new convolution or dense layers"});
+  p = deeper_small_unet();
+  p["layers"].push_back(json::parse(R"({"type": "add", "skip": "trunk"})"));
+  const Preset p3 = parse_preset(p, "twice");
+  EnergyNet e(p3.arch, 1, false, p3.energy);
+  test::expect_error([&] { e->embed_model(narrow); }, {"(layer 10) 2 times, not once"});
+}
+
+TEST(FreezeLayers, OnlyTheLaterLayersTrainAndAResumeKeepsThemFrozen) {
+  const std::string work = scratch_dir("dsm_freeze");
+  const Model narrow = random_small_denoiser(7);
+  save_model(work + "/narrow.safetensors", narrow, DType::kF32);
+  TrainConfig c = dsm_config(work);
+  c.preset = test::write_preset(work, deeper_small_unet());
+  c.init_from = work + "/narrow.safetensors";
+  c.freeze_layers = 11;
+  c.max_steps = 3;
+  ASSERT_EQ(run_training(c, quiet(work + "/run")), RunResult::kStepLimit);
+  TrainConfig again = read_run_config(work + "/run");
+  EXPECT_EQ(again.freeze_layers, 11);
+  again.max_steps = 6;
+  ASSERT_EQ(run_training(again, quiet(work + "/run", true)), RunResult::kStepLimit);
+  Trainer tr(read_run_config(work + "/run"));
+  tr.load(work + "/run/checkpoint.pt");
+  EXPECT_EQ(tr.counters().step, 6);
+  // Bit for bit the model's weights in the first 11 layers, in the network and its average.
+  const Preset pn = parse_preset(small_unet_preset(), "small");
+  EnergyNet model(pn.arch, 1, false, pn.energy);
+  model->load_model(narrow);
+  for (const EnergyNetImpl* net : std::vector<const EnergyNetImpl*>{&*tr.net(), &*tr.model_net()}) {
+    for (size_t i = 0; i < 11; ++i)
+      for (const TensorRef& ref : narrow.arch.layers[i].tensors)
+        EXPECT_TRUE(torch::equal(state_tensor(*net, ref.name), state_tensor(*model, ref.name)))
+            << ref.name;
+    EXPECT_GT(state_tensor(*net, tensor_name(16, "weight")).abs().max().item<float>(), 0.0f)
+        << "the refinement learnt nothing";
+  }
+  // Without freezing, the same steps move the early layers too.
+  TrainConfig all = c;
+  all.freeze_layers = 0;
+  ASSERT_EQ(run_training(all, quiet(work + "/all")), RunResult::kStepLimit);
+  Trainer ta(read_run_config(work + "/all"));
+  ta.load(work + "/all/checkpoint.pt");
+  EXPECT_FALSE(torch::equal(state_tensor(*ta.net(), tensor_name(1, "weight")),
+                            state_tensor(*tr.net(), tensor_name(1, "weight"))));
+
+  c.freeze_layers = 18;
+  test::expect_error([&] { run_training(c, quiet(work + "/bad")); },
+                     {"--freeze-layers 18", "18 layers, so at most 17"});
+  c.freeze_layers = 17;  // layer 17 is an add: nothing left to train
+  test::expect_error([&] { run_training(c, quiet(work + "/bad2")); }, {"leaves no weights to train"});
+}
+
 TEST(LearningRate, FallsAlongAHalfCosineOverTheLastEpochsAfterRollbacks) {
   TrainConfig c;
   c.lr = 1e-3;

@@ -47,6 +47,7 @@ json TrainConfig::to_json() const {
           {"beta2", beta2},
           {"adam_eps", adam_eps},
           {"init_from", init_from},
+          {"freeze_layers", freeze_layers},
           {"clip_grad_norm", clip_grad_norm},
           {"spectral_norm", spectral_norm},
           {"alpha", alpha},
@@ -111,6 +112,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("beta2", &c.beta2);
     get("adam_eps", &c.adam_eps);
     get("init_from", &c.init_from);
+    get("freeze_layers", &c.freeze_layers);
     get("clip_grad_norm", &c.clip_grad_norm);
     get("spectral_norm", &c.spectral_norm);
     get("alpha", &c.alpha);

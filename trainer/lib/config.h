@@ -45,6 +45,9 @@ struct TrainConfig {
   // A model file a fresh run starts from instead of random weights: the same architecture, or one
   // with more channels per layer (EnergyNetImpl::embed_model). "" = random initialisation.
   std::string init_from;
+  // The first freeze_layers layers keep their weights: only the later ones train (e.g. a
+  // refinement added after the layers of an --init-from model). 0 = every layer trains.
+  int freeze_layers = 0;
   double clip_grad_norm = 0;  // max global norm of the parameter gradient (0 = off)
   bool spectral_norm = false;
 

@@ -56,7 +56,9 @@ class DenoisingScoreMatching final : public TrainingObjective {
       const double t = double(s.counters.step);
       const double decay = std::min(cfg.ema, (1.0 + t) / (10.0 + t));
       const std::vector<torch::Tensor> src = s.net->parameters(), dst = average_->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i], 1.0 - decay);
+      // Frozen layers (--freeze-layers) stay as they are: d x + (1 - d) x need not round to x.
+      for (size_t i = 0; i < src.size(); ++i)
+        if (src[i].requires_grad()) dst[i].mul_(decay).add_(src[i], 1.0 - decay);
     }
     StepMetrics m;
     m.loss = loss.item<double>();

@@ -104,6 +104,19 @@ torch::Device EnergyNetImpl::device() const {
   return torch::kCPU;
 }
 
+void EnergyNetImpl::freeze_layers(int n) {
+  for (int i = 0; i < n && size_t(i) < layers_.size(); ++i)
+    for (torch::Tensor* t : {&layers_[size_t(i)].weight, &layers_[size_t(i)].bias})
+      if (t->defined()) t->set_requires_grad(false);
+}
+
+std::vector<torch::Tensor> EnergyNetImpl::trainable_parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const torch::Tensor& p : parameters())
+    if (p.requires_grad()) out.push_back(p);
+  return out;
+}
+
 void EnergyNetImpl::set_mean(const torch::Tensor& mean) {
   if (!energy_.denoiser) throw Error("only a denoiser energy has a mean image");
   torch::NoGradGuard no_grad;
@@ -295,11 +308,54 @@ void EnergyNetImpl::embed_model(const Model& m) {
       m.energy.scalar_noise != energy_.scalar_noise || m.energy.sigma_data != energy_.sigma_data)
     fail("its energy form is " + energy_form_json(m.energy).dump() + ", the network's " +
          energy_form_json(energy_).dump());
-  if (m.arch.layers.size() != arch_.layers.size())
-    fail("it has " + std::to_string(m.arch.layers.size()) + " layers, the network " +
+  const size_t n = m.arch.layers.size();
+  if (n > arch_.layers.size())
+    fail("it has " + std::to_string(n) + " layers, the network " +
          std::to_string(arch_.layers.size()));
+  // A deeper network: the model's layers, then new ones summed onto the model's output. The new
+  // layers that are summed in (the leaves of the chain of adds that ends the network) start at
+  // zero, so the network computes what the model did; the rest keep their initialisation and
+  // reach the output through them.
+  std::vector<size_t> zeroed;
+  if (n < arch_.layers.size()) {
+    int model_output = 0;
+    std::vector<int> todo = {int(arch_.layers.size()) - 1};
+    if (arch_.layers.back().kind != LayerKind::kAdd)
+      fail("it has " + std::to_string(n) + " layers, the network " +
+           std::to_string(arch_.layers.size()) + ", and the network's last layer is " +
+           layer_kind_name(arch_.layers.back().kind) + ", not an add that sums new layers onto "
+           "the model's output (layer " + std::to_string(n - 1) + ")");
+    while (!todo.empty()) {
+      const int k = todo.back();
+      todo.pop_back();
+      if (k == int(n) - 1) {
+        ++model_output;
+        continue;
+      }
+      const LayerSpec& l = k == kNetworkInput ? arch_.layers[0] : arch_.layers[size_t(k)];
+      if (k >= int(n) && l.kind == LayerKind::kAdd) {
+        todo.push_back(l.from);
+        todo.push_back(l.skip);
+      } else if (k >= int(n) && (l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDense)) {
+        zeroed.push_back(size_t(k));
+      } else {
+        fail("the network's closing adds sum " +
+             (k == kNetworkInput ? std::string("the input") : "layer " + std::to_string(k) + " (" +
+                                                                 layer_kind_name(l.kind) + ")") +
+             "; they may sum only the model's output (layer " + std::to_string(n - 1) +
+             ") and new convolution or dense layers");
+      }
+    }
+    if (model_output != 1)
+      fail("the network's closing adds sum the model's output (layer " + std::to_string(n - 1) +
+           ") " + std::to_string(model_output) + " times, not once");
+  }
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+  for (size_t k : zeroed) {
+    layers_[k].weight.zero_();
+    if (layers_[k].bias.defined()) layers_[k].bias.zero_();
+  }
+  for (size_t i = 0; i < n; ++i) {
     const LayerSpec &a = m.arch.layers[i], &b = arch_.layers[i];
     const std::string where = "layer " + std::to_string(i) + " (" + layer_kind_name(b.kind) + ")";
     if (a.kind != b.kind) fail(where + " is " + layer_kind_name(a.kind) + " in the model");

@@ -64,6 +64,11 @@ class EnergyNetImpl : public torch::nn::Module {
   // Effective weights; differentiable with respect to the parameters unless grad mode is off.
   NetWeights weights() const;
 
+  // Keeps the parameters of layers 0..n-1 out of training (requires_grad off); the optimiser
+  // takes trainable_parameters().
+  void freeze_layers(int n);
+  std::vector<torch::Tensor> trainable_parameters() const;
+
   // One power iteration for every spectral-normalised weight (no-op without spectral norm).
   void power_iteration();
 
@@ -80,7 +85,10 @@ class EnergyNetImpl : public torch::nn::Module {
   // in each layer (same layers, kernels, strides, input and output): every tensor goes into the
   // leading corner of its own, and the weights from extra input channels into the model's
   // channels are zeroed, so the network computes exactly what the model did; the extra
-  // channels keep their initialisation and learn from the first step. Throws ebm::Error naming
+  // channels keep their initialisation and learn from the first step. The network may also be
+  // deeper: the model's layers first, then new layers whose results a closing chain of adds sums
+  // onto the model's output; the new layers summed in start at zero (a refinement that learns
+  // from the first step, e.g. a full-resolution stage after a U-Net). Throws ebm::Error naming
   // the first layer that does not fit.
   void embed_model(const Model& m);
   // The model the runtime would run: effective weights, batch norm kept (folding is export's job).

@@ -59,7 +59,7 @@ void descend(TrainState& s, const torch::Tensor& loss) {
   loss.backward();
   if (s.averager) s.averager->finish();  // every rank now holds the mean gradient
   if (s.cfg.clip_grad_norm > 0)
-    torch::nn::utils::clip_grad_norm_(s.net->parameters(), s.cfg.clip_grad_norm);
+    torch::nn::utils::clip_grad_norm_(s.net->trainable_parameters(), s.cfg.clip_grad_norm);
   s.opt.step();
 }
 

@@ -103,16 +103,24 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
     throw Error("data parallelism (WORLD_SIZE > 1) trains on the CPU: its gradients travel "
                 "through Gloo's CPU collectives; drop --device " + cfg_.device);
   net_->to(device_);  // before Adam and the objective take the parameters
+  if (cfg_.freeze_layers < 0 || size_t(cfg_.freeze_layers) >= arch_.layers.size())
+    throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + ": the network has " +
+                std::to_string(arch_.layers.size()) + " layers, so at most " +
+                std::to_string(arch_.layers.size() - 1) + " can be kept as they are");
+  net_->freeze_layers(cfg_.freeze_layers);
+  if (net_->trainable_parameters().empty())
+    throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + " leaves no weights "
+                "to train: the later layers have none");
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
   if (cfg_.batch % shard_.size != 0)
     throw Error("--batch " + std::to_string(cfg_.batch) + " does not split evenly over " +
                 std::to_string(shard_.size) + " processes (each takes batch / WORLD_SIZE " +
                 "images); choose a multiple of " + std::to_string(shard_.size));
   opt_ = std::make_unique<torch::optim::Adam>(
-      net_->parameters(),
+      net_->trainable_parameters(),
       torch::optim::AdamOptions(cfg_.lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.adam_eps));
   objective_ = make_objective(cfg_, net_, gen_, shard_);
-  if (dist_) averager_ = std::make_unique<GradientAverager>(*dist_, net_->parameters());
+  if (dist_) averager_ = std::make_unique<GradientAverager>(*dist_, net_->trainable_parameters());
 }
 
 uint64_t Trainer::rank_seed(uint64_t seed) const {

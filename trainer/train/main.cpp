@@ -89,9 +89,16 @@ int main(int argc, char** argv) {
                 "start from a trained model's weights (a .safetensors file from ebm-export) "
                 "instead of random ones: the same preset, or a wider one (more filters per "
                 "layer, e.g. unet-wide from a unet-global model), whose extra channels start "
-                "so that the network computes what the model did; give the model's own --seed "
+                "so that the network computes what the model did, or a deeper one (the model's "
+                "layers, then new ones summed onto its output, e.g. unet-wide-fine from a "
+                "unet-wide model; the summed ones start at zero); give the model's own --seed "
                 "to hold out the images it held out",
                 &cfg.init_from);
+    args.option("freeze-layers", "N",
+                "keep the weights of the first N layers as they are and train only the later "
+                "ones (with --init-from a deeper network: N = the model's layer count trains "
+                "only the added layers)",
+                &cfg.freeze_layers, 0, 1 << 20);
     args.option("labels", "FILE", "IDX labels file (default: beside the images file)", &cfg.labels);
     args.option("val-fraction", "F", "fraction held out for validation", &cfg.val_fraction, 0.0,
                 0.9);
@@ -296,6 +303,7 @@ int main(int argc, char** argv) {
                                "adam-eps",
                                "clip-grad-norm",
                                "init-from",
+                               "freeze-layers",
                                "spectral-norm",
                                "objective",
                                "sigma-mean",
