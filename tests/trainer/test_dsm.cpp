@@ -49,7 +49,9 @@ TrainConfig dsm_config(const std::string& work) {
 }
 
 TEST(DenoiserParity, LibTorchAndTheRuntimeGiveTheSameEnergiesAndInputGradients) {
-  for (const std::string& preset : {std::string(EBM_TEST_PRESETS_DIR) + "/unet.json", std::string()}) {
+  for (const std::string& preset : {std::string(EBM_TEST_PRESETS_DIR) + "/unet.json",
+                                    std::string(EBM_TEST_PRESETS_DIR) + "/unet-wide-fine.json",
+                                    std::string()}) {
     const Preset p = preset.empty() ? parse_preset(small_unet_preset(), "small") : load_preset(preset);
     ASSERT_TRUE(p.energy.denoiser);
     EnergyNet net(p.arch, 5, false, p.energy);
