@@ -7,7 +7,9 @@
 #   3. two restarts from half the rate, falling to 0 by epochs 57 and 69
 #   4. the unet-wide U-Net (half as many filters again) started from that model
 #      (ebm-train --init-from), 40 more epochs with the rate falling from 5e-4 to 0
-#   5. export, carrying the stage-1 model (epoch 33) as the weaker network the sampler's
+#   5. a full-resolution refinement after that U-Net (the unet-wide-fine preset), trained alone
+#      for 25 epochs with the U-Net's weights kept as they are (--init-from, --freeze-layers 34)
+#   6. export, carrying the stage-1 model (epoch 33) as the weaker network the sampler's
 #      autoguidance pushes away from (ebm-export --autoguide), then ebm-eval at seeds 1 and 2
 #
 # Each stage leaves a marker in the run folder; run the script again after an interruption
@@ -25,7 +27,8 @@ models/README.md), exports it and evaluates it.
 
   --quick       stop after stage 2 (the unet-global model at 45 epochs: about 30 minutes on two
                 cores; Frechet 22.7 / 22.3x in models/README.md) instead of the whole recipe
-                (unet-wide after 69 + 40 epochs: about 1 h 50 min on two cores)
+                (unet-wide after 69 + 40 epochs and its refinement after 25 more: about 2 h 55 min
+                on two cores)
   --threads N   CPU threads for training (default 2; a run resumes with any count, but results
                 are bit for bit only at the same count)
   --run DIR     run folder (default runs/bridges-recipe; runs/bridges-quick with --quick)
@@ -67,6 +70,7 @@ trap 'rc=$?; ((rc == 0)) || echo "train-bridges: stopped (status $rc); the same 
 
 narrow=$run/unet-global
 wide=$run/unet-wide
+fine=$run/unet-wide-fine
 mkdir -p "$run"
 
 # stage NAME DIR "FRESH ARGS" "RESUME ARGS": skipped when DIR/.NAME-done exists; otherwise a
@@ -107,15 +111,20 @@ if ((!quick)); then
     "$B/trainer/ebm-export" "$narrow" --out "$run/unet-global-69.safetensors" --f32
   stage 5-wide "$wide" "--preset unet-wide --init-from $run/unet-global-69.safetensors --lr 5e-4 --epochs 40 --lr-decay-epochs 40" \
     "--epochs 40 --lr-decay-epochs 40"
-  final=$wide
+  # The refinement starts from the U-Net as the shipped file stores it (F16), as the shipped one did.
+  [[ -e "$run/unet-wide-40.safetensors" ]] ||
+    "$B/trainer/ebm-export" "$wide" --out "$run/unet-wide-40.safetensors"
+  stage 6-fine "$fine" "--preset unet-wide-fine --init-from $run/unet-wide-40.safetensors --freeze-layers 34 --lr 1e-3 --epochs 25 --lr-decay-epochs 25" \
+    "--epochs 25 --lr-decay-epochs 25"
+  final=$fine
 fi
 
 if ((quick)); then
   desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from), then a full-resolution refinement summed onto its output (12 filters at 48x192), trained for 25 epochs with the U-Net kept as it was (the unet-wide-fine preset; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
 fi
-card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide)'"}}'
+card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide-fine)'"}}'
 # The quick model keeps its training run's sampler (40 geometric levels); the full one walks 18
 # levels spaced evenly in sigma^(1/3): 3 from sigma 160 toward 20, above the training noise, and
 # 15 from 20 down (models/README.md, "The split schedule").

@@ -343,6 +343,13 @@ TEST(FreezeLayers, OnlyTheLaterLayersTrainAndAResumeKeepsThemFrozen) {
     EXPECT_GT(state_tensor(*net, tensor_name(16, "weight")).abs().max().item<float>(), 0.0f)
         << "the refinement learnt nothing";
   }
+  // The card says what the run started from and what it kept.
+  ExportOptions opt;
+  opt.source = work + "/run/checkpoint.pt";
+  const Model exported = export_checkpoint(read_checkpoint(opt.source), opt);
+  EXPECT_EQ(exported.card["training"]["started_from"], c.init_from);
+  EXPECT_EQ(exported.card["training"]["frozen_layers"], 11);
+
   // Without freezing, the same steps move the early layers too.
   TrainConfig all = c;
   all.freeze_layers = 0;

@@ -174,6 +174,9 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
       {"seed", cfg.seed},
       {"final", info.summary.value("train", nlohmann::json::object())},
       {"validation", info.summary.value("validation", nlohmann::json::object())}};
+  // What a run continued: the epochs above are this run's own.
+  if (!cfg.init_from.empty()) training["started_from"] = cfg.init_from;
+  if (cfg.freeze_layers > 0) training["frozen_layers"] = cfg.freeze_layers;
   if (energy && cfg.objective == Objective::kDenoisingScoreMatching) {
     training["objective"] = "denoising score matching";
     training["noise_levels"] = {{"log_mean", cfg.sigma_mean}, {"log_std", cfg.sigma_std},
