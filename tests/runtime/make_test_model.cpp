@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
     }
     m.card = {{"name", std::string(labels.empty() ? "random " : "random classifier ") + p.name},
               {"description", "random weights, for tests"}};
+    // As a run that continued another model writes it (ebm-train --init-from, --freeze-layers).
+    if (m.autoguide)
+      m.card["training"] = {{"epochs", 3}, {"steps", 30}, {"batch", 8},
+                            {"started_from", "runs/earlier/model.safetensors"}, {"frozen_layers", 4}};
     const bool f32 = argc > 4 && std::string(argv[4]) == "f32";
     ebm::save_model(argv[2], m, f32 ? ebm::DType::kF32 : ebm::DType::kF16);
     return 0;

@@ -584,6 +584,8 @@ test('a model that carries a weaker network shows the autoguidance control, and 
   assert.match(await page.textContent('#card'),
                /autoguided by a weaker network of [\d,]+ parameters \(random weaker unet\), w 2 at σ ≤ 5/);
   assert.match(await page.textContent('#card'), /\(and [\d,]+ in the weaker network it carries for autoguidance\)/);
+  assert.match(await page.textContent('#card'),
+               /3 epochs, 30 steps, batch 8, continuing model\.safetensors with its first 4 layers kept as they were/);
   const images = () => page.evaluate(() => window.ebmPage.images().map((x) => Array.from(x)));
   await generate(page, { count: 2, steps: 4, seed: 5 });
   await waitState(page, ['done']);

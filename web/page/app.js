@@ -450,7 +450,10 @@ function cardSummary(card, c) {
   if (t.objective || samplerText) out.push(['method', [t.objective, samplerText].filter(Boolean).join('; sampled by ') + (autoguideText ? `, ${autoguideText}` : '')]);
   if (t.epochs !== undefined) {
     const parts = [`${t.epochs} epochs`, t.steps !== undefined && `${num(t.steps, 6)} steps`,
-                   t.batch && `batch ${t.batch}`, t.wall_time && `${t.wall_time} of training`];
+                   t.batch && `batch ${t.batch}`, t.wall_time && `${t.wall_time} of training`,
+                   // A run that continued another model (ebm-train --init-from, --freeze-layers).
+                   typeof t.started_from === 'string' && `continuing ${t.started_from.split('/').pop()}` +
+                     (t.frozen_layers ? ` with its first ${t.frozen_layers} layers kept as they were` : '')];
     out.push(['training', parts.filter(Boolean).join(', ')]);
   }
   const d = card.dataset;
