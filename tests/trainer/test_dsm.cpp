@@ -171,19 +171,27 @@ torch::Tensor energies_of(const EnergyNetImpl& net) {
   return net.denoiser_energy(net.weights(), x, sigma);
 }
 
-TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
-  const Model narrow = random_small_denoiser(5);
+// A network of `preset` that embeds the small model: it must compute what the model did (and
+// not by chance: its random initialisation computed something else).
+EnergyNet embedded(const json& preset, const Model& narrow) {
   const Preset pn = parse_preset(small_unet_preset(), "small");
-  const Preset pw = parse_preset(wider_small_unet(), "wide");
+  const Preset p = parse_preset(preset, "embedding");
   EnergyNet a(pn.arch, 1, false, pn.energy);
   a->load_model(narrow);
-  EnergyNet b(pw.arch, 9, false, pw.energy);
+  EnergyNet b(p.arch, 9, false, p.energy);
   const torch::Tensor before = energies_of(*b);
   b->embed_model(narrow);
   const torch::Tensor ea = energies_of(*a), eb = energies_of(*b);
-  std::printf("narrow %s\nwide   %s\n", c10::str(ea).c_str(), c10::str(eb).c_str());
-  EXPECT_TRUE(torch::allclose(eb, ea, 1e-5, 0)) << "the wider network must compute the model";
+  std::printf("model    %s\nembedded %s\n", c10::str(ea).c_str(), c10::str(eb).c_str());
+  EXPECT_TRUE(torch::allclose(eb, ea, 1e-5, 0)) << "the network must compute the model";
   EXPECT_FALSE(torch::allclose(before, ea, 1e-2, 0)) << "a vacuous check: random init agreed";
+  return b;
+}
+
+TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
+  const Model narrow = random_small_denoiser(5);
+  const Preset pn = parse_preset(small_unet_preset(), "small");
+  EnergyNet b = embedded(wider_small_unet(), narrow);
 
   // Layer 5 (conv, 16 -> 8 channels in the model, 24 -> 12 here): the weights from the new
   // inputs into the model's outputs start at 0 but receive a gradient, so they learn.
@@ -201,6 +209,7 @@ TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
 
   // What does not fit is named: more channels than the network, another kernel, another form.
   const Model wide = b->to_model(ModelKind::kEnergy);
+  EnergyNet a(pn.arch, 1, false, pn.energy);
   test::expect_error([&] { a->embed_model(wide); }, {"layer 1 (conv2d) outputs 12x8x32 in the model"});
   json k = small_unet_preset();
   k["layers"][5]["kernel"] = 5;
@@ -275,17 +284,8 @@ torch::Tensor state_tensor(const EnergyNetImpl& net, const std::string& name) {
 
 TEST(InitFrom, ADeeperNetworkComputesWhatTheModelDidAndItsRefinementLearns) {
   const Model narrow = random_small_denoiser(5);
-  const Preset pn = parse_preset(small_unet_preset(), "small");
-  const Preset pd = parse_preset(deeper_small_unet(), "deeper");
-  ASSERT_EQ(pd.arch.layers.size(), 18u);
-  EnergyNet a(pn.arch, 1, false, pn.energy);
-  a->load_model(narrow);
-  EnergyNet b(pd.arch, 9, false, pd.energy);
-  const torch::Tensor before = energies_of(*b);
-  b->embed_model(narrow);
-  const torch::Tensor ea = energies_of(*a), eb = energies_of(*b);
-  EXPECT_TRUE(torch::allclose(eb, ea, 1e-5, 0)) << ea << "\n" << eb;
-  EXPECT_FALSE(torch::allclose(before, ea, 1e-2, 0)) << "a vacuous check: random init agreed";
+  ASSERT_EQ(parse_preset(deeper_small_unet(), "deeper").arch.layers.size(), 18u);
+  EnergyNet b = embedded(deeper_small_unet(), narrow);
   // The convolution summed in (layer 16) starts at zero; the ones before it keep their init and
   // reach the output through it once it has learnt: it gets a gradient at once.
   const torch::Tensor last = state_tensor(*b, tensor_name(16, "weight"));
