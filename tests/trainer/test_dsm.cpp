@@ -364,6 +364,18 @@ TEST(FreezeLayers, OnlyTheLaterLayersTrainAndAResumeKeepsThemFrozen) {
                      {"--freeze-layers 18", "18 layers, so at most 17"});
   c.freeze_layers = 17;  // layer 17 is an add: nothing left to train
   test::expect_error([&] { run_training(c, quiet(work + "/bad2")); }, {"leaves no weights to train"});
+  // What would still move while "kept" is refused: batch-norm statistics, spectral norms.
+  TrainConfig bn;
+  bn.architecture = {{"input", {{"channels", 1}, {"height", 8}, {"width", 8}}},
+                     {"layers", json::parse(R"([{"type": "conv2d", "out_channels": 2, "kernel": 3},
+                                                {"type": "batchnorm"}, {"type": "swish"}, {"type": "flatten"},
+                                                {"type": "dense", "out_features": 1}])")}};
+  bn.freeze_layers = 3;
+  test::expect_error([&] { Trainer t(bn); }, {"layer 1 is a batch norm", "at most 1"});
+  bn.freeze_layers = 1;
+  EXPECT_NO_THROW(Trainer t(bn));
+  bn.spectral_norm = true;
+  test::expect_error([&] { Trainer t(bn); }, {"--freeze-layers with --spectral-norm"});
 }
 
 TEST(LearningRate, FallsAlongAHalfCosineOverTheLastEpochsAfterRollbacks) {

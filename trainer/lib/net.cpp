@@ -332,18 +332,19 @@ void EnergyNetImpl::embed_model(const Model& m) {
         ++model_output;
         continue;
       }
-      const LayerSpec& l = k == kNetworkInput ? arch_.layers[0] : arch_.layers[size_t(k)];
+      if (k == kNetworkInput)
+        fail("the network's closing adds sum the input; they may sum only the model's output "
+             "(layer " + std::to_string(n - 1) + ") and new convolution or dense layers");
+      const LayerSpec& l = arch_.layers[size_t(k)];
       if (k >= int(n) && l.kind == LayerKind::kAdd) {
         todo.push_back(l.from);
         todo.push_back(l.skip);
       } else if (k >= int(n) && (l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDense)) {
         zeroed.push_back(size_t(k));
       } else {
-        fail("the network's closing adds sum " +
-             (k == kNetworkInput ? std::string("the input") : "layer " + std::to_string(k) + " (" +
-                                                                 layer_kind_name(l.kind) + ")") +
-             "; they may sum only the model's output (layer " + std::to_string(n - 1) +
-             ") and new convolution or dense layers");
+        fail("the network's closing adds sum layer " + std::to_string(k) + " (" +
+             layer_kind_name(l.kind) + "); they may sum only the model's output (layer " +
+             std::to_string(n - 1) + ") and new convolution or dense layers");
       }
     }
     if (model_output != 1)

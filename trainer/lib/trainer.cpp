@@ -107,6 +107,15 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
     throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + ": the network has " +
                 std::to_string(arch_.layers.size()) + " layers, so at most " +
                 std::to_string(arch_.layers.size() - 1) + " can be kept as they are");
+  if (cfg_.freeze_layers > 0 && cfg_.spectral_norm)
+    throw Error("--freeze-layers with --spectral-norm: the normalised weights of the kept layers "
+                "would still move with each power iteration; train without --spectral-norm");
+  for (int i = 0; i < cfg_.freeze_layers; ++i)
+    if (arch_.layers[size_t(i)].kind == LayerKind::kBatchNorm)
+      throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + ": layer " +
+                  std::to_string(i) + " is a batch norm, whose statistics would keep moving "
+                  "while its weights are kept; keep fewer layers (at most " + std::to_string(i) +
+                  ")");
   net_->freeze_layers(cfg_.freeze_layers);
   if (net_->trainable_parameters().empty())
     throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + " leaves no weights "
