@@ -298,7 +298,8 @@ void EnergyNetImpl::embed_model(const Model& m) {
   const auto fail = [](const std::string& what) {
     throw Error("the model does not fit this network: " + what +
                 " (a model fits a network with the same layers, kernels, strides and input, "
-                "and at least as many channels in every layer)");
+                "and at least as many channels in every layer, or such a network followed by "
+                "new layers summed onto the model's output)");
   };
   if (m.arch.input != arch_.input)
     fail("its input is " + m.arch.input.str() + ", the network's " + arch_.input.str());
