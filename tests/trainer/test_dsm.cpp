@@ -171,6 +171,14 @@ torch::Tensor energies_of(const EnergyNetImpl& net) {
   return net.denoiser_energy(net.weights(), x, sigma);
 }
 
+// A tensor of the network by its runtime name (an undefined one and a failure if absent).
+torch::Tensor state_tensor(const EnergyNetImpl& net, const std::string& name) {
+  for (auto& [n, t] : net.state())
+    if (n == name) return t;
+  ADD_FAILURE() << "no tensor " << name;
+  return {};
+}
+
 // A network of `preset` that embeds the small model: it must compute what the model did (and
 // not by chance: its random initialisation computed something else).
 EnergyNet embedded(const json& preset, const Model& narrow) {
@@ -195,10 +203,7 @@ TEST(InitFrom, AWiderNetworkComputesWhatTheModelDidAndItsNewChannelsLearn) {
 
   // Layer 5 (conv, 16 -> 8 channels in the model, 24 -> 12 here): the weights from the new
   // inputs into the model's outputs start at 0 but receive a gradient, so they learn.
-  const std::string name = tensor_name(5, "weight");
-  torch::Tensor w;
-  for (auto& [n, t] : b->state())
-    if (n == name) w = t;
+  const torch::Tensor w = state_tensor(*b, tensor_name(5, "weight"));
   ASSERT_TRUE(w.defined());
   ASSERT_EQ(w.sizes(), (std::vector<int64_t>{12, 24, 3, 3}));
   const torch::Tensor block = w.narrow(0, 0, 8).narrow(1, 16, 8);
@@ -273,13 +278,6 @@ json deeper_small_unet() {
            R"({"type": "add", "skip": "trunk"})"})
     l.push_back(json::parse(t));
   return p;
-}
-
-torch::Tensor state_tensor(const EnergyNetImpl& net, const std::string& name) {
-  for (auto& [n, t] : net.state())
-    if (n == name) return t;
-  ADD_FAILURE() << "no tensor " << name;
-  return {};
 }
 
 TEST(InitFrom, ADeeperNetworkComputesWhatTheModelDidAndItsRefinementLearns) {

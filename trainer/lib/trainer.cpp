@@ -117,7 +117,8 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
                   "while its weights are kept; keep fewer layers (at most " + std::to_string(i) +
                   ")");
   net_->freeze_layers(cfg_.freeze_layers);
-  if (net_->trainable_parameters().empty())
+  const std::vector<torch::Tensor> trained = net_->trainable_parameters();
+  if (trained.empty())
     throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + " leaves no weights "
                 "to train: the later layers have none");
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
@@ -126,10 +127,10 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
                 std::to_string(shard_.size) + " processes (each takes batch / WORLD_SIZE " +
                 "images); choose a multiple of " + std::to_string(shard_.size));
   opt_ = std::make_unique<torch::optim::Adam>(
-      net_->trainable_parameters(),
+      trained,
       torch::optim::AdamOptions(cfg_.lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.adam_eps));
   objective_ = make_objective(cfg_, net_, gen_, shard_);
-  if (dist_) averager_ = std::make_unique<GradientAverager>(*dist_, net_->trainable_parameters());
+  if (dist_) averager_ = std::make_unique<GradientAverager>(*dist_, trained);
 }
 
 uint64_t Trainer::rank_seed(uint64_t seed) const {
