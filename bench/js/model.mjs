@@ -69,7 +69,8 @@ function scaleShift(layer, tensor) {
 //   {type: 'dense', in: n, out: m, weight: Float32Array [out, in], bias}
 //   {type: 'swish'} | {type: 'leaky_relu', slope} | {type: 'flatten', in: [c,h,w]}
 //   {type: 'space_to_depth' | 'depth_to_space' | 'upsample', factor, in: [c,h,w]}
-//   {type: 'add', skip: index of the layer whose output is added}
+//   {type: 'add', skip: index of the layer whose output is added} (a gated add, "sigma_max", only
+//    where sigma is at most its level: there it adds)
 // every layer with `from`: the index of the layer it reads (-1: the network's input), and shapes
 // tracked through the graph. A format-2 denoiser (SPEC 1b, runtime/include/ebm/architecture.h)
 // has energy = {sigma, sigmaData, noisePlane, mean: Float32Array [c*h*w]}: the peers compute
@@ -168,6 +169,10 @@ export function loadEbmModel(bytes, { sigma = 0.5 } = {}) {
       const skip = indexOf(l.skip, i);
       if (shapeOf(skip).join() !== shape.join())
         throw new Error(`layer ${i}: add of [${shape}] and [${shapeOf(skip)}]`);
+      // A gated add (LayerSpec::sigma_max) adds at noise levels up to its own, where the peers run.
+      if (l.sigma_max !== undefined && !(energy && sigma <= l.sigma_max))
+        throw new Error(`layer ${i}: an add gated at sigma ${l.sigma_max}: the peers run it only at ` +
+                        `a noise level up to that, where it adds (this run: ${energy ? sigma : 'none'})`);
       layer = { type: 'add', skip };
     } else {
       throw new Error(`layer ${i}: the bench peers do not implement "${l.type}" (conv2d, ` +

@@ -114,6 +114,15 @@ test('format 3: the peers give our E(x, 0.5) and dE/dx of the model itself (unet
   await checkPeers(bytes, 2);
 });
 
+// The shipped preset's refinement is summed on by an add gated at sigma 5: open at 0.5, where the
+// peers compute it; above its level the peers refuse rather than compute another energy.
+test('a gated refinement (unet-wide-fine): the peers give our E(x, 0.5) and dE/dx, and refuse above its level',
+     async () => {
+  const bytes = modelFile('unet-wide-fine', path.join(here, '../../models/presets/unet-wide-fine.json'), 'f16');
+  await checkPeers(bytes, 1);
+  assert.throws(() => loadEbmModel(bytes, { sigma: 10 }), /gated at sigma 5: .*this run: 10/);
+});
+
 test('our peer runs a format-2 model at sigma 0.5, and sigma matters', async () => {
   const bytes = modelFile('unet32', path.join(here, '../../models/presets/unet32.json'), 'f32');
   assert.equal(loadEbmModel(bytes).energy.sigma, 0.5);

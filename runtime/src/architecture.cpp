@@ -86,7 +86,7 @@ std::vector<std::string> allowed_keys(LayerKind k) {
     case LayerKind::kAffine: return {"channels"};
     case LayerKind::kLeakyRelu: return {"slope"};
     case LayerKind::kAvgPool: return {"kernel", "stride", "padding"};
-    case LayerKind::kAdd: return {"skip"};
+    case LayerKind::kAdd: return {"skip", "sigma_max"};
     case LayerKind::kUpsample:
     case LayerKind::kSpaceToDepth:
     case LayerKind::kDepthToSpace: return {"factor"};
@@ -311,6 +311,12 @@ LayerSpec resolve_layer(size_t index, const json& layer, const Shape& in, const 
     case LayerKind::kAdd:
       if (skip != in)
         ctx.fail("adds a " + skip.str() + " skip to a " + in.str() + " input; the shapes must match");
+      if (layer.contains("sigma_max")) {
+        const json& v = layer["sigma_max"];
+        if (!v.is_number() || !(v.get<double>() > 0) || !(v.get<double>() <= 1e6))
+          ctx.fail("\"sigma_max\" must be a noise level > 0 (up to 1e6), got " + v.dump());
+        l.sigma_max = v.get<float>();
+      }
       l.out = in;
       break;
     case LayerKind::kUpsample:
@@ -520,7 +526,10 @@ json Architecture::layers_json() const {
         break;
       case LayerKind::kAffine: j["channels"] = l.in.c; break;
       case LayerKind::kLeakyRelu: j["slope"] = json_float(l.slope); break;
-      case LayerKind::kAdd: j["skip"] = name_of(l.skip); break;
+      case LayerKind::kAdd:
+        j["skip"] = name_of(l.skip);
+        if (l.sigma_max > 0) j["sigma_max"] = json_float(l.sigma_max);
+        break;
       case LayerKind::kUpsample:
       case LayerKind::kSpaceToDepth:
       case LayerKind::kDepthToSpace: j["factor"] = l.factor; break;

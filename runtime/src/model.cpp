@@ -127,6 +127,11 @@ void validate_model(const Model& m) {
                   "an energy model with a noise plane is a denoiser (\"form\": \"denoiser\")");
     if (m.image_shape().c < 1) throw Error("a classifier with a noise plane needs at least 2 input channels");
   }
+  if (!m.energy.denoiser)
+    for (size_t i = 0; i < m.arch.layers.size(); ++i)
+      if (m.arch.layers[i].sigma_max > 0)
+        throw Error("layer " + std::to_string(i) + " (add) is gated by a noise level (\"sigma_max\"), "
+                    "which only a denoiser energy (\"form\": \"denoiser\") has; drop \"sigma_max\"");
   if (m.energy.denoiser) {
     if (m.kind != ModelKind::kEnergy) throw Error("a classifier cannot have a denoiser energy");
     const Shape image = m.image_shape();

@@ -74,6 +74,7 @@ void Network::reserve(Workspace& ws, int n) const {
     ws.grad_offset.push_back(graph ? ws.act_offset[i] : (layers_.size() - 1 - i) % 2 * n * z.widest);
   ws.acts.assign(z.acts, 0.0f);
   ws.written.reserve(layers_.size() + 1);
+  ws.needed.reserve(layers_.size());
   ws.grads.assign(z.grads, 0.0f);
   ws.tmp.assign(z.tmp, 0.0f);
   ws.scratch.assign(z.scratch, 0.0f);
@@ -86,12 +87,29 @@ const float* Network::output_of(const Workspace& ws, const float* x, int k) cons
   return k == kNetworkInput ? x : ws.acts.data() + ws.act_offset[size_t(k)];
 }
 
-void Network::forward(Workspace& ws, const float* x, int n, size_t count) const {
+void Network::forward(Workspace& ws, const float* x, int n, size_t count, float sigma) const {
   if (n < 1) throw Error("batch size must be at least 1, got " + std::to_string(n));
   reserve(ws, n);
+  // Which layers the last one run needs: all of them, unless an add is gated off at this sigma,
+  // whose other operand (and what only it reads) is then skipped.
+  std::vector<char>& needed = ws.needed;  // sized once by reserve(): no allocation
+  needed.assign(count, 0);
+  needed[count - 1] = 1;
+  for (size_t i = count; i-- > 0;) {
+    if (!needed[i]) continue;
+    const LayerSpec& s = layers_[i]->spec();
+    const bool off = s.gated_off(sigma);
+    if (!off && s.from != kNetworkInput) needed[size_t(s.from)] = 1;
+    if (s.kind == LayerKind::kAdd && s.skip != kNetworkInput) needed[size_t(s.skip)] = 1;
+  }
   for (size_t i = 0; i < count; ++i) {
+    if (!needed[i]) continue;
     const LayerSpec& s = layers_[i]->spec();
     float* out = ws.acts.data() + ws.act_offset[i];
+    if (s.gated_off(sigma)) {
+      std::memcpy(out, output_of(ws, x, s.skip), sizeof(float) * size_t(n) * size_t(s.out.size()));
+      continue;
+    }
     layers_[i]->forward(output_of(ws, x, s.from), out, n, ws.scratch.data());
     if (s.kind == LayerKind::kAdd) {
       const float* skip = output_of(ws, x, s.skip);
@@ -101,7 +119,7 @@ void Network::forward(Workspace& ws, const float* x, int n, size_t count) const 
   }
 }
 
-void Network::backward(Workspace& ws, const float* x, int n, float* grad) const {
+void Network::backward(Workspace& ws, const float* x, int n, float* grad, float sigma) const {
   // Walk back from the last layer. The first contribution to a gradient is written in place,
   // later ones (a layer read twice, an add's skip) go through ws.tmp and are added: a plain chain
   // therefore computes exactly what a chain-only backward pass would.
@@ -126,9 +144,10 @@ void Network::backward(Workspace& ws, const float* x, int n, float* grad) const 
     const float* dy = ws.grads.data() + ws.grad_offset[i];
     const float* out = ws.acts.data() + ws.act_offset[i];
     const size_t in_len = size_t(n) * size_t(s.in.size());
-    deliver(s.from, in_len, [&](float* dx) {
-      layers_[i]->backward_input(output_of(ws, x, s.from), out, dy, dx, n, ws.scratch.data());
-    });
+    if (!s.gated_off(sigma))  // else the add passed its skip alone
+      deliver(s.from, in_len, [&](float* dx) {
+        layers_[i]->backward_input(output_of(ws, x, s.from), out, dy, dx, n, ws.scratch.data());
+      });
     if (s.kind == LayerKind::kAdd)
       deliver(s.skip, in_len, [&](float* dx) { std::memcpy(dx, dy, sizeof(float) * in_len); });
   }
@@ -151,7 +170,7 @@ void Network::denoiser_energy(Workspace& ws, const float* x, int n, float sigma,
     for (size_t k = 0; k < d; ++k) v[k] = c_in * (xb[k] - mean_[k]);
     std::fill(v + d, v + din, plane);
   }
-  forward(ws, ws.input.data(), n, layers_.size());
+  forward(ws, ws.input.data(), n, layers_.size(), sigma);
   // r = x - D = (x - mean) - c_out F; E = |r|^2 / (2 sigma^2); dE/dF = -c_out r / sigma^2. r is kept
   // in the last layer's gradient slot, scaled into dE/dF once E is summed.
   const float* f = ws.acts.data() + ws.act_offset.back();
@@ -171,7 +190,7 @@ void Network::denoiser_energy(Workspace& ws, const float* x, int n, float sigma,
     grad[k] = inv_s2 * g[k];
     g[k] *= -c_out * inv_s2;
   }
-  backward(ws, ws.input.data(), n, ws.input_grad.data());
+  backward(ws, ws.input.data(), n, ws.input_grad.data(), sigma);
   for (int b = 0; b < n; ++b)
     for (size_t k = 0; k < d; ++k) grad[size_t(b) * d + k] += c_in * ws.input_grad[size_t(b) * din + k];
 }

@@ -138,12 +138,14 @@ std::vector<T> reference_layer_forward(const LayerSpec& l, const Model& m, const
 }
 
 template <class T>
-std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n) {
+std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n, double sigma) {
   std::vector<std::vector<T>> outs;
   auto output_of = [&](int k) -> const std::vector<T>& { return k == kNetworkInput ? x : outs[size_t(k)]; };
   for (const LayerSpec& l : m.arch.layers) {
     std::vector<T> y = reference_layer_forward(l, m, output_of(l.from), n);
-    if (l.kind == LayerKind::kAdd) {
+    if (l.gated_off(float(sigma))) {
+      y = output_of(l.skip);  // the add passes its skip alone
+    } else if (l.kind == LayerKind::kAdd) {
       const std::vector<T>& s = output_of(l.skip);
       for (size_t i = 0; i < y.size(); ++i) y[i] += s[i];
     }
@@ -162,7 +164,7 @@ std::vector<T> reference_denoiser_energy(const Model& m, const std::vector<T>& x
   for (int b = 0; b < n; ++b)
     for (size_t k = 0; k < din; ++k)
       v[size_t(b) * din + k] = k < d ? c_in * (x[size_t(b) * d + k] - T(mean[k])) : std::log(sigma) / T(4);
-  const std::vector<T> f = reference_forward(m, v, n);
+  const std::vector<T> f = reference_forward(m, v, n, double(sigma));
   std::vector<T> e(size_t(n), T(0));
   for (int b = 0; b < n; ++b)
     for (size_t k = 0; k < d; ++k) {
@@ -179,7 +181,7 @@ template std::vector<float> reference_layer_forward(const LayerSpec&, const Mode
                                                     const std::vector<float>&, int);
 template std::vector<double> reference_layer_forward(const LayerSpec&, const Model&,
                                                      const std::vector<double>&, int);
-template std::vector<float> reference_forward(const Model&, const std::vector<float>&, int);
-template std::vector<double> reference_forward(const Model&, const std::vector<double>&, int);
+template std::vector<float> reference_forward(const Model&, const std::vector<float>&, int, double);
+template std::vector<double> reference_forward(const Model&, const std::vector<double>&, int, double);
 
 }  // namespace ebm

@@ -95,8 +95,9 @@ TEST(GraphLayers, RearrangementsMatchPyTorchPixelShuffleOrder) {
   EXPECT_EQ(reference_forward(mb, x, 1), x);
 }
 
-TEST(Denoiser, EnergyMatchesTheReferenceAndItsGradientMatchesFiniteDifferencesAtEveryPixel) {
-  const Model m = test::random_denoiser_model(kImage, kSmallUnet, 3);
+// The runtime's E(x, sigma) of `m` against the double-precision reference, and its dE/dx against
+// the reference's finite differences at every pixel, at each noise level in `sigmas`.
+void expect_energy_matches_reference(const Model& m, const std::vector<float>& sigmas) {
   Network net(m);
   ASSERT_TRUE(net.noise_conditional());
   EXPECT_EQ(net.input_shape(), kImage);
@@ -104,7 +105,7 @@ TEST(Denoiser, EnergyMatchesTheReferenceAndItsGradientMatchesFiniteDifferencesAt
   const size_t d = size_t(kImage.size());
   const std::vector<float> x = test::random_inputs(n * d, 5);
   const std::vector<double> xd = test::to_double(x);
-  for (float sigma : {0.05f, 0.7f, 4.0f}) {
+  for (float sigma : sigmas) {
     std::vector<float> e(n), g(x.size()), e_only(n);
     net.energy_and_input_grad(x.data(), n, e.data(), g.data(), sigma);
     net.energy(x.data(), n, e_only.data(), sigma);
@@ -126,6 +127,78 @@ TEST(Denoiser, EnergyMatchesTheReferenceAndItsGradientMatchesFiniteDifferencesAt
         ADD_FAILURE() << "sigma " << sigma << ": dE/dx[" << k << "] = " << g[k] << ", finite difference " << fd;
     }
   }
+}
+
+TEST(Denoiser, EnergyMatchesTheReferenceAndItsGradientMatchesFiniteDifferencesAtEveryPixel) {
+  expect_energy_matches_reference(test::random_denoiser_model(kImage, kSmallUnet, 3), {0.05f, 0.7f, 4.0f});
+}
+
+// kSmallUnet, then a refinement of the input summed onto its output up to sigma 1.5 only.
+json gated_unet() {
+  json layers = kSmallUnet;
+  layers.back()["id"] = "trunk";
+  for (const char* l : {R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same","from":"input"})",
+                        R"({"type":"swish"})",
+                        R"({"type":"conv2d","out_channels":1,"kernel":3,"padding":"same"})",
+                        R"({"type":"add","skip":"trunk","sigma_max":1.5})"})
+    layers.push_back(json::parse(l));
+  return layers;
+}
+
+TEST(GatedAdd, MatchesTheReferenceOnBothSidesOfItsNoiseLevel) {
+  expect_energy_matches_reference(test::random_denoiser_model(kImage, gated_unet(), 3),
+                                  {0.05f, 1.5f, 1.6f, 4.0f});
+}
+
+TEST(GatedAdd, AboveItsNoiseLevelTheBranchIsNotComputedBelowItCounts) {
+  const Model m = test::random_denoiser_model(kImage, gated_unet(), 4);
+  Model changed = m;  // the refinement's first convolution doubled
+  const size_t first = kSmallUnet.size();
+  for (Tensor& t : changed.tensors)
+    if (t.name == changed.arch.layers[first].tensor("weight")->name)
+      for (float& v : t.data) v *= 2.0f;
+  Network a(m), b(changed);
+  const size_t d = size_t(kImage.size());
+  const std::vector<float> x = test::random_inputs(2 * d, 9);
+  for (float sigma : {1.0f, 1.5f, 1.51f, 80.0f}) {
+    std::vector<float> ea(2), eb(2), ga(2 * d), gb(2 * d);
+    a.energy_and_input_grad(x.data(), 2, ea.data(), ga.data(), sigma);
+    b.energy_and_input_grad(x.data(), 2, eb.data(), gb.data(), sigma);
+    if (sigma > 1.5f) {
+      EXPECT_EQ(ea, eb) << "sigma " << sigma << ": the gated branch still counts";
+      EXPECT_EQ(ga, gb) << "sigma " << sigma;
+    } else {
+      EXPECT_NE(ea, eb) << "sigma " << sigma << ": the branch should count at or below its level";
+    }
+  }
+  // The gate survives the file.
+  const std::vector<uint8_t> bytes = serialize_model(m, DType::kF32);
+  const Model back = parse_model(bytes.data(), bytes.size());
+  EXPECT_EQ(back.arch.layers.back().sigma_max, 1.5f);
+  EXPECT_EQ(back.arch.layers_json(), m.arch.layers_json());
+}
+
+TEST(GatedAdd, BadGatesAreRefusedByName) {
+  auto bad = [](const char* gate, std::vector<std::string> words) {
+    json layers = gated_unet();
+    layers.back()["sigma_max"] = json::parse(gate);
+    expect_error([&] { test::random_denoiser_model(kImage, layers, 1); }, words);
+  };
+  bad("0", {"(add)", "\"sigma_max\"", "> 0"});
+  bad("-2", {"(add)", "\"sigma_max\"", "> 0"});
+  bad("\"high\"", {"(add)", "\"sigma_max\"", "got \"high\""});
+  bad("1e9", {"(add)", "\"sigma_max\""});
+  expect_error([] { resolve_architecture({1, 8, 12}, json::parse(R"([{"type":"swish","sigma_max":2}])")); },
+               {"layer 0 (swish)", "unknown key \"sigma_max\""});
+  // Only a denoiser has a noise level to gate by.
+  expect_error(
+      [] {
+        validate_model(random_model(
+            resolve_architecture({1, 4, 4}, json::parse(R"([{"type":"swish","id":"a"},{"type":"swish"},
+              {"type":"add","skip":"a","sigma_max":2},{"type":"flatten"},{"type":"dense","out_features":1}])")),
+            2));
+      },
+      {"layer 2 (add)", "sigma_max", "denoiser"});
 }
 
 TEST(Denoiser, AnImagesEnergyAndGradientDoNotDependOnTheRestOfTheBatch) {

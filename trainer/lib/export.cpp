@@ -33,10 +33,11 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const torch::Tensor x = torch::rand({count, s.c, s.h, s.w}, gen, torch::kFloat32) * 2.0 - 1.0;
   if (net.energy_form().denoiser) {
-    // Energies and input gradients at a small, a middle and a large noise level.
+    // Energies and input gradients at a small, a middle, a large and a very large noise level
+    // (above the gate of a refinement, LayerSpec::sigma_max).
     Network rt(model);
     double worst = 0;
-    for (float sigma : {0.02f, 0.3f, 5.0f}) {
+    for (float sigma : {0.02f, 0.3f, 5.0f, 40.0f}) {
       torch::Tensor e;
       const torch::Tensor g =
           energy_input_grad(net, net.weights(), x, &e, torch::full({count}, sigma));

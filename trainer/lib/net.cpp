@@ -133,7 +133,7 @@ torch::Tensor EnergyNetImpl::denoiser_energy(const NetWeights& w, const torch::T
   torch::Tensor v = c_in * u;
   if (energy_.noise_plane)
     v = torch::cat({v, (s.log() / 4.0).expand({x.size(0), 1, x.size(2), x.size(3)})}, 1);
-  const torch::Tensor r = u - sd * run_layers(w, v);
+  const torch::Tensor r = u - sd * run_layers(w, v, sigma);
   return 0.5 * r.square().flatten(1).sum(1) / sigma.square();
 }
 
@@ -182,7 +182,8 @@ torch::Tensor EnergyNetImpl::run(const NetWeights& w, const torch::Tensor& input
   return run_layers(w, input).reshape({input.size(0), -1});
 }
 
-torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor& input) const {
+torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor& input,
+                                        const torch::Tensor& sigma) const {
   std::vector<torch::Tensor> outs;  // every layer's output, for "from" and add's "skip"
   outs.reserve(arch_.layers.size());
   auto output_of = [&](int k) { return k == kNetworkInput ? input : outs[size_t(k)]; };
@@ -226,6 +227,13 @@ torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor
         x = torch::linear(x.flatten(1), W.weight, W.bias);
         break;
       case LayerKind::kAdd:
+        if (l.sigma_max > 0) {
+          // Gated: each image's other operand counts only at its noise level <= sigma_max.
+          if (!sigma.defined() || sigma.numel() != x.size(0))
+            throw Error("layer " + std::to_string(i) + " (add) is gated by the noise level: "
+                        "it needs one noise level per image");
+          x = x * (sigma <= l.sigma_max).to(x.scalar_type()).view({-1, 1, 1, 1});
+        }
         x = x + output_of(l.skip);
         break;
       case LayerKind::kUpsample:

@@ -59,8 +59,10 @@ class EnergyNetImpl : public torch::nn::Module {
   // The same with given weights: Langevin sampling takes weights() once, detached, and reuses
   // them for every step.
   torch::Tensor run(const NetWeights& w, const torch::Tensor& x) const;
-  // The last layer's output in its own shape ([n, C, H, W] for a denoiser).
-  torch::Tensor run_layers(const NetWeights& w, const torch::Tensor& x) const;
+  // The last layer's output in its own shape ([n, C, H, W] for a denoiser). sigma [n]: the images'
+  // noise levels, which a gated add (LayerSpec::sigma_max) needs; undefined for other networks.
+  torch::Tensor run_layers(const NetWeights& w, const torch::Tensor& x,
+                           const torch::Tensor& sigma = {}) const;
   // Effective weights; differentiable with respect to the parameters unless grad mode is off.
   NetWeights weights() const;
 

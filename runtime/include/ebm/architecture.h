@@ -65,7 +65,16 @@ struct LayerSpec {
   bool bias = true;                // conv2d, dense
   float slope = 0.2f;              // leaky_relu: y = x for x > 0, slope * x otherwise
   float eps = 1e-5f;               // batchnorm: y = (x - mean) / sqrt(var + eps) * weight + bias
+  // add: 0, or a noise level: above it the add passes its skip alone, and the layers only its
+  // other operand needs are not run (a part of a denoiser energy, such as a full-resolution
+  // refinement, that works at the small-noise end only). Denoiser energies only (Network).
+  float sigma_max = 0;
   std::vector<TensorRef> tensors;
+
+  // Whether this is an add that passes its skip alone at noise level sigma (sigma_max above).
+  bool gated_off(float sigma) const {
+    return kind == LayerKind::kAdd && sigma_max > 0 && sigma > sigma_max;
+  }
 
   const TensorRef* tensor(const std::string& role) const;
 };

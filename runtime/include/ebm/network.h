@@ -30,6 +30,7 @@ class Network {
     std::vector<float> acts, grads, tmp, scratch, input, input_grad;
     std::vector<size_t> act_offset, grad_offset;
     std::vector<char> written;  // backward: which gradients hold a contribution yet
+    std::vector<char> needed;   // forward: which layers' outputs the last layer needs
   };
 
   // Folds normalisation layers into the convolutions (fold_normalization) and builds the layers.
@@ -103,9 +104,11 @@ class Network {
   }
 
  private:
-  void forward(Workspace& ws, const float* x, int n, size_t layers) const;
+  // sigma: a denoiser's noise level, which closes the gated adds above theirs
+  // (LayerSpec::sigma_max); 0 for every other network (no gates).
+  void forward(Workspace& ws, const float* x, int n, size_t layers, float sigma = 0) const;
   // Given dL/d(last output) in the last layer's gradient slot, writes dL/dx for the layers' input.
-  void backward(Workspace& ws, const float* x, int n, float* grad) const;
+  void backward(Workspace& ws, const float* x, int n, float* grad, float sigma = 0) const;
   const float* output_of(const Workspace& ws, const float* x, int k) const;
   // Denoiser energies: builds the layers' input in ws.input, runs them, returns E and, when
   // grad is given, dE/dx.

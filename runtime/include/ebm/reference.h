@@ -14,8 +14,10 @@ std::vector<T> reference_layer_forward(const LayerSpec& l, const Model& m, const
                                        int n);
 
 // The whole network: returns [n, outputs] (energies for energy models, logits for classifiers).
+// sigma: a denoiser's noise level, above which a gated add passes its skip alone
+// (LayerSpec::sigma_max; 0: every add adds).
 template <class T>
-std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n);
+std::vector<T> reference_forward(const Model& m, const std::vector<T>& x, int n, double sigma = 0);
 
 // A denoiser energy E(x, sigma) (architecture.h, EnergyForm): returns [n].
 template <class T>
@@ -29,7 +31,9 @@ extern template std::vector<float> reference_layer_forward(const LayerSpec&, con
                                                            const std::vector<float>&, int);
 extern template std::vector<double> reference_layer_forward(const LayerSpec&, const Model&,
                                                             const std::vector<double>&, int);
-extern template std::vector<float> reference_forward(const Model&, const std::vector<float>&, int);
-extern template std::vector<double> reference_forward(const Model&, const std::vector<double>&, int);
+extern template std::vector<float> reference_forward(const Model&, const std::vector<float>&, int,
+                                                     double);
+extern template std::vector<double> reference_forward(const Model&, const std::vector<double>&, int,
+                                                      double);
 
 }  // namespace ebm
