@@ -8,7 +8,9 @@
 #   4. the unet-wide U-Net (half as many filters again) started from that model
 #      (ebm-train --init-from), 40 more epochs with the rate falling from 5e-4 to 0
 #   5. a full-resolution refinement after that U-Net (the unet-wide-fine preset), trained alone
-#      for 25 epochs with the U-Net's weights kept as they are (--init-from, --freeze-layers 34)
+#      for 25 epochs with the U-Net's weights kept as they are (--init-from, --freeze-layers 34),
+#      summed on at every noise level as it first shipped, then 3 epochs with the preset's gate
+#      (the refinement summed on up to sigma 5 only)
 #   6. export, carrying the stage-1 model (epoch 33) as the weaker network the sampler's
 #      autoguidance pushes away from (ebm-export --autoguide), then ebm-eval at seeds 1 and 2
 #
@@ -27,7 +29,7 @@ models/README.md), exports it and evaluates it.
 
   --quick       stop after stage 2 (the unet-global model at 45 epochs: about 30 minutes on two
                 cores; Frechet 22.7 / 22.3x in models/README.md) instead of the whole recipe
-                (unet-wide after 69 + 40 epochs and its refinement after 25 more: about 2 h 55 min
+                (unet-wide after 69 + 40 epochs and its refinement after 25 + 3 more: about 3 h 5 min
                 on two cores)
   --threads N   CPU threads for training (default 2; a run resumes with any count, but results
                 are bit for bit only at the same count)
@@ -71,6 +73,7 @@ trap 'rc=$?; ((rc == 0)) || echo "train-bridges: stopped (status $rc); the same 
 narrow=$run/unet-global
 wide=$run/unet-wide
 fine=$run/unet-wide-fine
+gated=$run/unet-wide-fine-gated
 mkdir -p "$run"
 
 # stage NAME DIR "FRESH ARGS" "RESUME ARGS": skipped when DIR/.NAME-done exists; otherwise a
@@ -114,15 +117,24 @@ if ((!quick)); then
   # The refinement starts from the U-Net as the shipped file stores it (F16), as the shipped one did.
   [[ -e "$run/unet-wide-40.safetensors" ]] ||
     "$B/trainer/ebm-export" "$wide" --out "$run/unet-wide-40.safetensors"
-  stage 6-fine "$fine" "--preset unet-wide-fine --init-from $run/unet-wide-40.safetensors --freeze-layers 34 --lr 1e-3 --epochs 25 --lr-decay-epochs 25" \
+  # The refinement's first 25 epochs summed it on at every noise level, as the preset did before
+  # its gate ("sigma_max" on the closing add, models/README.md): the preset without it.
+  ungated=$run/unet-wide-fine-ungated.json
+  sed 's/"skip": "trunk", "sigma_max": 5}/"skip": "trunk"}/' models/presets/unet-wide-fine.json > "$ungated"
+  ! grep -q '"sigma_max": 5' "$ungated" || { echo "train-bridges: could not take the gate out of $ungated" >&2; exit 1; }
+  stage 6-fine "$fine" "--preset $ungated --init-from $run/unet-wide-40.safetensors --freeze-layers 34 --lr 1e-3 --epochs 25 --lr-decay-epochs 25" \
     "--epochs 25 --lr-decay-epochs 25"
-  final=$fine
+  [[ -e "$run/unet-wide-fine-25.safetensors" ]] ||
+    "$B/trainer/ebm-export" "$fine" --out "$run/unet-wide-fine-25.safetensors"
+  stage 7-gated "$gated" "--preset unet-wide-fine --init-from $run/unet-wide-fine-25.safetensors --freeze-layers 34 --lr 1e-4 --epochs 3 --lr-decay-epochs 3" \
+    "--epochs 3 --lr-decay-epochs 3"
+  final=$gated
 fi
 
 if ((quick)); then
   desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from), then a full-resolution refinement summed onto its output (12 filters at 48x192), trained for 25 epochs with the U-Net kept as it was (the unet-wide-fine preset; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
+  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from), then a full-resolution refinement summed onto its output up to sigma 5 (12 filters at 48x192), trained for 25 epochs and 3 more with its gate with the U-Net kept as it was (the unet-wide-fine preset; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
 fi
 card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide-fine)'"}}'
 # The quick model keeps its training run's sampler (40 geometric levels); the full one walks 18
