@@ -58,8 +58,9 @@ void descend(TrainState& s, const torch::Tensor& loss) {
   if (s.averager) s.averager->begin();
   loss.backward();
   if (s.averager) s.averager->finish();  // every rank now holds the mean gradient
+  // The parameters Adam steps (the trainable ones, --freeze-layers), as it holds them.
   if (s.cfg.clip_grad_norm > 0)
-    torch::nn::utils::clip_grad_norm_(s.net->trainable_parameters(), s.cfg.clip_grad_norm);
+    torch::nn::utils::clip_grad_norm_(s.opt.param_groups().front().params(), s.cfg.clip_grad_norm);
   s.opt.step();
 }
 
