@@ -438,6 +438,53 @@ TEST(Dsm, ObjectiveAndArchitectureMustAgree) {
                      {"needs a denoiser energy", "--objective cd"});
 }
 
+TEST(Dsm, StrokeWeightsMarkEachDarkPixelAndItsEightNeighboursInItsOwnImageAndChannel) {
+  // Two images of two channels, white (+1) but for one dark pixel each, at a corner of image 0's
+  // first channel and in the middle of image 1's second one.
+  torch::Tensor x = torch::ones({2, 2, 5, 6});
+  x[0][0][0][0] = -0.5f;
+  x[1][1][2][3] = -1.0f;
+  const torch::Tensor w = stroke_weights(x, 3.0);
+  ASSERT_EQ(w.sizes(), x.sizes());
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 2; ++c)
+      for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 6; ++j) {
+          const bool near = (b == 0 && c == 0 && i <= 1 && j <= 1) ||
+                            (b == 1 && c == 1 && std::abs(i - 2) <= 1 && std::abs(j - 3) <= 1);
+          EXPECT_FLOAT_EQ(w[b][c][i][j].item<float>(), near ? 4.0f : 1.0f)
+              << "image " << b << " channel " << c << " pixel " << i << "," << j;
+        }
+  // Zero at 0 is not dark (the evaluation's threshold: x < 0).
+  EXPECT_FLOAT_EQ(stroke_weights(torch::zeros({1, 1, 3, 3}), 3.0).max().item<float>(), 1.0f);
+}
+
+TEST(Dsm, AStrokeWeightChangesTheStepsAndTravelsInTheConfigAndTheCard) {
+  const std::string work = scratch_dir("dsm_stroke");
+  TrainConfig plain = dsm_config(work);
+  plain.epochs = 1;
+  plain.limit = 64;
+  TrainConfig stroke = plain;
+  stroke.stroke_weight = 4;
+  EXPECT_EQ(TrainConfig::from_json(stroke.to_json()).stroke_weight, 4.0);
+  ASSERT_EQ(run_training(plain, quiet(work + "/plain")), RunResult::kFinished);
+  ASSERT_EQ(run_training(stroke, quiet(work + "/stroke")), RunResult::kFinished);
+  // The same data, seed and draws: only the loss's weights differ, so the first step's loss does.
+  const std::vector<double> a = read_metrics(work + "/plain/metrics.csv").column("loss");
+  const std::vector<double> b = read_metrics(work + "/stroke/metrics.csv").column("loss");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  EXPECT_NE(a.front(), b.front());
+  auto card = [&](const std::string& run) {
+    ExportOptions opt;
+    opt.source = work + "/" + run + "/checkpoint.pt";
+    return export_checkpoint(read_checkpoint(opt.source), opt).card;
+  };
+  const json with = card("stroke");
+  EXPECT_EQ(with["training"]["stroke_weight"], 4.0) << with.dump();
+  EXPECT_FALSE(card("plain")["training"].contains("stroke_weight"));
+}
+
 TEST(Dsm, ALossFarAboveItsRunningMeanIsADivergenceAndTheMeanTravelsInTheCheckpoint) {
   const std::string work = scratch_dir("dsm_spike");
   TrainConfig c = dsm_config(work);

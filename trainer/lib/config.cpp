@@ -62,6 +62,7 @@ json TrainConfig::to_json() const {
           {"sigma_min", sigma_min},
           {"sigma_max", sigma_max},
           {"loss_sigma_floor", loss_sigma_floor},
+          {"stroke_weight", stroke_weight},
           {"ema", ema},
           {"noise_conditional", noise_conditional},
           {"sample_count", sample_count},
@@ -127,6 +128,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("sigma_min", &c.sigma_min);
     get("sigma_max", &c.sigma_max);
     get("loss_sigma_floor", &c.loss_sigma_floor);
+    get("stroke_weight", &c.stroke_weight);
     get("ema", &c.ema);
     get("noise_conditional", &c.noise_conditional);
     get("sample_count", &c.sample_count);

@@ -68,6 +68,10 @@ struct TrainConfig {
   double sigma_mean = -1.0, sigma_std = 1.4;
   double sigma_min = 0.005, sigma_max = 20;
   double loss_sigma_floor = 0.1;
+  // Each pixel's squared error weighted 1 + stroke_weight where the clean drawing is dark (x < 0)
+  // or has a dark 8-neighbour, then divided by the image's mean weight: the thin strokes, a few
+  // percent of the pixels, count for more of the loss than their area; 0 = every pixel alike.
+  double stroke_weight = 0;
   double ema = 0.999;
 
   // Classify: a noise-conditional classifier (the guide of a noise-level sampler), trained on

@@ -142,7 +142,10 @@ class DenoisingScoreMatching final : public TrainingObjective {
     // out the middle ones, where the layout is decided.
     const double floor2 = cfg.loss_sigma_floor * cfg.loss_sigma_floor;
     const torch::Tensor weight = (sigma.square() + floor2) / (sd * sd);
-    return weight * (s * g - z).square().flatten(1).mean(1);
+    const torch::Tensor err = (s * g - z).square();
+    if (!(cfg.stroke_weight > 0)) return weight * err.flatten(1).mean(1);
+    const torch::Tensor pixels = stroke_weights(x, cfg.stroke_weight);
+    return weight * (pixels * err).flatten(1).sum(1) / pixels.flatten(1).sum(1);
   }
 
   EnergyNet average_{nullptr};
@@ -150,6 +153,13 @@ class DenoisingScoreMatching final : public TrainingObjective {
 };
 
 }  // namespace
+
+torch::Tensor stroke_weights(const torch::Tensor& x, double a) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor dark = x.detach().lt(0).to(torch::kFloat32);
+  const torch::Tensor near = torch::max_pool2d(dark, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1);
+  return 1.0 + a * near;
+}
 
 std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
                                                                  EnergyNet& net) {

@@ -183,6 +183,7 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
     training["noise_levels"] = {{"log_mean", cfg.sigma_mean}, {"log_std", cfg.sigma_std},
                                 {"min", cfg.sigma_min},      {"max", cfg.sigma_max}};
     training["loss_sigma_floor"] = cfg.loss_sigma_floor;
+    if (cfg.stroke_weight > 0) training["stroke_weight"] = cfg.stroke_weight;
     training["ema"] = cfg.ema;
   } else if (!energy && cfg.noise_conditional) {
     training["noise_conditional"] = true;

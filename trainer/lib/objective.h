@@ -145,6 +145,9 @@ std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig
                                                                const Shard& shard);
 std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
                                                                  EnergyNet& net);
+// The per-pixel loss weights of --stroke-weight a for clean drawings x [N, C, H, W]: 1 + a where
+// x < 0 (a stroke) or an 8-neighbour in the same channel is, 1 elsewhere.
+torch::Tensor stroke_weights(const torch::Tensor& x, double a);
 std::unique_ptr<TrainingObjective> make_classify(const TrainConfig& cfg, const EnergyNet& net);
 
 // Whether cfg's unit draws per rank (contrastive divergence: its chains) rather than for the

@@ -149,6 +149,11 @@ int main(int argc, char** argv) {
     args.option("loss-sigma-floor", "S",
                 "dsm: the loss weights noise level sigma by (sigma^2 + S^2) / sigma_data^2",
                 &cfg.loss_sigma_floor, 0.0, 1e4);
+    args.option("stroke-weight", "A",
+                "dsm: weight each pixel's error 1 + A where the clean drawing is dark (x < 0) or "
+                "next to a dark pixel, normalised per image, so that thin strokes count for more "
+                "than their area (0 = every pixel alike)",
+                &cfg.stroke_weight, 0.0, 1e3);
     args.option("ema", "D", "dsm: decay of the weights' moving average (what is exported)",
                 &cfg.ema, 0.0, 0.999999);
     args.option("alpha", "A", "cd: weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
@@ -313,6 +318,7 @@ int main(int argc, char** argv) {
                                "noise-conditional",
                                "ema",
                                "loss-sigma-floor",
+                               "stroke-weight",
                                "alpha",
                                "buffer-size",
                                "fresh",
