@@ -436,6 +436,10 @@ TEST(Dsm, ObjectiveAndArchitectureMustAgree) {
   d.preset = test::write_preset(work + "/p", test::small_preset(64, 16));
   test::expect_error([&] { run_training(d, quiet(work + "/b")); },
                      {"needs a denoiser energy", "--objective cd"});
+  d.objective = Objective::kContrastiveDivergence;
+  d.stroke_weight = 2;
+  test::expect_error([&] { run_training(d, quiet(work + "/c")); },
+                     {"--stroke-weight", "denoising score matching", "drop --stroke-weight"});
 }
 
 TEST(Dsm, StrokeWeightsMarkEachDarkPixelAndItsEightNeighboursInItsOwnImageAndChannel) {

@@ -69,8 +69,8 @@ struct TrainConfig {
   double sigma_min = 0.005, sigma_max = 20;
   double loss_sigma_floor = 0.1;
   // Each pixel's squared error weighted 1 + stroke_weight where the clean drawing is dark (x < 0)
-  // or has a dark 8-neighbour, then divided by the image's mean weight: the thin strokes, a few
-  // percent of the pixels, count for more of the loss than their area; 0 = every pixel alike.
+  // or has a dark 8-neighbour, then divided by the image's mean weight: the thin strokes count
+  // for more of the loss than their area; 0 = every pixel alike (dsm only).
   double stroke_weight = 0;
   double ema = 0.999;
 

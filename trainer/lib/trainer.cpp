@@ -121,6 +121,12 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
   if (trained.empty())
     throw Error("--freeze-layers " + std::to_string(cfg_.freeze_layers) + " leaves no weights "
                 "to train: the later layers have none");
+  if (cfg_.stroke_weight > 0 &&
+      (cfg_.task == Task::kClassify || cfg_.objective != Objective::kDenoisingScoreMatching))
+    throw Error("--stroke-weight weights the errors of denoising score matching; this run is " +
+                std::string(cfg_.task == Task::kClassify ? "classify"
+                                                         : objective_name(cfg_.objective)) +
+                ": drop --stroke-weight or train with --objective dsm");
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
   if (cfg_.batch % shard_.size != 0)
     throw Error("--batch " + std::to_string(cfg_.batch) + " does not split evenly over " +
