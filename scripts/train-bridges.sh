@@ -29,7 +29,7 @@ models/README.md), exports it and evaluates it.
 
   --quick       stop after stage 2 (the unet-global model at 45 epochs: about 30 minutes on two
                 cores; Frechet 22.7 / 22.3x in models/README.md) instead of the whole recipe
-                (unet-wide after 69 + 40 epochs and its refinement after 25 + 3 more: about 3 h 5 min
+                (unet-wide after 69 + 40 epochs and its refinement after 25 + 3 more: about 3 h 15 min
                 on two cores)
   --threads N   CPU threads for training (default 2; a run resumes with any count, but results
                 are bit for bit only at the same count)
