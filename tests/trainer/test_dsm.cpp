@@ -459,7 +459,7 @@ TEST(Dsm, StrokeWeightsMarkEachDarkPixelAndItsEightNeighboursInItsOwnImageAndCha
           EXPECT_FLOAT_EQ(w[b][c][i][j].item<float>(), near ? 4.0f : 1.0f)
               << "image " << b << " channel " << c << " pixel " << i << "," << j;
         }
-  // Zero at 0 is not dark (the evaluation's threshold: x < 0).
+  // A pixel at exactly 0 is not dark (the evaluation's threshold: x < 0).
   EXPECT_FLOAT_EQ(stroke_weights(torch::zeros({1, 1, 3, 3}), 3.0).max().item<float>(), 1.0f);
 }
 

@@ -156,8 +156,9 @@ class DenoisingScoreMatching final : public TrainingObjective {
 
 torch::Tensor stroke_weights(const torch::Tensor& x, double a) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor dark = x.detach().lt(0).to(torch::kFloat32);
-  const torch::Tensor near = torch::max_pool2d(dark, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1);
+  const torch::Tensor dark = x.lt(0).to(torch::kFloat32);
+  const torch::Tensor near = torch::max_pool2d(dark, /*kernel_size=*/3, /*stride=*/1,
+                                               /*padding=*/1);
   return 1.0 + a * near;
 }
 
