@@ -273,16 +273,22 @@ void LangevinSampler::start_from(const float* images, int count, uint64_t first_
 }
 
 void LangevinSampler::start_blend(const float* a, const float* b, const std::vector<float>& t,
-                                  uint64_t first_chain) {
-  begin(int(t.size()), first_chain);
+                                  uint64_t first_chain, float strength) {
+  if (!(strength >= 0.0f && strength <= 1.0f))
+    throw Error("blend strength " + std::to_string(strength) + " is outside [0, 1]");
   const size_t d = size_t(net_.input_size());
+  std::vector<float> blends(t.size() * d);
   for (size_t i = 0; i < t.size(); ++i) {
     if (!(t[i] >= 0.0f && t[i] <= 1.0f))
       throw Error("blend weight " + std::to_string(t[i]) + " is outside [0, 1]");
     for (size_t k = 0; k < d; ++k)
-      x_[i * d + k] = std::clamp((1.0f - t[i]) * a[k] + t[i] * b[k], -1.0f, 1.0f);
+      blends[i * d + k] = std::clamp((1.0f - t[i]) * a[k] + t[i] * b[k], -1.0f, 1.0f);
   }
-  apply_keep_all(walks_noise_levels(params_.form) ? start_sigma_ : 0.0f);
+  if (walks_noise_levels(params_.form))
+    return start_variation(blends.data(), int(t.size()), strength, first_chain);
+  begin(int(t.size()), first_chain);
+  std::copy(blends.begin(), blends.end(), x_.begin());
+  apply_keep_all(0.0f);
   start_energies();
 }
 

@@ -109,8 +109,9 @@ int main(int argc, char** argv) {
               "named half or a PNG whose light pixels are regenerated (dark ones kept)", &mask);
   args.option("vary", "IMAGE", "variations of this drawing: restart the sampler part way from it",
               &vary);
-  args.option("strength", "S", "with --vary: the share of the sampler's walk to redo, 0 to 1 "
-              "(small: close variations, large: new designs)", &strength, 0.0, 1.0);
+  args.option("strength", "S", "with --vary, or --from under the ddim and annealed forms (blend, "
+              "then restart): the share of the sampler's walk to redo, 0 to 1 (small: close "
+              "variations, large: new designs)", &strength, 0.0, 1.0);
   args.option("guide", "MIX", "guided sampling toward a mix of families and/or subtypes by "
               "--classifier, e.g. arch:0.5,suspension:0.5 or cable_fan (shares > 0, normalised; a "
               "family spreads evenly over its subtypes)", &guide);
@@ -145,7 +146,8 @@ int main(int argc, char** argv) {
                            : "--keep needs --mask (the region to regenerate: left, right, top, "
                              "bottom or a PNG)");
   if (!from.empty() && !vary.empty()) args.fail("--from and --vary are two different starts; give one");
-  if (args.given("strength") && vary.empty()) args.fail("--strength goes with --vary IMAGE");
+  if (args.given("strength") && vary.empty() && from.empty())
+    args.fail("--strength goes with --vary IMAGE or --from A.png,B.png");
   for (const char* f : {"guide-scale", "guide-sigma", "classifier", "guide-denoised"})
     if (args.given(f) && guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
 
@@ -179,12 +181,17 @@ int main(int argc, char** argv) {
       for (int i = 0; i < count; ++i) images.insert(images.end(), image.begin(), image.end());
       sampler.start_variation(images.data(), count, float(strength));
     } else if (!from.empty()) {
+      if (args.given("strength") && !ebm::walks_noise_levels(p.form))
+        throw ebm::Error("--strength with --from redraws each blend part way down a noise-level "
+                         "walk (--form ddim or annealed); the " + std::string(ebm::sampler_form_name(p.form)) +
+                         " form walks from the blends themselves: drop --strength");
       const std::vector<std::string> files = ebm::split(from, ',');
       if (files.size() != 2) args.fail("--from: expected two images A.png,B.png, got '" + from + "'");
       std::vector<std::vector<float>> ends;
       for (const std::string& f : files)
         ends.push_back(read_image(f, in));
-      sampler.start_blend(ends[0].data(), ends[1].data(), blend_weights(mix, count, args));
+      sampler.start_blend(ends[0].data(), ends[1].data(), blend_weights(mix, count, args), 0,
+                          float(strength));
     } else {
       sampler.start_uniform(count);
     }

@@ -84,7 +84,10 @@ expect_run(0 "sample\tenergy" ${SAMPLE} --model ${WORK}/m.safetensors --count 2 
            --vary ${WORK}/grid.png --strength 0.5 --out ${WORK}/vary.png)
 expect_run(2 "--keep needs --mask" ${SAMPLE} --model ${WORK}/m.safetensors --keep ${WORK}/grid.png)
 expect_run(2 "--mask needs --keep" ${SAMPLE} --model ${WORK}/m.safetensors --mask left)
-expect_run(2 "--strength goes with --vary" ${SAMPLE} --model ${WORK}/m.safetensors --strength 0.3)
+expect_run(2 "--strength goes with --vary IMAGE or --from" ${SAMPLE} --model ${WORK}/m.safetensors --strength 0.3)
+# The paper form walks from the blends themselves: a strength for them is refused by name.
+expect_run(1 "the paper form walks from the blends themselves" ${SAMPLE} --model ${WORK}/m.safetensors
+           --from ${WORK}/grid.png,${WORK}/grid2.png --strength 0.5 --out ${WORK}/blend2.png)
 expect_run(2 "--strength: expected a number" ${SAMPLE} --model ${WORK}/m.safetensors --vary ${WORK}/grid.png --strength 2)
 expect_run(2 "two different starts" ${SAMPLE} --model ${WORK}/m.safetensors --vary ${WORK}/grid.png
            --from ${WORK}/grid.png,${WORK}/grid2.png)

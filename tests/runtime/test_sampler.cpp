@@ -342,6 +342,43 @@ double mean_projection(const std::vector<float>& x, const std::vector<float>& v,
   return s / n / std::sqrt(vv);
 }
 
+// Under the noise-level forms a blend enters the walk part way down, as a variation of the
+// blended image does (a blend at sigma_max, with none of its noise, would be read as noise and
+// forgotten): the same chains bit for bit as start_variation of the blends, for both forms, and
+// a blend weight outside [0, 1] is refused before anything starts.
+TEST(Sampler, UnderTheNoiseLevelFormsABlendRestartsPartWayAsAVariationOfIt) {
+  Network net(smooth_prior_model());
+  const std::vector<float> a = test::random_inputs(kD, 41, -1.0f, 1.0f),
+                           b = test::random_inputs(kD, 42, -1.0f, 1.0f);
+  const std::vector<float> t = {0.0f, 0.3f, 1.0f};
+  std::vector<float> blends;
+  for (float ti : t)
+    for (int k = 0; k < kD; ++k) blends.push_back((1.0f - ti) * a[size_t(k)] + ti * b[size_t(k)]);
+  for (SamplerForm form : {SamplerForm::kDdim, SamplerForm::kAnnealed}) {
+    SamplerParams p = default_sampler_params(form);
+    p.steps = 12;
+    for (float strength : {0.25f, 0.5f, 1.0f}) {
+      LangevinSampler blended(net, p, 3), varied(net, p, 3);
+      blended.start_blend(a.data(), b.data(), t, 5, strength);
+      varied.start_variation(blends.data(), 3, strength, 5);
+      EXPECT_EQ(blended.steps_done(), varied.steps_done()) << "strength " << strength;
+      EXPECT_EQ(blended.images(), varied.images()) << "strength " << strength;
+      if (strength < 1.0f) EXPECT_GT(blended.steps_done(), 0) << "strength " << strength;
+      blended.run();
+      varied.run();
+      EXPECT_EQ(blended.images(), varied.images()) << "strength " << strength;
+    }
+    // The default strength is the page's and the CLI's (kDefaultBlendStrength).
+    LangevinSampler by_default(net, p, 3), half(net, p, 3);
+    by_default.start_blend(a.data(), b.data(), t);
+    half.start_variation(blends.data(), 3, kDefaultBlendStrength);
+    EXPECT_EQ(by_default.images(), half.images());
+    LangevinSampler bad(net, p, 3);
+    expect_error([&] { bad.start_blend(a.data(), b.data(), {-0.5f}); }, {"blend weight", "[0, 1]"});
+    expect_error([&] { bad.start_blend(a.data(), b.data(), t, 0, 1.5f); }, {"blend strength", "[0, 1]"});
+  }
+}
+
 TEST(GuideTarget, ParsesFamiliesAndSubtypesIntoADistribution) {
   const std::vector<std::string> labels = {"arch_deck", "arch_through", "beam_girder",
                                            "cable_fan", "cable_harp", "suspension_classic"};

@@ -367,9 +367,11 @@ test('two samples picked as A and B start chains from their blends', async () =>
   await page.click('#grid figure:nth-child(1) button[title="Use as blend end A"]');
   await page.click('#grid figure:nth-child(2) button[title="Use as blend end B"]');
   await page.fill('#count', '3');
+  // The paper form walks from the blends themselves: no restart, no strength to set.
+  assert.ok(!(await page.isVisible('#blend-strength')));
   await page.click('#blend');
   await waitState(page, ['done']);
-  assert.match(await page.textContent('#caption'), /from blends of A and B/);
+  assert.match(await page.textContent('#caption'), /10 of 10 steps · paper form · from blends of A and B$/);
   assert.equal((await tileStats(page)).length, 3);
   assert.deepEqual(page.errors, []);
   await context.close();
@@ -504,6 +506,28 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   for (const top of during) assert.ok(top <= 1, `a frame while refining is not a denoised estimate: max |x| ${top}`);
   const firstGrid = await page.evaluate(() => window.ebmPage.firstGridMs);
   assert.ok(typeof firstGrid === 'number' && firstGrid > 0, `first full grid at ${firstGrid} ms`);
+  // Blends restart part way under a noise-level form (a blend is no state of the walk's noisy
+  // start): the strength shows, and at 0.6 of 40 levels every tile's picture comes from level
+  // round(0.4 * 39) = 16 or later.
+  assert.ok(await page.isVisible('#blend-strength'));
+  await page.click('#grid figure:nth-child(1) button[title="Use as blend end A"]');
+  await page.click('#grid figure:nth-child(2) button[title="Use as blend end B"]');
+  await page.fill('#blend-strength', '0.6');
+  const blendSteps = page.evaluate(() => new Promise((resolve) => {
+    const seen = new Set();
+    const tick = () => {
+      for (const f of document.querySelectorAll('#grid figure'))
+        if (f.dataset.imageStep !== undefined) seen.add(Number(f.dataset.imageStep));
+      if (document.body.dataset.state === 'done') resolve([...seen]); else setTimeout(tick, 2);
+    };
+    setTimeout(tick, 0);
+  }));
+  await page.click('#blend');
+  const stepsSeen = await blendSteps;
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'),
+               /seed 5 · 40 of 40 steps · ddim form · from blends of A and B \(restarted, strength 0.6\)/);
+  assert.ok(stepsSeen.length > 0 && Math.min(...stepsSeen) >= 16, `tiles showed steps ${stepsSeen}`);
   // The annealed form on the same model: its fields appear; while it runs, the status names the
   // noise level.
   await page.selectOption('#form', 'annealed');

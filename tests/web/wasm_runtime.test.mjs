@@ -234,7 +234,7 @@ test('a chain can start from a blend of two images', () => {
   const a = x.subarray(0, d), b = x.subarray(d, 2 * d);
   const ap = toHeap(M, a), bp = toHeap(M, b), tp = toHeap(M, new Float32Array([0, 0.25, 1]));
   const s = new M.Sampler(model, '{"steps":2}', 9);
-  assert.equal(s.startBlend(ap, bp, tp, 3, 0), '');
+  assert.equal(s.startBlend(ap, bp, tp, 3, 0, 0.5), '');  // the paper form: strength unused
   let start = null;
   s.run(1, (step, total, images) => { if (step === 0) start = images.slice(); }, 1000);
   M._free(ap); M._free(bp); M._free(tp);
@@ -319,26 +319,33 @@ test('an autoguided model samples as natively, whatever the split, and w 1 is th
   }
 });
 
-// Inpainting and variations in wasm (issue 15): the kept pixels end bit for bit on the kept image,
-// and the same seed gives the same samples whether the chains run together or split in two (as
-// the page's workers split a grid).
-test('inpainting keeps its pixels exactly and variations restart part way, whatever the split', () => {
+// Inpainting, variations and blends in wasm (issue 15): the kept pixels end bit for bit on the
+// kept image, and the same seed gives the same samples whether the chains run together or split
+// in two (as the page's workers split a grid). Under a noise-level form a blend restarts part way,
+// as a variation does.
+test('inpainting keeps its pixels exactly, variations and blends restart part way, whatever the split', () => {
   const den = loadModel(M, new Uint8Array(readFileSync(path.join(work, 'denoiser.safetensors'))));
   assert.equal(den.error(), '');
   try {
     const d = ref.input_size;
     const image = f32('inputs.f32').subarray(0, d).map((v) => Math.max(-1, Math.min(1, v)));
+    const other = f32('inputs.f32').subarray(d, 2 * d).map((v) => Math.max(-1, Math.min(1, v)));
     const mask = new Float32Array(d);
     for (let k = 0; k < d; ++k) mask[k] = (k % 192) < 96 ? 1 : 0;  // keep the left half
     const params = JSON.stringify({ form: 'ddim', steps: 6, eta: 0.5, resample: 2 });
     const run = (kind, first, count) => {
       const s = new M.Sampler(den, params, 42);
-      const ip = toHeap(M, image), mp = toHeap(M, mask);
+      const ip = toHeap(M, image), mp = toHeap(M, mask), op = toHeap(M, other);
+      // Blend weights by chain index, so that a chain's start does not depend on the split.
+      const tp = toHeap(M, Float32Array.from({ length: count }, (_, i) => (first + i) / 3));
       try {
         let steps = [];
         if (kind === 'inpaint') {
           assert.equal(s.setKeep(ip, mp), '');
           assert.equal(s.startUniform(count, first), '');
+        } else if (kind === 'blend') {
+          assert.match(s.startBlend(ip, op, tp, count, first, 1.5), /blend strength 1\.5\d* is outside \[0, 1\]/);
+          assert.equal(s.startBlend(ip, op, tp, count, first, 0.5), '');
         } else {
           assert.equal(s.startVariation(ip, count, 0.5, first), '');
         }
@@ -346,11 +353,11 @@ test('inpainting keeps its pixels exactly and variations restart part way, whate
         assert.ok(s.run(1, (step, total, images) => { steps.push(step); last = images.slice(); }, 1000) >= 0, s.error());
         return { last, steps };
       } finally {
-        M._free(ip); M._free(mp);
+        M._free(ip); M._free(mp); M._free(op); M._free(tp);
         s.delete();
       }
     };
-    for (const kind of ['inpaint', 'variation']) {
+    for (const kind of ['inpaint', 'variation', 'blend']) {
       const whole = run(kind, 0, 4);
       const halves = new Float32Array(4 * d);
       halves.set(run(kind, 0, 2).last, 0);

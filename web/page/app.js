@@ -580,7 +580,7 @@ function start(kind) {
     const from = Number($('mix-from').value), to = Number($('mix-to').value);
     const t = new Float32Array(n);
     for (let i = 0; i < n; ++i) t[i] = n === 1 ? (from + to) / 2 : from + ((to - from) * i) / (n - 1);
-    startSpec = { kind: 'blend', a: state.blend.a, b: state.blend.b, t };
+    startSpec = { kind: 'blend', a: state.blend.a, b: state.blend.b, t, strength: Number($('blend-strength').value) };
   } else if (kind === 'variation') {
     startSpec = { kind: 'variation', image: state.vary.image, strength: Number($('strength').value) };
   } else if (kind === 'inpaint') {
@@ -687,7 +687,8 @@ function finishRun(stopped, msPerImageStep) {
   const r = state.lastRun;
   const steps = Math.min(...state.agg.chainStep);
   setState(stopped ? 'stopped' : 'done');
-  const what = r.kind === 'blend' ? 'from blends of A and B'
+  const restarted = r.params.form === 'ddim' || r.params.form === 'annealed';
+  const what = r.kind === 'blend' ? `from blends of A and B${restarted ? ` (restarted, strength ${r.strength})` : ''}`
     : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
       : r.kind === 'inpaint' ? `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`
         : 'from noise';
@@ -856,6 +857,7 @@ function wire() {
     drawVarySource();
   });
   $('strength').addEventListener('input', () => { $('strength-out').value = $('strength').value; });
+  $('blend-strength').addEventListener('input', () => { $('blend-strength-out').value = $('blend-strength').value; });
   $('upload-v').addEventListener('change', (e) => uploadVarySource(e.target.files[0]));
   const src = $('vary-src');
   src.addEventListener('pointerdown', (e) => { src.setPointerCapture(e.pointerId); paintAt(e); });

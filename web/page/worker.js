@@ -4,7 +4,7 @@
 //
 // Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
 //               {type:'run', job, params, seed, count, firstChain, start, guide, sliceMs}
-//                 start: {kind:'uniform'} | {kind:'blend', a, b, t} |
+//                 start: {kind:'uniform'} | {kind:'blend', a, b, t, strength} |
 //                        {kind:'variation', image, strength} | {kind:'inpaint', image, mask}
 //                 guide: null | {target, scale, sigma, onDenoised} (Sampler.setGuide with the
 //                        guide classifier; target: "arch:0.5,suspension:0.5", "cable_fan", ...)
@@ -143,7 +143,7 @@ function startChains(sampler, msg) {
   if (s.kind === 'blend') {
     const a = toHeap(s.a), b = toHeap(s.b), t = toHeap(s.t);
     try {
-      return sampler.startBlend(a, b, t, msg.count, msg.firstChain);
+      return sampler.startBlend(a, b, t, msg.count, msg.firstChain, s.strength);
     } finally {
       runtime._free(a); runtime._free(b); runtime._free(t);
     }

@@ -12,7 +12,8 @@
 //                                                   a noise level (noise-conditional models)
 //   const s = new Module.Sampler(m, '{"steps":60}', seed);   s.error()
 //   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain)
-//   s.startBlend(aPtr, bPtr, tPtr, count, firstChain)   -> ""
+//   s.startBlend(aPtr, bPtr, tPtr, count, firstChain, strength) -> ""; the noise-level forms
+//       restart each blend part way (strength: the share of the walk redone, as startVariation)
 //   s.setGuide(classifier, target, scale, sigmaGuide, onDenoised) -> ""; guided sampling (below)
 //   s.clearGuide(), s.guided()
 //   s.run(every, callback, maxSteps) -> steps done (-1: see s.error()); the loop runs in wasm and
@@ -175,14 +176,15 @@ class WasmSampler {
     });
   }
 
-  // Chain i starts at (1 - t[i]) * a + t[i] * b; t: `count` floats at t_ptr.
+  // Chain i starts at (1 - t[i]) * a + t[i] * b; t: `count` floats at t_ptr. Under the
+  // noise-level forms each blend is restarted part way (LangevinSampler::start_blend).
   std::string start_blend(uintptr_t a, uintptr_t b, uintptr_t t_ptr, int count,
-                          double first_chain) {
+                          double first_chain, float strength) {
     return start(first_chain, [&](uint64_t first) {
       if (count < 1) throw ebm::Error("blend needs at least one chain");
       const float* t = reinterpret_cast<const float*>(t_ptr);
       sampler().start_blend(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b),
-                            std::vector<float>(t, t + count), first);
+                            std::vector<float>(t, t + count), first, strength);
     });
   }
 

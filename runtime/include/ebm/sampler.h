@@ -54,6 +54,8 @@ constexpr float kDefaultGuideScale = 3000.0f;
 // The scale for a noise-conditional guide (models/bridge-guide.safetensors; the sweep in
 // models/README.md).
 constexpr float kDefaultNoiseGuideScale = 30.0f;
+// The share of a noise-level walk a blend restarts (start_blend; models/README.md, "Blends").
+constexpr float kDefaultBlendStrength = 0.5f;
 
 class LangevinSampler {
  public:
@@ -67,8 +69,13 @@ class LangevinSampler {
   void start_uniform(int count, uint64_t first_chain = 0);
   void start_from(const float* images, int count, uint64_t first_chain = 0);
   // Image i = (1 - t[i]) * a + t[i] * b: chains from blends of two images, to explore mixtures.
+  // Under the noise-level forms a blend is no state of the walk's first level (it carries none of
+  // sigma_max's noise; walked from there it is read as noise and forgotten), so each chain
+  // restarts from its blend part way, as start_variation does with `strength`: "blend, then
+  // restart". The other forms start from the blends themselves and walk every step (`strength`
+  // unused).
   void start_blend(const float* a, const float* b, const std::vector<float>& t,
-                   uint64_t first_chain = 0);
+                   uint64_t first_chain = 0, float strength = kDefaultBlendStrength);
   // Variations: chains restart from `images` part way through the walk. `strength` in [0, 1] is
   // the share of the walk still to run: the noise-level forms start at the level (1 - strength)
   // of the way down, from image + sigma N(0,1) at that level (0: only the final denoising step,
