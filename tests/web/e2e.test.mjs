@@ -422,6 +422,38 @@ test('a sample picked with V: variations restart from it, Complete keeps all but
   await page.mouse.up();
   assert.equal(await page.inputValue('#region'), 'paint');
   assert.ok(await page.isEnabled('#complete'));
+  // Draw your own: a blank sheet and one quick diagonal stroke (three pointer moves for 77
+  // columns: the brush follows the pointer, so no column is skipped); Complete keeps every pixel
+  // of the stroke dark bit for bit in every tile and draws the rest.
+  await page.click('#sketch-new');
+  assert.equal(await page.inputValue('#region'), 'strokes');
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.8);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.2, { steps: 3 });
+  await page.mouse.up();
+  // The sheet as shown: the strokes black, everything to redraw tinted red.
+  const stroke = await page.$eval('#vary-src', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    return Array.from({ length: c.width * c.height }, (_, k) => (d[4 * k] === 0 && d[4 * k + 1] === 0 ? 1 : 0));
+  });
+  const columns = new Set(stroke.flatMap((v, k) => (v ? [k % width] : [])));
+  const x0 = Math.ceil(width * 0.3) + 1, x1 = Math.floor(width * 0.7) - 1;
+  for (let x = x0; x <= x1; ++x) assert.ok(columns.has(x), `the stroke skips column ${x}`);
+  await page.fill('#count', '2');
+  await page.click('#complete');
+  await waitState(page, ['done']);
+  assert.match(await page.textContent('#caption'), /your strokes kept, the rest drawn by the model/);
+  for (const img of await page.evaluate(() => window.ebmPage.images())) {
+    let redrawn = 0;
+    for (let k = 0; k < stroke.length; ++k) {
+      if (stroke[k]) assert.equal(img[k], -1, `stroke pixel ${k % width},${Math.floor(k / width)}`);
+      else redrawn += img[k] !== 1;
+    }
+    assert.ok(redrawn > 0, 'nothing was drawn around the strokes');
+  }
+  // Picking a sample again leaves the sketch: back to a half.
+  await page.click('#grid figure:nth-child(1) button[title="Use for variations and completion"]');
+  assert.equal(await page.inputValue('#region'), 'right');
   assert.deepEqual(page.errors, []);
   await context.close();
 });

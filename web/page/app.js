@@ -20,7 +20,9 @@ const state = {
   lastRun: null,      // {seed, n, params, kind}
   agg: null,          // per-step energy sums over the grid
   blend: { a: null, b: null },
-  vary: { image: null, paint: null },  // the drawing to vary or complete; painted region (1 = redraw)
+  // The drawing to vary or complete; the painted region (1 = redraw); the strokes drawn on it to
+  // keep (1 = kept, region "strokes"); the pointer's last position while it draws.
+  vary: { image: null, paint: null, strokes: null, last: null },
   msPerImageStep: 0,
   classifiers: [],    // classifier entries of the model list
   classifier: null,   // {name, input, reference} once loaded into the pool
@@ -145,7 +147,7 @@ async function loadBytes(bytes, label) {
                   height: input.height, size: bytes.byteLength };
   // Picked drawings belong to the previous model's image size.
   state.blend = { a: null, b: null };
-  state.vary = { image: null, paint: null };
+  state.vary = { image: null, paint: null, strokes: null, last: null };
   for (const id of ['blend-a', 'blend-b', 'vary-src']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
   renderCard();
   applyDefaults();
@@ -690,7 +692,8 @@ function finishRun(stopped, msPerImageStep) {
   const restarted = r.params.form === 'ddim' || r.params.form === 'annealed';
   const what = r.kind === 'blend' ? `from blends of A and B${restarted ? ` (restarted, strength ${r.strength})` : ''}`
     : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
-      : r.kind === 'inpaint' ? `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`
+      : r.kind === 'inpaint' ? (r.region === 'strokes' ? 'your strokes kept, the rest drawn by the model'
+        : `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`)
         : 'from noise';
   $('caption').textContent = `seed ${r.seed} · ${steps} of ${r.params.steps} steps · ${r.params.form} form · ${what}` +
     (r.guide ? ` · ${r.guide.text}` : '');
@@ -731,6 +734,7 @@ function redrawMask() {
   if (!m || !state.vary.image) return new Float32Array(0);
   const region = $('region').value;
   if (region === 'paint') return state.vary.paint || new Float32Array(m.width * m.height);
+  if (region === 'strokes') return (state.vary.strokes || new Float32Array(m.width * m.height)).map((v) => 1 - v);
   const mask = new Float32Array(m.width * m.height);
   for (let y = 0; y < m.height; ++y)
     for (let x = 0; x < m.width; ++x) {
@@ -762,7 +766,18 @@ function drawVarySource() {
 function setVarySource(floats) {
   state.vary.image = floats;
   state.vary.paint = null;
-  if ($('region').value === 'paint') $('region').value = 'right';
+  state.vary.strokes = null;
+  if ($('region').value === 'paint' || $('region').value === 'strokes') $('region').value = 'right';
+  drawVarySource();
+}
+
+// A blank sheet to draw on: Complete keeps the strokes drawn and lets the model draw the rest.
+function newSketch() {
+  const m = state.model;
+  if (!m) return;
+  setVarySource(new Float32Array(m.width * m.height).fill(1));
+  state.vary.strokes = new Float32Array(m.width * m.height);
+  $('region').value = 'strokes';
   drawVarySource();
 }
 
@@ -774,20 +789,38 @@ function pickVarySource(chain) {
 }
 
 // Painting on the drawing marks pixels to redraw (a round brush of 3 pixels' radius); the first
-// stroke starts from the half chosen before.
-function paintAt(e) {
+// stroke starts from the half chosen before. Under "your strokes" the pointer draws instead: dark
+// pixels (a brush of 1.2 pixels' radius) that Complete keeps while it redraws everything else.
+// The brush follows the pointer from its last position, so a quick stroke leaves no gaps.
+function paintAt(e, first) {
   const m = state.model, c = $('vary-src');
   if (!m || !state.vary.image) return;
-  if ($('region').value !== 'paint') {
+  const drawing = $('region').value === 'strokes';
+  if (drawing && !state.vary.strokes) state.vary.strokes = new Float32Array(m.width * m.height);
+  if (!drawing && $('region').value !== 'paint') {
     state.vary.paint = redrawMask().slice();
     $('region').value = 'paint';
   }
   const r = c.getBoundingClientRect();
   const px = ((e.clientX - r.left) / r.width) * m.width, py = ((e.clientY - r.top) / r.height) * m.height;
-  const paint = state.vary.paint;
-  for (let y = Math.max(0, Math.floor(py - 3)); y <= Math.min(m.height - 1, Math.ceil(py + 3)); ++y)
-    for (let x = Math.max(0, Math.floor(px - 3)); x <= Math.min(m.width - 1, Math.ceil(px + 3)); ++x)
-      if ((x + 0.5 - px) ** 2 + (y + 0.5 - py) ** 2 <= 9) paint[y * m.width + x] = 1;
+  const from = first || !state.vary.last ? { x: px, y: py } : state.vary.last;
+  state.vary.last = { x: px, y: py };
+  const radius = drawing ? 1.2 : 3;
+  const hops = Math.max(1, Math.ceil(2 * Math.hypot(px - from.x, py - from.y)));
+  for (let h = 1; h <= hops; ++h) {
+    const cx = from.x + ((px - from.x) * h) / hops, cy = from.y + ((py - from.y) * h) / hops;
+    for (let y = Math.max(0, Math.floor(cy - radius)); y <= Math.min(m.height - 1, Math.ceil(cy + radius)); ++y)
+      for (let x = Math.max(0, Math.floor(cx - radius)); x <= Math.min(m.width - 1, Math.ceil(cx + radius)); ++x) {
+        if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 > radius * radius) continue;
+        const k = y * m.width + x;
+        if (drawing) {
+          state.vary.image[k] = -1;
+          state.vary.strokes[k] = 1;
+        } else {
+          state.vary.paint[k] = 1;
+        }
+      }
+  }
   drawVarySource();
 }
 
@@ -859,8 +892,9 @@ function wire() {
   $('strength').addEventListener('input', () => { $('strength-out').value = $('strength').value; });
   $('blend-strength').addEventListener('input', () => { $('blend-strength-out').value = $('blend-strength').value; });
   $('upload-v').addEventListener('change', (e) => uploadVarySource(e.target.files[0]));
+  $('sketch-new').addEventListener('click', newSketch);
   const src = $('vary-src');
-  src.addEventListener('pointerdown', (e) => { src.setPointerCapture(e.pointerId); paintAt(e); });
+  src.addEventListener('pointerdown', (e) => { src.setPointerCapture(e.pointerId); paintAt(e, true); });
   src.addEventListener('pointermove', (e) => { if (src.hasPointerCapture(e.pointerId)) paintAt(e); });
   $('form').addEventListener('change', showFormFields);
   for (const r of document.querySelectorAll('input[name="guide-mode"]')) r.addEventListener('change', () => setGuideMode(r.value));
