@@ -2,6 +2,7 @@
 // not in wasm would change the last bit of the noise and break cross-platform reproducibility.
 #include "ebm/rng.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -65,28 +66,31 @@ void Pcg32::fill_smooth_uniform_pm1(float* out, int h, int w, int cell,
   }
 }
 
-float portable_log(float x) {
-  // x = m * 2^e with m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m - 1) / (m + 1),
-  // |s| < 0.172, series to s^9 (next term < 4e-10).
+namespace {
+
+// ln x for x in (0, 1] (portable_log's arithmetic, without branches, so that a loop over it
+// vectorises): x = m * 2^e with m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m - 1) /
+// (m + 1), |s| < 0.172, series to s^9 (next term < 4e-10).
+inline float log_of(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
   int e = int((u >> 23) & 0xffu) - 127;
   u = (u & 0x7fffffu) | 0x3f800000u;  // m in [1, 2)
   float m;
   std::memcpy(&m, &u, 4);
-  if (m > 1.41421356f) {
-    m *= 0.5f;
-    e += 1;
-  }
+  const bool high = m > 1.41421356f;
+  m = high ? m * 0.5f : m;
+  e += high ? 1 : 0;
   const float s = (m - 1.0f) / (m + 1.0f);
   const float s2 = s * s;
   const float poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
   return float(e) * 0.693147180559945f + 2.0f * s * poly;
 }
 
-void portable_sincos_2pi(float u, float* c, float* s) {
-  // Quadrant q and angle phi = (4u - q) * pi/2 in [0, pi/2); Taylor series to phi^11 / phi^12
-  // (truncation below 6e-9).
+// cos and sin of 2 pi u for u in [0, 1): quadrant q and angle phi = (4u - q) * pi/2 in
+// [0, pi/2); Taylor series to phi^11 / phi^12 (truncation below 6e-9); the quadrant's swap and
+// signs as selects (negation is exact, so the bits are those of a switch on q).
+inline void sincos_2pi_of(float u, float* c, float* s) {
   const float t = u * 4.0f;
   const int q = int(t) & 3;
   const float phi = (t - float(int(t))) * 1.57079632679490f;
@@ -95,24 +99,42 @@ void portable_sincos_2pi(float u, float* c, float* s) {
       phi * (1.0f - p2 / 6 * (1.0f - p2 / 20 * (1.0f - p2 / 42 * (1.0f - p2 / 72 * (1.0f - p2 / 110)))));
   const float cs =
       1.0f - p2 / 2 * (1.0f - p2 / 12 * (1.0f - p2 / 30 * (1.0f - p2 / 56 * (1.0f - p2 / 90 * (1.0f - p2 / 132)))));
-  switch (q) {
-    case 0: *c = cs; *s = sn; break;
-    case 1: *c = -sn; *s = cs; break;
-    case 2: *c = -cs; *s = -sn; break;
-    default: *c = sn; *s = -cs; break;
-  }
+  const bool swap = (q & 1) != 0, neg_c = q == 1 || q == 2, neg_s = q >= 2;
+  const float c0 = swap ? sn : cs, s0 = swap ? cs : sn;
+  *c = neg_c ? -c0 : c0;
+  *s = neg_s ? -s0 : s0;
 }
 
+}  // namespace
+
+float portable_log(float x) { return log_of(x); }
+
+void portable_sincos_2pi(float u, float* c, float* s) { sincos_2pi_of(u, c, s); }
+
 void Pcg32::fill_normal(float* out, size_t n) {
-  // Box-Muller on pairs: u1 in (0, 1], u2 in [0, 1).
-  for (size_t i = 0; i < n; i += 2) {
-    const float u1 = float((next_u32() >> 8) + 1) * (1.0f / 16777216.0f);
-    const float u2 = float(next_u32() >> 8) * (1.0f / 16777216.0f);
-    const float r = std::sqrt(-2.0f * portable_log(u1));  // sqrt is correctly rounded everywhere
-    float c, s;
-    portable_sincos_2pi(u2, &c, &s);
-    out[i] = r * c;
-    if (i + 1 < n) out[i + 1] = r * s;
+  // Box-Muller on pairs: u1 in (0, 1], u2 in [0, 1). The generator is serial, so it fills a block
+  // of uniforms first (u1 then u2 for each pair, as one pair at a time would draw them); the
+  // transform then runs over the whole block, which the compiler vectorises. An odd n draws its
+  // last pair whole and keeps the first value.
+  constexpr size_t kPairs = 64;
+  float u1[kPairs], u2[kPairs], r[kPairs], c[kPairs], s[kPairs];
+  for (size_t i = 0; i < n; i += 2 * kPairs) {
+    const size_t pairs = std::min(kPairs, (n - i + 1) / 2);
+    for (size_t j = 0; j < pairs; ++j) {
+      u1[j] = float((next_u32() >> 8) + 1) * (1.0f / 16777216.0f);
+      u2[j] = float(next_u32() >> 8) * (1.0f / 16777216.0f);
+    }
+    for (size_t j = 0; j < pairs; ++j) {
+      r[j] = std::sqrt(-2.0f * log_of(u1[j]));  // sqrt is correctly rounded everywhere
+      sincos_2pi_of(u2[j], &c[j], &s[j]);
+    }
+    float* o = out + i;
+    const size_t whole = std::min(pairs, (n - i) / 2);
+    for (size_t j = 0; j < whole; ++j) {
+      o[2 * j] = r[j] * c[j];
+      o[2 * j + 1] = r[j] * s[j];
+    }
+    if (whole < pairs) o[2 * whole] = r[whole] * c[whole];
   }
 }
 
