@@ -11,7 +11,8 @@
 //   m.energyAt(xPtr, n, ePtr, sigma), m.energyAndGradAt(xPtr, n, ePtr, gPtr, sigma): the same at
 //                                                   a noise level (noise-conditional models)
 //   const s = new Module.Sampler(m, '{"steps":60}', seed);   s.error()
-//   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain)
+//   s.startUniform(count, firstChain) / s.startFrom(ptr, count, firstChain) (the chains' states as
+//       given: under the noise-level forms, states of the first level; drawings: startVariation)
 //   s.startBlend(aPtr, bPtr, tPtr, count, firstChain, strength) -> ""; the noise-level forms
 //       restart each blend part way (strength: the share of the walk redone, as startVariation)
 //   s.setGuide(classifier, target, scale, sigmaGuide, onDenoised) -> ""; guided sampling (below)
