@@ -372,6 +372,7 @@ test('two samples picked as A and B start chains from their blends', async () =>
   await page.click('#blend');
   await waitState(page, ['done']);
   assert.match(await page.textContent('#caption'), /10 of 10 steps · paper form · from blends of A and B$/);
+  assert.match(await page.textContent('#chart-hint'), /low = bridge-like/);
   assert.equal((await tileStats(page)).length, 3);
   assert.deepEqual(page.errors, []);
   await context.close();
@@ -538,6 +539,8 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   for (const top of during) assert.ok(top <= 1, `a frame while refining is not a denoised estimate: max |x| ${top}`);
   const firstGrid = await page.evaluate(() => window.ebmPage.firstGridMs);
   assert.ok(typeof firstGrid === 'number' && firstGrid > 0, `first full grid at ${firstGrid} ms`);
+  // The chart's energies are each at their step's own noise level: the hint says so.
+  assert.match(await page.textContent('#chart-hint'), /each step at its own noise level/);
   // Blends restart part way under a noise-level form (a blend is no state of the walk's noisy
   // start): the strength shows, and at 0.6 of 40 levels every tile's picture comes from level
   // round(0.4 * 39) = 16 or later.

@@ -597,6 +597,12 @@ function start(kind) {
   grid.reset(n, m.width, m.height);
   $('labels-summary').textContent = '';
   chart.reset(p.steps);
+  // Under the noise-level forms each step's energy is taken at that step's own noise level, where
+  // E = |x - D|^2 / (2 sigma^2) stays near one half per pixel while the walk denoises and rises at
+  // the smallest sigma: only samples within a step compare.
+  $('chart-hint').textContent = p.form === 'ddim' || p.form === 'annealed'
+    ? '(mean over the grid, each step at its own noise level σ, so compare samples within a step, not steps; band: min to max)'
+    : '(mean over the grid; band: min to max; low = bridge-like)';
   $('progress-bar').style.width = '0%';
   $('caption').textContent = '';
   setState('running');
