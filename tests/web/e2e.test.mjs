@@ -373,6 +373,7 @@ test('two samples picked as A and B start chains from their blends', async () =>
   await waitState(page, ['done']);
   assert.match(await page.textContent('#caption'), /10 of 10 steps · paper form · from blends of A and B$/);
   assert.match(await page.textContent('#chart-hint'), /low = bridge-like/);
+  assert.equal(await page.textContent('#chart-title'), 'Energy per step');
   assert.equal((await tileStats(page)).length, 3);
   assert.deepEqual(page.errors, []);
   await context.close();
@@ -539,8 +540,18 @@ test('a noise-conditional model opened from disk samples with its noise-level fo
   for (const top of during) assert.ok(top <= 1, `a frame while refining is not a denoised estimate: max |x| ${top}`);
   const firstGrid = await page.evaluate(() => window.ebmPage.firstGridMs);
   assert.ok(typeof firstGrid === 'number' && firstGrid > 0, `first full grid at ${firstGrid} ms`);
-  // The chart's energies are each at their step's own noise level: the hint says so.
-  assert.match(await page.textContent('#chart-hint'), /each step at its own noise level/);
+  // The chart shows how far the drawings still move (each step's energy is at its own noise
+  // level): a point from the second step on, every one a positive RMS change on the [-1, 1]
+  // scale, and the last steps move the drawings less than the largest move.
+  assert.equal(await page.textContent('#chart-title'), 'Change per step');
+  assert.match(await page.textContent('#chart-hint'), /how much each step still redraws/);
+  const moves = await page.evaluate(() => window.ebmPage.energyMeans());
+  assert.equal(moves[0], undefined);
+  assert.equal(moves[1], undefined);  // the first step's estimate has none before it
+  const points = moves.slice(2);
+  assert.equal(points.length, 39, `points ${JSON.stringify(moves)}`);
+  for (const v of points) assert.ok(v > 0 && v <= 2, `a move of ${v}`);
+  assert.ok(points[points.length - 1] < Math.max(...points), JSON.stringify(points));
   // Blends restart part way under a noise-level form (a blend is no state of the walk's noisy
   // start): the strength shows, and at 0.6 of 40 levels every tile's picture comes from level
   // round(0.4 * 39) = 16 or later.

@@ -589,7 +589,8 @@ function start(kind) {
     startSpec = { kind: 'inpaint', image: state.vary.image, mask: redrawMask().map((v) => 1 - v) };
   }
   state.running = true;
-  state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide };
+  state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide,
+                    noiseLevels: p.form === 'ddim' || p.form === 'annealed' };
   // previewSigma: per chain, the noise level of the denoised estimate it shows (Infinity: none
   // yet); firstGridMs: when every tile first showed a whole drawing (below).
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0),
@@ -599,9 +600,11 @@ function start(kind) {
   chart.reset(p.steps);
   // Under the noise-level forms each step's energy is taken at that step's own noise level, where
   // E = |x - D|^2 / (2 sigma^2) stays near one half per pixel while the walk denoises and rises at
-  // the smallest sigma: only samples within a step compare.
-  $('chart-hint').textContent = p.form === 'ddim' || p.form === 'annealed'
-    ? '(mean over the grid, each step at its own noise level σ, so compare samples within a step, not steps; band: min to max)'
+  // the smallest sigma; the chart shows instead how far the drawings still move.
+  const noiseLevels = p.form === 'ddim' || p.form === 'annealed';
+  $('chart-title').textContent = noiseLevels ? 'Change per step' : 'Energy per step';
+  $('chart-hint').textContent = noiseLevels
+    ? '(how much each step still redraws: RMS change of each drawing, as the model sees it, since the step before; mean over the grid; band: min to max)'
     : '(mean over the grid; band: min to max; low = bridge-like)';
   $('progress-bar').style.width = '0%';
   $('caption').textContent = '';
@@ -658,12 +661,15 @@ const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').match
 // At sigma 5 (level 14 of the shipped model's 40) every tile already has the layout it ends with.
 const kLayoutSigma = 5;
 
-function onProgress({ chain0, count, step, total, energies, images, denoised, sigma, level, levels }) {
+function onProgress({ chain0, count, step, total, energies, images, denoised, moves, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
+  // The chart: energies, or under the noise-level forms how far each drawing still moves (each
+  // step's energy is at its own noise level there, and says little from step to step).
+  const charted = state.lastRun.noiseLevels ? moves : energies;
   let sum = 0, lo = Infinity, hi = -Infinity;
   for (let i = 0; i < count; ++i) {
-    const e = energies[i];
-    sum += e; lo = Math.min(lo, e); hi = Math.max(hi, e);
+    const e = energies[i], v = charted ? charted[i] : NaN;
+    sum += v; lo = Math.min(lo, v); hi = Math.max(hi, v);
     grid.update(chain0 + i, images ? images.subarray(i * d, (i + 1) * d) : null, e, step);
     a.chainStep[chain0 + i] = step;
     if (images && (denoised || step === total)) a.previewSigma[chain0 + i] = step === total ? 0 : sigma;

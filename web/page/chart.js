@@ -1,4 +1,5 @@
-// The energy-per-step chart: the mean energy over the grid at each step, with the min..max band.
+// The per-step chart: the mean over the grid at each step of one number per chain (its energy, or
+// under the noise-level forms how far its drawing moved), with the min..max band.
 
 export class EnergyChart {
   constructor(canvas) {
@@ -41,7 +42,7 @@ export class EnergyChart {
     const steps = this.mean.length;
     if (steps === 0) {
       ctx.fillStyle = faint;
-      ctx.fillText('energy per step appears here while sampling', left, top + ph / 2);
+      ctx.fillText('the chart appears here while sampling', left, top + ph / 2);
       return;
     }
     let lo = Infinity, hi = -Infinity;

@@ -133,7 +133,7 @@ export class WorkerPool {
         const share = byWorker.get(worker);
         if (msg.type === 'progress') {
           onProgress({ chain0: share.first, count: share.count, step: msg.step, total: msg.total,
-                       energies: msg.energies, images: msg.images, denoised: !!msg.denoised,
+                       energies: msg.energies, images: msg.images, denoised: !!msg.denoised, moves: msg.moves,
                        sigma: msg.sigma, level: msg.level, levels: msg.levels });
         } else if (msg.type === 'done') {
           stopped ||= msg.stopped;

@@ -12,7 +12,9 @@
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
 //               {type:'load-guide', job, bytes}           -> {type:'guide-loaded', job, card}
-// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?, denoised?}
+// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?, denoised?, moves?}
+// (moves: the noise-level forms, from their second step on: per chain, the RMS change of its
+// denoised estimate since the step before, how far the drawing still moves)
 // (images: each slice end, the chains' denoised estimates (denoised: true) once a noise-level
 // form has made a step, else their states; sigma, level, levels: the annealed form's noise level, else 0)
 //               {type:'done', job, step, stopped, msPerStep} | {type:'error', job, message}
@@ -190,13 +192,27 @@ function slice(j) {
   const before = j.sampler.stepsDone();
   const done = j.sampler.run(1, (step, total, images, energies, sigma, level, levels, denoised) => {
     const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice(), sigma, level, levels };
+    if (denoised) {
+      const n = energies.length, d = denoised.length / n;
+      if (j.lastDenoised) {
+        msg.moves = new Float32Array(n);
+        for (let i = 0; i < n; ++i) {
+          let sum = 0;
+          for (let k = i * d; k < (i + 1) * d; ++k) sum += (denoised[k] - j.lastDenoised[k]) ** 2;
+          msg.moves[i] = Math.sqrt(sum / d);
+        }
+      }
+      (j.lastDenoised ||= new Float32Array(denoised.length)).set(denoised);
+    }
     // While a noise-level walk refines, the denoised estimates are whole drawings from the first
     // levels on; the noisy states are not worth looking at. The last step's are the samples.
     if (step === 0 || step === end || step === total) {
       msg.images = (denoised || images).slice();
       msg.denoised = !!denoised;
     }
-    const transfer = msg.images ? [msg.energies.buffer, msg.images.buffer] : [msg.energies.buffer];
+    const transfer = [msg.energies.buffer];
+    if (msg.images) transfer.push(msg.images.buffer);
+    if (msg.moves) transfer.push(msg.moves.buffer);
     postMessage(msg, transfer);
   }, steps);
   if (done < 0) { fail(j.id, j.sampler.error()); endJob(j); return; }
