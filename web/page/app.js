@@ -589,8 +589,9 @@ function start(kind) {
     startSpec = { kind: 'inpaint', image: state.vary.image, mask: redrawMask().map((v) => 1 - v) };
   }
   state.running = true;
+  const noiseLevels = walksNoiseLevels(p.form);
   state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide,
-                    noiseLevels: p.form === 'ddim' || p.form === 'annealed' };
+                    noiseLevels };
   // previewSigma: per chain, the noise level of the denoised estimate it shows (Infinity: none
   // yet); firstGridMs: when every tile first showed a whole drawing (below).
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0),
@@ -601,7 +602,6 @@ function start(kind) {
   // Under the noise-level forms each step's energy is taken at that step's own noise level, where
   // E = |x - D|^2 / (2 sigma^2) stays near one half per pixel while the walk denoises and rises at
   // the smallest sigma; the chart shows instead how far the drawings still move.
-  const noiseLevels = p.form === 'ddim' || p.form === 'annealed';
   $('chart-title').textContent = noiseLevels ? 'Change per step' : 'Energy per step';
   $('chart-hint').textContent = noiseLevels
     ? '(how much each step still redraws: RMS change of each drawing, as the model sees it, since the step before; mean over the grid; band: min to max)'
@@ -701,8 +701,7 @@ function finishRun(stopped, msPerImageStep) {
   const r = state.lastRun;
   const steps = Math.min(...state.agg.chainStep);
   setState(stopped ? 'stopped' : 'done');
-  const restarted = r.params.form === 'ddim' || r.params.form === 'annealed';
-  const what = r.kind === 'blend' ? `from blends of A and B${restarted ? ` (restarted, strength ${r.strength})` : ''}`
+  const what = r.kind === 'blend' ? `from blends of A and B${r.noiseLevels ? ` (restarted, strength ${r.strength})` : ''}`
     : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
       : r.kind === 'inpaint' ? (r.region === 'strokes' ? 'your strokes kept, the rest drawn by the model'
         : `the picked drawing with its ${r.region === 'paint' ? 'painted region' : `${r.region} half`} redrawn`)
