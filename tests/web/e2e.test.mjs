@@ -122,7 +122,7 @@ const tilesInView = (g) => g.tiles.length > 0 &&
   g.tiles.every(([l, t, r, b]) => l >= 0 && r <= g.width && t >= 0 && b <= g.bottom);
 
 // Polls until the page is in one of `states` with every tile on screen (a run that starts with
-// the grid out of sight scrolls it in smoothly).
+// the grid out of sight scrolls it in).
 async function waitInView(page, states, what) {
   let g;
   for (const t0 = Date.now(); Date.now() - t0 < 10000; await page.waitForTimeout(50)) {
@@ -307,6 +307,40 @@ test('the grid is the same for the same seed whatever the number of workers', as
   }
   assert.equal(grids[0].length, 4);
   assert.deepEqual(grids[0], grids[1], 'one worker and three workers gave different grids');
+  await context.close();
+});
+
+// Each frame the page draws costs Chromium's main thread and compositor time the workers then lack
+// (two cores: bench/README.md), so the workers' messages are drawn together, at most one frame
+// every 100 ms, and the last step is on screen when the run is done.
+test('the live grid is drawn at most every 100 ms, not once per worker message', async () => {
+  const context = await browser.newContext();
+  const page = await openPage(context, `${server.url}?workers=2`);
+  await waitState(page, ['ready']);
+  // Every task that changes the grid while the run is on is one MutationObserver callback (the
+  // labels come after it).
+  await page.evaluate(() => {
+    window.gridWrites = [];
+    new MutationObserver(() => document.body.dataset.state === 'running' && window.gridWrites.push(performance.now()))
+      .observe(document.getElementById('grid'), { subtree: true, attributes: true, childList: true });
+  });
+  const t0 = await page.evaluate(() => performance.now());
+  await generate(page, { count: 8, steps: 150, seed: 4 });
+  await waitState(page, ['done']);
+  const writes = await page.evaluate(() => window.gridWrites);
+  const messages = await page.evaluate(() => window.ebmPage.progressMessages);
+  const ms = writes.at(-1) - t0;
+  // The live frames, after the grid was built; the last one may be the finished run's, drawn at once.
+  const live = writes.filter((t) => t > writes[0]);
+  assert.ok(live.length >= 3, `the grid was not live: ${live.length} frames in ${ms.toFixed(0)} ms`);
+  for (let i = 1; i < live.length - 1; ++i) {
+    assert.ok(live[i] - live[i - 1] >= 90, `two frames ${(live[i] - live[i - 1]).toFixed(1)} ms apart`);
+  }
+  assert.ok(messages > 2 * live.length, `${messages} messages from the workers, ${live.length} frames`);
+  const steps = await page.$$eval('#grid figure', (fs) => fs.map((f) => Number(f.dataset.imageStep)));
+  assert.deepEqual(steps, new Array(8).fill(150));
+  console.log(`# ${live.length} frames for ${messages} worker messages in ${ms.toFixed(0)} ms`);
+  assert.deepEqual(page.errors, []);
   await context.close();
 });
 

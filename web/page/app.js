@@ -593,9 +593,13 @@ function start(kind) {
   state.lastRun = { seed, n, params: p, kind, strength: startSpec.strength, region: $('region').value, guide,
                     noiseLevels };
   // previewSigma: per chain, the noise level of the denoised estimate it shows (Infinity: none
-  // yet); firstGridMs: when every tile first showed a whole drawing (below).
+  // yet); firstGridMs: when every tile first showed a whole drawing (below); finishedAt: the
+  // performance.now() of the finished grid, labelled where a classifier is loaded.
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0),
-                previewSigma: new Array(n).fill(Infinity), t0: performance.now(), firstGridMs: null };
+                previewSigma: new Array(n).fill(Infinity), t0: performance.now(), firstGridMs: null,
+                finishedAt: null, total: p.steps, where: '', messages: 0,
+                // the news not drawn yet (chain -> picture, energy, step) and the live frame's state
+                tiles: new Map(), timer: 0, frame: 0, firstPending: null, lastFrame: -Infinity };
   grid.reset(n, m.width, m.height);
   $('labels-summary').textContent = '';
   chart.reset(p.steps);
@@ -624,13 +628,9 @@ function start(kind) {
     }
   }
   history.replaceState(null, '', url);
-  let frame = 0;
   const g = guide && { target: guide.target, scale: guide.scale, sigma: guide.sigma, onDenoised: guide.onDenoised };
   pool.run({ n, params: p, seed, start: startSpec, guide: g }, {
-    onProgress: (msg) => {
-      onProgress(msg);
-      if (!frame) frame = requestAnimationFrame(() => { frame = 0; chart.draw(); });
-    },
+    onProgress,
     onDone: ({ stopped, msPerImageStep }) => finishRun(stopped, msPerImageStep),
     onError: (message) => {
       state.running = false;
@@ -645,7 +645,8 @@ function start(kind) {
 // The samples are what a run is for: when the grid's first tile is not wholly on screen (a phone
 // scrolled down to the settings or the blend panel below the grid, a short window scrolled down
 // the side panel), scroll the samples panel to the top. The bar that holds Generate on narrow
-// screens is fixed to the bottom and covers what is under it.
+// screens is fixed to the bottom and covers what is under it. A jump, not a smooth scroll: that is
+// half a second of frames drawn while the workers start (bench/README.md).
 function showGrid() {
   const first = $('grid').firstElementChild;
   if (!first) return;
@@ -653,7 +654,7 @@ function showGrid() {
   const bottom = getComputedStyle(bar).position === 'fixed' ? bar.getBoundingClientRect().top : innerHeight;
   const r = first.getBoundingClientRect();
   if (r.top >= 0 && r.bottom <= bottom) return;
-  $('results').scrollIntoView({ block: 'start', behavior: smoothScroll() });
+  $('results').scrollIntoView({ block: 'start' });
 }
 
 const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth');
@@ -661,23 +662,28 @@ const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').match
 // At sigma 5 (level 14 of the shipped model's 40) every tile already has the layout it ends with.
 const kLayoutSigma = 5;
 
+// A worker's progress is noted when it arrives and drawn at the next live frame (below), so that
+// the workers' messages of one step make one frame, not one each.
 function onProgress({ chain0, count, step, total, energies, images, denoised, moves, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
+  ++a.messages;
   // The chart: energies, or under the noise-level forms how far each drawing still moves (each
   // step's energy is at its own noise level there, and says little from step to step).
   const charted = state.lastRun.noiseLevels ? moves : energies;
   let sum = 0, lo = Infinity, hi = -Infinity;
   for (let i = 0; i < count; ++i) {
-    const e = energies[i], v = charted ? charted[i] : NaN;
+    const c = chain0 + i, e = energies[i], v = charted ? charted[i] : NaN;
     sum += v; lo = Math.min(lo, v); hi = Math.max(hi, v);
-    grid.update(chain0 + i, images ? images.subarray(i * d, (i + 1) * d) : null, e, step);
-    a.chainStep[chain0 + i] = step;
-    if (images && (denoised || step === total)) a.previewSigma[chain0 + i] = step === total ? 0 : sigma;
-  }
-  // The first full grid: every tile shows a finished sample or a denoised estimate from a level
-  // at or below kLayoutSigma, where the drawing's layout is decided and only strokes sharpen.
-  if (a.firstGridMs === null && a.previewSigma.every((v) => v <= kLayoutSigma)) {
-    a.firstGridMs = performance.now() - a.t0;
+    const tile = a.tiles.get(c) || {};
+    if (images) {
+      tile.image = images.subarray(i * d, (i + 1) * d);
+      tile.imageStep = step;
+    }
+    tile.energy = e;
+    tile.step = step;
+    a.tiles.set(c, tile);
+    a.chainStep[c] = step;
+    if (images && (denoised || step === total)) a.previewSigma[c] = step === total ? 0 : sigma;
   }
   a.sum[step] = (a.sum[step] || 0) + sum;
   a.count[step] = (a.count[step] || 0) + count;
@@ -685,21 +691,57 @@ function onProgress({ chain0, count, step, total, energies, images, denoised, mo
   a.max[step] = Math.max(a.max[step] ?? -Infinity, hi);
   const n = state.lastRun.n;
   if (a.count[step] === n) chart.push(step, a.sum[step] / n, a.min[step], a.max[step]);
+  a.total = total;
+  // The annealed form refines coarse to fine: say which noise level the grid is at.
+  a.where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` +
+    (denoised && step < total ? ' · showing each drawing as the model sees it so far' : '') : '';
+  // Drawn once every chain has news (the workers' messages of one step make one frame), at most
+  // every kFrameMs; a worker that lags is not waited for beyond kLagMs.
+  if (a.frame) return;
+  const now = performance.now();
+  a.firstPending ??= now;
+  const due = Math.max(a.lastFrame + kFrameMs, a.tiles.size === state.lastRun.n ? now : a.firstPending + kLagMs);
+  clearTimeout(a.timer);
+  a.timer = setTimeout(() => { a.timer = 0; a.frame = requestAnimationFrame(() => drawProgress(a)); },
+                       Math.max(0, due - now));
+}
+
+// Live frames at most every kFrameMs: each frame costs Chromium's main thread and compositor time
+// the workers then lack (on 2 cores, a frame for each worker's message cost about a tenth of the
+// time to a finished grid of the shipped model, whose steps take a worker about 200 ms:
+// bench/README.md).
+const kFrameMs = 100, kLagMs = 250;
+
+function drawProgress(a) {
+  a.frame = 0;
+  a.firstPending = null;
+  a.lastFrame = performance.now();
+  if (a !== state.agg) return;  // a frame of a run that has been replaced
+  for (const [c, t] of a.tiles) grid.update(c, t.image || null, t.energy, t.step, t.imageStep);
+  a.tiles.clear();
+  // The first full grid: every tile shows a finished sample or a denoised estimate from a level
+  // at or below kLayoutSigma, where the drawing's layout is decided and only strokes sharpen.
+  if (a.firstGridMs === null && a.previewSigma.every((v) => v <= kLayoutSigma)) {
+    a.firstGridMs = a.lastFrame - a.t0;
+  }
+  const n = state.lastRun.n;
   let done = 0;
   for (const s of a.chainStep) done += s;
-  $('progress-bar').style.width = `${(100 * done) / (n * total)}%`;
-  // The annealed form refines coarse to fine: say which noise level the grid is at.
-  const where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` +
-    (denoised && step < total ? ' · showing each drawing as the model sees it so far' : '') : '';
-  status(`Step ${Math.min(...a.chainStep)} of ${total}${where}`);
+  $('progress-bar').style.width = `${(100 * done) / (n * a.total)}%`;
+  status(`Step ${Math.min(...a.chainStep)} of ${a.total}${a.where}`);
+  chart.draw();
 }
 
 function finishRun(stopped, msPerImageStep) {
   state.running = false;
   state.msPerImageStep = msPerImageStep;
-  chart.draw();
+  const a = state.agg;
+  clearTimeout(a.timer);
+  cancelAnimationFrame(a.frame);
+  a.timer = 0;
+  drawProgress(a);
   const r = state.lastRun;
-  const steps = Math.min(...state.agg.chainStep);
+  const steps = Math.min(...a.chainStep);
   setState(stopped ? 'stopped' : 'done');
   const what = r.kind === 'blend' ? `from blends of A and B${r.noiseLevels ? ` (restarted, strength ${r.strength})` : ''}`
     : r.kind === 'variation' ? `variations of the picked drawing (strength ${r.strength})`
@@ -711,7 +753,7 @@ function finishRun(stopped, msPerImageStep) {
   status(`${stopped ? 'Stopped' : 'Done'}: ${r.n} sample${r.n > 1 ? 's' : ''}, ` +
          `${msPerImageStep.toFixed(1)} ms per image-step`);
   enableControls();
-  labelGrid();
+  labelGrid().finally(() => { a.finishedAt = performance.now(); });
 }
 
 function stop() {
@@ -997,8 +1039,12 @@ window.ebmPage = {
   get model() { return state.model && { name: state.model.name, card: state.model.card }; },
   get workers() { return pool.size; },
   get msPerImageStep() { return state.msPerImageStep; },
-  // Generate to the first full grid of drawings (see onProgress), in ms; null until then.
+  // Generate to the first full grid of drawings on screen (see drawProgress), in ms; null until then.
   get firstGridMs() { return state.agg ? state.agg.firstGridMs : null; },
+  // The workers' progress messages of the last run (drawn together: see onProgress).
+  get progressMessages() { return state.agg ? state.agg.messages : 0; },
+  // When the last run's grid was finished and labelled (performance.now()); null until then.
+  get finishedAt() { return state.agg ? state.agg.finishedAt : null; },
   energyMeans: () => chart.mean.slice(),
   get classifier() { return state.classifier && state.classifier.name; },
   get guide() { return state.guide && state.guide.name; },

@@ -67,13 +67,14 @@ export class GridView {
     }
   }
 
-  update(chain, images, energy, step) {
+  // images: the chain's picture from step imageStep, or null (the picture stays).
+  update(chain, images, energy, step, imageStep = step) {
     const t = this.tiles[chain];
     if (!t) return;
     if (images) {
       this.images[chain] = images;
       drawImage(t.canvas, images, this.width, this.height);
-      t.tile.dataset.imageStep = step;  // the step the picture is from (step: the latest)
+      t.tile.dataset.imageStep = imageStep;  // the step the picture is from (step: the latest)
     }
     this.energies[chain] = energy;
     // No energy yet at the start of a noise-level walk (NaN): the first step computes it.
