@@ -5,7 +5,7 @@
 //
 //   node bench/e2e.mjs [--model models/bridges.safetensors] [--count 16] [--runs 5]
 //                      [--workers 0] [--steps K] [--rho R] [--sigma-max S] [--screenshot page.png] [--phone]
-//                      [--guide MIX [--guide-scale L] [--guide-denoised]]
+//                      [--guide MIX [--guide-scale L] [--guide-denoised]] [--trace trace.json]
 // --workers 0: the page's own choice (one per core, up to its limit); --steps: override the
 // model's default steps (default: the model's, as a visitor gets them); --rho: its level spacing;
 // --sigma-max: its first noise level. Needs build/site
@@ -14,8 +14,12 @@
 // screen at twice the pixels (an iPhone's size) instead of a 1440x1000 desktop window.
 // --guide: guided sampling toward MIX (cable_fan, arch:0.5,suspension:0.5) by the listed
 // classifier, set through the page's link (guide=MIX&guide_scale=L&guide_denoised=1).
+// --trace: a Chromium trace of the last run's Generate to the file, and where its CPU went: the
+// sampling workers, and beside them Chromium's own threads (the page's main thread, the
+// compositors), with the frames the page drew. On 2 cores every second of the latter is taken
+// from the workers. Tracing itself costs time: the traced run's times are not comparable.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +37,7 @@ const { values: opt } = parseArgs({
     rho: { type: 'string' },
     'sigma-max': { type: 'string' },
     screenshot: { type: 'string' },
+    trace: { type: 'string' },
     phone: { type: 'boolean', default: false },
     guide: { type: 'string' },
     'guide-scale': { type: 'string', default: '3000' },
@@ -41,10 +46,35 @@ const { values: opt } = parseArgs({
   },
 });
 if (opt.help) {
-  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--rho R] [--sigma-max S] [--screenshot page.png] [--phone] [--guide MIX [--guide-scale L] [--guide-denoised]]');
+  console.log('usage: node bench/e2e.mjs [--model M.safetensors] [--count 16] [--runs 5] [--workers 0] [--steps K] [--rho R] [--sigma-max S] [--screenshot page.png] [--phone] [--guide MIX [--guide-scale L] [--guide-denoised]] [--trace trace.json]');
   process.exit(0);
 }
 const fail = (msg) => { console.error(`e2e: ${msg}`); process.exit(1); };
+
+// CPU seconds per thread kind in a Chromium trace (each task's thread time, tdur) and the frames
+// committed: 'workers 6.61 s; beside them 0.60 s (CrRendererMain 0.30, ...); 32 frames'.
+function traceSummary(file) {
+  const { traceEvents } = JSON.parse(readFileSync(file, 'utf8'));
+  const names = new Map();
+  for (const e of traceEvents) {
+    if (e.ph === 'M' && e.name === 'thread_name') names.set(`${e.pid}/${e.tid}`, e.args.name);
+  }
+  const cpu = new Map();
+  let frames = 0;
+  for (const e of traceEvents) {
+    if (e.ph !== 'X') continue;
+    if (e.name === 'Commit') ++frames;
+    if (e.name !== 'ThreadControllerImpl::RunTask') continue;
+    const name = names.get(`${e.pid}/${e.tid}`) ?? 'unnamed';
+    cpu.set(name, (cpu.get(name) ?? 0) + (e.tdur ?? 0) / 1e6);
+  }
+  const workers = cpu.get('DedicatedWorker thread') ?? 0;
+  cpu.delete('DedicatedWorker thread');
+  const rest = [...cpu].sort((a, b) => b[1] - a[1]);
+  const beside = rest.reduce((sum, [, s]) => sum + s, 0);
+  return `CPU of the traced run: workers ${workers.toFixed(2)} s; beside them ${beside.toFixed(2)} s (` +
+         `${rest.slice(0, 4).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ')}); ${frames} frames committed`;
+}
 // The release build's server, or the one of a build without LibTorch.
 const SERVE = ['release', 'no-torch'].map((b) => path.join(root, 'build', b, 'web', 'server', 'ebm-serve'))
   .find(existsSync) ?? path.join(root, 'build', 'release', 'web', 'server', 'ebm-serve');
@@ -124,6 +154,8 @@ try {
     if (opt.rho) await page.fill('#rho', opt.rho);
     if (opt['sigma-max']) await page.fill('#sigma_max', opt['sigma-max']);
     await page.fill('#seed', String(r + 1));
+    const traced = opt.trace && r === Number(opt.runs) - 1;
+    if (traced) await browser.startTracing(page, { path: opt.trace, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'toplevel'] });
     const t0 = await page.evaluate(() => {
       const t = performance.now();
       document.getElementById('generate').click();
@@ -136,6 +168,10 @@ try {
       fail(`the grid was not labelled: ${await page.textContent('#notice')}`);
     }
     const t1 = await page.evaluate(() => window.ebmPage.finishedAt);
+    if (traced) {
+      await browser.stopTracing();
+      console.log(`e2e: ${traceSummary(opt.trace)}`);
+    }
     runs.push((t1 - t0) / 1000);
     firstGrid.push((await page.evaluate(() => window.ebmPage.firstGridMs)) / 1000);
     msPerImageStep.push(await page.evaluate(() => window.ebmPage.msPerImageStep));
