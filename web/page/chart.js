@@ -5,10 +5,18 @@ export class EnergyChart {
   constructor(canvas) {
     this.canvas = canvas;
     this.reset(0);
-    new ResizeObserver(() => this.draw()).observe(canvas);
+    // The canvas's size as the observer reports it: reading clientWidth in a live frame, after the
+    // grid's updates, made Chromium lay the page out there and then.
+    this.size = null;
+    new ResizeObserver(([entry]) => {
+      this.size = { width: entry.contentRect.width, height: entry.contentRect.height };
+      this.colors = null;
+      this.draw();
+    }).observe(canvas);
   }
 
   reset(total) {
+    this.colors = null;  // read again from the style sheet (a theme may have changed)
     this.total = total;
     this.mean = [];
     this.min = [];
@@ -27,14 +35,20 @@ export class EnergyChart {
   draw() {
     const c = this.canvas;
     const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(c.clientWidth * dpr)), h = Math.max(1, Math.round(c.clientHeight * dpr));
+    const { width: cw, height: ch } = this.size || { width: c.clientWidth, height: c.clientHeight };
+    const w = Math.max(1, Math.round(cw * dpr)), h = Math.max(1, Math.round(ch * dpr));
     if (c.width !== w) c.width = w;
     if (c.height !== h) c.height = h;
     const ctx = c.getContext('2d');
-    const css = getComputedStyle(c);
-    const ink = css.getPropertyValue('--ink').trim() || '#222';
-    const faint = css.getPropertyValue('--faint').trim() || '#999';
-    const accent = css.getPropertyValue('--accent').trim() || '#2563eb';
+    // The colours once per run: getComputedStyle in every live frame made Chromium recompute the
+    // page's style there and then, after the grid's updates.
+    if (!this.colors) {
+      const css = getComputedStyle(c);
+      this.colors = { ink: css.getPropertyValue('--ink').trim() || '#222',
+                      faint: css.getPropertyValue('--faint').trim() || '#999',
+                      accent: css.getPropertyValue('--accent').trim() || '#2563eb' };
+    }
+    const { ink, faint, accent } = this.colors;
     ctx.clearRect(0, 0, w, h);
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
     const left = 58 * dpr, right = 10 * dpr, top = 10 * dpr, bottom = 22 * dpr;

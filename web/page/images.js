@@ -1,21 +1,27 @@
 // Model inputs (floats in [-1, 1], one gray channel, row-major) to and from pixels, as the native
 // runtime does it: v -> (v - 127.5) / 127.5 and back, rounded and clamped.
 
-export function unitToGray(x) {
-  const v = Math.round(x * 127.5 + 127.5);
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
+// Each gray level as one RGBA pixel word, in this platform's byte order.
+const kGrayPixels = (() => {
+  const bytes = new Uint8Array(4 * 256);
+  for (let g = 0; g < 256; ++g) bytes.set([g, g, g, 255], 4 * g);
+  return new Uint32Array(bytes.buffer);
+})();
 
-// Draws one image (width x height floats) into a canvas of exactly that size.
+// Draws one image (width x height floats) into a canvas of exactly that size: gray level
+// Math.round(v * 127.5 + 127.5) clamped to [0, 255], NaN 0. The live grid draws 16 of these per
+// frame, so one pixel word per pixel into an ImageData kept with the canvas, and the rounding as
+// a floor (v * 127.5 + 128 is exact in doubles, so its floor is that Math.round).
 export function drawImage(canvas, floats, width, height) {
   if (canvas.width !== width) canvas.width = width;
   if (canvas.height !== height) canvas.height = height;
   const ctx = canvas.getContext('2d');
-  const img = ctx.createImageData(width, height);
-  const px = img.data;
+  let img = canvas.ebmImage;
+  if (!img || img.width !== width || img.height !== height) img = canvas.ebmImage = ctx.createImageData(width, height);
+  const px = new Uint32Array(img.data.buffer);
   for (let i = 0, n = width * height; i < n; ++i) {
-    const g = unitToGray(floats[i]);
-    px[4 * i] = g; px[4 * i + 1] = g; px[4 * i + 2] = g; px[4 * i + 3] = 255;
+    const v = floats[i] * 127.5 + 128;
+    px[i] = kGrayPixels[v <= 0 ? 0 : v >= 255 ? 255 : v | 0];
   }
   ctx.putImageData(img, 0, 0);
 }
