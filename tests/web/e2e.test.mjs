@@ -370,6 +370,31 @@ test('the live grid is drawn at most every 100 ms, not once per worker message, 
   await context.close();
 });
 
+// A worker that fails mid-run (a fault injected into worker.js as it is served): the page says so,
+// and no live frame that was still to come writes its step over the failure.
+test('a worker failing mid-run leaves the failure on screen', async () => {
+  const context = await browser.newContext();
+  const finished = 'if (j.sampler.finished()) { finish(j, false); return; }';
+  let injected = false;
+  await context.route('**/worker.js', async (route) => {
+    const response = await route.fetch();
+    const text = await response.text();
+    injected = text.includes(finished);
+    const body = text.replace(finished, `if (j.stepsRun >= 40) { fail(j.id, 'injected failure'); endJob(j); return; }\n  ${finished}`);
+    await route.fulfill({ response, body });
+  });
+  const page = await openPage(context, `${server.url}?workers=2`);
+  await waitState(page, ['ready']);
+  assert.ok(injected, 'worker.js no longer has the line the fault goes before');
+  await generate(page, { count: 8, steps: 100000, seed: 2 });
+  await waitState(page, ['error']);
+  await page.waitForTimeout(600);  // longer than a live frame's wait (kLagMs)
+  assert.equal(await page.textContent('#status'), 'Sampling failed');
+  assert.match(await page.textContent('#notice'), /Sampling failed: injected failure/);
+  assert.ok(await page.isEnabled('#generate'));
+  await context.close();
+});
+
 test('Stop stops the sampling at once', async () => {
   const context = await browser.newContext();
   const page = await openPage(context, server.url);

@@ -634,6 +634,7 @@ function start(kind) {
     onDone: ({ stopped, msPerImageStep }) => finishRun(stopped, msPerImageStep),
     onError: (message) => {
       state.running = false;
+      cancelFrame(state.agg);  // the failure's status stays on screen
       setState('error');
       notice(`Sampling failed: ${message}`);
       status('Sampling failed');
@@ -712,6 +713,13 @@ function onProgress({ chain0, count, step, total, energies, images, denoised, mo
 // bench/README.md).
 const kFrameMs = 100, kLagMs = 250;
 
+function cancelFrame(a) {
+  clearTimeout(a.timer);
+  cancelAnimationFrame(a.frame);
+  a.timer = 0;
+  a.frame = 0;
+}
+
 function drawProgress(a) {
   a.frame = 0;
   a.firstPending = null;
@@ -736,9 +744,7 @@ function finishRun(stopped, msPerImageStep) {
   state.running = false;
   state.msPerImageStep = msPerImageStep;
   const a = state.agg;
-  clearTimeout(a.timer);
-  cancelAnimationFrame(a.frame);
-  a.timer = 0;
+  cancelFrame(a);
   drawProgress(a);
   const r = state.lastRun;
   const steps = Math.min(...a.chainStep);
