@@ -314,7 +314,7 @@ test('the grid is the same for the same seed whatever the number of workers', as
 // (two cores: bench/README.md), so the workers' messages are drawn together, at most one frame
 // every 100 ms, and the last step is on screen when the run is done; the tiles' pixels are the
 // gray levels the native runtime writes.
-test('the live grid is drawn at most every 100 ms, not once per worker message, pixel for pixel', async () => {
+test('the live grid is drawn at most every 100 ms, not once per step of each worker, pixel for pixel', async () => {
   const context = await browser.newContext();
   const page = await openPage(context, `${server.url}?workers=2`);
   await waitState(page, ['ready']);
@@ -329,7 +329,7 @@ test('the live grid is drawn at most every 100 ms, not once per worker message, 
   await generate(page, { count: 8, steps: 150, seed: 4 });
   await waitState(page, ['done']);
   const writes = await page.evaluate(() => window.gridWrites);
-  const messages = await page.evaluate(() => window.ebmPage.progressMessages);
+  const reports = await page.evaluate(() => window.ebmPage.progressMessages);
   const ms = writes.at(-1) - t0;
   // The live frames, after the grid was built; the last one may be the finished run's, drawn at once.
   const live = writes.filter((t) => t > writes[0]);
@@ -339,10 +339,10 @@ test('the live grid is drawn at most every 100 ms, not once per worker message, 
   const gaps = live.slice(1, -1).map((t, i) => t - live[i]).sort((x, y) => x - y);
   assert.ok(gaps[0] >= 50, `two frames ${gaps[0].toFixed(1)} ms apart`);
   assert.ok(gaps[gaps.length >> 1] >= 95, `frames a median ${gaps[gaps.length >> 1].toFixed(1)} ms apart`);
-  assert.ok(messages > 2 * live.length, `${messages} messages from the workers, ${live.length} frames`);
+  assert.ok(reports > 2 * live.length, `${reports} steps reported by the workers, ${live.length} frames`);
   const steps = await page.$$eval('#grid figure', (fs) => fs.map((f) => Number(f.dataset.imageStep)));
   assert.deepEqual(steps, new Array(8).fill(150));
-  console.log(`# ${live.length} frames for ${messages} worker messages in ${ms.toFixed(0)} ms`);
+  console.log(`# ${live.length} frames for ${reports} steps reported by the workers in ${ms.toFixed(0)} ms`);
 
   // The tiles' pixels (drawn a word at a time, the rounding as a floor) are the gray levels
   // Math.round(v * 127.5 + 127.5) clamped to [0, 255], NaN 0: at every half-way point between

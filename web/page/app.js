@@ -1047,7 +1047,7 @@ window.ebmPage = {
   get msPerImageStep() { return state.msPerImageStep; },
   // Generate to the first full grid of drawings on screen (see drawProgress), in ms; null until then.
   get firstGridMs() { return state.agg ? state.agg.firstGridMs : null; },
-  // The workers' progress messages of the last run (drawn together: see onProgress).
+  // The steps the workers reported in the last run, one per worker and step (drawn together: see onProgress).
   get progressMessages() { return state.agg ? state.agg.messages : 0; },
   // When the last run's grid was finished and labelled (performance.now()); null until then.
   get finishedAt() { return state.agg ? state.agg.finishedAt : null; },

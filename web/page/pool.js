@@ -118,9 +118,9 @@ export class WorkerPool {
   // {kind:'variation', image, strength} or {kind:'inpaint', image, mask} (mask 1 = keep).
   // guide: null, or {target, scale, sigma, onDenoised} for every worker (after loadGuide).
   // Callbacks: onProgress({chain0, count, step, total, energies, images?, denoised, sigma, level,
-  // levels}) (denoised: images are the chains' denoised estimates, not their noisy states),
-  // onDone({stopped,
-  // msPerStep}), onError(message). Returns the job id.
+  // levels}) for each step of each worker's chains (a worker reports a slice's steps in one
+  // message; denoised: images are the chains' denoised estimates, not their noisy states),
+  // onDone({stopped, msPerStep}), onError(message). Returns the job id.
   run({ n, params, seed, start, guide = null, sliceMs = 100 }, { onProgress, onDone, onError }) {
     this.stop();
     const id = ++this.jobId;
@@ -132,9 +132,11 @@ export class WorkerPool {
       onMessage: (worker, msg) => {
         const share = byWorker.get(worker);
         if (msg.type === 'progress') {
-          onProgress({ chain0: share.first, count: share.count, step: msg.step, total: msg.total,
-                       energies: msg.energies, images: msg.images, denoised: !!msg.denoised, moves: msg.moves,
-                       sigma: msg.sigma, level: msg.level, levels: msg.levels });
+          for (const s of msg.steps) {
+            onProgress({ chain0: share.first, count: share.count, step: s.step, total: s.total,
+                         energies: s.energies, images: s.images, denoised: !!s.denoised, moves: s.moves,
+                         sigma: s.sigma, level: s.level, levels: s.levels });
+          }
         } else if (msg.type === 'done') {
           stopped ||= msg.stopped;
           msSum += msg.msPerStep / share.count;

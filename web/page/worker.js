@@ -12,7 +12,8 @@
 //               {type:'load-classifier', job, bytes}      -> {type:'classifier-loaded', job, card}
 //               {type:'classify', job, images, n}         -> {type:'classified', job, results}
 //               {type:'load-guide', job, bytes}           -> {type:'guide-loaded', job, card}
-// Messages out: {type:'progress', job, step, total, energies, sigma, level, levels, images?, denoised?, moves?}
+// Messages out: {type:'progress', job, steps: [{step, total, energies, sigma, level, levels, images?,
+// denoised?, moves?}, ...]}, one per slice with each of its steps
 // (moves: the noise-level forms, from their second step on: per chain, the RMS change of its
 // denoised estimate since the step before, how far the drawing still moves)
 // (images: each slice end, the chains' denoised estimates (denoised: true) once a noise-level
@@ -190,8 +191,11 @@ function slice(j) {
   const end = Math.min(j.sampler.totalSteps(), j.sampler.stepsDone() + steps);
   const t0 = performance.now();
   const before = j.sampler.stepsDone();
+  // The slice's steps go out in one message: a message per step was hundreds per Generate with
+  // fast steps, each a task on the page's main thread.
+  const batch = [], transfer = [];
   const done = j.sampler.run(1, (step, total, images, energies, sigma, level, levels, denoised) => {
-    const msg = { type: 'progress', job: j.id, step, total, energies: energies.slice(), sigma, level, levels };
+    const msg = { step, total, energies: energies.slice(), sigma, level, levels };
     if (denoised) {
       const n = energies.length, d = denoised.length / n;
       if (j.lastDenoised) {
@@ -210,11 +214,12 @@ function slice(j) {
       msg.images = (denoised || images).slice();
       msg.denoised = !!denoised;
     }
-    const transfer = [msg.energies.buffer];
+    transfer.push(msg.energies.buffer);
     if (msg.images) transfer.push(msg.images.buffer);
     if (msg.moves) transfer.push(msg.moves.buffer);
-    postMessage(msg, transfer);
+    batch.push(msg);
   }, steps);
+  if (batch.length) postMessage({ type: 'progress', job: j.id, steps: batch }, transfer);
   if (done < 0) { fail(j.id, j.sampler.error()); endJob(j); return; }
   const ran = j.sampler.stepsDone() - before;
   if (ran > 0) {
