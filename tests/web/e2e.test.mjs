@@ -329,7 +329,7 @@ test('the live grid is drawn at most every 100 ms, not once per step of each wor
   await generate(page, { count: 8, steps: 150, seed: 4 });
   await waitState(page, ['done']);
   const writes = await page.evaluate(() => window.gridWrites);
-  const reports = await page.evaluate(() => window.ebmPage.progressMessages);
+  const reports = await page.evaluate(() => window.ebmPage.progressReports);
   const ms = writes.at(-1) - t0;
   // The live frames, after the grid was built; the last one may be the finished run's, drawn at once.
   const live = writes.filter((t) => t > writes[0]);

@@ -597,7 +597,7 @@ function start(kind) {
   // performance.now() of the finished grid, labelled where a classifier is loaded.
   state.agg = { sum: [], min: [], max: [], count: [], chainStep: new Array(n).fill(0),
                 previewSigma: new Array(n).fill(Infinity), t0: performance.now(), firstGridMs: null,
-                finishedAt: null, total: p.steps, where: '', messages: 0,
+                finishedAt: null, total: p.steps, where: '', reports: 0,
                 // the news not drawn yet (chain -> picture, energy, step) and the live frame's state
                 tiles: new Map(), timer: 0, frame: 0, firstPending: null, lastFrame: -Infinity };
   grid.reset(n, m.width, m.height);
@@ -664,10 +664,10 @@ const smoothScroll = () => (matchMedia('(prefers-reduced-motion: reduce)').match
 const kLayoutSigma = 5;
 
 // A worker's progress is noted when it arrives and drawn at the next live frame (below), so that
-// the workers' messages of one step make one frame, not one each.
+// the workers' reports of one step make one frame, not one each.
 function onProgress({ chain0, count, step, total, energies, images, denoised, moves, sigma, level, levels }) {
   const a = state.agg, d = state.model.width * state.model.height;
-  ++a.messages;
+  ++a.reports;
   // The chart: energies, or under the noise-level forms how far each drawing still moves (each
   // step's energy is at its own noise level there, and says little from step to step).
   const charted = state.lastRun.noiseLevels ? moves : energies;
@@ -696,7 +696,7 @@ function onProgress({ chain0, count, step, total, energies, images, denoised, mo
   // The annealed form refines coarse to fine: say which noise level the grid is at.
   a.where = levels ? ` · noise level ${level + 1} of ${levels} (σ ${sigma.toPrecision(2)})` +
     (denoised && step < total ? ' · showing each drawing as the model sees it so far' : '') : '';
-  // Drawn once every chain has news (the workers' messages of one step make one frame), at most
+  // Drawn once every chain has news (the workers' reports of one step make one frame), at most
   // every kFrameMs; a worker that lags is not waited for beyond kLagMs.
   if (a.frame) return;
   const now = performance.now();
@@ -1048,7 +1048,7 @@ window.ebmPage = {
   // Generate to the first full grid of drawings on screen (see drawProgress), in ms; null until then.
   get firstGridMs() { return state.agg ? state.agg.firstGridMs : null; },
   // The steps the workers reported in the last run, one per worker and step (drawn together: see onProgress).
-  get progressMessages() { return state.agg ? state.agg.messages : 0; },
+  get progressReports() { return state.agg ? state.agg.reports : 0; },
   // When the last run's grid was finished and labelled (performance.now()); null until then.
   get finishedAt() { return state.agg ? state.agg.finishedAt : null; },
   energyMeans: () => chart.mean.slice(),
