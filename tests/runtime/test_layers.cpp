@@ -25,6 +25,7 @@ struct LayerCase {
   float lo = -1.5f, hi = 1.5f;  // input range
   bool near_kinks = false;      // inputs within 1e-2 of zero, on both sides
   Conv3x3Form form = Conv3x3Form::kAuto;  // 3x3 stride-1 convolutions: the form to build
+  ConvStridedForm strided = ConvStridedForm::kAuto;  // strided convolutions the taps do not take
 };
 
 std::ostream& operator<<(std::ostream& os, const LayerCase& c) { return os << c.name; }
@@ -39,8 +40,10 @@ TEST_P(LayerGradient, ForwardMatchesReferenceAndBackwardMatchesFiniteDifferences
   const LayerSpec& l = a.layers[0];
   const Conv3x3Form before = conv3x3_form();
   set_conv3x3_form(c.form);
+  set_conv_strided_form(c.strided);
   const std::unique_ptr<Layer> layer = make_layer(l, m);
   set_conv3x3_form(before);
+  set_conv_strided_form(ConvStridedForm::kAuto);
 
   const size_t in_len = size_t(n) * size_t(l.in.size()), out_len = size_t(n) * size_t(l.out.size());
   std::vector<float> x = test::random_inputs(in_len, 5, c.lo, c.hi);
@@ -94,10 +97,24 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"Conv3x3Stride1Pad1", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":1})"), {2, 6, 7}},
         LayerCase{"Conv5x5Stride2TensorFlowSame", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 9, 12}},
         LayerCase{"Conv3x2Stride2x1AsymmetricPadding", layer(R"({"type":"conv2d","out_channels":2,"kernel":[3,2],"stride":[2,1],"padding":[0,2,1,0]})"), {2, 7, 6}},
-        // Wide rows take the vectorised stride-2 gather and scatter (16 lanes with AVX-512) and
-        // their scalar tails.
-        LayerCase{"ConvStride2WideRows", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}},
-        LayerCase{"Conv5x5Stride2SameWideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}},
+        // Wide rows in im2col (the stride-phase form switched off) take the vectorised stride-2
+        // gather and scatter (16 lanes with AVX-512) and their scalar tails.
+        LayerCase{"ConvStride2WideRowsIm2col", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kIm2col},
+        LayerCase{"Conv5x5Stride2SameWideRowsIm2col", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kIm2col},
+        // The same layers by stride phases in both directions (no im2col, no col2im; the form
+        // the build takes for large enough layers, below): padding on either side of
+        // odd (x0 = 1) and even parity, the vectorised phase gather and interleave with tails;
+        // then the paper network's 5x5 first layer, more output channels than a register tile's
+        // rows and more input channels than a vector (no bias), stride 2 down and 1 across, and
+        // a kernel smaller than its stride of 3 (a phase no tap falls on: zero in dx).
+        LayerCase{"ConvPhasesStride2WideRows", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhases5x5Stride2SameWideRows", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhases5x5Stride2PaperFirstLayer", layer(R"({"type":"conv2d","out_channels":13,"kernel":5,"stride":2,"padding":"same"})"), {1, 8, 48}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhases3x3Stride2SameOddWidth", layer(R"({"type":"conv2d","out_channels":4,"kernel":3,"stride":2,"padding":"same"})"), {3, 7, 35}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhasesManyChannelsNoBias", layer(R"({"type":"conv2d","out_channels":17,"kernel":3,"stride":2,"padding":"same","bias":false})"), {9, 4, 34}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhasesStride2x1", layer(R"({"type":"conv2d","out_channels":2,"kernel":[3,2],"stride":[2,1],"padding":[0,2,1,0]})"), {2, 7, 30}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhasesPaddingWiderThanAPhase", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[2,3,1,0]})"), {2, 6, 40}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
+        LayerCase{"ConvPhasesKernelSmallerThanStride3", layer(R"({"type":"conv2d","out_channels":3,"kernel":2,"stride":3})"), {2, 5, 62}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kPhases},
         // Stride 1 on rows that padding widens by at most a quarter takes the shifted form (no
         // im2col, no col2im): odd and even kernels, asymmetric padding, more output channels than
         // a register tile's rows, the U-Net's 3x13.
@@ -172,6 +189,50 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
   EXPECT_LT(worst_y, 1e-5);
   EXPECT_LT(worst_dx, 1e-5);
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
+}
+
+// The paper network's first three layers (the fourth goes by taps) in the build's own form, which
+// takes stride phases forward for all three and for dx of the second: against im2col, the forward
+// pass has the same bits (the same sums in the same order), and dx agrees to rounding, bit for
+// bit where it stays with col2im.
+TEST(Conv2d, StridePhasesAgreeWithIm2colOnThePaperNetworksLayers) {
+  struct Case {
+    Shape in;
+    const char* layer;
+    bool dx_by_phases;
+  };
+  const Case cases[] = {
+      {{1, 48, 192}, R"({"type":"conv2d","out_channels":32,"kernel":5,"stride":2,"padding":"same"})", false},
+      {{32, 24, 96}, R"({"type":"conv2d","out_channels":64,"kernel":3,"stride":2,"padding":"same"})", true},
+      {{64, 12, 48}, R"({"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":"same"})", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.layer);
+    const Architecture a = resolve_architecture(c.in, json::array({json::parse(c.layer)}));
+    const Model m = random_model(a, 12);
+    set_conv_strided_form(ConvStridedForm::kIm2col);
+    const auto im2col = make_layer(a.layers[0], m);
+    set_conv_strided_form(ConvStridedForm::kAuto);
+    const auto phases = make_layer(a.layers[0], m);
+    const int n = 3;
+    const size_t in_len = size_t(n) * a.layers[0].in.size(), out_len = size_t(n) * a.layers[0].out.size();
+    const std::vector<float> x = test::random_inputs(in_len, 13), dy = test::random_inputs(out_len, 14);
+    std::vector<float> scratch(std::max(im2col->scratch_floats(n), phases->scratch_floats(n)));
+    std::vector<float> y_i(out_len), y_p(out_len), dx_i(in_len), dx_p(in_len);
+    im2col->forward(x.data(), y_i.data(), n, scratch.data());
+    im2col->backward_input(x.data(), y_i.data(), dy.data(), dx_i.data(), n, scratch.data());
+    phases->forward(x.data(), y_p.data(), n, scratch.data());
+    phases->backward_input(x.data(), y_p.data(), dy.data(), dx_p.data(), n, scratch.data());
+    EXPECT_EQ(y_p, y_i);
+    double worst = 0;
+    for (size_t i = 0; i < in_len; ++i)
+      worst = std::max(worst, std::abs(double(dx_p[i]) - dx_i[i]) / (1 + std::abs(dx_i[i])));
+    EXPECT_LT(worst, 1e-5);
+    if (c.dx_by_phases)
+      EXPECT_GT(worst, 0.0) << "dx has im2col's bits: were the phases built for it?";
+    else
+      EXPECT_EQ(dx_p, dx_i);
+  }
 }
 
 // The tap form interleaves a chunk of images (about 1 MB of them: two of these) so its GEMMs are

@@ -25,4 +25,14 @@ bool winograd_by_default();
 void set_conv_taps(bool on);
 bool conv_taps();
 
+// Strided convolutions the taps do not take: im2col and one GEMM per chunk of images, or GEMMs
+// over shifted rows of the zero-padded input split into its stride phases (no im2col, no
+// col2im; the forward pass is im2col's to the bit). kAuto takes the phases forward where they
+// widen a row by at most a quarter (the paper network's first three layers), and for dx where
+// the GEMMs are also large enough (its second layer; bench/README.md); kPhases takes them for
+// both directions of every such layer (tests), kIm2col for none.
+enum class ConvStridedForm { kAuto, kIm2col, kPhases };
+void set_conv_strided_form(ConvStridedForm form);
+ConvStridedForm conv_strided_form();
+
 }  // namespace ebm

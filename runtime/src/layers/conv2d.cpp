@@ -15,6 +15,11 @@
 // A 3x3 one of those with enough channels (use_winograd) can take Winograd's F(2x2, 3x3) instead
 // (below; ebm/kernels.h says where): 16 multiply-adds per 2x2 outputs and channel pair instead
 // of 36.
+//
+// A strided one goes the same way once its padded input is split into stride phases (plane
+// (c, pi, pj) holding x_pad[c, sh * y + pi, sw * x + pj]): row (c, i, j) of the im2col matrix is
+// then phase plane (c, i % sh, j % sw) from offset (i / sh, j / sw) (PhasedForward), and each
+// phase of dx is a stride-1 convolution of dy by the taps that land on it (PhasedBackward).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -105,8 +110,211 @@ class Shifted final : public PlaneConv {
   std::vector<int> offsets_;
 };
 
+// dst[q] = src[q * stride + off] where that lies in [0, w), else 0, for q in [0, n): a row of one
+// stride phase of a zero-padded row.
+void gather_phase(const float* src, int w, int stride, int off, int n, float* dst) {
+  // The q whose source lies inside the row: [lo, hi).
+  const int lo = std::clamp(off >= 0 ? 0 : (-off + stride - 1) / stride, 0, n);
+  const int hi = std::clamp(w - off > 0 ? (w - off + stride - 1) / stride : 0, lo, n);
+  std::memset(dst, 0, sizeof(float) * size_t(lo));
+  std::memset(dst + hi, 0, sizeof(float) * size_t(n - hi));
+  int q = lo;
+  if (stride == 2)
+    for (; q + simd::kLanes <= hi && 2 * q + off + 2 * simd::kLanes <= w; q += simd::kLanes) {
+      const float* p = src + 2 * q + off;
+      simd::store(dst + q, simd::even_lanes(simd::load(p), simd::load(p + simd::kLanes)));
+    }
+  for (; q < hi; ++q) dst[q] = src[q * stride + off];
+}
+
+// A strided convolution as GEMMs over shifted rows, like Shifted, with the zero-padded input split
+// into its stride phases: plane (c, pi, pj) holds x_pad[c, sh * yq + pi, sw * xq + pj], so row
+// (c, i, j) of the im2col matrix, at output column q = oy * wq + ox, is plane (c, i % sh, j % sw)
+// read from offset (i / sh) * wq + j / sw. The GEMM's B is read in place (no im2col) in the same
+// order of sums as the packed GEMM over im2col, so the forward pass is the im2col form's to the
+// bit; the columns ox >= out_w are computed and dropped.
+class PhasedForward final : public PlaneConv {
+ public:
+  PhasedForward(const LayerSpec& s, const std::vector<float>& w)
+      : in_(s.in), out_(s.out), pad_(s.pad), sh_(s.stride_h), sw_(s.stride_w),
+        hq_(std::max((s.in.h + s.pad.top + s.pad.bottom + sh_ - 1) / sh_, s.out.h + (s.kernel_h - 1) / sh_)),
+        wq_(std::max((s.in.w + s.pad.left + s.pad.right + sw_ - 1) / sw_, s.out.w + (s.kernel_w - 1) / sw_)),
+        k_(s.in.c * s.kernel_h * s.kernel_w) {
+    a_.resize(packed_a_floats(out_.c, k_));
+    pack_a(w.data(), k_, false, out_.c, k_, a_.data());
+    for (int c = 0; c < in_.c; ++c)
+      for (int i = 0; i < s.kernel_h; ++i)
+        for (int j = 0; j < s.kernel_w; ++j)
+          offsets_.push_back(((c * sh_ + i % sh_) * sw_ + j % sw_) * hq_ * wq_ + (i / sh_) * wq_ + j / sw_);
+    padded_ = std::max(planes(), size_t(*std::max_element(offsets_.begin(), offsets_.end())) +
+                                     packed_b_floats(1, cols()));
+  }
+
+  // Wasted columns per output row (computed and dropped), for choosing this form.
+  int waste() const { return wq_ - out_.w; }
+
+  size_t scratch_floats() const override { return padded_ + size_t(out_.c) * cols(); }
+
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+    float* xp = scratch;
+    float* yp = scratch + padded_;
+    for (int c = 0; c < in_.c; ++c)
+      for (int pi = 0; pi < sh_; ++pi)
+        for (int pj = 0; pj < sw_; ++pj) {
+          float* plane = xp + size_t((c * sh_ + pi) * sw_ + pj) * hq_ * wq_;
+          for (int yq = 0; yq < hq_; ++yq) {
+            const int iy = sh_ * yq + pi - pad_.top;
+            float* row = plane + size_t(yq) * wq_;
+            if (iy < 0 || iy >= in_.h)
+              std::memset(row, 0, sizeof(float) * size_t(wq_));
+            else
+              gather_phase(x + (size_t(c) * in_.h + iy) * in_.w, in_.w, sw_, pj - pad_.left, wq_, row);
+          }
+        }
+    std::memset(xp + planes(), 0, sizeof(float) * (padded_ - planes()));
+    const int n = cols();
+    multiply_shifted(out_.c, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
+    for (int o = 0; o < out_.c; ++o)
+      for (int oy = 0; oy < out_.h; ++oy)
+        std::memcpy(y + (size_t(o) * out_.h + oy) * out_.w, yp + size_t(o) * n + size_t(oy) * wq_,
+                    sizeof(float) * size_t(out_.w));
+  }
+
+ private:
+  size_t planes() const { return size_t(in_.c) * sh_ * sw_ * hq_ * wq_; }
+  int cols() const { return out_.h * wq_; }
+
+  Shape in_, out_;
+  Padding pad_;
+  int sh_, sw_, hq_, wq_, k_;
+  size_t padded_ = 0;
+  std::vector<float> a_;
+  std::vector<int> offsets_;
+};
+
+// The gradient of a strided convolution by stride phases, no col2im: the entries of dx in phase
+// (pi, pj) of the padded input, x_pad[c, sh * yq + pi, sw * xq + pj], are the stride-1 convolution
+// of dy with the taps (i, j) = (pi + sh * a, pj + sw * b) alone, flipped and with the channels
+// swapped: P[c, yq, xq] = sum_{o, a, b} W[o, c, pi + sh a, pj + sw b] dy[o, yq - a, xq - b]. Each
+// phase is one GEMM over shifted rows of dy, zero-padded once for all phases (ha - 1 rows above
+// and wb - 1 columns to the left, ha and wb the most taps of a phase), and the phases are then
+// interleaved into dx. A phase no tap falls on (a kernel smaller than its stride) is zero.
+class PhasedBackward final : public PlaneConv {
+ public:
+  PhasedBackward(const LayerSpec& s, const std::vector<float>& w)
+      : in_(s.in), out_(s.out), pad_(s.pad), sh_(s.stride_h), sw_(s.stride_w),
+        ha_((s.kernel_h + sh_ - 1) / sh_), wb_((s.kernel_w + sw_ - 1) / sw_),
+        ry_((pad_.top + in_.h - 1) / sh_ + 1), rx_((pad_.left + in_.w - 1) / sw_ + 1),
+        hd_(std::max(out_.h, ry_) + ha_ - 1), wd_(std::max(out_.w, rx_) + wb_ - 1) {
+    const int kh = s.kernel_h, kw = s.kernel_w, oc = out_.c, ic = in_.c;
+    size_t most = 0;
+    for (int pi = 0; pi < sh_; ++pi)
+      for (int pj = 0; pj < sw_; ++pj) {
+        Phase ph;
+        ph.a = pi < kh ? (kh - pi + sh_ - 1) / sh_ : 0;
+        ph.b = pj < kw ? (kw - pj + sw_ - 1) / sw_ : 0;
+        ph.k = oc * ph.a * ph.b;
+        if (ph.k > 0) {
+          // Row (o, a, b) of the GEMM's B is dy padded from row a + ha - ph.a and column
+          // b + wb - ph.b; its A for row c is the tap flipped, W[o, c, pi + sh (ph.a - 1 - a),
+          // pj + sw (ph.b - 1 - b)].
+          std::vector<float> rows(size_t(ic) * ph.k);
+          for (int o = 0; o < oc; ++o)
+            for (int a = 0; a < ph.a; ++a)
+              for (int b = 0; b < ph.b; ++b) {
+                const int p = (o * ph.a + a) * ph.b + b;
+                ph.offsets.push_back((o * hd_ + a + ha_ - ph.a) * wd_ + b + wb_ - ph.b);
+                const int i = pi + sh_ * (ph.a - 1 - a), j = pj + sw_ * (ph.b - 1 - b);
+                for (int c = 0; c < ic; ++c)
+                  rows[size_t(c) * ph.k + p] = w[((size_t(o) * ic + c) * kh + i) * kw + j];
+              }
+          ph.packed.resize(packed_a_floats(ic, ph.k));
+          pack_a(rows.data(), ph.k, false, ic, ph.k, ph.packed.data());
+          most = std::max(most, size_t(ph.offsets.back()));
+        }
+        phases_.push_back(std::move(ph));
+      }
+    padded_ = std::max(size_t(oc) * hd_ * wd_, most + packed_b_floats(1, cols()));
+  }
+
+  int waste() const { return wd_ - rx_; }
+  int columns() const { return rx_; }
+  int gemm_columns() const { return cols(); }
+
+  // The padded dy, then every phase's C x cols() results.
+  size_t scratch_floats() const override {
+    return padded_ + phases_.size() * size_t(in_.c) * cols();
+  }
+
+  void run(const float* dy, float* dx, const float*, float* scratch) const override {
+    float* dp = scratch;
+    float* p = scratch + padded_;
+    const Padding pad{ha_ - 1, wb_ - 1, hd_ - out_.h - (ha_ - 1), wd_ - out_.w - (wb_ - 1)};
+    pad_planes(dy, out_.c, out_.h, out_.w, pad, hd_, wd_, dp);
+    const size_t planes = size_t(out_.c) * hd_ * wd_;
+    std::memset(dp + planes, 0, sizeof(float) * (padded_ - planes));
+    const int n = cols();
+    const size_t phase_floats = size_t(in_.c) * n;
+    for (size_t f = 0; f < phases_.size(); ++f) {
+      const Phase& ph = phases_[f];
+      float* out = p + f * phase_floats;
+      if (ph.k == 0)
+        std::memset(out, 0, sizeof(float) * phase_floats);
+      else
+        multiply_shifted(in_.c, n, ph.k, ph.packed.data(), dp, ph.offsets.data(), out, n);
+    }
+    // dx[c, y, x] = P_(pi, pj)[c, yq, xq] with y + pad.top = sh yq + pi, x + pad.left = sw xq + pj.
+    for (int c = 0; c < in_.c; ++c)
+      for (int y = 0; y < in_.h; ++y) {
+        const int yp = y + pad_.top, pi = yp % sh_;
+        const float* src = p + size_t(pi * sw_) * phase_floats + size_t(c) * n + size_t(yp / sh_) * wd_;
+        float* row = dx + (size_t(c) * in_.h + y) * in_.w;
+        int x = 0;
+        if (sw_ == 2) {
+          // From the first x in phase 0, pairs (phase 0, phase 1) of the same xq, a vector of
+          // each at a time.
+          const int x0 = pad_.left % 2;
+          if (x0 == 1) row[0] = src[phase_floats + size_t(pad_.left / 2)];
+          const float* s0 = src + (x0 + pad_.left) / 2;
+          const float* s1 = s0 + phase_floats;
+          int m = 0;
+          for (; x0 + 2 * (m + simd::kLanes) <= in_.w; m += simd::kLanes) {
+            simd::Vec lo, hi;
+            simd::interleave(simd::load(s0 + m), simd::load(s1 + m), &lo, &hi);
+            simd::store(row + x0 + 2 * m, lo);
+            simd::store(row + x0 + 2 * m + simd::kLanes, hi);
+          }
+          x = x0 + 2 * m;
+        }
+        for (; x < in_.w; ++x) {
+          const int xp = x + pad_.left;
+          row[x] = src[size_t(xp % sw_) * phase_floats + size_t(xp / sw_)];
+        }
+      }
+  }
+
+ private:
+  struct Phase {
+    int a = 0, b = 0, k = 0;    // taps down and across; the GEMM's depth out_c * a * b
+    std::vector<float> packed;  // [in_c, k]
+    std::vector<int> offsets;   // row (o, a', b') of dy padded
+  };
+  // Output columns of a phase: ry rows of wd (the columns xq >= rx are dropped).
+  int cols() const { return ry_ * wd_; }
+
+  Shape in_, out_;
+  Padding pad_;
+  int sh_, sw_;
+  int ha_, wb_;  // the most taps of a phase, down and across
+  int ry_, rx_;  // rows and columns of a phase plane that dx needs
+  int hd_, wd_;  // dy padded
+  size_t padded_ = 0;
+  std::vector<Phase> phases_;
+};
+
 std::atomic<Conv3x3Form> g_conv3x3_form{Conv3x3Form::kAuto};
 std::atomic<bool> g_conv_taps{true};
+std::atomic<ConvStridedForm> g_conv_strided_form{ConvStridedForm::kAuto};
 
 // Below this many input channels (the depth of its 16 GEMMs) Winograd's transforms cost more
 // than the multiply-adds they save, whatever the form asked for.
@@ -131,6 +339,11 @@ bool use_winograd(int depth, int rows) {
 constexpr int kTapMinDepth = 16;
 // ... and the largest output plane: on larger ones im2col's single deep GEMM per chunk was faster.
 constexpr int kTapMaxStridedPlane = 64;
+// The least rows (input channels) and columns per image of the GEMMs of a strided layer's dx by
+// stride phases: the paper network's 1 -> 32 first layer and its 64 -> 128 third (150 columns)
+// ran faster by col2im over a chunk of images, its 32 -> 64 second (588 columns) by phases.
+constexpr int kPhaseMinRows = 8;
+constexpr int kPhaseMinColumns = 256;
 // V and M of a chunk of block rows: about 1 MB.
 constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
 
@@ -433,13 +646,21 @@ class Conv2d final : public Layer {
     if (s.bias) bias_ = m.tensor(s.tensor("bias")->name).data;
     const size_t depth = size_t(std::max(k_, s.out.c));
     chunk_ = int(std::max<size_t>(1, kChunkFloats / (depth * size_t(p_))));
+    const bool strided = s.stride_h > 1 || s.stride_w > 1;
     if (!shiftable(s) && by_taps(s)) {
       taps_ = std::make_unique<TapConv>(s, w);
     } else if (!shiftable(s)) {
-      forward_a_.resize(packed_a_floats(s.out.c, k_));
-      pack_a(w.data(), k_, false, s.out.c, k_, forward_a_.data());
-      backward_a_.resize(packed_a_floats(k_, s.out.c));
-      pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
+      // im2col, each direction unless it goes by stride phases
+      const ConvStridedForm form = g_conv_strided_form.load();
+      if (strided && form != ConvStridedForm::kIm2col) phased(s, w, form == ConvStridedForm::kPhases);
+      if (!forward_plane_) {
+        forward_a_.resize(packed_a_floats(s.out.c, k_));
+        pack_a(w.data(), k_, false, s.out.c, k_, forward_a_.data());
+      }
+      if (!backward_plane_) {
+        backward_a_.resize(packed_a_floats(k_, s.out.c));
+        pack_a(w.data(), k_, true, k_, s.out.c, backward_a_.data());
+      }
     } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
       const bool winograd = kh == 3 && kw == 3;
@@ -469,11 +690,14 @@ class Conv2d final : public Layer {
   // image and the padded output of one image, forward or backward).
   size_t scratch_floats(int n) const override {
     if (taps_) return taps_->scratch_floats(n);
-    if (forward_plane_)
-      return std::max(forward_plane_->scratch_floats(), backward_plane_->scratch_floats());
+    size_t floats = 0;
+    if (forward_plane_) floats = forward_plane_->scratch_floats();
+    if (backward_plane_) floats = std::max(floats, backward_plane_->scratch_floats());
+    if (forward_plane_ && backward_plane_) return floats;
     const int cols = std::min(n, chunk_) * p_;
     const int depth = std::max(k_, spec().out.c);
-    return packed_b_floats(depth, cols) + size_t(depth) * size_t(cols) + size_t(spec().out.w);
+    return std::max(floats, packed_b_floats(depth, cols) + size_t(depth) * size_t(cols) +
+                                size_t(spec().out.w));
   }
 
   void forward(const float* x, float* y, int n, float* scratch) const override {
@@ -544,6 +768,19 @@ class Conv2d final : public Layer {
     // dy padded by kernel - 1 - pad is as wide as the input plus kernel - 1.
     const int wp = s.in.w + p.left + p.right, wp_back = s.in.w + s.kernel_w - 1;
     return 4 * wp <= 5 * s.out.w && 4 * wp_back <= 5 * s.in.w;
+  }
+
+  // A strided layer by stride phases in each direction where they widen a row by at most a
+  // quarter; dx only where its GEMMs have kPhaseMinRows rows (input channels) and kPhaseMinColumns
+  // columns: narrower ones lost to col2im over a chunk of images (bench/README.md). `always`:
+  // both directions whatever the shape (ConvStridedForm::kPhases).
+  void phased(const LayerSpec& s, const std::vector<float>& w, bool always) {
+    auto fwd = std::make_unique<PhasedForward>(s, w);
+    if (always || 4 * fwd->waste() <= s.out.w) forward_plane_ = std::move(fwd);
+    if (!always && s.in.c < kPhaseMinRows) return;
+    auto bwd = std::make_unique<PhasedBackward>(s, w);
+    if (always || (4 * bwd->waste() <= bwd->columns() && bwd->gemm_columns() >= kPhaseMinColumns))
+      backward_plane_ = std::move(bwd);
   }
 
   // Stride 1 where the shifted form does not apply, and strided layers into small planes whose
@@ -646,7 +883,8 @@ class Conv2d final : public Layer {
 
   int k_, p_, chunk_;
   std::vector<float> forward_a_, backward_a_, bias_;
-  // Stride-1 layers (shiftable): one image at a time, shifted or Winograd.
+  // Stride-1 layers (shiftable): one image at a time, shifted or Winograd; strided ones by stride
+  // phases, either direction or both (phased), the other by im2col.
   std::unique_ptr<PlaneConv> forward_plane_, backward_plane_;
   // Layers by taps (by_taps): a chunk of images at a time.
   std::unique_ptr<TapConv> taps_;
@@ -659,6 +897,8 @@ Conv3x3Form conv3x3_form() { return g_conv3x3_form.load(); }
 bool winograd_by_default() { return simd::kLanes == 4; }
 void set_conv_taps(bool on) { g_conv_taps.store(on); }
 bool conv_taps() { return g_conv_taps.load(); }
+void set_conv_strided_form(ConvStridedForm form) { g_conv_strided_form.store(form); }
+ConvStridedForm conv_strided_form() { return g_conv_strided_form.load(); }
 
 std::unique_ptr<Layer> make_conv2d(const LayerSpec& spec, const Model& m) {
   return std::make_unique<Conv2d>(spec, m);
