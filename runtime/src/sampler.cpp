@@ -160,9 +160,23 @@ void LangevinSampler::set_max_batch(int chains) {
 int LangevinSampler::slice_size() const {
   if (max_batch_ > 0) return max_batch_;
   const Network* weak = weak_network();
-  const size_t per_chain = net_.workspace_bytes(1) + (guide_ ? guide_->workspace_bytes(1) : 0) +
-                           (weak ? weak->workspace_bytes(1) : 0);
-  return int(std::clamp<size_t>(kSliceBudgetBytes / std::max<size_t>(per_chain, 1), 1, 1 << 20));
+  auto fits = [&](int n) {
+    return net_.workspace_bytes(n) + (guide_ ? guide_->workspace_bytes(n) : 0) +
+               (weak ? weak->workspace_bytes(n) : 0) <=
+           kSliceBudgetBytes;
+  };
+  // The most chains whose workspaces fit the budget (they grow with the chains, by steps where
+  // a layer's scratch holds a chunk of images), at least one: doubling, then halving the gap.
+  constexpr int kMost = 1 << 20;
+  if (!fits(2)) return 1;
+  int lo = 2, hi = 4;  // fits(lo); hi unknown
+  while (hi < kMost && fits(hi)) lo = hi, hi *= 2;
+  if (hi >= kMost && fits(kMost)) return kMost;
+  while (hi - lo > 1) {  // fits(lo), !fits(hi)
+    const int mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return lo;
 }
 
 size_t LangevinSampler::workspace_bytes() const {

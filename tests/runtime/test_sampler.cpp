@@ -639,11 +639,13 @@ TEST(Sampler, SlicesOfChainsBoundTheWorkspaceWithoutChangingABit) {
       LangevinSampler s(net, p, 9, 2);  // two threads: chains 0-2 and 3-4, then slices of those
       s.set_max_batch(slice);
       if (slice == 0) {
+        // The most chains whose workspaces fit the budget (at least one): not fewer, since a
+        // layer's scratch is needed once however many chains share it.
         const int auto_slice = s.slice_size();
         EXPECT_GE(auto_slice, 1);
-        EXPECT_TRUE(auto_slice == 1 ||
-                    size_t(auto_slice) * bytes(1) <= LangevinSampler::kSliceBudgetBytes)
+        EXPECT_TRUE(auto_slice == 1 || bytes(auto_slice) <= LangevinSampler::kSliceBudgetBytes)
             << auto_slice;
+        EXPECT_GT(bytes(auto_slice + 1), LangevinSampler::kSliceBudgetBytes) << auto_slice;
       } else {
         EXPECT_EQ(s.slice_size(), slice);
       }
@@ -660,8 +662,12 @@ TEST(Sampler, SlicesOfChainsBoundTheWorkspaceWithoutChangingABit) {
     // The workspace grows with the batch: what slicing saves.
     EXPECT_GT(net.workspace_bytes(32), 16 * net.workspace_bytes(1));
   }
-  Network net(paper);
-  LangevinSampler s(net, net.sampler(), 1);
+  // The paper network at 8 chains: one slice (their workspace is 14.7 MiB), where dividing the
+  // budget by one chain's whole workspace, its layers' scratch included, gave 7 and 1.
+  Network paper_net(paper);
+  LangevinSampler eight(paper_net, paper_net.sampler(), 1);
+  EXPECT_GE(eight.slice_size(), 8);
+  LangevinSampler s(paper_net, paper_net.sampler(), 1);
   expect_error([&] { s.set_max_batch(-1); }, {"slice size", ">= 0", "-1"});
 }
 

@@ -584,13 +584,16 @@ class TapConv {
   void each_entry(int b0, int nb, bool phased, Move move) const {
     const Shape& sh = phased ? in_ : out_;
     const int sx = phased ? sx_ : 1, wq = phased ? wq_ : sh.w;
-    size_t i = size_t(b0) * sh.size();
+    // Row by row, phase by phase: x = sx * xq + phase, so k steps by nb and i by sx.
     for (int b = 0; b < nb; ++b)
       for (int c = 0; c < sh.c; ++c)
         for (int y = 0; y < sh.h; ++y) {
           const size_t row = (size_t(c) * sh.h + size_t(y)) * size_t(sx) * wq;
-          for (int x = 0; x < sh.w; ++x, ++i)
-            move(i, (row + size_t(x % sx) * wq + size_t(x / sx)) * nb + size_t(b));
+          const size_t first = ((size_t(b0 + b) * sh.c + size_t(c)) * sh.h + size_t(y)) * sh.w;
+          for (int phase = 0; phase < sx && phase < sh.w; ++phase) {
+            size_t k = (row + size_t(phase) * wq) * nb + size_t(b);
+            for (int x = phase; x < sh.w; x += sx, k += size_t(nb)) move(first + size_t(x), k);
+          }
         }
   }
 
