@@ -662,8 +662,9 @@ TEST(Sampler, SlicesOfChainsBoundTheWorkspaceWithoutChangingABit) {
     // The workspace grows with the batch: what slicing saves.
     EXPECT_GT(net.workspace_bytes(32), 16 * net.workspace_bytes(1));
   }
-  // The paper network at 8 chains: one slice (their workspace is 14.7 MiB), where dividing the
-  // budget by one chain's whole workspace, its layers' scratch included, gave 7 and 1.
+  // The paper network at 8 chains: one slice (their workspace is 14.7 MiB, within even wasm's
+  // 16 MiB), where dividing that budget by one chain's whole workspace, its layers' scratch
+  // included, gave 7 and 1.
   Network paper_net(paper);
   LangevinSampler eight(paper_net, paper_net.sampler(), 1);
   EXPECT_GE(eight.slice_size(), 8);

@@ -130,7 +130,15 @@ class LangevinSampler {
   void set_max_batch(int chains);
   int slice_size() const;  // the slice in effect
   size_t workspace_bytes() const;  // what the threads' workspaces hold now
+  // Per thread. Natively 64 MiB: the shipped bridge model (13.5 MiB a chain with its weaker
+  // network) then runs 4 chains a slice, 1.2x faster than one at a time; in WebAssembly 16 MiB,
+  // where each worker's heap is what the page pays and one chain at a time was as fast
+  // (bench/README.md, "Chains in slices").
+#if defined(__EMSCRIPTEN__)
   static constexpr size_t kSliceBudgetBytes = size_t(16) << 20;
+#else
+  static constexpr size_t kSliceBudgetBytes = size_t(64) << 20;
+#endif
 
   // Runs the remaining steps of params.steps, at most max_steps of them in this call (so a caller
   // can run a long chain in slices). Calls `on_progress` before the very first step, then every
