@@ -159,6 +159,34 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"Flatten", layer(R"({"type":"flatten"})"), {2, 3, 4}}),
     [](const ::testing::TestParamInfo<LayerCase>& p) { return p.param.name; });
 
+// One layer built in two forms, run forward and backward on the same random x and dy (seeds sx and
+// sdy) for n images: each form's y and dx.
+struct TwoForms {
+  std::vector<float> y[2], dx[2];
+  // The largest |a - b| / (1 + |b|) between two outputs.
+  static double worst(const std::vector<float>& a, const std::vector<float>& b) {
+    double w = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      w = std::max(w, std::abs(double(a[i]) - b[i]) / (1 + std::abs(b[i])));
+    return w;
+  }
+};
+TwoForms run_two_forms(const LayerSpec& l, const Layer& first, const Layer& second, int n, int sx,
+                       int sdy) {
+  const size_t in_len = size_t(n) * l.in.size(), out_len = size_t(n) * l.out.size();
+  const std::vector<float> x = test::random_inputs(in_len, sx), dy = test::random_inputs(out_len, sdy);
+  std::vector<float> scratch(std::max(first.scratch_floats(n), second.scratch_floats(n)));
+  TwoForms r;
+  const Layer* layers[2] = {&first, &second};
+  for (int f = 0; f < 2; ++f) {
+    r.y[f].resize(out_len);
+    r.dx[f].resize(in_len);
+    layers[f]->forward(x.data(), r.y[f].data(), n, scratch.data());
+    layers[f]->backward_input(x.data(), r.y[f].data(), dy.data(), r.dx[f].data(), n, scratch.data());
+  }
+  return r;
+}
+
 // A layer as large as the U-Net's, built in both forms: Winograd works on a few rows of blocks at
 // a time (here 3 chunks of 2 block rows), and must agree with the direct form (itself checked
 // against the reference above) forward and backward.
@@ -172,20 +200,8 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
   set_conv3x3_form(Conv3x3Form::kWinograd);
   const auto winograd = make_layer(a.layers[0], m);
   set_conv3x3_form(before);
-  const int n = 2;
-  const size_t in_len = size_t(n) * a.layers[0].in.size(), out_len = size_t(n) * a.layers[0].out.size();
-  const std::vector<float> x = test::random_inputs(in_len, 8), dy = test::random_inputs(out_len, 9);
-  std::vector<float> scratch(std::max(direct->scratch_floats(n), winograd->scratch_floats(n)));
-  std::vector<float> y_d(out_len), y_w(out_len), dx_d(in_len), dx_w(in_len);
-  direct->forward(x.data(), y_d.data(), n, scratch.data());
-  direct->backward_input(x.data(), y_d.data(), dy.data(), dx_d.data(), n, scratch.data());
-  winograd->forward(x.data(), y_w.data(), n, scratch.data());
-  winograd->backward_input(x.data(), y_w.data(), dy.data(), dx_w.data(), n, scratch.data());
-  double worst_y = 0, worst_dx = 0;
-  for (size_t i = 0; i < out_len; ++i)
-    worst_y = std::max(worst_y, std::abs(double(y_w[i]) - y_d[i]) / (1 + std::abs(y_d[i])));
-  for (size_t i = 0; i < in_len; ++i)
-    worst_dx = std::max(worst_dx, std::abs(double(dx_w[i]) - dx_d[i]) / (1 + std::abs(dx_d[i])));
+  const TwoForms r = run_two_forms(a.layers[0], *direct, *winograd, 2, 8, 9);
+  const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
   EXPECT_LT(worst_y, 1e-5);
   EXPECT_LT(worst_dx, 1e-5);
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
@@ -214,24 +230,14 @@ TEST(Conv2d, StridePhasesAgreeWithIm2colOnThePaperNetworksLayers) {
     const auto im2col = make_layer(a.layers[0], m);
     set_conv_strided_form(ConvStridedForm::kAuto);
     const auto phases = make_layer(a.layers[0], m);
-    const int n = 3;
-    const size_t in_len = size_t(n) * a.layers[0].in.size(), out_len = size_t(n) * a.layers[0].out.size();
-    const std::vector<float> x = test::random_inputs(in_len, 13), dy = test::random_inputs(out_len, 14);
-    std::vector<float> scratch(std::max(im2col->scratch_floats(n), phases->scratch_floats(n)));
-    std::vector<float> y_i(out_len), y_p(out_len), dx_i(in_len), dx_p(in_len);
-    im2col->forward(x.data(), y_i.data(), n, scratch.data());
-    im2col->backward_input(x.data(), y_i.data(), dy.data(), dx_i.data(), n, scratch.data());
-    phases->forward(x.data(), y_p.data(), n, scratch.data());
-    phases->backward_input(x.data(), y_p.data(), dy.data(), dx_p.data(), n, scratch.data());
-    EXPECT_EQ(y_p, y_i);
-    double worst = 0;
-    for (size_t i = 0; i < in_len; ++i)
-      worst = std::max(worst, std::abs(double(dx_p[i]) - dx_i[i]) / (1 + std::abs(dx_i[i])));
+    const TwoForms r = run_two_forms(a.layers[0], *im2col, *phases, 3, 13, 14);
+    EXPECT_EQ(r.y[1], r.y[0]);
+    const double worst = TwoForms::worst(r.dx[1], r.dx[0]);
     EXPECT_LT(worst, 1e-5);
     if (c.dx_by_phases)
       EXPECT_GT(worst, 0.0) << "dx has im2col's bits: were the phases built for it?";
     else
-      EXPECT_EQ(dx_p, dx_i);
+      EXPECT_EQ(r.dx[1], r.dx[0]);
   }
 }
 
