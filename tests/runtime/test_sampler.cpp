@@ -363,7 +363,9 @@ TEST(Sampler, UnderTheNoiseLevelFormsABlendRestartsPartWayAsAVariationOfIt) {
       varied.start_variation(blends.data(), 3, strength, 5);
       EXPECT_EQ(blended.steps_done(), varied.steps_done()) << "strength " << strength;
       EXPECT_EQ(blended.images(), varied.images()) << "strength " << strength;
-      if (strength < 1.0f) EXPECT_GT(blended.steps_done(), 0) << "strength " << strength;
+      if (strength < 1.0f) {
+        EXPECT_GT(blended.steps_done(), 0) << "strength " << strength;
+      }
       blended.run();
       varied.run();
       EXPECT_EQ(blended.images(), varied.images()) << "strength " << strength;
