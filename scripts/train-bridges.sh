@@ -132,11 +132,13 @@ if ((!quick)); then
 fi
 
 if ((quick)); then
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a light U-Net whose bottom sees the whole width (the unet-global preset), denoising score matching, 45 epochs (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
+  desc="Bridge elevation drawings (192x48): beam, arch, cable-stayed and suspension bridges in eight subtypes. The quick preset of this project's method: an energy that knows how noisy a drawing is (a light U-Net trained by denoising score matching), sampled from pure noise down 40 noise levels."
+  how="45 epochs of the unet-global U-Net (the learning rate falling along a half cosine to 0 over epochs 34-45; scripts/train-bridges.sh --quick); ddim sampler, 40 noise levels from 80 to 0.02"
 else
-  desc="Bridge elevation drawings (192x48): a noise-conditional energy around a U-Net whose bottom sees the whole width (the unet-wide preset, 24/48/96/96 filters), denoising score matching: 69 epochs of the unet-global U-Net (16/32/64/64), then 40 epochs of the wider one started from it (ebm-train --init-from), then a full-resolution refinement summed onto its output up to sigma 5 (12 filters at 48x192), trained for 25 epochs and 3 more with its gate with the U-Net kept as it was (the unet-wide-fine preset; scripts/train-bridges.sh); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries"
+  desc="Bridge elevation drawings (192x48): beam, arch, cable-stayed and suspension bridges in eight subtypes. This project's method: an energy that knows how noisy a drawing is (a U-Net trained by denoising score matching), sampled from pure noise down 18 noise levels and pushed away from a weaker copy of itself. bridges-cd is the paper's method, for comparison."
+  how="69 epochs of the unet-global U-Net (16/32/64/64 filters), then 40 epochs of the wider unet-wide one (24/48/96/96) started from it (ebm-train --init-from), then a full-resolution refinement summed onto its output up to sigma 5 (12 filters at 48x192), trained for 25 epochs and 3 more with its gate with the U-Net kept as it was (the unet-wide-fine preset); ddim sampler, 18 noise levels spaced evenly in sigma^(1/3), 3 from 160 toward 20 and 15 from 20 to 0.02, the 5 up to sigma 2 taken twice (a restart of the small-noise end), autoguided (w 2.5, up to sigma 20) by the unet-global model at epoch 33, which the file carries. scripts/train-bridges.sh makes it; models/README.md has every step."
 fi
-card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide-fine)'"}}'
+card='{"architecture":{"preset":"'$( ((quick)) && echo unet-global || echo unet-wide-fine)'"},"how_made":"'$how'"}'
 # The quick model keeps its training run's sampler (40 geometric levels); the full one walks 18
 # levels spaced evenly in sigma^(1/3): 3 from sigma 160 toward 20, above the training noise, and
 # 15 from 20 down (models/README.md, "The split schedule").

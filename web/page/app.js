@@ -471,7 +471,7 @@ function cardSummary(card, c) {
     out.push(['evaluation', parts.filter(Boolean).join(' · ') || JSON.stringify(e)]);
   }
   const skip = new Set(['name', 'description', 'training', 'dataset', 'evaluation', 'architecture', 'exported_by']);
-  for (const [k, v] of Object.entries(card)) if (!skip.has(k)) out.push([k, v]);
+  for (const [k, v] of Object.entries(card)) if (!skip.has(k)) out.push([k.replace(/_/g, ' '), v]);
   if (card.architecture?.preset) out.push(['architecture', `${card.architecture.preset} preset`]);
   return out;
 }
