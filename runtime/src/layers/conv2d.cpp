@@ -111,7 +111,7 @@ class Shifted final : public PlaneConv {
 };
 
 // dst[q] = src[q * stride + off] where that lies in [0, w), else 0, for q in [0, n): a row of one
-// stride phase of a zero-padded row.
+// stride phase of a zero-padded row (PhasedForward), or one row of an im2col row (Conv2d).
 void gather_phase(const float* src, int w, int stride, int off, int n, float* dst) {
   // The q whose source lies inside the row: [lo, hi).
   const int lo = std::clamp(off >= 0 ? 0 : (-off + stride - 1) / stride, 0, n);
@@ -119,7 +119,11 @@ void gather_phase(const float* src, int w, int stride, int off, int n, float* ds
   std::memset(dst, 0, sizeof(float) * size_t(lo));
   std::memset(dst + hi, 0, sizeof(float) * size_t(n - hi));
   int q = lo;
-  if (stride == 2)
+  if (stride == 1) {
+    std::memcpy(dst + lo, src + lo + off, sizeof(float) * size_t(hi - lo));
+    return;
+  }
+  if (stride == 2)  // vector loads of 2 * kLanes inputs while they stay inside the row
     for (; q + simd::kLanes <= hi && 2 * q + off + 2 * simd::kLanes <= w; q += simd::kLanes) {
       const float* p = src + 2 * q + off;
       simd::store(dst + q, simd::even_lanes(simd::load(p), simd::load(p + simd::kLanes)));
@@ -824,30 +828,13 @@ class Conv2d final : public Layer {
   void im2col_row(const float* x, int kk, int col, int n, float* packed, float* row) const {
     const LayerSpec& s = spec();
     const int j = kk % s.kernel_w, i = (kk / s.kernel_w) % s.kernel_h, c = kk / (s.kernel_w * s.kernel_h);
-    const int wo = s.out.w, sw = s.stride_w, off = j - s.pad.left;
-    int lo, hi;
-    valid_columns(off, &lo, &hi);
+    const int wo = s.out.w;
     for (int oy = 0; oy < s.out.h; ++oy) {
       const int iy = oy * s.stride_h - s.pad.top + i;
-      if (iy < 0 || iy >= s.in.h) {
+      if (iy < 0 || iy >= s.in.h)
         std::memset(row, 0, sizeof(float) * size_t(wo));
-      } else {
-        const float* src = x + (size_t(c) * s.in.h + iy) * s.in.w;
-        std::memset(row, 0, sizeof(float) * size_t(lo));
-        std::memset(row + hi, 0, sizeof(float) * size_t(wo - hi));
-        int ox = lo;
-        if (sw == 1) {
-          std::memcpy(row + lo, src + lo + off, sizeof(float) * size_t(hi - lo));
-          ox = hi;
-        } else if (sw == 2) {
-          // Vector loads of 2 * kLanes inputs while they stay inside the row.
-          for (; ox + simd::kLanes <= hi && 2 * ox + off + 2 * simd::kLanes <= s.in.w; ox += simd::kLanes) {
-            const float* p = src + 2 * ox + off;
-            simd::store(row + ox, simd::even_lanes(simd::load(p), simd::load(p + simd::kLanes)));
-          }
-        }
-        for (; ox < hi; ++ox) row[ox] = src[ox * sw + off];
-      }
+      else
+        gather_phase(x + (size_t(c) * s.in.h + iy) * s.in.w, s.in.w, s.stride_w, j - s.pad.left, wo, row);
       write_packed(packed, k_, kk, col + oy * wo, n, row, wo);
     }
   }
