@@ -125,6 +125,12 @@ TEST_F(EvalTest, TheSplitFromTheCardMatchesTraining) {
   EXPECT_EQ(r.report["dataset"]["held_out"], split_->val.size());
 }
 
+double mean_of_doubles(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
 // The target whose name starts with `what`, from a report's target table.
 const json& target(const json& rep, const std::string& what) {
   for (const json& t : rep["targets"])
@@ -263,6 +269,91 @@ TEST_F(EvalTest, GuidanceTowardASubtypeOrAFamilyPairMeetsItsTarget) {
   EXPECT_EQ(other["guide"]["hits"], 16);
   opt.guide = "truss";
   test::expect_error([&] { eval::evaluate(opt); }, {"unknown guide target 'truss'", "families"});
+}
+
+// The reach of the pair target: hybrids built from held-out drawings, each judged as a guided
+// pair's samples are. Every reported example is rebuilt here from its two held-out drawings by
+// the documented rule and judged again with the classifier.
+TEST_F(EvalTest, BuiltHybridsAreJudgedAsAGuidedPairsSamplesAre) {
+  eval::EvalOptions opt;
+  opt.model = bowl(train_image(0), "built");
+  opt.classifier = template_classifier();
+  opt.count = 10;
+  opt.seed = 5;
+  const json rep = eval::evaluate_reference_hybrids(opt).report;
+
+  std::vector<std::string> families;  // the held-out drawings' families
+  for (int i = 0; i < int(split_->val.size()); ++i) {
+    const std::string f = family_of(split_->val.label_names[size_t(split_->val.labels[size_t(i)])]);
+    if (std::find(families.begin(), families.end(), f) == families.end()) families.push_back(f);
+  }
+  ASSERT_GE(families.size(), 3u);
+  ASSERT_EQ(rep["pairs"].size(), families.size() * (families.size() - 1) / 2);
+
+  const Network classifier(load_model(opt.classifier));
+  Network::Workspace ws;
+  std::vector<float> logits(8);
+  const double real_sharp = mean_of_doubles(
+      sharpness(split_->val.images.data(), int(split_->val.size()), kD));
+  EXPECT_NEAR(rep["criteria"]["real_sharpness"].get<double>(), real_sharp, 1e-12);
+  int examples = 0, clean_examples = 0;
+  for (const json& pair : rep["pairs"]) {
+    const std::string name = pair["pair"];
+    const std::string fa = name.substr(0, name.find('+')), fb = name.substr(name.find('+') + 1);
+    for (const char* kind : {"overlay", "sides", "blend"}) {
+      const json& c = pair[kind];
+      EXPECT_EQ(c["count"], 10);
+      EXPECT_LE(c["clean_hybrids"].get<int>(), c["mixed"].get<int>()) << name << " " << kind;
+      EXPECT_DOUBLE_EQ(c["share"].get<double>(), c["clean_hybrids"].get<int>() / 10.0);
+      int read = 0;
+      for (const auto& [f, n] : c["top_family"].items()) read += n.get<int>();
+      EXPECT_EQ(read, 10);
+      ASSERT_EQ(c["examples"].size(), 4u);
+      for (int k = 0; k < 4; ++k) {
+        const json& e = c["examples"][size_t(k)];
+        const int ia = e["held_out"][0], ib = e["held_out"][1];
+        const std::string la = split_->val.label_names[size_t(split_->val.labels[size_t(ia)])];
+        const std::string lb = split_->val.label_names[size_t(split_->val.labels[size_t(ib)])];
+        EXPECT_EQ(family_of(la), fa);
+        EXPECT_EQ(family_of(lb), fb);
+        const float* a = split_->val.image(ia);
+        const float* b = split_->val.image(ib);
+        std::vector<float> x(kD);
+        for (int p = 0; p < kD; ++p) {
+          const bool a_side = (p % kW < kW / 2) == (k % 2 == 0);
+          x[size_t(p)] = std::string(kind) == "overlay" ? std::min(a[p], b[p])
+                         : std::string(kind) == "sides" ? (a_side ? a[p] : b[p])
+                                                        : 0.5f * (a[p] + b[p]);
+        }
+        classifier.logits(ws, x.data(), 1, logits.data());
+        const FamilyMix m = family_mix(logits.data(), classifier.labels());
+        EXPECT_EQ(e["read_as"], m.describe()) << name << " " << kind << " " << k;
+        const std::string first = m.families[size_t(m.first)];
+        const std::string second = m.second >= 0 ? m.families[size_t(m.second)] : "";
+        const bool clean = ((first == fa && second == fb) || (first == fb && second == fa)) &&
+                           m.mixes(0.25) && sharpness(x.data(), 1, kD)[0] >= 0.9 * real_sharp;
+        EXPECT_EQ(e["clean_hybrid"].get<bool>(), clean) << name << " " << kind << " " << k;
+        ++examples;
+        clean_examples += clean;
+      }
+    }
+  }
+  // Both answers occur among the examples (so the comparison above checks each way).
+  EXPECT_GT(clean_examples, 0);
+  EXPECT_LT(clean_examples, examples);
+  // Demanding both families at 50% leaves hardly any drawing a hybrid.
+  opt.mix_threshold = 0.5;
+  const json strict = eval::evaluate_reference_hybrids(opt).report;
+  EXPECT_LE(strict["clean_hybrid_share_built"]["highest"].get<double>(),
+            rep["clean_hybrid_share_built"]["highest"].get<double>());
+
+  // A classifier of other families cannot judge this dataset's pairs.
+  Model other = load_model(opt.classifier);
+  for (size_t i = 0; i < other.labels.size(); ++i) other.labels[i] = "truss_" + std::to_string(i);
+  opt.classifier = test::temp_path("eval_truss.safetensors");
+  save_model(opt.classifier, other, DType::kF32);
+  test::expect_error([&] { eval::evaluate_reference_hybrids(opt); },
+                     {"is not one of the classifier's families (truss)", "trained on this dataset"});
 }
 
 TEST_F(EvalTest, RefusesAClassifierInPlaceOfTheModelAndMismatchedShapes) {

@@ -164,6 +164,15 @@ Inputs load_inputs(const EvalOptions& opt) {
   return in;
 }
 
+// A clean hybrid of families fa and fb, as the guide's pair target counts one: they are the
+// drawing's two most probable families, each with at least opt.mix_threshold, and the drawing is
+// at least opt.sharp_fraction as sharp as the real ones.
+bool is_clean_pair_hybrid(const FamilyMix& m, int fa, int fb, double sharp, double sharp_real,
+                          const EvalOptions& opt) {
+  const bool pair = (m.first == fa && m.second == fb) || (m.first == fb && m.second == fa);
+  return pair && m.mixes(opt.mix_threshold) && sharp >= opt.sharp_fraction * sharp_real;
+}
+
 }  // namespace
 
 std::string guide_classifier_path(const EvalOptions& opt) {
@@ -368,14 +377,9 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
              fixed(opt.sharp_fraction, 2) + " of real)";
       goal = ">= 50%";
       want = 0.5;
-      for (int i = 0; i < opt.count; ++i) {
-        const FamilyMix& m = cs.mix[size_t(i)];
-        // The pair is the top two families (as for a new type), each at least the threshold.
-        const bool pair = (m.first == fa && m.second == fb) || (m.first == fb && m.second == fa);
-        if (pair && m.mixes(opt.mix_threshold) &&
-            sharp_s[size_t(i)] >= opt.sharp_fraction * sharp_real)
+      for (int i = 0; i < opt.count; ++i)
+        if (is_clean_pair_hybrid(cs.mix[size_t(i)], fa, fb, sharp_s[size_t(i)], sharp_real, opt))
           hits.push_back(i);
-      }
     } else {
       what = "samples whose top family is one of the target's";
       for (int i = 0; i < opt.count; ++i)
@@ -717,6 +721,196 @@ EvalResult evaluate_inpainting(const EvalOptions& opt, const std::string& region
   }
   r.real_png = train::captioned_grid(split.val.images.data(), shown, shape,
                                      train::grid_columns(shown, shape), "held-out real images");
+  return r;
+}
+
+EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& progress) {
+  const Inputs inputs = load_inputs(opt);
+  const DatasetSplit& split = inputs.split;
+  const Shape shape = inputs.energy_model.image_shape();
+  const size_t d = size_t(shape.size());
+  const int n_real = int(split.val.size());
+  const Network classifier(inputs.classifier_model);
+  const std::vector<std::string>& labels = classifier.labels();
+
+  // The held-out drawings by family, in the classifier's family order.
+  std::vector<float> zero(labels.size(), 0.0f);
+  const std::vector<std::string> families = family_mix(zero.data(), labels).families;
+  std::vector<std::vector<int>> by_family(families.size());
+  for (int i = 0; i < n_real; ++i) {
+    const std::string f = family_of(split.val.label_names[size_t(split.val.labels[size_t(i)])]);
+    const auto it = std::find(families.begin(), families.end(), f);
+    if (it == families.end()) {
+      std::string known;
+      for (const std::string& g : families) known += (known.empty() ? "" : ", ") + g;
+      throw Error("the dataset's family '" + f + "' is not one of the classifier's families (" +
+                  known + "); give the classifier trained on this dataset");
+    }
+    by_family[size_t(it - families.begin())].push_back(i);
+  }
+  const std::vector<double> sharp_r = sharpness(split.val.images.data(), n_real, int64_t(d));
+  const double sharp_real = mean_of(sharp_r);
+
+  enum Kind { kOverlay, kSides, kBlend };
+  struct Construction {
+    Kind kind;
+    const char* key;
+    const char* what;
+  };
+  const Construction constructions[] = {
+      {kOverlay, "overlay", "both drawn in full (the darker pixel of the two)"},
+      {kSides, "sides", "the left half of one beside the right half of the other (each way for half)"},
+      {kBlend, "blend", "the 50/50 pixel blend"}};
+  const int n_pairs_max = int(families.size() * (families.size() - 1) / 2);
+  int pair_index = 0;
+  json pairs = json::array();
+  std::vector<float> shown, hybrid_tiles;
+  std::vector<std::string> shown_tags, hybrid_tags;
+  std::ostringstream table;
+  std::string pair_names;
+  double lowest = 1, highest = 0;
+  Pcg32 rng(opt.seed, 77);
+  for (size_t fa = 0; fa < families.size(); ++fa)
+    for (size_t fb = fa + 1; fb < families.size(); ++fb, ++pair_index) {
+      if (progress) progress("judging", pair_index, n_pairs_max);
+      const std::vector<int>&va = by_family[fa], &vb = by_family[fb];
+      if (va.empty() || vb.empty()) continue;
+      const std::string name = families[fa] + "+" + families[fb];
+      pair_names += (pair_names.empty() ? "" : ", ") + name;  // samples.png's rows
+      // Drawing k of each construction: held-out drawings ia[k] (family a) and ib[k] (family b).
+      std::vector<int> ia(size_t(opt.count)), ib(size_t(opt.count));
+      for (int k = 0; k < opt.count; ++k) {
+        ia[size_t(k)] = va[rng.below(uint32_t(va.size()))];
+        ib[size_t(k)] = vb[rng.below(uint32_t(vb.size()))];
+      }
+      json entry = {{"pair", name}};
+      table << "| " << name;
+      for (const Construction& c : constructions) {
+        std::vector<float> built(size_t(opt.count) * d);
+        for (int k = 0; k < opt.count; ++k) {
+          const float* a = split.val.image(ia[size_t(k)]);
+          const float* b = split.val.image(ib[size_t(k)]);
+          float* out = built.data() + size_t(k) * d;
+          for (size_t p = 0; p < d; ++p) {
+            // Sides: drawing k takes its left half from a when k is even, from b when odd.
+            const bool from_a = (int(p % size_t(shape.w)) < shape.w / 2) == (k % 2 == 0);
+            out[p] = c.kind == kOverlay ? std::min(a[p], b[p])
+                     : c.kind == kSides ? (from_a ? a[p] : b[p])
+                                        : 0.5f * (a[p] + b[p]);
+          }
+        }
+        const Classified cb = classify(classifier, built.data(), opt.count);
+        const std::vector<double> sharp_b = sharpness(built.data(), opt.count, int64_t(d));
+        int clean = 0, mixed = 0;
+        json top = json::object(), examples = json::array();
+        for (int k = 0; k < opt.count; ++k) {
+          const FamilyMix& m = cb.mix[size_t(k)];
+          const bool hybrid =
+              is_clean_pair_hybrid(m, int(fa), int(fb), sharp_b[size_t(k)], sharp_real, opt);
+          clean += hybrid;
+          mixed += m.mixes(opt.mix_threshold);
+          const std::string t = families[size_t(m.first)];
+          top[t] = top.value(t, 0) + 1;
+          if (k < 4)
+            examples.push_back({{"held_out", {ia[size_t(k)], ib[size_t(k)]}},
+                                {"read_as", m.describe()},
+                                {"clean_hybrid", hybrid}});
+          const float* img = built.data() + size_t(k) * d;
+          if (c.kind != kBlend && k < 2) {
+            shown.insert(shown.end(), img, img + d);
+            shown_tags.push_back(std::string(c.kind == kOverlay ? "whole" : "sides") + ": " +
+                                 m.describe());
+          }
+          if (hybrid && hybrid_tags.size() < 24 && k < 8) {
+            hybrid_tiles.insert(hybrid_tiles.end(), img, img + d);
+            hybrid_tags.push_back(std::string(c.key) + ": " + m.describe());
+          }
+        }
+        const double share = double(clean) / opt.count;
+        if (c.kind != kBlend) {
+          lowest = std::min(lowest, share);
+          highest = std::max(highest, share);
+        }
+        entry[c.key] = {{"count", opt.count},
+                        {"clean_hybrids", clean},
+                        {"share", share},
+                        {"mixed", mixed},
+                        {"top_family", top},
+                        {"examples", examples}};
+        table << " | " << percent(share) << " (" << percent(double(mixed) / opt.count) << ")";
+      }
+      table << " | ";
+      bool first = true;
+      for (const auto& [f, n] : entry["overlay"]["top_family"].items()) {
+        table << (first ? "" : ", ") << f << " " << n.get<int>();
+        first = false;
+      }
+      table << " |\n";
+      pairs.push_back(entry);
+    }
+  if (progress) progress("judging", n_pairs_max, n_pairs_max);
+  if (pairs.empty())
+    throw Error("the held-out drawings of '" + inputs.data +
+                "' hold fewer than two families; no pair to build hybrids from");
+
+  EvalResult r;
+  r.report = {{"mode", "reference_hybrids"},
+              {"model", {{"path", opt.model}}},
+              {"classifier", {{"path", opt.classifier}, {"labels", labels}}},
+              {"dataset",
+               {{"path", inputs.data},
+                {"held_out", n_real},
+                {"val_fraction", inputs.val_fraction},
+                {"split_seed", inputs.split_seed}}},
+              {"seed", opt.seed},
+              {"criteria",
+               {{"mix_threshold", opt.mix_threshold},
+                {"sharp_fraction_of_real", opt.sharp_fraction},
+                {"real_sharpness", sharp_real}}},
+              {"constructions",
+               {{"overlay", constructions[0].what},
+                {"sides", constructions[1].what},
+                {"blend", constructions[2].what}}},
+              {"pairs", pairs},
+              {"clean_hybrid_share_built",
+               {{"lowest", lowest}, {"highest", highest}}}};
+  std::ostringstream md;
+  md << "# Hybrids built from held-out drawings, judged as `--guide A:0.5,B:0.5` judges samples\n\n"
+     << "For each pair of families, " << opt.count << " hybrids of each kind from held-out "
+     << "drawings of " << inputs.data << " (seed " << opt.seed << "), labelled by "
+     << opt.classifier << ". A clean hybrid of the pair: its two most probable families, each at "
+     << "least " << percent(opt.mix_threshold) << ", and at least " << fixed(opt.sharp_fraction, 2)
+     << " of the real drawings' sharpness. Each cell: clean hybrids (read as mixing any two "
+     << "families).\n\n"
+     << "| pair | " << constructions[0].what << " | " << constructions[1].what << " | "
+     << constructions[2].what << " | top family of the first kind |\n"
+     << "| --- | ---: | ---: | ---: | --- |\n"
+     << table.str() << "\nDrawings that hold both structures whole count as clean hybrids of "
+     << "their pair in " << percent(lowest) << " to " << percent(highest)
+     << " of cases: what the guide's 50% target can reach with this classifier when the samples "
+     << "are exactly such drawings.\n\nsamples.png: a pair per row (" << pair_names
+     << "), two whole and two side by side, each with the classifier's reading.\n";
+  r.markdown = md.str();
+
+  const int n_shown = int(shown_tags.size());
+  r.samples_png = train::captioned_grid(
+      shown.data(), n_shown, shape, 4,
+      "built hybrids: a pair per row, two whole, two side by side",
+      shown_tags);
+  if (!hybrid_tags.empty()) {
+    r.candidates_png = train::captioned_grid(
+        hybrid_tiles.data(), int(hybrid_tags.size()), shape,
+        train::grid_columns(int(hybrid_tags.size()), shape),
+        "built hybrids the classifier counts as clean hybrids of their pair", hybrid_tags);
+  } else {
+    std::vector<float> blank(d, 1.0f);
+    r.candidates_png = train::captioned_grid(blank.data(), 1, shape, 1,
+                                             "no built hybrid counts as a clean hybrid");
+  }
+  const int n_show_real = std::min(n_real, 24);
+  r.real_png = train::captioned_grid(split.val.images.data(), n_show_real, shape,
+                                     train::grid_columns(n_show_real, shape),
+                                     "held-out real images");
   return r;
 }
 

@@ -73,6 +73,17 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress = {});
 EvalResult evaluate_inpainting(const EvalOptions& opt, const std::string& region,
                                const Progress& progress = {});
 
+// What the guide's pair target can reach with this classifier: for each pair of families,
+// opt.count hybrids built from held-out drawings (drawing k from held-out drawings chosen by
+// opt.seed, one of each family): both drawn in full (the darker pixel of the two), the left half
+// of one beside the right half of the other (a's half on the left for even k, b's for odd), and
+// their 50/50 pixel blend, each judged as evaluate() judges guided samples toward the pair (a
+// clean hybrid: the pair is the two most probable families, each at least mix_threshold, sharpness
+// at least sharp_fraction of real). No sampling: --model names the dataset and its split.
+// samples.png: two of each pair's whole and side-by-side hybrids with the classifier's reading;
+// candidates.png: built hybrids it counts as clean hybrids.
+EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& progress = {});
+
 // Writes report.json, report.md, samples.png, candidates.png and real.png into dir (created if
 // needed), each atomically.
 void write_result(const std::string& dir, const EvalResult& r);

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   ebm::SamplerFlags flags;
   double val_fraction = -1;
   uint64_t split_seed = 0;
-  bool quiet = false;
+  bool quiet = false, reference_hybrids = false;
 
   ebm::ArgParser args(
       "ebm-eval",
@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
               "bridge-guide.safetensors beside --classifier, the noise-conditional guide, where "
               "it exists; else --classifier, which then judges its own guidance)",
               &opt.guide_classifier);
+  args.flag("reference-hybrids", "instead: no sampling; for each pair of families, --count "
+            "hybrids built from held-out drawings (both drawn in full, side by side, and the "
+            "50/50 pixel blend), judged as --guide judges a pair's samples: how far that target "
+            "can go with --classifier when the samples are such drawings", &reference_hybrids);
   args.option("threads", "T", "sampling threads (0: one per core)", &opt.threads, 0, 256);
   args.flag("quiet", "no progress bar", &quiet);
   args.example("ebm-eval --model models/bridges.safetensors --out models/bridges-eval");
@@ -66,11 +70,14 @@ int main(int argc, char** argv) {
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
                "--guide-classifier models/bridge-guide.safetensors --count 256 --out /tmp/guided");
+  args.example("ebm-eval --model models/bridges.safetensors --reference-hybrids --count 200 --out /tmp/built");
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
   if (args.given("guide-scale")) opt.guide_scale = guide_scale;  // else the guide's kind decides
   if (!opt.guide.empty() && !inpaint.empty()) args.fail("--guide and --inpaint are two different modes; give one");
+  if (reference_hybrids && (!opt.guide.empty() || !inpaint.empty()))
+    args.fail("--reference-hybrids is a mode of its own; give it without --guide or --inpaint");
   if (!inpaint.empty() && !ebm::is_region_name(inpaint))
     args.fail("--inpaint: expected left, right, top or bottom (the half to regenerate), got '" +
               inpaint + "'");
@@ -91,9 +98,10 @@ int main(int argc, char** argv) {
       }
       bar->update(done);
     };
-    const ebm::eval::EvalResult r = inpaint.empty()
-                                        ? ebm::eval::evaluate(opt, progress)
-                                        : ebm::eval::evaluate_inpainting(opt, inpaint, progress);
+    const ebm::eval::EvalResult r =
+        reference_hybrids ? ebm::eval::evaluate_reference_hybrids(opt, progress)
+        : inpaint.empty() ? ebm::eval::evaluate(opt, progress)
+                          : ebm::eval::evaluate_inpainting(opt, inpaint, progress);
     if (bar) bar->finish();
     ebm::eval::write_result(out, r);
     std::cout << r.markdown << "\nwrote " << out
