@@ -258,6 +258,18 @@ TEST_F(EvalTest, GuidanceTowardASubtypeOrAFamilyPairMeetsItsTarget) {
   EXPECT_GE(h[names[6]].get<int>(), 1);
   EXPECT_GE(pair["guide"]["hits"].get<int>(), 1);
   EXPECT_EQ(target(pair, "clean " + fa + "+" + fb + " hybrids")["goal"], ">= 50%");
+  // The report says how far the target goes for hybrids built from held-out drawings: the same
+  // figures as --reference-hybrids gives for that pair at the same count and seed.
+  EXPECT_FALSE(one["guide"].contains("reach_of_built_hybrids"));
+  const json built = eval::evaluate_reference_hybrids(opt).report;
+  bool found = false;
+  for (const json& p : built["pairs"])
+    if (p["pair"] == fa + "+" + fb || p["pair"] == fb + "+" + fa) {
+      found = true;
+      for (const char* kind : {"overlay", "sides", "blend"})
+        EXPECT_EQ(pair["guide"]["reach_of_built_hybrids"][kind], p[kind]["share"]) << kind;
+    }
+  EXPECT_TRUE(found);
 
   // Another file as the guide: the report says the judge is not the guide.
   const std::string copy = test::temp_path("eval_guide_copy.safetensors");

@@ -173,6 +173,115 @@ bool is_clean_pair_hybrid(const FamilyMix& m, int fa, int fb, double sharp, doub
   return pair && m.mixes(opt.mix_threshold) && sharp >= opt.sharp_fraction * sharp_real;
 }
 
+// The held-out drawings by family, in the order of the classifier's families (from its labels).
+struct HeldOutFamilies {
+  std::vector<std::string> families;
+  std::vector<std::vector<int>> by_family;  // held-out indices per family
+  double sharp_real = 0;                    // the held-out drawings' mean sharpness
+  HeldOutFamilies(const DatasetSplit& split, const std::vector<std::string>& labels) {
+    std::vector<float> zero(labels.size(), 0.0f);
+    families = family_mix(zero.data(), labels).families;
+    by_family.resize(families.size());
+    const int n = int(split.val.size());
+    for (int i = 0; i < n; ++i) {
+      const std::string f = family_of(split.val.label_names[size_t(split.val.labels[size_t(i)])]);
+      const auto it = std::find(families.begin(), families.end(), f);
+      if (it == families.end()) {
+        std::string known;
+        for (const std::string& g : families) known += (known.empty() ? "" : ", ") + g;
+        throw Error("the dataset's family '" + f + "' is not one of the classifier's families (" +
+                    known + "); give the classifier trained on this dataset");
+      }
+      by_family[size_t(it - families.begin())].push_back(i);
+    }
+    sharp_real = mean_of(sharpness(split.val.images.data(), n, split.val.shape.size()));
+  }
+};
+
+// The ways of building a two-family hybrid from two held-out drawings.
+constexpr const char* kBuiltKinds[] = {"overlay", "sides", "blend"};
+const char* built_kind_what(const std::string& kind) {
+  return kind == "overlay" ? "both drawn in full (the darker pixel of the two)"
+         : kind == "sides"
+             ? "the left half of one beside the right half of the other (each way for half)"
+             : "the 50/50 pixel blend";
+}
+
+// opt.count hybrids of each kind for families fa and fb, judged as a guided pair's samples are.
+struct BuiltHybrids {
+  json report;                        // per kind: count, clean_hybrids, share, mixed, top_family, examples
+  std::vector<float> shown;           // two whole and two side by side
+  std::vector<std::string> shown_tags;
+  std::vector<float> hits;            // clean hybrids among the first 8 of each kind
+  std::vector<std::string> hit_tags;
+};
+
+BuiltHybrids build_pair_hybrids(const Network& classifier, const DatasetSplit& split,
+                                const HeldOutFamilies& held, int fa, int fb,
+                                const EvalOptions& opt) {
+  const Shape shape = split.val.shape;
+  const size_t d = size_t(shape.size());
+  const std::vector<int>&va = held.by_family[size_t(fa)], &vb = held.by_family[size_t(fb)];
+  // Drawing k of each kind: held-out drawings ia[k] (family a) and ib[k] (family b), drawn by a
+  // stream of its own per pair, so a pair gets the same drawings whichever mode asks.
+  Pcg32 rng(opt.seed, 77 + uint64_t(fa) * 64 + uint64_t(fb));
+  std::vector<int> ia(size_t(opt.count)), ib(size_t(opt.count));
+  for (int k = 0; k < opt.count; ++k) {
+    ia[size_t(k)] = va[rng.below(uint32_t(va.size()))];
+    ib[size_t(k)] = vb[rng.below(uint32_t(vb.size()))];
+  }
+  BuiltHybrids out;
+  for (const char* key : kBuiltKinds) {
+    const std::string kind = key;
+    std::vector<float> built(size_t(opt.count) * d);
+    for (int k = 0; k < opt.count; ++k) {
+      const float* a = split.val.image(ia[size_t(k)]);
+      const float* b = split.val.image(ib[size_t(k)]);
+      float* o = built.data() + size_t(k) * d;
+      if (kind == "overlay") {
+        for (size_t p = 0; p < d; ++p) o[p] = std::min(a[p], b[p]);
+      } else if (kind == "sides") {  // drawing k: the left half from a when k is even, b when odd
+        for (size_t p = 0; p < d; ++p)
+          o[p] = (int(p % size_t(shape.w)) < shape.w / 2) == (k % 2 == 0) ? a[p] : b[p];
+      } else {
+        for (size_t p = 0; p < d; ++p) o[p] = 0.5f * (a[p] + b[p]);
+      }
+    }
+    const Classified cb = classify(classifier, built.data(), opt.count);
+    const std::vector<double> sharp_b = sharpness(built.data(), opt.count, int64_t(d));
+    int clean = 0, mixed = 0;
+    json top = json::object(), examples = json::array();
+    for (int k = 0; k < opt.count; ++k) {
+      const FamilyMix& m = cb.mix[size_t(k)];
+      const bool hybrid = is_clean_pair_hybrid(m, fa, fb, sharp_b[size_t(k)], held.sharp_real, opt);
+      clean += hybrid;
+      mixed += m.mixes(opt.mix_threshold);
+      const std::string t = held.families[size_t(m.first)];
+      top[t] = top.value(t, 0) + 1;
+      if (k < 4)
+        examples.push_back({{"held_out", {ia[size_t(k)], ib[size_t(k)]}},
+                            {"read_as", m.describe()},
+                            {"clean_hybrid", hybrid}});
+      const float* img = built.data() + size_t(k) * d;
+      if (kind != "blend" && k < 2) {
+        out.shown.insert(out.shown.end(), img, img + d);
+        out.shown_tags.push_back((kind == "overlay" ? "whole: " : "sides: ") + m.describe());
+      }
+      if (hybrid && k < 8) {
+        out.hits.insert(out.hits.end(), img, img + d);
+        out.hit_tags.push_back(kind + ": " + m.describe());
+      }
+    }
+    out.report[kind] = {{"count", opt.count},
+                        {"clean_hybrids", clean},
+                        {"share", double(clean) / opt.count},
+                        {"mixed", mixed},
+                        {"top_family", top},
+                        {"examples", examples}};
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string guide_classifier_path(const EvalOptions& opt) {
@@ -345,6 +454,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
   json guide_report;
   std::vector<int> hits;
   bool hybrid_target = false;
+  json reach = json::object();  // a pair target: the share of built hybrids that meet it
   if (guided) {
     const std::vector<float> judged = parse_guide_target(opt.guide, labels);
     std::vector<std::string> target_families;
@@ -380,6 +490,14 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       for (int i = 0; i < opt.count; ++i)
         if (is_clean_pair_hybrid(cs.mix[size_t(i)], fa, fb, sharp_s[size_t(i)], sharp_real, opt))
           hits.push_back(i);
+      // How far the target goes on this judge: the pair's hybrids built from held-out drawings
+      // (the same as --reference-hybrids with this --count and --seed).
+      const HeldOutFamilies held(split, labels);
+      if (!held.by_family[size_t(fa)].empty() && !held.by_family[size_t(fb)].empty()) {
+        const json built = build_pair_hybrids(classifier, split, held, std::min(fa, fb),
+                                              std::max(fa, fb), opt).report;
+        for (const char* key : kBuiltKinds) reach[key] = built[key]["share"];
+      }
     } else {
       what = "samples whose top family is one of the target's";
       for (int i = 0; i < opt.count; ++i)
@@ -418,6 +536,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                     {"judged_by_the_guide", same},
                     {"hits", hits.size()},
                     {"share", share}};
+    if (!reach.empty()) guide_report["reach_of_built_hybrids"] = reach;
   } else {
     target("every subtype is at least 4% of the samples", ">= 4% each",
            "rarest " + percent(rarest_share) + ", " + std::to_string(present) + " of " +
@@ -519,6 +638,12 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     md << "| " << t["target"].get<std::string>() << " | " << t["goal"].get<std::string>() << " | "
        << t["measured"].get<std::string>() << " | " << (t["met"].get<bool>() ? "yes" : "no")
        << " |\n";
+  if (!reach.empty())
+    md << "\nThe pair target on this judge, for hybrids built from held-out drawings "
+       << "(`--reference-hybrids`): both bridges drawn whole " << percent(reach["overlay"].get<double>())
+       << ", a half of each side by side " << percent(reach["sides"].get<double>())
+       << ", their 50/50 pixel blend " << percent(reach["blend"].get<double>())
+       << " are clean hybrids of the pair.\n";
   md << "\n- subtypes (top-1): ";
   for (size_t i = 0; i < labels.size(); ++i)
     md << (i ? ", " : "") << labels[i] << " " << histogram[i];
@@ -732,35 +857,9 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
   const int n_real = int(split.val.size());
   const Network classifier(inputs.classifier_model);
   const std::vector<std::string>& labels = classifier.labels();
+  const HeldOutFamilies held(split, labels);
+  const std::vector<std::string>& families = held.families;
 
-  // The held-out drawings by family, in the classifier's family order.
-  std::vector<float> zero(labels.size(), 0.0f);
-  const std::vector<std::string> families = family_mix(zero.data(), labels).families;
-  std::vector<std::vector<int>> by_family(families.size());
-  for (int i = 0; i < n_real; ++i) {
-    const std::string f = family_of(split.val.label_names[size_t(split.val.labels[size_t(i)])]);
-    const auto it = std::find(families.begin(), families.end(), f);
-    if (it == families.end()) {
-      std::string known;
-      for (const std::string& g : families) known += (known.empty() ? "" : ", ") + g;
-      throw Error("the dataset's family '" + f + "' is not one of the classifier's families (" +
-                  known + "); give the classifier trained on this dataset");
-    }
-    by_family[size_t(it - families.begin())].push_back(i);
-  }
-  const std::vector<double> sharp_r = sharpness(split.val.images.data(), n_real, int64_t(d));
-  const double sharp_real = mean_of(sharp_r);
-
-  enum Kind { kOverlay, kSides, kBlend };
-  struct Construction {
-    Kind kind;
-    const char* key;
-    const char* what;
-  };
-  const Construction constructions[] = {
-      {kOverlay, "overlay", "both drawn in full (the darker pixel of the two)"},
-      {kSides, "sides", "the left half of one beside the right half of the other (each way for half)"},
-      {kBlend, "blend", "the 50/50 pixel blend"}};
   const int n_pairs_max = int(families.size() * (families.size() - 1) / 2);
   int pair_index = 0;
   json pairs = json::array();
@@ -769,90 +868,45 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
   std::ostringstream table;
   std::string pair_names;
   double lowest = 1, highest = 0;
-  Pcg32 rng(opt.seed, 77);
   for (size_t fa = 0; fa < families.size(); ++fa)
     for (size_t fb = fa + 1; fb < families.size(); ++fb, ++pair_index) {
       if (progress) progress("judging", pair_index, n_pairs_max);
-      const std::vector<int>&va = by_family[fa], &vb = by_family[fb];
-      if (va.empty() || vb.empty()) continue;
+      if (held.by_family[fa].empty() || held.by_family[fb].empty()) continue;
       const std::string name = families[fa] + "+" + families[fb];
       pair_names += (pair_names.empty() ? "" : ", ") + name;  // samples.png's rows
-      // Drawing k of each construction: held-out drawings ia[k] (family a) and ib[k] (family b).
-      std::vector<int> ia(size_t(opt.count)), ib(size_t(opt.count));
-      for (int k = 0; k < opt.count; ++k) {
-        ia[size_t(k)] = va[rng.below(uint32_t(va.size()))];
-        ib[size_t(k)] = vb[rng.below(uint32_t(vb.size()))];
-      }
-      json entry = {{"pair", name}};
+      BuiltHybrids built = build_pair_hybrids(classifier, split, held, int(fa), int(fb), opt);
       table << "| " << name;
-      for (const Construction& c : constructions) {
-        std::vector<float> built(size_t(opt.count) * d);
-        for (int k = 0; k < opt.count; ++k) {
-          const float* a = split.val.image(ia[size_t(k)]);
-          const float* b = split.val.image(ib[size_t(k)]);
-          float* out = built.data() + size_t(k) * d;
-          for (size_t p = 0; p < d; ++p) {
-            // Sides: drawing k takes its left half from a when k is even, from b when odd.
-            const bool from_a = (int(p % size_t(shape.w)) < shape.w / 2) == (k % 2 == 0);
-            out[p] = c.kind == kOverlay ? std::min(a[p], b[p])
-                     : c.kind == kSides ? (from_a ? a[p] : b[p])
-                                        : 0.5f * (a[p] + b[p]);
-          }
+      for (const char* key : kBuiltKinds) {
+        const json& c = built.report[key];
+        table << " | " << percent(c["share"].get<double>()) << " ("
+              << percent(c["mixed"].get<double>() / opt.count) << ")";
+        if (std::string(key) != "blend") {
+          lowest = std::min(lowest, c["share"].get<double>());
+          highest = std::max(highest, c["share"].get<double>());
         }
-        const Classified cb = classify(classifier, built.data(), opt.count);
-        const std::vector<double> sharp_b = sharpness(built.data(), opt.count, int64_t(d));
-        int clean = 0, mixed = 0;
-        json top = json::object(), examples = json::array();
-        for (int k = 0; k < opt.count; ++k) {
-          const FamilyMix& m = cb.mix[size_t(k)];
-          const bool hybrid =
-              is_clean_pair_hybrid(m, int(fa), int(fb), sharp_b[size_t(k)], sharp_real, opt);
-          clean += hybrid;
-          mixed += m.mixes(opt.mix_threshold);
-          const std::string t = families[size_t(m.first)];
-          top[t] = top.value(t, 0) + 1;
-          if (k < 4)
-            examples.push_back({{"held_out", {ia[size_t(k)], ib[size_t(k)]}},
-                                {"read_as", m.describe()},
-                                {"clean_hybrid", hybrid}});
-          const float* img = built.data() + size_t(k) * d;
-          if (c.kind != kBlend && k < 2) {
-            shown.insert(shown.end(), img, img + d);
-            shown_tags.push_back(std::string(c.kind == kOverlay ? "whole" : "sides") + ": " +
-                                 m.describe());
-          }
-          if (hybrid && hybrid_tags.size() < 24 && k < 8) {
-            hybrid_tiles.insert(hybrid_tiles.end(), img, img + d);
-            hybrid_tags.push_back(std::string(c.key) + ": " + m.describe());
-          }
-        }
-        const double share = double(clean) / opt.count;
-        if (c.kind != kBlend) {
-          lowest = std::min(lowest, share);
-          highest = std::max(highest, share);
-        }
-        entry[c.key] = {{"count", opt.count},
-                        {"clean_hybrids", clean},
-                        {"share", share},
-                        {"mixed", mixed},
-                        {"top_family", top},
-                        {"examples", examples}};
-        table << " | " << percent(share) << " (" << percent(double(mixed) / opt.count) << ")";
       }
       table << " | ";
       bool first = true;
-      for (const auto& [f, n] : entry["overlay"]["top_family"].items()) {
+      for (const auto& [f, n] : built.report["overlay"]["top_family"].items()) {
         table << (first ? "" : ", ") << f << " " << n.get<int>();
         first = false;
       }
       table << " |\n";
+      shown.insert(shown.end(), built.shown.begin(), built.shown.end());
+      shown_tags.insert(shown_tags.end(), built.shown_tags.begin(), built.shown_tags.end());
+      for (size_t j = 0; j < built.hit_tags.size() && hybrid_tags.size() < 24; ++j) {
+        hybrid_tiles.insert(hybrid_tiles.end(), built.hits.begin() + long(j * d),
+                            built.hits.begin() + long((j + 1) * d));
+        hybrid_tags.push_back(built.hit_tags[j]);
+      }
+      json entry = built.report;
+      entry["pair"] = name;
       pairs.push_back(entry);
     }
   if (progress) progress("judging", n_pairs_max, n_pairs_max);
   if (pairs.empty())
     throw Error("the held-out drawings of '" + inputs.data +
                 "' hold fewer than two families; no pair to build hybrids from");
-
   EvalResult r;
   r.report = {{"mode", "reference_hybrids"},
               {"model", {{"path", opt.model}}},
@@ -866,11 +920,11 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
               {"criteria",
                {{"mix_threshold", opt.mix_threshold},
                 {"sharp_fraction_of_real", opt.sharp_fraction},
-                {"real_sharpness", sharp_real}}},
+                {"real_sharpness", held.sharp_real}}},
               {"constructions",
-               {{"overlay", constructions[0].what},
-                {"sides", constructions[1].what},
-                {"blend", constructions[2].what}}},
+               {{"overlay", built_kind_what("overlay")},
+                {"sides", built_kind_what("sides")},
+                {"blend", built_kind_what("blend")}}},
               {"pairs", pairs},
               {"clean_hybrid_share_built",
                {{"lowest", lowest}, {"highest", highest}}}};
@@ -882,8 +936,8 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
      << "least " << percent(opt.mix_threshold) << ", and at least " << fixed(opt.sharp_fraction, 2)
      << " of the real drawings' sharpness. Each cell: clean hybrids (read as mixing any two "
      << "families).\n\n"
-     << "| pair | " << constructions[0].what << " | " << constructions[1].what << " | "
-     << constructions[2].what << " | top family of the first kind |\n"
+     << "| pair | " << built_kind_what("overlay") << " | " << built_kind_what("sides") << " | "
+     << built_kind_what("blend") << " | top family of the first kind |\n"
      << "| --- | ---: | ---: | ---: | --- |\n"
      << table.str() << "\nDrawings that hold both structures whole count as clean hybrids of "
      << "their pair in " << percent(lowest) << " to " << percent(highest)
