@@ -22,6 +22,9 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   // the default), or im2col (0).
   ebm::set_conv_strided_form(state.range(5) != 0 ? ebm::ConvStridedForm::kAuto
                                                  : ebm::ConvStridedForm::kIm2col);
+  // rows: the shifted and phase forms write output rows straight into the image where they fit
+  // (1, the default), or compute across the padded rows and copy them out (0).
+  ebm::set_conv_row_tiles(state.range(6) != 0);
   ebm::Network net(file ? ebm::load_model(dir + "/" + preset)
                         : ebm::random_model(ebm::load_preset(dir + "/presets/" + preset + ".json").arch, 1));
   const int batch = int(state.range(0)), threads = int(state.range(1));
@@ -43,35 +46,39 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   ebm::set_conv3x3_form(ebm::Conv3x3Form::kAuto);
   ebm::set_conv_taps(true);
   ebm::set_conv_strided_form(ebm::ConvStridedForm::kAuto);
+  ebm::set_conv_row_tiles(true);
 }
 
 }  // namespace
 
-// Args: batch, threads, slice, form, taps, phases.
+// Args: batch, threads, slice, form, taps, phases, rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}, {1}})
-    ->Args({32, 1, -1, 0, 1, 1})
-    ->Args({8, 1, 0, 0, 0, 1})
-    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}})
-    ->Args({8, 2, 0, 0, 1, 1})
-    ->Args({32, 2, 0, 0, 1, 1})
-    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}, {1}, {1}})
+    ->Args({32, 1, -1, 0, 1, 1, 1})
+    ->Args({8, 1, 0, 0, 0, 1, 1})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
+    ->Args({8, 2, 0, 0, 1, 1, 1})
+    ->Args({32, 2, 0, 0, 1, 1, 1})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {1}, {0}})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases", "rows"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
-    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}, {1}})
-    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases"})
+    ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}, {1}, {1}})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases", "rows"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // The shipped bridge model (a U-Net): the automatic slice against the whole batch, its 3x3
 // convolutions direct against Winograd, its 3x13 bottleneck by taps against im2col, and its
-// strided convolutions by stride phases against im2col.
+// strided convolutions by stride phases against im2col, its output rows straight into the image
+// against across the padded rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
-    ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}, {1}})
-    ->ArgsProduct({{32}, {1}, {0}, {1, 2}, {1}, {1}})
-    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {0, 1}, {1}})
-    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}})
-    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases"})
+    ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}, {1}, {1}})
+    ->ArgsProduct({{32}, {1}, {0}, {1, 2}, {1}, {1}, {1}})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {0, 1}, {1}, {1}})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {1}, {0}})
+    ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases", "rows"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

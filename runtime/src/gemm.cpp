@@ -94,11 +94,38 @@ template <class B>
 constexpr std::array<Kernel<B>, kMR> kKernels =
     kernel_table<B>(std::make_integer_sequence<int, kMR>{});
 
+// The column tiles of a product: tile t is `cols` columns from column b_col of B (as its tile
+// functor takes them) and c_col of C.
+struct ColumnTile {
+  int b_col, c_col, cols;
+};
+// C's n columns in NR-wide tiles, B's columns the same.
+struct FlatColumns {
+  int n;
+  int tiles() const { return (n + kNR - 1) / kNR; }
+  int c_cols() const { return n; }
+  ColumnTile at(int t) const { return {t * kNR, t * kNR, std::min(kNR, n - t * kNR)}; }
+};
+// C's columns as `rows` rows of `width`, each in its own NR-wide tiles; row r of them starts at
+// column r * b_stride of B.
+struct RowColumns {
+  int rows, width, b_stride, per_row;
+  RowColumns(int rows_, int width_, int b_stride_)
+      : rows(rows_), width(width_), b_stride(b_stride_), per_row((width_ + kNR - 1) / kNR) {}
+  int tiles() const { return rows * per_row; }
+  int c_cols() const { return rows * width; }
+  ColumnTile at(int t) const {
+    const int r = t / per_row, x0 = (t - r * per_row) * kNR;
+    return {r * b_stride + x0, r * width + x0, std::min(kNR, width - x0)};
+  }
+};
+
 // The blocked loops over kc-deep passes, NR-wide column tiles and MR-high row tiles, shared by the
-// packed and the unpacked B; tile(pc, j0) gives the B tile of pass pc at column j0.
-template <class B, class TileOf>
-void multiply_blocked(int m, int n, int k, const float* a_packed, TileOf tile, float* c, int ldc,
-                      const float* row_bias, bool accumulate) {
+// packed and the unpacked B; tile(pc, b_col) gives the B tile of pass pc at column b_col.
+template <class B, class TileOf, class Columns>
+void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns columns, float* c,
+                      int ldc, const float* row_bias, bool accumulate) {
+  const int n = columns.c_cols();
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int i = 0; i < m; ++i) {
@@ -111,17 +138,19 @@ void multiply_blocked(int m, int n, int k, const float* a_packed, TileOf tile, f
     return;
   }
   const Init first = row_bias ? Init::kBias : accumulate ? Init::kAccumulate : Init::kZero;
+  const int n_tiles = columns.tiles();
   for (int pc = 0; pc < k; pc += kKC) {
     const int kc = std::min(kKC, k - pc);
     const Init init = pc == 0 ? first : Init::kAccumulate;
-    for (int j0 = 0; j0 < n; j0 += kNR) {
-      const B b = tile(pc, j0);
+    for (int t = 0; t < n_tiles; ++t) {
+      const ColumnTile ct = columns.at(t);
+      const B b = tile(pc, ct.b_col);
       // Full row tiles inlined, a last partial one through the table.
       for (int i0 = 0; i0 < m; i0 += kMR) {
         const float* a = a_packed + size_t(i0) * k + size_t(pc) * kMR;
-        float* ci = c + size_t(i0) * ldc + j0;
+        float* ci = c + size_t(i0) * ldc + ct.c_col;
         const float* bias = row_bias ? row_bias + i0 : nullptr;
-        const int cols = std::min(kNR, n - j0);
+        const int cols = ct.cols;
         if (m - i0 >= kMR)
           micro_kernel<kMR, B>(kc, a, b, ci, ldc, init, bias, cols);
         else
@@ -175,24 +204,32 @@ void pack_b_row(const float* row, int p, int k, int n, float* out) {
 void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_packed, float* c,
                      int ldc, const float* row_bias, bool accumulate) {
   multiply_blocked<PackedB>(
-      m, n, k, a_packed,
-      [&](int pc, int j0) { return PackedB{b_packed + size_t(j0) * k + size_t(pc) * kNR}; }, c, ldc,
-      row_bias, accumulate);
+      m, k, a_packed,
+      [&](int pc, int j0) { return PackedB{b_packed + size_t(j0) * k + size_t(pc) * kNR}; },
+      FlatColumns{n}, c, ldc, row_bias, accumulate);
 }
 
 void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
                       const int* row_offsets, float* c, int ldc, const float* row_bias) {
   multiply_blocked<ShiftedB>(
-      m, n, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; }, c,
-      ldc, row_bias, false);
+      m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
+      FlatColumns{n}, c, ldc, row_bias, false);
+}
+
+void multiply_shifted_rows(int m, int rows, int width, int b_stride, int k, const float* a_packed,
+                           const float* b, const int* row_offsets, float* c, int ldc,
+                           const float* row_bias) {
+  multiply_blocked<ShiftedB>(
+      m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
+      RowColumns(rows, width, b_stride), c, ldc, row_bias, false);
 }
 
 void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
                       float* c, int ldc, const float* row_bias, bool accumulate) {
   multiply_blocked<StridedB>(
-      m, n, k, a_packed,
-      [&](int pc, int j0) { return StridedB{b + size_t(pc) * size_t(ldb) + j0, size_t(ldb)}; }, c,
-      ldc, row_bias, accumulate);
+      m, k, a_packed,
+      [&](int pc, int j0) { return StridedB{b + size_t(pc) * size_t(ldb) + j0, size_t(ldb)}; },
+      FlatColumns{n}, c, ldc, row_bias, accumulate);
 }
 
 namespace {

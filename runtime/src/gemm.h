@@ -70,6 +70,14 @@ void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_
 // are shifted views of one zero-padded image (Conv2d).
 void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
                       const int* row_offsets, float* c, int ldc, const float* row_bias = nullptr);
+// The same product with C's columns as `rows` rows of `width` (C[i, r * width + x]) and B's
+// column r * b_stride + x under them: a convolution's output rows written straight into a compact
+// image while B's rows step through a padded one (the padding columns are neither computed nor
+// stored). Row r of B is read up to r * b_stride + width rounded up to a whole kGemmNR tile. The
+// same sums in the same order as multiply_shifted.
+void multiply_shifted_rows(int m, int rows, int width, int b_stride, int k, const float* a_packed,
+                           const float* b, const int* row_offsets, float* c, int ldc,
+                           const float* row_bias = nullptr);
 // The same with row p of B at b + p * ldb, and C's init as for multiply_packed (C += A B when
 // accumulate): the taps of a convolution over interleaved images (Conv2d).
 void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,

@@ -52,5 +52,48 @@ TEST(Gemm, ShiftedRowsGiveThePackedProductBitForBit) {
   expect_shifted_equals_packed(16, 2 * kGemmNR, 144, false);
 }
 
+// The product in row tiles: C's columns are `rows` rows of `width` over B's columns r * b_stride
+// + x, each output the bits of the flat product over the padded rows (whose other columns are
+// dropped), and nothing written past C's rows * width columns.
+void expect_rows_equal_flat(int m, int rows, int width, int b_stride, int k, bool bias) {
+  SCOPED_TRACE(testing::Message() << "m " << m << ", " << rows << " rows of " << width << " in "
+                                  << b_stride << ", k " << k << (bias ? ", bias" : ""));
+  const std::vector<float> a = test::random_inputs(size_t(m) * k, 4);
+  const int n = rows * b_stride;
+  const size_t whole = size_t((n + kGemmNR - 1) / kGemmNR) * kGemmNR + kGemmNR;
+  const std::vector<float> buffer = test::random_inputs(size_t(k) * 3 + whole + 7, 5);
+  std::vector<int> offsets(static_cast<size_t>(k));
+  for (int p = 0; p < k; ++p) offsets[size_t(p)] = (p * 5 + 1) % (2 * k + 3);
+  const std::vector<float> row_bias = test::random_inputs(size_t(m), 6);
+  std::vector<float> a_packed(packed_a_floats(m, k));
+  pack_a(a.data(), k, false, m, k, a_packed.data());
+
+  std::vector<float> flat(size_t(m) * n);
+  multiply_shifted(m, n, k, a_packed.data(), buffer.data(), offsets.data(), flat.data(), n,
+                   bias ? row_bias.data() : nullptr);
+  const int ldc = rows * width + 3;  // three guard columns per row of C
+  std::vector<float> tiled(size_t(m) * ldc, -7.0f);
+  multiply_shifted_rows(m, rows, width, b_stride, k, a_packed.data(), buffer.data(), offsets.data(),
+                        tiled.data(), ldc, bias ? row_bias.data() : nullptr);
+  for (int i = 0; i < m; ++i) {
+    for (int r = 0; r < rows; ++r)
+      for (int x = 0; x < width; ++x) {
+        const float got = tiled[size_t(i) * ldc + size_t(r) * width + x];
+        const float want = flat[size_t(i) * n + size_t(r) * b_stride + x];
+        ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0)
+            << "C[" << i << "] row " << r << " column " << x << ": " << got << ", flat " << want;
+      }
+    for (int g = 0; g < 3; ++g) EXPECT_EQ(tiled[size_t(i) * ldc + size_t(rows) * width + g], -7.0f);
+  }
+}
+
+TEST(Gemm, RowTilesGiveTheFlatProductsBitsWithoutThePaddingColumns) {
+  expect_rows_equal_flat(1, 1, 1, 3, 1, false);
+  expect_rows_equal_flat(kGemmMR + 3, 4, kGemmNR, kGemmNR + 2, 27, true);     // whole tiles
+  expect_rows_equal_flat(5, 3, kGemmNR - 2, kGemmNR, 40, false);              // one partial tile a row
+  expect_rows_equal_flat(2 * kGemmMR, 2, 2 * kGemmNR + 5, 2 * kGemmNR + 9, 600, true);  // two passes
+  expect_rows_equal_flat(3, 6, 7, 7, 9, true);                                // no padding at all
+}
+
 }  // namespace
 }  // namespace ebm

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "ebm/kernels.h"
+#include "gemm.h"
 #include "ebm/layers.h"
 #include "ebm/reference.h"
 #include "test_util.h"
@@ -277,6 +278,46 @@ TEST(Conv2d, StridePhasesAgreeWithIm2colOnRandomShapes) {
     ++built;
   }
   EXPECT_GT(built, 40);
+}
+
+// Output rows written straight into the image (row tiles) or computed across the padded rows and
+// copied out: the same bits, forward and backward, for stride-1 layers (the shifted form) and
+// strided ones (stride phases) whose rows are a whole number of tiles wide, a partial tile wide,
+// or several tiles and a part.
+TEST(Conv2d, RowTilesGiveTheBitsOfTilesAcrossThePaddedRows) {
+  const int nr = kGemmNR;
+  struct Case {
+    Shape in;
+    std::string layer;
+    bool shifted;  // stride 1: both directions in the shifted form
+  };
+  const std::vector<Case> cases = {
+      {{3, 5, nr}, R"({"type":"conv2d","out_channels":5,"kernel":3,"padding":"same"})", true},
+      {{2, 4, nr - 2}, R"({"type":"conv2d","out_channels":7,"kernel":3,"padding":"same"})", true},
+      {{4, 3, 3 * nr - 4}, R"({"type":"conv2d","out_channels":3,"kernel":[3,5],"padding":"same"})", true},
+      {{2, 8, 2 * nr}, R"({"type":"conv2d","out_channels":6,"kernel":3,"stride":2,"padding":"same"})", false},
+      {{1, 10, 6 * nr}, R"({"type":"conv2d","out_channels":4,"kernel":5,"stride":2,"padding":"same"})", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.layer + " on " + std::to_string(c.in.w) + " columns");
+    const Architecture a = resolve_architecture(c.in, json::array({json::parse(c.layer)}));
+    const Model m = random_model(a, 21);
+    set_conv_strided_form(ConvStridedForm::kPhases);
+    set_conv3x3_form(Conv3x3Form::kDirect);
+    set_conv_row_tiles(false);
+    const auto across = make_layer(a.layers[0], m);
+    set_conv_row_tiles(true);
+    const auto rows = make_layer(a.layers[0], m);
+    set_conv3x3_form(Conv3x3Form::kAuto);
+    set_conv_strided_form(ConvStridedForm::kAuto);
+    // The row form needs no buffer for the padded output: a sign it was built.
+    if (c.shifted) {
+      EXPECT_LT(rows->scratch_floats(3), across->scratch_floats(3));
+    }
+    const TwoForms r = run_two_forms(a.layers[0], *across, *rows, 3, 31, 32);
+    EXPECT_EQ(r.y[1], r.y[0]);
+    EXPECT_EQ(r.dx[1], r.dx[0]);
+  }
 }
 
 // The tap form interleaves a chunk of images (about 1 MB of them: two of these) so its GEMMs are

@@ -39,6 +39,15 @@ namespace {
 // About 1 MB of packed operand per chunk.
 constexpr size_t kChunkFloats = size_t(1) << 18;
 
+std::atomic<bool> g_conv_row_tiles{true};
+
+// Whether the shifted forms write their output rows straight into the compact image
+// (multiply_shifted_rows): where a row's own whole tiles span no more columns than the padded row
+// (so no more is computed than by tiles across the padded rows), unless set_conv_row_tiles(false).
+bool row_tiles_fit(int width, int padded_width) {
+  return g_conv_row_tiles.load() && (width + kGemmNR - 1) / kGemmNR * kGemmNR <= padded_width;
+}
+
 // The `in` planes of x (in_h x in_w each) into `out` as planes of hp x wp: pad.top zero rows
 // above, pad.left zero columns to the left, zeros to the right and below up to wp and hp.
 void pad_planes(const float* x, int in, int in_h, int in_w, Padding pad, int hp, int wp, float* out) {
@@ -80,17 +89,26 @@ class Shifted final : public PlaneConv {
         for (int j = 0; j < kw; ++j) offsets_.push_back((c * hp_ + i) * wp_ + j);
     const size_t cols = packed_b_floats(1, cols_());  // whole tiles
     padded_ = std::max(size_t(in) * hp_ * wp_, size_t(offsets_.back()) + cols);
+    rows_ = row_tiles_fit(out_w_, wp_);
   }
 
-  size_t scratch_floats() const override { return padded_ + size_t(out_c_) * cols_(); }
+  size_t scratch_floats() const override {
+    return padded_ + (rows_ ? 0 : size_t(out_c_) * cols_());
+  }
 
   void run(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
-    float* yp = scratch + padded_;
     pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
     // The slack after the last plane, which the last rows' whole tiles read.
     const size_t planes = size_t(in_) * hp_ * wp_;
     std::memset(xp + planes, 0, sizeof(float) * (padded_ - planes));
+    if (rows_) {
+      multiply_shifted_rows(out_c_, out_h_, out_w_, wp_, k_, a_.data(), xp, offsets_.data(), y,
+                            out_h_ * out_w_, bias);
+      return;
+    }
+    // Tiles across the padded rows: the columns ox >= out_w are computed, then dropped.
+    float* yp = scratch + padded_;
     const int n = cols_();
     multiply_shifted(out_c_, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
     for (int o = 0; o < out_c_; ++o)
@@ -106,6 +124,7 @@ class Shifted final : public PlaneConv {
   Padding pad_;
   int hp_, wp_, out_h_, out_w_, k_;
   size_t padded_ = 0;
+  bool rows_ = false;  // output rows straight into y (row_tiles_fit)
   std::vector<float> a_;
   std::vector<int> offsets_;
 };
@@ -152,16 +171,18 @@ class PhasedForward final : public PlaneConv {
           offsets_.push_back(((c * sh_ + i % sh_) * sw_ + j % sw_) * hq_ * wq_ + (i / sh_) * wq_ + j / sw_);
     padded_ = std::max(planes(), size_t(*std::max_element(offsets_.begin(), offsets_.end())) +
                                      packed_b_floats(1, cols()));
+    rows_ = row_tiles_fit(out_.w, wq_);
   }
 
   // Wasted columns per output row (computed and dropped), for choosing this form.
   int waste() const { return wq_ - out_.w; }
 
-  size_t scratch_floats() const override { return padded_ + size_t(out_.c) * cols(); }
+  size_t scratch_floats() const override {
+    return padded_ + (rows_ ? 0 : size_t(out_.c) * cols());
+  }
 
   void run(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
-    float* yp = scratch + padded_;
     for (int c = 0; c < in_.c; ++c)
       for (int pi = 0; pi < sh_; ++pi)
         for (int pj = 0; pj < sw_; ++pj) {
@@ -176,6 +197,12 @@ class PhasedForward final : public PlaneConv {
           }
         }
     std::memset(xp + planes(), 0, sizeof(float) * (padded_ - planes()));
+    if (rows_) {
+      multiply_shifted_rows(out_.c, out_.h, out_.w, wq_, k_, a_.data(), xp, offsets_.data(), y,
+                            out_.h * out_.w, bias);
+      return;
+    }
+    float* yp = scratch + padded_;
     const int n = cols();
     multiply_shifted(out_.c, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
     for (int o = 0; o < out_.c; ++o)
@@ -192,6 +219,7 @@ class PhasedForward final : public PlaneConv {
   Padding pad_;
   int sh_, sw_, hq_, wq_, k_;
   size_t padded_ = 0;
+  bool rows_ = false;  // output rows straight into y (row_tiles_fit)
   std::vector<float> a_;
   std::vector<int> offsets_;
 };
@@ -885,6 +913,8 @@ class Conv2d final : public Layer {
 void set_conv3x3_form(Conv3x3Form form) { g_conv3x3_form.store(form); }
 Conv3x3Form conv3x3_form() { return g_conv3x3_form.load(); }
 bool winograd_by_default() { return simd::kLanes == 4; }
+void set_conv_row_tiles(bool on) { g_conv_row_tiles.store(on); }
+bool conv_row_tiles() { return g_conv_row_tiles.load(); }
 void set_conv_taps(bool on) { g_conv_taps.store(on); }
 bool conv_taps() { return g_conv_taps.load(); }
 void set_conv_strided_form(ConvStridedForm form) { g_conv_strided_form.store(form); }
