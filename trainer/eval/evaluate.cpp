@@ -174,11 +174,12 @@ bool is_clean_pair_hybrid(const FamilyMix& m, int fa, int fb, double sharp, doub
 }
 
 // The held-out drawings by family, in the order of the classifier's families (from its labels).
+// A drawing of a family the classifier does not know is an error when `strict`, else left out.
 struct HeldOutFamilies {
   std::vector<std::string> families;
   std::vector<std::vector<int>> by_family;  // held-out indices per family
   double sharp_real = 0;                    // the held-out drawings' mean sharpness
-  HeldOutFamilies(const DatasetSplit& split, const std::vector<std::string>& labels) {
+  HeldOutFamilies(const DatasetSplit& split, const std::vector<std::string>& labels, bool strict) {
     std::vector<float> zero(labels.size(), 0.0f);
     families = family_mix(zero.data(), labels).families;
     by_family.resize(families.size());
@@ -186,6 +187,7 @@ struct HeldOutFamilies {
     for (int i = 0; i < n; ++i) {
       const std::string f = family_of(split.val.label_names[size_t(split.val.labels[size_t(i)])]);
       const auto it = std::find(families.begin(), families.end(), f);
+      if (it == families.end() && !strict) continue;
       if (it == families.end()) {
         std::string known;
         for (const std::string& g : families) known += (known.empty() ? "" : ", ") + g;
@@ -209,10 +211,10 @@ const char* built_kind_what(const std::string& kind) {
 
 // opt.count hybrids of each kind for families fa and fb, judged as a guided pair's samples are.
 struct BuiltHybrids {
-  json report;                        // per kind: count, clean_hybrids, share, mixed, top_family, examples
-  std::vector<float> shown;           // two whole and two side by side
+  json report;               // per kind: count, clean_hybrids, share, mixed, top_family, examples
+  std::vector<float> shown;  // two whole and two side by side
   std::vector<std::string> shown_tags;
-  std::vector<float> hits;            // clean hybrids among the first 8 of each kind
+  std::vector<float> hits;  // clean hybrids among the first 8 of each kind
   std::vector<std::string> hit_tags;
 };
 
@@ -492,7 +494,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
           hits.push_back(i);
       // How far the target goes on this judge: the pair's hybrids built from held-out drawings
       // (the same as --reference-hybrids with this --count and --seed).
-      const HeldOutFamilies held(split, labels);
+      const HeldOutFamilies held(split, labels, false);
       if (!held.by_family[size_t(fa)].empty() && !held.by_family[size_t(fb)].empty()) {
         const json built = build_pair_hybrids(classifier, split, held, std::min(fa, fb),
                                               std::max(fa, fb), opt).report;
@@ -640,8 +642,9 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
        << " |\n";
   if (!reach.empty())
     md << "\nThe pair target on this judge, for hybrids built from held-out drawings "
-       << "(`--reference-hybrids`): both bridges drawn whole " << percent(reach["overlay"].get<double>())
-       << ", a half of each side by side " << percent(reach["sides"].get<double>())
+       << "(`--reference-hybrids`): both bridges drawn whole "
+       << percent(reach["overlay"].get<double>()) << ", a half of each side by side "
+       << percent(reach["sides"].get<double>())
        << ", their 50/50 pixel blend " << percent(reach["blend"].get<double>())
        << " are clean hybrids of the pair.\n";
   md << "\n- subtypes (top-1): ";
@@ -857,7 +860,7 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
   const int n_real = int(split.val.size());
   const Network classifier(inputs.classifier_model);
   const std::vector<std::string>& labels = classifier.labels();
-  const HeldOutFamilies held(split, labels);
+  const HeldOutFamilies held(split, labels, true);
   const std::vector<std::string>& families = held.families;
 
   const int n_pairs_max = int(families.size() * (families.size() - 1) / 2);

@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
                "--guide-classifier models/bridge-guide.safetensors --count 256 --out /tmp/guided");
-  args.example("ebm-eval --model models/bridges.safetensors --reference-hybrids --count 200 --out /tmp/built");
+  args.example("ebm-eval --model models/bridges.safetensors --reference-hybrids --count 512 "
+               "--out /tmp/built");
   args.parse(argc, argv);
   for (const char* f : {"guide-scale", "guide-sigma", "guide-classifier", "guide-denoised"})
     if (args.given(f) && opt.guide.empty()) args.fail(std::string("--") + f + " goes with --guide MIX");
