@@ -38,8 +38,8 @@ ConvStridedForm conv_strided_form();
 // The shifted and phase forms (above) compute each output row over the padded row's width: as
 // NR-wide tiles across the padded rows, then copying the rows out without their padding
 // columns, or (true, the default) in tiles of each row written straight into the output, where
-// those span no more columns than the padded row (the shipped U-Net's 24x96, 12x48 and 6x24
-// planes in wasm, its 24x96 ones natively). The same sums either way, to the bit.
+// those span no more columns than the padded row (in wasm, where a tile is 8 floats, rows 24, 48
+// or 96 wide; natively, 32 or 16 floats, rows 96 wide). The same sums either way, to the bit.
 void set_conv_row_tiles(bool on);
 bool conv_row_tiles();
 
