@@ -1,14 +1,5 @@
 # ebm-eval's usage errors as a user meets them: exit 2 and name the problem and the fix. Inputs: EVAL.
-function(expect_run code fragment)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL code)
-    message(FATAL_ERROR "expected exit ${code}, got ${rc} from: ${ARGN}\n${out}\n${err}")
-  endif()
-  string(FIND "${out}${err}" "${fragment}" at)
-  if(at EQUAL -1)
-    message(FATAL_ERROR "expected '${fragment}' in the output of: ${ARGN}\n${out}\n${err}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../expect_run.cmake)
 
 expect_run(0 "--reference-hybrids" ${EVAL} --help)
 expect_run(2 "missing --model" ${EVAL})
