@@ -48,6 +48,26 @@ bool row_tiles_fit(int width, int padded_width) {
   return g_conv_row_tiles.load() && (width + kGemmNR - 1) / kGemmNR * kGemmNR <= padded_width;
 }
 
+// y (out_c planes of out_h x out_w) = bias + packed A [out_c, k] x the shifted rows of xp
+// (row p at xp + offsets[p]), whose output rows run padded_w wide: straight into y in row tiles
+// (`rows`, row_tiles_fit), else in tiles across the padded rows into yp (out_c * out_h *
+// padded_w floats of scratch), the columns ox >= out_w computed there and dropped as the rows are
+// copied out. The shifted form and the stride phases' forward pass both end this way.
+void shifted_product(int out_c, int out_h, int out_w, int padded_w, int k, const float* a,
+                     const float* xp, const int* offsets, const float* bias, bool rows, float* yp,
+                     float* y) {
+  if (rows) {
+    multiply_shifted_rows(out_c, out_h, out_w, padded_w, k, a, xp, offsets, y, out_h * out_w, bias);
+    return;
+  }
+  const int n = out_h * padded_w;
+  multiply_shifted(out_c, n, k, a, xp, offsets, yp, n, bias);
+  for (int o = 0; o < out_c; ++o)
+    for (int oy = 0; oy < out_h; ++oy)
+      std::memcpy(y + (size_t(o) * out_h + oy) * out_w, yp + size_t(o) * n + size_t(oy) * padded_w,
+                  sizeof(float) * size_t(out_w));
+}
+
 // The `in` planes of x (in_h x in_w each) into `out` as planes of hp x wp: pad.top zero rows
 // above, pad.left zero columns to the left, zeros to the right and below up to wp and hp.
 void pad_planes(const float* x, int in, int in_h, int in_w, Padding pad, int hp, int wp, float* out) {
@@ -102,19 +122,8 @@ class Shifted final : public PlaneConv {
     // The slack after the last plane, which the last rows' whole tiles read.
     const size_t planes = size_t(in_) * hp_ * wp_;
     std::memset(xp + planes, 0, sizeof(float) * (padded_ - planes));
-    if (rows_) {
-      multiply_shifted_rows(out_c_, out_h_, out_w_, wp_, k_, a_.data(), xp, offsets_.data(), y,
-                            out_h_ * out_w_, bias);
-      return;
-    }
-    // Tiles across the padded rows: the columns ox >= out_w are computed, then dropped.
-    float* yp = scratch + padded_;
-    const int n = cols_();
-    multiply_shifted(out_c_, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
-    for (int o = 0; o < out_c_; ++o)
-      for (int oy = 0; oy < out_h_; ++oy)
-        std::memcpy(y + (size_t(o) * out_h_ + oy) * out_w_, yp + size_t(o) * n + size_t(oy) * wp_,
-                    sizeof(float) * size_t(out_w_));
+    shifted_product(out_c_, out_h_, out_w_, wp_, k_, a_.data(), xp, offsets_.data(), bias, rows_,
+                    scratch + padded_, y);
   }
 
  private:
@@ -197,18 +206,8 @@ class PhasedForward final : public PlaneConv {
           }
         }
     std::memset(xp + planes(), 0, sizeof(float) * (padded_ - planes()));
-    if (rows_) {
-      multiply_shifted_rows(out_.c, out_.h, out_.w, wq_, k_, a_.data(), xp, offsets_.data(), y,
-                            out_.h * out_.w, bias);
-      return;
-    }
-    float* yp = scratch + padded_;
-    const int n = cols();
-    multiply_shifted(out_.c, n, k_, a_.data(), xp, offsets_.data(), yp, n, bias);
-    for (int o = 0; o < out_.c; ++o)
-      for (int oy = 0; oy < out_.h; ++oy)
-        std::memcpy(y + (size_t(o) * out_.h + oy) * out_.w, yp + size_t(o) * n + size_t(oy) * wq_,
-                    sizeof(float) * size_t(out_.w));
+    shifted_product(out_.c, out_.h, out_.w, wq_, k_, a_.data(), xp, offsets_.data(), bias, rows_,
+                    scratch + padded_, y);
   }
 
  private:
