@@ -178,7 +178,6 @@ bool is_clean_pair_hybrid(const FamilyMix& m, int fa, int fb, double sharp, doub
 struct HeldOutFamilies {
   std::vector<std::string> families;
   std::vector<std::vector<int>> by_family;  // held-out indices per family
-  double sharp_real = 0;                    // the held-out drawings' mean sharpness
   HeldOutFamilies(const DatasetSplit& split, const std::vector<std::string>& labels, bool strict) {
     std::vector<float> zero(labels.size(), 0.0f);
     families = family_mix(zero.data(), labels).families;
@@ -196,7 +195,6 @@ struct HeldOutFamilies {
       }
       by_family[size_t(it - families.begin())].push_back(i);
     }
-    sharp_real = mean_of(sharpness(split.val.images.data(), n, split.val.shape.size()));
   }
 };
 
@@ -209,7 +207,8 @@ const char* built_kind_what(const std::string& kind) {
              : "the 50/50 pixel blend";
 }
 
-// opt.count hybrids of each kind for families fa and fb, judged as a guided pair's samples are.
+// opt.count hybrids of each kind for families fa and fb, judged as a guided pair's samples are
+// (sharp_real: the held-out drawings' mean sharpness).
 struct BuiltHybrids {
   json report;               // per kind: count, clean_hybrids, share, mixed, top_family, examples
   std::vector<float> shown;  // two whole and two side by side
@@ -219,7 +218,7 @@ struct BuiltHybrids {
 };
 
 BuiltHybrids build_pair_hybrids(const Network& classifier, const DatasetSplit& split,
-                                const HeldOutFamilies& held, int fa, int fb,
+                                const HeldOutFamilies& held, int fa, int fb, double sharp_real,
                                 const EvalOptions& opt) {
   const Shape shape = split.val.shape;
   const size_t d = size_t(shape.size());
@@ -255,7 +254,7 @@ BuiltHybrids build_pair_hybrids(const Network& classifier, const DatasetSplit& s
     json top = json::object(), examples = json::array();
     for (int k = 0; k < opt.count; ++k) {
       const FamilyMix& m = cb.mix[size_t(k)];
-      const bool hybrid = is_clean_pair_hybrid(m, fa, fb, sharp_b[size_t(k)], held.sharp_real, opt);
+      const bool hybrid = is_clean_pair_hybrid(m, fa, fb, sharp_b[size_t(k)], sharp_real, opt);
       clean += hybrid;
       mixed += m.mixes(opt.mix_threshold);
       const std::string t = held.families[size_t(m.first)];
@@ -497,7 +496,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       const HeldOutFamilies held(split, labels, false);
       if (!held.by_family[size_t(fa)].empty() && !held.by_family[size_t(fb)].empty()) {
         const json built = build_pair_hybrids(classifier, split, held, std::min(fa, fb),
-                                              std::max(fa, fb), opt).report;
+                                              std::max(fa, fb), sharp_real, opt).report;
         for (const char* key : kBuiltKinds) reach[key] = built[key]["share"];
       }
     } else {
@@ -862,6 +861,7 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
   const std::vector<std::string>& labels = classifier.labels();
   const HeldOutFamilies held(split, labels, true);
   const std::vector<std::string>& families = held.families;
+  const double sharp_real = mean_of(sharpness(split.val.images.data(), n_real, int64_t(d)));
 
   const int n_pairs_max = int(families.size() * (families.size() - 1) / 2);
   int pair_index = 0;
@@ -877,7 +877,8 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
       if (held.by_family[fa].empty() || held.by_family[fb].empty()) continue;
       const std::string name = families[fa] + "+" + families[fb];
       pair_names += (pair_names.empty() ? "" : ", ") + name;  // samples.png's rows
-      BuiltHybrids built = build_pair_hybrids(classifier, split, held, int(fa), int(fb), opt);
+      BuiltHybrids built =
+          build_pair_hybrids(classifier, split, held, int(fa), int(fb), sharp_real, opt);
       table << "| " << name;
       for (const char* key : kBuiltKinds) {
         const json& c = built.report[key];
@@ -923,7 +924,7 @@ EvalResult evaluate_reference_hybrids(const EvalOptions& opt, const Progress& pr
               {"criteria",
                {{"mix_threshold", opt.mix_threshold},
                 {"sharp_fraction_of_real", opt.sharp_fraction},
-                {"real_sharpness", held.sharp_real}}},
+                {"real_sharpness", sharp_real}}},
               {"constructions",
                {{"overlay", built_kind_what("overlay")},
                 {"sides", built_kind_what("sides")},
