@@ -57,6 +57,8 @@ json TrainConfig::to_json() const {
           {"langevin_backend", langevin_backend},
           {"sampler", sampler_params_json(sampler)},
           {"real_noise", real_noise},
+          {"kl_weight", kl_weight},
+          {"augment", augment},
           {"sigma_mean", sigma_mean},
           {"sigma_std", sigma_std},
           {"sigma_min", sigma_min},
@@ -123,6 +125,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("langevin_backend", &c.langevin_backend);
     if (j.contains("sampler")) c.sampler = parse_sampler_params(j.at("sampler"));
     get("real_noise", &c.real_noise);
+    get("kl_weight", &c.kl_weight);
+    get("augment", &c.augment);
     get("sigma_mean", &c.sigma_mean);
     get("sigma_std", &c.sigma_std);
     get("sigma_min", &c.sigma_min);

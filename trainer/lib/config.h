@@ -60,6 +60,16 @@ struct TrainConfig {
   std::string langevin_backend = "runtime";  // or "torch": who computes dE/dx (langevin.h)
   SamplerParams sampler;      // form, step_size, noise, grad_clip, eps (steps: to generate)
   double real_noise = 0.005;  // std of the noise added to real images
+  // Du et al. 2021, "Improved contrastive divergence training of energy-based models" (cd only):
+  // kl_weight W adds W (E(x_K) - mean log d_nn(x_K)) to the loss, x_K the batch's last Langevin
+  // step taken again with the graph kept so that it depends on the weights, E read with the
+  // weights held constant (the gradient reaches them through x_K alone), d_nn the distance to the
+  // nearest of the buffer's newest images (an estimate of the samples' entropy, up to constants);
+  // 0 = off. augment P: each buffer image a chain starts from is, with probability P, mirrored
+  // left-right (half the time) and shifted up to 8 columns and 2 rows (edges repeated) before its
+  // Langevin run, so chains move between modes more easily; 0 = off.
+  double kl_weight = 0;
+  double augment = 0;
 
   // Denoising score matching (SPEC section 1b): per image sigma = exp(N(sigma_mean, sigma_std^2))
   // clamped to [sigma_min, sigma_max]; loss (sigma^2 + loss_sigma_floor^2) / sigma_data^2

@@ -1,6 +1,7 @@
 // Contrastive divergence with a replay buffer and short Langevin runs: the paper's method
 // (SPEC section 1), the book's Examples 7-5 and 7-6.
 #include <chrono>
+#include <cmath>
 
 #include "ebm/error.h"
 #include "langevin.h"
@@ -18,13 +19,16 @@ class ContrastiveDivergence final : public TrainingObjective {
                         const Shard& shard)
       : shape_(net->image_shape()),
         buffer_(rank_capacity(cfg, shard), shape_),
-        backend_(parse_langevin_backend(cfg.langevin_backend)) {
+        backend_(parse_langevin_backend(cfg.langevin_backend)),
+        kl_(cfg.kl_weight > 0) {
     // The buffer starts as one batch of uniform noise (the book's Buffer.__init__).
     buffer_.reset_uniform(std::min<int64_t>(cfg.batch / shard.size, buffer_.capacity()), gen);
   }
 
   std::vector<std::string> step_figures() const override {
-    return {"reg", "cdiv", "real", "fake", "fresh"};
+    std::vector<std::string> f = {"reg", "cdiv", "real", "fake", "fresh"};
+    if (kl_) f.insert(f.end(), {"kl_energy", "kl_entropy"});
+    return f;
   }
   std::string rate_name() const override { return "image_steps_per_s"; }
   std::vector<std::string> validation_figures() const override { return {"cdiv", "real", "fake"}; }
@@ -41,21 +45,37 @@ class ContrastiveDivergence final : public TrainingObjective {
         (real_in + cfg.real_noise * torch::randn(real_in.sizes(), s.gen, torch::kFloat32))
             .clamp(-1.0, 1.0);
     int64_t fresh = 0;
-    const torch::Tensor start = buffer_.draw(B, cfg.fresh, s.gen, &fresh);
-    const torch::Tensor fake = langevin(*s.net, start, cfg.sampler, cfg.langevin_steps, s.gen,
-                                        backend_, torch::get_num_threads(), stop);
-    if (!fake.defined()) {
+    torch::Tensor start = buffer_.draw(B, cfg.fresh, s.gen, &fresh);
+    if (cfg.augment > 0 && fresh < B)  // the buffer's images, not the fresh noise before them
+      start = torch::cat({start.narrow(0, 0, fresh),
+                          augment_images(start.narrow(0, fresh, B - fresh), cfg.augment, s.gen)});
+    // With the KL term the last step is taken again below, differentiably, from the one before.
+    const bool kl = cfg.kl_weight > 0;
+    const int run_steps = cfg.langevin_steps - (kl ? 1 : 0);
+    torch::Tensor fake = run_steps > 0 ? langevin(*s.net, start, cfg.sampler, run_steps, s.gen,
+                                                  backend_, torch::get_num_threads(), stop)
+                                       : start;
+    if (!fake.defined() || (kl && stop && stop->load())) {
       s.gen.set_state(gen_state);
       return std::nullopt;
     }
 
     s.net->power_iteration();
     s.net->train();
+    torch::Tensor kl_term;
+    double kl_energy = 0, kl_entropy = 0;
+    if (kl) {
+      const torch::Tensor z = torch::randn(fake.sizes(), s.gen, torch::kFloat32);
+      const torch::Tensor last = last_langevin_step(*s.net, fake, z, cfg.sampler);
+      const torch::Tensor bank = buffer_.newest(std::min<int64_t>(buffer_.size(), kKlBank));
+      kl_term = cfg.kl_weight * kl_loss(*s.net, last, bank, &kl_energy, &kl_entropy);
+      fake = last.detach();
+    }
     const torch::Tensor out = s.net->forward(torch::cat({real, fake})).select(1, 0);
     const torch::Tensor e_real = out.narrow(0, 0, B), e_fake = out.narrow(0, B, B);
     const torch::Tensor cdiv = e_real.mean() - e_fake.mean();
     const torch::Tensor reg = cfg.alpha * (e_real.square() + e_fake.square()).mean();
-    const torch::Tensor loss = cdiv + reg;
+    const torch::Tensor loss = kl ? cdiv + reg + kl_term : cdiv + reg;
     descend(s, loss);
     buffer_.push_front(fake);
 
@@ -67,6 +87,10 @@ class ContrastiveDivergence final : public TrainingObjective {
     m.figures.set("real", e_r);
     m.figures.set("fake", e_f);
     m.figures.set("fresh", double(fresh));
+    if (kl) {
+      m.figures.set("kl_energy", kl_energy);
+      m.figures.set("kl_entropy", kl_entropy);
+    }
     m.work = double(B) * cfg.langevin_steps;
     m.healthy = std::isfinite(m.loss) && std::isfinite(e_r) && std::isfinite(e_f) &&
                 std::abs(e_r) <= cfg.max_energy && std::abs(e_f) <= cfg.max_energy &&
@@ -132,12 +156,84 @@ class ContrastiveDivergence final : public TrainingObjective {
     return cfg.buffer_size / shard.size;
   }
 
+  // The KL term's entropy compares a batch with this many of the buffer's newest images.
+  static constexpr int64_t kKlBank = 512;
+
   Shape shape_;
   ReplayBuffer buffer_;
   LangevinBackend backend_;
+  bool kl_;
 };
 
 }  // namespace
+
+torch::Tensor last_langevin_step(const EnergyNetImpl& net, const torch::Tensor& x,
+                                 const torch::Tensor& z, const SamplerParams& p) {
+  if (p.form != SamplerForm::kPaper && p.form != SamplerForm::kTextbook)
+    throw Error(std::string("the KL term differentiates a paper or textbook Langevin step, not ") +
+                sampler_form_name(p.form));
+  torch::AutoGradMode grad_on(true);
+  // The same arithmetic as langevin() (langevin.h); the gradient is kept as a function of the
+  // weights (create_graph), the state it starts from is a constant.
+  torch::Tensor xin = x.detach();
+  if (p.form == SamplerForm::kPaper) xin = (xin + double(p.noise) * z).clamp(-1.0, 1.0);
+  xin.requires_grad_(true);
+  const torch::Tensor e = net.forward(xin).select(1, 0).sum();
+  torch::Tensor g = torch::autograd::grad({e}, {xin}, {}, true, true)[0];
+  if (p.form == SamplerForm::kPaper)
+    return (xin.detach() - double(p.step_size) * g.clamp(-double(p.grad_clip),
+                                                         double(p.grad_clip)))
+        .clamp(-1.0, 1.0);
+  return (xin.detach() - 0.5 * double(p.eps) * g + std::sqrt(double(p.eps)) * z).clamp(-1.0, 1.0);
+}
+
+torch::Tensor kl_loss(const EnergyNetImpl& net, const torch::Tensor& samples,
+                      const torch::Tensor& bank, double* energy, double* entropy) {
+  const int64_t n = samples.size(0);
+  // dE/dx at the samples with the weights held constant: (x . that).sum() has the gradient of
+  // E_const(x(weights)) with respect to the weights, through x alone.
+  torch::Tensor gx, e;
+  {
+    torch::AutoGradMode grad_on(true);
+    torch::Tensor xc = samples.detach().requires_grad_(true);
+    e = net.forward(xc).select(1, 0);
+    gx = torch::autograd::grad({e.sum()}, {xc})[0].detach();
+  }
+  const torch::Tensor through = (samples * gx).sum() / double(n);
+  // Distances to the nearest bank image, from squared norms (kept above 1e-8 so that a sample
+  // equal to a bank image has a finite gradient).
+  const torch::Tensor xf = samples.flatten(1), bf = bank.detach().flatten(1).to(xf.dtype());
+  const torch::Tensor d2 = (xf.square().sum(1, true) + bf.square().sum(1).unsqueeze(0) -
+                            2.0 * torch::matmul(xf, bf.t()))
+                               .clamp_min(1e-8);
+  const torch::Tensor log_nn = std::get<0>(d2.min(1)).sqrt().log().mean();
+  if (energy) *energy = e.detach().mean().item<double>();
+  if (entropy) *entropy = log_nn.detach().item<double>();
+  return through - log_nn;
+}
+
+torch::Tensor augment_images(const torch::Tensor& x, double p, at::Generator& gen) {
+  constexpr int64_t kShiftX = 8, kShiftY = 2;
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  // Every image draws the same four numbers whether it is changed or not, so the stream does not
+  // depend on which were.
+  const torch::Tensor u = torch::rand({n, 2}, gen, torch::kDouble);
+  const torch::Tensor dx = torch::randint(-kShiftX, kShiftX + 1, {n}, gen, torch::kLong);
+  const torch::Tensor dy = torch::randint(-kShiftY, kShiftY + 1, {n}, gen, torch::kLong);
+  const torch::Tensor padded = torch::nn::functional::pad(
+      x.detach(), torch::nn::functional::PadFuncOptions({kShiftX, kShiftX, kShiftY, kShiftY})
+                      .mode(torch::kReplicate));
+  torch::Tensor out = x.detach().clone();
+  for (int64_t i = 0; i < n; ++i) {
+    if (u[i][0].item<double>() >= p) continue;
+    torch::Tensor img = padded[i]
+                            .narrow(1, kShiftY + dy[i].item<int64_t>(), h)
+                            .narrow(2, kShiftX + dx[i].item<int64_t>(), w);
+    if (u[i][1].item<double>() < 0.5) img = img.flip({2});
+    out[i].copy_(img);
+  }
+  return out;
+}
 
 std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig& cfg,
                                                                EnergyNet& net, at::Generator& gen,

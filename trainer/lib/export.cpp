@@ -193,6 +193,8 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
     training["objective"] = "contrastive divergence";
     training["alpha"] = cfg.alpha;
     training["replay_buffer"] = {{"size", cfg.buffer_size}, {"fresh", cfg.fresh}};
+    if (cfg.kl_weight > 0) training["kl_weight"] = cfg.kl_weight;
+    if (cfg.augment > 0) training["augment"] = cfg.augment;
     training["langevin"] = sampler_params_json(cfg.sampler);
     training["langevin"]["steps"] = cfg.langevin_steps;
   }

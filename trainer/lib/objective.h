@@ -145,6 +145,22 @@ std::unique_ptr<TrainingObjective> make_contrastive_divergence(const TrainConfig
                                                                const Shard& shard);
 std::unique_ptr<TrainingObjective> make_denoising_score_matching(const TrainConfig& cfg,
                                                                  EnergyNet& net);
+// Du et al. (2021)'s improvements to contrastive divergence (TrainConfig::kl_weight, augment):
+// - last_langevin_step: one step of the paper or textbook form from x ([n, C, H, W]) with the
+//   step's noise z given, through the trainable weights with the graph kept, so that the result
+//   is differentiable in them (its value is the step's, as the runtime takes it);
+// - kl_loss: for those samples, mean_i E(x_i) with the weights held constant (the gradient
+//   reaches the weights through x alone) minus mean_i log d_i, d_i the distance from x_i to its
+//   nearest image in `bank` [m, C, H, W] (a nearest-neighbour entropy estimate up to constants);
+//   sets the two figures;
+// - augment_images: each of x's images with probability p mirrored left-right (half the time)
+//   and shifted by up to 8 columns and 2 rows, the edges repeated; the others as they were.
+torch::Tensor last_langevin_step(const EnergyNetImpl& net, const torch::Tensor& x,
+                                 const torch::Tensor& z, const SamplerParams& p);
+torch::Tensor kl_loss(const EnergyNetImpl& net, const torch::Tensor& samples,
+                      const torch::Tensor& bank, double* energy = nullptr,
+                      double* entropy = nullptr);
+torch::Tensor augment_images(const torch::Tensor& x, double p, at::Generator& gen);
 // The per-pixel loss weights of --stroke-weight a for clean drawings x [N, C, H, W]: 1 + a where
 // x < 0 (a stroke) or an 8-neighbour in the same channel is, 1 elsewhere.
 torch::Tensor stroke_weights(const torch::Tensor& x, double a);

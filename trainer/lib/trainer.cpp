@@ -127,6 +127,18 @@ Trainer::Trainer(const TrainConfig& cfg, std::vector<std::string> labels, Collec
                 std::string(cfg_.task == Task::kClassify ? "classify"
                                                          : objective_name(cfg_.objective)) +
                 ": drop --stroke-weight or train with --objective dsm");
+  if ((cfg_.kl_weight > 0 || cfg_.augment > 0) &&
+      (cfg_.task == Task::kClassify || cfg_.objective != Objective::kContrastiveDivergence))
+    throw Error(std::string(cfg_.kl_weight > 0 ? "--kl-weight" : "--augment") +
+                " belongs to contrastive divergence's Langevin chains; this run is " +
+                std::string(cfg_.task == Task::kClassify ? "classify"
+                                                         : objective_name(cfg_.objective)) +
+                ": drop it or train with --objective cd");
+  if (cfg_.kl_weight > 0 && cfg_.sampler.form != SamplerForm::kPaper &&
+      cfg_.sampler.form != SamplerForm::kTextbook)
+    throw Error(std::string("--kl-weight differentiates the last step of the paper or textbook "
+                            "Langevin form; this run's is ") +
+                sampler_form_name(cfg_.sampler.form) + ": use --form paper or textbook");
   if (cfg_.batch < 1) throw Error("batch size must be at least 1");
   if (cfg_.batch % shard_.size != 0)
     throw Error("--batch " + std::to_string(cfg_.batch) + " does not split evenly over " +

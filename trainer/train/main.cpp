@@ -158,6 +158,15 @@ int main(int argc, char** argv) {
                 &cfg.ema, 0.0, 0.999999);
     args.option("alpha", "A", "cd: weight of the regulariser mean(E_real^2 + E_fake^2)", &cfg.alpha,
                 0.0, 1e6);
+    args.option("kl-weight", "W",
+                "cd: weight of Du et al. (2021)'s KL term: the last Langevin step differentiated "
+                "with respect to the weights, lowering the samples' energy and raising their "
+                "spread (nearest-neighbour entropy against the replay buffer); 0 = off",
+                &cfg.kl_weight, 0.0, 1e6);
+    args.option("augment", "P",
+                "cd: mirror and shift each replay-buffer image a chain starts from with "
+                "probability P (up to 8 columns and 2 rows), so chains move between modes; 0 = off",
+                &cfg.augment, 0.0, 1.0);
     args.option("buffer-size", "N", "replay buffer capacity", &buffer_size, 1, 1 << 24);
     args.option("fresh", "P", "expected fraction of fresh uniform noise per batch", &cfg.fresh, 0.0,
                 1.0);
@@ -320,6 +329,8 @@ int main(int argc, char** argv) {
                                "loss-sigma-floor",
                                "stroke-weight",
                                "alpha",
+                               "kl-weight",
+                               "augment",
                                "buffer-size",
                                "fresh",
                                "langevin-steps",
