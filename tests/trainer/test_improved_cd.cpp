@@ -222,17 +222,8 @@ TEST(ImprovedCd, AugmentationMirrorsAndShiftsWholeImagesWithTheirEdgesRepeated) 
 }
 
 TrainConfig improved_cd_config(const std::string& work) {
-  TrainConfig c;
-  c.preset = test::write_preset(work, test::small_preset(64, 16));
-  c.data = test::bridge_set();
-  c.batch = 16;
+  TrainConfig c = test::small_config(work);
   c.langevin_steps = 5;
-  c.buffer_size = 128;
-  c.sample_count = 2;
-  c.sample_steps = 5;
-  c.buffer_grid = 4;
-  c.threads = 2;
-  c.epochs = 100;
   c.max_steps = 4;
   return c;
 }

@@ -24,22 +24,8 @@ namespace {
 using test::read_text;
 using test::quiet;
 using test::scratch_dir;
+using test::small_config;
 
-// Settings for runs that take a second or two: a small network, short chains, few pictures.
-TrainConfig small_config(const std::string& work) {
-  TrainConfig c;
-  c.preset = test::write_preset(work, test::small_preset(64, 16));
-  c.data = test::bridge_set();
-  c.batch = 16;
-  c.langevin_steps = 10;
-  c.buffer_size = 256;
-  c.sample_count = 2;
-  c.sample_steps = 10;
-  c.buffer_grid = 4;
-  c.threads = 2;
-  c.epochs = 100;
-  return c;
-}
 
 // Every tensor and counter of a checkpoint, for comparing runs: the model (with spectral-norm
 // vectors), the replay buffer, the generator state and Adam's moments and step counts.

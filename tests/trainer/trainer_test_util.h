@@ -173,4 +173,21 @@ inline train::RunOptions quiet(const std::string& dir, bool resume = false) {
   return o;
 }
 
+// Contrastive-divergence settings for runs that take a second or two on bridge_set(): the small
+// network, short chains, few pictures.
+inline train::TrainConfig small_config(const std::string& work) {
+  train::TrainConfig c;
+  c.preset = write_preset(work, small_preset(64, 16));
+  c.data = bridge_set();
+  c.batch = 16;
+  c.langevin_steps = 10;
+  c.buffer_size = 256;
+  c.sample_count = 2;
+  c.sample_steps = 10;
+  c.buffer_grid = 4;
+  c.threads = 2;
+  c.epochs = 100;
+  return c;
+}
+
 }  // namespace ebm::test
