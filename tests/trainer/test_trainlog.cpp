@@ -137,6 +137,18 @@ TEST(Curves, DrawsEveryPanelWithItsSeries) {
   // The legend swatches are solid rectangles in the series colours.
   EXPECT_GT(count_color(img, panels[3].series[0].color), 50);
   EXPECT_GT(count_color(img, panels[3].series[1].color), 50);
+  EXPECT_EQ(panels[0].title, "loss = cdiv + reg");
+
+  // A run with the KL term: its loss says so, and its entropy estimate gets a seventh panel.
+  MetricsTable kl = steps;
+  kl.columns.push_back("kl_entropy");
+  for (std::vector<double>& r : kl.rows) r.push_back(3.5);
+  const std::vector<Panel> with = run_panels(Task::kEnergy, Objective::kContrastiveDivergence, kl, val);
+  ASSERT_EQ(with.size(), 7u);
+  EXPECT_NE(with[0].title.find("log d_nn"), std::string::npos) << with[0].title;
+  ASSERT_EQ(with[6].series.size(), 1u);
+  EXPECT_EQ(with[6].series[0].y, std::vector<double>(200, 3.5));
+  EXPECT_EQ(draw_panels(with, 3).height, 3 * 340);
 }
 
 TEST(Curves, WritesAPngEvenBeforeTheFirstStep) {

@@ -28,7 +28,8 @@ Image draw_panels(const std::vector<Panel>& panels, int cols, int panel_w = 600,
 
 // The panels for a run's metrics.csv (per step) and validation.csv (per epoch):
 //   energy:   loss, reg, cdiv (train and validation vs noise), energies (real, fake, validation
-//             real and noise), learning rate, image-steps per second;
+//             real and noise), learning rate, image-steps per second; with the KL term
+//             (a kl_entropy column) its entropy estimate too;
 //   classify: loss (train and validation), accuracy, learning rate, images per second.
 std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable& steps,
                               const MetricsTable& val);
