@@ -190,18 +190,18 @@ std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable
   // With --kl-weight the loss has Du et al.'s KL term too, and its entropy estimate a panel.
   const bool kl = st.index("kl_entropy") >= 0;
   std::vector<Panel> panels = {
-          {kl ? "loss = cdiv + reg + W (E(x_K) - mean log d_nn)" : "loss = cdiv + reg",
-           {series(st, "loss", "loss", kBlue)}},
-          {"reg = alpha * mean(E_real^2 + E_fake^2)", {series(st, "reg", "reg", kPurple)}},
-          {"cdiv = mean E(real) - mean E(fake)",
-           {series(st, "cdiv", "train (buffer)", kBlue),
-            series(val, "cdiv", "validation (noise)", kOrange, false)}},
-          {"mean energy",
-           {series(st, "real", "real", kGreen), series(st, "fake", "fake", kRed),
-            series(val, "real", "val real", kBlue, false),
-            series(val, "fake", "val noise", kOrange, false)}},
-          {"learning rate", {series(st, "lr", "lr", kGray)}},
-          {"Langevin image-steps per second", {series(st, "image_steps_per_s", "train", kGreen)}}};
+      {kl ? "loss = cdiv + reg + W (E(x_K) - mean log d_nn)" : "loss = cdiv + reg",
+       {series(st, "loss", "loss", kBlue)}},
+      {"reg = alpha * mean(E_real^2 + E_fake^2)", {series(st, "reg", "reg", kPurple)}},
+      {"cdiv = mean E(real) - mean E(fake)",
+       {series(st, "cdiv", "train (buffer)", kBlue),
+        series(val, "cdiv", "validation (noise)", kOrange, false)}},
+      {"mean energy",
+       {series(st, "real", "real", kGreen), series(st, "fake", "fake", kRed),
+        series(val, "real", "val real", kBlue, false),
+        series(val, "fake", "val noise", kOrange, false)}},
+      {"learning rate", {series(st, "lr", "lr", kGray)}},
+      {"Langevin image-steps per second", {series(st, "image_steps_per_s", "train", kGreen)}}};
   if (kl)
     panels.push_back({"KL term's entropy: mean log distance to the nearest buffer image",
                       {series(st, "kl_entropy", "log d_nn", kPurple)}});
