@@ -25,12 +25,15 @@ namespace {
 using test::quiet;
 using test::scratch_dir;
 
-// The small 64x16 network of the training tests, its weights in double precision.
+// The small 64x16 network of the training tests, initialised from `seed`.
+EnergyNet small_net(uint64_t seed) {
+  const std::string dir = scratch_dir("improved_cd_net_" + std::to_string(seed));
+  return EnergyNet(load_preset(test::write_preset(dir, test::small_preset(64, 16))).arch, seed);
+}
+
+// The same with its weights in double precision.
 EnergyNet double_net() {
-  EnergyNet net(load_preset(test::write_preset(scratch_dir("improved_cd_net"),
-                                               test::small_preset(64, 16)))
-                    .arch,
-                3);
+  EnergyNet net = small_net(3);
   net->to(torch::kDouble);
   return net;
 }
@@ -66,11 +69,10 @@ TEST(ImprovedCd, TheKlTermsWeightGradientIsTheSamplesEnergyDifferentiatedThrough
   const torch::Tensor bank = inner_images(8, 13);
 
   double entropy = 0;
-  const torch::Tensor loss = kl_loss(*net, last_langevin_step(*net, x, z, p), bank, nullptr,
-                                     &entropy);
+  const torch::Tensor sample = last_langevin_step(*net, x, z, p);
+  const torch::Tensor loss = kl_loss(*net, sample, bank, nullptr, &entropy);
   // The entropy part does not depend on the weights' values except through x_K; add it back so
   // that what is differentiated below is the energy part alone.
-  const torch::Tensor sample = last_langevin_step(*net, x, z, p);
   const torch::Tensor xf = sample.flatten(1), bf = bank.flatten(1);
   const torch::Tensor log_nn = std::get<0>(torch::cdist(xf, bf).min(1)).log().mean();
   EXPECT_NEAR(entropy, log_nn.item<double>(), 1e-9);
@@ -154,10 +156,7 @@ TEST(ImprovedCd, TheEntropyPartPushesEachSampleAwayFromItsNearestBankImage) {
 
 TEST(ImprovedCd, TheLastStepIsTheTorchBackendsStepWithTheSameNoise) {
   // The paper form, clamps and gradient clip active, in single precision as training runs it.
-  EnergyNet net(load_preset(test::write_preset(scratch_dir("improved_cd_step"),
-                                               test::small_preset(64, 16)))
-                    .arch,
-                5);
+  EnergyNet net = small_net(5);
   SamplerParams p;
   p.form = SamplerForm::kPaper;
   p.step_size = 10;

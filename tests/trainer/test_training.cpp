@@ -26,7 +26,6 @@ using test::quiet;
 using test::scratch_dir;
 using test::small_config;
 
-
 // Every tensor and counter of a checkpoint, for comparing runs: the model (with spectral-norm
 // vectors), the replay buffer, the generator state and Adam's moments and step counts.
 struct Snapshot {

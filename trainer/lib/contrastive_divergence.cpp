@@ -1,7 +1,6 @@
 // Contrastive divergence with a replay buffer and short Langevin runs: the paper's method
 // (SPEC section 1), the book's Examples 7-5 and 7-6.
 #include <chrono>
-#include <cmath>
 
 #include "ebm/error.h"
 #include "langevin.h"
@@ -173,18 +172,13 @@ torch::Tensor last_langevin_step(const EnergyNetImpl& net, const torch::Tensor& 
     throw Error(std::string("the KL term differentiates a paper or textbook Langevin step, not ") +
                 sampler_form_name(p.form));
   torch::AutoGradMode grad_on(true);
-  // The same arithmetic as langevin() (langevin.h); the gradient is kept as a function of the
-  // weights (create_graph), the state it starts from is a constant.
-  torch::Tensor xin = x.detach();
-  if (p.form == SamplerForm::kPaper) xin = (xin + double(p.noise) * z).clamp(-1.0, 1.0);
-  xin.requires_grad_(true);
-  const torch::Tensor e = net.forward(xin).select(1, 0).sum();
-  torch::Tensor g = torch::autograd::grad({e}, {xin}, {}, true, true)[0];
-  if (p.form == SamplerForm::kPaper)
-    return (xin.detach() - double(p.step_size) * g.clamp(-double(p.grad_clip),
-                                                         double(p.grad_clip)))
-        .clamp(-1.0, 1.0);
-  return (xin.detach() - 0.5 * double(p.eps) * g + std::sqrt(double(p.eps)) * z).clamp(-1.0, 1.0);
+  // langevin()'s step (langevin.h), the gradient kept as a function of the weights
+  // (create_graph); the state it starts from is a constant.
+  return langevin_step(x.detach(), z, p, [&](const torch::Tensor& at) {
+    const torch::Tensor xin = at.detach().requires_grad_(true);
+    const torch::Tensor e = net.forward(xin).select(1, 0).sum();
+    return torch::autograd::grad({e}, {xin}, {}, true, true)[0];
+  });
 }
 
 torch::Tensor kl_loss(const EnergyNetImpl& net, const torch::Tensor& samples,
@@ -192,13 +186,8 @@ torch::Tensor kl_loss(const EnergyNetImpl& net, const torch::Tensor& samples,
   const int64_t n = samples.size(0);
   // dE/dx at the samples with the weights held constant: (x . that).sum() has the gradient of
   // E_const(x(weights)) with respect to the weights, through x alone.
-  torch::Tensor gx, e;
-  {
-    torch::AutoGradMode grad_on(true);
-    torch::Tensor xc = samples.detach().requires_grad_(true);
-    e = net.forward(xc).select(1, 0);
-    gx = torch::autograd::grad({e.sum()}, {xc})[0].detach();
-  }
+  torch::Tensor e;
+  const torch::Tensor gx = energy_input_grad(net, net.weights(), samples, &e);
   const torch::Tensor through = (samples * gx).sum() / double(n);
   // Distances to the nearest bank image, from squared norms (kept above 1e-8 so that a sample
   // equal to a bank image has a finite gradient).

@@ -31,6 +31,16 @@ torch::Tensor energy_input_grad(const EnergyNetImpl& net, const NetWeights& w,
   return g;
 }
 
+torch::Tensor langevin_step(const torch::Tensor& x, const torch::Tensor& z, const SamplerParams& p,
+                            const std::function<torch::Tensor(const torch::Tensor&)>& grad) {
+  if (p.form == SamplerForm::kPaper) {
+    const torch::Tensor xn = (x + double(p.noise) * z).clamp(-1.0, 1.0);
+    const torch::Tensor g = grad(xn).clamp(-double(p.grad_clip), double(p.grad_clip));
+    return (xn - double(p.step_size) * g).clamp(-1.0, 1.0);
+  }
+  return (x - 0.5 * double(p.eps) * grad(x) + std::sqrt(double(p.eps)) * z).clamp(-1.0, 1.0);
+}
+
 namespace {
 
 // The runtime's Network on the current effective weights (batch norm folded) and its sampler.
@@ -73,19 +83,11 @@ torch::Tensor langevin(const EnergyNetImpl& net, torch::Tensor x, const SamplerP
         if (t->defined()) *t = t->detach();
   }
   x = x.detach().clone();
-  const double root_eps = std::sqrt(double(p.eps));
+  const auto grad = [&](const torch::Tensor& at) { return energy_input_grad(net, w, at); };
   for (int k = 1; k <= steps; ++k) {
     if (stop && stop->load()) return {};
-    torch::Tensor z = torch::randn(x.sizes(), gen, torch::kFloat32);
-    if (p.form == SamplerForm::kPaper) {
-      x = (x + double(p.noise) * z).clamp_(-1.0, 1.0);
-      torch::Tensor g = energy_input_grad(net, w, x);
-      g.clamp_(-double(p.grad_clip), double(p.grad_clip));
-      x = (x - double(p.step_size) * g).clamp_(-1.0, 1.0);
-    } else {
-      torch::Tensor g = energy_input_grad(net, w, x);
-      x = (x - 0.5 * double(p.eps) * g + root_eps * z).clamp_(-1.0, 1.0);
-    }
+    const torch::Tensor z = torch::randn(x.sizes(), gen, torch::kFloat32);
+    x = langevin_step(x, z, p, grad);
     if (on_step) on_step(k, x);
   }
   return x;

@@ -38,6 +38,13 @@ torch::Tensor langevin(const EnergyNetImpl& net, torch::Tensor x, const SamplerP
                        const std::atomic<bool>* stop = nullptr,
                        const LangevinCallback& on_step = {});
 
+// One step of the paper or textbook form (above) from x with the step's noise z; grad(x') gives
+// dE/dx at the point the form reads (after the paper form's noise). The torch backend's loop and
+// the KL term's differentiable last step (objective.h) both take their steps here.
+torch::Tensor langevin_step(const torch::Tensor& x, const torch::Tensor& z,
+                            const SamplerParams& params,
+                            const std::function<torch::Tensor(const torch::Tensor&)>& grad);
+
 // dE/dx for each image of x and the energies (one forward and one backward pass), weights frozen.
 // sigma [n]: the images' noise levels, for a denoiser's E(x, sigma) (EnergyNetImpl::denoiser_energy).
 torch::Tensor energy_input_grad(const EnergyNetImpl& net, const NetWeights& w,
