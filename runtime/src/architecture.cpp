@@ -590,6 +590,7 @@ Preset parse_preset(const json& j, const std::string& origin) {
     p.description = j.value("description", "");
     if (j.contains("energy")) p.energy = parse_energy_form(j["energy"]);
     p.arch = resolve_architecture(layers_input(parse_input_shape(j["input"]), p.energy), j["layers"]);
+    p.layers = j["layers"];
     p.sampler = j.value("sampler", json());
     p.train = j.value("train", json());
     return p;

@@ -93,9 +93,11 @@ class EvalTest : public ::testing::Test {
   }
 
   // A bowl around `target`, with a card naming the dataset and its split.
-  static std::string bowl(const std::vector<float>& target, const std::string& name) {
+  static std::string bowl(const std::vector<float>& target, const std::string& name,
+                          int steps = 40, float grad_clip = 0.03f) {
     Model m = test::bowl_model(target, kH, kW, 0.3f);
-    m.sampler.steps = 40;
+    m.sampler.steps = steps;
+    m.sampler.grad_clip = grad_clip;
     m.card = {{"name", name},
               {"dataset", {{"path", *dir_}, {"images", 8 * kPerSubtype}, {"held_out", 12}}},
               {"training", {{"seed", 3}}}};
@@ -221,6 +223,42 @@ TEST_F(EvalTest, WritesTheReportAndPictures) {
   const std::vector<uint8_t> md = read_file(out + "/report.md");
   EXPECT_NE(std::string(md.begin(), md.end()).find("| target | goal | measured | met |"),
             std::string::npos);
+}
+
+// Multi-grid sampling (--grids): chains start on the coarsest grid's model and end on the given
+// one. A bowl around a black page at a quarter of the size pulls every chain to black there; the
+// middle grid is flat and the full-size bowl (around a white page) takes two short steps (step
+// size 10, the gradient clipped at 0.003), which move a pixel by at most 0.06: from the black grid the samples stay black, from noise alone
+// they stay noise.
+TEST_F(EvalTest, MultiGridSamplingStartsOnTheCoarsestGridAndEndsOnTheModel) {
+  auto grid = [](int h, int w, float a, float target, int steps, const std::string& name) {
+    Model m = test::bowl_model(std::vector<float>(size_t(h * w), target), h, w, a);
+    m.sampler.steps = steps;
+    const std::string path = test::temp_path(name + ".safetensors");
+    save_model(path, m, DType::kF32);
+    return path;
+  };
+  const std::string coarse = grid(kH / 4, kW / 4, 0.3f, -1.0f, 40, "grid0");
+  const std::string middle = grid(kH / 2, kW / 2, 0.0f, 0.0f, 2, "grid1");
+  eval::EvalOptions opt;
+  opt.model = bowl(std::vector<float>(kD, 1.0f), "white", 2, 0.003f);
+  opt.classifier = template_classifier();
+  opt.count = 8;
+  opt.threads = 1;
+  const json alone = eval::evaluate(opt).report;
+  EXPECT_LT(alone["sharpness"]["samples"].get<double>(), 0.7) << alone["sharpness"].dump();
+  opt.grids = {coarse, middle};
+  const json grids = eval::evaluate(opt).report;
+  EXPECT_GT(grids["sharpness"]["samples"].get<double>(), 0.9) << grids["sharpness"].dump();
+  EXPECT_GT(grids["energies"]["samples"]["mean"].get<double>(),
+            alone["energies"]["samples"]["mean"].get<double>());
+  EXPECT_EQ(grids["sampling"]["grids"], json({coarse, middle}));
+
+  opt.grids = {middle, coarse};
+  test::expect_error([&] { eval::evaluate(opt); }, {"not twice the", "coarsest first"});
+  opt.grids = {coarse, middle};
+  opt.guide = "arch";
+  test::expect_error([&] { eval::evaluate(opt); }, {"--grids", "--guide"});
 }
 
 // Guided sampling on a bowl around a blank page: unguided, every sample stays blank; the guide

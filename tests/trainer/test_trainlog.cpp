@@ -149,6 +149,18 @@ TEST(Curves, DrawsEveryPanelWithItsSeries) {
   ASSERT_EQ(with[6].series.size(), 1u);
   EXPECT_EQ(with[6].series[0].y, std::vector<double>(200, 3.5));
   EXPECT_EQ(draw_panels(with, 3).height, 3 * 340);
+
+  // A multi-grid run: the loss sums the grids', each coarser grid's cdiv beside the full one's.
+  MetricsTable mg = steps;
+  mg.columns.insert(mg.columns.end(), {"cdiv_48x12", "cdiv_96x24"});
+  for (std::vector<double>& r : mg.rows) r.insert(r.end(), {0.25, 0.5});
+  const std::vector<Panel> grids = run_panels(Task::kEnergy, Objective::kMultigrid, mg, val);
+  ASSERT_EQ(grids.size(), 6u);
+  EXPECT_NE(grids[0].title.find("sum over the grids"), std::string::npos) << grids[0].title;
+  ASSERT_EQ(grids[2].series.size(), 4u);
+  EXPECT_EQ(grids[2].series[2].label, "train, 48x12");
+  EXPECT_EQ(grids[2].series[3].y, std::vector<double>(200, 0.5));
+  EXPECT_EQ(panels[2].series[0].label, "train (buffer)");
 }
 
 TEST(Curves, WritesAPngEvenBeforeTheFirstStep) {

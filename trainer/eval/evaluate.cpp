@@ -325,7 +325,36 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
                              : guide && guide->noise_conditional() ? kDefaultNoiseGuideScale
                                                                    : kDefaultGuideScale;
   std::vector<float> samples(size_t(opt.count) * d);
-  for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
+  // Multi-grid: the coarser grids' networks before the model's, each with its own sampler.
+  std::vector<Network> grid_nets;
+  std::vector<SamplerParams> grid_params;
+  if (!opt.grids.empty()) {
+    if (guided)
+      throw Error("--grids samples coarse to fine without a guide; drop --guide or --grids");
+    for (const std::string& path : opt.grids) {
+      grid_nets.emplace_back(load_model(path));
+      if (grid_nets.back().kind() != ModelKind::kEnergy)
+        throw Error("--grids: '" + path + "' is a classifier, not a coarser grid's energy model");
+      grid_params.push_back(parse_sampler_params(opt.sampler, grid_nets.back().sampler()));
+    }
+    grid_params.push_back(params);
+  }
+  int64_t grid_steps = 0;
+  for (const SamplerParams& p : grid_params) grid_steps += p.steps;
+  for (int c0 = 0; c0 < opt.count && !grid_nets.empty(); c0 += kChunk) {
+    const int m = std::min(kChunk, opt.count - c0);
+    std::vector<const Network*> nets;
+    for (const Network& n : grid_nets) nets.push_back(&n);
+    nets.push_back(&energy);
+    const train::NoiseSamples ns = train::sample_multigrid(
+        nets, grid_params, m, opt.seed, opt.threads, 1, nullptr, uint64_t(c0),
+        [&](int64_t done, int64_t) {
+          if (progress) progress("sampling", int64_t(c0) * grid_steps + done, opt.count * grid_steps);
+          return true;
+        });
+    std::copy(ns.images.begin(), ns.images.end(), samples.begin() + long(c0 * d));
+  }
+  for (int c0 = 0; c0 < opt.count && grid_nets.empty(); c0 += kChunk) {
     const int m = std::min(kChunk, opt.count - c0);
     LangevinSampler sampler(energy, params, opt.seed, opt.threads);
     if (guided)
@@ -569,6 +598,7 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
         {"seed", opt.seed},
         {"from", start_description(params)},
         {"sampler", sampler_params_json(params)},
+        {"grids", opt.grids},
         {"seconds", sample_seconds}}},
       {"coverage",
        {{"histogram", hist},

@@ -40,6 +40,11 @@ struct EvalOptions {
   double guide_scale = -1, guide_sigma = kDefaultGuideSigma;
   bool guide_denoised = false;  // the guide reads the denoised estimate (set_guide)
   std::string guide_classifier;
+  // Multi-grid sampling (ebm-train --objective multigrid; sample_pngs.h, sample_multigrid): the
+  // coarser grids' model files, coarsest first (ebm-export --grid K); chains start from noise on
+  // the first and end on `model`, each grid with its own file's sampler and the overrides above.
+  // Empty: `model` alone. Not with guide (nor inpainting).
+  std::vector<std::string> grids;
 };
 
 // The noise-conditional guide shipped beside the clean classifier (models/).

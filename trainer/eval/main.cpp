@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
               &split_seed);
   args.option("mix-threshold", "P", "family probability both top families need", &opt.mix_threshold,
               0, 0.5);
+  std::string grids;
+  args.option("grids", "FILE[,FILE]",
+              "multi-grid sampling (a model of ebm-train --objective multigrid): the coarser "
+              "grids' model files, coarsest first (ebm-export --grid K); chains start from noise "
+              "on the first, each grid's samples upsampled to start the next, and end on --model",
+              &grids);
   args.option("inpaint", "left|right|top|bottom", "instead: regenerate this half of --count "
               "held-out drawings, keep the rest, and measure whether the kept half stays "
               "unchanged and the completion keeps the original's subtype", &inpaint);
@@ -70,6 +76,8 @@ int main(int argc, char** argv) {
   args.example("ebm-eval --model models/bridges.safetensors --inpaint right --count 64 --out /tmp/inp");
   args.example("ebm-eval --model models/bridges.safetensors --guide arch:0.5,suspension:0.5 "
                "--guide-classifier models/bridge-guide.safetensors --count 256 --out /tmp/guided");
+  args.example("ebm-eval --model mg.safetensors --grids mg-grid0.safetensors,mg-grid1.safetensors "
+               "--out /tmp/mg");
   args.example("ebm-eval --model models/bridges.safetensors --reference-hybrids --count 512 "
                "--out /tmp/built");
   args.parse(argc, argv);
@@ -79,6 +87,10 @@ int main(int argc, char** argv) {
   if (!opt.guide.empty() && !inpaint.empty()) args.fail("--guide and --inpaint are two different modes; give one");
   if (reference_hybrids && (!opt.guide.empty() || !inpaint.empty()))
     args.fail("--reference-hybrids is a mode of its own; give it without --guide or --inpaint");
+  if (!grids.empty() && (!opt.guide.empty() || !inpaint.empty() || reference_hybrids))
+    args.fail("--grids draws samples from noise coarse to fine; give it without --guide, "
+              "--inpaint or --reference-hybrids");
+  if (!grids.empty()) opt.grids = ebm::split(grids, ',');
   if (!inpaint.empty() && !ebm::is_region_name(inpaint))
     args.fail("--inpaint: expected left, right, top or bottom (the half to regenerate), got '" +
               inpaint + "'");

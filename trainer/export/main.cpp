@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
     args.option("description", "TEXT", "description for the card", &opt.description);
     args.option("license", "NAME", "license for the card, e.g. CC-BY-4.0", &opt.license);
     std::string sampler_json, card_json, evaluation, autoguide;
+    int grid = -1;
+    args.option("grid", "K",
+                "of a multi-grid run (ebm-train --objective multigrid), export the network of "
+                "coarser grid K (0 = coarsest; -1, the full-resolution one); ebm-eval --grids "
+                "takes the coarser files to sample coarse to fine",
+                &grid, 0, 64);
     args.option("sampler", "JSON",
                 "default sampler settings to ship instead of the training run's, e.g. "
                 "'{\"steps\":200}' (keys as in ebm.sampler)",
@@ -95,6 +101,7 @@ int main(int argc, char** argv) {
     args.example(
         "ebm-export models/bridges.safetensors --out models/bridges.safetensors --sampler "
         "'{\"steps\":24,\"sigma_max\":160}'");
+    args.example("ebm-export runs/mg --out mg-grid0.safetensors --grid 0");
     args.example(
         "ebm-export models/bridges.safetensors --out models/bridges.safetensors --autoguide "
         "weak.safetensors --sampler '{\"autoguide\":2.5,\"autoguide_sigma_max\":20}'");
@@ -137,6 +144,9 @@ int main(int argc, char** argv) {
 
     const bool model_file = checkpoint.size() > 12 &&
                             checkpoint.compare(checkpoint.size() - 12, 12, ".safetensors") == 0;
+    if (model_file && grid >= 0)
+      args.fail("--grid picks a network from a multi-grid run's checkpoint; " + checkpoint +
+                " is a model file (export the run folder or its checkpoint.pt)");
     ebm::Model m;
     std::string what;
     if (model_file) {
@@ -146,7 +156,7 @@ int main(int argc, char** argv) {
       for (const ebm::Tensor& t : m.tensors) f32 = f32 || t.stored == ebm::DType::kF32;
       what = "written again from " + checkpoint;
     } else {
-      const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint);
+      const ebm::train::CheckpointInfo info = ebm::train::read_checkpoint(checkpoint, grid);
       m = ebm::train::export_checkpoint(info, opt);
       what = "step " + std::to_string(info.counters.step) + ", epoch " +
              std::to_string(info.counters.epoch);

@@ -5,6 +5,7 @@
 #include "ebm/error.h"
 #include "ebm/fileio.h"
 #include "ebm/json_util.h"
+#include "objective.h"
 
 namespace ebm::train {
 
@@ -194,7 +195,7 @@ void Trainer::load(const std::string& path) {
   }
 }
 
-CheckpointInfo read_checkpoint(const std::string& path) {
+CheckpointInfo read_checkpoint(const std::string& path, int grid) {
   torch::serialize::InputArchive in;
   load_archive(in, path);
   CheckpointInfo info;
@@ -214,7 +215,18 @@ CheckpointInfo read_checkpoint(const std::string& path) {
     torch::serialize::InputArchive model;
     const bool ema = info.config.task == Task::kEnergy &&
                      info.config.objective == Objective::kDenoisingScoreMatching;
-    in.read(ema ? "ema" : "model", model);
+    const bool multigrid =
+        info.config.task == Task::kEnergy && info.config.objective == Objective::kMultigrid;
+    if (grid >= 0) {
+      if (!multigrid)
+        throw Error("--grid " + std::to_string(grid) + ": this run (" +
+                    objective_name(info.config.objective) +
+                    ") has one network; grids belong to --objective multigrid runs");
+      const Architecture a = multigrid_architecture(info.architecture, grid);
+      info.architecture = {{"input", input_shape_json(a.input)}, {"layers", a.layers_json()}};
+      info.grid = grid;
+    }
+    in.read(grid >= 0 ? multigrid_key(grid) : ema ? "ema" : "model", model);
     if (info.architecture.contains("energy") &&
         parse_energy_form(info.architecture.at("energy")).denoiser) {
       torch::Tensor v;

@@ -47,11 +47,15 @@ struct CheckpointInfo {
   std::vector<std::string> labels;
   nlohmann::json architecture;  // as stored: {"input":..., "layers":[...]}
   std::vector<std::pair<std::string, torch::Tensor>> tensors;  // runtime names
+  int grid = -1;  // the coarser grid of a multi-grid run these are (read_checkpoint), else -1
 };
 
 // Reads the parts of a checkpoint that describe the model, without building a trainer. Throws
-// ebm::Error naming the file if it is not a bridge-ebm checkpoint.
-CheckpointInfo read_checkpoint(const std::string& path);
+// ebm::Error naming the file if it is not a bridge-ebm checkpoint. `grid` >= 0: of a multi-grid
+// run (--objective multigrid), the network of that coarser grid (0 = coarsest), its architecture
+// the run's on the smaller input (objective.h, multigrid_architecture); an error naming the fix
+// for any other run or a grid it does not have.
+CheckpointInfo read_checkpoint(const std::string& path, int grid = -1);
 
 // The runtime model held by a checkpoint: builds the network its configuration describes, loads
 // the tensors and returns its effective weights. Throws ebm::Error, naming the layer, when the

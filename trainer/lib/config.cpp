@@ -20,14 +20,18 @@ Task parse_task(const std::string& name) {
 }
 
 const char* objective_name(Objective o) {
-  return o == Objective::kDenoisingScoreMatching ? "dsm" : "cd";
+  return o == Objective::kDenoisingScoreMatching ? "dsm"
+         : o == Objective::kMultigrid            ? "multigrid"
+                                                 : "cd";
 }
 
 Objective parse_objective(const std::string& name) {
   if (name == "cd") return Objective::kContrastiveDivergence;
   if (name == "dsm") return Objective::kDenoisingScoreMatching;
+  if (name == "multigrid") return Objective::kMultigrid;
   throw Error("unknown objective '" + name +
-              "' (expected cd: contrastive divergence, or dsm: denoising score matching)");
+              "' (expected cd: contrastive divergence, dsm: denoising score matching, or "
+              "multigrid: multi-grid contrastive divergence)");
 }
 
 json TrainConfig::to_json() const {
@@ -59,6 +63,7 @@ json TrainConfig::to_json() const {
           {"real_noise", real_noise},
           {"kl_weight", kl_weight},
           {"augment", augment},
+          {"grid_presets", grid_presets},
           {"sigma_mean", sigma_mean},
           {"sigma_std", sigma_std},
           {"sigma_min", sigma_min},
@@ -127,6 +132,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     get("real_noise", &c.real_noise);
     get("kl_weight", &c.kl_weight);
     get("augment", &c.augment);
+    get("grid_presets", &c.grid_presets);
     get("sigma_mean", &c.sigma_mean);
     get("sigma_std", &c.sigma_std);
     get("sigma_min", &c.sigma_min);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "ebm/sampler_params.h"
 
@@ -18,8 +19,10 @@ Task parse_task(const std::string& name);
 // How an energy model learns (the trainer's objective.h units):
 //   cd   contrastive divergence with a replay buffer and short Langevin runs (SPEC section 1)
 //   dsm  denoising score matching of a noise-conditional denoiser energy (SPEC section 1b)
-enum class Objective { kContrastiveDivergence, kDenoisingScoreMatching };
-const char* objective_name(Objective o);  // "cd" / "dsm"
+//   multigrid  contrastive divergence of one energy per grid, sampled coarse to fine, no replay
+//        buffer (Gao et al. 2018; multigrid.cpp)
+enum class Objective { kContrastiveDivergence, kDenoisingScoreMatching, kMultigrid };
+const char* objective_name(Objective o);  // "cd" / "dsm" / "multigrid"
 Objective parse_objective(const std::string& name);
 
 struct TrainConfig {
@@ -70,6 +73,10 @@ struct TrainConfig {
   // Langevin run, so chains move between modes more easily; 0 = off.
   double kl_weight = 0;
   double augment = 0;
+  // Multi-grid (objective multigrid): the presets of the coarser grids, coarsest first, whose
+  // layers run on the grid's input (a quarter, half the size); empty: the run's preset on every
+  // grid. Resolved into architecture["grids"] when the run starts.
+  std::vector<std::string> grid_presets;
 
   // Denoising score matching (SPEC section 1b): per image sigma = exp(N(sigma_mean, sigma_std^2))
   // clamped to [sigma_min, sigma_max]; loss (sigma^2 + loss_sigma_floor^2) / sigma_data^2

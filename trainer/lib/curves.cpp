@@ -189,13 +189,23 @@ std::vector<Panel> run_panels(Task task, Objective objective, const MetricsTable
             {"images per second", {series(st, "images_per_s", "train", kGreen)}}};
   // With --kl-weight the loss has Du et al.'s KL term too, and its entropy estimate a panel.
   const bool kl = st.index("kl_entropy") >= 0;
+  // Multi-grid: the loss sums the grids' own; each coarser grid's cdiv beside the full one's.
+  const bool multigrid = objective == Objective::kMultigrid;
+  std::vector<Series> cdiv = {
+      series(st, "cdiv", multigrid ? "train, full size" : "train (buffer)", kBlue),
+      series(val, "cdiv", "validation (noise)", kOrange, false)};
+  const Rgb grid_colours[] = {kPurple, kGreen, kGray};
+  int g = 0;
+  for (const std::string& c : st.columns)
+    if (c.rfind("cdiv_", 0) == 0)
+      cdiv.push_back(series(st, c, "train, " + c.substr(5), grid_colours[g++ % 3]));
   std::vector<Panel> panels = {
-      {kl ? "loss = cdiv + reg + W (E(x_K) - mean log d_nn)" : "loss = cdiv + reg",
+      {kl          ? "loss = cdiv + reg + W (E(x_K) - mean log d_nn)"
+       : multigrid ? "loss = sum over the grids of cdiv + reg"
+                   : "loss = cdiv + reg",
        {series(st, "loss", "loss", kBlue)}},
       {"reg = alpha * mean(E_real^2 + E_fake^2)", {series(st, "reg", "reg", kPurple)}},
-      {"cdiv = mean E(real) - mean E(fake)",
-       {series(st, "cdiv", "train (buffer)", kBlue),
-        series(val, "cdiv", "validation (noise)", kOrange, false)}},
+      {"cdiv = mean E(real) - mean E(fake)", cdiv},
       {"mean energy",
        {series(st, "real", "real", kGreen), series(st, "fake", "fake", kRed),
         series(val, "real", "val real", kBlue, false),

@@ -7,6 +7,7 @@
 #include "ebm/error.h"
 #include "ebm/network.h"
 #include "langevin.h"
+#include "objective.h"
 
 namespace ebm::train {
 
@@ -149,6 +150,9 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
   }
   m.sampler = cfg.sampler;
   m.sampler.steps = cfg.sample_steps > 0 ? cfg.sample_steps : m.sampler.steps;
+  // A multi-grid run learns the short run it samples with: each grid's steps as in training.
+  if (cfg.task == Task::kEnergy && cfg.objective == Objective::kMultigrid)
+    m.sampler.steps = cfg.langevin_steps;
   m.sampler = parse_sampler_params(opt.sampler, m.sampler);
   const std::string name = opt.name.empty() ? run_name(opt.source) : opt.name;
   const bool energy = info.kind == ModelKind::kEnergy;
@@ -189,6 +193,14 @@ Model export_checkpoint(const CheckpointInfo& info, const ExportOptions& opt) {
     training["noise_conditional"] = true;
     training["noise_levels"] = {{"distribution", "log-uniform"}, {"min", cfg.sigma_min},
                                 {"max", cfg.sigma_max}};
+  } else if (energy && cfg.objective == Objective::kMultigrid) {
+    training["objective"] = "multi-grid contrastive divergence (Gao et al. 2018)";
+    training["alpha"] = cfg.alpha;
+    training["grids"] = kMultigridGrids;
+    // Which grid this file is: the coarser ones (ebm-export --grid) start the sampling.
+    training["grid"] = info.grid >= 0 ? info.grid : kMultigridGrids - 1;
+    training["langevin"] = sampler_params_json(cfg.sampler);
+    training["langevin"]["steps"] = cfg.langevin_steps;
   } else if (energy) {
     training["objective"] = "contrastive divergence";
     training["alpha"] = cfg.alpha;

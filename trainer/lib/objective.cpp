@@ -40,6 +40,7 @@ std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, Energy
     return make_denoising_score_matching(cfg, net);
   if (net->energy_form().denoiser)
     throw Error("a denoiser energy is trained by denoising score matching (--objective dsm)");
+  if (cfg.objective == Objective::kMultigrid) return make_multigrid(cfg, net, shard);
   return make_contrastive_divergence(cfg, net, gen, shard);
 }
 

@@ -6,6 +6,9 @@
 //                                 runs (SPEC section 1)
 //   denoising_score_matching.cpp  energy: a noise-conditional denoiser energy (SPEC section 1b),
 //                                 with the moving average of its weights
+//   multigrid.cpp                 energy: one per grid (a quarter, half and full resolution), each
+//                                 by contrastive divergence, sampled coarse to fine (Gao et al.
+//                                 2018)
 //   classify.cpp                  cross-entropy on the folder labels (the evaluation's classifier;
 //                                 --noise-conditional: on noised drawings, the sampler's guide)
 //
@@ -34,6 +37,7 @@
 #include "config.h"
 #include "data/dataset.h"
 #include "net.h"
+#include "sample_pngs.h"
 
 namespace ebm::train {
 
@@ -125,6 +129,17 @@ class TrainingObjective {
   virtual void weights_set(const EnergyNet& trained) { (void)trained; }
   // The replay buffer, where the unit keeps one.
   virtual const ReplayBuffer* buffer() const { return nullptr; }
+  // `count` samples from fresh noise by the unit's own sampler where the runtime's sampler on the
+  // trained network alone would not draw what the run learns (multigrid: the coarser grids
+  // first), for the epoch pictures; nothing for the others. Chain 0 recorded `snapshots` times
+  // per grid.
+  virtual std::optional<NoiseSamples> draw_samples(const TrainConfig& cfg,
+                                                   const EnergyNet& trained, int count,
+                                                   uint64_t seed, int threads,
+                                                   const std::atomic<bool>* stop) const {
+    (void)cfg, (void)trained, (void)count, (void)seed, (void)threads, (void)stop;
+    return std::nullopt;
+  }
 
   // The unit's own state in a checkpoint (checkpoint.h), and an estimate of its size in bytes.
   virtual void save(torch::serialize::OutputArchive& out) const = 0;
@@ -164,6 +179,18 @@ torch::Tensor augment_images(const torch::Tensor& x, double p, at::Generator& ge
 // The per-pixel loss weights of --stroke-weight a for clean drawings x [N, C, H, W]: 1 + a where
 // x < 0 (a stroke) or an 8-neighbour in the same channel is, 1 elsewhere.
 torch::Tensor stroke_weights(const torch::Tensor& x, double a);
+// Multi-grid contrastive divergence (multigrid.cpp): kMultigridGrids grids, each half the one
+// after it; the trained network is the last, full-resolution one. multigrid_architecture gives
+// coarser grid `grid`'s network (0 = coarsest) from a run's architecture {"input", "layers"}: the
+// same layers on the input averaged down, or an ebm::Error naming the fix (sizes not divisible,
+// a denoiser energy, layers that do not fit the smaller input). A checkpoint holds that grid's
+// weights under multigrid_key(grid) (write_net_state's form) and its Adam state under the key +
+// "_adam".
+inline constexpr int kMultigridGrids = 3;
+Architecture multigrid_architecture(const nlohmann::json& arch, int grid);
+std::string multigrid_key(int grid);
+std::unique_ptr<TrainingObjective> make_multigrid(const TrainConfig& cfg, EnergyNet& net,
+                                                  const Shard& shard);
 std::unique_ptr<TrainingObjective> make_classify(const TrainConfig& cfg, const EnergyNet& net);
 
 // Whether cfg's unit draws per rank (contrastive divergence: its chains) rather than for the

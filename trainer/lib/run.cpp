@@ -158,22 +158,31 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
   if (cfg.sample_count > 0 && cfg.sample_steps > 0) {
     SamplerParams p = cfg.sampler;
     p.steps = cfg.sample_steps;
+    // The unit's own sampler where it has one (multigrid: coarse to fine), else the runtime's on
+    // the trained network.
+    std::optional<NoiseSamples> own = tr.objective().draw_samples(
+        cfg, tr.model_net(), cfg.sample_count, cfg.seed + uint64_t(epoch), threads, stop);
     const NoiseSamples ns =
-        sample_from_noise(tr.model_net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
-                          cfg.seed + uint64_t(epoch), threads, 10, stop);
+        own ? std::move(*own)
+            : sample_from_noise(tr.model_net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
+                                cfg.seed + uint64_t(epoch), threads, 10, stop);
+    const std::string how =
+        own ? "coarse to fine over " + std::to_string(kMultigridGrids) + " grids, " +
+                  std::to_string(cfg.langevin_steps) + " steps each"
+            : std::to_string(p.steps) + " steps";
     double mean_e = 0;
     for (float e : ns.energies) mean_e += e;
     mean_e /= double(ns.energies.size());
     write_png(base + "_samples.png",
-              captioned_grid(
-                  ns.images.data(), cfg.sample_count, s, grid_columns(cfg.sample_count, s),
-                  "epoch " + std::to_string(epoch) + ": from noise, " + std::to_string(p.steps) +
-                      " steps (" + sampler_form_name(p.form) + "), mean E " + short_number(mean_e)));
+              captioned_grid(ns.images.data(), cfg.sample_count, s,
+                             grid_columns(cfg.sample_count, s),
+                             "epoch " + std::to_string(epoch) + ": from noise, " + how + " (" +
+                                 sampler_form_name(p.form) + "), mean E " + short_number(mean_e)));
     std::vector<float> frames;
-    std::vector<std::string> labels;
+    std::vector<std::string> labels = ns.snapshot_names;
     for (size_t k = 0; k < ns.snapshots.size(); ++k) {
       frames.insert(frames.end(), ns.snapshots[k].begin(), ns.snapshots[k].end());
-      labels.push_back("step " + std::to_string(ns.snapshot_steps[k]));
+      if (ns.snapshot_names.empty()) labels.push_back("step " + std::to_string(ns.snapshot_steps[k]));
     }
     const int n = int(ns.snapshots.size());
     write_png(base + "_chain.png",
@@ -338,7 +347,26 @@ RunResult train(const TrainConfig& cfg_in, const RunOptions& opt, Collective* di
       }
     }
   }
+  // A multi-grid run's coarser grids: as stored when resuming, else the layers of --grid-presets
+  // (or of the run's preset) as written, to be resolved on each grid's input.
+  nlohmann::json grids = cfg.architecture.is_object() ? cfg.architecture.value("grids", nlohmann::json())
+                                                      : nlohmann::json();
+  const bool multigrid = cfg.task == Task::kEnergy && cfg.objective == Objective::kMultigrid;
+  if (!cfg.grid_presets.empty() && !multigrid)
+    throw Error("--grid-presets gives the coarser grids of --objective multigrid; this run is " +
+                std::string(cfg.task == Task::kClassify ? "classify" : objective_name(cfg.objective)));
+  if (multigrid && grids.is_null()) {
+    if (!cfg.grid_presets.empty() && int(cfg.grid_presets.size()) != kMultigridGrids - 1)
+      throw Error("--grid-presets needs " + std::to_string(kMultigridGrids - 1) +
+                  " presets, coarsest first, one for each coarser grid (got " +
+                  std::to_string(cfg.grid_presets.size()) + ")");
+    grids = nlohmann::json::array();
+    for (int k = 0; k < kMultigridGrids - 1; ++k)
+      grids.push_back(
+          load_preset(cfg.grid_presets.empty() ? cfg.preset : cfg.grid_presets[size_t(k)]).layers);
+  }
   cfg.architecture = architecture_json(arch, energy);
+  if (!grids.is_null()) cfg.architecture["grids"] = grids;
   const int64_t n_train = split.train.size();
   const int64_t steps_per_epoch = n_train / cfg.batch;
   if (steps_per_epoch < 1)

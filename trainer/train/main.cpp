@@ -126,8 +126,12 @@ int main(int argc, char** argv) {
 
     args.option("objective", "NAME",
                 "how an energy model learns: cd (contrastive divergence with a replay buffer, the "
-                "paper's) or dsm (denoising score matching of a noise-conditional denoiser energy, "
-                "for presets such as unet, which choose it themselves)",
+                "paper's), dsm (denoising score matching of a noise-conditional denoiser energy, "
+                "for presets such as unet, which choose it themselves) or multigrid (Gao et al. "
+                "2018: the preset's network on three grids, a quarter, half and full size, each "
+                "by contrastive divergence, every batch's chains from noise on the coarsest grid "
+                "and --langevin-steps on each, upsampled between; no replay buffer; ebm-export "
+                "--grid K writes the coarser ones)",
                 &objective);
     args.option("sigma-mean", "M", "dsm: mean of log sigma, the training noise level",
                 &cfg.sigma_mean, -20.0, 20.0);
@@ -167,6 +171,13 @@ int main(int argc, char** argv) {
                 "cd: mirror and shift each replay-buffer image a chain starts from with "
                 "probability P (up to 8 columns and 2 rows), so chains move between modes; 0 = off",
                 &cfg.augment, 0.0, 1.0);
+    std::string grid_presets;
+    args.option("grid-presets", "A,B",
+                "multigrid: the networks of the two coarser grids (preset names or JSON paths, "
+                "coarsest first), their layers run on a quarter and half the images' size; "
+                "default: --preset on every grid (a preset with four stride-2 convolutions does "
+                "not fit a 48x12 grid: give the coarsest one a shallower network)",
+                &grid_presets);
     args.option("buffer-size", "N", "replay buffer capacity", &buffer_size, 1, 1 << 24);
     args.option("fresh", "P", "expected fraction of fresh uniform noise per batch", &cfg.fresh, 0.0,
                 1.0);
@@ -331,6 +342,7 @@ int main(int argc, char** argv) {
                                "alpha",
                                "kl-weight",
                                "augment",
+                               "grid-presets",
                                "buffer-size",
                                "fresh",
                                "langevin-steps",
@@ -390,6 +402,7 @@ int main(int argc, char** argv) {
         if (!args.given("sigma-min")) cfg.sigma_min = 0.02;
         if (!args.given("sigma-max")) cfg.sigma_max = 80;
       }
+      if (!grid_presets.empty()) cfg.grid_presets = ebm::split(grid_presets, ',');
       cfg.limit = limit;
       cfg.buffer_size = buffer_size;
       cfg.max_steps = max_steps;

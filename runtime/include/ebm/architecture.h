@@ -152,6 +152,8 @@ struct Preset {
   std::string name;
   std::string description;
   Architecture arch;
+  nlohmann::json layers;   // the "layers" list as written ("same" padding unresolved): the same
+                           // layers on another input (ebm-train --objective multigrid's grids)
   nlohmann::json sampler;  // default sampler settings for models of this preset (may be null)
   nlohmann::json train;    // trainer defaults for this preset (may be null)
   EnergyForm energy;       // "energy" in the preset: a denoiser's form (arch.input then has
