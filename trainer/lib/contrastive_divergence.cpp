@@ -11,7 +11,7 @@ namespace ebm::train {
 
 namespace {
 
-class ContrastiveDivergence final : public TrainingObjective {
+class ContrastiveDivergence final : public NoiseContrastValidation {
  public:
   // Every rank keeps 1/N of the buffer and starts it with its share of one global batch.
   ContrastiveDivergence(const TrainConfig& cfg, EnergyNet& net, at::Generator& gen,
@@ -30,7 +30,6 @@ class ContrastiveDivergence final : public TrainingObjective {
     return f;
   }
   std::string rate_name() const override { return "image_steps_per_s"; }
-  std::vector<std::string> validation_figures() const override { return {"cdiv", "real", "fake"}; }
   std::vector<std::string> summed_figures() const override { return {"fresh"}; }
 
   std::optional<StepMetrics> step(TrainState& s, const torch::Tensor& real_in, const torch::Tensor&,
@@ -97,33 +96,6 @@ class ContrastiveDivergence final : public TrainingObjective {
     return m;
   }
 
-  // Contrastive divergence between the held-out images and as many fresh uniform-noise images
-  // (the book's test_step).
-  Figures validate(const TrainConfig& cfg, const EnergyNetImpl& net, const Dataset&,
-                   const torch::Tensor& images, at::Generator& gen) const override {
-    torch::NoGradGuard no_grad;
-    const int64_t n = images.size(0);
-    double sum_real = 0, sum_noise = 0;
-    for (int64_t i = 0; i < n; i += cfg.batch) {
-      const int64_t b = std::min<int64_t>(cfg.batch, n - i);
-      const torch::Tensor x = images.narrow(0, i, b);
-      const torch::Tensor noise = torch::rand(x.sizes(), gen, torch::kFloat32) * 2.0 - 1.0;
-      sum_real += net.forward(x).sum().item<double>();
-      sum_noise += net.forward(noise).sum().item<double>();
-    }
-    Figures v;
-    v.set("cdiv", (sum_real - sum_noise) / double(n));
-    v.set("real", sum_real / double(n));
-    v.set("fake", sum_noise / double(n));
-    return v;
-  }
-  nlohmann::json validation_json(const Figures& v) const override {
-    return {{"cdiv", v.get("cdiv")}, {"real", v.get("real")}, {"noise", v.get("fake")}};
-  }
-  std::string describe(const Figures& v) const override {
-    return "cdiv " + short_number(v.get("cdiv")) + " (real " + short_number(v.get("real")) +
-           ", noise " + short_number(v.get("fake")) + ")";
-  }
   std::string progress(const StepMetrics& m) const override {
     return "cdiv " + short_number(m.figures.get("cdiv"), 3) + " real " +
            short_number(m.figures.get("real"), 3) + " fake " +
@@ -165,6 +137,35 @@ class ContrastiveDivergence final : public TrainingObjective {
 };
 
 }  // namespace
+
+Figures NoiseContrastValidation::validate(const TrainConfig& cfg, const EnergyNetImpl& net,
+                                          const Dataset&, const torch::Tensor& images,
+                                          at::Generator& gen) const {
+  torch::NoGradGuard no_grad;
+  const int64_t n = images.size(0);
+  double sum_real = 0, sum_noise = 0;
+  for (int64_t i = 0; i < n; i += cfg.batch) {
+    const int64_t b = std::min<int64_t>(cfg.batch, n - i);
+    const torch::Tensor x = images.narrow(0, i, b);
+    const torch::Tensor noise = torch::rand(x.sizes(), gen, torch::kFloat32) * 2.0 - 1.0;
+    sum_real += net.forward(x).sum().item<double>();
+    sum_noise += net.forward(noise).sum().item<double>();
+  }
+  Figures v;
+  v.set("cdiv", (sum_real - sum_noise) / double(n));
+  v.set("real", sum_real / double(n));
+  v.set("fake", sum_noise / double(n));
+  return v;
+}
+
+nlohmann::json NoiseContrastValidation::validation_json(const Figures& v) const {
+  return {{"cdiv", v.get("cdiv")}, {"real", v.get("real")}, {"noise", v.get("fake")}};
+}
+
+std::string NoiseContrastValidation::describe(const Figures& v) const {
+  return "cdiv " + short_number(v.get("cdiv")) + " (real " + short_number(v.get("real")) +
+         ", noise " + short_number(v.get("fake")) + ")";
+}
 
 torch::Tensor last_langevin_step(const EnergyNetImpl& net, const torch::Tensor& x,
                                  const torch::Tensor& z, const SamplerParams& p) {

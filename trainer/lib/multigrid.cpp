@@ -29,7 +29,8 @@ torch::Tensor upsample2(const torch::Tensor& x) {
   return x.repeat_interleave(2, 2).repeat_interleave(2, 3);
 }
 
-class MultiGrid final : public TrainingObjective {
+// Validated as contrastive divergence is, on the full-resolution energy.
+class MultiGrid final : public NoiseContrastValidation {
  public:
   MultiGrid(const TrainConfig& cfg, EnergyNet& net, const Shard& shard)
       : fine_(net->image_shape()), backend_(parse_langevin_backend(cfg.langevin_backend)) {
@@ -52,7 +53,6 @@ class MultiGrid final : public TrainingObjective {
     return f;
   }
   std::string rate_name() const override { return "image_steps_per_s"; }
-  std::vector<std::string> validation_figures() const override { return {"cdiv", "real", "fake"}; }
 
   std::optional<StepMetrics> step(TrainState& s, const torch::Tensor& real_in, const torch::Tensor&,
                                   const std::atomic<bool>* stop) override {
@@ -133,33 +133,6 @@ class MultiGrid final : public TrainingObjective {
     return m;
   }
 
-  // The full-resolution energy of held-out images against as many uniform-noise images (as
-  // contrastive divergence's validation).
-  Figures validate(const TrainConfig& cfg, const EnergyNetImpl& net, const Dataset&,
-                   const torch::Tensor& images, at::Generator& gen) const override {
-    torch::NoGradGuard no_grad;
-    const int64_t n = images.size(0);
-    double sum_real = 0, sum_noise = 0;
-    for (int64_t i = 0; i < n; i += cfg.batch) {
-      const int64_t b = std::min<int64_t>(cfg.batch, n - i);
-      const torch::Tensor x = images.narrow(0, i, b);
-      const torch::Tensor noise = torch::rand(x.sizes(), gen, torch::kFloat32) * 2.0 - 1.0;
-      sum_real += net.forward(x).sum().item<double>();
-      sum_noise += net.forward(noise).sum().item<double>();
-    }
-    Figures v;
-    v.set("cdiv", (sum_real - sum_noise) / double(n));
-    v.set("real", sum_real / double(n));
-    v.set("fake", sum_noise / double(n));
-    return v;
-  }
-  nlohmann::json validation_json(const Figures& v) const override {
-    return {{"cdiv", v.get("cdiv")}, {"real", v.get("real")}, {"noise", v.get("fake")}};
-  }
-  std::string describe(const Figures& v) const override {
-    return "cdiv " + short_number(v.get("cdiv")) + " (real " + short_number(v.get("real")) +
-           ", noise " + short_number(v.get("fake")) + ")";
-  }
   std::string progress(const StepMetrics& m) const override {
     std::string p = "cdiv";
     for (int k = 0; k < kMultigridGrids - 1; ++k)

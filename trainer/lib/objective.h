@@ -151,6 +151,18 @@ class TrainingObjective {
   virtual void restore_rank_state(const torch::Tensor& state) { (void)state; }
 };
 
+// The validation of the contrastive units (contrastive_divergence.cpp, multigrid.cpp): the
+// energy of the held-out images against as many fresh uniform-noise images (the book's
+// test_step), figures cdiv, real and fake.
+class NoiseContrastValidation : public TrainingObjective {
+ public:
+  std::vector<std::string> validation_figures() const override { return {"cdiv", "real", "fake"}; }
+  Figures validate(const TrainConfig& cfg, const EnergyNetImpl& net, const Dataset& data,
+                   const torch::Tensor& images, at::Generator& gen) const override;
+  nlohmann::json validation_json(const Figures& v) const override;
+  std::string describe(const Figures& v) const override;
+};
+
 // The unit for cfg.task and cfg.objective. Throws ebm::Error when the network cannot learn by it
 // (a denoiser energy needs dsm, dsm needs a denoiser energy), naming the fix.
 std::unique_ptr<TrainingObjective> make_objective(const TrainConfig& cfg, EnergyNet& net,
