@@ -253,6 +253,7 @@ TEST_F(EvalTest, MultiGridSamplingStartsOnTheCoarsestGridAndEndsOnTheModel) {
   EXPECT_GT(grids["energies"]["samples"]["mean"].get<double>(),
             alone["energies"]["samples"]["mean"].get<double>());
   EXPECT_EQ(grids["sampling"]["grids"], json({coarse, middle}));
+  EXPECT_EQ(grids["sampling"]["from"], "uniform noise on the coarsest grid (1x4x16), grid by grid to 1x16x64");
 
   opt.grids = {middle, coarse};
   test::expect_error([&] { eval::evaluate(opt); }, {"not twice the", "coarsest first"});

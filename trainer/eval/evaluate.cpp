@@ -596,7 +596,10 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
       {"sampling",
        {{"count", opt.count},
         {"seed", opt.seed},
-        {"from", start_description(params)},
+        {"from", grid_nets.empty() ? start_description(params)
+                                   : start_description(grid_params[0]) + " on the coarsest grid (" +
+                                         grid_nets[0].input_shape().str() + "), grid by grid to " +
+                                         shape.str()},
         {"sampler", sampler_params_json(params)},
         {"grids", opt.grids},
         {"seconds", sample_seconds}}},
