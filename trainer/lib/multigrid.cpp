@@ -10,7 +10,7 @@
 // The trained network (the Trainer's) is the full-resolution energy; the unit owns the coarser
 // ones, their Adam states, and writes both into the checkpoint (keys "grid_0", "grid_0_adam", ...:
 // read_checkpoint takes a grid's network from there for ebm-export --grid).
-#include <chrono>
+#include <cmath>
 
 #include "ebm/error.h"
 #include "langevin.h"
