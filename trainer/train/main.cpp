@@ -130,8 +130,9 @@ int main(int argc, char** argv) {
                 "for presets such as unet, which choose it themselves) or multigrid (Gao et al. "
                 "2018: the preset's network on three grids, a quarter, half and full size, each "
                 "by contrastive divergence, every batch's chains from noise on the coarsest grid "
-                "and --langevin-steps on each, upsampled between; no replay buffer; ebm-export "
-                "--grid K writes the coarser ones)",
+                "and --langevin-steps on each, upsampled between; no replay buffer; --init-from "
+                "and --freeze-layers act on the full-size network; ebm-export --grid K writes the "
+                "coarser ones)",
                 &objective);
     args.option("sigma-mean", "M", "dsm: mean of log sigma, the training noise level",
                 &cfg.sigma_mean, -20.0, 20.0);
