@@ -128,6 +128,8 @@ TEST(Multigrid, TheSamplerRepeatsEachPixelOverABlockAndGivesTheSameChainsInChunk
   std::vector<float> chunks = a.images;
   chunks.insert(chunks.end(), b.images.begin(), b.images.end());
   EXPECT_EQ(one.images, chunks);
+  EXPECT_EQ(one.walk, "coarse to fine over 3 grids, 5 steps each");
+  EXPECT_EQ(up.walk, "coarse to fine over 3 grids, 6, 0, 0 steps");
   EXPECT_NE(one.images, sample_multigrid(g.ptrs, walk, 5, 10, 1).images);  // another seed
   ASSERT_EQ(one.energies.size(), 5u);
   for (float e : one.energies) EXPECT_TRUE(std::isfinite(e));

@@ -339,35 +339,39 @@ EvalResult evaluate(const EvalOptions& opt, const Progress& progress) {
     }
     grid_params.push_back(params);
   }
-  int64_t grid_steps = 0;
-  for (const SamplerParams& p : grid_params) grid_steps += p.steps;
-  for (int c0 = 0; c0 < opt.count && !grid_nets.empty(); c0 += kChunk) {
-    const int m = std::min(kChunk, opt.count - c0);
+  if (!grid_nets.empty()) {
     std::vector<const Network*> nets;
     for (const Network& n : grid_nets) nets.push_back(&n);
     nets.push_back(&energy);
-    const train::NoiseSamples ns = train::sample_multigrid(
-        nets, grid_params, m, opt.seed, opt.threads, 1, nullptr, uint64_t(c0),
-        [&](int64_t done, int64_t) {
-          if (progress) progress("sampling", int64_t(c0) * grid_steps + done, opt.count * grid_steps);
-          return true;
-        });
-    std::copy(ns.images.begin(), ns.images.end(), samples.begin() + long(c0 * d));
-  }
-  for (int c0 = 0; c0 < opt.count && grid_nets.empty(); c0 += kChunk) {
-    const int m = std::min(kChunk, opt.count - c0);
-    LangevinSampler sampler(energy, params, opt.seed, opt.threads);
-    if (guided)
-      sampler.set_guide(*guide, guide_target, float(guide_scale), float(opt.guide_sigma),
-                        opt.guide_denoised);
-    sampler.start_uniform(m, uint64_t(c0));
-    sampler.run(10, [&](const SamplerProgress& p) {
-      if (progress)
-        progress("sampling", int64_t(c0) * params.steps + int64_t(p.step) * m,
-                 int64_t(opt.count) * params.steps);
-      return true;
-    });
-    std::copy(sampler.images().begin(), sampler.images().end(), samples.begin() + long(c0 * d));
+    int64_t grid_steps = 0;
+    for (const SamplerParams& p : grid_params) grid_steps += p.steps;
+    for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
+      const int m = std::min(kChunk, opt.count - c0);
+      const train::NoiseSamples ns = train::sample_multigrid(
+          nets, grid_params, m, opt.seed, opt.threads, 1, nullptr, uint64_t(c0),
+          [&](int64_t done, int64_t) {
+            if (progress)
+              progress("sampling", int64_t(c0) * grid_steps + done, opt.count * grid_steps);
+            return true;
+          });
+      std::copy(ns.images.begin(), ns.images.end(), samples.begin() + long(c0 * d));
+    }
+  } else {
+    for (int c0 = 0; c0 < opt.count; c0 += kChunk) {
+      const int m = std::min(kChunk, opt.count - c0);
+      LangevinSampler sampler(energy, params, opt.seed, opt.threads);
+      if (guided)
+        sampler.set_guide(*guide, guide_target, float(guide_scale), float(opt.guide_sigma),
+                          opt.guide_denoised);
+      sampler.start_uniform(m, uint64_t(c0));
+      sampler.run(10, [&](const SamplerProgress& p) {
+        if (progress)
+          progress("sampling", int64_t(c0) * params.steps + int64_t(p.step) * m,
+                   int64_t(opt.count) * params.steps);
+        return true;
+      });
+      std::copy(sampler.images().begin(), sampler.images().end(), samples.begin() + long(c0 * d));
+    }
   }
   const double sample_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

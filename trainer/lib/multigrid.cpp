@@ -21,10 +21,6 @@ namespace ebm::train {
 
 namespace {
 
-torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt) {
-  return static_cast<torch::optim::AdamOptions&>(opt.param_groups().at(0).options());
-}
-
 torch::Tensor upsample2(const torch::Tensor& x) {
   return x.repeat_interleave(2, 2).repeat_interleave(2, 3);
 }
@@ -89,7 +85,6 @@ class MultiGrid final : public NoiseContrastValidation {
     StepMetrics m;
     m.loss = 0;
     bool healthy = true;
-    double e_r = 0, e_f = 0;
     for (int k = last; k >= 0; --k) {
       EnergyNetImpl& net = net_of(s, k);
       net.power_iteration();
@@ -102,10 +97,6 @@ class MultiGrid final : public NoiseContrastValidation {
       const torch::Tensor loss = cdiv + reg;
       if (k == last) {
         descend(s, loss);
-        m.figures.set("reg", reg.item<double>());
-        m.figures.set("cdiv", cdiv.item<double>());
-        e_r = er.mean().item<double>();
-        e_f = ef.mean().item<double>();
       } else {
         torch::optim::Adam& opt = *opts_[size_t(k)];
         adam_options(opt).lr(adam_options(s.opt).lr());
@@ -114,22 +105,25 @@ class MultiGrid final : public NoiseContrastValidation {
         if (cfg.clip_grad_norm > 0)
           torch::nn::utils::clip_grad_norm_(grids_[size_t(k)]->parameters(), cfg.clip_grad_norm);
         opt.step();
-        m.figures.set(grid_figure(k), cdiv.item<double>());
-        healthy = healthy && std::abs(er.mean().item<double>()) <= cfg.max_energy &&
-                  std::abs(ef.mean().item<double>()) <= cfg.max_energy &&
-                  parameters_finite(*grids_[size_t(k)]);
       }
+      const double e_r = er.mean().item<double>(), e_f = ef.mean().item<double>();
+      m.figures.set(k == last ? "cdiv" : grid_figure(k), cdiv.item<double>());
+      if (k == last) {
+        m.figures.set("reg", reg.item<double>());
+        m.figures.set("real", e_r);
+        m.figures.set("fake", e_f);
+      }
+      // Every grid's energies within max_energy (a NaN fails the comparison) and its weights
+      // finite after the step.
+      healthy = healthy && std::abs(e_r) <= cfg.max_energy && std::abs(e_f) <= cfg.max_energy &&
+                parameters_finite(net);
       m.loss += loss.item<double>();
     }
-    m.figures.set("real", e_r);
-    m.figures.set("fake", e_f);
     // Image-steps counted at the full resolution: a coarser grid's step costs a quarter per level.
     double work = 0;
     for (int k = 0; k <= last; ++k) work += std::ldexp(1.0, -2 * (last - k));
     m.work = double(B) * cfg.langevin_steps * work;
-    m.healthy = healthy && std::isfinite(m.loss) && std::isfinite(e_r) && std::isfinite(e_f) &&
-                std::abs(e_r) <= cfg.max_energy && std::abs(e_f) <= cfg.max_energy &&
-                parameters_finite(*s.net);
+    m.healthy = healthy && std::isfinite(m.loss);
     return m;
   }
 

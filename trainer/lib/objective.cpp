@@ -54,6 +54,10 @@ bool parameters_finite(const EnergyNetImpl& net) {
   return true;
 }
 
+torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt) {
+  return static_cast<torch::optim::AdamOptions&>(opt.param_groups().at(0).options());
+}
+
 void descend(TrainState& s, const torch::Tensor& loss) {
   s.opt.zero_grad();
   if (s.averager) s.averager->begin();

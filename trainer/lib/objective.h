@@ -215,6 +215,8 @@ bool draws_per_rank(const TrainConfig& cfg);
 // global gradient norm, Adam's step.
 bool parameters_finite(const EnergyNetImpl& net);
 void descend(TrainState& s, const torch::Tensor& loss);
+// The options (learning rate, betas) of an Adam's one parameter group.
+torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt);
 
 // "%.*g": a figure in a log line or on the progress bar.
 std::string short_number(double v, int precision = 4);

@@ -166,10 +166,7 @@ void write_epoch_pictures(Trainer& tr, const std::string& dir, int threads,
         own ? std::move(*own)
             : sample_from_noise(tr.model_net()->to_model(ModelKind::kEnergy), p, cfg.sample_count,
                                 cfg.seed + uint64_t(epoch), threads, 10, stop);
-    const std::string how =
-        own ? "coarse to fine over " + std::to_string(kMultigridGrids) + " grids, " +
-                  std::to_string(cfg.langevin_steps) + " steps each"
-            : std::to_string(p.steps) + " steps";
+    const std::string how = own ? ns.walk : std::to_string(p.steps) + " steps";
     double mean_e = 0;
     for (float e : ns.energies) mean_e += e;
     mean_e /= double(ns.energies.size());

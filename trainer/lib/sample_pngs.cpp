@@ -99,6 +99,16 @@ NoiseSamples sample_multigrid(const std::vector<const Network*>& grids,
   total *= count;
   const int last = int(grids.size()) - 1;
   NoiseSamples out;
+  out.walk = "coarse to fine over " + std::to_string(grids.size()) + " grids, ";
+  bool same_steps = true;
+  for (const SamplerParams& p : params) same_steps = same_steps && p.steps == params[0].steps;
+  if (same_steps) {
+    out.walk += std::to_string(params[0].steps) + " steps each";
+  } else {
+    for (size_t k = 0; k < params.size(); ++k)
+      out.walk += (k ? ", " : "") + std::to_string(params[k].steps);
+    out.walk += " steps";
+  }
   std::vector<float> x;
   bool go_on = true;
   for (int k = 0; k <= last; ++k) {

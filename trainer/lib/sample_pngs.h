@@ -34,6 +34,7 @@ struct NoiseSamples {
   std::vector<int> snapshot_steps;            // steps at which chain 0 was recorded (0 = noise)
   std::vector<std::vector<float>> snapshots;  // chain 0 at each of those steps
   std::vector<std::string> snapshot_names;    // multi-grid: "48x12, step 10" for each; else empty
+  std::string walk;  // multi-grid: "coarse to fine over 3 grids, 40 steps each"; else empty
 };
 
 // `count` chains from uniform noise, params.steps steps each, on the runtime's Network built from

@@ -13,14 +13,6 @@
 
 namespace ebm::train {
 
-namespace {
-
-torch::optim::AdamOptions& adam_options(torch::optim::Adam& opt) {
-  return static_cast<torch::optim::AdamOptions&>(opt.param_groups().at(0).options());
-}
-
-}  // namespace
-
 EnergyForm config_energy_form(const TrainConfig& cfg) {
   const nlohmann::json& a = cfg.architecture;
   return a.is_object() && a.contains("energy") ? parse_energy_form(a.at("energy")) : EnergyForm{};
