@@ -107,17 +107,21 @@ void BM_Dsm(benchmark::State& state, const std::string& preset, DsmPhase phase) 
 
 }  // namespace
 
-#define EBM_DSM_BENCH(phase)                                                        \
-  BENCHMARK_CAPTURE(BM_Dsm, unet_##phase, "unet", DsmPhase::k##phase)               \
+#define EBM_DSM_BENCH(preset, name, phase)                                          \
+  BENCHMARK_CAPTURE(BM_Dsm, name##_##phase, preset, DsmPhase::k##phase)             \
       ->Args({64, 2})                                                               \
       ->Args({64, 1})                                                               \
       ->ArgNames({"batch", "threads"})                                              \
       ->Unit(benchmark::kMillisecond)                                               \
       ->UseRealTime()
 
-EBM_DSM_BENCH(Energy);
-EBM_DSM_BENCH(InputGrad);
-EBM_DSM_BENCH(Step);
+EBM_DSM_BENCH("unet", unet, Energy);
+EBM_DSM_BENCH("unet", unet, InputGrad);
+EBM_DSM_BENCH("unet", unet, Step);
+// The presets of scripts/train-bridges.sh's stages.
+EBM_DSM_BENCH("unet-global", unet_global, Step);
+EBM_DSM_BENCH("unet-wide", unet_wide, Step);
+EBM_DSM_BENCH("unet-wide-fine", unet_wide_fine, Step);
 
 // Args: batch, threads.
 #define EBM_LANGEVIN_BENCH(fn, preset)   \

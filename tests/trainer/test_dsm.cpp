@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <tuple>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -68,6 +70,63 @@ TEST(DenoiserParity, LibTorchAndTheRuntimeGiveTheSameEnergiesAndInputGradients) 
     std::printf("%s: worst relative error %.3g\n", p.name.c_str(), err);
     EXPECT_LT(err, 1e-4) << p.name;
   }
+}
+
+// swish(x) with its fused derivatives against LibTorch's silu, whose derivatives autograd builds
+// from elementwise operations, and against finite differences: the values, the first derivative,
+// both gradients of the first derivative (with respect to the incoming gradient and to x, what
+// denoising score matching's loss needs) and a third derivative (the differentiable fallback).
+TEST(Swish, FusedDerivativesMatchSilusAndFiniteDifferencesToThirdOrder) {
+  torch::manual_seed(3);
+  // Both tails, zero, and a tensor large enough to be split among threads.
+  const torch::Tensor x0 = torch::cat(
+      {torch::tensor({-40.0, -9.0, -1.0, 0.0, 1e-3, 2.5, 17.0, 60.0}, torch::kDouble),
+       torch::randn({3 * 70000}, torch::kDouble) * 3});
+  const torch::Tensor v = torch::randn_like(x0), w = torch::randn_like(x0);
+  struct Derivatives {
+    torch::Tensor y, d1, d2x, d2g, d3;
+  };
+  auto derivatives = [&](auto f) {
+    const torch::Tensor x = x0.clone().requires_grad_(true), g = w.clone().requires_grad_(true);
+    Derivatives d;
+    d.y = f(x);
+    d.d1 = torch::autograd::grad({d.y}, {x}, {g}, true, true)[0];  // g s1(x), sK: swish's Kth
+    const auto second = torch::autograd::grad({(d.d1 * v).sum()}, {x, g}, {}, true, true);
+    d.d2x = second[0];                                           // v g s2(x)
+    d.d2g = second[1];                                           // v s1(x)
+    d.d3 = torch::autograd::grad({(d.d2x * v).sum()}, {x})[0];  // v^2 g s3(x)
+    return d;
+  };
+  const Derivatives ours = derivatives([](const torch::Tensor& x) { return swish(x); });
+  const Derivatives silu = derivatives([](const torch::Tensor& x) { return torch::silu(x); });
+  const std::vector<std::tuple<torch::Tensor, torch::Tensor, const char*>> pairs = {
+      {ours.y, silu.y, "values"},
+      {ours.d1, silu.d1, "first"},
+      {ours.d2x, silu.d2x, "second, x"},
+      {ours.d2g, silu.d2g, "second, g"},
+      {ours.d3, silu.d3, "third"}};
+  for (const auto& [a, b, what] : pairs) EXPECT_TRUE(torch::allclose(a, b, 1e-11, 1e-12)) << what;
+
+  // Finite differences of each order along every coordinate at once (the function is
+  // elementwise), in double.
+  const double h = 1e-5;
+  auto shifted = [&](double dx) {
+    return derivatives([&](const torch::Tensor& x) { return swish(x + dx); });
+  };
+  const Derivatives up = shifted(h), down = shifted(-h);
+  EXPECT_TRUE(torch::allclose((up.y - down.y) / (2 * h) * w, ours.d1, 1e-6, 1e-8));
+  EXPECT_TRUE(torch::allclose((up.d1 - down.d1) / (2 * h) * v, ours.d2x, 1e-6, 1e-8));
+  EXPECT_TRUE(torch::allclose((up.d2x - down.d2x) / (2 * h) * v, ours.d3, 1e-5, 1e-8));
+
+  // In float32, the trainer's type, within rounding of silu's.
+  const torch::Tensor xf = x0.to(torch::kFloat).requires_grad_(true), gf = w.to(torch::kFloat),
+                      vf = v.to(torch::kFloat);
+  const torch::Tensor ours_f = torch::autograd::grad({swish(xf)}, {xf}, {gf}, true, true)[0];
+  const torch::Tensor silu_f =
+      torch::autograd::grad({torch::silu(xf)}, {xf}, {gf}, true, true)[0];
+  EXPECT_TRUE(torch::allclose(ours_f, silu_f, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(torch::autograd::grad({(ours_f * vf).sum()}, {xf})[0],
+                              torch::autograd::grad({(silu_f * vf).sum()}, {xf})[0], 1e-5, 1e-6));
 }
 
 TEST(Dsm, AShortRunLowersTheHeldOutLossAndExportsAnAnnealedDenoiser) {

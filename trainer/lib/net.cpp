@@ -29,6 +29,93 @@ torch::Tensor pad_if_asymmetric(const torch::Tensor& x, const Padding& p, bool* 
   return torch::constant_pad_nd(x, {p.left, p.right, p.top, p.bottom}, 0.0);
 }
 
+// The derivatives of swish, with s = sigmoid(x):
+//   d(x)  = swish'(x)  = s (1 + x (1 - s))
+//   d'(x) = swish''(x) = s (1 - s) (2 + x (1 - 2 s))
+// dx = g d(x) is the first derivative's pass; the second derivative's pass gives both gradients
+// of that product, gg d(x) with respect to g and gg g d'(x) with respect to x.
+constexpr int64_t kSwishGrain = 1 << 14;
+
+// Contiguous in the memory format that x suggests (NCHW or channels-last), so that the i-th
+// value of every operand is the same element.
+torch::Tensor like(const torch::Tensor& t, const torch::Tensor& x) {
+  return t.contiguous(x.suggest_memory_format());
+}
+
+torch::Tensor swish_grad(const torch::Tensor& g, const torch::Tensor& x) {
+  const torch::Tensor gc = like(g, x), xc = like(x, x), s = like(torch::sigmoid(xc), x);
+  torch::Tensor out = torch::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "swish_grad", [&] {
+    const scalar_t *pg = gc.data_ptr<scalar_t>(), *px = xc.data_ptr<scalar_t>(),
+                   *ps = s.data_ptr<scalar_t>();
+    scalar_t* po = out.data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kSwishGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) po[i] = pg[i] * (ps[i] * (1 + px[i] * (1 - ps[i])));
+    });
+  });
+  return out;
+}
+
+// Gradients of swish_grad(g, x) for an incoming gg: {gg d(x), gg g d'(x)}.
+std::pair<torch::Tensor, torch::Tensor> swish_grad_grads(const torch::Tensor& gg,
+                                                         const torch::Tensor& g,
+                                                         const torch::Tensor& x) {
+  const torch::Tensor ggc = like(gg, x), gc = like(g, x), xc = like(x, x),
+                      s = like(torch::sigmoid(xc), x);
+  torch::Tensor dg = torch::empty_like(xc), dx = torch::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "swish_grad_grads", [&] {
+    const scalar_t *pgg = ggc.data_ptr<scalar_t>(), *pg = gc.data_ptr<scalar_t>(),
+                   *px = xc.data_ptr<scalar_t>(), *ps = s.data_ptr<scalar_t>();
+    scalar_t *pdg = dg.data_ptr<scalar_t>(), *pdx = dx.data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kSwishGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const scalar_t si = ps[i], xi = px[i], ti = si * (1 - si);
+        pdg[i] = pgg[i] * (si + xi * ti);
+        pdx[i] = pgg[i] * pg[i] * (ti * (2 + xi * (1 - 2 * si)));
+      }
+    });
+  });
+  return {dg, dx};
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// g d(x) as an autograd node, so that a first derivative taken with create_graph can itself be
+// differentiated (denoising score matching's loss is a function of dE/dx).
+class SwishGrad : public torch::autograd::Function<SwishGrad> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& g,
+                               const torch::Tensor& x) {
+    ctx->save_for_backward({g, x});
+    return swish_grad(g, x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor &gg = grads[0], &g = saved[0], &x = saved[1];
+    if (!gg.defined()) return {torch::Tensor(), torch::Tensor()};
+    if (torch::GradMode::is_enabled()) {
+      // A third derivative: the same formulas from differentiable operations.
+      const torch::Tensor s = torch::sigmoid(x), t = s * (1 - s);
+      return {gg * (s + x * t), gg * g * (t * (2 + x * (1 - 2 * s)))};
+    }
+    auto [dg, dx] = swish_grad_grads(gg, g, x);
+    return {dg, dx};
+  }
+};
+
+class Swish : public torch::autograd::Function<Swish> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
+    ctx->save_for_backward({x});
+    return torch::silu(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined()) return {torch::Tensor()};
+    return {SwishGrad::apply(grads[0], ctx->get_saved_variables()[0])};
+  }
+};
+
 torch::Tensor from_runtime(const Tensor& t) {
   return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
 }
@@ -43,6 +130,11 @@ Tensor to_runtime(const std::string& name, const torch::Tensor& t) {
 }
 
 }  // namespace
+
+torch::Tensor swish(const torch::Tensor& x) {
+  if (!x.device().is_cpu()) return torch::silu(x);
+  return Swish::apply(x);
+}
 
 std::string tensor_name(size_t layer, const std::string& role) {
   return "layers." + std::to_string(layer) + "." + role;
@@ -210,7 +302,7 @@ torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor
         break;
       }
       case LayerKind::kSwish:
-        x = torch::silu(x);
+        x = swish(x);
         break;
       case LayerKind::kLeakyRelu:
         x = torch::leaky_relu(x, l.slope);

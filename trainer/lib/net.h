@@ -20,6 +20,13 @@
 
 namespace ebm::train {
 
+// swish(x) = x sigmoid(x) (PyTorch's silu), differentiable twice. On the CPU its first and
+// second derivatives each take one pass over the memory: LibTorch's silu builds its second
+// derivative, which denoising score matching backpropagates through at every activation, from
+// about a dozen elementwise operations, each a pass over the activations (bench/README.md,
+// "Trainer"). Other devices: torch::silu.
+torch::Tensor swish(const torch::Tensor& x);
+
 // The tensors one forward pass reads, layer by layer (undefined where a layer has no such
 // tensor). Conv and dense weights are the effective ones: W / sigma(W) under spectral norm.
 struct LayerWeights {
