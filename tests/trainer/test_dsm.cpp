@@ -129,6 +129,54 @@ TEST(Swish, FusedDerivativesMatchSilusAndFiniteDifferencesToThirdOrder) {
                               torch::autograd::grad({(silu_f * vf).sum()}, {xf})[0], 1e-5, 1e-6));
 }
 
+// same_conv against LibTorch's conv2d in double: the values, the first derivatives (input,
+// weight, bias) and the second derivatives that denoising score matching takes (the input
+// gradient differentiated with respect to the weight and the incoming gradient; the weight
+// gradient with respect to the input and the incoming gradient), and a third, for square and
+// wide kernels, with and without a bias, in NCHW and channels-last memory.
+TEST(SameConv, EveryDerivativeToThirdOrderIsLibTorchsConv2d) {
+  struct Case {
+    int64_t n, c_in, c_out, h, w, kh, kw;
+    bool bias, channels_last;
+  };
+  for (const Case& k : {Case{2, 3, 5, 7, 9, 3, 3, true, false}, Case{1, 4, 2, 5, 16, 3, 13, false, true},
+                        Case{3, 2, 3, 6, 6, 5, 1, true, true}, Case{2, 1, 1, 4, 4, 1, 1, true, false}}) {
+    torch::manual_seed(k.c_in * 100 + k.kw);
+    const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+    torch::Tensor x0 = torch::randn({k.n, k.c_in, k.h, k.w}, opts);
+    if (k.channels_last) x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
+    const torch::Tensor w0 = torch::randn({k.c_out, k.c_in, k.kh, k.kw}, opts),
+                        b0 = torch::randn({k.c_out}, opts),
+                        dy0 = torch::randn({k.n, k.c_out, k.h, k.w}, opts),
+                        v = torch::randn_like(x0), vw = torch::randn_like(w0);
+    auto derivatives = [&](bool ours) {
+      const torch::Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+                          b = b0.clone().requires_grad_(true),
+                          dy = dy0.clone().requires_grad_(true);
+      const torch::Tensor y =
+          ours ? same_conv(x, w, k.bias ? b : torch::Tensor())
+               : torch::conv2d(x, w, k.bias ? b : torch::Tensor(), 1, {(k.kh - 1) / 2, (k.kw - 1) / 2});
+      std::vector<torch::Tensor> out = {y};
+      const auto first = torch::autograd::grad({y}, {x, w, b}, {dy}, true, true, !k.bias);
+      out.insert(out.end(), first.begin(), first.end() - (k.bias ? 0 : 1));
+      // The input gradient is linear in dy and w; the weight gradient in x and dy.
+      const auto of_dx = torch::autograd::grad({(first[0] * v).sum()}, {w, dy}, {}, true, true);
+      const auto of_dw = torch::autograd::grad({(first[1] * vw).sum()}, {x, dy}, {}, true, true);
+      out.insert(out.end(), of_dx.begin(), of_dx.end());
+      out.insert(out.end(), of_dw.begin(), of_dw.end());
+      out.push_back(torch::autograd::grad({(of_dx[0] * vw).sum()}, {dy})[0]);  // a third
+      return out;
+    };
+    const std::vector<torch::Tensor> ours = derivatives(true), torch_ = derivatives(false);
+    ASSERT_EQ(ours.size(), torch_.size());
+    for (size_t i = 0; i < ours.size(); ++i)
+      EXPECT_TRUE(torch::allclose(ours[i], torch_[i], 1e-10, 1e-10))
+          << "derivative " << i << " of the " << k.kh << "x" << k.kw << " case, max difference "
+          << (ours[i] - torch_[i]).abs().max().item<double>();
+  }
+  EXPECT_THROW(same_conv(torch::zeros({1, 1, 4, 4}), torch::zeros({1, 1, 2, 3}), {}), Error);
+}
+
 TEST(Dsm, AShortRunLowersTheHeldOutLossAndExportsAnAnnealedDenoiser) {
   const std::string work = scratch_dir("dsm_short");
   TrainConfig c = dsm_config(work);

@@ -30,9 +30,17 @@ double max_relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count, uint64_t seed) {
+  EnergyNet ref(net.architecture(), 0, net.spectral_norm(), net.energy_form());
+  ref->load_state(net.state());
+  ref->to(torch::kDouble);
   const Shape s = net.image_shape();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const torch::Tensor x = torch::rand({count, s.c, s.h, s.w}, gen, torch::kFloat32) * 2.0 - 1.0;
+  const torch::Tensor xd = x.to(torch::kDouble);
+  const auto error = [](const torch::Tensor& runtime, const torch::Tensor& exact) {
+    return max_relative_error(runtime.to(torch::kDouble), exact.detach());
+  };
+  const auto sigmas = [&](double sigma) { return torch::full({count}, sigma, torch::kDouble); };
   if (net.energy_form().denoiser) {
     // Energies and input gradients at a small, a middle, a large and a very large noise level
     // (above the gate of a refinement, LayerSpec::sigma_max).
@@ -40,12 +48,11 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
     double worst = 0;
     for (float sigma : {0.02f, 0.3f, 5.0f, 40.0f}) {
       torch::Tensor e;
-      const torch::Tensor g =
-          energy_input_grad(net, net.weights(), x, &e, torch::full({count}, sigma));
+      const torch::Tensor g = energy_input_grad(*ref, ref->weights(), xd, &e, sigmas(sigma));
       torch::Tensor re = torch::empty({count}), rg = torch::empty_like(x);
       rt.energy_and_input_grad(x.data_ptr<float>(), count, re.data_ptr<float>(), rg.data_ptr<float>(),
                                sigma);
-      worst = std::max({worst, max_relative_error(re, e.detach()), max_relative_error(rg, g)});
+      worst = std::max({worst, error(re, e), error(rg, g)});
     }
     return worst;
   }
@@ -57,11 +64,12 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
     std::vector<float> target(size_t(k), 0.0f);
     target[0] = 0.5f;
     target[size_t(k - 1)] += 0.5f;
-    const torch::Tensor t = torch::from_blob(target.data(), {1, k}, torch::kFloat32).clone();
+    const torch::Tensor t =
+        torch::from_blob(target.data(), {1, k}, torch::kFloat32).to(torch::kDouble);
     double worst = 0;
     for (float sigma : {0.02f, 0.3f, 5.0f}) {
-      const torch::Tensor xs = x.clone().requires_grad_(true);
-      const torch::Tensor logits = net.classify(net.weights(), xs, torch::full({count}, sigma));
+      const torch::Tensor xs = xd.clone().requires_grad_(true);
+      const torch::Tensor logits = ref->classify(ref->weights(), xs, sigmas(sigma));
       const torch::Tensor ce = -(t * torch::log_softmax(logits, 1)).sum(1);
       const torch::Tensor g = torch::autograd::grad({ce.sum()}, {xs})[0];
       torch::Tensor rl = torch::empty({count, int64_t(k)}), rce = torch::empty({count}),
@@ -69,17 +77,16 @@ double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count
       rt.logits(x.data_ptr<float>(), count, rl.data_ptr<float>(), sigma);
       rt.cross_entropy_and_input_grad(x.data_ptr<float>(), count, target, rce.data_ptr<float>(),
                                       rg.data_ptr<float>(), sigma);
-      worst = std::max({worst, max_relative_error(rl, logits.detach()),
-                        max_relative_error(rce, ce.detach()), max_relative_error(rg, g)});
+      worst = std::max({worst, error(rl, logits), error(rce, ce), error(rg, g)});
     }
     return worst;
   }
   torch::NoGradGuard no_grad;
-  const torch::Tensor expected = net.run(net.weights(), x);
+  const torch::Tensor expected = ref->run(ref->weights(), xd);
   Network rt(model);
   torch::Tensor got = torch::empty({count, int64_t(rt.outputs())}, torch::kFloat32);
   rt.logits(x.data_ptr<float>(), count, got.data_ptr<float>());
-  return max_relative_error(got, expected);
+  return error(got, expected);
 }
 
 nlohmann::json evaluation_card(const std::vector<nlohmann::json>& reports) {

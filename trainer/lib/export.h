@@ -56,6 +56,8 @@ double max_relative_error(const torch::Tensor& a, const torch::Tensor& b);
 
 // LibTorch's outputs of `net` and the runtime's outputs of `model` (already folded or not) on
 // `count` seeded uniform images in [-1, 1]; returns the max relative error of the outputs.
+// LibTorch computes in double precision (a copy of `net`), so the figure is the runtime's own
+// float error, not its distance from LibTorch's float rounding, which differs by kernel.
 double runtime_agreement(const EnergyNetImpl& net, const Model& model, int count, uint64_t seed);
 
 }  // namespace ebm::train

@@ -27,6 +27,12 @@ namespace ebm::train {
 // "Trainer"). Other devices: torch::silu.
 torch::Tensor swish(const torch::Tensor& x);
 
+// conv2d(x, w, b) with stride 1 and the symmetric padding that keeps the size ((kh - 1) / 2,
+// (kw - 1) / 2; odd kernels), differentiable to any order, on the CPU in channels-last memory
+// with every derivative a forward convolution or a weight gradient (net.cpp says why). b may be
+// undefined. What run_layers() uses for such layers on the CPU.
+torch::Tensor same_conv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
 // The tensors one forward pass reads, layer by layer (undefined where a layer has no such
 // tensor). Conv and dense weights are the effective ones: W / sigma(W) under spectral norm.
 struct LayerWeights {
