@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ebm/error.h"
+#include "swish_kernels.h"
 
 namespace ebm::train {
 
@@ -29,50 +30,39 @@ torch::Tensor pad_if_asymmetric(const torch::Tensor& x, const Padding& p, bool* 
   return torch::constant_pad_nd(x, {p.left, p.right, p.top, p.bottom}, 0.0);
 }
 
-// The derivatives of swish, with s = sigmoid(x):
-//   d(x)  = swish'(x)  = s (1 + x (1 - s))
-//   d'(x) = swish''(x) = s (1 - s) (2 + x (1 - 2 s))
-// dx = g d(x) is the first derivative's pass; the second derivative's pass gives both gradients
-// of that product, gg d(x) with respect to g and gg g d'(x) with respect to x.
+// swish's derivative passes (swish_kernels.h), split among threads. Every operand contiguous in
+// the memory format that x suggests (NCHW or channels-last), so that the i-th value of each is
+// the same element.
 constexpr int64_t kSwishGrain = 1 << 14;
 
-// Contiguous in the memory format that x suggests (NCHW or channels-last), so that the i-th
-// value of every operand is the same element.
 torch::Tensor like(const torch::Tensor& t, const torch::Tensor& x) {
   return t.contiguous(x.suggest_memory_format());
 }
 
 torch::Tensor swish_grad(const torch::Tensor& g, const torch::Tensor& x) {
-  const torch::Tensor gc = like(g, x), xc = like(x, x), s = like(torch::sigmoid(xc), x);
+  const torch::Tensor gc = like(g, x), xc = like(x, x);
   torch::Tensor out = torch::empty_like(xc);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "swish_grad", [&] {
-    const scalar_t *pg = gc.data_ptr<scalar_t>(), *px = xc.data_ptr<scalar_t>(),
-                   *ps = s.data_ptr<scalar_t>();
+    const scalar_t *pg = gc.data_ptr<scalar_t>(), *px = xc.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
     at::parallel_for(0, x.numel(), kSwishGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) po[i] = pg[i] * (ps[i] * (1 + px[i] * (1 - ps[i])));
+      kernels::swish_grad(pg + b, px + b, po + b, e - b);
     });
   });
   return out;
 }
 
-// Gradients of swish_grad(g, x) for an incoming gg: {gg d(x), gg g d'(x)}.
 std::pair<torch::Tensor, torch::Tensor> swish_grad_grads(const torch::Tensor& gg,
                                                          const torch::Tensor& g,
                                                          const torch::Tensor& x) {
-  const torch::Tensor ggc = like(gg, x), gc = like(g, x), xc = like(x, x),
-                      s = like(torch::sigmoid(xc), x);
+  const torch::Tensor ggc = like(gg, x), gc = like(g, x), xc = like(x, x);
   torch::Tensor dg = torch::empty_like(xc), dx = torch::empty_like(xc);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "swish_grad_grads", [&] {
     const scalar_t *pgg = ggc.data_ptr<scalar_t>(), *pg = gc.data_ptr<scalar_t>(),
-                   *px = xc.data_ptr<scalar_t>(), *ps = s.data_ptr<scalar_t>();
+                   *px = xc.data_ptr<scalar_t>();
     scalar_t *pdg = dg.data_ptr<scalar_t>(), *pdx = dx.data_ptr<scalar_t>();
     at::parallel_for(0, x.numel(), kSwishGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const scalar_t si = ps[i], xi = px[i], ti = si * (1 - si);
-        pdg[i] = pgg[i] * (si + xi * ti);
-        pdx[i] = pgg[i] * pg[i] * (ti * (2 + xi * (1 - 2 * si)));
-      }
+      kernels::swish_grad_grads(pgg + b, pg + b, px + b, pdg + b, pdx + b, e - b);
     });
   });
   return {dg, dx};
