@@ -114,12 +114,8 @@ class Swish : public torch::autograd::Function<Swish> {
 // twice. With p the padding, the input gradient is the same kind of convolution of dy by the
 // kernel flipped and its channels swapped:
 //   dx[c, q] = sum_{o, i, j} w[o, c, i, j] dy[o, q - (i - p)] = conv(dy, flip(w)^T)[c, q].
+// (same_conv, net.h, applies SameConv below.)
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
-}  // namespace
-
-torch::Tensor same_conv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
-
-namespace {
 
 torch::Tensor flipped(const torch::Tensor& w) { return w.flip({2, 3}).transpose(0, 1); }
 
