@@ -349,14 +349,15 @@ torch::Tensor EnergyNetImpl::run_layers(const NetWeights& w, const torch::Tensor
     torch::Tensor x = output_of(l.from);
     switch (l.kind) {
       case LayerKind::kConv2d: {
+        if (same_conv_applies(x, l)) {
+          x = same_conv(x, W.weight, W.bias);
+          break;
+        }
         bool sym = false;
         x = pad_if_asymmetric(x, l.pad, &sym);
         const std::vector<int64_t> pad =
             sym ? std::vector<int64_t>{l.pad.top, l.pad.left} : std::vector<int64_t>{0, 0};
-        if (same_conv_applies(x, l))
-          x = same_conv(x, W.weight, W.bias);
-        else
-          x = torch::conv2d(x, W.weight, W.bias, {l.stride_h, l.stride_w}, pad);
+        x = torch::conv2d(x, W.weight, W.bias, {l.stride_h, l.stride_w}, pad);
         break;
       }
       case LayerKind::kBatchNorm:

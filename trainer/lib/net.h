@@ -20,8 +20,8 @@
 
 namespace ebm::train {
 
-// swish(x) = x sigmoid(x) (PyTorch's silu), differentiable twice. On the CPU its first and
-// second derivatives each take one pass over the memory: LibTorch's silu builds its second
+// swish(x) = x sigmoid(x) (PyTorch's silu), differentiable to any order. On the CPU its first
+// and second derivatives each take one pass over the memory: LibTorch's silu builds its second
 // derivative, which denoising score matching backpropagates through at every activation, from
 // about a dozen elementwise operations, each a pass over the activations (bench/README.md,
 // "Trainer"). Other devices: torch::silu.
