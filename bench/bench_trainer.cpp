@@ -107,12 +107,12 @@ void BM_Dsm(benchmark::State& state, const std::string& preset, DsmPhase phase) 
 
 }  // namespace
 
-#define EBM_DSM_BENCH(preset, name, phase)                                          \
-  BENCHMARK_CAPTURE(BM_Dsm, name##_##phase, preset, DsmPhase::k##phase)             \
-      ->Args({64, 2})                                                               \
-      ->Args({64, 1})                                                               \
-      ->ArgNames({"batch", "threads"})                                              \
-      ->Unit(benchmark::kMillisecond)                                               \
+#define EBM_DSM_BENCH(preset, name, phase)                              \
+  BENCHMARK_CAPTURE(BM_Dsm, name##_##phase, preset, DsmPhase::k##phase) \
+      ->Args({64, 2})                                                   \
+      ->Args({64, 1})                                                   \
+      ->ArgNames({"batch", "threads"})                                  \
+      ->Unit(benchmark::kMillisecond)                                   \
       ->UseRealTime()
 
 EBM_DSM_BENCH("unet", unet, Energy);

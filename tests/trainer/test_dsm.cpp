@@ -79,9 +79,9 @@ TEST(DenoiserParity, LibTorchAndTheRuntimeGiveTheSameEnergiesAndInputGradients) 
 TEST(Swish, FusedDerivativesMatchSilusAndFiniteDifferencesToThirdOrder) {
   torch::manual_seed(3);
   // Both tails, zero, and a tensor large enough to be split among threads.
-  const torch::Tensor x0 = torch::cat(
-      {torch::tensor({-40.0, -9.0, -1.0, 0.0, 1e-3, 2.5, 17.0, 60.0}, torch::kDouble),
-       torch::randn({3 * 70000}, torch::kDouble) * 3});
+  const torch::Tensor x0 =
+      torch::cat({torch::tensor({-40.0, -9.0, -1.0, 0.0, 1e-3, 2.5, 17.0, 60.0}, torch::kDouble),
+                  torch::randn({3 * 70000}, torch::kDouble) * 3});
   const torch::Tensor v = torch::randn_like(x0), w = torch::randn_like(x0);
   struct Derivatives {
     torch::Tensor y, d1, d2x, d2g, d3;
@@ -92,8 +92,8 @@ TEST(Swish, FusedDerivativesMatchSilusAndFiniteDifferencesToThirdOrder) {
     d.y = f(x);
     d.d1 = torch::autograd::grad({d.y}, {x}, {g}, true, true)[0];  // g s1(x), sK: swish's Kth
     const auto second = torch::autograd::grad({(d.d1 * v).sum()}, {x, g}, {}, true, true);
-    d.d2x = second[0];                                           // v g s2(x)
-    d.d2g = second[1];                                           // v s1(x)
+    d.d2x = second[0];                                          // v g s2(x)
+    d.d2g = second[1];                                          // v s1(x)
     d.d3 = torch::autograd::grad({(d.d2x * v).sum()}, {x})[0];  // v^2 g s3(x)
     return d;
   };
@@ -130,8 +130,10 @@ TEST(Swish, FusedDerivativesMatchSilusAndFiniteDifferencesToThirdOrder) {
   };
   const auto [ours_d1, ours_d2] = in_float([](const torch::Tensor& x) { return swish(x); });
   const auto [silu_d1, silu_d2] = in_float([](const torch::Tensor& x) { return torch::silu(x); });
-  std::printf("float32, largest error of the first / second derivative: ours %.3g / %.3g, "
-              "silu %.3g / %.3g\n", ours_d1, ours_d2, silu_d1, silu_d2);
+  std::printf(
+      "float32, largest error of the first / second derivative: ours %.3g / %.3g, "
+      "silu %.3g / %.3g\n",
+      ours_d1, ours_d2, silu_d1, silu_d2);
   EXPECT_LT(ours_d1, 1e-5);
   EXPECT_LT(ours_d2, 1e-5);
   EXPECT_LE(ours_d1, 1.5 * silu_d1);
@@ -148,8 +150,9 @@ TEST(SameConv, EveryDerivativeToThirdOrderIsLibTorchsConv2d) {
     int64_t n, c_in, c_out, h, w, kh, kw;
     bool bias, channels_last;
   };
-  for (const Case& k : {Case{2, 3, 5, 7, 9, 3, 3, true, false}, Case{1, 4, 2, 5, 16, 3, 13, false, true},
-                        Case{3, 2, 3, 6, 6, 5, 1, true, true}, Case{2, 1, 1, 4, 4, 1, 1, true, false}}) {
+  for (const Case& k :
+       {Case{2, 3, 5, 7, 9, 3, 3, true, false}, Case{1, 4, 2, 5, 16, 3, 13, false, true},
+        Case{3, 2, 3, 6, 6, 5, 1, true, true}, Case{2, 1, 1, 4, 4, 1, 1, true, false}}) {
     torch::manual_seed(k.c_in * 100 + k.kw);
     const auto opts = torch::TensorOptions().dtype(torch::kDouble);
     torch::Tensor x0 = torch::randn({k.n, k.c_in, k.h, k.w}, opts);
@@ -162,9 +165,9 @@ TEST(SameConv, EveryDerivativeToThirdOrderIsLibTorchsConv2d) {
       const torch::Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
                           b = b0.clone().requires_grad_(true),
                           dy = dy0.clone().requires_grad_(true);
-      const torch::Tensor y =
-          ours ? same_conv(x, w, k.bias ? b : torch::Tensor())
-               : torch::conv2d(x, w, k.bias ? b : torch::Tensor(), 1, {(k.kh - 1) / 2, (k.kw - 1) / 2});
+      const torch::Tensor y = ours ? same_conv(x, w, k.bias ? b : torch::Tensor())
+                                   : torch::conv2d(x, w, k.bias ? b : torch::Tensor(), 1,
+                                                   {(k.kh - 1) / 2, (k.kw - 1) / 2});
       std::vector<torch::Tensor> out = {y};
       const auto first = torch::autograd::grad({y}, {x, w, b}, {dy}, true, true, !k.bias);
       out.insert(out.end(), first.begin(), first.end() - (k.bias ? 0 : 1));

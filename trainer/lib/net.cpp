@@ -117,14 +117,17 @@ class Swish : public torch::autograd::Function<Swish> {
 // (same_conv, net.h, applies SameConv below.)
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 
-torch::Tensor flipped(const torch::Tensor& w) { return w.flip({2, 3}).transpose(0, 1); }
+torch::Tensor flipped(const torch::Tensor& w) {
+  return w.flip({2, 3}).transpose(0, 1);
+}
 
 std::vector<int64_t> same_padding(const torch::Tensor& w) {
   return {(w.size(2) - 1) / 2, (w.size(3) - 1) / 2};
 }
 
-// dW of the convolution above for x and dy: sum over images and positions of dy[o, q] x[c, q + (i,
-// j) - p]. Its own gradients for an incoming ggw: d/dx = conv(dy, flip(ggw)^T), d/ddy = conv(x, ggw).
+// dW of the convolution above for x and dy: sum over images and positions of
+// dy[o, q] x[c, q + (i, j) - p]. Its own gradients for an incoming ggw:
+// d/dx = conv(dy, flip(ggw)^T), d/ddy = conv(x, ggw).
 class SameConvWeightGrad : public torch::autograd::Function<SameConvWeightGrad> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
@@ -132,9 +135,8 @@ class SameConvWeightGrad : public torch::autograd::Function<SameConvWeightGrad> 
     ctx->save_for_backward({x, dy});
     const torch::Tensor xc = x.contiguous(kChannelsLast), dyc = dy.contiguous(kChannelsLast),
                         wc = w.contiguous(kChannelsLast);
-    return std::get<1>(at::convolution_backward(dyc, xc, wc, c10::nullopt, {1, 1},
-                                                same_padding(w), {1, 1}, false, {0, 0}, 1,
-                                                {false, true, false}));
+    return std::get<1>(at::convolution_backward(dyc, xc, wc, c10::nullopt, {1, 1}, same_padding(w),
+                                                {1, 1}, false, {0, 0}, 1, {false, true, false}));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
@@ -148,8 +150,8 @@ class SameConvWeightGrad : public torch::autograd::Function<SameConvWeightGrad> 
 
 class SameConv : public torch::autograd::Function<SameConv> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& w, const torch::Tensor& b) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b) {
     ctx->save_for_backward({x, w});
     ctx->saved_data["bias"] = b.numel() > 0;
     return torch::conv2d(x.contiguous(kChannelsLast), w.contiguous(kChannelsLast),
