@@ -14,7 +14,8 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   // A preset name (random weights), or a shipped model file.
   const std::string dir = EBM_BENCH_MODELS_DIR;
   const bool file = preset.size() > 12 && preset.substr(preset.size() - 12) == ".safetensors";
-  // form: 3x3 stride-1 convolutions (ebm/kernels.h): 0 the build's default, 1 direct, 2 Winograd.
+  // form: 3x3 convolutions of stride 1 and 2 (ebm/kernels.h): 0 the build's default, 1 direct,
+  // 2 Winograd.
   ebm::set_conv3x3_form(ebm::Conv3x3Form(state.range(3)));
   // taps: other stride-1 convolutions by taps (1, the default) or im2col (0).
   ebm::set_conv_taps(state.range(4) != 0);
@@ -59,6 +60,7 @@ BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
     ->Args({8, 2, 0, 0, 1, 1, 1})
     ->Args({32, 2, 0, 0, 1, 1, 1})
+    ->ArgsProduct({{8, 32}, {1}, {0}, {1, 2}, {1}, {1}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {1}, {0}})
     ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases", "rows"})
     ->Unit(benchmark::kMillisecond)

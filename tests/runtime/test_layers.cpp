@@ -133,6 +133,18 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"ConvWinogradAsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":[2,0,1,1],"bias":false})"), {8, 4, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradNoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3})"), {9, 6, 21}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"})"), {8, 4, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        // 3x3 stride 2 with at least 8 input channels (forward) or output channels (dx) in the
+        // stride-2 Winograd form (the default only with 4-lane SIMD): TensorFlow's "same" on
+        // even sizes (no padding above or left) and odd ones (a partial block each way), a row
+        // of more blocks than a vector holds, asymmetric padding wider than a phase, no padding,
+        // one direction only each way.
+        LayerCase{"ConvWinogradStride2SameEven", layer(R"({"type":"conv2d","out_channels":9,"kernel":3,"stride":2,"padding":"same"})"), {8, 8, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2SameOddSizes", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"stride":2,"padding":"same"})"), {8, 7, 19}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2WideRows", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"stride":2,"padding":[1,1,1,1]})"), {8, 2, 101}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2AsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"stride":2,"padding":[3,0,1,2],"bias":false})"), {8, 6, 21}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2NoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3,"stride":2})"), {9, 9, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2ForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":"same"})"), {8, 6, 30}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        LayerCase{"ConvWinogradStride2GradientOnly", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"stride":2,"padding":"same"})"), {2, 6, 30}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         // Other stride-1 convolutions go by taps over interleaved images, skipping the taps that
         // meet padding: the U-Net's 3x13 bottleneck over 3x12 planes, and a kernel row that
         // meets padding only (its tap is never built).
@@ -209,8 +221,38 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
 }
 
-// The paper network's first three layers (the fourth goes by taps) in the build's own form, which
-// takes stride phases forward for all three and for dx of the second: against im2col, the forward
+// The stride-2 Winograd form on the paper network's second and third layers (32 -> 64 and 64 ->
+// 128 channels, stride 2) and on a plane large enough to be split into three chunks of block
+// rows: against the direct sums by stride phases (themselves checked against the reference
+// above), forward and backward, to rounding.
+TEST(Conv2d, Stride2WinogradAgreesWithStridePhasesOnLargeLayers) {
+  const struct {
+    Shape in;
+    int out_c;
+  } cases[] = {{{32, 24, 96}, 64}, {{64, 12, 48}, 128}, {{32, 48, 200}, 16}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in.c) + "x" + std::to_string(c.in.h) + "x" + std::to_string(c.in.w));
+    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"stride", 2},
+                       {"padding", "same"}};
+    const Architecture a = resolve_architecture(c.in, json::array({spec}));
+    const Model m = random_model(a, 8);
+    set_conv_strided_form(ConvStridedForm::kPhases);
+    const auto phases = make_layer(a.layers[0], m);
+    set_conv_strided_form(ConvStridedForm::kAuto);
+    set_conv3x3_form(Conv3x3Form::kWinograd);
+    const auto winograd = make_layer(a.layers[0], m);
+    set_conv3x3_form(Conv3x3Form::kAuto);
+    const TwoForms r = run_two_forms(a.layers[0], *phases, *winograd, 2, 15, 16);
+    const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
+    EXPECT_LT(worst_y, 1e-5);
+    EXPECT_LT(worst_dx, 1e-5);
+    EXPECT_GT(worst_y, 0.0) << "the forward pass has the phases' bits: was Winograd built at all?";
+    EXPECT_GT(worst_dx, 0.0) << "dx has the phases' bits: was Winograd built for it?";
+  }
+}
+
+// The paper network's first three layers (the fourth goes by taps) in the build's own direct
+// form, which takes stride phases forward for all three and for dx of the second: against im2col, the forward
 // pass has the same bits (the same sums in the same order), and dx agrees to rounding, bit for
 // bit where it stays with col2im.
 TEST(Conv2d, StridePhasesAgreeWithIm2colOnThePaperNetworksLayers) {
@@ -231,7 +273,9 @@ TEST(Conv2d, StridePhasesAgreeWithIm2colOnThePaperNetworksLayers) {
     set_conv_strided_form(ConvStridedForm::kIm2col);
     const auto im2col = make_layer(a.layers[0], m);
     set_conv_strided_form(ConvStridedForm::kAuto);
+    set_conv3x3_form(Conv3x3Form::kDirect);  // not the stride-2 Winograd form of 4-lane builds
     const auto phases = make_layer(a.layers[0], m);
+    set_conv3x3_form(Conv3x3Form::kAuto);
     const TwoForms r = run_two_forms(a.layers[0], *im2col, *phases, 3, 13, 14);
     EXPECT_EQ(r.y[1], r.y[0]);
     const double worst = TwoForms::worst(r.dx[1], r.dx[0]);

@@ -5,8 +5,11 @@
 
 namespace ebm {
 
-// 3x3, stride-1 convolutions with at least 8 input channels (forward) or output channels (the
-// gradient): Winograd's F(2x2, 3x3), or the direct GEMM over shifted rows of the padded image.
+// 3x3 convolutions with at least 8 input channels (forward) or output channels (the gradient):
+// of stride 1, Winograd's F(2x2, 3x3) or the direct GEMM over shifted rows of the padded image;
+// of stride 2 (where the taps do not take them and the strided form is not kIm2col or kPhases),
+// a stride-2 form of Winograd's (25 products per 2x2 block and pair of channels instead of 36)
+// or the direct GEMM over stride phases.
 enum class Conv3x3Form { kAuto, kDirect, kWinograd };
 void set_conv3x3_form(Conv3x3Form form);
 Conv3x3Form conv3x3_form();

@@ -20,6 +20,9 @@
 // (c, pi, pj) holding x_pad[c, sh * y + pi, sw * x + pj]): row (c, i, j) of the im2col matrix is
 // then phase plane (c, i % sh, j % sw) from offset (i / sh, j / sw) (PhasedForward), and each
 // phase of dx is a stride-1 convolution of dy by the taps that land on it (PhasedBackward).
+// A 3x3 one of stride 2 with enough channels can take a stride-2 form of Winograd's instead
+// (Stride2Winograd, Stride2WinogradBackward): 25 multiply-adds per 2x2 outputs and channel pair
+// instead of 36.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -159,6 +162,61 @@ void gather_phase(const float* src, int w, int stride, int off, int n, float* ds
   for (; q < hi; ++q) dst[q] = src[q * stride + off];
 }
 
+// The zero-padded image x (channels of `in`) split into its stride phases: plane (c, pi, pj) of
+// `out`, hq x wq floats at ((c * sh + pi) * sw + pj) * hq * wq, holds x_pad[c, sh * yq + pi,
+// sw * xq + pj], zero wherever that falls outside the image.
+void split_phases(const float* x, Shape in, Padding pad, int sh, int sw, int hq, int wq, float* out) {
+  for (int c = 0; c < in.c; ++c)
+    for (int pi = 0; pi < sh; ++pi)
+      for (int pj = 0; pj < sw; ++pj) {
+        float* plane = out + size_t((c * sh + pi) * sw + pj) * hq * wq;
+        for (int yq = 0; yq < hq; ++yq) {
+          const int iy = sh * yq + pi - pad.top;
+          float* row = plane + size_t(yq) * wq;
+          if (iy < 0 || iy >= in.h)
+            std::memset(row, 0, sizeof(float) * size_t(wq));
+          else
+            gather_phase(x + (size_t(c) * in.h + iy) * in.w, in.w, sw, pj - pad.left, wq, row);
+        }
+      }
+}
+
+// The inverse for a gradient: dx[c, y, x] (channels of `in`) = phase plane (pi, pj) of channel c
+// at row (y + pad.top) / sh, column (x + pad.left) / sw, where pi = (y + pad.top) % sh and
+// pj = (x + pad.left) % sw; in `p` planes lie phase_floats apart by phase (pi * sw + pj),
+// channel_floats apart by channel, and their rows row_floats apart.
+void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, size_t row_floats,
+                  Shape in, Padding pad, int sh, int sw, float* dx) {
+  for (int c = 0; c < in.c; ++c)
+    for (int y = 0; y < in.h; ++y) {
+      const int yp = y + pad.top, pi = yp % sh;
+      const float* src = p + size_t(pi * sw) * phase_floats + size_t(c) * channel_floats +
+                         size_t(yp / sh) * row_floats;
+      float* row = dx + (size_t(c) * in.h + y) * in.w;
+      int x = 0;
+      if (sw == 2) {
+        // From the first x in phase 0, pairs (phase 0, phase 1) of the same xq, a vector of
+        // each at a time.
+        const int x0 = pad.left % 2;
+        if (x0 == 1) row[0] = src[phase_floats + size_t(pad.left / 2)];
+        const float* s0 = src + (x0 + pad.left) / 2;
+        const float* s1 = s0 + phase_floats;
+        int m = 0;
+        for (; x0 + 2 * (m + simd::kLanes) <= in.w; m += simd::kLanes) {
+          simd::Vec lo, hi;
+          simd::interleave(simd::load(s0 + m), simd::load(s1 + m), &lo, &hi);
+          simd::store(row + x0 + 2 * m, lo);
+          simd::store(row + x0 + 2 * m + simd::kLanes, hi);
+        }
+        x = x0 + 2 * m;
+      }
+      for (; x < in.w; ++x) {
+        const int xp = x + pad.left;
+        row[x] = src[size_t(xp % sw) * phase_floats + size_t(xp / sw)];
+      }
+    }
+}
+
 // A strided convolution as GEMMs over shifted rows, like Shifted, with the zero-padded input split
 // into its stride phases: plane (c, pi, pj) holds x_pad[c, sh * yq + pi, sw * xq + pj], so row
 // (c, i, j) of the im2col matrix, at output column q = oy * wq + ox, is plane (c, i % sh, j % sw)
@@ -192,19 +250,7 @@ class PhasedForward final : public PlaneConv {
 
   void run(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
-    for (int c = 0; c < in_.c; ++c)
-      for (int pi = 0; pi < sh_; ++pi)
-        for (int pj = 0; pj < sw_; ++pj) {
-          float* plane = xp + size_t((c * sh_ + pi) * sw_ + pj) * hq_ * wq_;
-          for (int yq = 0; yq < hq_; ++yq) {
-            const int iy = sh_ * yq + pi - pad_.top;
-            float* row = plane + size_t(yq) * wq_;
-            if (iy < 0 || iy >= in_.h)
-              std::memset(row, 0, sizeof(float) * size_t(wq_));
-            else
-              gather_phase(x + (size_t(c) * in_.h + iy) * in_.w, in_.w, sw_, pj - pad_.left, wq_, row);
-          }
-        }
+    split_phases(x, in_, pad_, sh_, sw_, hq_, wq_, xp);
     std::memset(xp + planes(), 0, sizeof(float) * (padded_ - planes()));
     shifted_product(out_.c, out_.h, out_.w, wq_, k_, a_.data(), xp, offsets_.data(), bias, rows_,
                     scratch + padded_, y);
@@ -295,33 +341,7 @@ class PhasedBackward final : public PlaneConv {
         multiply_shifted(in_.c, n, ph.k, ph.packed.data(), dp, ph.offsets.data(), out, n);
     }
     // dx[c, y, x] = P_(pi, pj)[c, yq, xq] with y + pad.top = sh yq + pi, x + pad.left = sw xq + pj.
-    for (int c = 0; c < in_.c; ++c)
-      for (int y = 0; y < in_.h; ++y) {
-        const int yp = y + pad_.top, pi = yp % sh_;
-        const float* src = p + size_t(pi * sw_) * phase_floats + size_t(c) * n + size_t(yp / sh_) * wd_;
-        float* row = dx + (size_t(c) * in_.h + y) * in_.w;
-        int x = 0;
-        if (sw_ == 2) {
-          // From the first x in phase 0, pairs (phase 0, phase 1) of the same xq, a vector of
-          // each at a time.
-          const int x0 = pad_.left % 2;
-          if (x0 == 1) row[0] = src[phase_floats + size_t(pad_.left / 2)];
-          const float* s0 = src + (x0 + pad_.left) / 2;
-          const float* s1 = s0 + phase_floats;
-          int m = 0;
-          for (; x0 + 2 * (m + simd::kLanes) <= in_.w; m += simd::kLanes) {
-            simd::Vec lo, hi;
-            simd::interleave(simd::load(s0 + m), simd::load(s1 + m), &lo, &hi);
-            simd::store(row + x0 + 2 * m, lo);
-            simd::store(row + x0 + 2 * m + simd::kLanes, hi);
-          }
-          x = x0 + 2 * m;
-        }
-        for (; x < in_.w; ++x) {
-          const int xp = x + pad_.left;
-          row[x] = src[size_t(xp % sw_) * phase_floats + size_t(xp / sw_)];
-        }
-      }
+    merge_phases(p, phase_floats, size_t(n), size_t(wd_), in_, pad_, sh_, sw_, dx);
   }
 
  private:
@@ -377,6 +397,25 @@ constexpr int kPhaseMinRows = 8;
 constexpr int kPhaseMinColumns = 256;
 // V and M of a chunk of block rows: about 1 MB.
 constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
+
+// The first `valid` lanes of v to dst.
+void store_some(float* dst, simd::Vec v, int valid) {
+  if (valid == simd::kLanes) {
+    simd::store(dst, v);
+    return;
+  }
+  float t[simd::kLanes];
+  simd::store(t, v);
+  std::memcpy(dst, t, sizeof(float) * size_t(valid));
+}
+
+// The first `valid` floats from src, the other lanes zero.
+simd::Vec load_some(const float* src, int valid) {
+  if (valid == simd::kLanes) return simd::load(src);
+  float t[simd::kLanes] = {};
+  std::memcpy(t, src, sizeof(float) * size_t(valid));
+  return simd::load(t);
+}
 
 // Winograd's F(2x2, 3x3) (Lavin & Gray 2016) for a 3x3, stride-1 convolution: each 2x2 block of
 // outputs is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 block of the padded input under it, so the
@@ -509,17 +548,6 @@ class Winograd final : public PlaneConv {
       }
   }
 
-  // The first `valid` lanes of v to dst.
-  static void store_some(float* dst, simd::Vec v, int valid) {
-    if (valid == simd::kLanes) {
-      simd::store(dst, v);
-      return;
-    }
-    float t[simd::kLanes];
-    simd::store(t, v);
-    std::memcpy(dst, t, sizeof(float) * size_t(valid));
-  }
-
   int in_, in_h_, in_w_, out_c_;
   Padding pad_;
   int out_h_, out_w_, th_, tw_, hp_, wp_;
@@ -528,6 +556,336 @@ class Winograd final : public PlaneConv {
   size_t a_floats_;
   std::vector<float> u_;
   std::vector<int> offsets_;
+};
+
+// Winograd's minimal filtering for a 3x3 convolution of stride 2. Along one axis, the outputs
+// y[2t] and y[2t + 1] of y[o] = w0 x[2o] + w1 x[2o + 1] + w2 x[2o + 2] (x zero-padded) read the
+// even stride phase e[k] = x[2k] at k = 2t, 2t + 1, 2t + 2 and the odd one d[k] = x[2k + 1] at 2t
+// and 2t + 1: a 2-tap convolution of e by (w0, w2), which F(2, 2) computes in 3 products, and a
+// 1-tap one of d by w1, so 5 products for 2 outputs where the direct sums take 6:
+//   y[2t]     = (e0 - e1) w0 + e1 (w0 + w2)                + d0 w1
+//   y[2t + 1] =                e1 (w0 + w2) + (e2 - e1) w2         + d1 w1
+// (e0, e1, e2 = e[2t], e[2t + 1], e[2t + 2]; d0, d1 = d[2t], d[2t + 1]). The five points fall in
+// three groups by the outputs they feed: {e0 - e1, d0} the first, {e1} both, {e2 - e1, d1} the
+// second. Over a 2x2 block that is 25 products per pair of channels instead of 36, and since the
+// products of one pair of groups (one of each axis) add before the output transform, each pair
+// is one GEMM with its points stacked along the depth: 9 GEMMs whose depths add up to 25 times
+// the input channels, then the output transform of F(2x2, 3x3)'s shape ([1 1 0; 0 1 1] each way),
+// the bias entering at the middle pair, which feeds all four outputs. Every coefficient is 0 or
+// +-1. The gradient (Stride2WinogradBackward) runs the transposed algorithm.
+namespace stride2 {
+constexpr int kPoints = 5;  // per axis, in group order: e0 - e1, d0 | e1 | e2 - e1, d1
+constexpr int kGroupFirst[4] = {0, 2, 3, 5};
+// The taps (w0, w1, w2) each point multiplies.
+constexpr int kTaps[kPoints][3] = {{1, 0, 0}, {0, 1, 0}, {1, 0, 1}, {0, 0, 1}, {0, 1, 0}};
+
+// What both directions share: 2x2 blocks of outputs (th x tw of them, a vector of tw at a time),
+// the phase planes (hq x wq, as split_phases lays them out), the transformed kernel, and the
+// 25 transform planes (a, b) ordered so that each pair of groups holds consecutive planes.
+struct Geometry {
+  Geometry(const LayerSpec& s, const std::vector<float>& w)
+      : in(s.in), out(s.out), pad(s.pad), th((s.out.h + 1) / 2), tw((s.out.w + 1) / 2),
+        groups((tw + simd::kLanes - 1) / simd::kLanes), hq(2 * th + 1),
+        wq(2 * groups * simd::kLanes + 2),
+        chunk_rows(int(std::clamp<size_t>(
+            kWinogradChunkFloats / ((25 * size_t(s.in.c) + 9 * size_t(s.out.c)) * tw), 1, size_t(th)))),
+        ld(int(packed_b_floats(1, chunk_rows * tw))) {
+    int p = 0;
+    for (int ga = 0; ga < 3; ++ga)
+      for (int gb = 0; gb < 3; ++gb) {
+        pair_first[3 * ga + gb] = p;
+        for (int a = kGroupFirst[ga]; a < kGroupFirst[ga + 1]; ++a)
+          for (int b = kGroupFirst[gb]; b < kGroupFirst[gb + 1]; ++b) {
+            plane[a][b] = p;
+            point[p][0] = a;
+            point[p++][1] = b;
+          }
+      }
+    pair_first[9] = p;
+    // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j], in double (at most four terms).
+    u.resize(size_t(25) * out.c * in.c);
+    for (int q = 0; q < 25; ++q)
+      for (int o = 0; o < out.c; ++o)
+        for (int c = 0; c < in.c; ++c) {
+          const float* g = w.data() + (size_t(o) * in.c + c) * 9;
+          double sum = 0;
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j)
+              if (kTaps[point[q][0]][i] && kTaps[point[q][1]][j]) sum += double(g[3 * i + j]);
+          u[(size_t(q) * out.c + o) * in.c + c] = float(sum);
+        }
+  }
+
+  int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
+  size_t phase_plane() const { return size_t(hq) * wq; }
+  float weight(int q, int o, int c) const { return u[(size_t(q) * out.c + o) * in.c + c]; }
+
+  Shape in, out;
+  Padding pad;
+  int th, tw;        // blocks down and across
+  int groups;        // vectors of blocks across
+  int hq, wq;        // a phase plane: rows 2 ty .. 2 ty + 2 of a block row, and vector slack
+  int chunk_rows;    // block rows per chunk, so that the transform planes stay in the L2 cache
+  int ld;            // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
+  int plane[kPoints][kPoints] = {};
+  int point[25][2] = {};
+  int pair_first[10] = {};
+  std::vector<float> u;  // [25][out.c][in.c]
+};
+}  // namespace stride2
+
+// The forward pass: y = bias + W * x by the 9 GEMMs above.
+class Stride2Winograd final : public PlaneConv {
+ public:
+  Stride2Winograd(const LayerSpec& s, const std::vector<float>& w) : g_(s, w) {
+    const int ic = g_.in.c, oc = g_.out.c;
+    for (int pr = 0; pr < 9; ++pr) {
+      // Row o of the pair's A: U of each member plane over the input channels, in turn.
+      const int k = g_.members(pr) * ic;
+      std::vector<float> rows(size_t(oc) * k);
+      std::vector<int> offsets;
+      for (int m = 0; m < g_.members(pr); ++m) {
+        const int q = g_.pair_first[pr] + m;
+        for (int c = 0; c < ic; ++c) {
+          offsets.push_back((q * ic + c) * g_.ld);
+          for (int o = 0; o < oc; ++o) rows[size_t(o) * k + size_t(m) * ic + c] = g_.weight(q, o, c);
+        }
+      }
+      a_[pr].resize(packed_a_floats(oc, k));
+      pack_a(rows.data(), k, false, oc, k, a_[pr].data());
+      offsets_[pr] = std::move(offsets);
+    }
+  }
+
+  // The phase planes, 4 transformed rows, V (25 planes), M (9) with a vector of slack, 2 output
+  // rows.
+  size_t scratch_floats() const override {
+    return 4 * size_t(g_.in.c) * g_.phase_plane() + 4 * size_t(g_.wq) +
+           25 * size_t(g_.in.c) * g_.ld + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes +
+           4 * size_t(g_.groups) * simd::kLanes;
+  }
+
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+    float* xp = scratch;
+    float* rows = xp + 4 * size_t(g_.in.c) * g_.phase_plane();
+    float* v = rows + 4 * size_t(g_.wq);
+    float* m = v + 25 * size_t(g_.in.c) * g_.ld;
+    float* out = m + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes;
+    split_phases(x, g_.in, g_.pad, 2, 2, g_.hq, g_.wq, xp);
+    for (int ty0 = 0; ty0 < g_.th; ty0 += g_.chunk_rows)
+      chunk(xp, ty0, std::min(g_.th, ty0 + g_.chunk_rows), rows, v, m, out, y, bias);
+  }
+
+ private:
+  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
+             float* y, const float* bias) const {
+    using simd::Vec;
+    constexpr int L = simd::kLanes;
+    const int ic = g_.in.c, oc = g_.out.c, wq = g_.wq, ld = g_.ld;
+    // V_(a,b)[c, block]: point a down (whole phase rows at once), then point b across, a vector
+    // of blocks at a time from stride-2 loads.
+    for (int c = 0; c < ic; ++c)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* r[kPoints][2];  // point a down, for the even and the odd phase across
+        for (int pj = 0; pj < 2; ++pj) {
+          const float* e = xp + ((size_t(c) * 2) * 2 + pj) * g_.phase_plane() + 2 * size_t(ty) * wq;
+          const float* d = e + 2 * g_.phase_plane();
+          float* t0 = rows + size_t(2 * pj) * wq;
+          float* t3 = t0 + wq;
+          for (int i = 0; i < wq; ++i) {
+            t0[i] = e[i] - e[wq + i];
+            t3[i] = e[2 * wq + i] - e[wq + i];
+          }
+          r[0][pj] = t0;
+          r[1][pj] = d;
+          r[2][pj] = e + wq;
+          r[3][pj] = t3;
+          r[4][pj] = d + wq;
+        }
+        for (int gr = 0; gr < g_.groups; ++gr) {
+          const int tx = gr * L, valid = std::min(L, g_.tw - tx);
+          float* dst = v + size_t(c) * ld + size_t(ty - ty0) * g_.tw + tx;
+          for (int a = 0; a < kPoints; ++a) {
+            const float* p0 = r[a][0] + 2 * tx;
+            const float* p1 = r[a][1] + 2 * tx;
+            const Vec e0 = simd::even_lanes(simd::load(p0), simd::load(p0 + L));
+            const Vec e1 = simd::even_lanes(simd::load(p0 + 1), simd::load(p0 + 1 + L));
+            const Vec e2 = simd::even_lanes(simd::load(p0 + 2), simd::load(p0 + 2 + L));
+            const Vec d0 = simd::even_lanes(simd::load(p1), simd::load(p1 + L));
+            const Vec d1 = simd::even_lanes(simd::load(p1 + 1), simd::load(p1 + 1 + L));
+            const Vec col[kPoints] = {e0 - e1, d0, e1, e2 - e1, d1};
+            for (int b = 0; b < kPoints; ++b)
+              store_some(dst + size_t(g_.plane[a][b]) * ic * ld, col[b], valid);
+          }
+        }
+      }
+    // M_pair = U_pair V_pair, the bias at the middle pair.
+    const int n = (ty1 - ty0) * g_.tw;
+    for (int pr = 0; pr < 9; ++pr)
+      multiply_shifted(oc, n, g_.members(pr) * ic, a_[pr].data(), v, offsets_[pr].data(),
+                       m + size_t(pr) * oc * ld, ld, pr == 4 ? bias : nullptr);
+    // y = A^T M A with A^T = [1 1 0; 0 1 1], two output rows per block row.
+    float* out0 = out;
+    float* out1 = out + 2 * size_t(g_.groups) * L;
+    for (int o = 0; o < oc; ++o)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* mo = m + size_t(o) * ld + size_t(ty - ty0) * g_.tw;
+        for (int gr = 0; gr < g_.groups; ++gr) {
+          const int tx = gr * L;
+          Vec q[9];
+          for (int pr = 0; pr < 9; ++pr) q[pr] = simd::load(mo + size_t(pr) * oc * ld + tx);
+          Vec s0[3], s1[3];
+          for (int gb = 0; gb < 3; ++gb) {
+            s0[gb] = q[gb] + q[3 + gb];
+            s1[gb] = q[3 + gb] + q[6 + gb];
+          }
+          Vec lo, hi;
+          simd::interleave(s0[0] + s0[1], s0[1] + s0[2], &lo, &hi);
+          simd::store(out0 + 2 * tx, lo);
+          simd::store(out0 + 2 * tx + L, hi);
+          simd::interleave(s1[0] + s1[1], s1[1] + s1[2], &lo, &hi);
+          simd::store(out1 + 2 * tx, lo);
+          simd::store(out1 + 2 * tx + L, hi);
+        }
+        float* yo = y + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
+        std::memcpy(yo, out0, sizeof(float) * size_t(g_.out.w));
+        if (2 * ty + 1 < g_.out.h) std::memcpy(yo + g_.out.w, out1, sizeof(float) * size_t(g_.out.w));
+      }
+  }
+
+  static constexpr int kPoints = stride2::kPoints;
+  stride2::Geometry g_;
+  std::vector<float> a_[9];  // per pair: [out_c, members * in_c], packed
+  std::vector<int> offsets_[9];
+};
+
+// The gradient, dx = W^T * dy, by the transpose of the forward algorithm: per 2x2 block of dy,
+// Z = A dy A^T (the 9 pairs of groups: dy[2t], dy[2t] + dy[2t + 1], dy[2t + 1] each way), 9 GEMMs
+// U_pair^T Z_pair giving the 25 points' values for every input channel, and those scattered back
+// onto the phase planes by B (along an axis, point e0 - e1 adds to e[2t] and subtracts from
+// e[2t + 1], e1 adds to e[2t + 1], e2 - e1 adds to e[2t + 2] and subtracts from e[2t + 1], d0 and
+// d1 add to d[2t] and d[2t + 1]; blocks overlap on e[2t + 2]), then interleaved into dx.
+class Stride2WinogradBackward final : public PlaneConv {
+ public:
+  Stride2WinogradBackward(const LayerSpec& s, const std::vector<float>& w) : g_(s, w) {
+    const int ic = g_.in.c, oc = g_.out.c;
+    for (int pr = 0; pr < 9; ++pr) {
+      // Row (m, c) of the pair's A: U of member m, channel c, over the output channels.
+      const int rows_n = g_.members(pr) * ic;
+      std::vector<float> rows(size_t(rows_n) * oc);
+      for (int m = 0; m < g_.members(pr); ++m)
+        for (int c = 0; c < ic; ++c)
+          for (int o = 0; o < oc; ++o)
+            rows[(size_t(m) * ic + c) * oc + o] = g_.weight(g_.pair_first[pr] + m, o, c);
+      a_[pr].resize(packed_a_floats(rows_n, oc));
+      pack_a(rows.data(), oc, false, rows_n, oc, a_[pr].data());
+    }
+    for (int o = 0; o < oc; ++o) offsets_.push_back(o * g_.ld);
+  }
+
+  // The phase planes of dx, two rows of dy, Z (9 planes) and the points (25).
+  size_t scratch_floats() const override {
+    return 4 * size_t(g_.in.c) * g_.phase_plane() + 2 * size_t(row_floats()) +
+           9 * size_t(g_.out.c) * g_.ld + 25 * size_t(g_.in.c) * g_.ld;
+  }
+
+  void run(const float* dy, float* dx, const float*, float* scratch) const override {
+    float* q = scratch;
+    float* rows = q + 4 * size_t(g_.in.c) * g_.phase_plane();
+    float* z = rows + 2 * size_t(row_floats());
+    float* pts = z + 9 * size_t(g_.out.c) * g_.ld;
+    std::memset(q, 0, sizeof(float) * 4 * size_t(g_.in.c) * g_.phase_plane());
+    std::memset(rows, 0, sizeof(float) * 2 * size_t(row_floats()));
+    for (int ty0 = 0; ty0 < g_.th; ty0 += g_.chunk_rows)
+      chunk(dy, ty0, std::min(g_.th, ty0 + g_.chunk_rows), rows, z, pts, q);
+    merge_phases(q, g_.phase_plane(), 4 * g_.phase_plane(), size_t(g_.wq), g_.in, g_.pad, 2, 2, dx);
+  }
+
+ private:
+  // A row of dy and the zeros the last vector of blocks reads past it.
+  int row_floats() const { return 2 * g_.groups * simd::kLanes + simd::kLanes; }
+
+  void chunk(const float* dy, int ty0, int ty1, float* rows, float* z, float* pts, float* q) const {
+    using simd::Vec;
+    constexpr int L = simd::kLanes;
+    const int ic = g_.in.c, oc = g_.out.c, ld = g_.ld, wo = g_.out.w;
+    float* r0 = rows;
+    float* r1 = rows + row_floats();
+    for (int o = 0; o < oc; ++o)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* d = dy + (size_t(o) * g_.out.h + 2 * size_t(ty)) * wo;
+        std::memcpy(r0, d, sizeof(float) * size_t(wo));
+        if (2 * ty + 1 < g_.out.h)
+          std::memcpy(r1, d + wo, sizeof(float) * size_t(wo));
+        else
+          std::memset(r1, 0, sizeof(float) * size_t(wo));
+        float* dst = z + size_t(o) * ld + size_t(ty - ty0) * g_.tw;
+        for (int gr = 0; gr < g_.groups; ++gr) {
+          const int tx = gr * L, valid = std::min(L, g_.tw - tx);
+          Vec c[2][3];
+          const float* src[2] = {r0 + 2 * tx, r1 + 2 * tx};
+          for (int k = 0; k < 2; ++k) {
+            const Vec e = simd::even_lanes(simd::load(src[k]), simd::load(src[k] + L));
+            const Vec od = simd::even_lanes(simd::load(src[k] + 1), simd::load(src[k] + 1 + L));
+            c[k][0] = e;
+            c[k][1] = e + od;
+            c[k][2] = od;
+          }
+          for (int gb = 0; gb < 3; ++gb) {
+            store_some(dst + size_t(gb) * oc * ld + tx, c[0][gb], valid);
+            store_some(dst + size_t(3 + gb) * oc * ld + tx, c[0][gb] + c[1][gb], valid);
+            store_some(dst + size_t(6 + gb) * oc * ld + tx, c[1][gb], valid);
+          }
+        }
+      }
+    // The points: rows (member, c) of each pair = U_pair^T Z_pair.
+    const int n = (ty1 - ty0) * g_.tw;
+    for (int pr = 0; pr < 9; ++pr)
+      multiply_shifted(g_.members(pr) * ic, n, oc, a_[pr].data(), z + size_t(pr) * oc * ld,
+                       offsets_.data(), pts + size_t(g_.pair_first[pr]) * ic * ld, ld);
+    // Scattered back by B down (onto phase rows 2ty .. 2ty + 2 of the even phase, 2ty and
+    // 2ty + 1 of the odd one), then across; the lanes past the last block add zeros.
+    const size_t plane = g_.phase_plane();
+    for (int c = 0; c < ic; ++c)
+      for (int ty = ty0; ty < ty1; ++ty)
+        for (int gr = 0; gr < g_.groups; ++gr) {
+          const int tx = gr * L, valid = std::min(L, g_.tw - tx);
+          const float* src = pts + size_t(c) * ld + size_t(ty - ty0) * g_.tw + tx;
+          Vec p[kPoints][kPoints];
+          for (int a = 0; a < kPoints; ++a)
+            for (int b = 0; b < kPoints; ++b)
+              p[a][b] = load_some(src + size_t(g_.plane[a][b]) * ic * ld, valid);
+          // (phase down, its row, the values across): down, B takes e0 - e1 to rows 2ty and
+          // 2ty + 1, e1 to 2ty + 1, e2 - e1 to 2ty + 1 and 2ty + 2, d0 and d1 to the odd rows.
+          for (int k = 0; k < kPoints; ++k) {
+            Vec x[kPoints];
+            for (int b = 0; b < kPoints; ++b)
+              x[b] = k == 0   ? p[0][b]
+                     : k == 1 ? p[2][b] - p[0][b] - p[3][b]
+                     : k == 2 ? p[3][b]
+                     : k == 3 ? p[1][b]
+                              : p[4][b];
+            const int pi = k < 3 ? 0 : 1, yq = 2 * ty + (k < 3 ? k : k - 3);
+            float* even = q + ((size_t(c) * 2 + pi) * 2) * plane + size_t(yq) * g_.wq + 2 * tx;
+            float* odd = even + plane;
+            Vec lo, hi;
+            simd::interleave(x[0], x[2] - x[0] - x[3], &lo, &hi);
+            simd::store(even, simd::load(even) + lo);
+            simd::store(even + L, simd::load(even + L) + hi);
+            simd::interleave_zeros(x[3], &lo, &hi);
+            simd::store(even + 2, simd::load(even + 2) + lo);
+            simd::store(even + 2 + L, simd::load(even + 2 + L) + hi);
+            simd::interleave(x[1], x[4], &lo, &hi);
+            simd::store(odd, simd::load(odd) + lo);
+            simd::store(odd + L, simd::load(odd + L) + hi);
+          }
+        }
+  }
+
+  static constexpr int kPoints = stride2::kPoints;
+  stride2::Geometry g_;
+  std::vector<float> a_[9];  // per pair: [members * in_c, out_c], packed
+  std::vector<int> offsets_;  // row o of a Z plane
 };
 
 // A convolution by its taps, where the shifted form does not apply: stride 1 with padding that
@@ -808,9 +1166,21 @@ class Conv2d final : public Layer {
   // quarter; dx only where its GEMMs have kPhaseMinRows rows (input channels) and kPhaseMinColumns
   // columns: narrower ones lost to col2im over a chunk of images (bench/README.md). `always`:
   // both directions whatever the shape (ConvStridedForm::kPhases).
+  // A 3x3 kernel of stride 2 takes the stride-2 Winograd form in a direction where use_winograd
+  // says so (not with `always`, which asks for the phases themselves).
   void phased(const LayerSpec& s, const std::vector<float>& w, bool always) {
-    auto fwd = std::make_unique<PhasedForward>(s, w);
-    if (always || 4 * fwd->waste() <= s.out.w) forward_plane_ = std::move(fwd);
+    const bool winograd = !always && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 &&
+                          s.stride_w == 2;
+    if (winograd && use_winograd(s.in.c, s.out.c)) {
+      forward_plane_ = std::make_unique<Stride2Winograd>(s, w);
+    } else {
+      auto fwd = std::make_unique<PhasedForward>(s, w);
+      if (always || 4 * fwd->waste() <= s.out.w) forward_plane_ = std::move(fwd);
+    }
+    if (winograd && use_winograd(s.out.c, s.in.c)) {
+      backward_plane_ = std::make_unique<Stride2WinogradBackward>(s, w);
+      return;
+    }
     if (!always && s.in.c < kPhaseMinRows) return;
     auto bwd = std::make_unique<PhasedBackward>(s, w);
     if (always || (4 * bwd->waste() <= bwd->columns() && bwd->gemm_columns() >= kPhaseMinColumns))
