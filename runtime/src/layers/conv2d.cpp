@@ -580,10 +580,10 @@ constexpr int kGroupFirst[4] = {0, 2, 3, 5};
 constexpr int kTaps[kPoints][3] = {{1, 0, 0}, {0, 1, 0}, {1, 0, 1}, {0, 0, 1}, {0, 1, 0}};
 
 // What both directions share: 2x2 blocks of outputs (th x tw of them, a vector of tw at a time),
-// the phase planes (hq x wq, as split_phases lays them out), the transformed kernel, and the
-// 25 transform planes (a, b) ordered so that each pair of groups holds consecutive planes.
+// the phase planes (hq x wq, as split_phases lays them out), the 25 transform planes (a, b)
+// ordered so that each pair of groups holds consecutive planes, and the transformed kernel.
 struct Geometry {
-  Geometry(const LayerSpec& s, const std::vector<float>& w)
+  explicit Geometry(const LayerSpec& s)
       : in(s.in), out(s.out), pad(s.pad), th((s.out.h + 1) / 2), tw((s.out.w + 1) / 2),
         groups((tw + simd::kLanes - 1) / simd::kLanes), hq(2 * th + 1),
         wq(2 * groups * simd::kLanes + 2),
@@ -602,8 +602,12 @@ struct Geometry {
           }
       }
     pair_first[9] = p;
-    // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j], in double (at most four terms).
-    u.resize(size_t(25) * out.c * in.c);
+  }
+
+  // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j] (at most four terms, summed in
+  // double) as [25][out.c][in.c], for a constructor to pack.
+  std::vector<float> transformed_kernel(const std::vector<float>& w) const {
+    std::vector<float> u(size_t(25) * out.c * in.c);
     for (int q = 0; q < 25; ++q)
       for (int o = 0; o < out.c; ++o)
         for (int c = 0; c < in.c; ++c) {
@@ -614,11 +618,11 @@ struct Geometry {
               if (kTaps[point[q][0]][i] && kTaps[point[q][1]][j]) sum += double(g[3 * i + j]);
           u[(size_t(q) * out.c + o) * in.c + c] = float(sum);
         }
+    return u;
   }
 
   int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
   size_t phase_plane() const { return size_t(hq) * wq; }
-  float weight(int q, int o, int c) const { return u[(size_t(q) * out.c + o) * in.c + c]; }
 
   Shape in, out;
   Padding pad;
@@ -630,15 +634,15 @@ struct Geometry {
   int plane[kPoints][kPoints] = {};
   int point[25][2] = {};
   int pair_first[10] = {};
-  std::vector<float> u;  // [25][out.c][in.c]
 };
 }  // namespace stride2
 
 // The forward pass: y = bias + W * x by the 9 GEMMs above.
 class Stride2Winograd final : public PlaneConv {
  public:
-  Stride2Winograd(const LayerSpec& s, const std::vector<float>& w) : g_(s, w) {
+  Stride2Winograd(const LayerSpec& s, const std::vector<float>& w) : g_(s) {
     const int ic = g_.in.c, oc = g_.out.c;
+    const std::vector<float> u = g_.transformed_kernel(w);
     for (int pr = 0; pr < 9; ++pr) {
       // Row o of the pair's A: U of each member plane over the input channels, in turn.
       const int k = g_.members(pr) * ic;
@@ -648,7 +652,8 @@ class Stride2Winograd final : public PlaneConv {
         const int q = g_.pair_first[pr] + m;
         for (int c = 0; c < ic; ++c) {
           offsets.push_back((q * ic + c) * g_.ld);
-          for (int o = 0; o < oc; ++o) rows[size_t(o) * k + size_t(m) * ic + c] = g_.weight(q, o, c);
+          for (int o = 0; o < oc; ++o)
+            rows[size_t(o) * k + size_t(m) * ic + c] = u[(size_t(q) * oc + o) * ic + c];
         }
       }
       a_[pr].resize(packed_a_floats(oc, k));
@@ -767,8 +772,9 @@ class Stride2Winograd final : public PlaneConv {
 // d1 add to d[2t] and d[2t + 1]; blocks overlap on e[2t + 2]), then interleaved into dx.
 class Stride2WinogradBackward final : public PlaneConv {
  public:
-  Stride2WinogradBackward(const LayerSpec& s, const std::vector<float>& w) : g_(s, w) {
+  Stride2WinogradBackward(const LayerSpec& s, const std::vector<float>& w) : g_(s) {
     const int ic = g_.in.c, oc = g_.out.c;
+    const std::vector<float> u = g_.transformed_kernel(w);
     for (int pr = 0; pr < 9; ++pr) {
       // Row (m, c) of the pair's A: U of member m, channel c, over the output channels.
       const int rows_n = g_.members(pr) * ic;
@@ -776,7 +782,7 @@ class Stride2WinogradBackward final : public PlaneConv {
       for (int m = 0; m < g_.members(pr); ++m)
         for (int c = 0; c < ic; ++c)
           for (int o = 0; o < oc; ++o)
-            rows[(size_t(m) * ic + c) * oc + o] = g_.weight(g_.pair_first[pr] + m, o, c);
+            rows[(size_t(m) * ic + c) * oc + o] = u[(size_t(g_.pair_first[pr] + m) * oc + o) * ic + c];
       a_[pr].resize(packed_a_floats(rows_n, oc));
       pack_a(rows.data(), oc, false, rows_n, oc, a_[pr].data());
     }
