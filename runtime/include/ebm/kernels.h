@@ -14,10 +14,11 @@ enum class Conv3x3Form { kAuto, kDirect, kWinograd };
 void set_conv3x3_form(Conv3x3Form form);
 Conv3x3Form conv3x3_form();
 // What kAuto takes in this build: Winograd where a SIMD vector holds 4 floats (WebAssembly
-// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net, and only for layers
-// with at least 16 channels in and out (narrower ones ran faster direct); the direct form with
-// AVX and AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster
-// (bench/README.md).
+// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net (stride 1) and
+// 1.11-1.13x on the paper network (stride 2), and only for layers with at least 16 channels in
+// and out (narrower ones ran faster direct); the direct form with AVX and AVX-512, whose direct
+// GEMM runs close to the core's peak and was as fast or faster (0.84x for stride 2;
+// bench/README.md).
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a
