@@ -621,6 +621,19 @@ struct Geometry {
     return u;
   }
 
+  // The GEMM operand of a pair of groups, [out.c][members * in.c]: row o holds U of each member
+  // plane over the input channels, in turn.
+  std::vector<float> pair_kernel(const std::vector<float>& u, int pair) const {
+    const int k = members(pair) * in.c;
+    std::vector<float> rows(size_t(out.c) * k);
+    for (int m = 0; m < members(pair); ++m)
+      for (int o = 0; o < out.c; ++o)
+        for (int c = 0; c < in.c; ++c)
+          rows[size_t(o) * k + size_t(m) * in.c + c] =
+              u[(size_t(pair_first[pair] + m) * out.c + o) * in.c + c];
+    return rows;
+  }
+
   int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
   size_t phase_plane() const { return size_t(hq) * wq; }
 
@@ -644,21 +657,12 @@ class Stride2Winograd final : public PlaneConv {
     const int ic = g_.in.c, oc = g_.out.c;
     const std::vector<float> u = g_.transformed_kernel(w);
     for (int pr = 0; pr < 9; ++pr) {
-      // Row o of the pair's A: U of each member plane over the input channels, in turn.
       const int k = g_.members(pr) * ic;
-      std::vector<float> rows(size_t(oc) * k);
-      std::vector<int> offsets;
-      for (int m = 0; m < g_.members(pr); ++m) {
-        const int q = g_.pair_first[pr] + m;
-        for (int c = 0; c < ic; ++c) {
-          offsets.push_back((q * ic + c) * g_.ld);
-          for (int o = 0; o < oc; ++o)
-            rows[size_t(o) * k + size_t(m) * ic + c] = u[(size_t(q) * oc + o) * ic + c];
-        }
-      }
       a_[pr].resize(packed_a_floats(oc, k));
-      pack_a(rows.data(), k, false, oc, k, a_[pr].data());
-      offsets_[pr] = std::move(offsets);
+      pack_a(g_.pair_kernel(u, pr).data(), k, false, oc, k, a_[pr].data());
+      // Depth row (m, c) reads V's plane of member m, channel c.
+      for (int q = g_.pair_first[pr]; q < g_.pair_first[pr + 1]; ++q)
+        for (int c = 0; c < ic; ++c) offsets_[pr].push_back((q * ic + c) * g_.ld);
     }
   }
 
@@ -776,15 +780,10 @@ class Stride2WinogradBackward final : public PlaneConv {
     const int ic = g_.in.c, oc = g_.out.c;
     const std::vector<float> u = g_.transformed_kernel(w);
     for (int pr = 0; pr < 9; ++pr) {
-      // Row (m, c) of the pair's A: U of member m, channel c, over the output channels.
-      const int rows_n = g_.members(pr) * ic;
-      std::vector<float> rows(size_t(rows_n) * oc);
-      for (int m = 0; m < g_.members(pr); ++m)
-        for (int c = 0; c < ic; ++c)
-          for (int o = 0; o < oc; ++o)
-            rows[(size_t(m) * ic + c) * oc + o] = u[(size_t(g_.pair_first[pr] + m) * oc + o) * ic + c];
-      a_[pr].resize(packed_a_floats(rows_n, oc));
-      pack_a(rows.data(), oc, false, rows_n, oc, a_[pr].data());
+      // The forward pass's A transposed: row (m, c), member m and channel c, over out channels.
+      const int k = g_.members(pr) * ic;
+      a_[pr].resize(packed_a_floats(k, oc));
+      pack_a(g_.pair_kernel(u, pr).data(), k, true, k, oc, a_[pr].data());
     }
     for (int o = 0; o < oc; ++o) offsets_.push_back(o * g_.ld);
   }
