@@ -30,7 +30,7 @@ models/README.md), exports it and evaluates it.
   --quick       stop after stage 2 (the unet-global model at 45 epochs: about 28 minutes on two
                 cores; Frechet 22.0 / 21.7x in models/README.md) instead of the whole recipe
                 (unet-wide after 69 + 40 epochs and its refinement after 25 + 3 more: about
-                2 h 15 min on two cores)
+                2 h 39 min on two cores, measured end to end on 2026-12-06)
   --threads N   CPU threads for training (default 2; a run resumes with any count, but results
                 are bit for bit only at the same count)
   --run DIR     run folder (default runs/bridges-recipe; runs/bridges-quick with --quick)
