@@ -165,7 +165,8 @@ void gather_phase(const float* src, int w, int stride, int off, int n, float* ds
 // The zero-padded image x (channels of `in`) split into its stride phases: plane (c, pi, pj) of
 // `out`, hq x wq floats at ((c * sh + pi) * sw + pj) * hq * wq, holds x_pad[c, sh * yq + pi,
 // sw * xq + pj], zero wherever that falls outside the image.
-void split_phases(const float* x, Shape in, Padding pad, int sh, int sw, int hq, int wq, float* out) {
+void split_phases(const float* x, Shape in, Padding pad, int sh, int sw, int hq, int wq,
+                  float* out) {
   for (int c = 0; c < in.c; ++c)
     for (int pi = 0; pi < sh; ++pi)
       for (int pj = 0; pj < sw; ++pj) {
@@ -584,11 +585,17 @@ constexpr int kTaps[kPoints][3] = {{1, 0, 0}, {0, 1, 0}, {1, 0, 1}, {0, 0, 1}, {
 // ordered so that each pair of groups holds consecutive planes, and the transformed kernel.
 struct Geometry {
   explicit Geometry(const LayerSpec& s)
-      : in(s.in), out(s.out), pad(s.pad), th((s.out.h + 1) / 2), tw((s.out.w + 1) / 2),
-        groups((tw + simd::kLanes - 1) / simd::kLanes), hq(2 * th + 1),
+      : in(s.in),
+        out(s.out),
+        pad(s.pad),
+        th((s.out.h + 1) / 2),
+        tw((s.out.w + 1) / 2),
+        groups((tw + simd::kLanes - 1) / simd::kLanes),
+        hq(2 * th + 1),
         wq(2 * groups * simd::kLanes + 2),
         chunk_rows(int(std::clamp<size_t>(
-            kWinogradChunkFloats / ((25 * size_t(s.in.c) + 9 * size_t(s.out.c)) * tw), 1, size_t(th)))),
+            kWinogradChunkFloats / ((25 * size_t(s.in.c) + 9 * size_t(s.out.c)) * tw), 1,
+            size_t(th)))),
         ld(int(packed_b_floats(1, chunk_rows * tw))) {
     int p = 0;
     for (int ga = 0; ga < 3; ++ga)
@@ -639,11 +646,11 @@ struct Geometry {
 
   Shape in, out;
   Padding pad;
-  int th, tw;        // blocks down and across
-  int groups;        // vectors of blocks across
-  int hq, wq;        // a phase plane: rows 2 ty .. 2 ty + 2 of a block row, and vector slack
-  int chunk_rows;    // block rows per chunk, so that the transform planes stay in the L2 cache
-  int ld;            // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
+  int th, tw;      // blocks down and across
+  int groups;      // vectors of blocks across
+  int hq, wq;      // a phase plane: rows 2 ty .. 2 ty + 2 of a block row, and vector slack
+  int chunk_rows;  // block rows per chunk, so that the transform planes stay in the L2 cache
+  int ld;          // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
   int plane[kPoints][kPoints] = {};
   int point[25][2] = {};
   int pair_first[10] = {};
@@ -758,7 +765,8 @@ class Stride2Winograd final : public PlaneConv {
         }
         float* yo = y + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
         std::memcpy(yo, out0, sizeof(float) * size_t(g_.out.w));
-        if (2 * ty + 1 < g_.out.h) std::memcpy(yo + g_.out.w, out1, sizeof(float) * size_t(g_.out.w));
+        if (2 * ty + 1 < g_.out.h)
+          std::memcpy(yo + g_.out.w, out1, sizeof(float) * size_t(g_.out.w));
       }
   }
 
@@ -889,7 +897,7 @@ class Stride2WinogradBackward final : public PlaneConv {
 
   static constexpr int kPoints = stride2::kPoints;
   stride2::Geometry g_;
-  std::vector<float> a_[9];  // per pair: [members * in_c, out_c], packed
+  std::vector<float> a_[9];   // per pair: [members * in_c, out_c], packed
   std::vector<int> offsets_;  // row o of a Z plane
 };
 
@@ -1174,8 +1182,8 @@ class Conv2d final : public Layer {
   // A 3x3 kernel of stride 2 takes the stride-2 Winograd form in a direction where use_winograd
   // says so (not with `always`, which asks for the phases themselves).
   void phased(const LayerSpec& s, const std::vector<float>& w, bool always) {
-    const bool winograd = !always && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 &&
-                          s.stride_w == 2;
+    const bool winograd =
+        !always && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2;
     if (winograd && use_winograd(s.in.c, s.out.c)) {
       forward_plane_ = std::make_unique<Stride2Winograd>(s, w);
     } else {
