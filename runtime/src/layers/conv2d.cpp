@@ -611,34 +611,19 @@ struct Geometry {
     pair_first[9] = p;
   }
 
-  // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j] (at most four terms, summed in
-  // double) as [25][out.c][in.c], for a constructor to pack.
-  std::vector<float> transformed_kernel(const std::vector<float>& w) const {
-    std::vector<float> u(size_t(25) * out.c * in.c);
-    for (int q = 0; q < 25; ++q)
-      for (int o = 0; o < out.c; ++o)
-        for (int c = 0; c < in.c; ++c) {
-          const float* g = w.data() + (size_t(o) * in.c + c) * 9;
-          double sum = 0;
-          for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j)
-              if (kTaps[point[q][0]][i] && kTaps[point[q][1]][j]) sum += double(g[3 * i + j]);
-          u[(size_t(q) * out.c + o) * in.c + c] = float(sum);
-        }
-    return u;
-  }
-
-  // The GEMM operand of a pair of groups, [out.c][members * in.c]: row o holds U of each member
-  // plane over the input channels, in turn.
-  std::vector<float> pair_kernel(const std::vector<float>& u, int pair) const {
-    const int k = members(pair) * in.c;
-    std::vector<float> rows(size_t(out.c) * k);
-    for (int m = 0; m < members(pair); ++m)
-      for (int o = 0; o < out.c; ++o)
-        for (int c = 0; c < in.c; ++c)
-          rows[size_t(o) * k + size_t(m) * in.c + c] =
-              u[(size_t(pair_first[pair] + m) * out.c + o) * in.c + c];
-    return rows;
+  // Each pair of groups' GEMM operand packed into a[pair]: [out.c, members * in.c] (row o, U of
+  // each member plane over the input channels in turn: the forward pass's), or its transpose
+  // [members * in.c, out.c] (the gradient's).
+  void pack_pairs(const std::vector<float>& w, bool transposed, std::vector<float> (&a)[9]) const {
+    const std::vector<float> u = transformed_kernel(w);
+    for (int pr = 0; pr < 9; ++pr) {
+      const int k = members(pr) * in.c;
+      a[pr].resize(transposed ? packed_a_floats(k, out.c) : packed_a_floats(out.c, k));
+      if (transposed)
+        pack_a(pair_kernel(u, pr).data(), k, true, k, out.c, a[pr].data());
+      else
+        pack_a(pair_kernel(u, pr).data(), k, false, out.c, k, a[pr].data());
+    }
   }
 
   int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
@@ -654,6 +639,36 @@ struct Geometry {
   int plane[kPoints][kPoints] = {};
   int point[25][2] = {};
   int pair_first[10] = {};
+
+ private:
+  // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j] (at most four terms, summed in
+  // double) as [25][out.c][in.c].
+  std::vector<float> transformed_kernel(const std::vector<float>& w) const {
+    std::vector<float> u(size_t(25) * out.c * in.c);
+    for (int q = 0; q < 25; ++q)
+      for (int o = 0; o < out.c; ++o)
+        for (int c = 0; c < in.c; ++c) {
+          const float* g = w.data() + (size_t(o) * in.c + c) * 9;
+          double sum = 0;
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j)
+              if (kTaps[point[q][0]][i] && kTaps[point[q][1]][j]) sum += double(g[3 * i + j]);
+          u[(size_t(q) * out.c + o) * in.c + c] = float(sum);
+        }
+    return u;
+  }
+
+  // The GEMM operand of a pair of groups, [out.c][members * in.c], unpacked.
+  std::vector<float> pair_kernel(const std::vector<float>& u, int pair) const {
+    const int k = members(pair) * in.c;
+    std::vector<float> rows(size_t(out.c) * k);
+    for (int m = 0; m < members(pair); ++m)
+      for (int o = 0; o < out.c; ++o)
+        for (int c = 0; c < in.c; ++c)
+          rows[size_t(o) * k + size_t(m) * in.c + c] =
+              u[(size_t(pair_first[pair] + m) * out.c + o) * in.c + c];
+    return rows;
+  }
 };
 }  // namespace stride2
 
@@ -661,16 +676,11 @@ struct Geometry {
 class Stride2Winograd final : public PlaneConv {
  public:
   Stride2Winograd(const LayerSpec& s, const std::vector<float>& w) : g_(s) {
-    const int ic = g_.in.c, oc = g_.out.c;
-    const std::vector<float> u = g_.transformed_kernel(w);
-    for (int pr = 0; pr < 9; ++pr) {
-      const int k = g_.members(pr) * ic;
-      a_[pr].resize(packed_a_floats(oc, k));
-      pack_a(g_.pair_kernel(u, pr).data(), k, false, oc, k, a_[pr].data());
-      // Depth row (m, c) reads V's plane of member m, channel c.
+    g_.pack_pairs(w, false, a_);
+    // Depth row (m, c) of a pair reads V's plane of member m, channel c.
+    for (int pr = 0; pr < 9; ++pr)
       for (int q = g_.pair_first[pr]; q < g_.pair_first[pr + 1]; ++q)
-        for (int c = 0; c < ic; ++c) offsets_[pr].push_back((q * ic + c) * g_.ld);
-    }
+        for (int c = 0; c < g_.in.c; ++c) offsets_[pr].push_back((q * g_.in.c + c) * g_.ld);
   }
 
   // The phase planes, 4 transformed rows, V (25 planes), M (9) with a vector of slack, 2 output
@@ -785,15 +795,8 @@ class Stride2Winograd final : public PlaneConv {
 class Stride2WinogradBackward final : public PlaneConv {
  public:
   Stride2WinogradBackward(const LayerSpec& s, const std::vector<float>& w) : g_(s) {
-    const int ic = g_.in.c, oc = g_.out.c;
-    const std::vector<float> u = g_.transformed_kernel(w);
-    for (int pr = 0; pr < 9; ++pr) {
-      // The forward pass's A transposed: row (m, c), member m and channel c, over out channels.
-      const int k = g_.members(pr) * ic;
-      a_[pr].resize(packed_a_floats(k, oc));
-      pack_a(g_.pair_kernel(u, pr).data(), k, true, k, oc, a_[pr].data());
-    }
-    for (int o = 0; o < oc; ++o) offsets_.push_back(o * g_.ld);
+    g_.pack_pairs(w, true, a_);  // the forward pass's operands transposed
+    for (int o = 0; o < g_.out.c; ++o) offsets_.push_back(o * g_.ld);
   }
 
   // The phase planes of dx, two rows of dy, Z (9 planes) and the points (25).
