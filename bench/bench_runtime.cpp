@@ -15,7 +15,7 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   const std::string dir = EBM_BENCH_MODELS_DIR;
   const bool file = preset.size() > 12 && preset.substr(preset.size() - 12) == ".safetensors";
   // form: 3x3 convolutions of stride 1 and 2 (ebm/kernels.h): 0 the build's default, 1 direct,
-  // 2 Winograd.
+  // 2 Winograd (F(2x2, 3x3) for stride 1), 3 Winograd with F(4x4, 3x3) for stride 1.
   ebm::set_conv3x3_form(ebm::Conv3x3Form(state.range(3)));
   // taps: other stride-1 convolutions by taps (1, the default) or im2col (0).
   ebm::set_conv_taps(state.range(4) != 0);
@@ -71,12 +71,12 @@ BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // The shipped bridge model (a U-Net): the automatic slice against the whole batch, its 3x3
-// convolutions direct against Winograd, its 3x13 bottleneck by taps against im2col, and its
-// strided convolutions by stride phases against im2col, its output rows straight into the image
-// against across the padded rows.
+// convolutions direct against Winograd's F(2x2, 3x3) and F(4x4, 3x3), its 3x13 bottleneck by taps
+// against im2col, and its strided convolutions by stride phases against im2col, its output rows
+// straight into the image against across the padded rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
     ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}, {1}, {1}})
-    ->ArgsProduct({{32}, {1}, {0}, {1, 2}, {1}, {1}, {1}})
+    ->ArgsProduct({{32}, {1}, {0}, {1, 2, 3}, {1}, {1}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {0, 1}, {1}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {1}, {0}})

@@ -136,6 +136,15 @@ INSTANTIATE_TEST_SUITE_P(
         LayerCase{"ConvWinogradAsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":[2,0,1,1],"bias":false})"), {8, 4, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradNoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3})"), {9, 6, 21}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
         LayerCase{"ConvWinogradForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"})"), {8, 4, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd},
+        // The same in F(4x4, 3x3): partial blocks of 1, 2 and 3 rows and columns, more blocks
+        // in a row than a vector holds, asymmetric padding, no padding, one direction only.
+        LayerCase{"ConvWinograd4SameOddSizes", layer(R"({"type":"conv2d","out_channels":9,"kernel":3,"padding":"same"})"), {8, 5, 19}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4PartialBlocksOfTwo", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":"same"})"), {8, 6, 18}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4WideRows", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":"same"})"), {8, 3, 77}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4AsymmetricPaddingNoBias", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":[2,0,1,1],"bias":false})"), {8, 4, 20}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4NoPadding", layer(R"({"type":"conv2d","out_channels":10,"kernel":3})"), {9, 10, 23}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4ForwardOnly", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"padding":"same"})"), {8, 4, 24}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
+        LayerCase{"ConvWinograd4GradientOnly", layer(R"({"type":"conv2d","out_channels":8,"kernel":3,"padding":"same"})"), {3, 7, 25}, -1.5f, 1.5f, false, Conv3x3Form::kWinograd4},
         // 3x3 stride 2 with at least 8 input channels (forward) or output channels (dx) in the
         // stride-2 Winograd form (the default only with 4-lane SIMD): TensorFlow's "same" on
         // even sizes (no padding above or left) and odd ones (a partial block each way), a row
@@ -210,21 +219,35 @@ TwoForms run_two_forms(const LayerSpec& l, const Layer& first, const Layer& seco
 // A layer as large as the U-Net's, built in both forms: Winograd works on a few rows of blocks at
 // a time (here 3 chunks of 2 block rows), and must agree with the direct form (itself checked
 // against the reference above) forward and backward.
+// F(4x4, 3x3) the same, on a plane of 6 chunks of one block row (12 of 2 for F(2x2, 3x3)), and on
+// the U-Net's 96-channel layer over 6x24.
 TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
-  const Architecture a = resolve_architecture(
-      {32, 12, 200}, json::parse(R"([{"type":"conv2d","out_channels":32,"kernel":3,"padding":"same"}])"));
-  const Model m = random_model(a, 5);
-  const Conv3x3Form before = conv3x3_form();
-  set_conv3x3_form(Conv3x3Form::kDirect);
-  const auto direct = make_layer(a.layers[0], m);
-  set_conv3x3_form(Conv3x3Form::kWinograd);
-  const auto winograd = make_layer(a.layers[0], m);
-  set_conv3x3_form(before);
-  const TwoForms r = run_two_forms(a.layers[0], *direct, *winograd, 2, 8, 9);
-  const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
-  EXPECT_LT(worst_y, 1e-5);
-  EXPECT_LT(worst_dx, 1e-5);
-  EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
+  const struct {
+    Shape in;
+    int out_c;
+    Conv3x3Form form;
+  } cases[] = {{{32, 12, 200}, 32, Conv3x3Form::kWinograd},
+               {{32, 24, 200}, 32, Conv3x3Form::kWinograd4},
+               {{96, 6, 24}, 96, Conv3x3Form::kWinograd4}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in.c) + "x" + std::to_string(c.in.h) + "x" +
+                 std::to_string(c.in.w) + " form " + std::to_string(int(c.form)));
+    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"padding", "same"}};
+    const Architecture a = resolve_architecture(c.in, json::array({spec}));
+    const Model m = random_model(a, 5);
+    const Conv3x3Form before = conv3x3_form();
+    set_conv3x3_form(Conv3x3Form::kDirect);
+    const auto direct = make_layer(a.layers[0], m);
+    set_conv3x3_form(c.form);
+    const auto winograd = make_layer(a.layers[0], m);
+    set_conv3x3_form(before);
+    const TwoForms r = run_two_forms(a.layers[0], *direct, *winograd, 2, 8, 9);
+    const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
+    EXPECT_LT(worst_y, 1e-5);
+    EXPECT_LT(worst_dx, 1e-5);
+    EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: was Winograd built at all?";
+    EXPECT_GT(worst_dx, 0.0) << "dx has the direct form's bits: was Winograd built for it?";
+  }
 }
 
 // The stride-2 Winograd form on the paper network's second and third layers (32 -> 64 and 64 ->

@@ -14,7 +14,7 @@
 //
 // A 3x3 one of those with enough channels (use_winograd) can take Winograd's F(2x2, 3x3) instead
 // (below; ebm/kernels.h says where): 16 multiply-adds per 2x2 outputs and channel pair instead
-// of 36.
+// of 36; or its F(4x4, 3x3) (Winograd4, use_winograd4): 36 per 4x4 outputs instead of 144.
 //
 // A strided one goes the same way once its padded input is split into stride phases (plane
 // (c, pi, pj) holding x_pad[c, sh * y + pi, sw * x + pj]): row (c, i, j) of the im2col matrix is
@@ -382,9 +382,22 @@ constexpr int kWinogradAutoMinChannels = 16;
 bool use_winograd(int depth, int rows) {
   if (depth < kWinogradMinDepth) return false;
   const Conv3x3Form f = g_conv3x3_form.load();
-  if (f == Conv3x3Form::kWinograd) return true;
+  if (f == Conv3x3Form::kWinograd || f == Conv3x3Form::kWinograd4) return true;
   return f == Conv3x3Form::kAuto && winograd_by_default() &&
          std::min(depth, rows) >= kWinogradAutoMinChannels;
+}
+// The automatic form takes F(4x4, 3x3) rather than F(2x2, 3x3) for planes of at least this many
+// 4x4 blocks (its GEMMs' columns per image): in wasm the shipped U-Net ran 8-12% faster with it on
+// its 24x96 and 12x48 layers (144 and 36 blocks) and lost that gain with it on the 6x24 ones too
+// (12 blocks: a GEMM tile and a half; bench/README.md).
+constexpr int kWinograd4AutoMinBlocks = 32;
+// Whether a 3x3 stride-1 convolution that takes Winograd's form (use_winograd) takes F(4x4, 3x3),
+// for an output plane of h x w.
+bool use_winograd4(int h, int w) {
+  const Conv3x3Form f = g_conv3x3_form.load();
+  if (f == Conv3x3Form::kWinograd4) return true;
+  return f == Conv3x3Form::kAuto && winograd_by_default() &&
+         ((h + 3) / 4) * ((w + 3) / 4) >= kWinograd4AutoMinBlocks;
 }
 // The fewest channels (the depth of its GEMMs) for which a strided convolution goes by taps
 // rather than im2col.
@@ -554,6 +567,218 @@ class Winograd final : public PlaneConv {
   int out_h_, out_w_, th_, tw_, hp_, wp_;
   int chunk_rows_;  // block rows per chunk
   int ld_, groups_, row_;
+  size_t a_floats_;
+  std::vector<float> u_;
+  std::vector<int> offsets_;
+};
+
+// Winograd's F(4x4, 3x3) (Lavin & Gray 2016): the same scheme as F(2x2, 3x3) above with 4x4
+// blocks of outputs from 6x6 blocks of the padded input, 36 products per block and pair of
+// channels instead of 144 (2.25 per output instead of 4), at the price of larger transforms
+// whose coefficients round more. The points are 0, 1, -1, 1/2, -2 and infinity, which round
+// less than the usual 0, +-1, +-2 (Barabasz et al. 2020: in a float32 simulation of a
+// 32-channel sum the worst error was 1.0e-5 of 1 + |y| against 2.5e-5):
+//   B^T = [1 -3/2 -2 3/2 1 0; 0 -1 1/2 5/2 1 0; 0 1 -5/2 1/2 1 0; 0 -2 -1 2 1 0;
+//          0 1/2 -1 -1/2 1 0; 0 1 -3/2 -2 3/2 1]
+//   G   = [1 0 0; 1/3 1/3 1/3; -1/3 1/3 -1/3; -16/15 -8/15 -4/15; 1/15 -2/15 4/15; 0 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
+// The bias enters at xi = (1, 1), whose column of A^T is all ones.
+namespace winograd4 {
+// B^T d for six values (one column of a block, or one row), shared terms first.
+template <class T>
+inline void input_transform(const T (&d)[6], T (&r)[6]) {
+  const T p = d[3] - d[1], q = d[4] - d[2];
+  r[0] = d[0] + d[4] - 2.0f * d[2] + 1.5f * p;
+  r[1] = d[4] - d[1] + 0.5f * d[2] + 2.5f * d[3];
+  r[2] = d[4] + d[1] - 2.5f * d[2] + 0.5f * d[3];
+  r[3] = q + 2.0f * p;
+  r[4] = q - 0.5f * p;
+  r[5] = d[5] + d[1] - 2.0f * d[3] + 1.5f * q;
+}
+// A^T m for six values.
+template <class T>
+inline void output_transform(const T (&m)[6], T (&y)[4]) {
+  const T a = m[1] + m[2], b = m[1] - m[2];
+  y[0] = m[0] + a + m[3] + m[4];
+  y[1] = b + 0.5f * m[3] - 2.0f * m[4];
+  y[2] = a + 0.25f * m[3] + 4.0f * m[4];
+  y[3] = b + 0.125f * m[3] - 8.0f * m[4] + m[5];
+}
+
+// c[k] lane l = p[4 l + k], k = 0..5: the six columns of L blocks, four apart. Reads p up to
+// p[4 L + 3].
+inline void gather_blocks(const float* p, simd::Vec (&c)[6]) {
+  using simd::Vec;
+#if EBM_SIMD_LANES == 4 && defined(__clang__)
+  const Vec v0 = simd::load(p), v1 = simd::load(p + 4), v2 = simd::load(p + 8),
+            v3 = simd::load(p + 12), v4 = simd::load(p + 16);
+  const Vec t0 = __builtin_shufflevector(v0, v1, 0, 4, 1, 5),
+            t1 = __builtin_shufflevector(v0, v1, 2, 6, 3, 7);
+  const Vec t2 = __builtin_shufflevector(v2, v3, 0, 4, 1, 5),
+            t3 = __builtin_shufflevector(v2, v3, 2, 6, 3, 7);
+  c[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+  c[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+  c[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+  c[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+  c[4] = __builtin_shufflevector(c[0], v4, 1, 2, 3, 4);
+  c[5] = __builtin_shufflevector(c[1], v4, 1, 2, 3, 5);
+#else
+  for (int k = 0; k < 6; ++k)
+    for (int l = 0; l < simd::kLanes; ++l) c[k][l] = p[4 * l + k];
+#endif
+}
+
+// p[4 l + k] = y[k] lane l, k = 0..3: L blocks' four columns back into one row.
+inline void scatter_blocks(const simd::Vec (&y)[4], float* p) {
+#if EBM_SIMD_LANES == 4 && defined(__clang__)
+  using simd::Vec;
+  const Vec t0 = __builtin_shufflevector(y[0], y[1], 0, 4, 1, 5),
+            t1 = __builtin_shufflevector(y[0], y[1], 2, 6, 3, 7);
+  const Vec t2 = __builtin_shufflevector(y[2], y[3], 0, 4, 1, 5),
+            t3 = __builtin_shufflevector(y[2], y[3], 2, 6, 3, 7);
+  simd::store(p, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
+  simd::store(p + 4, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
+  simd::store(p + 8, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
+  simd::store(p + 12, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
+#else
+  for (int k = 0; k < 4; ++k)
+    for (int l = 0; l < simd::kLanes; ++l) p[4 * l + k] = y[k][l];
+#endif
+}
+}  // namespace winograd4
+
+// F(4x4, 3x3) laid out as Winograd above: 36 GEMMs U_xi [out_c, in] x V_xi [in, blocks] over a few
+// block rows at a time; the rows of B^T d over whole padded rows, their columns L blocks at a
+// time from four-apart loads.
+class Winograd4 final : public PlaneConv {
+ public:
+  Winograd4(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
+      : in_(in),
+        in_h_(in_h),
+        in_w_(in_w),
+        out_c_(out_c),
+        pad_(pad),
+        out_h_(in_h + pad.top + pad.bottom - 2),
+        out_w_(in_w + pad.left + pad.right - 2),
+        th_((out_h_ + 3) / 4),
+        tw_((out_w_ + 3) / 4),
+        groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
+        hp_(4 * th_ + 2),
+        wp_(4 * groups_ * simd::kLanes + 4),
+        chunk_rows_(int(std::clamp<size_t>(kWinogradChunkFloats / (36 * size_t(in + out_c) * tw_),
+                                           1, size_t(th_)))),
+        ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
+        a_floats_(packed_a_floats(out_c, in)) {
+    // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], in double.
+    static constexpr double G[6][3] = {{1, 0, 0},
+                                       {1.0 / 3, 1.0 / 3, 1.0 / 3},
+                                       {-1.0 / 3, 1.0 / 3, -1.0 / 3},
+                                       {-16.0 / 15, -8.0 / 15, -4.0 / 15},
+                                       {1.0 / 15, -2.0 / 15, 4.0 / 15},
+                                       {0, 0, 1}};
+    u_.resize(36 * a_floats_);
+    std::vector<float> one(size_t(out_c) * in);
+    for (int xi = 0; xi < 36; ++xi) {
+      const int i = xi / 6, j = xi % 6;
+      for (int o = 0; o < out_c; ++o)
+        for (int c = 0; c < in; ++c) {
+          const float* g = w.data() + (size_t(o) * in + c) * 9;
+          double sum = 0;
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) sum += G[i][a] * double(g[3 * a + b]) * G[j][b];
+          one[size_t(o) * in + c] = float(sum);
+        }
+      pack_a(one.data(), in, false, out_c, in, u_.data() + size_t(xi) * a_floats_);
+    }
+    for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
+  }
+
+  // The padded planes, six rows of B^T d, V, M (with a vector of slack) and four output rows.
+  size_t scratch_floats() const override {
+    return size_t(in_) * hp_ * wp_ + 6 * size_t(wp_) + 36 * size_t(in_) * ld_ +
+           36 * size_t(out_c_) * ld_ + simd::kLanes + 4 * size_t(out_row());
+  }
+
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+    float* xp = scratch;
+    float* rows = xp + size_t(in_) * hp_ * wp_;
+    float* v = rows + 6 * size_t(wp_);
+    float* m = v + 36 * size_t(in_) * ld_;
+    float* out = m + 36 * size_t(out_c_) * ld_ + simd::kLanes;
+    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
+    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
+      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
+  }
+
+ private:
+  int out_row() const { return 4 * groups_ * simd::kLanes; }
+
+  // Block rows [ty0, ty1): their V, the 36 GEMMs, their outputs.
+  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
+             float* y, const float* bias) const {
+    using simd::Vec;
+    constexpr int L = simd::kLanes;
+    // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, then each
+    // row's columns L blocks at a time.
+    for (int c = 0; c < in_; ++c)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* d = xp + (size_t(c) * hp_ + 4 * size_t(ty)) * wp_;
+        for (int i = 0; i < wp_; ++i) {
+          float col[6], r[6];
+          for (int k = 0; k < 6; ++k) col[k] = d[size_t(k) * wp_ + i];
+          winograd4::input_transform(col, r);
+          for (int k = 0; k < 6; ++k) rows[size_t(k) * wp_ + i] = r[k];
+        }
+        for (int g = 0; g < groups_; ++g) {
+          const int tx = g * L, valid = std::min(L, tw_ - tx);
+          float* dst = v + size_t(c) * ld_ + size_t(ty - ty0) * tw_ + tx;
+          for (int k = 0; k < 6; ++k) {
+            Vec cols[6], r[6];
+            winograd4::gather_blocks(rows + size_t(k) * wp_ + 4 * tx, cols);
+            winograd4::input_transform(cols, r);
+            for (int l = 0; l < 6; ++l)
+              store_some(dst + size_t(6 * k + l) * in_ * ld_, r[l], valid);
+          }
+        }
+      }
+    // M_xi = U_xi V_xi (+ the bias at xi = (1, 1)).
+    const int n = (ty1 - ty0) * tw_;
+    for (int xi = 0; xi < 36; ++xi)
+      multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_,
+                       v + size_t(xi) * in_ * ld_, offsets_.data(), m + size_t(xi) * out_c_ * ld_,
+                       ld_, xi == 7 ? bias : nullptr);
+    // y = A^T M A, L blocks at a time, four output rows per block row.
+    const int row = out_row();
+    for (int o = 0; o < out_c_; ++o)
+      for (int ty = ty0; ty < ty1; ++ty) {
+        const float* mo = m + size_t(o) * ld_ + size_t(ty - ty0) * tw_;
+        for (int g = 0; g < groups_; ++g) {
+          const int tx = g * L;
+          Vec s[4][6];  // A^T M: output row r, column point l
+          for (int l = 0; l < 6; ++l) {
+            Vec q[6], t[4];
+            for (int k = 0; k < 6; ++k)
+              q[k] = simd::load(mo + size_t(6 * k + l) * out_c_ * ld_ + tx);
+            winograd4::output_transform(q, t);
+            for (int r = 0; r < 4; ++r) s[r][l] = t[r];
+          }
+          for (int r = 0; r < 4; ++r) {
+            Vec t[4];
+            winograd4::output_transform(s[r], t);
+            winograd4::scatter_blocks(t, out + size_t(r) * row + 4 * tx);
+          }
+        }
+        for (int r = 0; r < 4 && 4 * ty + r < out_h_; ++r)
+          std::memcpy(y + (size_t(o) * out_h_ + 4 * size_t(ty) + r) * out_w_, out + size_t(r) * row,
+                      sizeof(float) * size_t(out_w_));
+      }
+  }
+
+  int in_, in_h_, in_w_, out_c_;
+  Padding pad_;
+  int out_h_, out_w_, th_, tw_, groups_, hp_, wp_;
+  int chunk_rows_;  // block rows per chunk
+  int ld_;
   size_t a_floats_;
   std::vector<float> u_;
   std::vector<int> offsets_;
@@ -1072,7 +1297,9 @@ class Conv2d final : public Layer {
     } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
       const bool winograd = kh == 3 && kw == 3;
-      if (winograd && use_winograd(ic, oc))
+      if (winograd && use_winograd(ic, oc) && use_winograd4(s.out.h, s.out.w))
+        forward_plane_ = std::make_unique<Winograd4>(ic, s.in.h, s.in.w, s.pad, oc, w);
+      else if (winograd && use_winograd(ic, oc))
         forward_plane_ = std::make_unique<Winograd>(ic, s.in.h, s.in.w, s.pad, oc, w);
       else
         forward_plane_ = std::make_unique<Shifted>(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
@@ -1087,7 +1314,9 @@ class Conv2d final : public Layer {
                   w[((size_t(o) * ic + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
       const Padding back{kh - 1 - s.pad.top, kw - 1 - s.pad.left, kh - 1 - s.pad.bottom,
                          kw - 1 - s.pad.right};
-      if (winograd && use_winograd(oc, ic))
+      if (winograd && use_winograd(oc, ic) && use_winograd4(s.in.h, s.in.w))
+        backward_plane_ = std::make_unique<Winograd4>(oc, s.out.h, s.out.w, back, ic, w_t);
+      else if (winograd && use_winograd(oc, ic))
         backward_plane_ = std::make_unique<Winograd>(oc, s.out.h, s.out.w, back, ic, w_t);
       else
         backward_plane_ = std::make_unique<Shifted>(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
