@@ -431,26 +431,97 @@ simd::Vec load_some(const float* src, int valid) {
   return simd::load(t);
 }
 
+// What Winograd's stride-1 forms share (F(2x2, 3x3) and F(4x4, 3x3) below): blocks of `block` x
+// `block` outputs, th x tw of them, a vector of tw at a time (groups); the zero-padded input
+// (hp x wp, with the slack the loads of the last vector of blocks need); `points` transform planes
+// V_xi [in, blocks] and M_xi [out_c, blocks] for a few block rows at a time (chunk_rows, so that
+// V and M stay in the L2 cache between the transforms and the GEMMs: kWinogradChunkFloats), each
+// GEMM reading V's rows in place; U_xi [out_c, in] packed once, at construction.
+class WinogradForm : public PlaneConv {
+ public:
+  // The padded planes, block + 2 rows of B^T d, V, M (with a vector of slack) and `block` output
+  // rows.
+  size_t scratch_floats() const override {
+    return size_t(in_) * hp_ * wp_ + size_t(block_ + 2) * wp_ + size_t(points_) * in_ * ld_ +
+           size_t(points_) * out_c_ * ld_ + simd::kLanes + size_t(block_) * out_row();
+  }
+
+  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+    float* xp = scratch;
+    float* rows = xp + size_t(in_) * hp_ * wp_;
+    float* v = rows + size_t(block_ + 2) * wp_;
+    float* m = v + size_t(points_) * in_ * ld_;
+    float* out = m + size_t(points_) * out_c_ * ld_ + simd::kLanes;
+    // The zero-padded input: pad.top rows above, at least pad.bottom below, as many as the last
+    // (partial) block needs.
+    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
+    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
+      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
+  }
+
+ protected:
+  WinogradForm(int block, int points, int in, int in_h, int in_w, Padding pad, int out_c)
+      : block_(block),
+        points_(points),
+        in_(in),
+        in_h_(in_h),
+        in_w_(in_w),
+        out_c_(out_c),
+        pad_(pad),
+        out_h_(in_h + pad.top + pad.bottom - 2),
+        out_w_(in_w + pad.left + pad.right - 2),
+        th_((out_h_ + block - 1) / block),
+        tw_((out_w_ + block - 1) / block),
+        groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
+        hp_(block * th_ + 2),
+        wp_(block * groups_ * simd::kLanes + 4),
+        chunk_rows_(int(std::clamp<size_t>(
+            kWinogradChunkFloats / (size_t(points) * size_t(in + out_c) * tw_), 1, size_t(th_)))),
+        ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
+        a_floats_(packed_a_floats(out_c, in)),
+        u_(size_t(points) * a_floats_) {
+    for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
+  }
+
+  // U_xi from `one` ([out_c, in], row-major).
+  void set_kernel(int xi, const float* one) {
+    pack_a(one, in_, false, out_c_, in_, u_.data() + size_t(xi) * a_floats_);
+  }
+  // M_xi = U_xi V_xi for the n blocks of a chunk, the bias at point `bias_point`.
+  void multiply(int n, const float* v, float* m, const float* bias, int bias_point) const {
+    for (int xi = 0; xi < points_; ++xi)
+      multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_,
+                       v + size_t(xi) * in_ * ld_, offsets_.data(), m + size_t(xi) * out_c_ * ld_,
+                       ld_, xi == bias_point ? bias : nullptr);
+  }
+  int out_row() const { return block_ * groups_ * simd::kLanes; }
+
+  // Block rows [ty0, ty1): their V, the GEMMs, their outputs into y.
+  virtual void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
+                     float* y, const float* bias) const = 0;
+
+  int block_, points_, in_, in_h_, in_w_, out_c_;
+  Padding pad_;
+  int out_h_, out_w_, th_, tw_, groups_, hp_, wp_;
+  int chunk_rows_;  // block rows per chunk
+  int ld_;          // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
+  size_t a_floats_;
+  std::vector<float> u_;
+  std::vector<int> offsets_;
+};
+
 // Winograd's F(2x2, 3x3) (Lavin & Gray 2016) for a 3x3, stride-1 convolution: each 2x2 block of
 // outputs is A^T [(G g G^T) . (B^T d B)] A, d the 4x4 block of the padded input under it, so the
 // sum over input channels becomes 16 GEMMs U_xi [out_c, in] x V_xi [in, tiles], one per point xi
 // of the 4x4 transform domain, in the runtime's packed kernel reading V's rows in place. U is
 // transformed (in double) and packed once, at construction; the bias enters through xi = (1, 1),
-// which adds to all four outputs of a block. The transforms run on whole vectors of blocks, and
-// a few rows of blocks at a time, so that V and M stay in the L2 cache between the transforms and
-// the GEMMs (kWinogradChunkFloats).
+// which adds to all four outputs of a block. The transforms run on whole vectors of blocks, a
+// few rows of blocks at a time (WinogradForm).
 // Results differ from the direct sums by rounding only (test_layers checks 1e-5 relative).
-class Winograd final : public PlaneConv {
+class Winograd final : public WinogradForm {
  public:
   Winograd(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
-      : in_(in), in_h_(in_h), in_w_(in_w), out_c_(out_c), pad_(pad),
-        out_h_(in_h + pad.top + pad.bottom - 2), out_w_(in_w + pad.left + pad.right - 2),
-        th_((out_h_ + 1) / 2), tw_((out_w_ + 1) / 2), hp_(2 * th_ + 2), wp_(2 * tw_ + 2),
-        chunk_rows_(int(std::clamp<size_t>(kWinogradChunkFloats / (16 * size_t(in + out_c) * tw_), 1,
-                                           size_t(th_)))),
-        ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
-        groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
-        row_(2 * (groups_ + 1) * simd::kLanes), a_floats_(packed_a_floats(out_c, in)) {
+      : WinogradForm(2, 16, in, in_h, in_w, pad, out_c) {
     // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
     std::vector<double> u(size_t(16) * out_c * in);
     for (int o = 0; o < out_c; ++o)
@@ -466,44 +537,22 @@ class Winograd final : public PlaneConv {
           for (int j = 0; j < 4; ++j) u[(size_t(4 * i + j) * out_c + o) * in + c] = r[j];
         }
       }
-    u_.resize(16 * a_floats_);
     std::vector<float> one(size_t(out_c) * in);
     for (int xi = 0; xi < 16; ++xi) {
       for (size_t k = 0; k < one.size(); ++k) one[k] = float(u[size_t(xi) * one.size() + k]);
-      pack_a(one.data(), in, false, out_c, in, u_.data() + size_t(xi) * a_floats_);
+      set_kernel(xi, one.data());
     }
-    for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
-  }
-
-  // The padded planes, four rows of B^T d, V, M (with a vector of slack) and two output rows.
-  size_t scratch_floats() const override {
-    return size_t(in_) * hp_ * wp_ + 4 * size_t(row_) + 16 * size_t(in_) * ld_ +
-           16 * size_t(out_c_) * ld_ + simd::kLanes + 2 * size_t(row_);
-  }
-
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
-    float* xp = scratch;
-    float* rows = xp + size_t(in_) * hp_ * wp_;
-    float* v = rows + 4 * size_t(row_);
-    float* m = v + 16 * size_t(in_) * ld_;
-    float* out = m + 16 * size_t(out_c_) * ld_ + simd::kLanes;
-    // The zero-padded input: pad.top rows above, at least pad.bottom below, as many as the last
-    // (partial) block needs.
-    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
-    std::memset(rows, 0, sizeof(float) * 4 * size_t(row_));
-    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
-      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
   }
 
  private:
   // Block rows [ty0, ty1): their V, the 16 GEMMs, their outputs.
   void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-             float* y, const float* bias) const {
+             float* y, const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: rows first (B^T d, whole padded rows at once), then the
-    // columns of L blocks at a time from stride-2 loads. The rows' tails stay zero.
-    float* a[4] = {rows, rows + row_, rows + 2 * size_t(row_), rows + 3 * size_t(row_)};
+    // columns of L blocks at a time from stride-2 loads.
+    float* a[4] = {rows, rows + wp_, rows + 2 * size_t(wp_), rows + 3 * size_t(wp_)};
     for (int c = 0; c < in_; ++c)
       for (int ty = ty0; ty < ty1; ++ty) {
         const float* d = xp + (size_t(c) * hp_ + 2 * size_t(ty)) * wp_;
@@ -529,13 +578,10 @@ class Winograd final : public PlaneConv {
         }
       }
     // M_xi = U_xi V_xi (+ the bias at xi = 5).
-    const int n = (ty1 - ty0) * tw_;
-    for (int xi = 0; xi < 16; ++xi)
-      multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_, v + size_t(xi) * in_ * ld_,
-                       offsets_.data(), m + size_t(xi) * out_c_ * ld_, ld_, xi == 5 ? bias : nullptr);
+    multiply((ty1 - ty0) * tw_, v, m, bias, 5);
     // y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], L blocks at a time, two output rows per block row.
     float* out0 = out;
-    float* out1 = out + row_;
+    float* out1 = out + out_row();
     for (int o = 0; o < out_c_; ++o)
       for (int ty = ty0; ty < ty1; ++ty) {
         const float* mo = m + size_t(o) * ld_ + size_t(ty - ty0) * tw_;
@@ -561,15 +607,6 @@ class Winograd final : public PlaneConv {
         if (2 * ty + 1 < out_h_) std::memcpy(yo + out_w_, out1, sizeof(float) * size_t(out_w_));
       }
   }
-
-  int in_, in_h_, in_w_, out_c_;
-  Padding pad_;
-  int out_h_, out_w_, th_, tw_, hp_, wp_;
-  int chunk_rows_;  // block rows per chunk
-  int ld_, groups_, row_;
-  size_t a_floats_;
-  std::vector<float> u_;
-  std::vector<int> offsets_;
 };
 
 // Winograd's F(4x4, 3x3) (Lavin & Gray 2016): the same scheme as F(2x2, 3x3) above with 4x4
@@ -647,28 +684,13 @@ inline void scatter_blocks(const simd::Vec (&y)[4], float* p) {
 }
 }  // namespace winograd4
 
-// F(4x4, 3x3) laid out as Winograd above: 36 GEMMs U_xi [out_c, in] x V_xi [in, blocks] over a few
-// block rows at a time; the rows of B^T d over whole padded rows, their columns L blocks at a
-// time from four-apart loads.
-class Winograd4 final : public PlaneConv {
+// F(4x4, 3x3) laid out as F(2x2, 3x3) above (WinogradForm): 36 GEMMs U_xi [out_c, in] x V_xi
+// [in, blocks]; the rows of B^T d over whole padded rows, their columns L blocks at a time from
+// loads four floats apart.
+class Winograd4 final : public WinogradForm {
  public:
   Winograd4(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
-      : in_(in),
-        in_h_(in_h),
-        in_w_(in_w),
-        out_c_(out_c),
-        pad_(pad),
-        out_h_(in_h + pad.top + pad.bottom - 2),
-        out_w_(in_w + pad.left + pad.right - 2),
-        th_((out_h_ + 3) / 4),
-        tw_((out_w_ + 3) / 4),
-        groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
-        hp_(4 * th_ + 2),
-        wp_(4 * groups_ * simd::kLanes + 4),
-        chunk_rows_(int(std::clamp<size_t>(kWinogradChunkFloats / (36 * size_t(in + out_c) * tw_),
-                                           1, size_t(th_)))),
-        ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
-        a_floats_(packed_a_floats(out_c, in)) {
+      : WinogradForm(4, 36, in, in_h, in_w, pad, out_c) {
     // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], in double.
     static constexpr double G[6][3] = {{1, 0, 0},
                                        {1.0 / 3, 1.0 / 3, 1.0 / 3},
@@ -676,7 +698,6 @@ class Winograd4 final : public PlaneConv {
                                        {-16.0 / 15, -8.0 / 15, -4.0 / 15},
                                        {1.0 / 15, -2.0 / 15, 4.0 / 15},
                                        {0, 0, 1}};
-    u_.resize(36 * a_floats_);
     std::vector<float> one(size_t(out_c) * in);
     for (int xi = 0; xi < 36; ++xi) {
       const int i = xi / 6, j = xi % 6;
@@ -688,34 +709,14 @@ class Winograd4 final : public PlaneConv {
             for (int b = 0; b < 3; ++b) sum += G[i][a] * double(g[3 * a + b]) * G[j][b];
           one[size_t(o) * in + c] = float(sum);
         }
-      pack_a(one.data(), in, false, out_c, in, u_.data() + size_t(xi) * a_floats_);
+      set_kernel(xi, one.data());
     }
-    for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
-  }
-
-  // The padded planes, six rows of B^T d, V, M (with a vector of slack) and four output rows.
-  size_t scratch_floats() const override {
-    return size_t(in_) * hp_ * wp_ + 6 * size_t(wp_) + 36 * size_t(in_) * ld_ +
-           36 * size_t(out_c_) * ld_ + simd::kLanes + 4 * size_t(out_row());
-  }
-
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
-    float* xp = scratch;
-    float* rows = xp + size_t(in_) * hp_ * wp_;
-    float* v = rows + 6 * size_t(wp_);
-    float* m = v + 36 * size_t(in_) * ld_;
-    float* out = m + 36 * size_t(out_c_) * ld_ + simd::kLanes;
-    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
-    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
-      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
   }
 
  private:
-  int out_row() const { return 4 * groups_ * simd::kLanes; }
-
   // Block rows [ty0, ty1): their V, the 36 GEMMs, their outputs.
   void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-             float* y, const float* bias) const {
+             float* y, const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, then each
@@ -742,11 +743,7 @@ class Winograd4 final : public PlaneConv {
         }
       }
     // M_xi = U_xi V_xi (+ the bias at xi = (1, 1)).
-    const int n = (ty1 - ty0) * tw_;
-    for (int xi = 0; xi < 36; ++xi)
-      multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_,
-                       v + size_t(xi) * in_ * ld_, offsets_.data(), m + size_t(xi) * out_c_ * ld_,
-                       ld_, xi == 7 ? bias : nullptr);
+    multiply((ty1 - ty0) * tw_, v, m, bias, 7);
     // y = A^T M A, L blocks at a time, four output rows per block row.
     const int row = out_row();
     for (int o = 0; o < out_c_; ++o)
@@ -773,15 +770,6 @@ class Winograd4 final : public PlaneConv {
                       sizeof(float) * size_t(out_w_));
       }
   }
-
-  int in_, in_h_, in_w_, out_c_;
-  Padding pad_;
-  int out_h_, out_w_, th_, tw_, groups_, hp_, wp_;
-  int chunk_rows_;  // block rows per chunk
-  int ld_;
-  size_t a_floats_;
-  std::vector<float> u_;
-  std::vector<int> offsets_;
 };
 
 // Winograd's minimal filtering for a 3x3 convolution of stride 2. Along one axis, the outputs
