@@ -219,8 +219,8 @@ TwoForms run_two_forms(const LayerSpec& l, const Layer& first, const Layer& seco
 // A layer as large as the U-Net's, built in both forms: Winograd works on a few rows of blocks at
 // a time (here 3 chunks of 2 block rows), and must agree with the direct form (itself checked
 // against the reference above) forward and backward.
-// F(4x4, 3x3) the same, on a plane of 6 chunks of one block row (12 of 2 for F(2x2, 3x3)), and on
-// the U-Net's 96-channel layer over 6x24.
+// F(4x4, 3x3) the same, on a plane of 3 chunks of 2 block rows of 4x4, and on the U-Net's
+// 96-channel layer over 6x24.
 TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
   const struct {
     Shape in;
