@@ -642,23 +642,31 @@ inline void output_transform(const T (&m)[6], T (&y)[4]) {
   y[3] = b + 0.125f * m[3] - 8.0f * m[4] + m[5];
 }
 
+#if EBM_SIMD_LANES == 4 && defined(__clang__)
+// The 4x4 transpose of (a, b, c, d) into t: t[k] lane l = row l's lane k.
+inline void transpose4(simd::Vec a, simd::Vec b, simd::Vec c, simd::Vec d, simd::Vec (&t)[4]) {
+  using simd::Vec;
+  const Vec ab0 = __builtin_shufflevector(a, b, 0, 4, 1, 5),
+            ab1 = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+  const Vec cd0 = __builtin_shufflevector(c, d, 0, 4, 1, 5),
+            cd1 = __builtin_shufflevector(c, d, 2, 6, 3, 7);
+  t[0] = __builtin_shufflevector(ab0, cd0, 0, 1, 4, 5);
+  t[1] = __builtin_shufflevector(ab0, cd0, 2, 3, 6, 7);
+  t[2] = __builtin_shufflevector(ab1, cd1, 0, 1, 4, 5);
+  t[3] = __builtin_shufflevector(ab1, cd1, 2, 3, 6, 7);
+}
+#endif
+
 // c[k] lane l = p[4 l + k], k = 0..5: the six columns of L blocks, four apart. Reads p up to
 // p[4 L + 3].
 inline void gather_blocks(const float* p, simd::Vec (&c)[6]) {
-  using simd::Vec;
 #if EBM_SIMD_LANES == 4 && defined(__clang__)
-  const Vec v0 = simd::load(p), v1 = simd::load(p + 4), v2 = simd::load(p + 8),
-            v3 = simd::load(p + 12), v4 = simd::load(p + 16);
-  const Vec t0 = __builtin_shufflevector(v0, v1, 0, 4, 1, 5),
-            t1 = __builtin_shufflevector(v0, v1, 2, 6, 3, 7);
-  const Vec t2 = __builtin_shufflevector(v2, v3, 0, 4, 1, 5),
-            t3 = __builtin_shufflevector(v2, v3, 2, 6, 3, 7);
-  c[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
-  c[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
-  c[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
-  c[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
-  c[4] = __builtin_shufflevector(c[0], v4, 1, 2, 3, 4);
-  c[5] = __builtin_shufflevector(c[1], v4, 1, 2, 3, 5);
+  simd::Vec t[4];
+  transpose4(simd::load(p), simd::load(p + 4), simd::load(p + 8), simd::load(p + 12), t);
+  const simd::Vec next = simd::load(p + 16);
+  for (int k = 0; k < 4; ++k) c[k] = t[k];
+  c[4] = __builtin_shufflevector(t[0], next, 1, 2, 3, 4);
+  c[5] = __builtin_shufflevector(t[1], next, 1, 2, 3, 5);
 #else
   for (int k = 0; k < 6; ++k)
     for (int l = 0; l < simd::kLanes; ++l) c[k][l] = p[4 * l + k];
@@ -668,15 +676,9 @@ inline void gather_blocks(const float* p, simd::Vec (&c)[6]) {
 // p[4 l + k] = y[k] lane l, k = 0..3: L blocks' four columns back into one row.
 inline void scatter_blocks(const simd::Vec (&y)[4], float* p) {
 #if EBM_SIMD_LANES == 4 && defined(__clang__)
-  using simd::Vec;
-  const Vec t0 = __builtin_shufflevector(y[0], y[1], 0, 4, 1, 5),
-            t1 = __builtin_shufflevector(y[0], y[1], 2, 6, 3, 7);
-  const Vec t2 = __builtin_shufflevector(y[2], y[3], 0, 4, 1, 5),
-            t3 = __builtin_shufflevector(y[2], y[3], 2, 6, 3, 7);
-  simd::store(p, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
-  simd::store(p + 4, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
-  simd::store(p + 8, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
-  simd::store(p + 12, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
+  simd::Vec t[4];
+  transpose4(y[0], y[1], y[2], y[3], t);
+  for (int l = 0; l < 4; ++l) simd::store(p + 4 * l, t[l]);
 #else
   for (int k = 0; k < 4; ++k)
     for (int l = 0; l < simd::kLanes; ++l) p[4 * l + k] = y[k][l];
@@ -1284,13 +1286,7 @@ class Conv2d final : public Layer {
       }
     } else {
       const int kh = s.kernel_h, kw = s.kernel_w, ic = s.in.c, oc = s.out.c;
-      const bool winograd = kh == 3 && kw == 3;
-      if (winograd && use_winograd(ic, oc) && use_winograd4(s.out.h, s.out.w))
-        forward_plane_ = std::make_unique<Winograd4>(ic, s.in.h, s.in.w, s.pad, oc, w);
-      else if (winograd && use_winograd(ic, oc))
-        forward_plane_ = std::make_unique<Winograd>(ic, s.in.h, s.in.w, s.pad, oc, w);
-      else
-        forward_plane_ = std::make_unique<Shifted>(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
+      forward_plane_ = stride1_plane(ic, s.in.h, s.in.w, s.pad, kh, kw, oc, w);
       // dx = W flipped, channels swapped (w_t[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]) over dy
       // padded by kernel - 1 - pad.
       std::vector<float> w_t(w.size());
@@ -1302,12 +1298,7 @@ class Conv2d final : public Layer {
                   w[((size_t(o) * ic + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
       const Padding back{kh - 1 - s.pad.top, kw - 1 - s.pad.left, kh - 1 - s.pad.bottom,
                          kw - 1 - s.pad.right};
-      if (winograd && use_winograd(oc, ic) && use_winograd4(s.in.h, s.in.w))
-        backward_plane_ = std::make_unique<Winograd4>(oc, s.out.h, s.out.w, back, ic, w_t);
-      else if (winograd && use_winograd(oc, ic))
-        backward_plane_ = std::make_unique<Winograd>(oc, s.out.h, s.out.w, back, ic, w_t);
-      else
-        backward_plane_ = std::make_unique<Shifted>(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
+      backward_plane_ = stride1_plane(oc, s.out.h, s.out.w, back, kh, kw, ic, w_t);
     }
   }
 
@@ -1382,6 +1373,20 @@ class Conv2d final : public Layer {
   }
 
  private:
+  // One direction of a shiftable stride-1 layer: `in` channels of in_h x in_w, padded by `pad`,
+  // into out_c channels by the kh x kw kernel w; Winograd's F(4x4, 3x3) or F(2x2, 3x3) for a 3x3
+  // kernel where use_winograd4 and use_winograd say so, else the direct GEMM over shifted rows.
+  static std::unique_ptr<PlaneConv> stride1_plane(int in, int in_h, int in_w, Padding pad, int kh,
+                                                  int kw, int out_c, const std::vector<float>& w) {
+    if (kh == 3 && kw == 3 && use_winograd(in, out_c)) {
+      const int out_h = in_h + pad.top + pad.bottom - 2, out_w = in_w + pad.left + pad.right - 2;
+      if (use_winograd4(out_h, out_w))
+        return std::make_unique<Winograd4>(in, in_h, in_w, pad, out_c, w);
+      return std::make_unique<Winograd>(in, in_h, in_w, pad, out_c, w);
+    }
+    return std::make_unique<Shifted>(in, in_h, in_w, pad, kh, kw, out_c, w);
+  }
+
   // The shifted form pays for the padded columns it computes and drops: taken where they add at
   // most a quarter to a row, forward and backward.
   static bool shiftable(const LayerSpec& s) {
