@@ -27,8 +27,17 @@ inline Vec load(const float* p) {
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 inline Vec splat(float x) { return Vec{} + x; }
-inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
-inline Vec max(Vec a, Vec b) { return a > b ? a : b; }
+// The smaller (larger) of a and b, a where they tie or either is NaN: one instruction each on
+// x86 (minps / maxps, operands swapped) and in wasm as f32x4.pmin / pmax, asked for by name there
+// since LLVM may turn the select into f32x4.min / max (NaN-propagating, which V8 expands into
+// about seven x86 instructions; a < b ? a : b became a compare and a bitselect).
+#if defined(__wasm_simd128__)
+inline Vec min(Vec a, Vec b) { return (Vec)__builtin_wasm_pmin_f32x4(a, b); }
+inline Vec max(Vec a, Vec b) { return (Vec)__builtin_wasm_pmax_f32x4(a, b); }
+#else
+inline Vec min(Vec a, Vec b) { return b < a ? b : a; }
+inline Vec max(Vec a, Vec b) { return a < b ? b : a; }
+#endif
 
 // Lanes 0, 2, 4, ... of the 2 * kLanes values in (a, b): a stride-2 load.
 inline Vec even_lanes(Vec a, Vec b) {
@@ -77,11 +86,12 @@ inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
 inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) { interleave(a, Vec{}, lo, hi); }
 
 // e^x, relative error below 2e-7 (Cephes expf polynomial), inputs clamped to [-87.3, 88.3] so the
-// result is always a finite normal float.
+// result is a finite normal float (NaN stays NaN).
 inline Vec exp(Vec x) {
   x = min(max(x, splat(-87.3f)), splat(88.3f));
   // n = round(x / ln 2) with the 1.5 * 2^23 trick (exact for |n| < 2^22); r = x - n ln 2.
-  const Vec n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const Vec t = x * 1.44269504088896341f + 12582912.0f;
+  const Vec n = t - 12582912.0f;
   Vec r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   Vec p = splat(1.9875691500e-4f);
@@ -91,7 +101,13 @@ inline Vec exp(Vec x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  // 2^n from t's own bits, which hold 0x4b400000 + n: shifted into the exponent field, the
+  // 0x4b400000 leaves the word and n + 127 stays (1 to 254 after the clamp). The same bits as
+  // converting n to an integer, without wasm's saturating conversion (several x86 instructions).
+  typedef uint32_t UVec __attribute__((vector_size(sizeof(Vec))));  // wraps where IVec's << would not
+  UVec bits;
+  std::memcpy(&bits, &t, sizeof bits);
+  bits = (bits + 127u) << 23;
   Vec scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "ebm/layers.h"
@@ -30,6 +31,42 @@ TEST(Simd, ExpIsAccurateAndFiniteEverywhere) {
   for (float& v : big) v = -1000.0f;
   simd::store(out, simd::exp(simd::load(big)));
   EXPECT_GT(out[0], 0.0f);
+  // 2^n is built from the bits of x / ln 2 + 1.5 * 2^23: exact powers at the clamp's ends.
+  for (float& v : big) v = 88.3f;
+  simd::store(out, simd::exp(simd::load(big)));
+  EXPECT_NEAR(out[0] / std::exp(double(88.3f)), 1.0, 3e-7);
+  for (float& v : big) v = -87.3f;
+  simd::store(out, simd::exp(simd::load(big)));
+  EXPECT_NEAR(out[0] / std::exp(double(-87.3f)), 1.0, 3e-7);
+  EXPECT_TRUE(std::isnormal(out[0]));
+  for (float& v : big) v = std::nanf("");
+  simd::store(out, simd::exp(simd::load(big)));
+  EXPECT_TRUE(std::isnan(out[0]));
+}
+
+TEST(Simd, MinAndMaxReturnTheFirstOperandOnTiesAndNaN) {
+  const float nan = std::nanf("");
+  const float as[] = {1.0f, 2.0f, 3.0f, nan, -0.0f};
+  const float bs[] = {2.0f, 1.0f, 3.0f, 5.0f, 0.0f};
+  for (int i = 0; i < 5; ++i) {
+    float a[simd::kLanes], b[simd::kLanes], lo[simd::kLanes], hi[simd::kLanes];
+    for (int k = 0; k < simd::kLanes; ++k) a[k] = as[i], b[k] = bs[i];
+    simd::store(lo, simd::min(simd::load(a), simd::load(b)));
+    simd::store(hi, simd::max(simd::load(a), simd::load(b)));
+    const float want_lo = bs[i] < as[i] ? bs[i] : as[i], want_hi = as[i] < bs[i] ? bs[i] : as[i];
+    for (int k = 0; k < simd::kLanes; ++k) {
+      EXPECT_EQ(std::memcmp(&lo[k], &want_lo, 4), 0) << as[i] << " " << bs[i];
+      EXPECT_EQ(std::memcmp(&hi[k], &want_hi, 4), 0) << as[i] << " " << bs[i];
+    }
+  }
+  // The cases above with the answers spelled out.
+  float a[simd::kLanes], b[simd::kLanes], out[simd::kLanes];
+  for (int k = 0; k < simd::kLanes; ++k) a[k] = nan, b[k] = 5.0f;
+  simd::store(out, simd::min(simd::load(a), simd::load(b)));
+  EXPECT_TRUE(std::isnan(out[0]));
+  for (int k = 0; k < simd::kLanes; ++k) a[k] = -0.0f, b[k] = 0.0f;
+  simd::store(out, simd::max(simd::load(a), simd::load(b)));
+  EXPECT_TRUE(std::signbit(out[0]));
 }
 
 TEST(Simd, StrideTwoLoadsAndInterleavedStoresPutEveryLaneWhereItBelongs) {
