@@ -2,7 +2,8 @@
 //   make_test_model PRESET.json OUT.safetensors [seed] [f16|f32] [LABEL,LABEL,...] [autoguide]
 // With labels, a classifier: the preset's last dense layer gets one output per label. With
 // "autoguide" (labels "" then), a denoiser that carries a second random one of the same preset as
-// its weaker network (format 3), sampled with autoguide 2 up to sigma 5.
+// its weaker network (format 3), sampled with autoguide 2 up to sigma 5 and its levels split at
+// sigma 20 (3 above).
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -59,6 +60,9 @@ int main(int argc, char** argv) {
       m.autoguide = std::make_shared<const ebm::Model>(std::move(weak));
       m.sampler.autoguide = 2.0f;
       m.sampler.autoguide_sigma_max = 5.0f;
+      // And a schedule split as the shipped model's: 3 levels down to sigma 20, the rest below.
+      m.sampler.split_sigma = 20.0f;
+      m.sampler.split_levels = 3;
     }
     m.card = {{"name", std::string(labels.empty() ? "random " : "random classifier ") + p.name},
               {"description", "random weights, for tests"}};

@@ -89,6 +89,15 @@ async function generate(page, { count, steps, seed }) {
   await waitState(page, ['running', 'done']);
 }
 
+// Every worker's warm-up walk after the last model load (worker.js) ran without an error.
+async function warmedUp(page) {
+  await page.waitForFunction(() => window.ebmPage.warmUps().length === window.ebmPage.workers, null,
+                             { timeout: 60000 });
+  const warmUps = await page.evaluate(() => window.ebmPage.warmUps());
+  for (const w of warmUps) assert.equal(w.error, '', `the warm-up walk failed: ${w.error}`);
+  return warmUps;
+}
+
 // Per tile: [min, max, mean] of its pixels (what is on screen, not the page's numbers).
 function tileStats(page) {
   return page.$$eval('#grid canvas', (canvases) => canvases.map((c) => {
@@ -148,6 +157,7 @@ test('the page loads a model, samples a live grid whose energy goes down, and ca
   assert.match(items[2], /random classifier paper/);
   await page.waitForFunction(() => window.ebmPage.classifier !== null, null, { timeout: 30000 });
   assert.equal(await page.evaluate(() => window.ebmPage.classifier), 'random classifier paper');
+  await warmedUp(page);
   assert.match(await page.textContent('#labeller'), /Labels: random classifier paper \(8 subtypes\)/);
   assert.deepEqual(page.modelRequests.filter((u) => u.includes('bridges')).length, 1);
 
@@ -733,6 +743,7 @@ test('a model that carries a weaker network shows the autoguidance control, and 
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('random unet'),
                              null, { timeout: 30000 });
   await waitState(page, ['ready']);
+  await warmedUp(page);  // its split schedule (3 levels above sigma 20) walked in the warm-up
   assert.ok(await page.isVisible('#autoguide'));
   assert.equal(await page.inputValue('#autoguide'), '2');
   assert.equal(await page.inputValue('#autoguide_sigma_max'), '5');
@@ -742,16 +753,16 @@ test('a model that carries a weaker network shows the autoguidance control, and 
   assert.match(await page.textContent('#card'),
                /3 epochs, 30 steps, batch 8, continuing model\.safetensors with its first 4 layers kept as they were/);
   const images = () => page.evaluate(() => window.ebmPage.images().map((x) => Array.from(x)));
-  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await generate(page, { count: 2, steps: 6, seed: 5 });
   await waitState(page, ['done']);
   const guided = await images();
   await page.fill('#autoguide', '1');
-  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await generate(page, { count: 2, steps: 6, seed: 5 });
   await waitState(page, ['done']);
   const alone = await images();
   assert.notDeepEqual(guided, alone);
   await page.fill('#autoguide', '2');
-  await generate(page, { count: 2, steps: 4, seed: 5 });
+  await generate(page, { count: 2, steps: 6, seed: 5 });
   await waitState(page, ['done']);
   assert.deepEqual(await images(), guided);  // same seed, same samples
   // Guiding toward two families: the page says autoguidance works against mixes and offers the

@@ -1051,6 +1051,8 @@ window.ebmPage = {
   get progressReports() { return state.agg ? state.agg.reports : 0; },
   // When the last run's grid was finished and labelled (performance.now()); null until then.
   get finishedAt() { return state.agg ? state.agg.finishedAt : null; },
+  // Each worker's warm-up walk after the last model load (worker.js): [{ms, error}], as they end.
+  warmUps: () => pool.warmUps.slice(),
   energyMeans: () => chart.mean.slice(),
   get classifier() { return state.classifier && state.classifier.name; },
   get guide() { return state.guide && state.guide.name; },

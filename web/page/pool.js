@@ -26,6 +26,8 @@ export class WorkerPool {
     this.active = null;  // {id, handlers}
     this.requests = new Map();  // classifier request id -> {resolve, reject}
     this.requestId = 0;
+    this.loads = 0;
+    this.warmUps = [];  // per worker, for the model loaded last: {ms, error} of its warm-up walk
   }
 
   // The classifier lives in the first worker, next to its share of the sampling; classification
@@ -75,6 +77,10 @@ export class WorkerPool {
   }
 
   #dispatch(worker, msg) {
+    if (msg.type === 'warmed') {
+      if (msg.load === this.loads) this.warmUps.push({ ms: msg.ms, error: msg.error });
+      return;
+    }
     if (typeof msg.job === 'string' && msg.job.startsWith('c')) {  // classifier requests
       const p = this.requests.get(msg.job);
       this.requests.delete(msg.job);
@@ -99,7 +105,7 @@ export class WorkerPool {
     return new Promise((resolve, reject) => {
       worker.pending = { resolve, reject };
       const copy = bytes.slice(0);  // each worker gets its own copy, transferred
-      worker.postMessage({ type: 'load', bytes: copy }, [copy]);
+      worker.postMessage({ type: 'load', bytes: copy, load: this.loads }, [copy]);
     });
   }
 
@@ -107,6 +113,8 @@ export class WorkerPool {
   // Resolves with the model's card; rejects with the runtime's message for an invalid file.
   async load(bytes) {
     this.stop();
+    ++this.loads;
+    this.warmUps = [];
     if (this.workers.length === 0) this.workers.push(this.#spawn());
     const card = await this.#loadInto(this.workers[0], bytes);
     while (this.workers.length < this.size) this.workers.push(this.#spawn());

@@ -43,7 +43,7 @@ function toHeap(typed) {
   return ptr;
 }
 
-function load(bytes) {
+function load(bytes, loadId) {
   if (model) { model.delete(); model = null; }
   const ptr = toHeap(new Uint8Array(bytes));
   let m;
@@ -59,23 +59,46 @@ function load(bytes) {
     return;
   }
   model = m;
-  postMessage({ type: 'loaded', card: JSON.parse(m.describe()) });
-  setTimeout(() => warmUp(m), 0);
+  const card = JSON.parse(m.describe());
+  postMessage({ type: 'loaded', card });
+  setTimeout(() => warmUp(m, card, loadId), 0);
 }
 
 // A fresh worker's first steps run in the engine's baseline WebAssembly code until its optimizing
 // compiler has the hot kernels, and then while it compiles them on the same two cores: the first
-// Generate's first steps took about 200 ms longer than the rest (bench/README.md). Two steps of one
-// chain right after loading (60-130 ms, while the visitor looks at the page; a Generate clicked
-// meanwhile waits for them) have the kernels compiled before the first Generate.
-function warmUp(m) {
-  if (m !== model) return;  // replaced meanwhile
-  const s = new runtime.Sampler(m, JSON.stringify({ steps: 2 }), 0);
+// Generate's first steps took about 200 ms longer than the rest (bench/README.md). One chain walks
+// the model's own schedule in as few steps as visit each of its parts right after loading (while
+// the visitor looks at the page; a Generate clicked meanwhile waits for it), so the kernels are
+// compiled before the first Generate: the levels above split_sigma and three below it, down to
+// sigma_min, where every layer is live (an add gated off at high noise is not) and the weaker
+// network and the resampling rounds run. The worker reports how long it took and any error.
+function warmUpParams(card) {
+  const s = (card && card.sampler) || {};
+  const levels = (s.split_levels || 0) + 3;
+  if (s.form === 'annealed') return { levels, steps: levels + 1 };
+  return { steps: levels };
+}
+
+// One chain's walk of `steps` steps with these settings; '' or why it could not run.
+function walkOnce(m, params, steps) {
+  const s = new runtime.Sampler(m, JSON.stringify(params), 0);
   try {
-    if (!s.error() && !s.startUniform(1, 0)) s.run(0, () => true, 2);
+    const error = s.error() || s.startUniform(1, 0);
+    if (error) return error;
+    return s.run(0, () => true, steps) < 0 ? s.error() : '';
   } finally {
     s.delete();
   }
+}
+
+function warmUp(m, card, loadId) {
+  if (m !== model) return;  // replaced meanwhile
+  const t0 = performance.now();
+  const params = warmUpParams(card);
+  const error = walkOnce(m, params, params.steps);
+  // Refused (it should not be: the page's test says so), the model's own settings for two steps.
+  if (error) walkOnce(m, {}, 2);
+  postMessage({ type: 'warmed', job: null, load: loadId, ms: performance.now() - t0, error });
 }
 
 function newModel(bytes) {
@@ -253,7 +276,7 @@ onmessage = (e) => {
   const msg = e.data;
   ready.then(() => {
     try {
-      if (msg.type === 'load') load(msg.bytes);
+      if (msg.type === 'load') load(msg.bytes, msg.load);
       else if (msg.type === 'run') run(msg);
       else if (msg.type === 'stop') { if (job && (msg.job == null || job.id === msg.job)) job.stopped = true; }
       else if (msg.type === 'load-classifier') loadClassifier(msg);
