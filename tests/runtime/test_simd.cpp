@@ -46,27 +46,24 @@ TEST(Simd, ExpIsAccurateAndFiniteEverywhere) {
 
 TEST(Simd, MinAndMaxReturnTheFirstOperandOnTiesAndNaN) {
   const float nan = std::nanf("");
-  const float as[] = {1.0f, 2.0f, 3.0f, nan, -0.0f};
-  const float bs[] = {2.0f, 1.0f, 3.0f, 5.0f, 0.0f};
-  for (int i = 0; i < 5; ++i) {
+  struct Case {
+    float a, b, min, max;
+  };
+  const Case cases[] = {
+      {1.0f, 2.0f, 1.0f, 2.0f}, {2.0f, 1.0f, 1.0f, 2.0f}, {3.0f, 3.0f, 3.0f, 3.0f},
+      {nan, 5.0f, nan, nan},    {5.0f, nan, 5.0f, 5.0f},  {-0.0f, 0.0f, -0.0f, -0.0f},
+      {0.0f, -0.0f, 0.0f, 0.0f},
+  };
+  for (const Case& c : cases) {
     float a[simd::kLanes], b[simd::kLanes], lo[simd::kLanes], hi[simd::kLanes];
-    for (int k = 0; k < simd::kLanes; ++k) a[k] = as[i], b[k] = bs[i];
+    for (int k = 0; k < simd::kLanes; ++k) a[k] = c.a, b[k] = c.b;
     simd::store(lo, simd::min(simd::load(a), simd::load(b)));
     simd::store(hi, simd::max(simd::load(a), simd::load(b)));
-    const float want_lo = bs[i] < as[i] ? bs[i] : as[i], want_hi = as[i] < bs[i] ? bs[i] : as[i];
-    for (int k = 0; k < simd::kLanes; ++k) {
-      EXPECT_EQ(std::memcmp(&lo[k], &want_lo, 4), 0) << as[i] << " " << bs[i];
-      EXPECT_EQ(std::memcmp(&hi[k], &want_hi, 4), 0) << as[i] << " " << bs[i];
+    for (int k = 0; k < simd::kLanes; ++k) {  // bit for bit: NaN is NaN, -0 is not +0
+      EXPECT_EQ(std::memcmp(&lo[k], &c.min, sizeof(float)), 0) << c.a << " " << c.b;
+      EXPECT_EQ(std::memcmp(&hi[k], &c.max, sizeof(float)), 0) << c.a << " " << c.b;
     }
   }
-  // The cases above with the answers spelled out.
-  float a[simd::kLanes], b[simd::kLanes], out[simd::kLanes];
-  for (int k = 0; k < simd::kLanes; ++k) a[k] = nan, b[k] = 5.0f;
-  simd::store(out, simd::min(simd::load(a), simd::load(b)));
-  EXPECT_TRUE(std::isnan(out[0]));
-  for (int k = 0; k < simd::kLanes; ++k) a[k] = -0.0f, b[k] = 0.0f;
-  simd::store(out, simd::max(simd::load(a), simd::load(b)));
-  EXPECT_TRUE(std::signbit(out[0]));
 }
 
 TEST(Simd, StrideTwoLoadsAndInterleavedStoresPutEveryLaneWhereItBelongs) {
