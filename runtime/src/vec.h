@@ -104,7 +104,8 @@ inline Vec exp(Vec x) {
   // 2^n from t's own bits, which hold 0x4b400000 + n: shifted into the exponent field, the
   // 0x4b400000 leaves the word and n + 127 stays (1 to 254 after the clamp). The same bits as
   // converting n to an integer, without wasm's saturating conversion (several x86 instructions).
-  typedef uint32_t UVec __attribute__((vector_size(sizeof(Vec))));  // wraps where IVec's << would not
+  // Unsigned, so that the shift may push bits out of the word (IVec's << may not).
+  typedef uint32_t UVec __attribute__((vector_size(sizeof(Vec))));
   UVec bits;
   std::memcpy(&bits, &t, sizeof bits);
   bits = (bits + 127u) << 23;
