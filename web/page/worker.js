@@ -2,7 +2,8 @@
 // (chains firstChain .. firstChain + count - 1) in slices, returning to its event loop between
 // slices so that a "stop" message acts within one slice.
 //
-// Messages in:  {type:'load', bytes}                      -> {type:'loaded', card} | {type:'error'}
+// Messages in:  {type:'load', bytes, load}                -> {type:'loaded', card} | {type:'error'},
+//                 then {type:'warmed', load, ms, error} once the warm-up walk (below) has run
 //               {type:'run', job, params, seed, count, firstChain, start, guide, sliceMs}
 //                 start: {kind:'uniform'} | {kind:'blend', a, b, t, strength} |
 //                        {kind:'variation', image, strength} | {kind:'inpaint', image, mask}
