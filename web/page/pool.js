@@ -78,7 +78,10 @@ export class WorkerPool {
 
   #dispatch(worker, msg) {
     if (msg.type === 'warmed') {
-      if (msg.load === this.loads) this.warmUps.push({ ms: msg.ms, error: msg.error });
+      if (msg.load !== this.loads) return;  // a model loaded before the last one
+      this.warmUps.push({ ms: msg.ms, error: msg.error });
+      // Not the visitor's concern (the first Generate is only slower), but a developer's.
+      if (msg.error) console.warn(`a sampling worker's warm-up walk was refused: ${msg.error}`);
       return;
     }
     if (typeof msg.job === 'string' && msg.job.startsWith('c')) {  // classifier requests
