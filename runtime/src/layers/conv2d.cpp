@@ -483,9 +483,23 @@ class WinogradForm : public PlaneConv {
     for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
   }
 
-  // U_xi from `one` ([out_c, in], row-major).
-  void set_kernel(int xi, const float* one) {
-    pack_a(one, in_, false, out_c_, in_, u_.data() + size_t(xi) * a_floats_);
+  // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c] (3x3) and the n x 3 kernel transform G, the
+  // products summed in double; xi = n i + j for row i and column j of the n x n domain. Packed.
+  template <int N>
+  void set_kernels(const double (&G)[N][3], const std::vector<float>& w) {
+    std::vector<float> one(size_t(out_c_) * in_);
+    for (int xi = 0; xi < N * N; ++xi) {
+      const int i = xi / N, j = xi % N;
+      for (int o = 0; o < out_c_; ++o)
+        for (int c = 0; c < in_; ++c) {
+          const float* g = w.data() + (size_t(o) * in_ + c) * 9;
+          double sum = 0;
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) sum += G[i][a] * double(g[3 * a + b]) * G[j][b];
+          one[size_t(o) * in_ + c] = float(sum);
+        }
+      pack_a(one.data(), in_, false, out_c_, in_, u_.data() + size_t(xi) * a_floats_);
+    }
   }
   // M_xi = U_xi V_xi for the n blocks of a chunk, the bias at point `bias_point`.
   void multiply(int n, const float* v, float* m, const float* bias, int bias_point) const {
@@ -522,26 +536,8 @@ class Winograd final : public WinogradForm {
  public:
   Winograd(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
       : WinogradForm(2, 16, in, in_h, in_w, pad, out_c) {
-    // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
-    std::vector<double> u(size_t(16) * out_c * in);
-    for (int o = 0; o < out_c; ++o)
-      for (int c = 0; c < in; ++c) {
-        const float* g = w.data() + (size_t(o) * in + c) * 9;
-        for (int i = 0; i < 4; ++i) {
-          double t[3];  // row i of G g
-          for (int j = 0; j < 3; ++j) {
-            const double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-            t[j] = i == 0 ? g0 : i == 1 ? 0.5 * (g0 + g1 + g2) : i == 2 ? 0.5 * (g0 - g1 + g2) : g2;
-          }
-          const double r[4] = {t[0], 0.5 * (t[0] + t[1] + t[2]), 0.5 * (t[0] - t[1] + t[2]), t[2]};
-          for (int j = 0; j < 4; ++j) u[(size_t(4 * i + j) * out_c + o) * in + c] = r[j];
-        }
-      }
-    std::vector<float> one(size_t(out_c) * in);
-    for (int xi = 0; xi < 16; ++xi) {
-      for (size_t k = 0; k < one.size(); ++k) one[k] = float(u[size_t(xi) * one.size() + k]);
-      set_kernel(xi, one.data());
-    }
+    static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    set_kernels(G, w);
   }
 
  private:
@@ -693,26 +689,14 @@ class Winograd4 final : public WinogradForm {
  public:
   Winograd4(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
       : WinogradForm(4, 36, in, in_h, in_w, pad, out_c) {
-    // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c], in double.
+    // The kernel transform for the points 0, 1, -1, 1/2, -2 and infinity (see the note above).
     static constexpr double G[6][3] = {{1, 0, 0},
                                        {1.0 / 3, 1.0 / 3, 1.0 / 3},
                                        {-1.0 / 3, 1.0 / 3, -1.0 / 3},
                                        {-16.0 / 15, -8.0 / 15, -4.0 / 15},
                                        {1.0 / 15, -2.0 / 15, 4.0 / 15},
                                        {0, 0, 1}};
-    std::vector<float> one(size_t(out_c) * in);
-    for (int xi = 0; xi < 36; ++xi) {
-      const int i = xi / 6, j = xi % 6;
-      for (int o = 0; o < out_c; ++o)
-        for (int c = 0; c < in; ++c) {
-          const float* g = w.data() + (size_t(o) * in + c) * 9;
-          double sum = 0;
-          for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) sum += G[i][a] * double(g[3 * a + b]) * G[j][b];
-          one[size_t(o) * in + c] = float(sum);
-        }
-      set_kernel(xi, one.data());
-    }
+    set_kernels(G, w);
   }
 
  private:
