@@ -460,9 +460,10 @@ class WinogradForm : public PlaneConv {
   }
 
  protected:
-  WinogradForm(int block, int points, int in, int in_h, int in_w, Padding pad, int out_c)
+  // A 3x3 kernel: (block + 2)^2 points in the transform domain.
+  WinogradForm(int block, int in, int in_h, int in_w, Padding pad, int out_c)
       : block_(block),
-        points_(points),
+        points_((block + 2) * (block + 2)),
         in_(in),
         in_h_(in_h),
         in_w_(in_w),
@@ -476,15 +477,16 @@ class WinogradForm : public PlaneConv {
         hp_(block * th_ + 2),
         wp_(block * groups_ * simd::kLanes + 4),
         chunk_rows_(int(std::clamp<size_t>(
-            kWinogradChunkFloats / (size_t(points) * size_t(in + out_c) * tw_), 1, size_t(th_)))),
+            kWinogradChunkFloats / (size_t(points_) * size_t(in + out_c) * tw_), 1, size_t(th_)))),
         ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
         a_floats_(packed_a_floats(out_c, in)),
-        u_(size_t(points) * a_floats_) {
+        u_(size_t(points_) * a_floats_) {
     for (int c = 0; c < in; ++c) offsets_.push_back(c * ld_);
   }
 
-  // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c] (3x3) and the n x 3 kernel transform G, the
-  // products summed in double; xi = n i + j for row i and column j of the n x n domain. Packed.
+  // U_xi[o, c] = (G g G^T)[xi] for g = W[o, c] (3x3) and the N x 3 kernel transform G (N =
+  // block + 2), the products summed in double; xi = N i + j for row i and column j of the N x N
+  // domain. Packed.
   template <int N>
   void set_kernels(const double (&G)[N][3], const std::vector<float>& w) {
     std::vector<float> one(size_t(out_c_) * in_);
@@ -535,7 +537,7 @@ class WinogradForm : public PlaneConv {
 class Winograd final : public WinogradForm {
  public:
   Winograd(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
-      : WinogradForm(2, 16, in, in_h, in_w, pad, out_c) {
+      : WinogradForm(2, in, in_h, in_w, pad, out_c) {
     static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     set_kernels(G, w);
   }
@@ -688,7 +690,7 @@ inline void scatter_blocks(const simd::Vec (&y)[4], float* p) {
 class Winograd4 final : public WinogradForm {
  public:
   Winograd4(int in, int in_h, int in_w, Padding pad, int out_c, const std::vector<float>& w)
-      : WinogradForm(4, 36, in, in_h, in_w, pad, out_c) {
+      : WinogradForm(4, in, in_h, in_w, pad, out_c) {
     // The kernel transform for the points 0, 1, -1, 1/2, -2 and infinity (see the note above).
     static constexpr double G[6][3] = {{1, 0, 0},
                                        {1.0 / 3, 1.0 / 3, 1.0 / 3},
