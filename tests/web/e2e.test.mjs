@@ -95,7 +95,6 @@ async function warmedUp(page) {
                              { timeout: 60000 });
   const warmUps = await page.evaluate(() => window.ebmPage.warmUps());
   for (const w of warmUps) assert.equal(w.error, '', `the warm-up walk failed: ${w.error}`);
-  return warmUps;
 }
 
 // Per tile: [min, max, mean] of its pixels (what is on screen, not the page's numbers).
