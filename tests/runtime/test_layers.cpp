@@ -280,6 +280,55 @@ TEST(Conv2d, Stride2WinogradAgreesWithStridePhasesOnLargeLayers) {
   }
 }
 
+// The Winograd forms run their GEMMs across the images of a batch: a chunk of block rows may
+// span images, and the images in flight (their padded input, or dx's phase planes) are kept in a
+// few slots that later images reuse. Each image must get the bits it gets alone, forward and
+// backward: layers whose chunks end mid-image (natively, and in 4-lane builds for the stride-2
+// one, whose planes are 5 block rows high) and a batch of more images than slots.
+TEST(Conv2d, WinogradFormsGiveEachImageItsOwnBitsInABatch) {
+  const struct {
+    Shape in;
+    int out_c, stride;
+    Conv3x3Form form;
+  } cases[] = {{{96, 6, 24}, 96, 1, Conv3x3Form::kWinograd},
+               {{96, 6, 24}, 96, 1, Conv3x3Form::kWinograd4},
+               {{64, 20, 48}, 128, 2, Conv3x3Form::kWinograd}};
+  constexpr int n = 5;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in.c) + "x" + std::to_string(c.in.h) + "x" +
+                 std::to_string(c.in.w) + " stride " + std::to_string(c.stride) + " form " +
+                 std::to_string(int(c.form)));
+    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3},
+                       {"stride", c.stride}, {"padding", "same"}};
+    const Architecture a = resolve_architecture(c.in, json::array({spec}));
+    const LayerSpec& l = a.layers[0];
+    const Model m = random_model(a, 21);
+    const Conv3x3Form before = conv3x3_form();
+    set_conv3x3_form(Conv3x3Form::kDirect);
+    const auto direct = make_layer(l, m);
+    set_conv3x3_form(c.form);
+    const auto winograd = make_layer(l, m);
+    set_conv3x3_form(before);
+    // The whole batch at once, in both forms.
+    const TwoForms r = run_two_forms(l, *direct, *winograd, n, 22, 23);
+    ASSERT_NE(r.y[1], r.y[0]) << "the forward pass has the direct form's bits: was Winograd built?";
+    ASSERT_NE(r.dx[1], r.dx[0]) << "dx has the direct form's bits: was Winograd built for it?";
+    // Each image alone, from the same inputs.
+    const std::vector<float> x = test::random_inputs(size_t(n) * l.in.size(), 22),
+                             dy = test::random_inputs(size_t(n) * l.out.size(), 23);
+    std::vector<float> scratch(winograd->scratch_floats(1)), y(l.out.size()), dx(l.in.size());
+    for (int b = 0; b < n; ++b) {
+      SCOPED_TRACE("image " + std::to_string(b));
+      const float* xb = x.data() + size_t(b) * l.in.size();
+      winograd->forward(xb, y.data(), 1, scratch.data());
+      winograd->backward_input(xb, y.data(), dy.data() + size_t(b) * l.out.size(), dx.data(), 1,
+                               scratch.data());
+      EXPECT_TRUE(std::equal(y.begin(), y.end(), r.y[1].begin() + ptrdiff_t(b * l.out.size())));
+      EXPECT_TRUE(std::equal(dx.begin(), dx.end(), r.dx[1].begin() + ptrdiff_t(b * l.in.size())));
+    }
+  }
+}
+
 // The paper network's first three layers (the fourth goes by taps) in the build's own direct
 // form, which takes stride phases forward for all three and for dx of the second: against im2col, the forward
 // pass has the same bits (the same sums in the same order), and dx agrees to rounding, bit for

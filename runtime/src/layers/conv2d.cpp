@@ -22,11 +22,13 @@
 // phase of dx is a stride-1 convolution of dy by the taps that land on it (PhasedBackward).
 // A 3x3 one of stride 2 with enough channels can take a stride-2 form of Winograd's instead
 // (Stride2Winograd, Stride2WinogradBackward): 25 multiply-adds per 2x2 outputs and channel pair
-// instead of 36.
+// instead of 36. The Winograd forms run their GEMMs over chunks of block rows that may span the
+// images of a batch (winograd_chunk_rows), so that small planes still fill whole GEMM tiles.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include "ebm/kernels.h"
@@ -87,18 +89,35 @@ void pad_planes(const float* x, int in, int in_h, int in_w, Padding pad, int hp,
   }
 }
 
-// The stride-1 convolution of one image by a kernel fixed at construction: y (out_c x out_h x
-// out_w) = bias + W * x (in x in_h x in_w, zero-padded), forward or (flipped) backward.
+// One direction of a convolution by a kernel fixed at construction, for n images: y (out_c x
+// out_h x out_w) = bias + W * x (in x in_h x in_w, zero-padded), forward or (flipped) backward,
+// image b at x + b * x_stride into y + b * y_stride.
 class PlaneConv {
  public:
   virtual ~PlaneConv() = default;
-  virtual size_t scratch_floats() const = 0;
-  virtual void run(const float* x, float* y, const float* bias, float* scratch) const = 0;
+  virtual size_t scratch_floats(int n) const = 0;
+  virtual void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n,
+                   const float* bias, float* scratch) const = 0;
+};
+
+// A form that takes one image at a time (the Winograd forms run their GEMMs across images).
+class ImageConv : public PlaneConv {
+ public:
+  size_t scratch_floats(int) const final { return image_scratch_floats(); }
+  void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n, const float* bias,
+           float* scratch) const final {
+    for (int b = 0; b < n; ++b)
+      run_image(x + size_t(b) * x_stride, y + size_t(b) * y_stride, bias, scratch);
+  }
+
+ protected:
+  virtual size_t image_scratch_floats() const = 0;
+  virtual void run_image(const float* x, float* y, const float* bias, float* scratch) const = 0;
 };
 
 // One convolution in the shifted form: `in` channels of in_h x in_w, padded by `pad`, a kernel of
 // kh x kw, stride 1, into out_c channels; W packed as [out_c, in * kh * kw].
-class Shifted final : public PlaneConv {
+class Shifted final : public ImageConv {
  public:
   Shifted(int in, int in_h, int in_w, Padding pad, int kh, int kw, int out_c,
           const std::vector<float>& w_rows)
@@ -115,11 +134,11 @@ class Shifted final : public PlaneConv {
     rows_ = row_tiles_fit(out_w_, wp_);
   }
 
-  size_t scratch_floats() const override {
+  size_t image_scratch_floats() const override {
     return padded_ + (rows_ ? 0 : size_t(out_c_) * cols_());
   }
 
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+  void run_image(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
     pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
     // The slack after the last plane, which the last rows' whole tiles read.
@@ -224,7 +243,7 @@ void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, si
 // read from offset (i / sh) * wq + j / sw. The GEMM's B is read in place (no im2col) in the same
 // order of sums as the packed GEMM over im2col, so the forward pass is the im2col form's to the
 // bit; the columns ox >= out_w are computed and dropped.
-class PhasedForward final : public PlaneConv {
+class PhasedForward final : public ImageConv {
  public:
   PhasedForward(const LayerSpec& s, const std::vector<float>& w)
       : in_(s.in), out_(s.out), pad_(s.pad), sh_(s.stride_h), sw_(s.stride_w),
@@ -245,11 +264,11 @@ class PhasedForward final : public PlaneConv {
   // Wasted columns per output row (computed and dropped), for choosing this form.
   int waste() const { return wq_ - out_.w; }
 
-  size_t scratch_floats() const override {
+  size_t image_scratch_floats() const override {
     return padded_ + (rows_ ? 0 : size_t(out_.c) * cols());
   }
 
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+  void run_image(const float* x, float* y, const float* bias, float* scratch) const override {
     float* xp = scratch;
     split_phases(x, in_, pad_, sh_, sw_, hq_, wq_, xp);
     std::memset(xp + planes(), 0, sizeof(float) * (padded_ - planes()));
@@ -277,7 +296,7 @@ class PhasedForward final : public PlaneConv {
 // phase is one GEMM over shifted rows of dy, zero-padded once for all phases (ha - 1 rows above
 // and wb - 1 columns to the left, ha and wb the most taps of a phase), and the phases are then
 // interleaved into dx. A phase no tap falls on (a kernel smaller than its stride) is zero.
-class PhasedBackward final : public PlaneConv {
+class PhasedBackward final : public ImageConv {
  public:
   PhasedBackward(const LayerSpec& s, const std::vector<float>& w)
       : in_(s.in), out_(s.out), pad_(s.pad), sh_(s.stride_h), sw_(s.stride_w),
@@ -320,11 +339,11 @@ class PhasedBackward final : public PlaneConv {
   int gemm_columns() const { return cols(); }
 
   // The padded dy, then every phase's C x cols() results.
-  size_t scratch_floats() const override {
+  size_t image_scratch_floats() const override {
     return padded_ + phases_.size() * size_t(in_.c) * cols();
   }
 
-  void run(const float* dy, float* dx, const float*, float* scratch) const override {
+  void run_image(const float* dy, float* dx, const float*, float* scratch) const override {
     float* dp = scratch;
     float* p = scratch + padded_;
     const Padding pad{ha_ - 1, wb_ - 1, hd_ - out_.h - (ha_ - 1), wd_ - out_.w - (wb_ - 1)};
@@ -412,6 +431,23 @@ constexpr int kPhaseMinColumns = 256;
 // V and M of a chunk of block rows: about 1 MB.
 constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
 
+// Block rows per chunk of a Winograd form whose block rows hold tw blocks (GEMM columns) and
+// per_row floats of transform planes: as many as kWinogradChunkFloats holds, rounded down to
+// whole GEMM tiles of columns where that leaves at least one tile. The block rows of a batch
+// follow one another, image after image, so a chunk may span images: a plane of few blocks (the
+// paper network's third layer, 3 x 12 blocks of 2x2) then still fills whole tiles.
+int winograd_chunk_rows(size_t per_row, int tw) {
+  int rows = int(std::clamp<size_t>(kWinogradChunkFloats / per_row, 1, size_t(1) << 20));
+  const int whole = kGemmNR / std::gcd(tw, kGemmNR);  // rows per whole number of tiles
+  if (rows >= whole) rows -= rows % whole;
+  return rows;
+}
+// How many images a chunk of `rows` consecutive block rows of a batch (th rows an image) can
+// touch: the images whose padded input (or dx) a Winograd form keeps at once, each in one of as
+// many slots (image b in slot b % slots), so that its scratch does not grow with the batch and
+// what a chunk reads was written just before.
+int images_in_flight(int rows, int th) { return (rows + th - 2) / th + 1; }
+
 // The first `valid` lanes of v to dst.
 void store_some(float* dst, simd::Vec v, int valid) {
   if (valid == simd::kLanes) {
@@ -436,27 +472,36 @@ simd::Vec load_some(const float* src, int valid) {
 // (hp x wp, with the slack the loads of the last vector of blocks need); `points` transform planes
 // V_xi [in, blocks] and M_xi [out_c, blocks] for a few block rows at a time (chunk_rows, so that
 // V and M stay in the L2 cache between the transforms and the GEMMs: kWinogradChunkFloats), each
-// GEMM reading V's rows in place; U_xi [out_c, in] packed once, at construction.
+// GEMM reading V's rows in place; U_xi [out_c, in] packed once, at construction. The block rows of
+// a batch of images follow one another (row R is image R / th's block row R % th), so a chunk's
+// GEMMs may span images.
 class WinogradForm : public PlaneConv {
  public:
-  // The padded planes, block + 2 rows of B^T d, V, M (with a vector of slack) and `block` output
-  // rows.
-  size_t scratch_floats() const override {
-    return size_t(in_) * hp_ * wp_ + size_t(block_ + 2) * wp_ + size_t(points_) * in_ * ld_ +
-           size_t(points_) * out_c_ * ld_ + simd::kLanes + size_t(block_) * out_row();
+  // The padded planes of the images in flight, block + 2 rows of B^T d, V, M (with a vector of
+  // slack) and `block` output rows.
+  size_t scratch_floats(int n) const override {
+    return size_t(std::min(n, slots_)) * padded() + size_t(block_ + 2) * wp_ +
+           size_t(points_) * in_ * ld_ + size_t(points_) * out_c_ * ld_ + simd::kLanes +
+           size_t(block_) * out_row();
   }
 
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
-    float* xp = scratch;
-    float* rows = xp + size_t(in_) * hp_ * wp_;
+  void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n, const float* bias,
+           float* scratch) const override {
+    const Batch batch{scratch, std::min(n, slots_), padded(), y, y_stride};
+    float* rows = scratch + size_t(batch.slots) * padded();
     float* v = rows + size_t(block_ + 2) * wp_;
     float* m = v + size_t(points_) * in_ * ld_;
     float* out = m + size_t(points_) * out_c_ * ld_ + simd::kLanes;
-    // The zero-padded input: pad.top rows above, at least pad.bottom below, as many as the last
-    // (partial) block needs.
-    pad_planes(x, in_, in_h_, in_w_, pad_, hp_, wp_, xp);
-    for (int ty0 = 0; ty0 < th_; ty0 += chunk_rows_)
-      chunk(xp, ty0, std::min(th_, ty0 + chunk_rows_), rows, v, m, out, y, bias);
+    int ready = 0;  // images padded so far
+    for (int r0 = 0; r0 < n * th_; r0 += chunk_rows_) {
+      const int r1 = std::min(n * th_, r0 + chunk_rows_);
+      // The zero-padded inputs: pad.top rows above, at least pad.bottom below, as many as the
+      // last (partial) block needs.
+      for (; ready <= (r1 - 1) / th_; ++ready)
+        pad_planes(x + size_t(ready) * x_stride, in_, in_h_, in_w_, pad_, hp_, wp_,
+                   scratch + size_t(ready % batch.slots) * padded());
+      chunk(batch, r0, r1, rows, v, m, out, bias);
+    }
   }
 
  protected:
@@ -476,8 +521,8 @@ class WinogradForm : public PlaneConv {
         groups_((tw_ + simd::kLanes - 1) / simd::kLanes),
         hp_(block * th_ + 2),
         wp_(block * groups_ * simd::kLanes + 4),
-        chunk_rows_(int(std::clamp<size_t>(
-            kWinogradChunkFloats / (size_t(points_) * size_t(in + out_c) * tw_), 1, size_t(th_)))),
+        chunk_rows_(winograd_chunk_rows(size_t(points_) * size_t(in + out_c) * tw_, tw_)),
+        slots_(images_in_flight(chunk_rows_, th_)),
         ld_(int(packed_b_floats(1, chunk_rows_ * tw_))),
         a_floats_(packed_a_floats(out_c, in)),
         u_(size_t(points_) * a_floats_) {
@@ -511,15 +556,28 @@ class WinogradForm : public PlaneConv {
                        ld_, xi == bias_point ? bias : nullptr);
   }
   int out_row() const { return block_ * groups_ * simd::kLanes; }
+  size_t padded() const { return size_t(in_) * hp_ * wp_; }  // an image's padded planes
 
-  // Block rows [ty0, ty1): their V, the GEMMs, their outputs into y.
-  virtual void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-                     float* y, const float* bias) const = 0;
+  // A call's images: image b's padded planes in slot b % slots of xp (images_in_flight), its
+  // output at y + b * stride.
+  struct Batch {
+    const float* xp;
+    int slots;
+    size_t padded;
+    float* y;
+    size_t stride;
+    const float* in(int img) const { return xp + size_t(img % slots) * padded; }
+    float* out(int img) const { return y + size_t(img) * stride; }
+  };
+  // Block rows [r0, r1) of the batch: their V, the GEMMs, their outputs.
+  virtual void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m,
+                     float* out, const float* bias) const = 0;
 
   int block_, points_, in_, in_h_, in_w_, out_c_;
   Padding pad_;
   int out_h_, out_w_, th_, tw_, groups_, hp_, wp_;
-  int chunk_rows_;  // block rows per chunk
+  int chunk_rows_;  // block rows per chunk (winograd_chunk_rows)
+  int slots_;       // images in flight (images_in_flight)
   int ld_;          // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
   size_t a_floats_;
   std::vector<float> u_;
@@ -543,17 +601,18 @@ class Winograd final : public WinogradForm {
   }
 
  private:
-  // Block rows [ty0, ty1): their V, the 16 GEMMs, their outputs.
-  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-             float* y, const float* bias) const override {
+  // Block rows [r0, r1) of the batch: their V, the 16 GEMMs, their outputs.
+  void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m, float* out,
+             const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: rows first (B^T d, whole padded rows at once), then the
     // columns of L blocks at a time from stride-2 loads.
     float* a[4] = {rows, rows + wp_, rows + 2 * size_t(wp_), rows + 3 * size_t(wp_)};
     for (int c = 0; c < in_; ++c)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* d = xp + (size_t(c) * hp_ + 2 * size_t(ty)) * wp_;
+      for (int br = r0; br < r1; ++br) {
+        const int img = br / th_, ty = br - img * th_;
+        const float* d = batch.in(img) + (size_t(c) * hp_ + 2 * size_t(ty)) * wp_;
         const float *d0 = d, *d1 = d + wp_, *d2 = d + 2 * size_t(wp_), *d3 = d + 3 * size_t(wp_);
         for (int i = 0; i < wp_; ++i) {
           a[0][i] = d0[i] - d2[i];
@@ -563,7 +622,7 @@ class Winograd final : public WinogradForm {
         }
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L, valid = std::min(L, tw_ - tx);
-          float* dst = v + size_t(c) * ld_ + size_t(ty - ty0) * tw_ + tx;
+          float* vc = v + size_t(c) * ld_ + size_t(br - r0) * tw_ + tx;
           for (int k = 0; k < 4; ++k) {
             const float* p = a[k] + 2 * tx;
             const Vec e0 = simd::even_lanes(simd::load(p), simd::load(p + L));
@@ -571,18 +630,19 @@ class Winograd final : public WinogradForm {
             const Vec e2 = simd::even_lanes(simd::load(p + 2), simd::load(p + 2 + L));
             const Vec e3 = simd::even_lanes(simd::load(p + 3), simd::load(p + 3 + L));
             const Vec col[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
-            for (int l = 0; l < 4; ++l) store_some(dst + size_t(4 * k + l) * in_ * ld_, col[l], valid);
+            for (int l = 0; l < 4; ++l) store_some(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
           }
         }
       }
     // M_xi = U_xi V_xi (+ the bias at xi = 5).
-    multiply((ty1 - ty0) * tw_, v, m, bias, 5);
+    multiply((r1 - r0) * tw_, v, m, bias, 5);
     // y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], L blocks at a time, two output rows per block row.
     float* out0 = out;
     float* out1 = out + out_row();
     for (int o = 0; o < out_c_; ++o)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* mo = m + size_t(o) * ld_ + size_t(ty - ty0) * tw_;
+      for (int br = r0; br < r1; ++br) {
+        const int img = br / th_, ty = br - img * th_;
+        const float* mo = m + size_t(o) * ld_ + size_t(br - r0) * tw_;
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L;
           Vec q[16];
@@ -600,7 +660,7 @@ class Winograd final : public WinogradForm {
           simd::store(out1 + 2 * tx, lo);
           simd::store(out1 + 2 * tx + L, hi);
         }
-        float* yo = y + (size_t(o) * out_h_ + 2 * size_t(ty)) * out_w_;
+        float* yo = batch.out(img) + (size_t(o) * out_h_ + 2 * size_t(ty)) * out_w_;
         std::memcpy(yo, out0, sizeof(float) * size_t(out_w_));
         if (2 * ty + 1 < out_h_) std::memcpy(yo + out_w_, out1, sizeof(float) * size_t(out_w_));
       }
@@ -702,16 +762,17 @@ class Winograd4 final : public WinogradForm {
   }
 
  private:
-  // Block rows [ty0, ty1): their V, the 36 GEMMs, their outputs.
-  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-             float* y, const float* bias) const override {
+  // Block rows [r0, r1) of the batch: their V, the 36 GEMMs, their outputs.
+  void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m, float* out,
+             const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, then each
     // row's columns L blocks at a time.
     for (int c = 0; c < in_; ++c)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* d = xp + (size_t(c) * hp_ + 4 * size_t(ty)) * wp_;
+      for (int br = r0; br < r1; ++br) {
+        const int img = br / th_, ty = br - img * th_;
+        const float* d = batch.in(img) + (size_t(c) * hp_ + 4 * size_t(ty)) * wp_;
         for (int i = 0; i < wp_; ++i) {
           float col[6], r[6];
           for (int k = 0; k < 6; ++k) col[k] = d[size_t(k) * wp_ + i];
@@ -720,23 +781,24 @@ class Winograd4 final : public WinogradForm {
         }
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L, valid = std::min(L, tw_ - tx);
-          float* dst = v + size_t(c) * ld_ + size_t(ty - ty0) * tw_ + tx;
+          float* vc = v + size_t(c) * ld_ + size_t(br - r0) * tw_ + tx;
           for (int k = 0; k < 6; ++k) {
             Vec cols[6], r[6];
             winograd4::gather_blocks(rows + size_t(k) * wp_ + 4 * tx, cols);
             winograd4::input_transform(cols, r);
             for (int l = 0; l < 6; ++l)
-              store_some(dst + size_t(6 * k + l) * in_ * ld_, r[l], valid);
+              store_some(vc + size_t(6 * k + l) * in_ * ld_, r[l], valid);
           }
         }
       }
     // M_xi = U_xi V_xi (+ the bias at xi = (1, 1)).
-    multiply((ty1 - ty0) * tw_, v, m, bias, 7);
+    multiply((r1 - r0) * tw_, v, m, bias, 7);
     // y = A^T M A, L blocks at a time, four output rows per block row.
     const int row = out_row();
     for (int o = 0; o < out_c_; ++o)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* mo = m + size_t(o) * ld_ + size_t(ty - ty0) * tw_;
+      for (int br = r0; br < r1; ++br) {
+        const int img = br / th_, ty = br - img * th_;
+        const float* mo = m + size_t(o) * ld_ + size_t(br - r0) * tw_;
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L;
           Vec s[4][6];  // A^T M: output row r, column point l
@@ -754,7 +816,7 @@ class Winograd4 final : public WinogradForm {
           }
         }
         for (int r = 0; r < 4 && 4 * ty + r < out_h_; ++r)
-          std::memcpy(y + (size_t(o) * out_h_ + 4 * size_t(ty) + r) * out_w_, out + size_t(r) * row,
+          std::memcpy(batch.out(img) + (size_t(o) * out_h_ + 4 * size_t(ty) + r) * out_w_, out + size_t(r) * row,
                       sizeof(float) * size_t(out_w_));
       }
   }
@@ -794,9 +856,8 @@ struct Geometry {
         groups((tw + simd::kLanes - 1) / simd::kLanes),
         hq(2 * th + 1),
         wq(2 * groups * simd::kLanes + 2),
-        chunk_rows(int(std::clamp<size_t>(
-            kWinogradChunkFloats / ((25 * size_t(s.in.c) + 9 * size_t(s.out.c)) * tw), 1,
-            size_t(th)))),
+        chunk_rows(winograd_chunk_rows((25 * size_t(s.in.c) + 9 * size_t(s.out.c)) * tw, tw)),
+        slots(images_in_flight(chunk_rows, th)),
         ld(int(packed_b_floats(1, chunk_rows * tw))) {
     int p = 0;
     for (int ga = 0; ga < 3; ++ga)
@@ -829,6 +890,7 @@ struct Geometry {
 
   int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
   size_t phase_plane() const { return size_t(hq) * wq; }
+  size_t phases() const { return 4 * size_t(in.c) * phase_plane(); }  // an image's phase planes
 
   Shape in, out;
   Padding pad;
@@ -836,6 +898,8 @@ struct Geometry {
   int groups;      // vectors of blocks across
   int hq, wq;      // a phase plane: rows 2 ty .. 2 ty + 2 of a block row, and vector slack
   int chunk_rows;  // block rows per chunk, so that the transform planes stay in the L2 cache
+                   // (winograd_chunk_rows: a batch's block rows follow one another)
+  int slots;       // images in flight (images_in_flight): image b's phase planes in slot b % slots
   int ld;          // floats per row (channel) of a transform plane: a chunk's blocks, whole tiles
   int plane[kPoints][kPoints] = {};
   int point[25][2] = {};
@@ -884,38 +948,48 @@ class Stride2Winograd final : public PlaneConv {
         for (int c = 0; c < g_.in.c; ++c) offsets_[pr].push_back((q * g_.in.c + c) * g_.ld);
   }
 
-  // The phase planes, 4 transformed rows, V (25 planes), M (9) with a vector of slack, 2 output
-  // rows.
-  size_t scratch_floats() const override {
-    return 4 * size_t(g_.in.c) * g_.phase_plane() + 4 * size_t(g_.wq) +
+  // The phase planes of the images in flight, 4 transformed rows, V (25 planes), M (9) with a
+  // vector of slack, 2 output rows.
+  size_t scratch_floats(int n) const override {
+    return size_t(std::min(n, g_.slots)) * g_.phases() + 4 * size_t(g_.wq) +
            25 * size_t(g_.in.c) * g_.ld + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes +
            4 * size_t(g_.groups) * simd::kLanes;
   }
 
-  void run(const float* x, float* y, const float* bias, float* scratch) const override {
+  void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n, const float* bias,
+           float* scratch) const override {
+    const int slots = std::min(n, g_.slots);
     float* xp = scratch;
-    float* rows = xp + 4 * size_t(g_.in.c) * g_.phase_plane();
+    float* rows = xp + size_t(slots) * g_.phases();
     float* v = rows + 4 * size_t(g_.wq);
     float* m = v + 25 * size_t(g_.in.c) * g_.ld;
     float* out = m + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes;
-    split_phases(x, g_.in, g_.pad, 2, 2, g_.hq, g_.wq, xp);
-    for (int ty0 = 0; ty0 < g_.th; ty0 += g_.chunk_rows)
-      chunk(xp, ty0, std::min(g_.th, ty0 + g_.chunk_rows), rows, v, m, out, y, bias);
+    int ready = 0;  // images split so far
+    for (int row0 = 0; row0 < n * g_.th; row0 += g_.chunk_rows) {
+      const int row1 = std::min(n * g_.th, row0 + g_.chunk_rows);
+      for (; ready <= (row1 - 1) / g_.th; ++ready)
+        split_phases(x + size_t(ready) * x_stride, g_.in, g_.pad, 2, 2, g_.hq, g_.wq,
+                     xp + size_t(ready % slots) * g_.phases());
+      chunk(xp, slots, row0, row1, rows, v, m, out, y, y_stride, bias);
+    }
   }
 
  private:
-  void chunk(const float* xp, int ty0, int ty1, float* rows, float* v, float* m, float* out,
-             float* y, const float* bias) const {
+  // Block rows [row0, row1) of the batch (row r: image r / th, its block row r % th).
+  void chunk(const float* xp, int slots, int row0, int row1, float* rows, float* v, float* m,
+             float* out, float* y, size_t y_stride, const float* bias) const {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     const int ic = g_.in.c, oc = g_.out.c, wq = g_.wq, ld = g_.ld;
     // V_(a,b)[c, block]: point a down (whole phase rows at once), then point b across, a vector
     // of blocks at a time from stride-2 loads.
     for (int c = 0; c < ic; ++c)
-      for (int ty = ty0; ty < ty1; ++ty) {
+      for (int br = row0; br < row1; ++br) {
+        const int img = br / g_.th, ty = br - img * g_.th;
         const float* r[kPoints][2];  // point a down, for the even and the odd phase across
         for (int pj = 0; pj < 2; ++pj) {
-          const float* e = xp + ((size_t(c) * 2) * 2 + pj) * g_.phase_plane() + 2 * size_t(ty) * wq;
+          const float* e = xp + size_t(img % slots) * g_.phases() +
+                           ((size_t(c) * 2) * 2 + pj) * g_.phase_plane() + 2 * size_t(ty) * wq;
           const float* d = e + 2 * g_.phase_plane();
           float* t0 = rows + size_t(2 * pj) * wq;
           float* t3 = t0 + wq;
@@ -931,7 +1005,7 @@ class Stride2Winograd final : public PlaneConv {
         }
         for (int gr = 0; gr < g_.groups; ++gr) {
           const int tx = gr * L, valid = std::min(L, g_.tw - tx);
-          float* dst = v + size_t(c) * ld + size_t(ty - ty0) * g_.tw + tx;
+          float* dst = v + size_t(c) * ld + size_t(br - row0) * g_.tw + tx;
           for (int a = 0; a < kPoints; ++a) {
             const float* p0 = r[a][0] + 2 * tx;
             const float* p1 = r[a][1] + 2 * tx;
@@ -947,7 +1021,7 @@ class Stride2Winograd final : public PlaneConv {
         }
       }
     // M_pair = U_pair V_pair, the bias at the middle pair.
-    const int n = (ty1 - ty0) * g_.tw;
+    const int n = (row1 - row0) * g_.tw;
     for (int pr = 0; pr < 9; ++pr)
       multiply_shifted(oc, n, g_.members(pr) * ic, a_[pr].data(), v, offsets_[pr].data(),
                        m + size_t(pr) * oc * ld, ld, pr == 4 ? bias : nullptr);
@@ -955,8 +1029,9 @@ class Stride2Winograd final : public PlaneConv {
     float* out0 = out;
     float* out1 = out + 2 * size_t(g_.groups) * L;
     for (int o = 0; o < oc; ++o)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* mo = m + size_t(o) * ld + size_t(ty - ty0) * g_.tw;
+      for (int br = row0; br < row1; ++br) {
+        const int img = br / g_.th, ty = br - img * g_.th;
+        const float* mo = m + size_t(o) * ld + size_t(br - row0) * g_.tw;
         for (int gr = 0; gr < g_.groups; ++gr) {
           const int tx = gr * L;
           Vec q[9];
@@ -974,7 +1049,7 @@ class Stride2Winograd final : public PlaneConv {
           simd::store(out1 + 2 * tx, lo);
           simd::store(out1 + 2 * tx + L, hi);
         }
-        float* yo = y + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
+        float* yo = y + size_t(img) * y_stride + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
         std::memcpy(yo, out0, sizeof(float) * size_t(g_.out.w));
         if (2 * ty + 1 < g_.out.h)
           std::memcpy(yo + g_.out.w, out1, sizeof(float) * size_t(g_.out.w));
@@ -1000,43 +1075,58 @@ class Stride2WinogradBackward final : public PlaneConv {
     for (int o = 0; o < g_.out.c; ++o) offsets_.push_back(o * g_.ld);
   }
 
-  // The phase planes of dx, two rows of dy, Z (9 planes) and the points (25).
-  size_t scratch_floats() const override {
-    return 4 * size_t(g_.in.c) * g_.phase_plane() + 2 * size_t(row_floats()) +
+  // The phase planes of dx of the images in flight, two rows of dy, Z (9 planes) and the points
+  // (25).
+  size_t scratch_floats(int n) const override {
+    return size_t(std::min(n, g_.slots)) * g_.phases() + 2 * size_t(row_floats()) +
            9 * size_t(g_.out.c) * g_.ld + 25 * size_t(g_.in.c) * g_.ld;
   }
 
-  void run(const float* dy, float* dx, const float*, float* scratch) const override {
+  void run(const float* dy, size_t dy_stride, float* dx, size_t dx_stride, int n, const float*,
+           float* scratch) const override {
+    const int slots = std::min(n, g_.slots);
     float* q = scratch;
-    float* rows = q + 4 * size_t(g_.in.c) * g_.phase_plane();
+    float* rows = q + size_t(slots) * g_.phases();
     float* z = rows + 2 * size_t(row_floats());
     float* pts = z + 9 * size_t(g_.out.c) * g_.ld;
-    std::memset(q, 0, sizeof(float) * 4 * size_t(g_.in.c) * g_.phase_plane());
     std::memset(rows, 0, sizeof(float) * 2 * size_t(row_floats()));
-    for (int ty0 = 0; ty0 < g_.th; ty0 += g_.chunk_rows)
-      chunk(dy, ty0, std::min(g_.th, ty0 + g_.chunk_rows), rows, z, pts, q);
-    merge_phases(q, g_.phase_plane(), 4 * g_.phase_plane(), size_t(g_.wq), g_.in, g_.pad, 2, 2, dx);
+    // An image's slot is zeroed when a chunk first reaches it, and merged into dx once a chunk
+    // has done its last block row.
+    int zeroed = 0, merged = 0;
+    for (int row0 = 0; row0 < n * g_.th; row0 += g_.chunk_rows) {
+      const int row1 = std::min(n * g_.th, row0 + g_.chunk_rows);
+      for (; zeroed <= (row1 - 1) / g_.th; ++zeroed)
+        std::memset(q + size_t(zeroed % slots) * g_.phases(), 0, sizeof(float) * g_.phases());
+      chunk(dy, dy_stride, slots, row0, row1, rows, z, pts, q);
+      for (; merged < n && (merged + 1) * g_.th <= row1; ++merged)
+        merge_phases(q + size_t(merged % slots) * g_.phases(), g_.phase_plane(),
+                     4 * g_.phase_plane(), size_t(g_.wq), g_.in, g_.pad, 2, 2,
+                     dx + size_t(merged) * dx_stride);
+    }
   }
 
  private:
   // A row of dy and the zeros the last vector of blocks reads past it.
   int row_floats() const { return 2 * g_.groups * simd::kLanes + simd::kLanes; }
 
-  void chunk(const float* dy, int ty0, int ty1, float* rows, float* z, float* pts, float* q) const {
+  // Block rows [row0, row1) of the batch (row r: image r / th, its block row r % th).
+  void chunk(const float* dy, size_t dy_stride, int slots, int row0, int row1, float* rows,
+             float* z, float* pts, float* q) const {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     const int ic = g_.in.c, oc = g_.out.c, ld = g_.ld, wo = g_.out.w;
     float* r0 = rows;
     float* r1 = rows + row_floats();
     for (int o = 0; o < oc; ++o)
-      for (int ty = ty0; ty < ty1; ++ty) {
-        const float* d = dy + (size_t(o) * g_.out.h + 2 * size_t(ty)) * wo;
+      for (int br = row0; br < row1; ++br) {
+        const int img = br / g_.th, ty = br - img * g_.th;
+        const float* d = dy + size_t(img) * dy_stride + (size_t(o) * g_.out.h + 2 * size_t(ty)) * wo;
         std::memcpy(r0, d, sizeof(float) * size_t(wo));
         if (2 * ty + 1 < g_.out.h)
           std::memcpy(r1, d + wo, sizeof(float) * size_t(wo));
         else
           std::memset(r1, 0, sizeof(float) * size_t(wo));
-        float* dst = z + size_t(o) * ld + size_t(ty - ty0) * g_.tw;
+        float* dst = z + size_t(o) * ld + size_t(br - row0) * g_.tw;
         for (int gr = 0; gr < g_.groups; ++gr) {
           const int tx = gr * L, valid = std::min(L, g_.tw - tx);
           Vec c[2][3];
@@ -1056,7 +1146,7 @@ class Stride2WinogradBackward final : public PlaneConv {
         }
       }
     // The points: rows (member, c) of each pair = U_pair^T Z_pair.
-    const int n = (ty1 - ty0) * g_.tw;
+    const int n = (row1 - row0) * g_.tw;
     for (int pr = 0; pr < 9; ++pr)
       multiply_shifted(g_.members(pr) * ic, n, oc, a_[pr].data(), z + size_t(pr) * oc * ld,
                        offsets_.data(), pts + size_t(g_.pair_first[pr]) * ic * ld, ld);
@@ -1064,10 +1154,11 @@ class Stride2WinogradBackward final : public PlaneConv {
     // 2ty + 1 of the odd one), then across; the lanes past the last block add zeros.
     const size_t plane = g_.phase_plane();
     for (int c = 0; c < ic; ++c)
-      for (int ty = ty0; ty < ty1; ++ty)
+      for (int br = row0; br < row1; ++br)
         for (int gr = 0; gr < g_.groups; ++gr) {
+          const int img = br / g_.th, ty = br - img * g_.th;
           const int tx = gr * L, valid = std::min(L, g_.tw - tx);
-          const float* src = pts + size_t(c) * ld + size_t(ty - ty0) * g_.tw + tx;
+          const float* src = pts + size_t(c) * ld + size_t(br - row0) * g_.tw + tx;
           Vec p[kPoints][kPoints];
           for (int a = 0; a < kPoints; ++a)
             for (int b = 0; b < kPoints; ++b)
@@ -1083,7 +1174,8 @@ class Stride2WinogradBackward final : public PlaneConv {
                      : k == 3 ? p[1][b]
                               : p[4][b];
             const int pi = k < 3 ? 0 : 1, yq = 2 * ty + (k < 3 ? k : k - 3);
-            float* even = q + ((size_t(c) * 2 + pi) * 2) * plane + size_t(yq) * g_.wq + 2 * tx;
+            float* even = q + size_t(img % slots) * g_.phases() +
+                          ((size_t(c) * 2 + pi) * 2) * plane + size_t(yq) * g_.wq + 2 * tx;
             float* odd = even + plane;
             Vec lo, hi;
             simd::interleave(x[0], x[2] - x[0] - x[3], &lo, &hi);
@@ -1288,13 +1380,13 @@ class Conv2d final : public Layer {
     }
   }
 
-  // Packed operand, GEMM output and one im2col row, for one chunk (the shifted form: the padded
-  // image and the padded output of one image, forward or backward).
+  // Packed operand, GEMM output and one im2col row, for one chunk (the plane forms: what theirs
+  // need for n images, forward or backward).
   size_t scratch_floats(int n) const override {
     if (taps_) return taps_->scratch_floats(n);
     size_t floats = 0;
-    if (forward_plane_) floats = forward_plane_->scratch_floats();
-    if (backward_plane_) floats = std::max(floats, backward_plane_->scratch_floats());
+    if (forward_plane_) floats = forward_plane_->scratch_floats(n);
+    if (backward_plane_) floats = std::max(floats, backward_plane_->scratch_floats(n));
     if (forward_plane_ && backward_plane_) return floats;
     const int cols = std::min(n, chunk_) * p_;
     const int depth = std::max(k_, spec().out.c);
@@ -1306,11 +1398,8 @@ class Conv2d final : public Layer {
     const LayerSpec& s = spec();
     const float* bias = bias_.empty() ? nullptr : bias_.data();
     if (taps_) return taps_->forward(x, y, n, bias, scratch);
-    if (forward_plane_) {
-      for (int b = 0; b < n; ++b)
-        forward_plane_->run(x + size_t(b) * s.in.size(), y + size_t(b) * s.out.size(), bias, scratch);
-      return;
-    }
+    if (forward_plane_)
+      return forward_plane_->run(x, size_t(s.in.size()), y, size_t(s.out.size()), n, bias, scratch);
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0), cols = nb * p_;
       float* packed = scratch;
@@ -1339,12 +1428,9 @@ class Conv2d final : public Layer {
     const LayerSpec& s = spec();
     const int oc = s.out.c;
     if (taps_) return taps_->backward(dy, dx, n, scratch);
-    if (backward_plane_) {
-      for (int b = 0; b < n; ++b)
-        backward_plane_->run(dy + size_t(b) * s.out.size(), dx + size_t(b) * s.in.size(), nullptr,
-                               scratch);
-      return;
-    }
+    if (backward_plane_)
+      return backward_plane_->run(dy, size_t(s.out.size()), dx, size_t(s.in.size()), n, nullptr,
+                                  scratch);
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0), cols = nb * p_;
       float* packed = scratch;
