@@ -166,8 +166,10 @@ int LangevinSampler::slice_size() const {
            kSliceBudgetBytes;
   };
   // The most chains whose workspaces fit the budget (they grow with the chains, by steps where
-  // a layer's scratch holds a chunk of images), at least one: doubling, then halving the gap.
-  constexpr int kMost = 1 << 20;
+  // a layer's scratch holds a chunk of images), at least one and at most kSliceMostChains (a
+  // power of two): doubling, then halving the gap.
+  constexpr int kMost = kSliceMostChains;
+  static_assert(kMost >= 4 && (kMost & (kMost - 1)) == 0, "the search below doubles from 2 to kMost");
   if (!fits(2)) return 1;
   int lo = 2, hi = 4;  // fits(lo); hi unknown
   while (hi < kMost && fits(hi)) lo = hi, hi *= 2;
