@@ -448,6 +448,18 @@ int winograd_chunk_rows(size_t per_row, int tw) {
 // what a chunk reads was written just before.
 int images_in_flight(int rows, int th) { return (rows + th - 2) / th + 1; }
 
+// A forward call's images in a Winograd form: image b's padded (or phase-split) input in slot
+// b % slots of xp, `padded` floats a slot (images_in_flight), its output at y + b * stride.
+struct WinogradImages {
+  const float* xp;
+  int slots;
+  size_t padded;
+  float* y;
+  size_t stride;
+  const float* in(int img) const { return xp + size_t(img % slots) * padded; }
+  float* out(int img) const { return y + size_t(img) * stride; }
+};
+
 // The first `valid` lanes of v to dst.
 void store_some(float* dst, simd::Vec v, int valid) {
   if (valid == simd::kLanes) {
@@ -487,7 +499,7 @@ class WinogradForm : public PlaneConv {
 
   void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n, const float* bias,
            float* scratch) const override {
-    const Batch batch{scratch, std::min(n, slots_), padded(), y, y_stride};
+    const WinogradImages batch{scratch, std::min(n, slots_), padded(), y, y_stride};
     float* rows = scratch + size_t(batch.slots) * padded();
     float* v = rows + size_t(block_ + 2) * wp_;
     float* m = v + size_t(points_) * in_ * ld_;
@@ -558,19 +570,8 @@ class WinogradForm : public PlaneConv {
   int out_row() const { return block_ * groups_ * simd::kLanes; }
   size_t padded() const { return size_t(in_) * hp_ * wp_; }  // an image's padded planes
 
-  // A call's images: image b's padded planes in slot b % slots of xp (images_in_flight), its
-  // output at y + b * stride.
-  struct Batch {
-    const float* xp;
-    int slots;
-    size_t padded;
-    float* y;
-    size_t stride;
-    const float* in(int img) const { return xp + size_t(img % slots) * padded; }
-    float* out(int img) const { return y + size_t(img) * stride; }
-  };
   // Block rows [r0, r1) of the batch: their V, the GEMMs, their outputs.
-  virtual void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m,
+  virtual void chunk(const WinogradImages& batch, int r0, int r1, float* rows, float* v, float* m,
                      float* out, const float* bias) const = 0;
 
   int block_, points_, in_, in_h_, in_w_, out_c_;
@@ -602,8 +603,8 @@ class Winograd final : public WinogradForm {
 
  private:
   // Block rows [r0, r1) of the batch: their V, the 16 GEMMs, their outputs.
-  void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m, float* out,
-             const float* bias) const override {
+  void chunk(const WinogradImages& batch, int r0, int r1, float* rows, float* v, float* m,
+             float* out, const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: rows first (B^T d, whole padded rows at once), then the
@@ -630,7 +631,8 @@ class Winograd final : public WinogradForm {
             const Vec e2 = simd::even_lanes(simd::load(p + 2), simd::load(p + 2 + L));
             const Vec e3 = simd::even_lanes(simd::load(p + 3), simd::load(p + 3 + L));
             const Vec col[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
-            for (int l = 0; l < 4; ++l) store_some(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
+            for (int l = 0; l < 4; ++l)
+              store_some(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
           }
         }
       }
@@ -763,8 +765,8 @@ class Winograd4 final : public WinogradForm {
 
  private:
   // Block rows [r0, r1) of the batch: their V, the 36 GEMMs, their outputs.
-  void chunk(const Batch& batch, int r0, int r1, float* rows, float* v, float* m, float* out,
-             const float* bias) const override {
+  void chunk(const WinogradImages& batch, int r0, int r1, float* rows, float* v, float* m,
+             float* out, const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, then each
@@ -816,8 +818,8 @@ class Winograd4 final : public WinogradForm {
           }
         }
         for (int r = 0; r < 4 && 4 * ty + r < out_h_; ++r)
-          std::memcpy(batch.out(img) + (size_t(o) * out_h_ + 4 * size_t(ty) + r) * out_w_, out + size_t(r) * row,
-                      sizeof(float) * size_t(out_w_));
+          std::memcpy(batch.out(img) + (size_t(o) * out_h_ + 4 * size_t(ty) + r) * out_w_,
+                      out + size_t(r) * row, sizeof(float) * size_t(out_w_));
       }
   }
 };
@@ -958,9 +960,8 @@ class Stride2Winograd final : public PlaneConv {
 
   void run(const float* x, size_t x_stride, float* y, size_t y_stride, int n, const float* bias,
            float* scratch) const override {
-    const int slots = std::min(n, g_.slots);
-    float* xp = scratch;
-    float* rows = xp + size_t(slots) * g_.phases();
+    const WinogradImages batch{scratch, std::min(n, g_.slots), g_.phases(), y, y_stride};
+    float* rows = scratch + size_t(batch.slots) * g_.phases();
     float* v = rows + 4 * size_t(g_.wq);
     float* m = v + 25 * size_t(g_.in.c) * g_.ld;
     float* out = m + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes;
@@ -969,15 +970,15 @@ class Stride2Winograd final : public PlaneConv {
       const int row1 = std::min(n * g_.th, row0 + g_.chunk_rows);
       for (; ready <= (row1 - 1) / g_.th; ++ready)
         split_phases(x + size_t(ready) * x_stride, g_.in, g_.pad, 2, 2, g_.hq, g_.wq,
-                     xp + size_t(ready % slots) * g_.phases());
-      chunk(xp, slots, row0, row1, rows, v, m, out, y, y_stride, bias);
+                     scratch + size_t(ready % batch.slots) * g_.phases());
+      chunk(batch, row0, row1, rows, v, m, out, bias);
     }
   }
 
  private:
   // Block rows [row0, row1) of the batch (row r: image r / th, its block row r % th).
-  void chunk(const float* xp, int slots, int row0, int row1, float* rows, float* v, float* m,
-             float* out, float* y, size_t y_stride, const float* bias) const {
+  void chunk(const WinogradImages& batch, int row0, int row1, float* rows, float* v, float* m,
+             float* out, const float* bias) const {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     const int ic = g_.in.c, oc = g_.out.c, wq = g_.wq, ld = g_.ld;
@@ -988,8 +989,8 @@ class Stride2Winograd final : public PlaneConv {
         const int img = br / g_.th, ty = br - img * g_.th;
         const float* r[kPoints][2];  // point a down, for the even and the odd phase across
         for (int pj = 0; pj < 2; ++pj) {
-          const float* e = xp + size_t(img % slots) * g_.phases() +
-                           ((size_t(c) * 2) * 2 + pj) * g_.phase_plane() + 2 * size_t(ty) * wq;
+          const float* e = batch.in(img) + ((size_t(c) * 2) * 2 + pj) * g_.phase_plane() +
+                           2 * size_t(ty) * wq;
           const float* d = e + 2 * g_.phase_plane();
           float* t0 = rows + size_t(2 * pj) * wq;
           float* t3 = t0 + wq;
@@ -1049,7 +1050,7 @@ class Stride2Winograd final : public PlaneConv {
           simd::store(out1 + 2 * tx, lo);
           simd::store(out1 + 2 * tx + L, hi);
         }
-        float* yo = y + size_t(img) * y_stride + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
+        float* yo = batch.out(img) + (size_t(o) * g_.out.h + 2 * size_t(ty)) * g_.out.w;
         std::memcpy(yo, out0, sizeof(float) * size_t(g_.out.w));
         if (2 * ty + 1 < g_.out.h)
           std::memcpy(yo + g_.out.w, out1, sizeof(float) * size_t(g_.out.w));
@@ -1120,7 +1121,8 @@ class Stride2WinogradBackward final : public PlaneConv {
     for (int o = 0; o < oc; ++o)
       for (int br = row0; br < row1; ++br) {
         const int img = br / g_.th, ty = br - img * g_.th;
-        const float* d = dy + size_t(img) * dy_stride + (size_t(o) * g_.out.h + 2 * size_t(ty)) * wo;
+        const float* d =
+            dy + size_t(img) * dy_stride + (size_t(o) * g_.out.h + 2 * size_t(ty)) * wo;
         std::memcpy(r0, d, sizeof(float) * size_t(wo));
         if (2 * ty + 1 < g_.out.h)
           std::memcpy(r1, d + wo, sizeof(float) * size_t(wo));
