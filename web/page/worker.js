@@ -99,7 +99,7 @@ function warmUp(m, card, loadId) {
   const error = walkOnce(m, params, params.steps);
   // Refused (it should not be: the page's test says so), the model's own settings for two steps.
   if (error) walkOnce(m, {}, 2);
-  postMessage({ type: 'warmed', job: null, load: loadId, ms: performance.now() - t0, error });
+  postMessage({ type: 'warmed', load: loadId, ms: performance.now() - t0, error });
 }
 
 function newModel(bytes) {

@@ -448,6 +448,20 @@ int winograd_chunk_rows(size_t per_row, int tw) {
 // what a chunk reads was written just before.
 int images_in_flight(int rows, int th) { return (rows + th - 2) / th + 1; }
 
+// The block rows of n images (th an image) in chunks of `rows`, in order: begin(img) for each
+// image as the first chunk that touches it comes up, chunk(r0, r1) for rows [r0, r1), then
+// end(img) for each image whose last row that chunk did.
+template <class Begin, class Chunk, class End>
+void for_each_chunk(int n, int th, int rows, Begin begin, Chunk chunk, End end) {
+  int begun = 0, ended = 0;
+  for (int r0 = 0; r0 < n * th; r0 += rows) {
+    const int r1 = std::min(n * th, r0 + rows);
+    for (; begun <= (r1 - 1) / th; ++begun) begin(begun);
+    chunk(r0, r1);
+    for (; ended < n && (ended + 1) * th <= r1; ++ended) end(ended);
+  }
+}
+
 // A forward call's images in a Winograd form: image b's padded (or phase-split) input in slot
 // b % slots of xp, `padded` floats a slot (images_in_flight), its output at y + b * stride.
 struct WinogradImages {
@@ -504,16 +518,15 @@ class WinogradForm : public PlaneConv {
     float* v = rows + size_t(block_ + 2) * wp_;
     float* m = v + size_t(points_) * in_ * ld_;
     float* out = m + size_t(points_) * out_c_ * ld_ + simd::kLanes;
-    int ready = 0;  // images padded so far
-    for (int r0 = 0; r0 < n * th_; r0 += chunk_rows_) {
-      const int r1 = std::min(n * th_, r0 + chunk_rows_);
-      // The zero-padded inputs: pad.top rows above, at least pad.bottom below, as many as the
-      // last (partial) block needs.
-      for (; ready <= (r1 - 1) / th_; ++ready)
-        pad_planes(x + size_t(ready) * x_stride, in_, in_h_, in_w_, pad_, hp_, wp_,
-                   scratch + size_t(ready % batch.slots) * padded());
-      chunk(batch, r0, r1, rows, v, m, out, bias);
-    }
+    // The zero-padded inputs: pad.top rows above, at least pad.bottom below, as many as the
+    // last (partial) block needs.
+    for_each_chunk(
+        n, th_, chunk_rows_,
+        [&](int img) {
+          pad_planes(x + size_t(img) * x_stride, in_, in_h_, in_w_, pad_, hp_, wp_,
+                     scratch + size_t(img % batch.slots) * padded());
+        },
+        [&](int r0, int r1) { chunk(batch, r0, r1, rows, v, m, out, bias); }, [](int) {});
   }
 
  protected:
@@ -965,14 +978,13 @@ class Stride2Winograd final : public PlaneConv {
     float* v = rows + 4 * size_t(g_.wq);
     float* m = v + 25 * size_t(g_.in.c) * g_.ld;
     float* out = m + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes;
-    int ready = 0;  // images split so far
-    for (int row0 = 0; row0 < n * g_.th; row0 += g_.chunk_rows) {
-      const int row1 = std::min(n * g_.th, row0 + g_.chunk_rows);
-      for (; ready <= (row1 - 1) / g_.th; ++ready)
-        split_phases(x + size_t(ready) * x_stride, g_.in, g_.pad, 2, 2, g_.hq, g_.wq,
-                     scratch + size_t(ready % batch.slots) * g_.phases());
-      chunk(batch, row0, row1, rows, v, m, out, bias);
-    }
+    for_each_chunk(
+        n, g_.th, g_.chunk_rows,
+        [&](int img) {
+          split_phases(x + size_t(img) * x_stride, g_.in, g_.pad, 2, 2, g_.hq, g_.wq,
+                       scratch + size_t(img % batch.slots) * g_.phases());
+        },
+        [&](int row0, int row1) { chunk(batch, row0, row1, rows, v, m, out, bias); }, [](int) {});
   }
 
  private:
@@ -1093,17 +1105,17 @@ class Stride2WinogradBackward final : public PlaneConv {
     std::memset(rows, 0, sizeof(float) * 2 * size_t(row_floats()));
     // An image's slot is zeroed when a chunk first reaches it, and merged into dx once a chunk
     // has done its last block row.
-    int zeroed = 0, merged = 0;
-    for (int row0 = 0; row0 < n * g_.th; row0 += g_.chunk_rows) {
-      const int row1 = std::min(n * g_.th, row0 + g_.chunk_rows);
-      for (; zeroed <= (row1 - 1) / g_.th; ++zeroed)
-        std::memset(q + size_t(zeroed % slots) * g_.phases(), 0, sizeof(float) * g_.phases());
-      chunk(dy, dy_stride, slots, row0, row1, rows, z, pts, q);
-      for (; merged < n && (merged + 1) * g_.th <= row1; ++merged)
-        merge_phases(q + size_t(merged % slots) * g_.phases(), g_.phase_plane(),
-                     4 * g_.phase_plane(), size_t(g_.wq), g_.in, g_.pad, 2, 2,
-                     dx + size_t(merged) * dx_stride);
-    }
+    for_each_chunk(
+        n, g_.th, g_.chunk_rows,
+        [&](int img) {
+          std::memset(q + size_t(img % slots) * g_.phases(), 0, sizeof(float) * g_.phases());
+        },
+        [&](int row0, int row1) { chunk(dy, dy_stride, slots, row0, row1, rows, z, pts, q); },
+        [&](int img) {
+          merge_phases(q + size_t(img % slots) * g_.phases(), g_.phase_plane(),
+                       4 * g_.phase_plane(), size_t(g_.wq), g_.in, g_.pad, 2, 2,
+                       dx + size_t(img) * dx_stride);
+        });
   }
 
  private:
