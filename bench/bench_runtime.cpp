@@ -29,9 +29,11 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   ebm::Network net(file ? ebm::load_model(dir + "/" + preset)
                         : ebm::random_model(ebm::load_preset(dir + "/presets/" + preset + ".json").arch, 1));
   const int batch = int(state.range(0)), threads = int(state.range(1));
-  // slice: chains per network call (LangevinSampler::set_max_batch): 0 automatic (the default,
-  // bounded workspaces), -1 the whole batch at once (as before slicing).
+  // slice: chains per network call (LangevinSampler::set_max_batch, and the network's own
+  // slices, Network::set_slice_images): 0 automatic (the default, bounded workspaces), -1 the
+  // whole batch at once (as before slicing).
   const int slice = state.range(2) < 0 ? batch : int(state.range(2));
+  net.set_slice_images(slice);
   ebm::SamplerParams params;
   params.steps = 1 << 30;
   ebm::LangevinSampler sampler(net, params, 1, threads);

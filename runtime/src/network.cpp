@@ -20,6 +20,20 @@ Network::Network(const Model& model) {
   card_ = folded.card;
   if (model.autoguide) autoguide_ = std::make_shared<const Network>(*model.autoguide);
   for (const LayerSpec& l : arch_.layers) layers_.push_back(make_layer(l, folded));
+  set_slice_images(0);
+}
+
+void Network::set_slice_images(int n) {
+  if (n < 0) throw Error("a slice must be >= 1 image (0 = automatic), got " + std::to_string(n));
+  slice_ = n > 0 ? n : most_images_that_fit(kSliceMostImages, [&](int k) {
+    return workspace_bytes(k) <= kSliceBudgetBytes;
+  });
+}
+
+template <class F>
+void Network::in_slices(int n, F f) const {
+  if (n < 1) throw Error("batch size must be at least 1, got " + std::to_string(n));
+  for (int b0 = 0; b0 < n; b0 += slice_) f(b0, std::min(slice_, n - b0));
 }
 
 Network Network::from_bytes(const uint8_t* bytes, size_t size) {
@@ -60,6 +74,7 @@ Network::WorkspaceSizes Network::workspace_sizes(int n) const {
 size_t Network::workspace_bytes(int n) const { return sizeof(float) * workspace_sizes(n).total(); }
 
 void Network::reserve(Workspace& ws, int n) const {
+  n = std::min(n, slice_);
   if (n <= ws.capacity) return;
   const WorkspaceSizes z = workspace_sizes(n);
   size_t total = 0;
@@ -197,21 +212,30 @@ void Network::denoiser_energy(Workspace& ws, const float* x, int n, float sigma,
 
 void Network::energy(Workspace& ws, const float* x, int n, float* e, float sigma) const {
   if (kind_ != ModelKind::kEnergy) throw Error("energy() needs an energy model; this is a classifier");
-  if (energy_.denoiser) return denoiser_energy(ws, x, n, sigma, e, nullptr);
-  forward(ws, x, n, layers_.size());
-  std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
+  const size_t d = size_t(image_.size());
+  in_slices(n, [&](int b0, int nb) {
+    const float* xs = x + size_t(b0) * d;
+    if (energy_.denoiser) return denoiser_energy(ws, xs, nb, sigma, e + b0, nullptr);
+    forward(ws, xs, nb, layers_.size());
+    std::memcpy(e + b0, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(nb));
+  });
 }
 
 void Network::energy_and_input_grad(Workspace& ws, const float* x, int n, float* e, float* grad,
                                     float sigma) const {
   if (kind_ != ModelKind::kEnergy)
     throw Error("energy_and_input_grad() needs an energy model; this is a classifier");
-  if (energy_.denoiser) return denoiser_energy(ws, x, n, sigma, e, grad);
-  forward(ws, x, n, layers_.size());
-  std::memcpy(e, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(n));
-  float* dy = ws.grads.data() + ws.grad_offset.back();
-  std::fill(dy, dy + n, 1.0f);  // dE/d(output) = 1 for every image
-  backward(ws, x, n, grad);
+  const size_t d = size_t(image_.size());
+  in_slices(n, [&](int b0, int nb) {
+    const float* xs = x + size_t(b0) * d;
+    float* gs = grad + size_t(b0) * d;
+    if (energy_.denoiser) return denoiser_energy(ws, xs, nb, sigma, e + b0, gs);
+    forward(ws, xs, nb, layers_.size());
+    std::memcpy(e + b0, ws.acts.data() + ws.act_offset.back(), sizeof(float) * size_t(nb));
+    float* dy = ws.grads.data() + ws.grad_offset.back();
+    std::fill(dy, dy + nb, 1.0f);  // dE/d(output) = 1 for every image
+    backward(ws, xs, nb, gs);
+  });
 }
 
 const float* Network::classifier_input(Workspace& ws, const float* x, int n, float sigma,
@@ -237,11 +261,14 @@ const float* Network::classifier_input(Workspace& ws, const float* x, int n, flo
 }
 
 void Network::logits(Workspace& ws, const float* x, int n, float* out, float sigma) const {
-  float c_in = 1;
-  x = classifier_input(ws, x, n, sigma, &c_in);
-  forward(ws, x, n, layers_.size());
-  std::memcpy(out, ws.acts.data() + ws.act_offset.back(),
-              sizeof(float) * size_t(n) * size_t(outputs()));
+  const size_t d = size_t(image_.size()), k = size_t(outputs());
+  in_slices(n, [&](int b0, int nb) {
+    float c_in = 1;
+    const float* in = classifier_input(ws, x + size_t(b0) * d, nb, sigma, &c_in);
+    forward(ws, in, nb, layers_.size());
+    std::memcpy(out + size_t(b0) * k, ws.acts.data() + ws.act_offset.back(),
+                sizeof(float) * size_t(nb) * k);
+  });
 }
 
 void Network::check_target(const std::vector<float>& target) const {
@@ -266,6 +293,15 @@ void Network::cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
                                            const std::vector<float>& target, float* ce,
                                            float* grad, float sigma) const {
   check_target(target);
+  const size_t d = size_t(image_.size());
+  in_slices(n, [&](int b0, int nb) {
+    cross_entropy_slice(ws, x + size_t(b0) * d, nb, target, ce + b0, grad + size_t(b0) * d, sigma);
+  });
+}
+
+void Network::cross_entropy_slice(Workspace& ws, const float* x, int n,
+                                  const std::vector<float>& target, float* ce, float* grad,
+                                  float sigma) const {
   float c_in = 1;
   const float* in = classifier_input(ws, x, n, sigma, &c_in);
   forward(ws, in, n, layers_.size());
@@ -300,16 +336,20 @@ void Network::cross_entropy_and_input_grad(Workspace& ws, const float* x, int n,
 }
 
 void Network::features(Workspace& ws, const float* x, int n, float* out, float sigma) const {
-  const size_t k = layers_.size() - 1;
-  float c_in = 1;
-  x = classifier_input(ws, x, n, sigma, &c_in);
-  if (k == 0) {
-    std::memcpy(out, x, sizeof(float) * size_t(n) * size_t(arch_.input.size()));
-    return;
-  }
-  forward(ws, x, n, k);
-  std::memcpy(out, ws.acts.data() + ws.act_offset[k - 1],
-              sizeof(float) * size_t(n) * size_t(feature_size()));
+  const size_t k = layers_.size() - 1, d = size_t(image_.size());
+  // The last layer's input: the network's input itself for a single layer.
+  const size_t f = k == 0 ? size_t(arch_.input.size()) : size_t(feature_size());
+  in_slices(n, [&](int b0, int nb) {
+    float c_in = 1;
+    const float* in = classifier_input(ws, x + size_t(b0) * d, nb, sigma, &c_in);
+    float* o = out + size_t(b0) * f;
+    if (k == 0) {
+      std::memcpy(o, in, sizeof(float) * size_t(nb) * f);
+      return;
+    }
+    forward(ws, in, nb, k);
+    std::memcpy(o, ws.acts.data() + ws.act_offset[k - 1], sizeof(float) * size_t(nb) * f);
+  });
 }
 
 }  // namespace ebm

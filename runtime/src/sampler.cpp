@@ -165,20 +165,10 @@ int LangevinSampler::slice_size() const {
                (weak ? weak->workspace_bytes(n) : 0) <=
            kSliceBudgetBytes;
   };
-  // The most chains whose workspaces fit the budget (they grow with the chains, by steps where
-  // a layer's scratch holds a chunk of images), at least one and at most kSliceMostChains (a
-  // power of two): doubling, then halving the gap.
-  constexpr int kMost = kSliceMostChains;
-  static_assert(kMost >= 4 && (kMost & (kMost - 1)) == 0, "the search below doubles from 2 to kMost");
-  if (!fits(2)) return 1;
-  int lo = 2, hi = 4;  // fits(lo); hi unknown
-  while (hi < kMost && fits(hi)) lo = hi, hi *= 2;
-  if (hi >= kMost && fits(kMost)) return kMost;
-  while (hi - lo > 1) {  // fits(lo), !fits(hi)
-    const int mid = lo + (hi - lo) / 2;
-    (fits(mid) ? lo : hi) = mid;
-  }
-  return lo;
+  // The most chains whose workspaces fit the budget together (they grow with the chains, by
+  // steps where a layer's scratch holds a chunk of images), at least one and at most
+  // kSliceMostChains.
+  return most_images_that_fit(kSliceMostChains, fits);
 }
 
 size_t LangevinSampler::workspace_bytes() const {

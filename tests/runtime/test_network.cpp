@@ -155,6 +155,76 @@ TEST(Network, AnImagesEnergyDoesNotDependOnTheRestOfTheBatch) {
   }
 }
 
+// A call runs its images in slices (slice_images()) so that its workspace stays small: the same
+// bits whatever the slice, for every kind of call (an energy model, a classifier, a denoiser,
+// whose noise plane is built per slice), and a workspace sized for one slice, not the call.
+TEST(Network, SlicesOfImagesBoundTheWorkspaceWithoutChangingABit) {
+  const Preset p = load_preset(preset_path("paper"));
+  Network paper(random_model(p.arch, 35));
+  // Automatic: the most images whose workspace fits the budget, at most kSliceMostImages.
+  const int automatic = paper.slice_images();
+  EXPECT_GE(automatic, 1);
+  EXPECT_LE(automatic, Network::kSliceMostImages);
+  EXPECT_TRUE(automatic == 1 || paper.workspace_bytes(automatic) <= Network::kSliceBudgetBytes);
+  if (automatic < Network::kSliceMostImages) {
+    EXPECT_GT(paper.workspace_bytes(automatic + 1), Network::kSliceBudgetBytes);
+  }
+  const int n = 11;
+  const size_t d = size_t(p.arch.input.size());
+  const std::vector<float> x = test::random_inputs(n * d, 15);
+  std::vector<float> e0(n), g0(n * d), e_only0(n);
+  paper.energy_and_input_grad(x.data(), n, e0.data(), g0.data());
+  paper.energy(x.data(), n, e_only0.data());
+  for (int slice : {1, 3, n}) {
+    paper.set_slice_images(slice);
+    EXPECT_EQ(paper.slice_images(), slice);
+    Network::Workspace ws, reserved;
+    std::vector<float> e(n), g(n * d), e_only(n);
+    paper.energy_and_input_grad(ws, x.data(), n, e.data(), g.data());
+    EXPECT_EQ(ws.capacity_images(), slice) << "a workspace for one slice of " << slice;
+    paper.reserve(reserved, n);
+    EXPECT_EQ(reserved.capacity_images(), slice) << "reserved for one slice of " << slice;
+    paper.energy(ws, x.data(), n, e_only.data());
+    EXPECT_EQ(e, e0) << "slice " << slice;
+    EXPECT_EQ(g, g0) << "slice " << slice;
+    EXPECT_EQ(e_only, e_only0) << "slice " << slice;
+  }
+  paper.set_slice_images(0);
+  EXPECT_EQ(paper.slice_images(), automatic);
+  expect_error([&] { paper.set_slice_images(-1); }, {"slice", ">= 1", "-1"});
+
+  // A classifier: logits, features and the cross-entropy with its gradient.
+  json layers = kEveryLayer;
+  layers.back()["out_features"] = 3;
+  Network cls(random_model(resolve_architecture({1, 8, 12}, layers), 27, ModelKind::kClassifier));
+  const int m = 7;
+  const std::vector<float> xc = test::random_inputs(size_t(m) * 96, 16), t = {0.2f, 0.3f, 0.5f};
+  auto classify = [&](int slice) {
+    cls.set_slice_images(slice);
+    std::vector<float> out(m * 3 + m * 6 + m + m * 96);
+    float* o = out.data();
+    cls.logits(xc.data(), m, o);
+    cls.features(xc.data(), m, o + m * 3);
+    cls.cross_entropy_and_input_grad(xc.data(), m, t, o + m * 9, o + m * 10);
+    return out;
+  };
+  const std::vector<float> whole = classify(m);
+  for (int slice : {1, 2, 5}) EXPECT_EQ(classify(slice), whole) << "classifier, slice " << slice;
+
+  // The shipped denoiser, which builds its noise plane and composes its gradient per slice.
+  Network den = Network::from_file(std::string(EBM_TEST_MODELS_DIR) + "/bridges.safetensors");
+  const int k = 3;
+  const size_t dd = size_t(den.input_size());
+  const std::vector<float> xd = test::random_inputs(size_t(k) * dd, 17);
+  auto denoise = [&](int slice) {
+    den.set_slice_images(slice);
+    std::vector<float> out(k + k * dd);
+    den.energy_and_input_grad(xd.data(), k, out.data(), out.data() + k, 0.7f);
+    return out;
+  };
+  EXPECT_EQ(denoise(1), denoise(k)) << "denoiser";
+}
+
 TEST(Network, LargeBatchMatchesTheReference) {
   const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 25);
   Network net(m);

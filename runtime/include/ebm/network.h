@@ -60,11 +60,26 @@ class Network {
   // The weaker denoiser a format-3 model carries for autoguidance (model.h), or null.
   const Network* autoguide() const { return autoguide_.get(); }
 
-  // Sizes `ws` for batches of up to n images (done on demand otherwise).
+  // Sizes `ws` for calls of up to n images, of which it runs at most slice_images() at once
+  // (done on demand otherwise).
   void reserve(Workspace& ws, int n) const;
-  // What reserve(ws, n) allocates, in bytes: every layer's output is kept for the backward pass,
-  // so this grows with n (callers bound it by working in slices of images).
+  // What a workspace for a pass over n images at once holds, in bytes: every layer's output is
+  // kept for the backward pass, so this grows with n (hence the slices below).
   size_t workspace_bytes(int n) const;
+
+  // Every call below runs its images in slices of at most this many, one after another, so that
+  // a workspace stays small: by default the most images whose workspace fits kSliceBudgetBytes
+  // (at least one, at most kSliceMostImages). An image's results are the same bits whatever the
+  // slice; only memory and speed change.
+  int slice_images() const { return slice_; }
+  // At most n images a slice (n >= 1), or 0 for the default (tests and benchmarks).
+  void set_slice_images(int n);
+  // 64 MiB and at most 8 images: larger slices of small networks leave the caches for no GEMM
+  // width that matters (natively 32 images of the paper network at once ran 1.07x slower than
+  // slices of 8, of bridges-cd 1.2x; in WebAssembly the paper network as fast, in half the heap),
+  // and the shipped bridge model runs 4 images a slice (bench/README.md, "Chains in slices").
+  static constexpr size_t kSliceBudgetBytes = size_t(64) << 20;
+  static constexpr int kSliceMostImages = 8;
 
   // x: [n, C, H, W] in [-1, 1]. Energy models only; sigma is the noise level of a
   // noise-conditional model (ignored by the others).
@@ -107,6 +122,9 @@ class Network {
   // sigma: a denoiser's noise level, which closes the gated adds above theirs
   // (LayerSpec::sigma_max); 0 for every other network (no gates).
   void forward(Workspace& ws, const float* x, int n, size_t layers, float sigma = 0) const;
+  // f(first, count) for the images [0, n) in slices of at most slice_images(), in order.
+  template <class F>
+  void in_slices(int n, F f) const;
   // Given dL/d(last output) in the last layer's gradient slot, writes dL/dx for the layers' input.
   void backward(Workspace& ws, const float* x, int n, float* grad, float sigma = 0) const;
   const float* output_of(const Workspace& ws, const float* x, int k) const;
@@ -114,6 +132,9 @@ class Network {
   // grad is given, dE/dx.
   void denoiser_energy(Workspace& ws, const float* x, int n, float sigma, float* e,
                        float* grad) const;
+  // cross_entropy_and_input_grad for one slice of images.
+  void cross_entropy_slice(Workspace& ws, const float* x, int n, const std::vector<float>& target,
+                           float* ce, float* grad, float sigma) const;
   // What the layers of a classifier read: x itself, or for a noise-conditional one
   // [c_in x, log(sigma) / 4] built in ws.input (then *c_in is set, else 1).
   const float* classifier_input(Workspace& ws, const float* x, int n, float sigma,
@@ -132,6 +153,26 @@ class Network {
   WorkspaceSizes workspace_sizes(int n) const;
   Workspace own_;
   std::shared_ptr<const Network> autoguide_;
+  int slice_ = 1;
 };
+
+// The most images n in [1, most] for which fits(n) holds (fits must hold for every smaller n
+// where it holds for n; `most` a power of two, at least 4): 1 when fits(2) fails. A doubling
+// search, then halving the gap. Network's slices, and the sampler's, which run several networks.
+static_assert(Network::kSliceMostImages >= 4 &&
+                  (Network::kSliceMostImages & (Network::kSliceMostImages - 1)) == 0,
+              "most_images_that_fit doubles from 2 to kSliceMostImages");
+template <class Fits>
+int most_images_that_fit(int most, Fits fits) {
+  if (!fits(2)) return 1;
+  int lo = 2, hi = 4;  // fits(lo); hi unknown
+  while (hi < most && fits(hi)) lo = hi, hi *= 2;
+  if (hi >= most && fits(most)) return most;
+  while (hi - lo > 1) {  // fits(lo), !fits(hi)
+    const int mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
 
 }  // namespace ebm

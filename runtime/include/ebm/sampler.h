@@ -126,25 +126,23 @@ class LangevinSampler {
 
   // Each thread runs the network on its chains in slices of at most this many (0, the default:
   // as many as keep the workspaces of the energy model and guide within kSliceBudgetBytes, at
-  // least one and at most kSliceMostChains). Every chain's result is the same whatever the
-  // slice: only memory and speed change.
+  // least one and at most kSliceMostChains; a network still runs at most its own
+  // Network::slice_images() at once). Every chain's result is the same whatever the slice: only
+  // memory and speed change.
   void set_max_batch(int chains);
   int slice_size() const;  // the slice in effect
   size_t workspace_bytes() const;  // what the threads' workspaces hold now
   // Per thread. Natively 64 MiB: the shipped bridge model (13.5 MiB a chain with its weaker
   // network) then runs 4 chains a slice, 1.2x faster than one at a time; in WebAssembly 16 MiB,
   // where each worker's heap is what the page pays and one chain at a time was as fast
-  // (bench/README.md, "Chains in slices").
-  // Natively also at most 8 chains a slice: larger slices of small networks leave the cache
-  // for no wider GEMM that matters (32 chains of bridges-cd 1.2x and of the paper network 1.05x
-  // slower than slices of 8; bench/README.md, "Chains in slices").
+  // (bench/README.md, "Chains in slices"). At most 8 chains a slice, as for a network's own
+  // slices (Network::kSliceMostImages).
 #if defined(__EMSCRIPTEN__)
   static constexpr size_t kSliceBudgetBytes = size_t(16) << 20;
-  static constexpr int kSliceMostChains = 1 << 20;
 #else
-  static constexpr size_t kSliceBudgetBytes = size_t(64) << 20;
-  static constexpr int kSliceMostChains = 8;
+  static constexpr size_t kSliceBudgetBytes = Network::kSliceBudgetBytes;
 #endif
+  static constexpr int kSliceMostChains = Network::kSliceMostImages;
 
   // Runs the remaining steps of params.steps, at most max_steps of them in this call (so a caller
   // can run a long chain in slices). Calls `on_progress` before the very first step, then every
