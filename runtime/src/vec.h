@@ -129,6 +129,20 @@ inline void map1(const float* a, float* out, size_t len, F f) {
 }
 
 template <class F>
+inline void map2(const float* a, const float* b, float* out, size_t len, F f) {
+  size_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) store(out + i, f(load(a + i), load(b + i)));
+  if (i < len) {
+    float ta[kLanes] = {}, tb[kLanes] = {}, to[kLanes];
+    const size_t rest = sizeof(float) * (len - i);
+    std::memcpy(ta, a + i, rest);
+    std::memcpy(tb, b + i, rest);
+    store(to, f(load(ta), load(tb)));
+    std::memcpy(out + i, to, rest);
+  }
+}
+
+template <class F>
 inline void map3(const float* a, const float* b, const float* c, float* out, size_t len, F f) {
   size_t i = 0;
   for (; i + kLanes <= len; i += kLanes) store(out + i, f(load(a + i), load(b + i), load(c + i)));

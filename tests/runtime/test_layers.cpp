@@ -543,9 +543,9 @@ TEST(LeakyRelu, UsesTheSlopeAtExactlyZero) {
   EXPECT_EQ(dx[1], 1.0f);
 }
 
-// Swish's gradient takes sigmoid(x) as y / x from the forward pass: it must hold where that
-// quotient is 0 / 0 or loses digits (zero, tiny and subnormal inputs, both signs) and where the
-// forward pass's exp is clamped (large inputs).
+// Swish's gradient takes sigmoid(x) as y / x from the forward pass (4-lane builds: wasm, SSE,
+// NEON) or anew from x (AVX, AVX-512): it must hold where that quotient is 0 / 0 or loses digits
+// (zero, tiny and subnormal inputs, both signs) and where the exp is clamped (large inputs).
 TEST(Swish, GradientHoldsAtZeroTinyAndLargeInputs) {
   const std::vector<float> x = {0.0f, -0.0f, 1e-7f, -1e-7f, 3e-6f, -3e-6f, 1e-40f, -1e-40f,
                                 0.5f, -0.5f, 20.0f, -20.0f, 100.0f, -100.0f, 1e-3f, -1e-3f};

@@ -1,6 +1,6 @@
 // Element-wise layers. Shapes: x, y, dy, dx all [n, C, H, W].
 //   affine      y = x * scale[c] + shift[c]          dx = dy * scale[c]
-//   swish       y = x * sigmoid(x)                   dx = dy * (s + y * (1 - s)), s = sigmoid(x) = y / x
+//   swish       y = x * sigmoid(x)                   dx = dy * (s + y * (1 - s)), s = sigmoid(x)
 //   leaky_relu  y = x > 0 ? x : slope * x            dx = dy or slope * dy
 //   flatten     y = x (NCHW is already C*H*W-major)  dx = dy
 //   add         y = x, dx = dy on its main input (the Network adds the skip operand and routes
@@ -72,9 +72,22 @@ class Swish final : public Layer {
   }
   void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
                       float*) const override {
+    const size_t len = size_t(n) * size_t(spec().in.size());
+    if constexpr (simd::kLanes >= 8) {
+      // AVX and AVX-512: sigmoid(x) anew from x, dx = dy s (1 + x (1 - s)), which reads one
+      // stream fewer than y / x below (x and dy in, dx out): there the exp costs less than the
+      // memory it saves (the paper network's step 1.026x faster natively, 30 of 30 paired calls;
+      // in wasm 0.94x, bench/README.md).
+      (void)y;
+      simd::map2(x, dy, dx, len, [](simd::Vec xv, simd::Vec g) {
+        const simd::Vec s = 1.0f / (1.0f + simd::exp(-xv));
+        return g * (s * (1.0f + xv * (1.0f - s)));
+      });
+      return;
+    }
     // sigmoid(x) = y / x from the forward pass's output, without a second exp; near zero, where
     // that quotient loses digits, 1/2 + x/4 (its error, x^3/48, is below 2e-20 there).
-    simd::map3(x, y, dy, dx, size_t(n) * size_t(spec().in.size()),
+    simd::map3(x, y, dy, dx, len,
                [](simd::Vec xv, simd::Vec yv, simd::Vec g) {
                  const auto away = simd::max(xv, -xv) > 1e-6f;
                  const simd::Vec q = yv / (away ? xv : simd::splat(1.0f));
