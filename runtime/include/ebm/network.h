@@ -156,12 +156,13 @@ class Network {
   int slice_ = 1;
 };
 
-// The most images n in [1, most] for which fits(n) holds (fits must hold for every smaller n
-// where it holds for n; `most` a power of two, at least 4): 1 when fits(2) fails. A doubling
-// search, then halving the gap. Network's slices, and the sampler's, which run several networks.
 static_assert(Network::kSliceMostImages >= 4 &&
                   (Network::kSliceMostImages & (Network::kSliceMostImages - 1)) == 0,
               "most_images_that_fit doubles from 2 to kSliceMostImages");
+
+// The most images n in [1, most] for which fits(n) holds (fits must hold for every smaller n
+// where it holds for n; `most` a power of two, at least 4): 1 when fits(2) fails. A doubling
+// search, then halving the gap. Network's slices, and the sampler's, which run several networks.
 template <class Fits>
 int most_images_that_fit(int most, Fits fits) {
   if (!fits(2)) return 1;
