@@ -103,8 +103,7 @@ const float* Network::output_of(const Workspace& ws, const float* x, int k) cons
 }
 
 void Network::forward(Workspace& ws, const float* x, int n, size_t count, float sigma) const {
-  if (n < 1) throw Error("batch size must be at least 1, got " + std::to_string(n));
-  reserve(ws, n);
+  reserve(ws, n);  // n >= 1: in_slices checked the call's batch
   // Which layers the last one run needs: all of them, unless an add is gated off at this sigma,
   // whose other operand (and what only it reads) is then skipped.
   std::vector<char>& needed = ws.needed;  // sized once by reserve(): no allocation
