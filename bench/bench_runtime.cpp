@@ -17,8 +17,11 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   // form: 3x3 convolutions of stride 1 and 2 (ebm/kernels.h): 0 the build's default, 1 direct,
   // 2 Winograd (F(2x2, 3x3) for stride 1), 3 Winograd with F(4x4, 3x3) for stride 1.
   ebm::set_conv3x3_form(ebm::Conv3x3Form(state.range(3)));
-  // taps: other stride-1 convolutions by taps (1, the default) or im2col (0).
+  // taps: other stride-1 convolutions, and strided ones into small planes, by taps (1, the
+  // default) or im2col (0); 2: by taps with the output channels as the GEMMs' rows whatever the
+  // batch (ConvTapRows::kChannels; 1 takes the pixels as rows where they waste less).
   ebm::set_conv_taps(state.range(4) != 0);
+  ebm::set_conv_tap_rows(state.range(4) == 2 ? ebm::ConvTapRows::kChannels : ebm::ConvTapRows::kAuto);
   // phases: strided convolutions the taps do not take by stride phases where they qualify (1,
   // the default), or im2col (0).
   ebm::set_conv_strided_form(state.range(5) != 0 ? ebm::ConvStridedForm::kAuto
@@ -48,6 +51,7 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
   state.counters["workspace_MiB"] = double(sampler.workspace_bytes()) / double(1 << 20);
   ebm::set_conv3x3_form(ebm::Conv3x3Form::kAuto);
   ebm::set_conv_taps(true);
+  ebm::set_conv_tap_rows(ebm::ConvTapRows::kAuto);
   ebm::set_conv_strided_form(ebm::ConvStridedForm::kAuto);
   ebm::set_conv_row_tiles(true);
 }
@@ -57,6 +61,8 @@ void BM_LangevinStep(benchmark::State& state, const std::string& preset) {
 // Args: batch, threads, slice, form, taps, phases, rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, paper, std::string("paper"))
     ->ArgsProduct({{1, 8, 32}, {1}, {0}, {0}, {1}, {1}, {1}})
+    ->Args({4, 1, 0, 0, 1, 1, 1})
+    ->ArgsProduct({{1, 4}, {1}, {0}, {0}, {2}, {1}, {1}})
     ->Args({32, 1, -1, 0, 1, 1, 1})
     ->Args({8, 1, 0, 0, 0, 1, 1})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
@@ -74,12 +80,14 @@ BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
     ->UseRealTime();
 // The shipped bridge model (a U-Net): the automatic slice against the whole batch, its 3x3
 // convolutions direct against Winograd's F(2x2, 3x3) and F(4x4, 3x3), its 3x13 bottleneck by taps
-// against im2col, and its strided convolutions by stride phases against im2col, its output rows
+// against im2col, the taps with the pixels as rows where they waste less (the default) against
+// the channels as rows always, at batch 1 (the page's slice in wasm) and 4, and its strided convolutions by stride phases against im2col, its output rows
 // straight into the image against across the padded rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
     ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}, {1}, {1}})
     ->ArgsProduct({{32}, {1}, {0}, {1, 2, 3}, {1}, {1}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {0, 1}, {1}, {1}})
+    ->ArgsProduct({{1, 4}, {1}, {0}, {0}, {1, 2}, {1}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {0}, {1}})
     ->ArgsProduct({{8, 32}, {1}, {0}, {0}, {1}, {1}, {0}})
     ->ArgNames({"batch", "threads", "slice", "form", "taps", "phases", "rows"})

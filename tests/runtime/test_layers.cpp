@@ -509,6 +509,54 @@ TEST(Conv2d, TapFormSplitsABatchIntoChunksWithoutChangingAnImagesBits) {
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: were the taps built at all?";
 }
 
+// The taps' GEMMs with the pixels as rows (ConvTapRows::kPixels) against the channels as rows:
+// the same products summed in the same order, so the same bits, forward and backward, whatever
+// the batch (one image, which kAuto gives the pixels where tiles are 32 wide, and chunks of
+// several) and the shape: the paper network's fourth layer (128 -> 128 over 6x24, stride 2), the
+// U-Net's 3x13 bottleneck, a stride-2 layer whose phase-split rows are wider than the image
+// (odd width) with channel counts that fill no whole tile, and one deeper than a GEMM pass (300
+// input channels: the products then add two passes into the output, in both forms alike), and
+// the chunked layer of the test above (7 images in chunks of 2, 2, 2 and 1).
+TEST(Conv2d, TapFormsWithPixelsOrChannelsAsRowsGiveTheSameBits) {
+  const struct {
+    Shape in;
+    const char* layer;
+  } cases[] = {
+      {{128, 6, 24}, R"([{"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":1}])"},
+      {{96, 3, 12}, R"([{"type":"conv2d","out_channels":96,"kernel":[3,13],"padding":"same"}])"},
+      {{19, 7, 13}, R"([{"type":"conv2d","out_channels":21,"kernel":3,"stride":2,"padding":1}])"},
+      {{300, 3, 6}, R"([{"type":"conv2d","out_channels":17,"kernel":3,"stride":2,"padding":1}])"},
+      {{16, 128, 32}, R"([{"type":"conv2d","out_channels":16,"kernel":[3,13],"padding":"same"}])"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.layer);
+    const Architecture a = resolve_architecture(c.in, json::parse(c.layer));
+    const Model m = random_model(a, 12);
+    set_conv_tap_rows(ConvTapRows::kChannels);
+    const auto channels = make_layer(a.layers[0], m);
+    set_conv_tap_rows(ConvTapRows::kPixels);
+    const auto pixels = make_layer(a.layers[0], m);
+    set_conv_tap_rows(ConvTapRows::kAuto);
+    const auto automatic = make_layer(a.layers[0], m);
+    // Built by taps at all: the im2col form gives other bits forward.
+    set_conv_taps(false);
+    const auto im2col = make_layer(a.layers[0], m);
+    set_conv_taps(true);
+    for (int n : {1, 2, 7}) {
+      SCOPED_TRACE("batch " + std::to_string(n));
+      const TwoForms r = run_two_forms(a.layers[0], *channels, *pixels, n, 40 + n, 50 + n);
+      EXPECT_EQ(r.y[1], r.y[0]);
+      EXPECT_EQ(r.dx[1], r.dx[0]);
+      const TwoForms r2 = run_two_forms(a.layers[0], *channels, *automatic, n, 40 + n, 50 + n);
+      EXPECT_EQ(r2.y[1], r2.y[0]);
+      EXPECT_EQ(r2.dx[1], r2.dx[0]);
+      const TwoForms r3 = run_two_forms(a.layers[0], *channels, *im2col, n, 40 + n, 50 + n);
+      EXPECT_LT(TwoForms::worst(r3.y[1], r3.y[0]), 1e-5);
+      EXPECT_NE(r3.y[1], r3.y[0]) << "the same bits as im2col: were the taps built at all?";
+    }
+  }
+}
+
 TEST(Conv2d, MatchesAHandComputedExample) {
   // One 3x3 input, one 2x2 kernel, stride 1, padding [0,0,1,1] (bottom/right), bias 0.5.
   const Architecture a = resolve_architecture(

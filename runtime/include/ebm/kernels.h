@@ -32,6 +32,16 @@ bool winograd_by_default();
 void set_conv_taps(bool on);
 bool conv_taps();
 
+// The taps' GEMMs (above): the output's channels as their rows and the pixels of a chunk of
+// images as their columns, or the pixels as rows and the channels as columns (the pixels packed
+// per call, the weights once more at construction). The same products summed in the same order,
+// to the bit. kAuto takes, per chunk, the one whose register tiles compute less padding, with
+// the packing counted: the pixels for one image of a plane 12 wide (the paper network's fourth
+// layer, the shipped U-Net's bottleneck), whose 12 columns fill 12 of a native tile's 32.
+enum class ConvTapRows { kAuto, kChannels, kPixels };
+void set_conv_tap_rows(ConvTapRows rows);
+ConvTapRows conv_tap_rows();
+
 // Strided convolutions the taps do not take: im2col and one GEMM per chunk of images, or GEMMs
 // over shifted rows of the zero-padded input split into its stride phases (no im2col, no
 // col2im; the forward pass is im2col's to the bit). kAuto takes the phases forward where they

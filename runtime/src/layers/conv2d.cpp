@@ -385,6 +385,7 @@ class PhasedBackward final : public ImageConv {
 
 std::atomic<Conv3x3Form> g_conv3x3_form{Conv3x3Form::kAuto};
 std::atomic<bool> g_conv_taps{true};
+std::atomic<ConvTapRows> g_conv_tap_rows{ConvTapRows::kAuto};
 std::atomic<ConvStridedForm> g_conv_strided_form{ConvStridedForm::kAuto};
 
 // Below this many input channels (the depth of its 16 GEMMs) Winograd's transforms cost more
@@ -1228,6 +1229,7 @@ class TapConv {
       : in_(s.in),
         out_(s.out),
         sx_(s.stride_w),
+        rows_(g_conv_tap_rows.load()),
         wq_((s.in.w + sx_ - 1) / sx_),
         in_plane_(s.in.h * sx_ * wq_),
         out_plane_(s.out.h * s.out.w),
@@ -1259,13 +1261,29 @@ class TapConv {
         pack_a(one.data(), ic, false, oc, ic, fwd_.data() + fwd_.size() - a_floats);
         bwd_.resize(bwd_.size() + at_floats);
         pack_a(one.data(), ic, true, ic, oc, bwd_.data() + bwd_.size() - at_floats);
+        if (rows_ == ConvTapRows::kChannels) continue;
+        // With the pixels as rows: W_ij^T [in, out_c] and W_ij [out_c, in] as the B operand.
+        const size_t b_floats = packed_b_floats(ic, oc), bt_floats = packed_b_floats(oc, ic);
+        fwd_b_.resize(fwd_b_.size() + b_floats);
+        bwd_b_.resize(bwd_b_.size() + bt_floats);
+        std::vector<float> column(static_cast<size_t>(oc));
+        for (int c = 0; c < ic; ++c) {
+          for (int o = 0; o < oc; ++o) column[size_t(o)] = one[size_t(o) * ic + c];
+          pack_b_row(column.data(), c, ic, oc, fwd_b_.data() + fwd_b_.size() - b_floats);
+        }
+        for (int o = 0; o < oc; ++o)
+          pack_b_row(one.data() + size_t(o) * ic, o, oc, ic, bwd_b_.data() + bwd_b_.size() - bt_floats);
       }
   }
 
-  // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read.
+  // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read; with
+  // the pixels as rows, one run's packed rows too.
   size_t scratch_floats(int n) const {
-    const size_t nb = size_t(std::min(n, chunk_));
-    return (size_t(in_.c) * in_plane_ + size_t(out_.c) * out_plane_) * nb + 2 * size_t(kGemmNR);
+    const int nb = std::min(n, chunk_);
+    const size_t sides = (size_t(in_.c) * in_plane_ + size_t(out_.c) * out_plane_) * size_t(nb) +
+                         2 * size_t(kGemmNR);
+    if (rows_ == ConvTapRows::kChannels) return sides;
+    return sides + packed_a_floats(out_.w * nb, std::max(in_.c, out_.c));
   }
 
   // y [n, out] = bias + W * x [n, in].
@@ -1280,6 +1298,9 @@ class TapConv {
  private:
   // Enough images per chunk for wide GEMMs, their interleaved planes within about 1 MB.
   static constexpr size_t kTapChunkFloats = size_t(1) << 18;
+  // What packing one float of the pixels-as-rows form's A costs, in multiply-adds of a register
+  // tile (pixel_rows).
+  static constexpr size_t kPackCost = 2 * kGemmLanes;
 
   struct Run {
     int tap;        // which packed W_ij
@@ -1290,67 +1311,138 @@ class TapConv {
 
   static int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
-  // Calls move(i, k) for every entry of images [b0, b0 + nb): i its index in [n, C, H, W], k in
-  // a chunk interleaved as [C, plane, nb]; `phased`: the input side, its rows split into phases.
+  // Calls move(i, c, q, b) for every entry of images [b0, b0 + nb): i its index in [n, C, H, W],
+  // c its channel, q its pixel in the chunk's plane and b its image in the chunk; `phased`: the
+  // input side, its rows split into phases (q = (y * sx + phase) * wq + x / sx).
   template <class Move>
   void each_entry(int b0, int nb, bool phased, Move move) const {
     const Shape& sh = phased ? in_ : out_;
     const int sx = phased ? sx_ : 1, wq = phased ? wq_ : sh.w;
-    // Row by row, phase by phase: x = sx * xq + phase, so k steps by nb and i by sx.
     for (int b = 0; b < nb; ++b)
       for (int c = 0; c < sh.c; ++c)
         for (int y = 0; y < sh.h; ++y) {
-          const size_t row = (size_t(c) * sh.h + size_t(y)) * size_t(sx) * wq;
           const size_t first = ((size_t(b0 + b) * sh.c + size_t(c)) * sh.h + size_t(y)) * sh.w;
           for (int phase = 0; phase < sx && phase < sh.w; ++phase) {
-            size_t k = (row + size_t(phase) * wq) * nb + size_t(b);
-            for (int x = phase; x < sh.w; x += sx, k += size_t(nb)) move(first + size_t(x), k);
+            size_t q = (size_t(y) * sx + size_t(phase)) * wq;
+            for (int x = phase; x < sh.w; x += sx, ++q) move(first + size_t(x), c, q, b);
           }
         }
+  }
+
+  // Whether a chunk of nb images takes the pixels as its GEMMs' rows: where the register tiles
+  // of the channels-as-rows form would compute more padding (a run's pixels times nb rounded up
+  // to whole kGemmNR columns: on the paper network's 3x12 planes, 12 of every 32 columns for one
+  // image natively) than the pixels-as-rows form does with its rows packed per call.
+  bool pixel_rows(int nb, int channels) const {
+    if (rows_ != ConvTapRows::kAuto) return rows_ == ConvTapRows::kPixels;
+    auto up = [](size_t v, size_t to) { return (v + to - 1) / to * to; };
+    size_t by_channels = 0, by_pixels = 0;
+    for (const Run& r : runs_) {
+      const size_t cols = size_t(r.len) * size_t(nb);
+      by_channels += up(size_t(channels), kGemmMR) * up(cols, kGemmNR);
+      by_pixels += up(cols, kGemmMR) * up(size_t(channels), kGemmNR) + kPackCost * cols;
+    }
+    return by_pixels < by_channels;
   }
 
   void run(const float* src, float* dst, int n, const float* bias, float* scratch,
            bool forward) const {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0);
-      // Channels lie ld apart (the GEMMs' row stride).
-      const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
-      const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
-      float* xs = scratch;                   // input side [in.c, in_plane, nb]
-      float* ys = xs + in_floats + kGemmNR;  // output side [out.c, out_plane, nb]
-      std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
-      std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
-      if (forward) {
-        // Phase-split rows wider than the image keep zeros in their extra entries.
-        if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
-        each_entry(b0, nb, true, [&](size_t i, size_t k) { xs[k] = src[i]; });
-        for (int o = 0; o < out_.c; ++o)
-          std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
-        const size_t a_floats = packed_a_floats(out_.c, in_.c);
-        for (const Run& r : runs_)
-          multiply_strided(out_.c, r.len * nb, in_.c, fwd_.data() + size_t(r.tap) * a_floats,
-                           xs + size_t(r.in_pixel) * nb, int(in_ld), ys + size_t(r.out_pixel) * nb,
-                           int(out_ld), nullptr, true);
-        each_entry(b0, nb, false, [&](size_t i, size_t k) { dst[i] = ys[k]; });
-      } else {
-        each_entry(b0, nb, false, [&](size_t i, size_t k) { ys[k] = src[i]; });
-        std::memset(xs, 0, sizeof(float) * in_floats);
-        const size_t a_floats = packed_a_floats(in_.c, out_.c);
-        for (const Run& r : runs_)
-          multiply_strided(in_.c, r.len * nb, out_.c, bwd_.data() + size_t(r.tap) * a_floats,
-                           ys + size_t(r.out_pixel) * nb, int(out_ld), xs + size_t(r.in_pixel) * nb,
-                           int(in_ld), nullptr, true);
-        each_entry(b0, nb, true, [&](size_t i, size_t k) { dst[i] = xs[k]; });
+      if (pixel_rows(nb, forward ? out_.c : in_.c))
+        run_pixel_rows(src, dst, b0, nb, bias, scratch, forward);
+      else
+        run_channel_rows(src, dst, b0, nb, bias, scratch, forward);
+    }
+  }
+
+  // Each tap's GEMM with the channels as its rows: [C, plane, nb] on both sides.
+  void run_channel_rows(const float* src, float* dst, int b0, int nb, const float* bias,
+                        float* scratch, bool forward) const {
+    // Channels lie ld apart (the GEMMs' row stride).
+    const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
+    const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
+    float* xs = scratch;                   // input side [in.c, in_plane, nb]
+    float* ys = xs + in_floats + kGemmNR;  // output side [out.c, out_plane, nb]
+    std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
+    std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
+    auto in_at = [&](int c, size_t q, int b) { return (size_t(c) * in_ld) + q * nb + size_t(b); };
+    auto out_at = [&](int c, size_t q, int b) { return (size_t(c) * out_ld) + q * nb + size_t(b); };
+    if (forward) {
+      // Phase-split rows wider than the image keep zeros in their extra entries.
+      if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { xs[in_at(c, q, b)] = src[i]; });
+      for (int o = 0; o < out_.c; ++o)
+        std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
+      const size_t a_floats = packed_a_floats(out_.c, in_.c);
+      for (const Run& r : runs_)
+        multiply_strided(out_.c, r.len * nb, in_.c, fwd_.data() + size_t(r.tap) * a_floats,
+                         xs + size_t(r.in_pixel) * nb, int(in_ld), ys + size_t(r.out_pixel) * nb,
+                         int(out_ld), nullptr, true);
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { dst[i] = ys[out_at(c, q, b)]; });
+    } else {
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { ys[out_at(c, q, b)] = src[i]; });
+      std::memset(xs, 0, sizeof(float) * in_floats);
+      const size_t a_floats = packed_a_floats(in_.c, out_.c);
+      for (const Run& r : runs_)
+        multiply_strided(in_.c, r.len * nb, out_.c, bwd_.data() + size_t(r.tap) * a_floats,
+                         ys + size_t(r.out_pixel) * nb, int(out_ld), xs + size_t(r.in_pixel) * nb,
+                         int(in_ld), nullptr, true);
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { dst[i] = xs[in_at(c, q, b)]; });
+    }
+  }
+
+  // Each tap's GEMM with the pixels as its rows: C^T = B^T A^T. The side read is laid out as
+  // above ([C, plane, nb]: a run's pixels are then the packed A's rows, read transposed); the
+  // side written is [plane, nb, C], a run's pixels its rows. The same products in the same order
+  // as the channels as rows (a multiply-add's two factors swap), so the same bits.
+  void run_pixel_rows(const float* src, float* dst, int b0, int nb, const float* bias,
+                      float* scratch, bool forward) const {
+    const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
+    const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
+    float* xs = scratch;
+    float* ys = xs + in_floats + kGemmNR;
+    float* packed = ys + out_floats + kGemmNR;
+    if (forward) {
+      // xs [in.c, in_plane, nb] as the channels-as-rows form has it; ys [out_plane, nb, out.c].
+      auto in_at = [&](int c, size_t q, int b) { return (size_t(c) * in_ld) + q * nb + size_t(b); };
+      auto out_at = [&](int c, size_t q, int b) { return (q * nb + size_t(b)) * out_.c + size_t(c); };
+      if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { xs[in_at(c, q, b)] = src[i]; });
+      for (size_t q = 0; q < out_ld; ++q)
+        for (int o = 0; o < out_.c; ++o) ys[q * out_.c + size_t(o)] = bias ? bias[o] : 0.0f;
+      const size_t b_floats = packed_b_floats(in_.c, out_.c);
+      for (const Run& r : runs_) {
+        pack_a(xs + size_t(r.in_pixel) * nb, int(in_ld), true, r.len * nb, in_.c, packed);
+        multiply_packed(r.len * nb, out_.c, in_.c, packed, fwd_b_.data() + size_t(r.tap) * b_floats,
+                        ys + size_t(r.out_pixel) * nb * out_.c, out_.c, nullptr, true);
       }
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { dst[i] = ys[out_at(c, q, b)]; });
+    } else {
+      // ys [out.c, out_plane, nb]; xs [in_plane, nb, in.c].
+      auto in_at = [&](int c, size_t q, int b) { return (q * nb + size_t(b)) * in_.c + size_t(c); };
+      auto out_at = [&](int c, size_t q, int b) { return (size_t(c) * out_ld) + q * nb + size_t(b); };
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { ys[out_at(c, q, b)] = src[i]; });
+      std::memset(xs, 0, sizeof(float) * in_floats);
+      const size_t b_floats = packed_b_floats(out_.c, in_.c);
+      for (const Run& r : runs_) {
+        pack_a(ys + size_t(r.out_pixel) * nb, int(out_ld), true, r.len * nb, out_.c, packed);
+        multiply_packed(r.len * nb, in_.c, out_.c, packed, bwd_b_.data() + size_t(r.tap) * b_floats,
+                        xs + size_t(r.in_pixel) * nb * in_.c, in_.c, nullptr, true);
+      }
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { dst[i] = xs[in_at(c, q, b)]; });
     }
   }
 
   Shape in_, out_;
-  int sx_, wq_;               // stride_w; phase-split columns per phase
+  int sx_;                    // stride_w
+  ConvTapRows rows_;          // which side the GEMMs' rows come from (set_conv_tap_rows)
+  int wq_;                    // phase-split columns per phase
   int in_plane_, out_plane_;  // floats per channel of one image on each side
   int chunk_;
   std::vector<Run> runs_;
   std::vector<float> fwd_, bwd_;  // per tap: W_ij packed as [out_c, in], W_ij^T as [in, out_c]
+  std::vector<float> fwd_b_, bwd_b_;  // per tap, as B: W_ij^T [in, out_c], W_ij [out_c, in]
 };
 
 class Conv2d final : public Layer {
@@ -1610,6 +1702,8 @@ void set_conv_row_tiles(bool on) { g_conv_row_tiles.store(on); }
 bool conv_row_tiles() { return g_conv_row_tiles.load(); }
 void set_conv_taps(bool on) { g_conv_taps.store(on); }
 bool conv_taps() { return g_conv_taps.load(); }
+void set_conv_tap_rows(ConvTapRows rows) { g_conv_tap_rows.store(rows); }
+ConvTapRows conv_tap_rows() { return g_conv_tap_rows.load(); }
 void set_conv_strided_form(ConvStridedForm form) { g_conv_strided_form.store(form); }
 ConvStridedForm conv_strided_form() { return g_conv_strided_form.load(); }
 
