@@ -228,7 +228,13 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
     Conv3x3Form form;
   } cases[] = {{{32, 12, 200}, 32, Conv3x3Form::kWinograd},
                {{32, 24, 200}, 32, Conv3x3Form::kWinograd4},
-               {{96, 6, 24}, 96, Conv3x3Form::kWinograd4}};
+               {{96, 6, 24}, 96, Conv3x3Form::kWinograd4},
+               // the channel counts wasm's automatic form gives F(4x4, 3x3) since 2026-12-07:
+               // the U-Net's 8 -> 24 first layer, its 12 -> 12 refinement over 48x192, and the
+               // Fashion-MNIST model's 8 -> 16 over 16x16 (16 blocks)
+               {{8, 24, 96}, 24, Conv3x3Form::kWinograd4},
+               {{12, 48, 192}, 12, Conv3x3Form::kWinograd4},
+               {{8, 16, 16}, 16, Conv3x3Form::kWinograd4}};
   for (const auto& c : cases) {
     SCOPED_TRACE(std::to_string(c.in.c) + "x" + std::to_string(c.in.h) + "x" +
                  std::to_string(c.in.w) + " form " + std::to_string(int(c.form)));

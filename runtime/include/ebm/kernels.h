@@ -16,10 +16,10 @@ void set_conv3x3_form(Conv3x3Form form);
 Conv3x3Form conv3x3_form();
 // What kAuto takes in this build: Winograd where a SIMD vector holds 4 floats (WebAssembly
 // SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net (stride 1) and
-// 1.11-1.13x on the paper network (stride 2), and only for layers with at least 16 channels in
-// and out (narrower ones ran faster direct); for stride 1 F(4x4, 3x3) on planes of at least 32
-// blocks of 4x4 (the U-Net's 24x96 and 12x48: a walk of the shipped sampler 1.18x faster than
-// with F(2x2, 3x3) everywhere) and F(2x2, 3x3) on smaller ones; the direct form with AVX and
+// 1.11-1.13x on the paper network (stride 2), and only for layers with at least 8 channels in
+// and out (narrower ones ran faster direct); for stride 1 F(4x4, 3x3) on planes of at least 16
+// blocks of 4x4 (the U-Net's 48x192, 24x96 and 12x48: a walk of the shipped sampler 1.18x faster
+// than with F(2x2, 3x3) everywhere) and F(2x2, 3x3) on smaller ones; the direct form with AVX and
 // AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster (0.84x for
 // stride 2, 0.8x and 0.65x for F(2x2, 3x3) and F(4x4, 3x3) on the U-Net; bench/README.md).
 bool winograd_by_default();
