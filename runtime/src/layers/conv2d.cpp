@@ -393,8 +393,8 @@ std::atomic<ConvStridedForm> g_conv_strided_form{ConvStridedForm::kAuto};
 constexpr int kWinogradMinDepth = 8;
 // The automatic form takes it where both the input and the output channels (the GEMMs' depth
 // and rows) are at least this many. In wasm, one layer alone, F(4x4, 3x3) against the direct
-// form: the U-Net's 8 -> 24 over 24x96 1.4x faster, its 12 -> 12 over 48x192 1.5x, the
-// Fashion-MNIST model's 8 -> 16 over 16x16 1.5x; with 6, 4, 2 or 1 channels on either side
+// form: the U-Net's 8 -> 24 over 24x96 1.37x faster, its 12 -> 12 over 48x192 1.43x, the
+// Fashion-MNIST model's 8 -> 16 over 16x16 1.06x; with 6, 4, 2 or 1 channels on either side
 // (the U-Net's head: 12 -> 6 and 12 -> 2 gradients, 12 -> 1 and 24 -> 4 forward) the direct form
 // stays faster (bench/README.md).
 constexpr int kWinogradAutoMinChannels = 8;
@@ -412,7 +412,7 @@ bool use_winograd(int depth, int rows) {
 // 4x4 blocks (its GEMMs' columns per image): in wasm the shipped U-Net ran 8-12% faster with it on
 // its 24x96 and 12x48 layers (144 and 36 blocks) and lost that gain with it on the 6x24 ones too
 // (12 blocks: a GEMM tile and a half); the Fashion-MNIST model's 16 -> 16 over 16x16 (16 blocks)
-// ran 1.5x faster with it, its 32 -> 32 over 8x8 (4 blocks) 1.4x slower (bench/README.md).
+// ran 1.76x faster with it, its 32 -> 32 over 8x8 (4 blocks) 1.38x slower (bench/README.md).
 constexpr int kWinograd4AutoMinBlocks = 16;
 // Whether a 3x3 stride-1 convolution that takes Winograd's form (use_winograd) takes F(4x4, 3x3),
 // for an output plane of h x w.
