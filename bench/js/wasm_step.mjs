@@ -5,7 +5,8 @@
 //   node bench/js/wasm_step.mjs [--model models/bridges.safetensors] [--batch 8] [--sigma 1]
 //                               [--rounds 3] [SITE ...]        (default SITE: build/site)
 // A SITE is a folder with ebm_runtime.js and ebm_runtime.wasm (scripts/build-wasm.sh makes
-// build/site; copy it aside before a change to compare the two). Prints ms per image.
+// build/site; copy it aside before a change to compare the two). --batch 1,4: each site at each
+// batch size, side by side in the same rounds. Prints ms per image.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -31,8 +32,9 @@ function fail(message) {
   console.error(`wasm_step: ${message}`);
   process.exit(2);
 }
-const n = Number(opt.batch), sigma = Number(opt.sigma), rounds = Number(opt.rounds);
-if (!Number.isInteger(n) || n < 1) fail(`--batch must be a positive integer, got ${opt.batch}`);
+const batches = opt.batch.split(',').map(Number), sigma = Number(opt.sigma), rounds = Number(opt.rounds);
+if (!batches.every((n) => Number.isInteger(n) && n >= 1))
+  fail(`--batch must be a positive integer or a comma-separated list of them, got ${opt.batch}`);
 if (!(sigma > 0)) fail(`--sigma must be > 0, got ${opt.sigma}`);
 if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, got ${opt.rounds}`);
 const sites = positionals.length ? positionals : [path.join(root, 'build', 'site')];
@@ -43,7 +45,7 @@ if (!existsSync(opt.model)) fail(`no model file ${opt.model} (--model)`);
 const require = createRequire(import.meta.url);
 const bytes = readFileSync(opt.model);
 
-async function load(site) {
+async function load(site, n) {
   const dir = path.resolve(site);
   const create = require(path.join(dir, 'ebm_runtime.js'));
   // node 20: the module's own fetch of its .wasm breaks, so the bytes are passed in.
@@ -61,19 +63,20 @@ async function load(site) {
     if (err) throw new Error(err);
   };
   for (let i = 0; i < 10; ++i) step();  // past the engine's baseline tier
-  return { site, step, times: [] };
+  return { site, n, step, times: [] };
 }
 
 const builds = [];
-for (const s of sites) builds.push(await load(s));
+for (const s of sites)
+  for (const n of batches) builds.push(await load(s, n));
 for (let r = 0; r < rounds; ++r)
   for (const b of builds) {
     const t0 = performance.now();
     let k = 0;
     while (performance.now() - t0 < 2000) { b.step(); ++k; }
-    b.times.push((performance.now() - t0) / k / n);
+    b.times.push((performance.now() - t0) / k / b.n);
   }
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 for (const b of builds)
   console.log(`${b.site}: median ${median(b.times).toFixed(3)} ms per image (energy + dE/dx at sigma ` +
-              `${sigma}, batch ${n}; rounds ${b.times.map((t) => t.toFixed(2)).join(', ')})`);
+              `${sigma}, batch ${b.n}; rounds ${b.times.map((t) => t.toFixed(2)).join(', ')})`);
