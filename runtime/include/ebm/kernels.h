@@ -36,8 +36,9 @@ bool conv_taps();
 // images as their columns, or the pixels as rows and the channels as columns (the pixels packed
 // per call, the weights once more at construction). The same products summed in the same order,
 // to the bit. kAuto takes, per chunk, the one whose register tiles compute less padding, with
-// the packing counted: the pixels for one image of a plane 12 wide (the paper network's fourth
-// layer, the shipped U-Net's bottleneck), whose 12 columns fill 12 of a native tile's 32.
+// the packing counted: natively the pixels for one image of a plane 12 wide (the paper network's
+// fourth layer, the shipped U-Net's bottleneck), whose 12 columns fill 12 of a tile's 32; where
+// a tile is 8 columns (wasm, SSE, NEON) always the channels, without the second packing.
 enum class ConvTapRows { kAuto, kChannels, kPixels };
 void set_conv_tap_rows(ConvTapRows rows);
 ConvTapRows conv_tap_rows();

@@ -1232,7 +1232,7 @@ class TapConv {
       : in_(s.in),
         out_(s.out),
         sx_(s.stride_w),
-        rows_(g_conv_tap_rows.load()),
+        rows_(tap_rows()),
         wq_((s.in.w + sx_ - 1) / sx_),
         in_plane_(s.in.h * sx_ * wq_),
         out_plane_(s.out.h * s.out.w),
@@ -1313,6 +1313,16 @@ class TapConv {
   };
 
   static int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+  // The rows asked for (set_conv_tap_rows). kAuto weighs the pixels as rows only where a GEMM
+  // tile is wider than 8 columns (AVX, AVX-512): with 8 (wasm, SSE, NEON), one image of a 12-wide
+  // plane fills 12 of 16 columns, and in wasm the pixels as rows gained 2% of a direct call of
+  // the shipped model and nothing a walk showed, for about 9 MB more packed weights in each of
+  // the page's workers (bench/README.md).
+  static ConvTapRows tap_rows() {
+    const ConvTapRows asked = g_conv_tap_rows.load();
+    return asked == ConvTapRows::kAuto && kGemmNR <= 8 ? ConvTapRows::kChannels : asked;
+  }
 
   // Calls move(i, c, q, b) for every entry of images [b0, b0 + nb): i its index in [n, C, H, W],
   // c its channel, q its pixel in the chunk's plane and b its image in the chunk; `phased`: the
