@@ -1424,12 +1424,7 @@ class TapConv {
       each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { xs[in_at(c, q, b)] = src[i]; });
       for (size_t q = 0; q < out_ld; ++q)
         for (int o = 0; o < out_.c; ++o) ys[q * out_.c + size_t(o)] = bias ? bias[o] : 0.0f;
-      const size_t b_floats = packed_b_floats(in_.c, out_.c);
-      for (const Run& r : runs_) {
-        pack_a(xs + size_t(r.in_pixel) * nb, int(in_ld), true, r.len * nb, in_.c, packed);
-        multiply_packed(r.len * nb, out_.c, in_.c, packed, fwd_b_.data() + size_t(r.tap) * b_floats,
-                        ys + size_t(r.out_pixel) * nb * out_.c, out_.c, nullptr, true);
-      }
+      pixel_products(xs, in_ld, in_.c, fwd_b_, ys, out_.c, nb, true, packed);
       each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { dst[i] = ys[out_at(c, q, b)]; });
     } else {
       // ys [out.c, out_plane, nb]; xs [in_plane, nb, in.c].
@@ -1437,13 +1432,23 @@ class TapConv {
       auto out_at = [&](int c, size_t q, int b) { return (size_t(c) * out_ld) + q * nb + size_t(b); };
       each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { ys[out_at(c, q, b)] = src[i]; });
       std::memset(xs, 0, sizeof(float) * in_floats);
-      const size_t b_floats = packed_b_floats(out_.c, in_.c);
-      for (const Run& r : runs_) {
-        pack_a(ys + size_t(r.out_pixel) * nb, int(out_ld), true, r.len * nb, out_.c, packed);
-        multiply_packed(r.len * nb, in_.c, out_.c, packed, bwd_b_.data() + size_t(r.tap) * b_floats,
-                        xs + size_t(r.in_pixel) * nb * in_.c, in_.c, nullptr, true);
-      }
+      pixel_products(ys, out_ld, out_.c, bwd_b_, xs, in_.c, nb, false, packed);
       each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { dst[i] = xs[in_at(c, q, b)]; });
+    }
+  }
+
+  // The written side (rows of `cols` channels) += each run's pixels of the read side (`k`
+  // channels, ld apart; packed into `packed` as A) x its tap's weights packed as B; forward, the
+  // read side is the input.
+  void pixel_products(const float* from, size_t ld, int k, const std::vector<float>& weights,
+                      float* to, int cols, int nb, bool forward, float* packed) const {
+    const size_t b_floats = packed_b_floats(k, cols);
+    for (const Run& r : runs_) {
+      const int read = forward ? r.in_pixel : r.out_pixel;
+      const int written = forward ? r.out_pixel : r.in_pixel;
+      pack_a(from + size_t(read) * nb, int(ld), true, r.len * nb, k, packed);
+      multiply_packed(r.len * nb, cols, k, packed, weights.data() + size_t(r.tap) * b_floats,
+                      to + size_t(written) * nb * size_t(cols), cols, nullptr, true);
     }
   }
 
