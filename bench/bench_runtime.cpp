@@ -81,8 +81,9 @@ BENCHMARK_CAPTURE(BM_LangevinStep, book, std::string("book"))
 // The shipped bridge model (a U-Net): the automatic slice against the whole batch, its 3x3
 // convolutions direct against Winograd's F(2x2, 3x3) and F(4x4, 3x3), its 3x13 bottleneck by taps
 // against im2col, the taps with the pixels as rows where they waste less (the default) against
-// the channels as rows always, at batch 1 (the page's slice in wasm) and 4, and its strided convolutions by stride phases against im2col, its output rows
-// straight into the image against across the padded rows.
+// the channels as rows always (at batch 1, and 4: the native sampler's slice of this model), its
+// strided convolutions by stride phases against im2col, and its output rows straight into the
+// image against across the padded rows.
 BENCHMARK_CAPTURE(BM_LangevinStep, bridges, std::string("bridges.safetensors"))
     ->ArgsProduct({{32}, {1}, {0, -1}, {0}, {1}, {1}, {1}})
     ->ArgsProduct({{32}, {1}, {0}, {1, 2, 3}, {1}, {1}, {1}})
