@@ -41,6 +41,31 @@ struct StridedB {
   const float* row(int p) const { return b + size_t(p) * ldb; }
 };
 
+// C[0:R, 0:cols] = init + acc, for a tile's R rows of accumulators (cols <= NR).
+template <int R>
+__attribute__((always_inline)) inline void store_tile(const Vec (&acc)[R][kNV], float* c, int ldc,
+                                                      Init init, const float* bias, int cols) {
+  if (cols == kNR) {
+    for (int r = 0; r < R; ++r) {
+      float* cr = c + size_t(r) * ldc;
+      for (int v = 0; v < kNV; ++v) {
+        Vec out = acc[r][v];
+        if (init == Init::kAccumulate) out = load(cr + v * kLanes) + out;
+        if (init == Init::kBias) out = splat(bias[r]) + out;
+        store(cr + v * kLanes, out);
+      }
+    }
+    return;
+  }
+  float tile[kNR];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < kNV; ++v) store(tile + v * kLanes, acc[r][v]);
+    float* cr = c + size_t(r) * ldc;
+    const float base = init == Init::kBias ? bias[r] : 0.0f;
+    for (int j = 0; j < cols; ++j) cr[j] = (init == Init::kAccumulate ? cr[j] : base) + tile[j];
+  }
+}
+
 // C[0:R, 0:cols] = init + A panel x B tile over kc, for R <= MR rows (cols <= NR). Every element
 // is accumulated in the same order whatever R, cols and B's layout are, so an image's result does
 // not depend on which other images share its tiles, nor on whether its B was packed.
@@ -61,25 +86,36 @@ __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, 
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < kNV; ++v) acc[r][v] += ap[r] * bv[v];
   }
-  if (cols == kNR) {
-    for (int r = 0; r < R; ++r) {
-      float* cr = c + size_t(r) * ldc;
+  store_tile<R>(acc, c, ldc, init, bias, cols);
+}
+
+// The same for the product's last R rows (R <= kWideRows < MR) across several column tiles at
+// once: with one or two rows a tile holds 2 or 4 accumulators (natively and in wasm), whose sums
+// wait on each other's latency; across wide_tiles<R> tiles there are 8. A dense layer for one
+// image (a GEMV) and a convolution into one channel are all such rows. The same sums in the same
+// order as micro_kernel, tile by tile.
+constexpr int kWideRows = 2, kWideAccumulators = 8, kWideMostTiles = kWideAccumulators / kNV;
+template <int R>
+constexpr int wide_tiles = kWideAccumulators / (R * kNV) > 1 ? kWideAccumulators / (R * kNV) : 1;
+template <int R, class B>
+void wide_kernel(int kc, const float* a, const B* b, float* const* c, int ldc, Init init,
+                 const float* bias, const int* cols) {
+  constexpr int T = wide_tiles<R>;
+  Vec acc[T][R][kNV];
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kNV; ++v) acc[t][r][v] = Vec{};
+  const float* bp[T];
+  for (int p = 0; p < kc; ++p) {
+    const float* ap = a + size_t(p) * kMR;
+    for (int t = 0; t < T; ++t) bp[t] = b[t].row(p);
+    for (int t = 0; t < T; ++t)
       for (int v = 0; v < kNV; ++v) {
-        Vec out = acc[r][v];
-        if (init == Init::kAccumulate) out = load(cr + v * kLanes) + out;
-        if (init == Init::kBias) out = splat(bias[r]) + out;
-        store(cr + v * kLanes, out);
+        const Vec bv = load(bp[t] + v * kLanes);
+        for (int r = 0; r < R; ++r) acc[t][r][v] += ap[r] * bv;
       }
-    }
-    return;
   }
-  float tile[kNR];
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < kNV; ++v) store(tile + v * kLanes, acc[r][v]);
-    float* cr = c + size_t(r) * ldc;
-    const float base = init == Init::kBias ? bias[r] : 0.0f;
-    for (int j = 0; j < cols; ++j) cr[j] = (init == Init::kAccumulate ? cr[j] : base) + tile[j];
-  }
+  for (int t = 0; t < T; ++t) store_tile<R>(acc[t], c[t], ldc, init, bias, cols[t]);
 }
 
 template <class B>
@@ -139,6 +175,9 @@ void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns 
   }
   const Init first = row_bias ? Init::kBias : accumulate ? Init::kAccumulate : Init::kZero;
   const int n_tiles = columns.tiles();
+  // The last rows, if fewer than a row tile: few enough for wide_kernel, or through the table.
+  const int full = m - m % kMR, rest = m - full;
+  const bool wide = rest > 0 && rest <= kWideRows;
   for (int pc = 0; pc < k; pc += kKC) {
     const int kc = std::min(kKC, k - pc);
     const Init init = pc == 0 ? first : Init::kAccumulate;
@@ -153,9 +192,34 @@ void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns 
         const int cols = ct.cols;
         if (m - i0 >= kMR)
           micro_kernel<kMR, B>(kc, a, b, ci, ldc, init, bias, cols);
-        else
+        else if (!wide)
           kKernels<B>[size_t(m - i0 - 1)](kc, a, b, ci, ldc, init, bias, cols);
       }
+    }
+    if (!wide) continue;
+    const float* a = a_packed + size_t(full) * k + size_t(pc) * kMR;
+    const float* bias = row_bias ? row_bias + full : nullptr;
+    const int per_call = rest == 1 ? wide_tiles<1> : wide_tiles<2>;
+    int t = 0;
+    for (; t + per_call <= n_tiles; t += per_call) {
+      B b[kWideMostTiles];
+      float* ci[kWideMostTiles];
+      int cols[kWideMostTiles];
+      for (int u = 0; u < per_call; ++u) {
+        const ColumnTile ct = columns.at(t + u);
+        b[u] = tile(pc, ct.b_col);
+        ci[u] = c + size_t(full) * ldc + ct.c_col;
+        cols[u] = ct.cols;
+      }
+      if (rest == 1)
+        wide_kernel<1, B>(kc, a, b, ci, ldc, init, bias, cols);
+      else
+        wide_kernel<2, B>(kc, a, b, ci, ldc, init, bias, cols);
+    }
+    for (; t < n_tiles; ++t) {
+      const ColumnTile ct = columns.at(t);
+      kKernels<B>[size_t(rest - 1)](kc, a, tile(pc, ct.b_col), c + size_t(full) * ldc + ct.c_col,
+                                    ldc, init, bias, ct.cols);
     }
   }
 }

@@ -95,5 +95,57 @@ TEST(Gemm, RowTilesGiveTheFlatProductsBitsWithoutThePaddingColumns) {
   expect_rows_equal_flat(3, 6, 7, 7, 9, true);                                // no padding at all
 }
 
+// A product's last one or two rows (fewer than a row tile) go through a kernel of their own,
+// several column tiles at once (a dense layer for one image is one such row): each must have the
+// bits the same row of A gets inside a full row tile, with a bias, accumulating into C and over
+// two passes, and nothing written past C's columns.
+void expect_last_rows_as_in_a_full_tile(int rest, int n, int k, bool bias, bool accumulate) {
+  SCOPED_TRACE(testing::Message() << rest << " last rows, n " << n << ", k " << k
+                                  << (bias ? ", bias" : "") << (accumulate ? ", accumulate" : ""));
+  const int m_full = 2 * kGemmMR;   // the tested rows at kGemmMR.. inside the second full tile
+  const int m_rest = kGemmMR + rest;  // and as the last rows
+  const std::vector<float> a = test::random_inputs(size_t(m_full) * k, 7);
+  const std::vector<float> b = test::random_inputs(size_t(k) * n, 8);
+  const std::vector<float> row_bias = test::random_inputs(size_t(m_full), 9);
+  const std::vector<float> c0 = test::random_inputs(size_t(m_full) * (n + 2), 10);
+  std::vector<float> b_packed(packed_b_floats(k, n));
+  for (int p = 0; p < k; ++p) pack_b_row(b.data() + size_t(p) * n, p, k, n, b_packed.data());
+  const int ldc = n + 2;  // two guard columns
+  auto product = [&](int m) {
+    std::vector<float> a_packed(packed_a_floats(m, k)), c(c0.begin(), c0.begin() + long(m) * ldc);
+    pack_a(a.data(), k, false, m, k, a_packed.data());
+    multiply_packed(m, n, k, a_packed.data(), b_packed.data(), c.data(), ldc,
+                    bias ? row_bias.data() : nullptr, accumulate);
+    return c;
+  };
+  const std::vector<float> full = product(m_full), last = product(m_rest);
+  for (int i = 0; i < m_rest; ++i)
+    for (int j = 0; j < ldc; ++j) {
+      const size_t at = size_t(i) * ldc + j;
+      ASSERT_EQ(std::memcmp(&last[at], &full[at], sizeof(float)), 0)
+          << "C[" << i << ", " << j << "] = " << last[at] << ", in a full tile " << full[at];
+    }
+  // Also alone, as the whole product (a GEMV when rest is 1): the rows of A from kGemmMR on.
+  std::vector<float> a_packed(packed_a_floats(rest, k)), alone(c0.begin(), c0.begin() + long(rest) * ldc);
+  pack_a(a.data() + size_t(kGemmMR) * k, k, false, rest, k, a_packed.data());
+  multiply_packed(rest, n, k, a_packed.data(), b_packed.data(), alone.data(), ldc,
+                  bias ? row_bias.data() + kGemmMR : nullptr, accumulate);
+  if (accumulate) return;  // C's starting rows differ from the full product's there
+  for (int i = 0; i < rest; ++i)
+    for (int j = 0; j < n; ++j)
+      ASSERT_EQ(std::memcmp(&alone[size_t(i) * ldc + j], &full[size_t(kGemmMR + i) * ldc + j],
+                            sizeof(float)), 0)
+          << "row " << i << " alone, column " << j;
+}
+
+TEST(Gemm, TheLastOneOrTwoRowsGetTheBitsOfAFullRowTile) {
+  for (int rest : {1, 2}) {
+    expect_last_rows_as_in_a_full_tile(rest, 1, 1, false, false);
+    expect_last_rows_as_in_a_full_tile(rest, 9 * kGemmNR + 5, 37, true, false);  // 10 tiles, one partial
+    expect_last_rows_as_in_a_full_tile(rest, 4 * kGemmNR, 600, false, true);     // two passes
+    expect_last_rows_as_in_a_full_tile(rest, 3 * kGemmNR - 1, 300, true, true);
+  }
+}
+
 }  // namespace
 }  // namespace ebm
