@@ -1274,8 +1274,8 @@ class TapConv {
           for (int o = 0; o < oc; ++o) column[size_t(o)] = one[size_t(o) * ic + c];
           pack_b_row(column.data(), c, ic, oc, fwd_b_.data() + fwd_b_.size() - b_floats);
         }
-        for (int o = 0; o < oc; ++o)
-          pack_b_row(one.data() + size_t(o) * ic, o, oc, ic, bwd_b_.data() + bwd_b_.size() - bt_floats);
+        float* bwd_b = bwd_b_.data() + bwd_b_.size() - bt_floats;
+        for (int o = 0; o < oc; ++o) pack_b_row(one.data() + size_t(o) * ic, o, oc, ic, bwd_b);
       }
   }
 
@@ -1364,83 +1364,87 @@ class TapConv {
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0);
       if (pixel_rows(nb, forward ? out_.c : in_.c))
-        run_pixel_rows(src, dst, b0, nb, bias, scratch, forward);
+        run_chunk<true>(src, dst, b0, nb, bias, scratch, forward);
       else
-        run_channel_rows(src, dst, b0, nb, bias, scratch, forward);
+        run_chunk<false>(src, dst, b0, nb, bias, scratch, forward);
     }
   }
 
-  // Each tap's GEMM with the channels as its rows: [C, plane, nb] on both sides.
-  void run_channel_rows(const float* src, float* dst, int b0, int nb, const float* bias,
-                        float* scratch, bool forward) const {
-    // Channels lie ld apart (the GEMMs' row stride).
+  // One chunk of images, each tap's GEMM with the channels or (kPixels) the pixels as its rows.
+  // The side the GEMMs read is [C, plane, nb], its channels ld apart (with the pixels as rows a
+  // run's pixels are then the packed A's rows, read transposed); the side they write is laid out
+  // the same with the channels as rows, as [plane, nb, C] with the pixels as rows (a run's pixels
+  // its rows: C^T = B^T A^T). The same products in the same order either way (a multiply-add's
+  // two factors swap), so the same bits.
+  template <bool kPixels>
+  void run_chunk(const float* src, float* dst, int b0, int nb, const float* bias, float* scratch,
+                 bool forward) const {
     const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
     const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
-    float* xs = scratch;                   // input side [in.c, in_plane, nb]
-    float* ys = xs + in_floats + kGemmNR;  // output side [out.c, out_plane, nb]
+    float* xs = scratch;                   // input side
+    float* ys = xs + in_floats + kGemmNR;  // output side
+    float* packed = ys + out_floats + kGemmNR;  // with the pixels as rows: a run's packed A
+    // The slack the channels-as-rows GEMMs' last whole tiles read past a side.
     std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
     std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
-    auto in_at = [&](int c, size_t q, int b) { return (size_t(c) * in_ld) + q * nb + size_t(b); };
-    auto out_at = [&](int c, size_t q, int b) { return (size_t(c) * out_ld) + q * nb + size_t(b); };
+    auto read_at = [nb](size_t ld, int c, size_t q, int b) {
+      return size_t(c) * ld + q * size_t(nb) + size_t(b);
+    };
+    auto written_at = [nb, read_at](size_t ld, int channels, int c, size_t q, int b) {
+      return kPixels ? (q * size_t(nb) + size_t(b)) * size_t(channels) + size_t(c)
+                     : read_at(ld, c, q, b);
+    };
     if (forward) {
       // Phase-split rows wider than the image keep zeros in their extra entries.
       if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { xs[in_at(c, q, b)] = src[i]; });
-      for (int o = 0; o < out_.c; ++o)
-        std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
-      const size_t a_floats = packed_a_floats(out_.c, in_.c);
-      for (const Run& r : runs_)
-        multiply_strided(out_.c, r.len * nb, in_.c, fwd_.data() + size_t(r.tap) * a_floats,
-                         xs + size_t(r.in_pixel) * nb, int(in_ld), ys + size_t(r.out_pixel) * nb,
-                         int(out_ld), nullptr, true);
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { dst[i] = ys[out_at(c, q, b)]; });
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
+        xs[read_at(in_ld, c, q, b)] = src[i];
+      });
+      if constexpr (kPixels) {
+        for (size_t q = 0; q < out_ld; ++q)
+          for (int o = 0; o < out_.c; ++o) ys[q * out_.c + size_t(o)] = bias ? bias[o] : 0.0f;
+        pixel_products(xs, in_ld, in_.c, fwd_b_, ys, out_.c, nb, true, packed);
+      } else {
+        for (int o = 0; o < out_.c; ++o)
+          std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
+        channel_products(xs, in_ld, in_.c, fwd_, ys, out_ld, out_.c, nb, true);
+      }
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
+        dst[i] = ys[written_at(out_ld, out_.c, c, q, b)];
+      });
     } else {
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { ys[out_at(c, q, b)] = src[i]; });
+      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
+        ys[read_at(out_ld, c, q, b)] = src[i];
+      });
       std::memset(xs, 0, sizeof(float) * in_floats);
-      const size_t a_floats = packed_a_floats(in_.c, out_.c);
-      for (const Run& r : runs_)
-        multiply_strided(in_.c, r.len * nb, out_.c, bwd_.data() + size_t(r.tap) * a_floats,
-                         ys + size_t(r.out_pixel) * nb, int(out_ld), xs + size_t(r.in_pixel) * nb,
-                         int(in_ld), nullptr, true);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { dst[i] = xs[in_at(c, q, b)]; });
+      if constexpr (kPixels)
+        pixel_products(ys, out_ld, out_.c, bwd_b_, xs, in_.c, nb, false, packed);
+      else
+        channel_products(ys, out_ld, out_.c, bwd_, xs, in_ld, in_.c, nb, false);
+      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
+        dst[i] = xs[written_at(in_ld, in_.c, c, q, b)];
+      });
     }
   }
 
-  // Each tap's GEMM with the pixels as its rows: C^T = B^T A^T. The side read is laid out as
-  // above ([C, plane, nb]: a run's pixels are then the packed A's rows, read transposed); the
-  // side written is [plane, nb, C], a run's pixels its rows. The same products in the same order
-  // as the channels as rows (a multiply-add's two factors swap), so the same bits.
-  void run_pixel_rows(const float* src, float* dst, int b0, int nb, const float* bias,
-                      float* scratch, bool forward) const {
-    const size_t in_ld = size_t(in_plane_) * nb, out_ld = size_t(out_plane_) * nb;
-    const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
-    float* xs = scratch;
-    float* ys = xs + in_floats + kGemmNR;
-    float* packed = ys + out_floats + kGemmNR;
-    if (forward) {
-      // xs [in.c, in_plane, nb] as the channels-as-rows form has it; ys [out_plane, nb, out.c].
-      auto in_at = [&](int c, size_t q, int b) { return (size_t(c) * in_ld) + q * nb + size_t(b); };
-      auto out_at = [&](int c, size_t q, int b) { return (q * nb + size_t(b)) * out_.c + size_t(c); };
-      if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { xs[in_at(c, q, b)] = src[i]; });
-      for (size_t q = 0; q < out_ld; ++q)
-        for (int o = 0; o < out_.c; ++o) ys[q * out_.c + size_t(o)] = bias ? bias[o] : 0.0f;
-      pixel_products(xs, in_ld, in_.c, fwd_b_, ys, out_.c, nb, true, packed);
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { dst[i] = ys[out_at(c, q, b)]; });
-    } else {
-      // ys [out.c, out_plane, nb]; xs [in_plane, nb, in.c].
-      auto in_at = [&](int c, size_t q, int b) { return (q * nb + size_t(b)) * in_.c + size_t(c); };
-      auto out_at = [&](int c, size_t q, int b) { return (size_t(c) * out_ld) + q * nb + size_t(b); };
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) { ys[out_at(c, q, b)] = src[i]; });
-      std::memset(xs, 0, sizeof(float) * in_floats);
-      pixel_products(ys, out_ld, out_.c, bwd_b_, xs, in_.c, nb, false, packed);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) { dst[i] = xs[in_at(c, q, b)]; });
+  // With the channels as rows: the written side (`rows` channels, to_ld apart) += each run's tap
+  // weights, packed as A, x the read side's pixels of the run (`k` channels, ld apart, read in
+  // place); forward, the read side is the input.
+  void channel_products(const float* from, size_t ld, int k, const std::vector<float>& weights,
+                        float* to, size_t to_ld, int rows, int nb, bool forward) const {
+    const size_t a_floats = packed_a_floats(rows, k);
+    for (const Run& r : runs_) {
+      const int read = forward ? r.in_pixel : r.out_pixel;
+      const int written = forward ? r.out_pixel : r.in_pixel;
+      multiply_strided(rows, r.len * nb, k, weights.data() + size_t(r.tap) * a_floats,
+                       from + size_t(read) * nb, int(ld), to + size_t(written) * nb, int(to_ld),
+                       nullptr, true);
     }
   }
 
-  // The written side (rows of `cols` channels) += each run's pixels of the read side (`k`
-  // channels, ld apart; packed into `packed` as A) x its tap's weights packed as B; forward, the
-  // read side is the input.
+  // With the pixels as rows: the written side (rows of `cols` channels) += each run's pixels of
+  // the read side (`k` channels, ld apart; packed into `packed` as A) x its tap's weights packed
+  // as B; forward, the read side is the input.
   void pixel_products(const float* from, size_t ld, int k, const std::vector<float>& weights,
                       float* to, int cols, int nb, bool forward, float* packed) const {
     const size_t b_floats = packed_b_floats(k, cols);
