@@ -3,8 +3,13 @@
 // so a value's result never depends on its position in a buffer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ebm::simd {
 
@@ -26,6 +31,38 @@ inline Vec load(const float* p) {
   return v;
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+// src[base + i] in lanes i of [lo, hi) (0 <= lo <= hi <= kLanes), zero in the others; nothing
+// outside those lanes is read, so the vector may hang over either end of an array. One masked
+// load with AVX-512, else through a zeroed copy.
+inline Vec load_lanes(const float* src, std::ptrdiff_t base, int lo, int hi) {
+#if defined(__AVX512F__)
+  const auto mask = __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  const auto p = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(src) +
+                                                base * std::ptrdiff_t(sizeof(float)));
+  return (Vec)_mm512_maskz_loadu_ps(mask, p);
+#else
+  float t[kLanes] = {};
+  for (int i = lo; i < hi; ++i) t[i] = src[base + i];
+  return load(t);
+#endif
+}
+// The first `valid` floats from src (0 <= valid <= kLanes), the other lanes zero.
+inline Vec load_first(const float* src, int valid) {
+  if (valid == kLanes) return load(src);
+  return load_lanes(src, 0, 0, valid);
+}
+// The first `valid` lanes of v to dst (0 <= valid <= kLanes); nothing after them is written.
+inline void store_first(float* dst, Vec v, int valid) {
+  if (valid == kLanes) return store(dst, v);
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(dst, __mmask16((1u << valid) - 1u), (__m512)v);
+#else
+  float t[kLanes];
+  store(t, v);
+  std::memcpy(dst, t, sizeof(float) * size_t(valid));
+#endif
+}
 inline Vec splat(float x) { return Vec{} + x; }
 // The smaller (larger) of a and b, a where they tie or either is NaN: one instruction each on
 // x86 (minps / maxps, operands swapped) and in wasm as f32x4.pmin / pmax, asked for by name there

@@ -106,6 +106,11 @@ INSTANTIATE_TEST_SUITE_P(
         // gather and scatter (16 lanes with AVX-512) and their scalar tails.
         LayerCase{"ConvStride2WideRowsIm2col", layer(R"({"type":"conv2d","out_channels":3,"kernel":3,"stride":2,"padding":[1,1,0,2]})"), {2, 5, 77}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kIm2col},
         LayerCase{"Conv5x5Stride2SameWideRowsIm2col", layer(R"({"type":"conv2d","out_channels":2,"kernel":5,"stride":2,"padding":"same"})"), {1, 6, 100}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kIm2col},
+        // Output planes of whole GEMM tiles (4 x 32 pixels): dx's GEMM reads each image's dy in
+        // place (no packing); the forward pass by stride phases, then by im2col, whose rows start
+        // one column left of the image.
+        LayerCase{"Conv5x5Stride2SameWholeTiles", layer(R"({"type":"conv2d","out_channels":4,"kernel":5,"stride":2,"padding":"same"})"), {1, 8, 64}},
+        LayerCase{"Conv5x5Stride2SameWholeTilesIm2col", layer(R"({"type":"conv2d","out_channels":4,"kernel":5,"stride":2,"padding":"same"})"), {1, 8, 64}, -1.5f, 1.5f, false, Conv3x3Form::kAuto, ConvStridedForm::kIm2col},
         // The same layers by stride phases in both directions (no im2col, no col2im; the form
         // the build takes for large enough layers, below): padding on either side of
         // odd (x0 = 1) and even parity, the vectorised phase gather and interleave with tails;

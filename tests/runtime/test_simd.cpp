@@ -82,6 +82,36 @@ TEST(Simd, StrideTwoLoadsAndInterleavedStoresPutEveryLaneWhereItBelongs) {
   }
 }
 
+// Partial loads and stores at the ends of a buffer: every lane range, the vector hanging over
+// the start and the end (the ASan build checks nothing outside the lanes is touched).
+TEST(Simd, PartialLoadsAndStoresTouchOnlyTheirLanes) {
+  constexpr int L = simd::kLanes;
+  std::vector<float> src(L);
+  for (int i = 0; i < L; ++i) src[size_t(i)] = float(i + 1);
+  for (int lo = 0; lo <= L; ++lo)
+    for (int hi = lo; hi <= L; ++hi)
+      for (int base = -L + 1; base <= 0; ++base) {
+        // lanes [lo, hi) of the vector at src + base that lie inside src
+        const int l = std::max(lo, -base), h = std::max(l, std::min(hi, L - base));
+        float got[L];
+        simd::store(got, simd::load_lanes(src.data(), base, l, h));
+        for (int i = 0; i < L; ++i)
+          EXPECT_EQ(got[i], i >= l && i < h ? src[size_t(base + i)] : 0.0f)
+              << "lanes " << l << ".." << h << " from " << base << ", lane " << i;
+      }
+  for (int valid = 0; valid <= L; ++valid) {
+    std::vector<float> in(static_cast<size_t>(valid)), out(static_cast<size_t>(valid) + 1, -1.0f);
+    for (int i = 0; i < valid; ++i) in[size_t(i)] = float(10 + i);
+    const simd::Vec v = simd::load_first(in.data(), valid);
+    float lanes[L];
+    simd::store(lanes, v);
+    for (int i = 0; i < L; ++i) EXPECT_EQ(lanes[i], i < valid ? float(10 + i) : 0.0f) << valid;
+    simd::store_first(out.data(), v + 1.0f, valid);
+    for (int i = 0; i < valid; ++i) EXPECT_EQ(out[size_t(i)], float(11 + i)) << valid;
+    EXPECT_EQ(out[size_t(valid)], -1.0f) << "store_first wrote past " << valid << " lanes";
+  }
+}
+
 TEST(Simd, SwishGivesTheSameBitsWhereverAValueSits) {
   // The same values at every offset and length must produce identical results: the tail goes
   // through the same vector code as the body.

@@ -163,22 +163,35 @@ class Shifted final : public ImageConv {
 // dst[q] = src[q * stride + off] where that lies in [0, w), else 0, for q in [0, n): a row of one
 // stride phase of a zero-padded row (PhasedForward), or one row of an im2col row (Conv2d).
 void gather_phase(const float* src, int w, int stride, int off, int n, float* dst) {
+  using simd::kLanes;
+  if (stride == 2) {
+    // A vector of outputs from 2 * kLanes inputs at a time, the ones that hang over either end
+    // of the row (or past n) loaded (stored) lane by lane under a mask.
+    for (int q = 0; q < n; q += kLanes) {
+      const int base = 2 * q + off;
+      simd::Vec a, b;
+      if (base >= 0 && base + 2 * kLanes <= w) {
+        a = simd::load(src + base);
+        b = simd::load(src + base + kLanes);
+      } else {
+        a = simd::load_lanes(src, base, std::clamp(-base, 0, kLanes), std::clamp(w - base, 0, kLanes));
+        const int b1 = base + kLanes;
+        b = simd::load_lanes(src, b1, std::clamp(-b1, 0, kLanes), std::clamp(w - b1, 0, kLanes));
+      }
+      simd::store_first(dst + q, simd::even_lanes(a, b), std::min(kLanes, n - q));
+    }
+    return;
+  }
   // The q whose source lies inside the row: [lo, hi).
   const int lo = std::clamp(off >= 0 ? 0 : (-off + stride - 1) / stride, 0, n);
   const int hi = std::clamp(w - off > 0 ? (w - off + stride - 1) / stride : 0, lo, n);
   std::memset(dst, 0, sizeof(float) * size_t(lo));
   std::memset(dst + hi, 0, sizeof(float) * size_t(n - hi));
-  int q = lo;
   if (stride == 1) {
     std::memcpy(dst + lo, src + lo + off, sizeof(float) * size_t(hi - lo));
     return;
   }
-  if (stride == 2)  // vector loads of 2 * kLanes inputs while they stay inside the row
-    for (; q + simd::kLanes <= hi && 2 * q + off + 2 * simd::kLanes <= w; q += simd::kLanes) {
-      const float* p = src + 2 * q + off;
-      simd::store(dst + q, simd::even_lanes(simd::load(p), simd::load(p + simd::kLanes)));
-    }
-  for (; q < hi; ++q) dst[q] = src[q * stride + off];
+  for (int q = lo; q < hi; ++q) dst[q] = src[q * stride + off];
 }
 
 // The zero-padded image x (channels of `in`) split into its stride phases: plane (c, pi, pj) of
@@ -186,13 +199,15 @@ void gather_phase(const float* src, int w, int stride, int off, int n, float* ds
 // sw * xq + pj], zero wherever that falls outside the image.
 void split_phases(const float* x, Shape in, Padding pad, int sh, int sw, int hq, int wq,
                   float* out) {
+  // The image's rows in order, each into its row of every column phase: read as one stream (by
+  // phase plane, every other row of the image was a stream the prefetchers missed: the layer's
+  // input comes from the L3 cache, and a fifth of a stride-2 layer's forward pass went there).
   for (int c = 0; c < in.c; ++c)
-    for (int pi = 0; pi < sh; ++pi)
-      for (int pj = 0; pj < sw; ++pj) {
-        float* plane = out + size_t((c * sh + pi) * sw + pj) * hq * wq;
-        for (int yq = 0; yq < hq; ++yq) {
-          const int iy = sh * yq + pi - pad.top;
-          float* row = plane + size_t(yq) * wq;
+    for (int yq = 0; yq < hq; ++yq)
+      for (int pi = 0; pi < sh; ++pi) {
+        const int iy = sh * yq + pi - pad.top;
+        for (int pj = 0; pj < sw; ++pj) {
+          float* row = out + (size_t((c * sh + pi) * sw + pj) * hq + yq) * wq;
           if (iy < 0 || iy >= in.h)
             std::memset(row, 0, sizeof(float) * size_t(wq));
           else
@@ -478,25 +493,6 @@ struct WinogradImages {
   float* out(int img) const { return y + size_t(img) * stride; }
 };
 
-// The first `valid` lanes of v to dst.
-void store_some(float* dst, simd::Vec v, int valid) {
-  if (valid == simd::kLanes) {
-    simd::store(dst, v);
-    return;
-  }
-  float t[simd::kLanes];
-  simd::store(t, v);
-  std::memcpy(dst, t, sizeof(float) * size_t(valid));
-}
-
-// The first `valid` floats from src, the other lanes zero.
-simd::Vec load_some(const float* src, int valid) {
-  if (valid == simd::kLanes) return simd::load(src);
-  float t[simd::kLanes] = {};
-  std::memcpy(t, src, sizeof(float) * size_t(valid));
-  return simd::load(t);
-}
-
 // What Winograd's stride-1 forms share (F(2x2, 3x3) and F(4x4, 3x3) below): blocks of `block` x
 // `block` outputs, th x tw of them, a vector of tw at a time (groups); the zero-padded input
 // (hp x wp, with the slack the loads of the last vector of blocks need); `points` transform planes
@@ -649,7 +645,7 @@ class Winograd final : public WinogradForm {
             const Vec e3 = simd::even_lanes(simd::load(p + 3), simd::load(p + 3 + L));
             const Vec col[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
             for (int l = 0; l < 4; ++l)
-              store_some(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
+              simd::store_first(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
           }
         }
       }
@@ -806,7 +802,7 @@ class Winograd4 final : public WinogradForm {
             winograd4::gather_blocks(rows + size_t(k) * wp_ + 4 * tx, cols);
             winograd4::input_transform(cols, r);
             for (int l = 0; l < 6; ++l)
-              store_some(vc + size_t(6 * k + l) * in_ * ld_, r[l], valid);
+              simd::store_first(vc + size_t(6 * k + l) * in_ * ld_, r[l], valid);
           }
         }
       }
@@ -1033,7 +1029,7 @@ class Stride2Winograd final : public PlaneConv {
             const Vec d1 = simd::even_lanes(simd::load(p1 + 1), simd::load(p1 + 1 + L));
             const Vec col[kPoints] = {e0 - e1, d0, e1, e2 - e1, d1};
             for (int b = 0; b < kPoints; ++b)
-              store_some(dst + size_t(g_.plane[a][b]) * ic * ld, col[b], valid);
+              simd::store_first(dst + size_t(g_.plane[a][b]) * ic * ld, col[b], valid);
           }
         }
       }
@@ -1157,9 +1153,9 @@ class Stride2WinogradBackward final : public PlaneConv {
             c[k][2] = od;
           }
           for (int gb = 0; gb < 3; ++gb) {
-            store_some(dst + size_t(gb) * oc * ld + tx, c[0][gb], valid);
-            store_some(dst + size_t(3 + gb) * oc * ld + tx, c[0][gb] + c[1][gb], valid);
-            store_some(dst + size_t(6 + gb) * oc * ld + tx, c[1][gb], valid);
+            simd::store_first(dst + size_t(gb) * oc * ld + tx, c[0][gb], valid);
+            simd::store_first(dst + size_t(3 + gb) * oc * ld + tx, c[0][gb] + c[1][gb], valid);
+            simd::store_first(dst + size_t(6 + gb) * oc * ld + tx, c[1][gb], valid);
           }
         }
       }
@@ -1180,7 +1176,7 @@ class Stride2WinogradBackward final : public PlaneConv {
           Vec p[kPoints][kPoints];
           for (int a = 0; a < kPoints; ++a)
             for (int b = 0; b < kPoints; ++b)
-              p[a][b] = load_some(src + size_t(g_.plane[a][b]) * ic * ld, valid);
+              p[a][b] = simd::load_first(src + size_t(g_.plane[a][b]) * ic * ld, valid);
           // (phase down, its row, the values across): down, B takes e0 - e1 to rows 2ty and
           // 2ty + 1, e1 to 2ty + 1, e2 - e1 to 2ty + 1 and 2ty + 2, d0 and d1 to the odd rows.
           for (int k = 0; k < kPoints; ++k) {
@@ -1560,6 +1556,16 @@ class Conv2d final : public Layer {
     if (backward_plane_)
       return backward_plane_->run(dy, size_t(s.out.size()), dx, size_t(s.in.size()), n, nullptr,
                                   scratch);
+    if (p_ % kGemmNR == 0) {
+      // Every image's dy is a whole number of column tiles: the GEMM reads it in place, one image
+      // at a time (the same sums as over packed panels, without the packing).
+      for (int b = 0; b < n; ++b) {
+        multiply_strided(k_, p_, oc, backward_a_.data(), dy + size_t(b) * s.out.size(), p_,
+                         scratch, p_);
+        col2im(scratch, p_, dx + size_t(b) * s.in.size());
+      }
+      return;
+    }
     for (int b0 = 0; b0 < n; b0 += chunk_) {
       const int nb = std::min(chunk_, n - b0), cols = nb * p_;
       float* packed = scratch;
