@@ -93,6 +93,23 @@ inline Vec even_lanes(Vec a, Vec b) {
 #endif
 }
 
+// Lanes 1, 3, 5, ... of the 2 * kLanes values in (a, b).
+inline Vec odd_lanes(Vec a, Vec b) {
+#if defined(__clang__)
+#if EBM_SIMD_LANES == 16
+  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#elif EBM_SIMD_LANES == 8
+  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+#else
+  return __builtin_shufflevector(a, b, 1, 3, 5, 7);
+#endif
+#else
+  IVec idx;
+  for (int i = 0; i < kLanes; ++i) idx[i] = 2 * i + 1;
+  return __builtin_shuffle(a, b, idx);
+#endif
+}
+
 // (a0, b0, a1, b1, ...) as two vectors: a and b interleaved, for a stride-2 store of two rows of
 // values.
 inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
