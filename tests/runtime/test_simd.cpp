@@ -71,6 +71,8 @@ TEST(Simd, StrideTwoLoadsAndInterleavedStoresPutEveryLaneWhereItBelongs) {
   for (int i = 0; i < 2 * simd::kLanes; ++i) in[i] = float(i);
   simd::store(a, simd::even_lanes(simd::load(in), simd::load(in + simd::kLanes)));
   for (int i = 0; i < simd::kLanes; ++i) EXPECT_EQ(a[i], float(2 * i)) << i;
+  simd::store(b, simd::odd_lanes(simd::load(in), simd::load(in + simd::kLanes)));
+  for (int i = 0; i < simd::kLanes; ++i) EXPECT_EQ(b[i], float(2 * i + 1)) << i;
   for (int i = 0; i < simd::kLanes; ++i) b[i] = float(100 + i);
   simd::Vec lo, hi;
   simd::interleave(simd::load(a), simd::load(b), &lo, &hi);
