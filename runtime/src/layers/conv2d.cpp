@@ -53,6 +53,15 @@ bool row_tiles_fit(int width, int padded_width) {
   return g_conv_row_tiles.load() && (width + kGemmNR - 1) / kGemmNR * kGemmNR <= padded_width;
 }
 
+// len floats from src to dst, a vector at a time and the last partial one under a mask: the rows
+// the convolutions copy are a few dozen floats, where a library call per row cost more than the
+// copy.
+void copy_row(const float* src, int len, float* dst) {
+  int j = 0;
+  for (; j + simd::kLanes <= len; j += simd::kLanes) simd::store(dst + j, simd::load(src + j));
+  if (j < len) simd::store_first(dst + j, simd::load_first(src + j, len - j), len - j);
+}
+
 // y (out_c planes of out_h x out_w) = bias + packed A [out_c, k] x the shifted rows of xp
 // (row p at xp + offsets[p]), whose output rows run padded_w wide: straight into y in row tiles
 // (`rows`, row_tiles_fit), else in tiles across the padded rows into yp (out_c * out_h *
@@ -69,21 +78,24 @@ void shifted_product(int out_c, int out_h, int out_w, int padded_w, int k, const
   multiply_shifted(out_c, n, k, a, xp, offsets, yp, n, bias);
   for (int o = 0; o < out_c; ++o)
     for (int oy = 0; oy < out_h; ++oy)
-      std::memcpy(y + (size_t(o) * out_h + oy) * out_w, yp + size_t(o) * n + size_t(oy) * padded_w,
-                  sizeof(float) * size_t(out_w));
+      copy_row(yp + size_t(o) * n + size_t(oy) * padded_w, out_w, y + (size_t(o) * out_h + oy) * out_w);
 }
 
 // The `in` planes of x (in_h x in_w each) into `out` as planes of hp x wp: pad.top zero rows
 // above, pad.left zero columns to the left, zeros to the right and below up to wp and hp.
+// Each row a vector at a time (copy_row): three library calls per row of a few dozen floats
+// cost a tenth of a stride-2 layer's gradient natively.
 void pad_planes(const float* x, int in, int in_h, int in_w, Padding pad, int hp, int wp, float* out) {
+  const int right = wp - pad.left - in_w;
   for (int c = 0; c < in; ++c) {
     float* plane = out + size_t(c) * hp * wp;
     std::memset(plane, 0, sizeof(float) * size_t(pad.top) * wp);
     float* r = plane + size_t(pad.top) * wp;
-    for (int y0 = 0; y0 < in_h; ++y0, r += wp) {
-      std::memset(r, 0, sizeof(float) * size_t(pad.left));
-      std::memcpy(r + pad.left, x + (size_t(c) * in_h + y0) * in_w, sizeof(float) * size_t(in_w));
-      std::memset(r + pad.left + in_w, 0, sizeof(float) * size_t(wp - pad.left - in_w));
+    const float* src = x + size_t(c) * in_h * in_w;
+    for (int y0 = 0; y0 < in_h; ++y0, r += wp, src += in_w) {
+      for (int j = 0; j < pad.left; ++j) r[j] = 0.0f;
+      copy_row(src, in_w, r + pad.left);
+      for (int j = 0; j < right; ++j) r[pad.left + in_w + j] = 0.0f;
     }
     std::memset(r, 0, sizeof(float) * size_t(hp - pad.top - in_h) * wp);
   }
@@ -1682,10 +1694,10 @@ class Conv2d final : public Layer {
       const int c = col + t, panel = c / kGemmNR, lane = c % kGemmNR;
       const int piece = std::min(kGemmNR - lane, len - t);
       float* dst = packed + size_t(panel) * kGemmNR * k + size_t(p) * kGemmNR + lane;
-      std::memcpy(dst, src + t, sizeof(float) * size_t(piece));
+      copy_row(src + t, piece, dst);
       t += piece;
-      if (c + piece == n && lane + piece < kGemmNR)
-        std::memset(dst + piece, 0, sizeof(float) * size_t(kGemmNR - lane - piece));
+      if (c + piece == n)
+        for (int j = lane + piece; j < kGemmNR; ++j) dst[j - lane] = 0.0f;
     }
   }
 
