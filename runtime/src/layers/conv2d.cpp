@@ -81,6 +81,17 @@ void shifted_product(int out_c, int out_h, int out_w, int padded_w, int k, const
       copy_row(yp + size_t(o) * n + size_t(oy) * padded_w, out_w, y + (size_t(o) * out_h + oy) * out_w);
 }
 
+// dst[j] += src[j] for j in [0, len), as copy_row.
+void add_row(const float* src, int len, float* dst) {
+  int j = 0;
+  for (; j + simd::kLanes <= len; j += simd::kLanes)
+    simd::store(dst + j, simd::load(dst + j) + simd::load(src + j));
+  if (j < len) {
+    const int rest = len - j;
+    simd::store_first(dst + j, simd::load_first(dst + j, rest) + simd::load_first(src + j, rest), rest);
+  }
+}
+
 // The `in` planes of x (in_h x in_w each) into `out` as planes of hp x wp: pad.top zero rows
 // above, pad.left zero columns to the left, zeros to the right and below up to wp and hp.
 // Each row a vector at a time (copy_row): three library calls per row of a few dozen floats
@@ -281,14 +292,23 @@ void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, si
         if (x0 == 1) row[0] = src[phase_floats + size_t(pad.left / 2)];
         const float* s0 = src + (x0 + pad.left) / 2;
         const float* s1 = s0 + phase_floats;
+        constexpr int L = simd::kLanes;
         int m = 0;
-        for (; x0 + 2 * (m + simd::kLanes) <= in.w; m += simd::kLanes) {
+        for (; x0 + 2 * (m + L) <= in.w; m += L) {
           simd::Vec lo, hi;
           simd::interleave(simd::load(s0 + m), simd::load(s1 + m), &lo, &hi);
           simd::store(row + x0 + 2 * m, lo);
-          simd::store(row + x0 + 2 * m + simd::kLanes, hi);
+          simd::store(row + x0 + 2 * m + L, hi);
         }
-        x = x0 + 2 * m;
+        if (const int rest = in.w - x0 - 2 * m; rest > 0) {
+          // the row's end under masks: (rest + 1) / 2 values of phase 0, rest / 2 of phase 1
+          simd::Vec lo, hi;
+          simd::interleave(simd::load_first(s0 + m, (rest + 1) / 2),
+                           simd::load_first(s1 + m, rest / 2), &lo, &hi);
+          simd::store_first(row + x0 + 2 * m, lo, std::min(rest, L));
+          if (rest > L) simd::store_first(row + x0 + 2 * m + L, hi, rest - L);
+        }
+        continue;
       }
       for (; x < in.w; ++x) {
         const int xp = x + pad.left;
@@ -1561,7 +1581,7 @@ class Conv2d final : public Layer {
     const int cols = std::min(n, chunk_) * p_;
     const int depth = std::max(k_, spec().out.c);
     return std::max(floats, packed_b_floats(depth, cols) + size_t(depth) * size_t(cols) +
-                                size_t(spec().out.w));
+                                std::max(size_t(spec().out.w), col2im_floats()));
   }
 
   void forward(const float* x, float* y, int n, float* scratch) const override {
@@ -1604,10 +1624,11 @@ class Conv2d final : public Layer {
     if (p_ % kGemmNR == 0) {
       // Every image's dy is a whole number of column tiles: the GEMM reads it in place, one image
       // at a time (the same sums as over packed panels, without the packing).
+      float* phases = scratch + size_t(k_) * p_;
       for (int b = 0; b < n; ++b) {
         multiply_strided(k_, p_, oc, backward_a_.data(), dy + size_t(b) * s.out.size(), p_,
                          scratch, p_);
-        col2im(scratch, p_, dx + size_t(b) * s.in.size());
+        col2im(scratch, p_, phases, dx + size_t(b) * s.in.size());
       }
       return;
     }
@@ -1620,7 +1641,9 @@ class Conv2d final : public Layer {
           write_packed(packed, oc, o, b * p_, cols, dy + size_t(b0 + b) * s.out.size() + size_t(o) * p_, p_);
         }
       multiply_packed(k_, cols, oc, backward_a_.data(), packed, dcol, cols);
-      for (int b = 0; b < nb; ++b) col2im(dcol + size_t(b) * p_, cols, dx + size_t(b0 + b) * s.in.size());
+      float* phases = dcol + size_t(k_) * cols;
+      for (int b = 0; b < nb; ++b)
+        col2im(dcol + size_t(b) * p_, cols, phases, dx + size_t(b0 + b) * s.in.size());
     }
   }
 
@@ -1726,36 +1749,43 @@ class Conv2d final : public Layer {
     }
   }
 
-  // dx (one image) = the im2col rows of dcol (row stride ld) scattered back and summed.
-  void col2im(const float* dcol, int ld, float* dx) const {
+  // col2im's scratch: the stride phases of dx padded, with room for every tap's rows (phase
+  // (pi, pj) of channel c holds x_pad[c, sh yq + pi, sw xq + pj] for yq < hq, xq < wq).
+  int col2im_hq() const {
     const LayerSpec& s = spec();
-    std::memset(dx, 0, sizeof(float) * size_t(s.in.size()));
-    const int wo = s.out.w, sw = s.stride_w;
+    return std::max((s.in.h + s.pad.top + s.stride_h - 1) / s.stride_h,
+                    s.out.h + (s.kernel_h - 1) / s.stride_h);
+  }
+  int col2im_wq() const {
+    const LayerSpec& s = spec();
+    return std::max((s.in.w + s.pad.left + s.stride_w - 1) / s.stride_w,
+                    s.out.w + (s.kernel_w - 1) / s.stride_w);
+  }
+  size_t col2im_floats() const {
+    const LayerSpec& s = spec();
+    return size_t(s.stride_h) * s.stride_w * s.in.c * col2im_hq() * col2im_wq();
+  }
+
+  // dx (one image) = the im2col rows of dcol (row stride ld) scattered back and summed: row
+  // (c, i, j) of dcol lands on one stride phase of the padded dx, from row i / sh and column
+  // j / sw of it on, where its rows are added a vector at a time (into `phases`, col2im_floats());
+  // the phases are then interleaved into dx. Each entry sums its terms in the order of the rows,
+  // as a scatter straight into dx would (which took twice as long at stride 2: every other lane
+  // added a zero, and the rows' ends went a float at a time).
+  void col2im(const float* dcol, int ld, float* phases, float* dx) const {
+    const LayerSpec& s = spec();
+    const int sh = s.stride_h, sw = s.stride_w, kh = s.kernel_h, kw = s.kernel_w, wo = s.out.w;
+    const int wq = col2im_wq();
+    const size_t channel = size_t(col2im_hq()) * wq, phase = size_t(s.in.c) * channel;
+    std::memset(phases, 0, sizeof(float) * col2im_floats());
     for (int kk = 0; kk < k_; ++kk) {
-      const int j = kk % s.kernel_w, i = (kk / s.kernel_w) % s.kernel_h, c = kk / (s.kernel_w * s.kernel_h);
-      const int off = j - s.pad.left;
-      int lo, hi;
-      valid_columns(off, &lo, &hi);
+      const int j = kk % kw, i = (kk / kw) % kh, c = kk / (kw * kh);
+      float* plane = phases + size_t((i % sh) * sw + j % sw) * phase + size_t(c) * channel +
+                     size_t(i / sh) * wq + size_t(j / sw);
       const float* row = dcol + size_t(kk) * ld;
-      for (int oy = 0; oy < s.out.h; ++oy) {
-        const int iy = oy * s.stride_h - s.pad.top + i;
-        if (iy < 0 || iy >= s.in.h) continue;
-        const float* src = row + size_t(oy) * wo;
-        float* dst = dx + (size_t(c) * s.in.h + iy) * s.in.w;
-        int ox = lo;
-        if (sw == 2) {
-          // (v0, 0, v1, 0, ...) added over 2 * kLanes outputs while they stay inside the row.
-          for (; ox + simd::kLanes <= hi && 2 * ox + off + 2 * simd::kLanes <= s.in.w; ox += simd::kLanes) {
-            simd::Vec lo_half, hi_half;
-            simd::interleave_zeros(simd::load(src + ox), &lo_half, &hi_half);
-            float* p = dst + 2 * ox + off;
-            simd::store(p, simd::load(p) + lo_half);
-            simd::store(p + simd::kLanes, simd::load(p + simd::kLanes) + hi_half);
-          }
-        }
-        for (; ox < hi; ++ox) dst[ox * sw + off] += src[ox];
-      }
+      for (int oy = 0; oy < s.out.h; ++oy) add_row(row + size_t(oy) * wo, wo, plane + size_t(oy) * wq);
     }
+    merge_phases(phases, phase, channel, size_t(wq), s.in, s.pad, sh, sw, dx);
   }
 
   int k_, p_, chunk_;
