@@ -284,6 +284,10 @@ void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, si
       const float* src = p + size_t(pi * sw) * phase_floats + size_t(c) * channel_floats +
                          size_t(yp / sh) * row_floats;
       float* row = dx + (size_t(c) * in.h + y) * in.w;
+      if (sw == 1) {
+        copy_row(src + pad.left, in.w, row);
+        continue;
+      }
       int x = 0;
       if (sw == 2) {
         // From the first x in phase 0, pairs (phase 0, phase 1) of the same xq, a vector of
@@ -1722,14 +1726,6 @@ class Conv2d final : public Layer {
       if (c + piece == n)
         for (int j = lane + piece; j < kGemmNR; ++j) dst[j - lane] = 0.0f;
     }
-  }
-
-  // The output columns ox whose input column ox * sw + off lies inside the image: [lo, hi).
-  void valid_columns(int off, int* lo, int* hi) const {
-    const LayerSpec& s = spec();
-    const int sw = s.stride_w, wo = s.out.w;
-    *lo = std::min(wo, off >= 0 ? 0 : (-off + sw - 1) / sw);
-    *hi = std::max(*lo, std::min(wo, (s.in.w - off + sw - 1) / sw));
   }
 
   // Row kk = (c, i, j) of one image's im2col matrix, written to packed columns [col, col + P):
