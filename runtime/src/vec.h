@@ -76,39 +76,27 @@ inline Vec min(Vec a, Vec b) { return b < a ? b : a; }
 inline Vec max(Vec a, Vec b) { return a < b ? b : a; }
 #endif
 
-// Lanes 0, 2, 4, ... of the 2 * kLanes values in (a, b): a stride-2 load.
-inline Vec even_lanes(Vec a, Vec b) {
+// Lanes F, F + 2, F + 4, ... of the 2 * kLanes values in (a, b), F = 0 or 1: a stride-2 load.
+template <int F>
+inline Vec stride2_lanes(Vec a, Vec b) {
+  static_assert(F == 0 || F == 1, "a stride-2 load starts at lane 0 or 1");
 #if defined(__clang__)
 #if EBM_SIMD_LANES == 16
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return __builtin_shufflevector(a, b, F, F + 2, F + 4, F + 6, F + 8, F + 10, F + 12, F + 14,
+                                 F + 16, F + 18, F + 20, F + 22, F + 24, F + 26, F + 28, F + 30);
 #elif EBM_SIMD_LANES == 8
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  return __builtin_shufflevector(a, b, F, F + 2, F + 4, F + 6, F + 8, F + 10, F + 12, F + 14);
 #else
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+  return __builtin_shufflevector(a, b, F, F + 2, F + 4, F + 6);
 #endif
 #else
   IVec idx;
-  for (int i = 0; i < kLanes; ++i) idx[i] = 2 * i;
+  for (int i = 0; i < kLanes; ++i) idx[i] = 2 * i + F;
   return __builtin_shuffle(a, b, idx);
 #endif
 }
-
-// Lanes 1, 3, 5, ... of the 2 * kLanes values in (a, b).
-inline Vec odd_lanes(Vec a, Vec b) {
-#if defined(__clang__)
-#if EBM_SIMD_LANES == 16
-  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-#elif EBM_SIMD_LANES == 8
-  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
-#else
-  return __builtin_shufflevector(a, b, 1, 3, 5, 7);
-#endif
-#else
-  IVec idx;
-  for (int i = 0; i < kLanes; ++i) idx[i] = 2 * i + 1;
-  return __builtin_shuffle(a, b, idx);
-#endif
-}
+inline Vec even_lanes(Vec a, Vec b) { return stride2_lanes<0>(a, b); }
+inline Vec odd_lanes(Vec a, Vec b) { return stride2_lanes<1>(a, b); }
 
 // (a0, b0, a1, b1, ...) as two vectors: a and b interleaved, for a stride-2 store of two rows of
 // values.
