@@ -92,7 +92,7 @@ TEST(Simd, PartialLoadsAndStoresTouchOnlyTheirLanes) {
   for (int i = 0; i < L; ++i) src[size_t(i)] = float(i + 1);
   for (int lo = 0; lo <= L; ++lo)
     for (int hi = lo; hi <= L; ++hi)
-      for (int base = -L + 1; base <= 0; ++base) {
+      for (int base = -L + 1; base < L; ++base) {
         // lanes [lo, hi) of the vector at src + base that lie inside src
         const int l = std::max(lo, -base), h = std::max(l, std::min(hi, L - base));
         float got[L];
