@@ -183,25 +183,25 @@ class Shifted final : public ImageConv {
   std::vector<int> offsets_;
 };
 
+// src[base + i] for the kLanes lanes i where that lies in [0, w), else 0: one load inside the row,
+// a masked one where the vector hangs over either end.
+simd::Vec row_vector(const float* src, int w, int base) {
+  constexpr int L = simd::kLanes;
+  if (base >= 0 && base + L <= w) return simd::load(src + base);
+  return simd::load_lanes(src, base, std::clamp(-base, 0, L), std::clamp(w - base, 0, L));
+}
+
 // dst[q] = src[q * stride + off] where that lies in [0, w), else 0, for q in [0, n): a row of one
 // stride phase of a zero-padded row (PhasedForward), or one row of an im2col row (Conv2d).
 void gather_phase(const float* src, int w, int stride, int off, int n, float* dst) {
   using simd::kLanes;
   if (stride == 2) {
-    // A vector of outputs from 2 * kLanes inputs at a time, the ones that hang over either end
-    // of the row (or past n) loaded (stored) lane by lane under a mask.
+    // A vector of outputs from 2 * kLanes inputs at a time (row_vector), the last one stored
+    // under a mask past n.
     for (int q = 0; q < n; q += kLanes) {
       const int base = 2 * q + off;
-      simd::Vec a, b;
-      if (base >= 0 && base + 2 * kLanes <= w) {
-        a = simd::load(src + base);
-        b = simd::load(src + base + kLanes);
-      } else {
-        a = simd::load_lanes(src, base, std::clamp(-base, 0, kLanes), std::clamp(w - base, 0, kLanes));
-        const int b1 = base + kLanes;
-        b = simd::load_lanes(src, b1, std::clamp(-b1, 0, kLanes), std::clamp(w - b1, 0, kLanes));
-      }
-      simd::store_first(dst + q, simd::even_lanes(a, b), std::min(kLanes, n - q));
+      const simd::Vec v = simd::even_lanes(row_vector(src, w, base), row_vector(src, w, base + kLanes));
+      simd::store_first(dst + q, v, std::min(kLanes, n - q));
     }
     return;
   }
@@ -223,25 +223,19 @@ void gather_phase(const float* src, int w, int stride, int off, int n, float* ds
 // per image of the paper network's second layer natively).
 void split_row2(const float* src, int w, int left, int n, float* even, float* odd) {
   using simd::kLanes;
-  auto edge = [&](int q) {  // a vector hanging over either end of the row, or past n
-    const int base = 2 * q - left, next = base + kLanes;
-    const simd::Vec a = simd::load_lanes(src, base, std::clamp(-base, 0, kLanes),
-                                         std::clamp(w - base, 0, kLanes));
-    const simd::Vec b = simd::load_lanes(src, next, std::clamp(-next, 0, kLanes),
-                                         std::clamp(w - next, 0, kLanes));
-    const int valid = std::min(kLanes, n - q);
+  for (int q = 0; q < n; q += kLanes) {
+    const int base = 2 * q - left, valid = std::min(kLanes, n - q);
+    const simd::Vec a = row_vector(src, w, base), b = row_vector(src, w, base + kLanes);
     simd::store_first(even + q, simd::even_lanes(a, b), valid);
     simd::store_first(odd + q, simd::odd_lanes(a, b), valid);
-  };
-  int q = 0;
-  for (; q < n && 2 * q < left; q += kLanes) edge(q);
-  for (; q + kLanes <= n && 2 * q - left + 2 * kLanes <= w; q += kLanes) {
-    const float* p = src + (2 * q - left);
-    const simd::Vec a = simd::load(p), b = simd::load(p + kLanes);
-    simd::store(even + q, simd::even_lanes(a, b));
-    simd::store(odd + q, simd::odd_lanes(a, b));
   }
-  for (; q < n; q += kLanes) edge(q);
+}
+
+// Rows (or columns) of a stride phase of an input `size` long, zero-padded by `pad` in all, that
+// a kernel of `kernel` taps at `stride` reads into `out` outputs: room for the padded input and
+// for the last output's taps.
+int phase_extent(int size, int pad, int stride, int out, int kernel) {
+  return std::max((size + pad + stride - 1) / stride, out + (kernel - 1) / stride);
 }
 
 // The zero-padded image x (channels of `in`) split into its stride phases: plane (c, pi, pj) of
@@ -331,8 +325,8 @@ class PhasedForward final : public ImageConv {
  public:
   PhasedForward(const LayerSpec& s, const std::vector<float>& w)
       : in_(s.in), out_(s.out), pad_(s.pad), sh_(s.stride_h), sw_(s.stride_w),
-        hq_(std::max((s.in.h + s.pad.top + s.pad.bottom + sh_ - 1) / sh_, s.out.h + (s.kernel_h - 1) / sh_)),
-        wq_(std::max((s.in.w + s.pad.left + s.pad.right + sw_ - 1) / sw_, s.out.w + (s.kernel_w - 1) / sw_)),
+        hq_(phase_extent(s.in.h, s.pad.top + s.pad.bottom, sh_, s.out.h, s.kernel_h)),
+        wq_(phase_extent(s.in.w, s.pad.left + s.pad.right, sw_, s.out.w, s.kernel_w)),
         k_(s.in.c * s.kernel_h * s.kernel_w) {
     a_.resize(packed_a_floats(out_.c, k_));
     pack_a(w.data(), k_, false, out_.c, k_, a_.data());
@@ -1745,17 +1739,15 @@ class Conv2d final : public Layer {
     }
   }
 
-  // col2im's scratch: the stride phases of dx padded, with room for every tap's rows (phase
+  // col2im's scratch: the stride phases of dx padded, as PhasedForward lays them out (phase
   // (pi, pj) of channel c holds x_pad[c, sh yq + pi, sw xq + pj] for yq < hq, xq < wq).
   int col2im_hq() const {
     const LayerSpec& s = spec();
-    return std::max((s.in.h + s.pad.top + s.stride_h - 1) / s.stride_h,
-                    s.out.h + (s.kernel_h - 1) / s.stride_h);
+    return phase_extent(s.in.h, s.pad.top + s.pad.bottom, s.stride_h, s.out.h, s.kernel_h);
   }
   int col2im_wq() const {
     const LayerSpec& s = spec();
-    return std::max((s.in.w + s.pad.left + s.stride_w - 1) / s.stride_w,
-                    s.out.w + (s.kernel_w - 1) / s.stride_w);
+    return phase_extent(s.in.w, s.pad.left + s.pad.right, s.stride_w, s.out.w, s.kernel_w);
   }
   size_t col2im_floats() const {
     const LayerSpec& s = spec();
