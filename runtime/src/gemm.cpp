@@ -70,7 +70,8 @@ __attribute__((always_inline)) inline void store_tile(const Vec (&acc)[R][kNV], 
 // is accumulated in the same order whatever R, cols and B's layout are, so an image's result does
 // not depend on which other images share its tiles, nor on whether its B was packed.
 // Inlined where the blocked loop calls it for a full row tile (below): through the table of row
-// counts a call is a call_indirect in wasm, 5-6% of a step there (bench/README.md).
+// counts a call is a call_indirect in wasm, 5-6% of a step there (bench/README.md). Its loop
+// takes EBM_GEMM_STEPS steps of the depth an iteration (gemm.h).
 template <int R, class B>
 __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, B b, float* c,
                                                         int ldc, Init init, const float* bias,
@@ -78,6 +79,9 @@ __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, 
   Vec acc[R][kNV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kNV; ++v) acc[r][v] = Vec{};
+#if EBM_GEMM_STEPS > 1
+#pragma GCC unroll EBM_GEMM_STEPS
+#endif
   for (int p = 0; p < kc; ++p) {
     Vec bv[kNV];
     const float* bp = b.row(p);
