@@ -845,17 +845,18 @@ class Winograd4 final : public WinogradForm {
              float* out, const float* bias) const override {
     using simd::Vec;
     constexpr int L = simd::kLanes;
-    // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, then each
-    // row's columns L blocks at a time.
+    // V_xi[c, block] = (B^T d B)[xi]: the six rows of B^T d over whole padded rows, L columns
+    // at a time (the row's last vector under a mask), then each row's columns L blocks at a time.
     for (int c = 0; c < in_; ++c)
       for (int br = r0; br < r1; ++br) {
         const int img = br / th_, ty = br - img * th_;
         const float* d = batch.in(img) + (size_t(c) * hp_ + 4 * size_t(ty)) * wp_;
-        for (int i = 0; i < wp_; ++i) {
-          float col[6], r[6];
-          for (int k = 0; k < 6; ++k) col[k] = d[size_t(k) * wp_ + i];
+        for (int i = 0; i < wp_; i += L) {
+          const int valid = std::min(L, wp_ - i);
+          Vec col[6], r[6];
+          for (int k = 0; k < 6; ++k) col[k] = simd::load_first(d + size_t(k) * wp_ + i, valid);
           winograd4::input_transform(col, r);
-          for (int k = 0; k < 6; ++k) rows[size_t(k) * wp_ + i] = r[k];
+          for (int k = 0; k < 6; ++k) simd::store_first(rows + size_t(k) * wp_ + i, r[k], valid);
         }
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L, valid = std::min(L, tw_ - tx);
