@@ -38,7 +38,7 @@ inline constexpr int kGemmLanes = 4;
 // Chromium's optimizing tier (Turboshaft) checks for interrupts and works out the tile's addresses
 // once per iteration: the paper network's step 1.08x faster in Chromium 156 than with one (node
 // 20's older TurboFan schedules both steps' loads first and spills accumulators: 1.4x slower
-// there; bench/README.md). One natively, where two ran 1% slower.
+// there; bench/README.md). One natively, where two (written out by hand) ran 1% slower.
 #ifndef EBM_GEMM_STEPS
 #if defined(__wasm__)
 #define EBM_GEMM_STEPS 2
