@@ -2,13 +2,22 @@
 // target has FMA.
 #include "gemm.h"
 
+#include "ebm/kernels.h"
 #include "vec.h"
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#if defined(__EMSCRIPTEN__)
+#include <emscripten.h>
+
+// Whether the module runs in node rather than a browser (GemmDepthSteps::kAuto).
+EM_JS(int, ebm_running_in_node, (), { return ENVIRONMENT_IS_NODE ? 1 : 0; });
+#endif
 
 namespace ebm {
 
@@ -71,24 +80,36 @@ __attribute__((always_inline)) inline void store_tile(const Vec (&acc)[R][kNV], 
 // not depend on which other images share its tiles, nor on whether its B was packed.
 // Inlined where the blocked loop calls it for a full row tile (below): through the table of row
 // counts a call is a call_indirect in wasm, 5-6% of a step there (bench/README.md). Its loop
-// takes EBM_GEMM_STEPS steps of the depth an iteration (gemm.h).
-template <int R, class B>
+// takes Steps steps of the depth an iteration (GemmDepthSteps in ebm/kernels.h): clang unrolls
+// it (its own unrolled loop ran 2.4-3.2% faster in Chromium than one written out by hand), GCC
+// runs the steps written out.
+template <int R, class B, int Steps = 1>
 __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, B b, float* c,
                                                         int ldc, Init init, const float* bias,
                                                         int cols) {
   Vec acc[R][kNV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kNV; ++v) acc[r][v] = Vec{};
-#if EBM_GEMM_STEPS > 1
-#pragma GCC unroll EBM_GEMM_STEPS
-#endif
-  for (int p = 0; p < kc; ++p) {
+  const auto step = [&](int p) __attribute__((always_inline)) {
     Vec bv[kNV];
     const float* bp = b.row(p);
     for (int v = 0; v < kNV; ++v) bv[v] = load(bp + v * kLanes);
     const float* ap = a + size_t(p) * kMR;
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < kNV; ++v) acc[r][v] += ap[r] * bv[v];
+  };
+  if constexpr (Steps == 1) {
+    for (int p = 0; p < kc; ++p) step(p);
+  } else {
+#if defined(__clang__)
+#pragma clang loop unroll_count(Steps)
+    for (int p = 0; p < kc; ++p) step(p);
+#else
+    int p = 0;
+    for (; p + Steps <= kc; p += Steps)
+      for (int s = 0; s < Steps; ++s) step(p + s);
+    for (; p < kc; ++p) step(p);
+#endif
   }
   store_tile<R>(acc, c, ldc, init, bias, cols);
 }
@@ -161,8 +182,9 @@ struct RowColumns {
 };
 
 // The blocked loops over kc-deep passes, NR-wide column tiles and MR-high row tiles, shared by the
-// packed and the unpacked B; tile(pc, b_col) gives the B tile of pass pc at column b_col.
-template <class B, class TileOf, class Columns>
+// packed and the unpacked B; tile(pc, b_col) gives the B tile of pass pc at column b_col. The full
+// row tiles' micro-kernel takes Steps steps of the depth an iteration.
+template <class B, int Steps, class TileOf, class Columns>
 void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns columns, float* c,
                       int ldc, const float* row_bias, bool accumulate) {
   const int n = columns.c_cols();
@@ -195,7 +217,7 @@ void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns 
         const float* bias = row_bias ? row_bias + i0 : nullptr;
         const int cols = ct.cols;
         if (m - i0 >= kMR)
-          micro_kernel<kMR, B>(kc, a, b, ci, ldc, init, bias, cols);
+          micro_kernel<kMR, B, Steps>(kc, a, b, ci, ldc, init, bias, cols);
         else if (!wide)
           kKernels<B>[size_t(m - i0 - 1)](kc, a, b, ci, ldc, init, bias, cols);
       }
@@ -226,6 +248,30 @@ void multiply_blocked(int m, int k, const float* a_packed, TileOf tile, Columns 
                                     ldc, init, bias, ct.cols);
     }
   }
+}
+
+std::atomic<GemmDepthSteps> g_depth_steps{GemmDepthSteps::kAuto};
+
+// What kAuto takes: two in WebAssembly in a browser, else one (ebm/kernels.h).
+bool two_depth_steps_by_default() {
+#if defined(__EMSCRIPTEN__)
+  static const bool in_node = ebm_running_in_node() != 0;
+  return !in_node;
+#else
+  return false;
+#endif
+}
+
+// multiply_blocked with the depth steps that set_gemm_depth_steps asks for.
+template <class B, class TileOf, class Columns>
+void multiply_tiles(int m, int k, const float* a_packed, TileOf tile, Columns columns, float* c,
+                    int ldc, const float* row_bias, bool accumulate) {
+  const GemmDepthSteps steps = g_depth_steps.load();
+  if (steps == GemmDepthSteps::kTwo ||
+      (steps == GemmDepthSteps::kAuto && two_depth_steps_by_default()))
+    multiply_blocked<B, 2>(m, k, a_packed, tile, columns, c, ldc, row_bias, accumulate);
+  else
+    multiply_blocked<B, 1>(m, k, a_packed, tile, columns, c, ldc, row_bias, accumulate);
 }
 
 // Packing buffers for the general products: grown on first use, then reused (one set per thread).
@@ -271,7 +317,7 @@ void pack_b_row(const float* row, int p, int k, int n, float* out) {
 
 void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_packed, float* c,
                      int ldc, const float* row_bias, bool accumulate) {
-  multiply_blocked<PackedB>(
+  multiply_tiles<PackedB>(
       m, k, a_packed,
       [&](int pc, int j0) { return PackedB{b_packed + size_t(j0) * k + size_t(pc) * kNR}; },
       FlatColumns{n}, c, ldc, row_bias, accumulate);
@@ -279,7 +325,7 @@ void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_
 
 void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
                       const int* row_offsets, float* c, int ldc, const float* row_bias) {
-  multiply_blocked<ShiftedB>(
+  multiply_tiles<ShiftedB>(
       m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
       FlatColumns{n}, c, ldc, row_bias, false);
 }
@@ -287,14 +333,14 @@ void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b
 void multiply_shifted_rows(int m, int rows, int width, int b_stride, int k, const float* a_packed,
                            const float* b, const int* row_offsets, float* c, int ldc,
                            const float* row_bias) {
-  multiply_blocked<ShiftedB>(
+  multiply_tiles<ShiftedB>(
       m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
       RowColumns(rows, width, b_stride), c, ldc, row_bias, false);
 }
 
 void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
                       float* c, int ldc, const float* row_bias, bool accumulate) {
-  multiply_blocked<StridedB>(
+  multiply_tiles<StridedB>(
       m, k, a_packed,
       [&](int pc, int j0) { return StridedB{b + size_t(pc) * size_t(ldb) + j0, size_t(ldb)}; },
       FlatColumns{n}, c, ldc, row_bias, accumulate);
@@ -322,6 +368,9 @@ void gemm(int m, int n, int k, const float* a, int lda, bool a_t, const float* b
 }
 
 }  // namespace
+
+void set_gemm_depth_steps(GemmDepthSteps steps) { g_depth_steps.store(steps); }
+GemmDepthSteps gemm_depth_steps() { return g_depth_steps.load(); }
 
 void gemm_nn(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
              int ldc, bool accumulate) {

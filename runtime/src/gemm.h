@@ -33,19 +33,6 @@ inline constexpr int kGemmLanes = 4;
 #define EBM_GEMM_DEFAULT_MR 6
 #define EBM_GEMM_DEFAULT_NV 2
 #endif
-// Steps of the depth one iteration of the micro-kernel's loop takes (override with
-// -DEBM_GEMM_STEPS=..): the same sums in the same order either way. Two in WebAssembly, where
-// Chromium's optimizing tier (Turboshaft) checks for interrupts and works out the tile's addresses
-// once per iteration: the paper network's step 1.08x faster in Chromium 156 than with one (node
-// 20's older TurboFan schedules both steps' loads first and spills accumulators: 1.4x slower
-// there; bench/README.md). One natively, where two (written out by hand) ran 1% slower.
-#ifndef EBM_GEMM_STEPS
-#if defined(__wasm__)
-#define EBM_GEMM_STEPS 2
-#else
-#define EBM_GEMM_STEPS 1
-#endif
-#endif
 #ifndef EBM_GEMM_MR
 #define EBM_GEMM_MR EBM_GEMM_DEFAULT_MR
 #endif

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ebm/kernels.h"
 #include "gemm.h"
 #include "test_util.h"
 
@@ -145,6 +146,41 @@ TEST(Gemm, TheLastOneOrTwoRowsGetTheBitsOfAFullRowTile) {
     expect_last_rows_as_in_a_full_tile(rest, 4 * kGemmNR, 600, false, true);     // two passes
     expect_last_rows_as_in_a_full_tile(rest, 3 * kGemmNR - 1, 300, true, true);
   }
+}
+
+// The micro-kernel's loop taking two steps of the depth an iteration (GemmDepthSteps::kTwo, what
+// WebAssembly in a browser runs) gives one step's bits, for every kind of B, odd depths (a last
+// single step) and depths of two passes.
+TEST(Gemm, TwoDepthStepsGiveTheBitsOfOne) {
+  const GemmDepthSteps before = gemm_depth_steps();
+  for (int k : {1, 7, 300, 513}) {
+    const int m = 2 * kGemmMR + 1, n = 3 * kGemmNR - 5, ldc = n;
+    SCOPED_TRACE(testing::Message() << "k " << k);
+    const std::vector<float> a = test::random_inputs(size_t(m) * k, 4);
+    const std::vector<float> b = test::random_inputs(size_t(k) * (n + kGemmNR) + 9, 5);
+    const std::vector<float> row_bias = test::random_inputs(size_t(m), 6);
+    std::vector<int> offsets(static_cast<size_t>(k));
+    for (int p = 0; p < k; ++p) offsets[size_t(p)] = (p * 5 + 1) % (k + 9);
+    std::vector<float> a_packed(packed_a_floats(m, k)), b_packed(packed_b_floats(k, n));
+    pack_a(a.data(), k, false, m, k, a_packed.data());
+    for (int p = 0; p < k; ++p) pack_b_row(b.data() + size_t(p) * n, p, k, n, b_packed.data());
+
+    std::vector<float> out[2][3];
+    for (int two = 0; two < 2; ++two) {
+      set_gemm_depth_steps(two ? GemmDepthSteps::kTwo : GemmDepthSteps::kOne);
+      for (auto& c : out[two]) c.assign(size_t(m) * ldc, 0.0f);
+      multiply_packed(m, n, k, a_packed.data(), b_packed.data(), out[two][0].data(), ldc,
+                      row_bias.data());
+      multiply_shifted(m, n, k, a_packed.data(), b.data(), offsets.data(), out[two][1].data(), ldc);
+      multiply_strided(m, n, k, a_packed.data(), b.data(), n + kGemmNR, out[two][2].data(), ldc);
+    }
+    for (int kind = 0; kind < 3; ++kind)
+      EXPECT_EQ(std::memcmp(out[0][kind].data(), out[1][kind].data(), sizeof(float) * out[0][kind].size()), 0)
+          << "product " << kind << " (packed, shifted, strided) differs with two steps";
+    // A product that did not depend on the depth loop at all would pass trivially.
+    EXPECT_NE(out[0][0][0], row_bias[0]);
+  }
+  set_gemm_depth_steps(before);
 }
 
 }  // namespace

@@ -155,6 +155,24 @@ test('energies and input gradients equal the native runtime within tolerance', (
   assert.ok(maxAbsDiff(e, eOnly) <= 1e-6 * (1 + Math.abs(eRef[0])), 'energy() != energyAndGrad()');
 });
 
+test('the GEMM\'s two-step depth loop (the browser\'s default) gives one step\'s bits', () => {
+  const x = f32('inputs.f32');
+  const n = ref.count, d = ref.input_size;
+  const xp = toHeap(M, x), ep = M._malloc(4 * n), gp = M._malloc(4 * n * d);
+  const run = (steps) => {
+    assert.equal(M.setGemmDepthSteps(steps), '');
+    assert.equal(model.energyAndGrad(xp, n, ep, gp), '');
+    return { e: floatsAt(M, ep, n), g: floatsAt(M, gp, n * d) };
+  };
+  const one = run(1), two = run(2), byDefault = run(0);
+  M._free(xp); M._free(ep); M._free(gp);
+  assert.ok(bitsEqual(one.e, two.e) && bitsEqual(one.g, two.g), 'two steps changed the bits');
+  assert.ok(bitsEqual(one.e, byDefault.e) && bitsEqual(one.g, byDefault.g), 'the default changed the bits');
+  assert.ok(maxAbsDiff(one.g, new Float32Array(n * d)) > 0, 'the gradients are all zero');
+  assert.match(M.setGemmDepthSteps(3), /GEMM depth steps must be 0 \(the default\), 1 or 2, got 3/);
+  assert.equal(M.setGemmDepthSteps(0), '');
+});
+
 for (const form of ['paper', 'textbook']) {
   test(`${form} form: the same seed gives the same sample, natively and in wasm`, () => {
     const params = { form, steps: ref.steps };

@@ -25,6 +25,9 @@
 //       during the call; returning false stops.
 //   s.requestStop(), s.stepsDone(), s.finished(), s.count()
 //   Module.fillNormals(seed, stream, n, outPtr): the sampler's noise (Pcg32), for tests.
+//   Module.setGemmDepthSteps(n) -> "": the GEMM's depth loop, 0 the default (two steps an
+//       iteration in a browser, one in node), 1 or 2 (ebm/kernels.h; the same bits), for tests
+//       and benchmarks.
 #include <emscripten/bind.h>
 #include <emscripten/val.h>
 
@@ -35,6 +38,7 @@
 #include <vector>
 
 #include "ebm/error.h"
+#include "ebm/kernels.h"
 #include "ebm/metrics.h"
 #include "ebm/model.h"
 #include "ebm/network.h"
@@ -337,12 +341,22 @@ std::string fill_normals(double seed, double stream, int n, uintptr_t out) {
   });
 }
 
+std::string set_gemm_depth_steps(int steps) {
+  return guarded([&] {
+    if (steps < 0 || steps > 2)
+      throw ebm::Error("GEMM depth steps must be 0 (the default), 1 or 2, got " +
+                       std::to_string(steps));
+    ebm::set_gemm_depth_steps(static_cast<ebm::GemmDepthSteps>(steps));
+  });
+}
+
 }  // namespace
 
 EMSCRIPTEN_BINDINGS(ebm_runtime) {
   using emscripten::class_;
   using emscripten::constructor;
   emscripten::function("fillNormals", &fill_normals);
+  emscripten::function("setGemmDepthSteps", &set_gemm_depth_steps);
   class_<WasmModel>("Model")
       .constructor<uintptr_t, size_t>()
       .function("error", &WasmModel::error)

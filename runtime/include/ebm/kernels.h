@@ -61,4 +61,15 @@ ConvStridedForm conv_strided_form();
 void set_conv_row_tiles(bool on);
 bool conv_row_tiles();
 
+// The GEMM micro-kernel's loop over the depth (every product the layers run): one step an
+// iteration or two. The same sums in the same order, to the bit; read on every product, not when
+// a layer is built. kAuto takes two in WebAssembly in a browser, where Chromium's optimizing tier
+// (Turboshaft) checks for interrupts and works out the tile's addresses once per iteration: the
+// paper network's step 1.07-1.09x faster in Chromium 156 with two. One in node, whose V8 11
+// (node 20) schedules both steps' loads first and spills accumulators (1.4x slower with two), and
+// natively, where two ran 1% slower (bench/README.md).
+enum class GemmDepthSteps { kAuto, kOne, kTwo };
+void set_gemm_depth_steps(GemmDepthSteps steps);
+GemmDepthSteps gemm_depth_steps();
+
 }  // namespace ebm
