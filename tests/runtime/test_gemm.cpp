@@ -174,9 +174,11 @@ TEST(Gemm, TwoDepthStepsGiveTheBitsOfOne) {
       multiply_shifted(m, n, k, a_packed.data(), b.data(), offsets.data(), out[two][1].data(), ldc);
       multiply_strided(m, n, k, a_packed.data(), b.data(), n + kGemmNR, out[two][2].data(), ldc);
     }
-    for (int kind = 0; kind < 3; ++kind)
-      EXPECT_EQ(std::memcmp(out[0][kind].data(), out[1][kind].data(), sizeof(float) * out[0][kind].size()), 0)
+    for (int kind = 0; kind < 3; ++kind) {
+      const size_t bytes = sizeof(float) * out[0][kind].size();
+      EXPECT_EQ(std::memcmp(out[0][kind].data(), out[1][kind].data(), bytes), 0)
           << "product " << kind << " (packed, shifted, strided) differs with two steps";
+    }
     // A product that did not depend on the depth loop at all would pass trivially.
     EXPECT_NE(out[0][0][0], row_bias[0]);
   }
