@@ -282,7 +282,6 @@ void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, si
         copy_row(src + pad.left, in.w, row);
         continue;
       }
-      int x = 0;
       if (sw == 2) {
         // From the first x in phase 0, pairs (phase 0, phase 1) of the same xq, a vector of
         // each at a time.
@@ -308,7 +307,7 @@ void merge_phases(const float* p, size_t phase_floats, size_t channel_floats, si
         }
         continue;
       }
-      for (; x < in.w; ++x) {
+      for (int x = 0; x < in.w; ++x) {
         const int xp = x + pad.left;
         row[x] = src[size_t(xp % sw) * phase_floats + size_t(xp / sw)];
       }
