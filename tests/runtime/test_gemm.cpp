@@ -185,5 +185,73 @@ TEST(Gemm, TwoDepthStepsGiveTheBitsOfOne) {
   set_gemm_depth_steps(before);
 }
 
+// A last column tile of at most one vector's columns runs a kernel of its own with AVX-512 (one
+// vector instead of kGemmNV): its columns must get the bits they get inside a full tile of a
+// wider product over the same rows of B, for every kind of B, with a bias, accumulating, over
+// two passes and in rows of a row-tiled product, and nothing may be written past C's columns.
+void expect_narrow_last_tile_as_in_a_full_one(int tail, int k, bool bias, bool accumulate) {
+  const int m = 2 * kGemmMR + 1, n = kGemmNR + tail, wide = 2 * kGemmNR, ldc = wide + 2;
+  SCOPED_TRACE(testing::Message() << "last tile " << tail << " columns, k " << k
+                                  << (bias ? ", bias" : "") << (accumulate ? ", accumulate" : ""));
+  const std::vector<float> a = test::random_inputs(size_t(m) * k, 11);
+  const size_t b_floats = size_t(k) * 3 + size_t(wide) * 3 + 7;  // rows readable past `wide`
+  const std::vector<float> buffer = test::random_inputs(b_floats, 12);
+  const std::vector<float> row_bias = test::random_inputs(size_t(m), 13);
+  const std::vector<float> c0 = test::random_inputs(size_t(m) * ldc, 14);
+  std::vector<int> offsets(static_cast<size_t>(k));
+  for (int p = 0; p < k; ++p) offsets[size_t(p)] = (p * 7 + 3) % (2 * k + 5);
+  std::vector<float> a_packed(packed_a_floats(m, k));
+  pack_a(a.data(), k, false, m, k, a_packed.data());
+  const float* rb = bias ? row_bias.data() : nullptr;
+  // Product `kind` over the first `cols` columns of the same B (row p at buffer + offsets[p]).
+  auto product = [&](int kind, int cols) {
+    std::vector<float> c = c0;
+    std::vector<float> b_packed(packed_b_floats(k, cols));
+    switch (kind) {
+      case 0:
+        for (int p = 0; p < k; ++p)
+          pack_b_row(buffer.data() + offsets[size_t(p)], p, k, cols, b_packed.data());
+        multiply_packed(m, cols, k, a_packed.data(), b_packed.data(), c.data(), ldc, rb,
+                        accumulate);
+        break;
+      case 1:
+        multiply_shifted(m, cols, k, a_packed.data(), buffer.data(), offsets.data(), c.data(),
+                         ldc, rb);
+        break;
+      case 2:
+        multiply_strided(m, cols, k, a_packed.data(), buffer.data(), 3, c.data(), ldc, rb,
+                         accumulate);
+        break;
+      default:  // one row of `cols` columns over B's columns from 0: a row tile's own last tile
+        multiply_shifted_rows(m, 1, cols, wide, k, a_packed.data(), buffer.data(), offsets.data(),
+                              c.data(), ldc, rb);
+    }
+    return c;
+  };
+  for (int kind = 0; kind < 4; ++kind) {
+    if (accumulate && (kind == 1 || kind == 3)) continue;  // the shifted products overwrite C
+    static const char* const kKinds[] = {"packed", "shifted", "strided", "in rows"};
+    SCOPED_TRACE(testing::Message() << "B " << kKinds[kind]);
+    const std::vector<float> narrow = product(kind, n), full = product(kind, wide);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < ldc; ++j) {
+        const size_t at = size_t(i) * ldc + j;
+        const float want = j < n ? full[at] : c0[at];  // past n: C as it was
+        ASSERT_EQ(std::memcmp(&narrow[at], &want, sizeof(float)), 0)
+            << "C[" << i << ", " << j << "] = " << narrow[at] << ", expected " << want;
+      }
+    // A product that wrote nothing would pass the columns past n: the first must have changed.
+    EXPECT_NE(narrow[0], c0[0]);
+  }
+}
+
+TEST(Gemm, ANarrowLastColumnTileGetsTheBitsOfAFullOne) {
+  for (int tail : {1, kGemmLanes - 1, kGemmLanes, kGemmLanes + 1}) {
+    expect_narrow_last_tile_as_in_a_full_one(tail, 37, true, false);
+    expect_narrow_last_tile_as_in_a_full_one(tail, 600, false, true);  // two passes
+    expect_narrow_last_tile_as_in_a_full_one(tail, 300, true, true);
+  }
+}
+
 }  // namespace
 }  // namespace ebm
