@@ -291,6 +291,44 @@ TEST(Conv2d, Stride2WinogradAgreesWithStridePhasesOnLargeLayers) {
   }
 }
 
+// What the automatic form builds for the 3x3 stride-2 layers of the paper network (32 -> 64, 64
+// -> 128) and the shipped U-Net (24 -> 48, 48 -> 96), told apart by their bits: in 4-lane builds
+// (wasm) the stride-2 Winograd form both ways; with AVX-512 the direct form forward and Winograd's
+// for dx where both sides have at least 48 channels; with AVX the direct form throughout.
+TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
+  const struct {
+    Shape in;
+    int out_c;
+  } cases[] = {{{32, 24, 96}, 64}, {{64, 12, 48}, 128}, {{24, 24, 96}, 48}, {{48, 12, 48}, 96}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in.c) + " -> " + std::to_string(c.out_c));
+    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"stride", 2},
+                       {"padding", "same"}};
+    const Architecture a = resolve_architecture(c.in, json::array({spec}));
+    const LayerSpec& l = a.layers[0];
+    const Model m = random_model(a, 31);
+    const Conv3x3Form before = conv3x3_form();
+    set_conv3x3_form(Conv3x3Form::kDirect);
+    const auto direct = make_layer(l, m);
+    set_conv3x3_form(Conv3x3Form::kWinograd);
+    const auto winograd = make_layer(l, m);
+    set_conv3x3_form(Conv3x3Form::kAuto);
+    const auto automatic = make_layer(l, m);
+    set_conv3x3_form(before);
+    const TwoForms d = run_two_forms(l, *automatic, *direct, 2, 32, 33),
+                   w = run_two_forms(l, *automatic, *winograd, 2, 32, 33);
+    ASSERT_NE(d.y[1], w.y[1]) << "the two forms gave the same bits: nothing to tell apart";
+    ASSERT_NE(d.dx[1], w.dx[1]);
+    const bool y_winograd = winograd_by_default();
+    const bool dx_winograd =
+        winograd_by_default() || (kGemmLanes == 16 && std::min(c.in.c, c.out_c) >= 48);
+    EXPECT_EQ(d.y[0], (y_winograd ? w : d).y[1])
+        << "forward: expected the " << (y_winograd ? "Winograd" : "direct") << " form";
+    EXPECT_EQ(d.dx[0], (dx_winograd ? w : d).dx[1])
+        << "dx: expected the " << (dx_winograd ? "Winograd" : "direct") << " form";
+  }
+}
+
 // The Winograd forms run their GEMMs across the images of a batch: a chunk of block rows may
 // span images, and the images in flight (their padded input, or dx's phase planes) are kept in a
 // few slots that later images reuse. Each image must get the bits it gets alone, forward and

@@ -21,7 +21,10 @@ Conv3x3Form conv3x3_form();
 // blocks of 4x4 (the U-Net's 48x192, 24x96 and 12x48: a walk of the shipped sampler 1.18x faster
 // than with F(2x2, 3x3) everywhere) and F(2x2, 3x3) on smaller ones; the direct form with AVX and
 // AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster (0.84x for
-// stride 2, 0.8x and 0.65x for F(2x2, 3x3) and F(4x4, 3x3) on the U-Net; bench/README.md).
+// stride 2, 0.8x and 0.65x for F(2x2, 3x3) and F(4x4, 3x3) on the U-Net; bench/README.md),
+// except, with AVX-512, the gradient of a stride-2 layer with at least 48 channels in and out
+// (the paper network's 64 -> 128, the U-Net's 48 -> 96): by Winograd's form about 0.8x the time
+// at 4 and 8 images and the same at 1.
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a

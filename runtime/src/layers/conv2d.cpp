@@ -485,6 +485,21 @@ bool use_winograd(int depth, int rows) {
   return f == Conv3x3Form::kAuto && winograd_by_default() &&
          std::min(depth, rows) >= kWinogradAutoMinChannels;
 }
+// With AVX-512, where the automatic form is otherwise direct, it takes the stride-2 Winograd form
+// for dx alone where both sides have at least this many channels. One layer alone, the two forms
+// alternated call by call: the paper network's 64 -> 128 dx (64 rows, 128 deep) and the shipped
+// U-Net's 48 -> 96 took 0.79-0.81x the time at 4 and 8 images, 0.88x at 2 and the same at 1
+// (1.01x, 0.99x); their 32 -> 64 and 24 -> 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x
+// at 1 image (bench/README.md). A form is fixed when the layer is built, whatever a call's batch,
+// so that an image's result does not depend on the images beside it.
+constexpr int kStride2DxNativeMinChannels = 48;
+// Whether dx of a 3x3 stride-2 convolution (depth: output channels, rows: input channels) takes
+// the stride-2 Winograd form.
+bool use_stride2_winograd_dx(int depth, int rows) {
+  if (simd::kLanes == 16 && g_conv3x3_form.load() == Conv3x3Form::kAuto)
+    return std::min(depth, rows) >= kStride2DxNativeMinChannels;
+  return use_winograd(depth, rows);
+}
 // The automatic form takes F(4x4, 3x3) rather than F(2x2, 3x3) for planes of at least this many
 // 4x4 blocks (its GEMMs' columns per image): in wasm the shipped U-Net ran 8-12% faster with it on
 // its 24x96 and 12x48 layers (144 and 36 blocks) and lost that gain with it on the 6x24 ones too
@@ -514,14 +529,16 @@ constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
 
 // Block rows per chunk of a Winograd form whose block rows hold tw blocks (GEMM columns) and
 // per_row floats of transform planes: as many as kWinogradChunkFloats holds, rounded down to
-// whole GEMM tiles of columns where that leaves at least one tile. The block rows of a batch
-// follow one another, image after image, so a chunk may span images: a plane of few blocks (the
-// paper network's third layer, 3 x 12 blocks of 2x2) then still fills whole tiles.
+// whole GEMM tiles of columns where that leaves at least one tile, else up to one tile where that
+// at most doubles the chunk (natively the paper network's 64 -> 128 gradient, 7 block rows of 12
+// blocks: 2.6 tiles of 32 columns; 8 rows, 3 tiles, took 0.77x the time). The block rows of a
+// batch follow one another, image after image, so a chunk may span images: a plane of few blocks
+// (the paper network's third layer, 3 x 12 blocks of 2x2) then still fills whole tiles.
 int winograd_chunk_rows(size_t per_row, int tw) {
   int rows = int(std::clamp<size_t>(kWinogradChunkFloats / per_row, 1, size_t(1) << 20));
   const int whole = kGemmNR / std::gcd(tw, kGemmNR);  // rows per whole number of tiles
-  if (rows >= whole) rows -= rows % whole;
-  return rows;
+  if (rows >= whole) return rows - rows % whole;
+  return 2 * rows >= whole ? whole : rows;
 }
 // How many images a chunk of `rows` consecutive block rows of a batch (th rows an image) can
 // touch: the images whose padded input (or dx) a Winograd form keeps at once, each in one of as
@@ -1677,8 +1694,9 @@ class Conv2d final : public Layer {
   // quarter; dx only where its GEMMs have kPhaseMinRows rows (input channels) and kPhaseMinColumns
   // columns: narrower ones lost to col2im over a chunk of images (bench/README.md). `always`:
   // both directions whatever the shape (ConvStridedForm::kPhases).
-  // A 3x3 kernel of stride 2 takes the stride-2 Winograd form in a direction where use_winograd
-  // says so (not with `always`, which asks for the phases themselves).
+  // A 3x3 kernel of stride 2 takes the stride-2 Winograd form forward where use_winograd says so,
+  // dx where use_stride2_winograd_dx does (not with `always`, which asks for the phases
+  // themselves).
   void phased(const LayerSpec& s, const std::vector<float>& w, bool always) {
     const bool winograd =
         !always && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2;
@@ -1688,7 +1706,7 @@ class Conv2d final : public Layer {
       auto fwd = std::make_unique<PhasedForward>(s, w);
       if (always || 4 * fwd->waste() <= s.out.w) forward_plane_ = std::move(fwd);
     }
-    if (winograd && use_winograd(s.out.c, s.in.c)) {
+    if (winograd && use_stride2_winograd_dx(s.out.c, s.in.c)) {
       backward_plane_ = std::make_unique<Stride2WinogradBackward>(s, w);
       return;
     }
