@@ -531,7 +531,7 @@ constexpr size_t kWinogradChunkFloats = size_t(1) << 18;
 // per_row floats of transform planes: as many as kWinogradChunkFloats holds, rounded down to
 // whole GEMM tiles of columns where that leaves at least one tile, else up to one tile where that
 // at most doubles the chunk (natively the paper network's 64 -> 128 gradient, 7 block rows of 12
-// blocks: 2.6 tiles of 32 columns; 8 rows, 3 tiles, took 0.77x the time). The block rows of a
+// blocks: 2.6 tiles of 32 columns; 8 rows, 3 tiles, took 0.77-0.90x the time). The block rows of a
 // batch follow one another, image after image, so a chunk may span images: a plane of few blocks
 // (the paper network's third layer, 3 x 12 blocks of 2x2) then still fills whole tiles.
 int winograd_chunk_rows(size_t per_row, int tw) {
