@@ -311,10 +311,9 @@ void grow(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-// A panel's rows of op(A) are read along their own direction: a whole tile's kMR floats at once
-// when transposed (one copy per depth step), each row along the depth otherwise, into a panel
-// zeroed first where the rows do not fill it (a dense layer's one image: 4608 steps of 1 float
-// and 11 zeros, written one float at a time before).
+// A panel that the rows do not fill is zeroed first, at once (a dense layer's one image: 4608
+// depth steps of 1 float and 11 zeros, whose zeros were written one at a time); transposed, a
+// depth step's row of the tile is one copy.
 void pack_a(const float* a, int lda, bool transposed, int m, int k, float* out) {
   for (int r0 = 0; r0 < m; r0 += kMR) {
     const int rows = std::min(kMR, m - r0);
@@ -337,9 +336,9 @@ void pack_a(const float* a, int lda, bool transposed, int m, int k, float* out) 
       }
       continue;
     }
-    for (int r = 0; r < rows; ++r) {
-      const float* src = a + size_t(r0 + r) * lda;
-      for (int p = 0; p < k; ++p) panel[size_t(p) * kMR + r] = src[p];
+    for (int p = 0; p < k; ++p) {
+      float* dst = panel + size_t(p) * kMR;
+      for (int r = 0; r < rows; ++r) dst[r] = a[size_t(r0 + r) * lda + p];
     }
   }
 }
