@@ -313,27 +313,16 @@ void grow(std::vector<T>& v, size_t n) {
 
 // A panel that the rows do not fill is zeroed first, at once (a dense layer's one image: 4608
 // depth steps of 1 float and 11 zeros, whose zeros were written one at a time); transposed, a
-// depth step's row of the tile is one copy.
+// depth step's row of the tile is one copy (copy_row: the taps' runs of 11 pixels at batch 1
+// spent most of this function in a `memcpy` GCC made `rep movs`).
 void pack_a(const float* a, int lda, bool transposed, int m, int k, float* out) {
   for (int r0 = 0; r0 < m; r0 += kMR) {
     const int rows = std::min(kMR, m - r0);
     float* panel = out + size_t(r0) * k;
     if (rows < kMR) std::memset(panel, 0, sizeof(float) * size_t(kMR) * size_t(k));
     if (transposed) {
-      for (int p = 0; p < k; ++p) {
-        const float* src = a + size_t(p) * lda + r0;
-        float* dst = panel + size_t(p) * kMR;
-        if (rows == kMR) {
-          std::memcpy(dst, src, sizeof(float) * kMR);
-          continue;
-        }
-        // Not memcpy: of a length it does not know, GCC makes it a `rep movs`, whose start-up
-        // was most of this function's time (the taps' runs of 11 pixels at batch 1).
-        for (int r = 0; r < rows; r += kLanes) {
-          const int v = std::min(kLanes, rows - r);
-          simd::store_first(dst + r, simd::load_first(src + r, v), v);
-        }
-      }
+      for (int p = 0; p < k; ++p)
+        simd::copy_row(a + size_t(p) * lda + r0, rows, panel + size_t(p) * kMR);
       continue;
     }
     for (int p = 0; p < k; ++p) {

@@ -63,6 +63,15 @@ inline void store_first(float* dst, Vec v, int valid) {
   std::memcpy(dst, t, sizeof(float) * size_t(valid));
 #endif
 }
+// len floats from src to dst, a vector at a time and the last partial one under a mask: the rows
+// the convolutions copy are a few dozen floats, where a library call per row cost more than the
+// copy, and a memcpy of a length GCC does not know it may emit as `rep movs`, whose start-up
+// dominates so short a copy (a GEMM operand's 11-float rows, bench/README.md).
+inline void copy_row(const float* src, int len, float* dst) {
+  int j = 0;
+  for (; j + kLanes <= len; j += kLanes) store(dst + j, load(src + j));
+  if (j < len) store_first(dst + j, load_first(src + j, len - j), len - j);
+}
 inline Vec splat(float x) { return Vec{} + x; }
 // The smaller (larger) of a and b, a where they tie or either is NaN: one instruction each on
 // x86 (minps / maxps, operands swapped) and in wasm as f32x4.pmin / pmax, asked for by name there

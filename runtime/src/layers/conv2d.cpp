@@ -53,14 +53,7 @@ bool row_tiles_fit(int width, int padded_width) {
   return g_conv_row_tiles.load() && (width + kGemmNR - 1) / kGemmNR * kGemmNR <= padded_width;
 }
 
-// len floats from src to dst, a vector at a time and the last partial one under a mask: the rows
-// the convolutions copy are a few dozen floats, where a library call per row cost more than the
-// copy.
-void copy_row(const float* src, int len, float* dst) {
-  int j = 0;
-  for (; j + simd::kLanes <= len; j += simd::kLanes) simd::store(dst + j, simd::load(src + j));
-  if (j < len) simd::store_first(dst + j, simd::load_first(src + j, len - j), len - j);
-}
+using simd::copy_row;
 
 // y (out_c planes of out_h x out_w) = bias + packed A [out_c, k] x the shifted rows of xp
 // (row p at xp + offsets[p]), whose output rows run padded_w wide: straight into y in row tiles
