@@ -17,6 +17,8 @@
 //                         (one workspace each; one image is never split)
 //   BM_TorchEnergyGrad    forward, then autograd dE/dx (torch::set_num_threads(threads))
 //   BM_RuntimeLangevin    a whole Langevin step of the runtime's sampler (noise, gradient, update)
+//   BM_MultiplyAddCeiling (no args) the runtime's vectors doing nothing but multiply-adds, one
+//                         thread: FLOP/s in the counter flops, the arithmetic's ceiling
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "ebm/error.h"
+#include "ebm/kernels.h"
 #include "ebm/model.h"
 #include "ebm/network.h"
 #include "ebm/sampler.h"
@@ -159,6 +162,22 @@ void BM_RuntimeLangevin(benchmark::State& state) {
   set_per_image_step(state, batch);
 }
 
+// The ceiling of the runtime's arithmetic on one thread (ebm::multiply_add_probe: independent
+// multiply-add chains in every lane of the GEMM's vectors), as the `flops` counter; the probe's
+// sum is checked, so a probe that skipped work fails instead of flattering the ceiling.
+void BM_MultiplyAddCeiling(benchmark::State& state) {
+  constexpr int kRounds = 1 << 20;
+  const double floats = ebm::multiply_add_probe_floats();
+  for (auto _ : state) {
+    if (ebm::multiply_add_probe(kRounds, 1.0f, 1.0f) != kRounds * floats) {
+      state.SkipWithError("the multiply-add probe's sum is wrong: it skipped work");
+      break;
+    }
+  }
+  state.counters["flops"] =
+      benchmark::Counter(2.0 * kRounds * floats, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Runtime and LibTorch on the same images; false (with the errors printed) if they disagree.
 bool verify(const std::vector<float>& x, int n, double tolerance, const std::string& out_prefix) {
   const int64_t d = g_peers->runtime->input_size();
@@ -212,6 +231,7 @@ BENCHMARK(BM_RuntimeLangevin)
     ->ArgNames({"batch", "threads"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_MultiplyAddCeiling)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
   std::string model_path, verify_input, verify_out;

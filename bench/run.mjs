@@ -266,10 +266,15 @@ function runNative(batch) {
   const todo = nativeSessions.filter((s) => measures(s, batch));
   if (!todo.length) return;
   const r = spawnSync(bin('bench/bench_peers'), [
-    '--model', modelPath, `--benchmark_filter=/batch:${batch}/`, `--benchmark_min_time=${MIN_MS / 1000}`,
-    '--benchmark_format=json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    '--model', modelPath, `--benchmark_filter=(/batch:${batch}/)|(^BM_MultiplyAddCeiling)`,
+    `--benchmark_min_time=${MIN_MS / 1000}`, '--benchmark_format=json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`bench_peers failed: ${r.stderr}`);
   const results = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).benchmarks;
+  const ceiling = results.find((x) => x.name === 'BM_MultiplyAddCeiling/real_time');
+  if (!ceiling || ceiling.error_occurred || !(ceiling.flops > 0)) {
+    throw new Error(`bench_peers: no multiply-add ceiling (${ceiling?.error_message ?? 'not reported'})`);
+  }
+  ceilings.get('native').push(ceiling.flops / 1e9);
   for (const s of todo) {
     const name = s.bm.replace('BATCH', batch);
     const bm = results.find((x) => x.name === name);
@@ -279,12 +284,23 @@ function runNative(batch) {
   }
 }
 
+// The arithmetic's ceiling in each place (GFLOP/s of our runtime's multiply-add probe, one
+// thread), sampled every round beside the peers: natively with each batch's bench_peers run, in
+// node and in a Chromium worker of our module here.
+const ceilings = new Map([['chromium', []], ['node', []], ['native', []]]);
+const ceilingProbes = [];
+if (only.has('node')) ceilingProbes.push(['node', async () => oursNode.ceiling(MIN_MS)]);
+if (page && sessions.some((s) => s.where === 'chromium' && s.peer === 'ours' && s.threads === 1 && s.ok)) {
+  ceilingProbes.push(['chromium', () => page.evaluate(([n, ms]) => window.bench.ceiling(n, ms), ['ours.1', MIN_MS])]);
+}
+
 const timed = sessions.filter((s) => s.ok && s.sample);
 log(`\ntiming ${timed.length + nativeSessions.filter((s) => s.ok).length} sessions at batch ${BATCHES.join(', ')}: ` +
     `${ROUNDS} round(s), each sample at least ${MIN_MS} ms (and two calls), order rotated every round`);
 for (let round = 0; round < ROUNDS; ++round) {
   noteLoad(`round ${round + 1}`);
   const t0 = Date.now();
+  for (const [where, probe] of ceilingProbes) ceilings.get(where).push(await probe());
   for (const b of BATCHES) {
     const items = [...timed.map((s) => async () => {
       if (measures(s, b)) samples.get(s).get(b).push(await s.sample(b));
@@ -392,6 +408,33 @@ function ratios() {
   return rows.join('\n');
 }
 
+// Each place's ceiling (median GFLOP/s of the probe) and what share of it each peer's one-thread
+// time reaches: the image-step's FLOP at the ceiling over the peer's time.
+function ceilingReport() {
+  const places = [...ceilings].filter(([, v]) => v.length);
+  if (!places.length) return '';
+  const ms = (where) => mflop / median(ceilings.get(where));  // MFLOP / GFLOP/s = ms
+  const rows = ['| where | ceiling, GFLOP/s (one thread) | an image-step at the ceiling, ms |', '| --- | ---: | ---: |',
+    ...places.map(([where, v]) => `| ${WHERE[where]} | ${median(v).toFixed(1)} (${Math.min(...v).toFixed(1)} to ${Math.max(...v).toFixed(1)}) | ${ms(where).toFixed(2)} |`)];
+  const shares = [`| peer | where | ${BATCHES.map((b) => `batch ${b}, 1 thread`).join(' | ')} |`,
+                  `| --- | --- | ${BATCHES.map(() => '---:').join(' | ')} |`];
+  for (const [where, peer] of [['chromium', 'tfjs'], ['chromium', 'ort-web'], ['chromium', 'ours'], ['node', 'tfjs'],
+                               ['node', 'ort-web'], ['node', 'ours'], ['native', 'libtorch'], ['native', 'ort-node'],
+                               ['native', 'ours']]) {
+    const s = find(where, peer, 1);
+    if (!s?.ok || !ceilings.get(where).length) continue;
+    const cells = BATCHES.map((b) => (med(s, b) == null ? '—' : `${((100 * ms(where)) / med(s, b)).toFixed(0)}%`));
+    shares.push(`| ${LABEL[`${where}/${peer}`]} | ${WHERE[where]} | ${cells.join(' | ')} |`);
+  }
+  return [
+    `The arithmetic's ceiling in each place: our runtime's multiply-add probe (independent chains ` +
+    'a = a b + c in every lane of its GEMM\'s vectors, one thread; fused multiply-adds natively, a multiply and an add ' +
+    `in WebAssembly), medians of ${ROUNDS} round(s), and the image-step's ${mflop.toFixed(1)} MFLOP at that rate: ` +
+    'the least time the direct algorithm can take on one thread.', '', rows.join('\n'), '',
+    'Share of that ceiling each peer reaches on one thread (the ceiling\'s time over the peer\'s; Winograd\'s forms ' +
+    'do fewer multiply-adds, so a share may pass 100%):', '', shares.join('\n'), ''].join('\n');
+}
+
 const mib = (v) => (v == null ? 'n/a' : `${(v / 2 ** 20).toFixed(1)} MiB`);
 const memoryLine = `wasm heap (Module.HEAPU8.length) of a fresh module: model loaded ${mib(memory.wasm_heap_model_loaded_bytes)}, ` +
   `after energy and gradient of 32 images ${mib(memory.wasm_heap_energy_grad_batch32_bytes)}, after a Langevin step of 32 chains ` +
@@ -416,6 +459,7 @@ const md = [
   `${mflop.toFixed(1)} MFLOP):`,
   '', table('grad'), '',
   'Peer time over our runtime\'s in the same place (lower is faster than us):', '', ratios(), '',
+  ceilingReport(),
   'Whole Langevin steps of our runtime (noise, energy and gradient, clipped update), ms per image-step:', '',
   table('langevin'), '',
   `Agreement with our runtime (wasm, in node) on ${VERIFY_COUNT} uniform images, max relative error; tolerance ${TOLERANCE}:`, '',
@@ -426,6 +470,8 @@ const results = {
   date: new Date().toISOString(), machine: { cpu, logical_cpus: os.cpus().length, total_memory: os.totalmem() },
   versions, model: opt.model ?? 'random paper model (seed 7, F32)', mflop_per_image_step: mflop,
   tolerance: TOLERANCE, verify_count: VERIFY_COUNT, rounds: ROUNDS, min_ms: MIN_MS, loads, memory,
+  ceiling_gflops_one_thread: Object.fromEntries([...ceilings].filter(([, v]) => v.length)
+    .map(([where, v]) => [where, { median: median(v), samples: v }])),
   sessions: sessions.map((s) => ({
     where: s.where, peer: s.peer, threads: s.threads, op: s.op, info: s.info ?? null, verified: s.verified ?? null,
     ok: s.ok, error: s.error ?? null,

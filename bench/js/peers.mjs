@@ -59,7 +59,28 @@ export function createOursPeer(M, modelBytes, sigma = 0.5) {
       }
     },
     heapBytes: () => M.HEAPU8.length,
+    // The ceiling of this module's arithmetic (multiplyAddProbe: independent multiply-add chains
+    // in every lane of the GEMM's vectors), GFLOP/s over at least minMs; the probe's sum is
+    // checked, so a call that skipped work would throw.
+    ceiling: (minMs) => multiplyAddCeiling(M, minMs),
   };
+}
+
+export function multiplyAddCeiling(M, minMs) {
+  const floats = M.multiplyAddProbeFloats();
+  const probe = (rounds) => {
+    const t0 = performance.now();
+    const sum = M.multiplyAddProbe(rounds, 1, 1);
+    const ms = performance.now() - t0;
+    if (sum !== rounds * floats) throw new Error(`multiplyAddProbe(${rounds}) gave ${sum}, not ${rounds * floats}`);
+    return ms;
+  };
+  // Calls long enough to time, then the best of three such calls: the engine's optimizing tier
+  // takes over between calls (a first long call in V8's baseline tier ran at half the rate).
+  let rounds = 1 << 12;
+  while (probe(rounds) < minMs / 4 && rounds < 1 << 24) rounds *= 2;
+  const ms = Math.min(probe(rounds), probe(rounds), probe(rounds));
+  return (2 * rounds * floats) / (ms * 1e6);
 }
 
 // ---- TensorFlow.js (tfjs-core + tfjs-backend-wasm, set up by the caller) ---------------------

@@ -19,7 +19,7 @@ import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { loadEbmModel, maxRelativeError, randomImages, readSafetensors } from './model.mjs';
-import { createOrtPeer, createOursPeer, createTfjsPeer } from './peers.mjs';
+import { createOrtPeer, createOursPeer, createTfjsPeer, multiplyAddCeiling } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { EBM_SITE: site, EBM_WORK: work, EBM_MAKE_MODEL: makeModel } = process.env;
@@ -149,4 +149,16 @@ test('our peer runs a format-2 model at sigma 0.5, and sigma matters', async () 
   const tf1 = await createTfjsPeer(tf, loadEbmModel(bytes, { sigma: 1 }), 'tfjs').run(x, 2);
   assert.ok(maxRelativeError(tf1.e, at(1).e) < TOLERANCE);
   assert.ok(maxRelativeError(tf1.e, out.e) > 1e-3);
+});
+
+// The ceiling bench/run.mjs states: the module's probe does every multiply-add it is asked for
+// (WebAssembly SIMD128: 12 chains of 4 lanes), and multiplyAddCeiling refuses a probe whose sum
+// is wrong instead of reporting a rate for work that was not done.
+test('the multiply-add probe runs every round and the ceiling checks it', () => {
+  assert.equal(M.multiplyAddProbeFloats(), 48);
+  assert.equal(M.multiplyAddProbe(3, 2, 1), 7 * 48);
+  assert.equal(M.multiplyAddProbe(1000, 1, 1), 1000 * 48);
+  assert.ok(multiplyAddCeiling(M, 5) > 0);
+  const lying = { multiplyAddProbeFloats: () => 48, multiplyAddProbe: (rounds) => rounds * 47 };
+  assert.throws(() => multiplyAddCeiling(lying, 5), /gave .*, not /);
 });

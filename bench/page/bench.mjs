@@ -99,5 +99,7 @@ window.bench = {
   },
 
   heap: (name) => sessions.get(name).workers[0].call({ op: 'heap' }),
+  // GFLOP/s of our module's multiply-add probe in the session's first worker.
+  ceiling: (name, minMs) => sessions.get(name).workers[0].call({ op: 'ceiling', minMs }),
 };
 document.getElementById('log').textContent = `ready; crossOriginIsolated: ${self.crossOriginIsolated}`;

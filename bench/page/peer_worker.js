@@ -7,6 +7,7 @@
 //   calls {batch, k}            -> ms for k calls (the page times two workers side by side)
 //   langevin {batch, steps}     -> ms per image-step of whole Langevin steps (ours only)
 //   heap                        -> bytes of the wasm heap (ours only)
+//   ceiling {minMs}             -> GFLOP/s of the module's multiply-add probe (ours only)
 /* global createEbmRuntime, tf */
 'use strict';
 
@@ -95,6 +96,7 @@ async function handle(msg) {
     }
     case 'langevin': return peer.langevin(msg.batch, msg.steps);
     case 'heap': return peer.heapBytes();
+    case 'ceiling': return peer.ceiling(msg.minMs);
     default: throw new Error(`unknown op ${msg.op}`);
   }
 }

@@ -398,6 +398,28 @@ void gemm(int m, int n, int k, const float* a, int lda, bool a_t, const float* b
 void set_gemm_depth_steps(GemmDepthSteps steps) { g_depth_steps.store(steps); }
 GemmDepthSteps gemm_depth_steps() { return g_depth_steps.load(); }
 
+// Twelve chains: a fused multiply-add's latency (4 cycles) times two units natively, a multiply's
+// and an add's (3 + 3) times two of each in WebAssembly on x86, with slack; the GEMM's native
+// register tile holds 24.
+constexpr int kProbeChains = 12;
+
+int multiply_add_probe_floats() { return kProbeChains * kLanes; }
+
+double multiply_add_probe(int rounds, float b, float c) {
+  Vec acc[kProbeChains];
+  for (Vec& a : acc) a = Vec{};
+  const Vec vb = splat(b), vc = splat(c);
+  for (int r = 0; r < rounds; ++r)
+    for (Vec& a : acc) a = a * vb + vc;
+  double sum = 0;
+  for (const Vec& a : acc) {
+    float lanes[kLanes];
+    store(lanes, a);
+    for (float v : lanes) sum += double(v);
+  }
+  return sum;
+}
+
 void gemm_nn(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
              int ldc, bool accumulate) {
   gemm(m, n, k, a, lda, false, b, ldb, false, c, ldc, accumulate);

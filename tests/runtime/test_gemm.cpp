@@ -253,5 +253,17 @@ TEST(Gemm, ANarrowLastColumnTileGetsTheBitsOfAFullOne) {
   }
 }
 
+// The ceiling probe does every round of every chain in every lane: its sums are the recurrence's
+// closed forms (exact in floats), so a probe that skipped rounds, chains or lanes would fail.
+TEST(Gemm, TheMultiplyAddProbeRunsEveryRoundOfEveryChain) {
+  const int floats = multiply_add_probe_floats();
+  EXPECT_EQ(floats % 4, 0);
+  EXPECT_GE(floats, 12 * 4);
+  EXPECT_EQ(multiply_add_probe(0, 5.0f, 5.0f), 0.0);
+  EXPECT_EQ(multiply_add_probe(1000, 1.0f, 1.0f), 1000.0 * floats);
+  EXPECT_EQ(multiply_add_probe(3, 2.0f, 1.0f), 7.0 * floats);  // 1, 3, 7
+  EXPECT_EQ(multiply_add_probe(5, 0.5f, 1.0f), 1.9375 * floats);
+}
+
 }  // namespace
 }  // namespace ebm

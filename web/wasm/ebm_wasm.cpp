@@ -357,6 +357,8 @@ EMSCRIPTEN_BINDINGS(ebm_runtime) {
   using emscripten::constructor;
   emscripten::function("fillNormals", &fill_normals);
   emscripten::function("setGemmDepthSteps", &set_gemm_depth_steps);
+  emscripten::function("multiplyAddProbe", &ebm::multiply_add_probe);
+  emscripten::function("multiplyAddProbeFloats", &ebm::multiply_add_probe_floats);
   class_<WasmModel>("Model")
       .constructor<uintptr_t, size_t>()
       .function("error", &WasmModel::error)
