@@ -77,6 +77,13 @@ __attribute__((always_inline)) inline void store_tile(const Vec (&acc)[R][NV], f
   }
 }
 
+constexpr int kWideRows = 2;  // wide_kernel's rows (below)
+// A packed B is read from several panels at once (a dense layer's weights for one image: four
+// streams 590 KB apart, from L3): each step asks for its panels' rows this far ahead. Natively
+// the paper network's 4608 -> 128 forward pass for one image, weights evicted first: 40.2
+// against 46.9 us (16 rows; 8: 38-40, 32: 40-41). Nothing in wasm, which has no prefetch.
+constexpr int kWidePrefetchRows = 16;
+
 // C[0:R, 0:cols] = init + A panel x B tile over kc, for R <= MR rows (cols <= NR). Every element
 // is accumulated in the same order whatever R, cols and B's layout are, so an image's result does
 // not depend on which other images share its tiles, nor on whether its B was packed.
@@ -95,6 +102,11 @@ __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, 
   const auto step = [&](int p) __attribute__((always_inline)) {
     Vec bv[NV];
     const float* bp = b.row(p);
+    // A last row tile of a packed B streams it too (a dense layer for 3 to 11 images, whose
+    // weights come from memory each step): the paper network's 4608 -> 128 forward pass at 8
+    // images 0.85-0.92x the time in the network's order (4 of 4 runs; bench/README.md).
+    if constexpr (std::is_same_v<B, PackedB> && R < kMR && R > kWideRows)
+      for (int v = 0; v < NV; ++v) __builtin_prefetch(bp + kWidePrefetchRows * kNR + v * kLanes);
     for (int v = 0; v < NV; ++v) bv[v] = load(bp + v * kLanes);
     const float* ap = a + size_t(p) * kMR;
     for (int r = 0; r < R; ++r)
@@ -121,12 +133,7 @@ __attribute__((always_inline)) inline void micro_kernel(int kc, const float* a, 
 // wait on each other's latency; across wide_tiles<R> tiles there are 8. A dense layer for one
 // image (a GEMV) and a convolution into one channel are all such rows. The same sums in the same
 // order as micro_kernel, tile by tile.
-constexpr int kWideRows = 2, kWideAccumulators = 8, kWideMostTiles = kWideAccumulators / kNV;
-// A packed B is read from several panels at once (a dense layer's weights for one image: four
-// streams 590 KB apart, from L3): each step asks for its panels' rows this far ahead. Natively
-// the paper network's 4608 -> 128 forward pass for one image, weights evicted first: 40.2
-// against 46.9 us (16 rows; 8: 38-40, 32: 40-41). Nothing in wasm, which has no prefetch.
-constexpr int kWidePrefetchRows = 16;
+constexpr int kWideAccumulators = 8, kWideMostTiles = kWideAccumulators / kNV;
 template <int R>
 constexpr int wide_tiles = kWideAccumulators / (R * kNV) > 1 ? kWideAccumulators / (R * kNV) : 1;
 template <int R, class B>
