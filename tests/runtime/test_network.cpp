@@ -11,6 +11,7 @@
 #include "ebm/error.h"
 #include "ebm/network.h"
 #include "ebm/reference.h"
+#include "activation_plan.h"
 #include "test_util.h"
 
 #ifndef EBM_SANITIZE_BUILD
@@ -64,6 +65,47 @@ const json kEveryLayer = json::parse(R"([
   {"type":"swish"},
   {"type":"dense","out_features":1}
 ])");
+
+// The workspace's plan (activation_plan.h): outputs alive at the same time never share a float,
+// every offset keeps a batch's buffers aligned, and outputs whose lives do not overlap share.
+TEST(ActivationPlan, OutputsAliveTogetherNeverShareAFloatAndTheOthersDo) {
+  // A chain whose odd outputs only the next layer's forward pass reads (the paper network's swish
+  // outputs natively) and whose even ones the backward pass reads: the odd ones take turns in
+  // the gap between the first two kept ones.
+  const size_t count = 8;
+  std::vector<OutputLife> chain;
+  for (size_t k = 0; k < count; ++k) chain.push_back({100 - 10 * k, k, k % 2 ? k + 1 : count});
+  std::vector<size_t> off;
+  const size_t span = plan_outputs(chain, &off);
+  EXPECT_EQ(off[1], 112u);  // after output 0's 100 floats, rounded to 16
+  for (size_t k : {3, 5, 7}) EXPECT_EQ(off[k], off[1]) << "output " << k;
+  EXPECT_EQ(span, 112u + 96 + 80 + 64 + 48) << "the kept ones and one slot for the others";
+
+  // Random lives and sizes: the invariants.
+  Pcg32 rng(41);
+  for (int trial = 0; trial < 300; ++trial) {
+    const size_t outputs = 1 + rng.below(14u);
+    std::vector<OutputLife> lives;
+    size_t rounded_sum = 0;
+    for (size_t k = 0; k < outputs; ++k) {
+      const size_t floats = rng.below(300u), last = k + rng.below(uint32_t(outputs + 1 - k));
+      lives.push_back({floats, k, last});
+      rounded_sum += (floats + 15) / 16 * 16;
+    }
+    const size_t total = plan_outputs(lives, &off);
+    ASSERT_EQ(off.size(), outputs);
+    EXPECT_LE(total, rounded_sum);
+    for (size_t a = 0; a < outputs; ++a) {
+      EXPECT_EQ(off[a] % 16, 0u);
+      EXPECT_LE(off[a] + lives[a].floats, total);
+      for (size_t b = a + 1; b < outputs; ++b) {
+        const bool together = lives[a].first <= lives[b].last && lives[b].first <= lives[a].last;
+        const bool apart = off[a] + lives[a].floats <= off[b] || off[b] + lives[b].floats <= off[a];
+        EXPECT_TRUE(!together || apart) << "trial " << trial << ": outputs " << a << " and " << b;
+      }
+    }
+  }
+}
 
 TEST(Network, SmallNetworkGradientMatchesFiniteDifferencesAtEveryPixel) {
   const Model m = random_model(resolve_architecture({1, 8, 12}, kEveryLayer), 21);

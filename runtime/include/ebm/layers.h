@@ -25,6 +25,11 @@ class Layer {
   // Given x and y from forward and dL/dy, writes dL/dx: [n, in]. dx never aliases x, y or dy.
   virtual void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
                               float* scratch) const = 0;
+  // What backward_input reads besides dy: x (the layer's input), y (its output). The network keeps
+  // an output through the backward pass only where that pass reads it; any other shares memory
+  // once the layers that read it have run (Network). True unless the layer says otherwise.
+  virtual bool backward_reads_input() const { return true; }
+  virtual bool backward_reads_output() const { return true; }
   virtual size_t scratch_floats(int n) const {
     (void)n;
     return 0;

@@ -24,9 +24,11 @@ class Network {
    private:
     friend class Network;
     int capacity = 0;
-    // acts: every layer's output; grads: dL/d(output) per layer, at grad_offset (two alternating
-    // slots for a plain chain, one per layer for a graph); tmp: a contribution to a gradient
-    // that already holds another; input/input_grad: a denoiser's network input and its gradient.
+    // acts: the layers' outputs, each at act_offset (those the backward pass does not read share
+    // memory once read: Network::plan_activations); grads: dL/d(output) per layer, at
+    // grad_offset (two alternating slots for a plain chain, one per layer for a graph); tmp: a
+    // contribution to a gradient that already holds another; input/input_grad: a denoiser's
+    // network input and its gradient.
     std::vector<float> acts, grads, tmp, scratch, input, input_grad;
     std::vector<size_t> act_offset, grad_offset;
     std::vector<char> written;  // backward: which gradients hold a contribution yet
@@ -149,6 +151,11 @@ class Network {
   SamplerParams sampler_;
   nlohmann::json card_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  // Where each layer's output lies in a workspace, in floats per image (times the batch), and the
+  // floats per image they span.
+  void plan_activations();
+  std::vector<size_t> act_plan_;
+  size_t act_floats_ = 0;
   struct WorkspaceSizes;
   WorkspaceSizes workspace_sizes(int n) const;
   Workspace own_;

@@ -34,6 +34,8 @@ class AvgPool final : public Layer {
     }
   }
 
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const LayerSpec& s = spec();

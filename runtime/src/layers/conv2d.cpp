@@ -1621,6 +1621,8 @@ class Conv2d final : public Layer {
     }
   }
 
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float* scratch) const override {
     const LayerSpec& s = spec();

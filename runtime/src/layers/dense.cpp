@@ -41,6 +41,8 @@ class Dense final : public Layer {
         for (int o = 0; o < out; ++o) y[size_t(b) * out + o] += bias_[size_t(o)];
   }
 
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float* scratch) const override {
     const int in = spec().in.c, out = spec().out.c;

@@ -48,6 +48,8 @@ class Affine final : public Layer {
       }
   }
 
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const size_t hw = size_t(spec().in.h) * spec().in.w;
@@ -70,6 +72,8 @@ class Swish final : public Layer {
     simd::map1(x, y, size_t(n) * size_t(spec().in.size()),
                [](simd::Vec v) { return v / (1.0f + simd::exp(-v)); });
   }
+  // x always; y only where the gradient takes sigmoid(x) as y / x (4-lane builds, below).
+  bool backward_reads_output() const override { return simd::kLanes < 8; }
   void backward_input(const float* x, const float* y, const float* dy, float* dx, int n,
                       float*) const override {
     const size_t len = size_t(n) * size_t(spec().in.size());
@@ -105,6 +109,7 @@ class LeakyRelu final : public Layer {
     const float a = spec().slope;
     for (size_t i = 0; i < len; ++i) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
   }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float* x, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const size_t len = size_t(n) * size_t(spec().in.size());
@@ -119,6 +124,8 @@ class Identity final : public Layer {
   void forward(const float* x, float* y, int n, float*) const override {
     std::memcpy(y, x, sizeof(float) * size_t(n) * size_t(spec().in.size()));
   }
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     std::memcpy(dx, dy, sizeof(float) * size_t(n) * size_t(spec().in.size()));

@@ -29,6 +29,8 @@ class Upsample final : public Layer {
       }
     }
   }
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const LayerSpec& s = spec();
@@ -77,6 +79,8 @@ class SpaceToDepth final : public Layer {
     const LayerSpec& s = spec();
     rearrange(x, y, n, s.in.c, s.out.h, s.out.w, s.factor, true);
   }
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const LayerSpec& s = spec();
@@ -91,6 +95,8 @@ class DepthToSpace final : public Layer {
     const LayerSpec& s = spec();
     rearrange(x, y, n, s.out.c, s.in.h, s.in.w, s.factor, false);
   }
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   void backward_input(const float*, const float*, const float* dy, float* dx, int n,
                       float*) const override {
     const LayerSpec& s = spec();
