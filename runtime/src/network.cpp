@@ -40,10 +40,12 @@ void Network::plan_activations() {
   for (size_t i = 0; i < count; ++i) {
     const LayerSpec& s = layers_[i]->spec();
     auto reads = [&](int k, bool in_backward) {
-      if (k != kNetworkInput) lives[size_t(k)].last = std::max(lives[size_t(k)].last, in_backward ? count : i);
+      if (k == kNetworkInput) return;
+      size_t& last = lives[size_t(k)].last;
+      last = std::max(last, in_backward ? count : i);
     };
     reads(s.from, layers_[i]->backward_reads_input());
-    if (s.kind == LayerKind::kAdd) reads(s.skip, false);  // added forward; its gradient is dy itself
+    if (s.kind == LayerKind::kAdd) reads(s.skip, false);  // added; its gradient is dy itself
   }
   act_floats_ = plan_outputs(lives, &act_plan_);
 }

@@ -147,8 +147,8 @@ inline Vec exp(Vec x) {
   x = min(max(x, splat(-87.3f)), splat(88.3f));
   typedef uint32_t UVec __attribute__((vector_size(sizeof(Vec))));
 #if defined(__AVX512F__)
-  // k = round(x / (ln 2 / 16)) with the 1.5 * 2^23 trick (t's bits hold 0x4b400000 + k, a
-  // multiple of 16 plus k); r = x - k ln 2 / 16 in two parts (Cephes' ln 2 split, over 16).
+  // k = round(x / (ln 2 / 16)) with the 1.5 * 2^23 trick (t's bits hold 0x4b400000 + k, where
+  // 0x4b400000 is a multiple of 16); r = x - k ln 2 / 16 in two parts (Cephes' ln 2 split, / 16).
   const Vec t = x * 23.0831206542234f + 12582912.0f;
   const Vec k = t - 12582912.0f;
   Vec r = x - k * 0.0433349609375f;

@@ -75,8 +75,8 @@ enum class GemmDepthSteps { kAuto, kOne, kTwo };
 void set_gemm_depth_steps(GemmDepthSteps steps);
 GemmDepthSteps gemm_depth_steps();
 
-// The ceiling of this build's arithmetic on one thread: `rounds` rounds of multiply_add_chains()
-// independent chains a = a * b + c, from a = 0, in every lane of the GEMM's vectors, written as
+// The ceiling of this build's arithmetic on one thread: `rounds` rounds of a dozen independent
+// chains a = a * b + c, from a = 0, in every lane of the GEMM's vectors, written as
 // the micro-kernel's multiply-adds are (fused where the target has FMA; in WebAssembly SIMD128 a
 // multiply and an add). Returns the sum of every lane's a, so the work cannot be skipped: with
 // b = c = 1, rounds * multiply_add_probe_floats(). bench/run.mjs times it beside the peers and
