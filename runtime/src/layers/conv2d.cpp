@@ -1397,11 +1397,26 @@ class TapConv {
   // Calls move(i, c, q, b) for every entry of images [b0, b0 + nb): i its index in [n, C, H, W],
   // c its channel, q its pixel in the chunk's plane and b its image in the chunk; `phased`: the
   // input side, its rows split into phases (q = (y * sx + phase) * wq + x / sx).
-  template <class Move>
+  // kChannelsLast: the same entries with the channel innermost, for a side laid out [plane, nb, C]
+  // (the pixels as rows), which is then read in order: its 128 channels of a pixel were 128
+  // cache lines apart the other way round.
+  template <bool kChannelsLast = false, class Move>
   void each_entry(int b0, int nb, bool phased, Move move) const {
     const Shape& sh = phased ? in_ : out_;
     const int sx = phased ? sx_ : 1, wq = phased ? wq_ : sh.w;
-    for (int b = 0; b < nb; ++b)
+    const size_t plane = size_t(sh.h) * sh.w;
+    for (int b = 0; b < nb; ++b) {
+      if constexpr (kChannelsLast) {
+        for (int y = 0; y < sh.h; ++y)
+          for (int phase = 0; phase < sx && phase < sh.w; ++phase) {
+            size_t q = (size_t(y) * sx + size_t(phase)) * wq;
+            for (int x = phase; x < sh.w; x += sx, ++q) {
+              const size_t first = size_t(b0 + b) * sh.c * plane + size_t(y) * sh.w + size_t(x);
+              for (int c = 0; c < sh.c; ++c) move(first + size_t(c) * plane, c, q, b);
+            }
+          }
+        continue;
+      }
       for (int c = 0; c < sh.c; ++c)
         for (int y = 0; y < sh.h; ++y) {
           const size_t first = ((size_t(b0 + b) * sh.c + size_t(c)) * sh.h + size_t(y)) * sh.w;
@@ -1410,6 +1425,7 @@ class TapConv {
             for (int x = phase; x < sh.w; x += sx, ++q) move(first + size_t(x), c, q, b);
           }
         }
+    }
   }
 
   // Whether a chunk of nb images takes the pixels as its GEMMs' rows: where the register tiles
@@ -1478,7 +1494,7 @@ class TapConv {
           std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
         channel_products(xs, in_ld, in_.c, fwd_, ys, out_ld, out_.c, nb, true);
       }
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
+      each_entry<kPixels>(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
         dst[i] = ys[written_at(out_ld, out_.c, c, q, b)];
       });
     } else {
@@ -1490,7 +1506,7 @@ class TapConv {
         pixel_products(ys, out_ld, out_.c, bwd_b_, xs, in_.c, nb, false, packed);
       else
         channel_products(ys, out_ld, out_.c, bwd_, xs, in_ld, in_.c, nb, false);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
+      each_entry<kPixels>(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
         dst[i] = xs[written_at(in_ld, in_.c, c, q, b)];
       });
     }
