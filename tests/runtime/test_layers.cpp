@@ -221,6 +221,15 @@ TwoForms run_two_forms(const LayerSpec& l, const Layer& first, const Layer& seco
   return r;
 }
 
+// The layer `l` built with its 3x3 convolutions in `form`; the form asked for before is restored.
+std::unique_ptr<Layer> layer_in_form(const LayerSpec& l, const Model& m, Conv3x3Form form) {
+  const Conv3x3Form before = conv3x3_form();
+  set_conv3x3_form(form);
+  std::unique_ptr<Layer> layer = make_layer(l, m);
+  set_conv3x3_form(before);
+  return layer;
+}
+
 // A layer as large as the U-Net's, built in both forms: Winograd works on a few rows of blocks at
 // a time (here 3 chunks of 2 block rows), and must agree with the direct form (itself checked
 // against the reference above) forward and backward.
@@ -246,12 +255,8 @@ TEST(Conv2d, WinogradAgreesWithTheDirectFormOnALargeLayer) {
     const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"padding", "same"}};
     const Architecture a = resolve_architecture(c.in, json::array({spec}));
     const Model m = random_model(a, 5);
-    const Conv3x3Form before = conv3x3_form();
-    set_conv3x3_form(Conv3x3Form::kDirect);
-    const auto direct = make_layer(a.layers[0], m);
-    set_conv3x3_form(c.form);
-    const auto winograd = make_layer(a.layers[0], m);
-    set_conv3x3_form(before);
+    const auto direct = layer_in_form(a.layers[0], m, Conv3x3Form::kDirect);
+    const auto winograd = layer_in_form(a.layers[0], m, c.form);
     const TwoForms r = run_two_forms(a.layers[0], *direct, *winograd, 2, 8, 9);
     const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
     EXPECT_LT(worst_y, 1e-5);
@@ -279,9 +284,7 @@ TEST(Conv2d, Stride2WinogradAgreesWithStridePhasesOnLargeLayers) {
     set_conv_strided_form(ConvStridedForm::kPhases);
     const auto phases = make_layer(a.layers[0], m);
     set_conv_strided_form(ConvStridedForm::kAuto);
-    set_conv3x3_form(Conv3x3Form::kWinograd);
-    const auto winograd = make_layer(a.layers[0], m);
-    set_conv3x3_form(Conv3x3Form::kAuto);
+    const auto winograd = layer_in_form(a.layers[0], m, Conv3x3Form::kWinograd);
     const TwoForms r = run_two_forms(a.layers[0], *phases, *winograd, 2, 15, 16);
     const double worst_y = TwoForms::worst(r.y[1], r.y[0]), worst_dx = TwoForms::worst(r.dx[1], r.dx[0]);
     EXPECT_LT(worst_y, 1e-5);
@@ -307,14 +310,9 @@ TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
     const Architecture a = resolve_architecture(c.in, json::array({spec}));
     const LayerSpec& l = a.layers[0];
     const Model m = random_model(a, 31);
-    const Conv3x3Form before = conv3x3_form();
-    set_conv3x3_form(Conv3x3Form::kDirect);
-    const auto direct = make_layer(l, m);
-    set_conv3x3_form(Conv3x3Form::kWinograd);
-    const auto winograd = make_layer(l, m);
-    set_conv3x3_form(Conv3x3Form::kAuto);
-    const auto automatic = make_layer(l, m);
-    set_conv3x3_form(before);
+    const auto direct = layer_in_form(l, m, Conv3x3Form::kDirect);
+    const auto winograd = layer_in_form(l, m, Conv3x3Form::kWinograd);
+    const auto automatic = layer_in_form(l, m, Conv3x3Form::kAuto);
     const TwoForms d = run_two_forms(l, *automatic, *direct, 2, 32, 33),
                    w = run_two_forms(l, *automatic, *winograd, 2, 32, 33);
     ASSERT_NE(d.y[1], w.y[1]) << "the two forms gave the same bits: nothing to tell apart";
@@ -352,12 +350,8 @@ TEST(Conv2d, WinogradFormsGiveEachImageItsOwnBitsInABatch) {
     const Architecture a = resolve_architecture(c.in, json::array({spec}));
     const LayerSpec& l = a.layers[0];
     const Model m = random_model(a, 21);
-    const Conv3x3Form before = conv3x3_form();
-    set_conv3x3_form(Conv3x3Form::kDirect);
-    const auto direct = make_layer(l, m);
-    set_conv3x3_form(c.form);
-    const auto winograd = make_layer(l, m);
-    set_conv3x3_form(before);
+    const auto direct = layer_in_form(l, m, Conv3x3Form::kDirect);
+    const auto winograd = layer_in_form(l, m, c.form);
     // The whole batch at once, in both forms.
     const TwoForms r = run_two_forms(l, *direct, *winograd, n, 22, 23);
     ASSERT_NE(r.y[1], r.y[0]) << "the forward pass has the direct form's bits: was Winograd built?";
@@ -400,9 +394,8 @@ TEST(Conv2d, StridePhasesAgreeWithIm2colOnThePaperNetworksLayers) {
     set_conv_strided_form(ConvStridedForm::kIm2col);
     const auto im2col = make_layer(a.layers[0], m);
     set_conv_strided_form(ConvStridedForm::kAuto);
-    set_conv3x3_form(Conv3x3Form::kDirect);  // not the stride-2 Winograd form of 4-lane builds
-    const auto phases = make_layer(a.layers[0], m);
-    set_conv3x3_form(Conv3x3Form::kAuto);
+    // Direct: not the stride-2 Winograd form of 4-lane builds.
+    const auto phases = layer_in_form(a.layers[0], m, Conv3x3Form::kDirect);
     const TwoForms r = run_two_forms(a.layers[0], *im2col, *phases, 3, 13, 14);
     EXPECT_EQ(r.y[1], r.y[0]);
     const double worst = TwoForms::worst(r.dx[1], r.dx[0]);
