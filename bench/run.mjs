@@ -365,12 +365,14 @@ const find = (where, peer, threads, op = 'grad') =>
   sessions.find((s) => s.where === where && s.peer === peer && s.threads === threads && s.op === op);
 const fmt = (v) => (v == null ? '—' : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
+// Every (where, peer) the tables list, in their order.
+const PEER_ORDER = [['chromium', 'tfjs'], ['chromium', 'ort-web'], ['chromium', 'ours'], ['node', 'tfjs'],
+                    ['node', 'ort-web'], ['node', 'ours'], ['native', 'libtorch'], ['native', 'ort-node'],
+                    ['native', 'ours']];
+
 function table(op) {
   const rows = [];
-  const order = op === 'grad'
-    ? [['chromium', 'tfjs'], ['chromium', 'ort-web'], ['chromium', 'ours'], ['node', 'tfjs'], ['node', 'ort-web'],
-       ['node', 'ours'], ['native', 'libtorch'], ['native', 'ort-node'], ['native', 'ours']]
-    : [['chromium', 'ours'], ['node', 'ours'], ['native', 'ours']];
+  const order = op === 'grad' ? PEER_ORDER : PEER_ORDER.filter(([, peer]) => peer === 'ours');
   const head = `| ${op === 'grad' ? 'peer' : 'Langevin step'} | where | ${BATCHES.map((b) => `batch ${b}, 1 thread | batch ${b}, 2 threads`).join(' | ')} |`;
   rows.push(head, `| --- | --- | ${BATCHES.map(() => '---: | ---:').join(' | ')} |`);
   for (const [where, peer] of order) {
@@ -392,8 +394,7 @@ function table(op) {
 function ratios() {
   const rows = [`| peer / our runtime | where | ${BATCHES.map((b) => `batch ${b}, 1 thread | batch ${b}, 2 threads`).join(' | ')} |`,
                 `| --- | --- | ${BATCHES.map(() => '---: | ---:').join(' | ')} |`];
-  for (const [where, peer] of [['chromium', 'tfjs'], ['chromium', 'ort-web'], ['node', 'tfjs'], ['node', 'ort-web'],
-                               ['native', 'libtorch'], ['native', 'ort-node']]) {
+  for (const [where, peer] of PEER_ORDER.filter(([, p]) => p !== 'ours')) {
     const cells = [];
     for (const b of BATCHES) {
       for (const t of [1, 2]) {
@@ -418,9 +419,7 @@ function ceilingReport() {
     ...places.map(([where, v]) => `| ${WHERE[where]} | ${median(v).toFixed(1)} (${Math.min(...v).toFixed(1)} to ${Math.max(...v).toFixed(1)}) | ${ms(where).toFixed(2)} |`)];
   const shares = [`| peer | where | ${BATCHES.map((b) => `batch ${b}, 1 thread`).join(' | ')} |`,
                   `| --- | --- | ${BATCHES.map(() => '---:').join(' | ')} |`];
-  for (const [where, peer] of [['chromium', 'tfjs'], ['chromium', 'ort-web'], ['chromium', 'ours'], ['node', 'tfjs'],
-                               ['node', 'ort-web'], ['node', 'ours'], ['native', 'libtorch'], ['native', 'ort-node'],
-                               ['native', 'ours']]) {
+  for (const [where, peer] of PEER_ORDER) {
     const s = find(where, peer, 1);
     if (!s?.ok || !ceilings.get(where).length) continue;
     const cells = BATCHES.map((b) => (med(s, b) == null ? '—' : `${((100 * ms(where)) / med(s, b)).toFixed(0)}%`));
