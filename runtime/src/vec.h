@@ -136,6 +136,71 @@ inline void interleave(Vec a, Vec b, Vec* lo, Vec* hi) {
 // stride-2 scatter-add.
 inline void interleave_zeros(Vec a, Vec* lo, Vec* hi) { interleave(a, Vec{}, lo, hi); }
 
+// N vectors r[0..N) (N a power of two) as N rows of a block, transposed in place: afterwards the
+// vectors hold the block's columns in order, each column's N entries together (row 0 first). Log2
+// N rounds of interleave(), each pairing rows N / 2 apart, then the halves in turn.
+template <int N>
+inline void interleave_rows(Vec* r) {
+  static_assert(N >= 1 && (N & (N - 1)) == 0, "N rows, a power of two");
+  if constexpr (N > 1) {
+    constexpr int h = N / 2;
+    Vec lo[h], hi[h];
+    for (int b = 0; b < h; ++b) interleave(r[b], r[b + h], &lo[b], &hi[b]);
+    interleave_rows<h>(lo);
+    interleave_rows<h>(hi);
+    for (int b = 0; b < h; ++b) {
+      r[b] = lo[b];
+      r[h + b] = hi[b];
+    }
+  }
+}
+// The inverse of interleave_rows<N>.
+template <int N>
+inline void deinterleave_rows(Vec* r) {
+  static_assert(N >= 1 && (N & (N - 1)) == 0, "N rows, a power of two");
+  if constexpr (N > 1) {
+    constexpr int h = N / 2;
+    Vec lo[h], hi[h];
+    for (int b = 0; b < h; ++b) {
+      lo[b] = r[b];
+      hi[b] = r[h + b];
+    }
+    deinterleave_rows<h>(lo);
+    deinterleave_rows<h>(hi);
+    for (int b = 0; b < h; ++b) {
+      r[b] = even_lanes(lo[b], hi[b]);
+      r[b + h] = odd_lanes(lo[b], hi[b]);
+    }
+  }
+}
+// dst[j * N + b] = src[b * stride + j] for j < len and b < N: N rows of len floats interleaved,
+// each column's N entries together; a block of kLanes columns at a time, the rest one by one.
+template <int N>
+inline void interleave_rows(const float* src, size_t stride, size_t len, float* dst) {
+  size_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    Vec r[N];
+    for (int b = 0; b < N; ++b) r[b] = load(src + size_t(b) * stride + j);
+    interleave_rows<N>(r);
+    for (int b = 0; b < N; ++b) store(dst + j * N + size_t(b) * kLanes, r[b]);
+  }
+  for (; j < len; ++j)
+    for (int b = 0; b < N; ++b) dst[j * N + size_t(b)] = src[size_t(b) * stride + j];
+}
+// The inverse: dst[b * stride + j] = src[j * N + b].
+template <int N>
+inline void deinterleave_rows(const float* src, size_t len, float* dst, size_t stride) {
+  size_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    Vec r[N];
+    for (int b = 0; b < N; ++b) r[b] = load(src + j * N + size_t(b) * kLanes);
+    deinterleave_rows<N>(r);
+    for (int b = 0; b < N; ++b) store(dst + size_t(b) * stride + j, r[b]);
+  }
+  for (; j < len; ++j)
+    for (int b = 0; b < N; ++b) dst[size_t(b) * stride + j] = src[j * N + size_t(b)];
+}
+
 // e^x, relative error below 2e-7, inputs clamped to [-87.3, 88.3] so the result is a finite
 // normal float (NaN stays NaN). k = round(x 16 / ln 2), so x = k ln 2 / 16 + r with |r| <= ln 2 /
 // 32 and e^x = 2^(k / 16) e^r, where 2^(k / 16) = 2^floor(k / 16) 2^((k mod 16) / 16): the second

@@ -551,6 +551,60 @@ TEST(Conv2d, TapFormSplitsABatchIntoChunksWithoutChangingAnImagesBits) {
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: were the taps built at all?";
 }
 
+// The tap form moves a chunk of 1, 2, 4 or 8 images in and out of its interleaved sides a
+// channel at a time, a vector of columns at once (input rows split into phases first where the
+// stride across is above 1); any other count entry by entry. Eight images in one call and the
+// same images in calls of 3 (entry by entry), 1 and 4 must give every image the same bits,
+// forward and backward, with the scratch full of NaNs before each call (nothing unwritten is
+// read): the paper network's fourth layer (stride 2, rows splitting evenly), a stride-2 layer
+// over an odd width (phase rows wider than the image, zeros past it), strides of 2 down and 3
+// across (phases gathered one by one), and the U-Net's 3x13 bottleneck (stride 1).
+TEST(Conv2d, TapFormGivesEachImageTheSameBitsWhateverItsChunksSize) {
+  const struct {
+    Shape in;
+    const char* layer;
+  } cases[] = {
+      {{128, 6, 24}, R"([{"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":1}])"},
+      {{19, 7, 13}, R"([{"type":"conv2d","out_channels":21,"kernel":3,"stride":2,"padding":1}])"},
+      {{16, 6, 11},
+       R"([{"type":"conv2d","out_channels":17,"kernel":[3,4],"stride":[2,3],"padding":[0,2,1,0]}])"},
+      {{96, 3, 12}, R"([{"type":"conv2d","out_channels":96,"kernel":[3,13],"padding":"same"}])"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.layer);
+    const Architecture a = resolve_architecture(c.in, json::parse(c.layer));
+    const LayerSpec& l = a.layers[0];
+    const Model m = random_model(a, 21);
+    const auto layer = make_layer(l, m);
+    set_conv_taps(false);
+    const auto im2col = make_layer(l, m);
+    set_conv_taps(true);
+    const int n = 8;
+    const size_t in = size_t(l.in.size()), out = size_t(l.out.size());
+    const std::vector<float> x = test::random_inputs(n * in, 31),
+                             dy = test::random_inputs(n * out, 32);
+    std::vector<float> scratch;
+    auto run = [&](const Layer& f, int b0, int nb, float* y, float* dx) {
+      scratch.assign(std::max<size_t>(f.scratch_floats(nb), 1), NAN);
+      f.forward(x.data() + b0 * in, y, nb, scratch.data());
+      std::fill(scratch.begin(), scratch.end(), NAN);
+      f.backward_input(x.data() + b0 * in, y, dy.data() + b0 * out, dx, nb, scratch.data());
+    };
+    std::vector<float> y(n * out), dx(n * in), y_parts(n * out), dx_parts(n * in);
+    run(*layer, 0, n, y.data(), dx.data());
+    for (const auto& [b0, nb] : {std::pair{0, 3}, std::pair{3, 1}, std::pair{4, 4}})
+      run(*layer, b0, nb, y_parts.data() + b0 * out, dx_parts.data() + b0 * in);
+    EXPECT_EQ(y_parts, y);
+    EXPECT_EQ(dx_parts, dx);
+    // ... and they are the layer's: im2col's forward by other sums, its dx by the same.
+    std::vector<float> y2(n * out), dx2(n * in);
+    run(*im2col, 0, n, y2.data(), dx2.data());
+    EXPECT_LT(TwoForms::worst(y, y2), 1e-5);
+    EXPECT_LT(TwoForms::worst(dx, dx2), 1e-5);
+    EXPECT_NE(y, y2) << "the same bits as im2col: were the taps built at all?";
+  }
+}
+
 // The taps' GEMMs with the pixels as rows (ConvTapRows::kPixels) against the channels as rows:
 // the same products summed in the same order, so the same bits, forward and backward, whatever
 // the batch (one image, which kAuto gives the pixels where tiles are 32 wide, and chunks of

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "ebm/kernels.h"
@@ -1348,12 +1349,12 @@ class TapConv {
       }
   }
 
-  // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read; with
-  // the pixels as rows, one run's packed rows too.
+  // Both interleaved chunks, each followed by the slack the last GEMM's whole tiles read, and nb
+  // input planes; with the pixels as rows, one run's packed rows too.
   size_t scratch_floats(int n) const {
     const int nb = std::min(n, chunk_);
     const size_t sides = (size_t(in_.c) * in_plane_ + size_t(out_.c) * out_plane_) * size_t(nb) +
-                         2 * size_t(kGemmNR);
+                         2 * size_t(kGemmNR) + size_t(nb) * in_plane_;  // and to_side's temp
     if (rows_ == ConvTapRows::kChannels) return sides;
     return sides + packed_a_floats(out_.w * nb, std::max(in_.c, out_.c));
   }
@@ -1400,8 +1401,10 @@ class TapConv {
   // kChannelsLast: the same entries with the channel innermost, for a side laid out [plane, nb, C]
   // (the pixels as rows), which is then read in order: its 128 channels of a pixel were 128
   // cache lines apart the other way round.
+  // Out of line: inlined into run_chunk beside the vector copies, GCC kept its indices in vector
+  // registers, and a chunk of 28 images' gradient took 1.45x the time.
   template <bool kChannelsLast = false, class Move>
-  void each_entry(int b0, int nb, bool phased, Move move) const {
+  __attribute__((noinline)) void each_entry(int b0, int nb, bool phased, Move move) const {
     const Shape& sh = phased ? in_ : out_;
     const int sx = phased ? sx_ : 1, wq = phased ? wq_ : sh.w;
     const size_t plane = size_t(sh.h) * sh.w;
@@ -1425,6 +1428,99 @@ class TapConv {
             for (int x = phase; x < sh.w; x += sx, ++q) move(first + size_t(x), c, q, b);
           }
         }
+    }
+  }
+
+  // Calls f(std::integral_constant<int, nb>) where nb is 1, 2, 4 or 8 (and says whether it did).
+  template <class F>
+  static bool with_rows(int nb, F f) {
+    switch (nb) {
+      case 1:
+        f(std::integral_constant<int, 1>{});
+        return true;
+      case 2:
+        f(std::integral_constant<int, 2>{});
+        return true;
+      case 4:
+        f(std::integral_constant<int, 4>{});
+        return true;
+      case 8:
+        f(std::integral_constant<int, 8>{});
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // Images [b0, b0 + nb) of `images` ([n, C, H, W]; the input side if `phased`) into a side laid
+  // out [C, plane, nb] (read_at in run_chunk). For 1, 2, 4 or 8 images a channel at a time: the nb
+  // planes (on the input side with a stride across above 1, first split into phases in `temp`)
+  // transposed a vector of columns at a time (simd::interleave_rows); any other count entry by
+  // entry through each_entry's move(i, c, q, b). Entry by entry, the copies in and out were about
+  // 3% of the paper network's step at batch 8 by `perf`; this way 1.5% (bench/README.md).
+  template <class Move>
+  void to_side(const float* images, int b0, int nb, bool phased, float* side, float* temp,
+               Move move) const {
+    const Shape& sh = phased ? in_ : out_;
+    const size_t len = size_t(sh.size()), plane = phased ? size_t(in_plane_) : size_t(out_plane_);
+    const bool done = with_rows(nb, [&](auto rows) {
+      constexpr int N = decltype(rows)::value;
+      for (int c = 0; c < sh.c; ++c) {
+        const float* from = images + size_t(b0) * len + size_t(c) * plane;
+        float* to = side + size_t(c) * plane * N;
+        if (phased && sx_ > 1) {
+          // (one image's split plane is its side's already)
+          for (int b = 0; b < N; ++b)
+            split_plane(images + (size_t(b0 + b) * sh.c + c) * sh.h * sh.w,
+                        N == 1 ? to : temp + size_t(b) * plane);
+          if (N > 1) simd::interleave_rows<N>(temp, plane, plane, to);
+          continue;
+        }
+        simd::interleave_rows<N>(from, len, plane, to);
+      }
+    });
+    if (done) return;
+    // Phase-split rows wider than the image keep zeros in their extra entries.
+    if (phased && sx_ * wq_ != in_.w) std::memset(side, 0, sizeof(float) * plane * sh.c * nb);
+    each_entry(b0, nb, phased, move);
+  }
+  // The way back, for a side laid out [C, plane, nb] (with kChannelsLast, [plane, nb, C], entry by
+  // entry).
+  template <bool kChannelsLast, class Move>
+  void from_side(const float* side, int b0, int nb, bool phased, float* images, float* temp,
+                 Move move) const {
+    const Shape& sh = phased ? in_ : out_;
+    const size_t len = size_t(sh.size()), plane = phased ? size_t(in_plane_) : size_t(out_plane_);
+    if (!kChannelsLast && with_rows(nb, [&](auto rows) {
+          constexpr int N = decltype(rows)::value;
+          for (int c = 0; c < sh.c; ++c) {
+            const float* from = side + size_t(c) * plane * N;
+            float* to = images + size_t(b0) * len + size_t(c) * plane;
+            if (!phased || sx_ == 1) {
+              simd::deinterleave_rows<N>(from, plane, to, len);
+              continue;
+            }
+            if (N > 1) simd::deinterleave_rows<N>(from, plane, temp, plane);
+            for (int b = 0; b < N; ++b)
+              merge_phases((N == 1 ? from : temp) + size_t(b) * plane, size_t(wq_), plane,
+                           size_t(sx_) * wq_, Shape{1, sh.h, sh.w}, Padding{}, 1, sx_,
+                           images + (size_t(b0 + b) * sh.c + c) * sh.h * sh.w);
+          }
+        }))
+      return;
+    each_entry<kChannelsLast>(b0, nb, phased, move);
+  }
+  // One input plane (in_.h x in_.w) with its rows split into phases as the input side lays them
+  // out: row y's phase p at (y * sx + p) * wq, zeros past the image.
+  void split_plane(const float* x, float* out) const {
+    for (int y = 0; y < in_.h; ++y) {
+      const float* row = x + size_t(y) * in_.w;
+      float* to = out + size_t(y) * sx_ * wq_;
+      if (sx_ == 2) {
+        split_row2(row, in_.w, 0, wq_, to, to + wq_);
+        continue;
+      }
+      for (int p = 0; p < sx_; ++p) gather_phase(row, in_.w, sx_, p, wq_, to + size_t(p) * wq_);
     }
   }
 
@@ -1468,7 +1564,8 @@ class TapConv {
     const size_t in_floats = size_t(in_.c) * in_ld, out_floats = size_t(out_.c) * out_ld;
     float* xs = scratch;                   // input side
     float* ys = xs + in_floats + kGemmNR;  // output side
-    float* packed = ys + out_floats + kGemmNR;  // with the pixels as rows: a run's packed A
+    float* temp = ys + out_floats + kGemmNR;        // nb input planes (to_side, from_side)
+    float* packed = temp + size_t(in_plane_) * nb;  // with the pixels as rows: a run's packed A
     // The slack the channels-as-rows GEMMs' last whole tiles read past a side.
     std::memset(xs + in_floats, 0, sizeof(float) * kGemmNR);
     std::memset(ys + out_floats, 0, sizeof(float) * kGemmNR);
@@ -1480,11 +1577,8 @@ class TapConv {
                      : read_at(ld, c, q, b);
     };
     if (forward) {
-      // Phase-split rows wider than the image keep zeros in their extra entries.
-      if (sx_ * wq_ != in_.w) std::memset(xs, 0, sizeof(float) * in_floats);
-      each_entry(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
-        xs[read_at(in_ld, c, q, b)] = src[i];
-      });
+      to_side(src, b0, nb, true, xs, temp,
+              [&](size_t i, int c, size_t q, int b) { xs[read_at(in_ld, c, q, b)] = src[i]; });
       if constexpr (kPixels) {
         for (size_t q = 0; q < out_ld; ++q)
           for (int o = 0; o < out_.c; ++o) ys[q * out_.c + size_t(o)] = bias ? bias[o] : 0.0f;
@@ -1494,19 +1588,18 @@ class TapConv {
           std::fill(ys + size_t(o) * out_ld, ys + size_t(o + 1) * out_ld, bias ? bias[o] : 0.0f);
         channel_products(xs, in_ld, in_.c, fwd_, ys, out_ld, out_.c, nb, true);
       }
-      each_entry<kPixels>(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
+      from_side<kPixels>(ys, b0, nb, false, dst, temp, [&](size_t i, int c, size_t q, int b) {
         dst[i] = ys[written_at(out_ld, out_.c, c, q, b)];
       });
     } else {
-      each_entry(b0, nb, false, [&](size_t i, int c, size_t q, int b) {
-        ys[read_at(out_ld, c, q, b)] = src[i];
-      });
+      to_side(src, b0, nb, false, ys, temp,
+              [&](size_t i, int c, size_t q, int b) { ys[read_at(out_ld, c, q, b)] = src[i]; });
       std::memset(xs, 0, sizeof(float) * in_floats);
       if constexpr (kPixels)
         pixel_products(ys, out_ld, out_.c, bwd_b_, xs, in_.c, nb, false, packed);
       else
         channel_products(ys, out_ld, out_.c, bwd_, xs, in_ld, in_.c, nb, false);
-      each_entry<kPixels>(b0, nb, true, [&](size_t i, int c, size_t q, int b) {
+      from_side<kPixels>(xs, b0, nb, true, dst, temp, [&](size_t i, int c, size_t q, int b) {
         dst[i] = xs[written_at(in_ld, in_.c, c, q, b)];
       });
     }
