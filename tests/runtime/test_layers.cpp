@@ -551,26 +551,34 @@ TEST(Conv2d, TapFormSplitsABatchIntoChunksWithoutChangingAnImagesBits) {
   EXPECT_GT(worst_y, 0.0) << "the two forms gave the same bits: were the taps built at all?";
 }
 
+// Layers the tap form takes, for the tests below: the paper network's fourth layer (128 -> 128
+// over 6x24, stride 2, its phase-split rows as wide as the image), the U-Net's 3x13 bottleneck
+// (stride 1), a stride-2 layer whose phase-split rows are wider than the image (odd width) with
+// channel counts that fill no whole tile, strides of 2 down and 3 across (phases gathered one by
+// one), one deeper than a GEMM pass (300 input channels: the products then add two passes into
+// the output), and the chunked layer of the test above (chunks of 2 images).
+struct TapCase {
+  Shape in;
+  const char* layer;
+};
+const TapCase kTapCases[] = {
+    {{128, 6, 24}, R"([{"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":1}])"},
+    {{96, 3, 12}, R"([{"type":"conv2d","out_channels":96,"kernel":[3,13],"padding":"same"}])"},
+    {{19, 7, 13}, R"([{"type":"conv2d","out_channels":21,"kernel":3,"stride":2,"padding":1}])"},
+    {{16, 6, 11},
+     R"([{"type":"conv2d","out_channels":17,"kernel":[3,4],"stride":[2,3],"padding":[0,2,1,0]}])"},
+    {{300, 3, 6}, R"([{"type":"conv2d","out_channels":17,"kernel":3,"stride":2,"padding":1}])"},
+    {{16, 128, 32}, R"([{"type":"conv2d","out_channels":16,"kernel":[3,13],"padding":"same"}])"},
+};
+
 // The tap form moves a chunk of 1, 2, 4 or 8 images in and out of its interleaved sides a
 // channel at a time, a vector of columns at once (input rows split into phases first where the
 // stride across is above 1); any other count entry by entry. Eight images in one call and the
 // same images in calls of 3 (entry by entry), 1 and 4 must give every image the same bits,
 // forward and backward, with the scratch full of NaNs before each call (nothing unwritten is
-// read): the paper network's fourth layer (stride 2, rows splitting evenly), a stride-2 layer
-// over an odd width (phase rows wider than the image, zeros past it), strides of 2 down and 3
-// across (phases gathered one by one), and the U-Net's 3x13 bottleneck (stride 1).
+// read), and agree with im2col.
 TEST(Conv2d, TapFormGivesEachImageTheSameBitsWhateverItsChunksSize) {
-  const struct {
-    Shape in;
-    const char* layer;
-  } cases[] = {
-      {{128, 6, 24}, R"([{"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":1}])"},
-      {{19, 7, 13}, R"([{"type":"conv2d","out_channels":21,"kernel":3,"stride":2,"padding":1}])"},
-      {{16, 6, 11},
-       R"([{"type":"conv2d","out_channels":17,"kernel":[3,4],"stride":[2,3],"padding":[0,2,1,0]}])"},
-      {{96, 3, 12}, R"([{"type":"conv2d","out_channels":96,"kernel":[3,13],"padding":"same"}])"},
-  };
-  for (const auto& c : cases) {
+  for (const TapCase& c : kTapCases) {
     SCOPED_TRACE(c.layer);
     const Architecture a = resolve_architecture(c.in, json::parse(c.layer));
     const LayerSpec& l = a.layers[0];
@@ -608,23 +616,9 @@ TEST(Conv2d, TapFormGivesEachImageTheSameBitsWhateverItsChunksSize) {
 // The taps' GEMMs with the pixels as rows (ConvTapRows::kPixels) against the channels as rows:
 // the same products summed in the same order, so the same bits, forward and backward, whatever
 // the batch (one image, which kAuto gives the pixels where tiles are 32 wide, and chunks of
-// several) and the shape: the paper network's fourth layer (128 -> 128 over 6x24, stride 2), the
-// U-Net's 3x13 bottleneck, a stride-2 layer whose phase-split rows are wider than the image
-// (odd width) with channel counts that fill no whole tile, and one deeper than a GEMM pass (300
-// input channels: the products then add two passes into the output, in both forms alike), and
-// the chunked layer of the test above (7 images in chunks of 2, 2, 2 and 1).
+// several: 7 images of the chunked layer in chunks of 2, 2, 2 and 1) and the layer (kTapCases).
 TEST(Conv2d, TapFormsWithPixelsOrChannelsAsRowsGiveTheSameBits) {
-  const struct {
-    Shape in;
-    const char* layer;
-  } cases[] = {
-      {{128, 6, 24}, R"([{"type":"conv2d","out_channels":128,"kernel":3,"stride":2,"padding":1}])"},
-      {{96, 3, 12}, R"([{"type":"conv2d","out_channels":96,"kernel":[3,13],"padding":"same"}])"},
-      {{19, 7, 13}, R"([{"type":"conv2d","out_channels":21,"kernel":3,"stride":2,"padding":1}])"},
-      {{300, 3, 6}, R"([{"type":"conv2d","out_channels":17,"kernel":3,"stride":2,"padding":1}])"},
-      {{16, 128, 32}, R"([{"type":"conv2d","out_channels":16,"kernel":[3,13],"padding":"same"}])"},
-  };
-  for (const auto& c : cases) {
+  for (const TapCase& c : kTapCases) {
     SCOPED_TRACE(c.layer);
     const Architecture a = resolve_architecture(c.in, json::parse(c.layer));
     const Model m = random_model(a, 12);
