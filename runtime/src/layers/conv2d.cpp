@@ -1466,17 +1466,16 @@ class TapConv {
     const bool done = with_rows(nb, [&](auto rows) {
       constexpr int N = decltype(rows)::value;
       for (int c = 0; c < sh.c; ++c) {
-        const float* from = images + size_t(b0) * len + size_t(c) * plane;
         float* to = side + size_t(c) * plane * N;
-        if (phased && sx_ > 1) {
-          // (one image's split plane is its side's already)
-          for (int b = 0; b < N; ++b)
-            split_plane(images + (size_t(b0 + b) * sh.c + c) * sh.h * sh.w,
-                        N == 1 ? to : temp + size_t(b) * plane);
-          if (N > 1) simd::interleave_rows<N>(temp, plane, plane, to);
+        if (!phased || sx_ == 1) {
+          simd::interleave_rows<N>(images + size_t(b0) * len + size_t(c) * plane, len, plane, to);
           continue;
         }
-        simd::interleave_rows<N>(from, len, plane, to);
+        // Split into phases first (one image's split plane is its side's already).
+        for (int b = 0; b < N; ++b)
+          split_plane(images + (size_t(b0 + b) * sh.c + c) * sh.h * sh.w,
+                      N == 1 ? to : temp + size_t(b) * plane);
+        if (N > 1) simd::interleave_rows<N>(temp, plane, plane, to);
       }
     });
     if (done) return;
