@@ -225,6 +225,15 @@ void split_row2(const float* src, int w, int left, int n, float* even, float* od
   }
 }
 
+// One zero-padded row split into its sw column phases: phase p's n floats at out + p *
+// phase_floats, its q-th being row[sw q + p], where row[k] = src[k - left] inside [0, w), else 0.
+// For split_phases and the tap form's input side.
+void split_row(const float* src, int w, int left, int sw, int n, float* out, size_t phase_floats) {
+  if (sw == 2) return split_row2(src, w, left, n, out, out + phase_floats);
+  for (int p = 0; p < sw; ++p)
+    gather_phase(src, w, sw, p - left, n, out + size_t(p) * phase_floats);
+}
+
 // Rows (or columns) of a stride phase of an input `size` long, zero-padded by `pad` in all, that
 // a kernel of `kernel` taps at `stride` reads into `out` outputs: room for the padded input and
 // for the last output's taps.
@@ -244,19 +253,14 @@ void split_phases(const float* x, Shape in, Padding pad, int sh, int sw, int hq,
     for (int yq = 0; yq < hq; ++yq)
       for (int pi = 0; pi < sh; ++pi) {
         const int iy = sh * yq + pi - pad.top;
-        if (sw == 2 && iy >= 0 && iy < in.h) {
-          float* even = out + (size_t((c * sh + pi) * 2) * hq + yq) * wq;
-          split_row2(x + (size_t(c) * in.h + iy) * in.w, in.w, pad.left, wq, even,
-                     even + size_t(hq) * wq);
+        float* first = out + (size_t((c * sh + pi) * sw) * hq + yq) * wq;  // its row of phase 0
+        const size_t phase_floats = size_t(hq) * wq;
+        if (iy < 0 || iy >= in.h) {
+          for (int pj = 0; pj < sw; ++pj)
+            std::memset(first + size_t(pj) * phase_floats, 0, sizeof(float) * size_t(wq));
           continue;
         }
-        for (int pj = 0; pj < sw; ++pj) {
-          float* row = out + (size_t((c * sh + pi) * sw + pj) * hq + yq) * wq;
-          if (iy < 0 || iy >= in.h)
-            std::memset(row, 0, sizeof(float) * size_t(wq));
-          else
-            gather_phase(x + (size_t(c) * in.h + iy) * in.w, in.w, sw, pj - pad.left, wq, row);
-        }
+        split_row(x + (size_t(c) * in.h + iy) * in.w, in.w, pad.left, sw, wq, first, phase_floats);
       }
 }
 
@@ -1512,15 +1516,9 @@ class TapConv {
   // One input plane (in_.h x in_.w) with its rows split into phases as the input side lays them
   // out: row y's phase p at (y * sx + p) * wq, zeros past the image.
   void split_plane(const float* x, float* out) const {
-    for (int y = 0; y < in_.h; ++y) {
-      const float* row = x + size_t(y) * in_.w;
-      float* to = out + size_t(y) * sx_ * wq_;
-      if (sx_ == 2) {
-        split_row2(row, in_.w, 0, wq_, to, to + wq_);
-        continue;
-      }
-      for (int p = 0; p < sx_; ++p) gather_phase(row, in_.w, sx_, p, wq_, to + size_t(p) * wq_);
-    }
+    for (int y = 0; y < in_.h; ++y)
+      split_row(x + size_t(y) * in_.w, in_.w, 0, sx_, wq_, out + size_t(y) * sx_ * wq_,
+                size_t(wq_));
   }
 
   // Whether a chunk of nb images takes the pixels as its GEMMs' rows: where the register tiles
