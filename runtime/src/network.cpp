@@ -107,6 +107,9 @@ void Network::reserve(Workspace& ws, int n) const {
   ws.act_offset.clear();
   for (size_t offset : act_plan_) ws.act_offset.push_back(size_t(n) * offset);
   const bool graph = arch_.is_graph();
+  // A graph's gradient of output k sits where the output does: its readers' backward passes write
+  // it and layer k's reads it, all within the layers over which the output lives forward
+  // (plan_activations), so two gradients sharing memory are never needed at once.
   ws.grad_offset.clear();
   for (size_t i = 0; i < layers_.size(); ++i)
     ws.grad_offset.push_back(graph ? ws.act_offset[i] : (layers_.size() - 1 - i) % 2 * n * z.widest);
