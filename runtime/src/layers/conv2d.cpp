@@ -570,6 +570,17 @@ struct WinogradImages {
   float* out(int img) const { return y + size_t(img) * stride; }
 };
 
+// A Winograd form's transform plane holds a layer's channels (or a chunk's blocks of one point)
+// as rows of ld floats, ld a whole number of GEMM tiles, so a plane spans a multiple of 4 KB
+// wherever the channels are a multiple of 32 or so, and plane after plane would start in the same
+// set of the L1 cache. The transforms store (or load) a vector at one offset in each of 16 to 36
+// planes in turn: more lines in one set than its 12 ways (natively), which then evicted one
+// another. A cache line of slack after each plane puts each in a set of its own: natively, at 8
+// images, the paper network's 64 -> 128 layer by the stride-2 form took about 0.9x the time
+// forward and 0.94x for its gradient, its 32 -> 64 forward 0.85x (the same bits; in wasm no
+// change measured, bench/README.md).
+constexpr size_t kPlaneSkew = 16;
+
 // What Winograd's stride-1 forms share (F(2x2, 3x3) and F(4x4, 3x3) below): blocks of `block` x
 // `block` outputs, th x tw of them, a vector of tw at a time (groups); the zero-padded input
 // (hp x wp, with the slack the loads of the last vector of blocks need); `points` transform planes
@@ -584,7 +595,7 @@ class WinogradForm : public PlaneConv {
   // slack) and `block` output rows.
   size_t scratch_floats(int n) const override {
     return size_t(std::min(n, slots_)) * padded() + size_t(block_ + 2) * wp_ +
-           size_t(points_) * in_ * ld_ + size_t(points_) * out_c_ * ld_ + simd::kLanes +
+           size_t(points_) * v_plane() + size_t(points_) * m_plane() + simd::kLanes +
            size_t(block_) * out_row();
   }
 
@@ -593,8 +604,8 @@ class WinogradForm : public PlaneConv {
     const WinogradImages batch{scratch, std::min(n, slots_), padded(), y, y_stride};
     float* rows = scratch + size_t(batch.slots) * padded();
     float* v = rows + size_t(block_ + 2) * wp_;
-    float* m = v + size_t(points_) * in_ * ld_;
-    float* out = m + size_t(points_) * out_c_ * ld_ + simd::kLanes;
+    float* m = v + size_t(points_) * v_plane();
+    float* out = m + size_t(points_) * m_plane() + simd::kLanes;
     // The zero-padded inputs: pad.top rows above, at least pad.bottom below, as many as the
     // last (partial) block needs.
     for_each_chunk(
@@ -654,10 +665,12 @@ class WinogradForm : public PlaneConv {
   void multiply(int n, const float* v, float* m, const float* bias, int bias_point) const {
     for (int xi = 0; xi < points_; ++xi)
       multiply_shifted(out_c_, n, in_, u_.data() + size_t(xi) * a_floats_,
-                       v + size_t(xi) * in_ * ld_, offsets_.data(), m + size_t(xi) * out_c_ * ld_,
+                       v + size_t(xi) * v_plane(), offsets_.data(), m + size_t(xi) * m_plane(),
                        ld_, xi == bias_point ? bias : nullptr);
   }
   int out_row() const { return block_ * groups_ * simd::kLanes; }
+  size_t v_plane() const { return size_t(in_) * ld_ + kPlaneSkew; }     // V_xi's start to V_xi+1's
+  size_t m_plane() const { return size_t(out_c_) * ld_ + kPlaneSkew; }  // M_xi's to M_xi+1's
   size_t padded() const { return size_t(in_) * hp_ * wp_; }  // an image's padded planes
 
   // Block rows [r0, r1) of the batch: their V, the GEMMs, their outputs.
@@ -722,7 +735,7 @@ class Winograd final : public WinogradForm {
             const Vec e3 = simd::even_lanes(simd::load(p + 3), simd::load(p + 3 + L));
             const Vec col[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
             for (int l = 0; l < 4; ++l)
-              simd::store_first(vc + size_t(4 * k + l) * in_ * ld_, col[l], valid);
+              simd::store_first(vc + size_t(4 * k + l) * v_plane(), col[l], valid);
           }
         }
       }
@@ -738,7 +751,7 @@ class Winograd final : public WinogradForm {
         for (int g = 0; g < groups_; ++g) {
           const int tx = g * L;
           Vec q[16];
-          for (int xi = 0; xi < 16; ++xi) q[xi] = simd::load(mo + size_t(xi) * out_c_ * ld_ + tx);
+          for (int xi = 0; xi < 16; ++xi) q[xi] = simd::load(mo + size_t(xi) * m_plane() + tx);
           Vec s0[4], s1[4];
           for (int l = 0; l < 4; ++l) {
             s0[l] = q[l] + q[4 + l] + q[8 + l];
@@ -880,7 +893,7 @@ class Winograd4 final : public WinogradForm {
             winograd4::gather_blocks(rows + size_t(k) * wp_ + 4 * tx, cols);
             winograd4::input_transform(cols, r);
             for (int l = 0; l < 6; ++l)
-              simd::store_first(vc + size_t(6 * k + l) * in_ * ld_, r[l], valid);
+              simd::store_first(vc + size_t(6 * k + l) * v_plane(), r[l], valid);
           }
         }
       }
@@ -898,7 +911,7 @@ class Winograd4 final : public WinogradForm {
           for (int l = 0; l < 6; ++l) {
             Vec q[6], t[4];
             for (int k = 0; k < 6; ++k)
-              q[k] = simd::load(mo + size_t(6 * k + l) * out_c_ * ld_ + tx);
+              q[k] = simd::load(mo + size_t(6 * k + l) * m_plane() + tx);
             winograd4::output_transform(q, t);
             for (int r = 0; r < 4; ++r) s[r][l] = t[r];
           }
@@ -964,6 +977,9 @@ struct Geometry {
           }
       }
     pair_first[9] = p;
+    for (int pr = 0; pr < 9; ++pr)
+      for (int q = pair_first[pr]; q <= pair_first[pr + 1]; ++q)
+        point_offset[q] = size_t(q) * in.c * ld + kPlaneSkew * size_t(pr + (q == pair_first[pr + 1]));
   }
 
   // Each pair of groups' GEMM operand packed into a[pair]: [out.c, members * in.c] (row o, U of
@@ -982,6 +998,12 @@ struct Geometry {
   }
 
   int members(int pair) const { return pair_first[pair + 1] - pair_first[pair]; }
+  // The transform planes' starts, kPlaneSkew apart beyond their rows: V (read by the GEMMs
+  // through row offsets) and the 9 planes of M and Z (one GEMM each) plane by plane; the
+  // gradient's 25 points are the rows of one GEMM per pair, so there pair by pair.
+  size_t v_plane() const { return size_t(in.c) * ld + kPlaneSkew; }
+  size_t m_plane() const { return size_t(out.c) * ld + kPlaneSkew; }
+  size_t point_plane(int q) const { return point_offset[q]; }
   size_t phase_plane() const { return size_t(hq) * wq; }
   size_t phases() const { return 4 * size_t(in.c) * phase_plane(); }  // an image's phase planes
 
@@ -997,6 +1019,7 @@ struct Geometry {
   int plane[kPoints][kPoints] = {};
   int point[25][2] = {};
   int pair_first[10] = {};
+  size_t point_offset[26] = {};  // point_plane(q): q < 25, and the end of the last
 
  private:
   // U_(a,b)[o, c] = sum_ij taps_a[i] taps_b[j] W[o, c, i, j] (at most four terms, summed in
@@ -1038,14 +1061,14 @@ class Stride2Winograd final : public PlaneConv {
     // Depth row (m, c) of a pair reads V's plane of member m, channel c.
     for (int pr = 0; pr < 9; ++pr)
       for (int q = g_.pair_first[pr]; q < g_.pair_first[pr + 1]; ++q)
-        for (int c = 0; c < g_.in.c; ++c) offsets_[pr].push_back((q * g_.in.c + c) * g_.ld);
+        for (int c = 0; c < g_.in.c; ++c) offsets_[pr].push_back(int(q * g_.v_plane() + size_t(c) * g_.ld));
   }
 
   // The phase planes of the images in flight, 4 transformed rows, V (25 planes), M (9) with a
   // vector of slack, 2 output rows.
   size_t scratch_floats(int n) const override {
     return size_t(std::min(n, g_.slots)) * g_.phases() + 4 * size_t(g_.wq) +
-           25 * size_t(g_.in.c) * g_.ld + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes +
+           25 * g_.v_plane() + 9 * g_.m_plane() + simd::kLanes +
            4 * size_t(g_.groups) * simd::kLanes;
   }
 
@@ -1054,8 +1077,8 @@ class Stride2Winograd final : public PlaneConv {
     const WinogradImages batch{scratch, std::min(n, g_.slots), g_.phases(), y, y_stride};
     float* rows = scratch + size_t(batch.slots) * g_.phases();
     float* v = rows + 4 * size_t(g_.wq);
-    float* m = v + 25 * size_t(g_.in.c) * g_.ld;
-    float* out = m + 9 * size_t(g_.out.c) * g_.ld + simd::kLanes;
+    float* m = v + 25 * g_.v_plane();
+    float* out = m + 9 * g_.m_plane() + simd::kLanes;
     for_each_chunk(
         n, g_.th, g_.chunk_rows,
         [&](int img) {
@@ -1107,7 +1130,7 @@ class Stride2Winograd final : public PlaneConv {
             const Vec d1 = simd::even_lanes(simd::load(p1 + 1), simd::load(p1 + 1 + L));
             const Vec col[kPoints] = {e0 - e1, d0, e1, e2 - e1, d1};
             for (int b = 0; b < kPoints; ++b)
-              simd::store_first(dst + size_t(g_.plane[a][b]) * ic * ld, col[b], valid);
+              simd::store_first(dst + size_t(g_.plane[a][b]) * g_.v_plane(), col[b], valid);
           }
         }
       }
@@ -1115,7 +1138,7 @@ class Stride2Winograd final : public PlaneConv {
     const int n = (row1 - row0) * g_.tw;
     for (int pr = 0; pr < 9; ++pr)
       multiply_shifted(oc, n, g_.members(pr) * ic, a_[pr].data(), v, offsets_[pr].data(),
-                       m + size_t(pr) * oc * ld, ld, pr == 4 ? bias : nullptr);
+                       m + size_t(pr) * g_.m_plane(), ld, pr == 4 ? bias : nullptr);
     // y = A^T M A with A^T = [1 1 0; 0 1 1], two output rows per block row.
     float* out0 = out;
     float* out1 = out + 2 * size_t(g_.groups) * L;
@@ -1126,7 +1149,7 @@ class Stride2Winograd final : public PlaneConv {
         for (int gr = 0; gr < g_.groups; ++gr) {
           const int tx = gr * L;
           Vec q[9];
-          for (int pr = 0; pr < 9; ++pr) q[pr] = simd::load(mo + size_t(pr) * oc * ld + tx);
+          for (int pr = 0; pr < 9; ++pr) q[pr] = simd::load(mo + size_t(pr) * g_.m_plane() + tx);
           Vec s0[3], s1[3];
           for (int gb = 0; gb < 3; ++gb) {
             s0[gb] = q[gb] + q[3 + gb];
@@ -1170,7 +1193,7 @@ class Stride2WinogradBackward final : public PlaneConv {
   // (25).
   size_t scratch_floats(int n) const override {
     return size_t(std::min(n, g_.slots)) * g_.phases() + 2 * size_t(row_floats()) +
-           9 * size_t(g_.out.c) * g_.ld + 25 * size_t(g_.in.c) * g_.ld;
+           9 * g_.m_plane() + g_.point_plane(25);
   }
 
   void run(const float* dy, size_t dy_stride, float* dx, size_t dx_stride, int n, const float*,
@@ -1179,7 +1202,7 @@ class Stride2WinogradBackward final : public PlaneConv {
     float* q = scratch;
     float* rows = q + size_t(slots) * g_.phases();
     float* z = rows + 2 * size_t(row_floats());
-    float* pts = z + 9 * size_t(g_.out.c) * g_.ld;
+    float* pts = z + 9 * g_.m_plane();
     std::memset(rows, 0, sizeof(float) * 2 * size_t(row_floats()));
     // An image's slot is zeroed when a chunk first reaches it, and merged into dx once a chunk
     // has done its last block row.
@@ -1206,6 +1229,7 @@ class Stride2WinogradBackward final : public PlaneConv {
     using simd::Vec;
     constexpr int L = simd::kLanes;
     const int ic = g_.in.c, oc = g_.out.c, ld = g_.ld, wo = g_.out.w;
+    const size_t zp = g_.m_plane();
     float* r0 = rows;
     float* r1 = rows + row_floats();
     for (int o = 0; o < oc; ++o)
@@ -1231,17 +1255,17 @@ class Stride2WinogradBackward final : public PlaneConv {
             c[k][2] = od;
           }
           for (int gb = 0; gb < 3; ++gb) {
-            simd::store_first(dst + size_t(gb) * oc * ld + tx, c[0][gb], valid);
-            simd::store_first(dst + size_t(3 + gb) * oc * ld + tx, c[0][gb] + c[1][gb], valid);
-            simd::store_first(dst + size_t(6 + gb) * oc * ld + tx, c[1][gb], valid);
+            simd::store_first(dst + size_t(gb) * zp + tx, c[0][gb], valid);
+            simd::store_first(dst + size_t(3 + gb) * zp + tx, c[0][gb] + c[1][gb], valid);
+            simd::store_first(dst + size_t(6 + gb) * zp + tx, c[1][gb], valid);
           }
         }
       }
     // The points: rows (member, c) of each pair = U_pair^T Z_pair.
     const int n = (row1 - row0) * g_.tw;
     for (int pr = 0; pr < 9; ++pr)
-      multiply_shifted(g_.members(pr) * ic, n, oc, a_[pr].data(), z + size_t(pr) * oc * ld,
-                       offsets_.data(), pts + size_t(g_.pair_first[pr]) * ic * ld, ld);
+      multiply_shifted(g_.members(pr) * ic, n, oc, a_[pr].data(), z + size_t(pr) * zp,
+                       offsets_.data(), pts + g_.point_plane(g_.pair_first[pr]), ld);
     // Scattered back by B down (onto phase rows 2ty .. 2ty + 2 of the even phase, 2ty and
     // 2ty + 1 of the odd one), then across; the lanes past the last block add zeros.
     const size_t plane = g_.phase_plane();
@@ -1254,7 +1278,7 @@ class Stride2WinogradBackward final : public PlaneConv {
           Vec p[kPoints][kPoints];
           for (int a = 0; a < kPoints; ++a)
             for (int b = 0; b < kPoints; ++b)
-              p[a][b] = simd::load_first(src + size_t(g_.plane[a][b]) * ic * ld, valid);
+              p[a][b] = simd::load_first(src + g_.point_plane(g_.plane[a][b]), valid);
           // (phase down, its row, the values across): down, B takes e0 - e1 to rows 2ty and
           // 2ty + 1, e1 to 2ty + 1, e2 - e1 to 2ty + 1 and 2ty + 2, d0 and d1 to the odd rows.
           for (int k = 0; k < kPoints; ++k) {
