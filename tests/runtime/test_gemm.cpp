@@ -186,7 +186,8 @@ TEST(Gemm, TwoDepthStepsGiveTheBitsOfOne) {
 }
 
 // A last column tile of at most one vector's columns runs a kernel of its own with AVX-512 (one
-// vector instead of kGemmNV): its columns must get the bits they get inside a full tile of a
+// vector instead of kGemmNV; at most 4 columns, another with 4 rows x 4 columns a vector): its
+// columns must get the bits they get inside a full tile of a
 // wider product over the same rows of B, for every kind of B, with a bias, accumulating, over
 // two passes and in rows of a row-tiled product, and nothing may be written past C's columns.
 void expect_narrow_last_tile_as_in_a_full_one(int tail, int k, bool bias, bool accumulate) {
@@ -246,7 +247,7 @@ void expect_narrow_last_tile_as_in_a_full_one(int tail, int k, bool bias, bool a
 }
 
 TEST(Gemm, ANarrowLastColumnTileGetsTheBitsOfAFullOne) {
-  for (int tail : {1, kGemmLanes - 1, kGemmLanes, kGemmLanes + 1}) {
+  for (int tail : {1, 2, 4, 5, kGemmLanes - 1, kGemmLanes, kGemmLanes + 1}) {
     expect_narrow_last_tile_as_in_a_full_one(tail, 37, true, false);
     expect_narrow_last_tile_as_in_a_full_one(tail, 600, false, true);  // two passes
     expect_narrow_last_tile_as_in_a_full_one(tail, 300, true, true);

@@ -979,7 +979,8 @@ struct Geometry {
     pair_first[9] = p;
     for (int pr = 0; pr < 9; ++pr)
       for (int q = pair_first[pr]; q <= pair_first[pr + 1]; ++q)
-        point_offset[q] = size_t(q) * in.c * ld + kPlaneSkew * size_t(pr + (q == pair_first[pr + 1]));
+        point_offset[q] =
+            size_t(q) * in.c * ld + kPlaneSkew * size_t(pr + (q == pair_first[pr + 1]));
   }
 
   // Each pair of groups' GEMM operand packed into a[pair]: [out.c, members * in.c] (row o, U of
@@ -1061,7 +1062,8 @@ class Stride2Winograd final : public PlaneConv {
     // Depth row (m, c) of a pair reads V's plane of member m, channel c.
     for (int pr = 0; pr < 9; ++pr)
       for (int q = g_.pair_first[pr]; q < g_.pair_first[pr + 1]; ++q)
-        for (int c = 0; c < g_.in.c; ++c) offsets_[pr].push_back(int(q * g_.v_plane() + size_t(c) * g_.ld));
+        for (int c = 0; c < g_.in.c; ++c)
+          offsets_[pr].push_back(int(q * g_.v_plane() + size_t(c) * g_.ld));
   }
 
   // The phase planes of the images in flight, 4 transformed rows, V (25 planes), M (9) with a
