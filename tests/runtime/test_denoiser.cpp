@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 
 #include "ebm/error.h"
+#include "ebm/layers.h"
 #include "ebm/network.h"
 #include "ebm/reference.h"
 #include "ebm/sampler.h"
@@ -93,6 +96,62 @@ TEST(GraphLayers, RearrangementsMatchPyTorchPixelShuffleOrder) {
   const Architecture b = resolve_architecture({1, 2, 4}, json::parse(R"([{"type":"space_to_depth"},{"type":"depth_to_space"}])"));
   const Model mb = random_model(b, 1);
   EXPECT_EQ(reference_forward(mb, x, 1), x);
+}
+
+// The runtime's rearrangements move every value where the reference does, forward, and their
+// gradients move it back (the other rearrangement's forward pass), on rows whose coarse width is
+// all scalar tail (6), whole vectors (32) and vectors plus a tail (35): f = 2 goes a row at a
+// time through stride-2 lanes.
+TEST(GraphLayers, RearrangementsMoveEveryValueWhateverTheRowWidth) {
+  for (int w : {12, 64, 70}) {
+    for (const char* kind : {"space_to_depth", "depth_to_space"}) {
+      SCOPED_TRACE(testing::Message() << kind << ", width " << w);
+      const bool down = std::string(kind) == "space_to_depth";
+      const Shape in = down ? Shape{3, 6, w} : Shape{12, 3, w / 2};
+      const Architecture a = resolve_architecture(in, json::parse(std::string(R"([{"type":")") + kind + R"("}])"));
+      const Architecture inverse = resolve_architecture(
+          a.layers[0].out, json::parse(down ? R"([{"type":"depth_to_space"}])" : R"([{"type":"space_to_depth"}])"));
+      const Model m = random_model(a, 1), mi = random_model(inverse, 1);
+      const auto layer = make_layer(a.layers[0], m);
+      const int n = 2;
+      const std::vector<float> x = test::random_inputs(size_t(n) * in.size(), 21);
+      const std::vector<float> dy = test::random_inputs(size_t(n) * a.layers[0].out.size(), 22);
+      std::vector<float> y(dy.size()), dx(x.size());
+      layer->forward(x.data(), y.data(), n, nullptr);
+      layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), n, nullptr);
+      EXPECT_EQ(y, reference_layer_forward(a.layers[0], m, x, n));
+      EXPECT_EQ(dx, reference_layer_forward(inverse.layers[0], mi, dy, n));
+    }
+  }
+}
+
+// Upsampling by 2 (a row a vector at a time) copies each value to its 2 x 2 block, as the
+// reference does, and its gradient sums each block's four values in the scalar loop's order
+// (row by row, left to right, from 0), to the bit; coarse rows of 6, 32 and 35 values.
+TEST(GraphLayers, UpsamplingCopiesAndItsGradientSumsWhateverTheRowWidth) {
+  for (int w : {6, 32, 35}) {
+    SCOPED_TRACE(testing::Message() << "width " << w);
+    const Shape in{3, 4, w};
+    const Architecture a = resolve_architecture(in, json::parse(R"([{"type":"upsample"}])"));
+    const Model m = random_model(a, 1);
+    const auto layer = make_layer(a.layers[0], m);
+    const int n = 2;
+    const std::vector<float> x = test::random_inputs(size_t(n) * in.size(), 23);
+    const std::vector<float> dy = test::random_inputs(size_t(n) * a.layers[0].out.size(), 24);
+    std::vector<float> y(dy.size()), dx(x.size());
+    layer->forward(x.data(), y.data(), n, nullptr);
+    layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), n, nullptr);
+    EXPECT_EQ(y, reference_layer_forward(a.layers[0], m, x, n));
+    const int wo = 2 * w;
+    for (int bc = 0; bc < n * in.c; ++bc)
+      for (int i = 0; i < in.h; ++i)
+        for (int j = 0; j < w; ++j) {
+          const float* d = dy.data() + size_t(bc) * (2 * in.h) * wo + size_t(2 * i) * wo + 2 * j;
+          const float want = (((0.0f + d[0]) + d[1]) + d[wo]) + d[wo + 1];
+          const float got = dx[(size_t(bc) * in.h + i) * w + j];
+          ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0) << "dx at " << bc << ", " << i << ", " << j;
+        }
+  }
 }
 
 // The runtime's E(x, sigma) of `m` against the double-precision reference, and its dE/dx against
