@@ -488,8 +488,10 @@ bool use_winograd(int depth, int rows) {
 // alternated call by call: the paper network's 64 -> 128 dx (64 rows, 128 deep) and the shipped
 // U-Net's 48 -> 96 took 0.79-0.81x the time at 4 and 8 images, 0.88x at 2 and the same at 1
 // (1.01x, 0.99x); their 32 -> 64 and 24 -> 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x
-// at 1 image (bench/README.md). A form is fixed when the layer is built, whatever a call's batch,
-// so that an image's result does not depend on the images beside it.
+// at 1 image. Since kPlaneSkew and the GEMM's quad tiles the 64 -> 128 forward pass alone runs
+// 0.99-1.02x at 1 image and 0.87-0.95x at 2 to 8, but the step with it 1.012x at 1 and 0.993x at
+// 8, so forward stays direct (bench/README.md). A form is fixed when the layer is built, whatever
+// a call's batch, so that an image's result does not depend on the images beside it.
 constexpr int kStride2DxNativeMinChannels = 48;
 // Whether dx of a 3x3 stride-2 convolution (depth: output channels, rows: input channels) takes
 // the stride-2 Winograd form.
