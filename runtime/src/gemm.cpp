@@ -173,8 +173,8 @@ constexpr bool kHalfTiles = kNV > 1 && kLanes == 16;
 // gradient at 1 image multiplies 36 blocks, a tile and 4 columns, and the half tile above spends
 // 12 broadcasts and 12 multiply-adds a depth step on those 4. Here each vector holds 4 rows x the
 // 4 columns (B's 4 floats repeated, A's 4 rows each spread over 4 lanes by one permute): 3
-// multiply-adds a step. The same fused multiply-add per element in the same order, so the same
-// bits as micro_kernel.
+// multiply-adds a step. The same multiply-add per element in the same order, so the same bits as
+// micro_kernel.
 #if defined(__AVX512F__)
 constexpr bool kQuadTiles = kLanes == 16 && kMR % 4 == 0;
 template <class B>
@@ -183,21 +183,23 @@ void quad_kernel(int kc, const float* a, B b, float* c, int ldc, Init init, cons
   constexpr int G = kMR / 4;
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __mmask8 first = __mmask8((1u << cols) - 1u);
-  __m512 acc[G];
-  for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+  // The multiply-adds written as micro_kernel's are, so that they fuse exactly where its do
+  // (-ffp-contract=fast when optimizing; the sanitizer build at -O1 keeps them apart).
+  Vec acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = Vec{};
   for (int p = 0; p < kc; ++p) {
     // (The zero-masked forms: GCC 12 warns on the others' undefined vectors.)
-    const __m512 bv = _mm512_maskz_broadcast_f32x4(0xffff, _mm_maskz_loadu_ps(first, b.row(p)));
+    const Vec bv = (Vec)_mm512_maskz_broadcast_f32x4(0xffff, _mm_maskz_loadu_ps(first, b.row(p)));
     const float* ap = a + size_t(p) * kMR;
     for (int g = 0; g < G; ++g) {
       const __m512 four = _mm512_zextps128_ps512(_mm_loadu_ps(ap + 4 * g));
-      const __m512 av = _mm512_maskz_permutexvar_ps(0xffff, spread, four);
-      acc[g] = _mm512_fmadd_ps(av, bv, acc[g]);
+      const Vec av = (Vec)_mm512_maskz_permutexvar_ps(0xffff, spread, four);
+      acc[g] += av * bv;
     }
   }
   for (int g = 0; g < G; ++g) {
     float tile[16];
-    _mm512_storeu_ps(tile, acc[g]);
+    store(tile, acc[g]);
     for (int r = 0; r < 4; ++r) {
       float* cr = c + size_t(4 * g + r) * ldc;
       for (int j = 0; j < cols; ++j) {

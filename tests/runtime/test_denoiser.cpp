@@ -98,6 +98,25 @@ TEST(GraphLayers, RearrangementsMatchPyTorchPixelShuffleOrder) {
   EXPECT_EQ(reference_forward(mb, x, 1), x);
 }
 
+// One layer of `a` (its only one) run by the runtime on n = 2 random images, forward (y) and
+// backward from a random dy (dx); seeds from `seed`.
+struct LayerRun {
+  std::vector<float> x, dy, y, dx;
+};
+LayerRun run_only_layer(const Architecture& a, const Model& m, uint64_t seed) {
+  const LayerSpec& s = a.layers[0];
+  const auto layer = make_layer(s, m);
+  const int n = 2;
+  LayerRun r;
+  r.x = test::random_inputs(size_t(n) * s.in.size(), seed);
+  r.dy = test::random_inputs(size_t(n) * s.out.size(), seed + 1);
+  r.y.resize(r.dy.size());
+  r.dx.resize(r.x.size());
+  layer->forward(r.x.data(), r.y.data(), n, nullptr);
+  layer->backward_input(r.x.data(), r.y.data(), r.dy.data(), r.dx.data(), n, nullptr);
+  return r;
+}
+
 // The runtime's rearrangements move every value where the reference does, forward, and their
 // gradients move it back (the other rearrangement's forward pass), on rows whose coarse width is
 // all scalar tail (6), whole vectors (32) and vectors plus a tail (35): f = 2 goes a row at a
@@ -112,15 +131,9 @@ TEST(GraphLayers, RearrangementsMoveEveryValueWhateverTheRowWidth) {
       const Architecture inverse = resolve_architecture(
           a.layers[0].out, json::parse(down ? R"([{"type":"depth_to_space"}])" : R"([{"type":"space_to_depth"}])"));
       const Model m = random_model(a, 1), mi = random_model(inverse, 1);
-      const auto layer = make_layer(a.layers[0], m);
-      const int n = 2;
-      const std::vector<float> x = test::random_inputs(size_t(n) * in.size(), 21);
-      const std::vector<float> dy = test::random_inputs(size_t(n) * a.layers[0].out.size(), 22);
-      std::vector<float> y(dy.size()), dx(x.size());
-      layer->forward(x.data(), y.data(), n, nullptr);
-      layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), n, nullptr);
-      EXPECT_EQ(y, reference_layer_forward(a.layers[0], m, x, n));
-      EXPECT_EQ(dx, reference_layer_forward(inverse.layers[0], mi, dy, n));
+      const LayerRun r = run_only_layer(a, m, 21);
+      EXPECT_EQ(r.y, reference_layer_forward(a.layers[0], m, r.x, 2));
+      EXPECT_EQ(r.dx, reference_layer_forward(inverse.layers[0], mi, r.dy, 2));
     }
   }
 }
@@ -134,21 +147,15 @@ TEST(GraphLayers, UpsamplingCopiesAndItsGradientSumsWhateverTheRowWidth) {
     const Shape in{3, 4, w};
     const Architecture a = resolve_architecture(in, json::parse(R"([{"type":"upsample"}])"));
     const Model m = random_model(a, 1);
-    const auto layer = make_layer(a.layers[0], m);
-    const int n = 2;
-    const std::vector<float> x = test::random_inputs(size_t(n) * in.size(), 23);
-    const std::vector<float> dy = test::random_inputs(size_t(n) * a.layers[0].out.size(), 24);
-    std::vector<float> y(dy.size()), dx(x.size());
-    layer->forward(x.data(), y.data(), n, nullptr);
-    layer->backward_input(x.data(), y.data(), dy.data(), dx.data(), n, nullptr);
-    EXPECT_EQ(y, reference_layer_forward(a.layers[0], m, x, n));
+    const LayerRun r = run_only_layer(a, m, 23);
+    EXPECT_EQ(r.y, reference_layer_forward(a.layers[0], m, r.x, 2));
     const int wo = 2 * w;
-    for (int bc = 0; bc < n * in.c; ++bc)
+    for (int bc = 0; bc < 2 * in.c; ++bc)
       for (int i = 0; i < in.h; ++i)
         for (int j = 0; j < w; ++j) {
-          const float* d = dy.data() + size_t(bc) * (2 * in.h) * wo + size_t(2 * i) * wo + 2 * j;
+          const float* d = r.dy.data() + size_t(bc) * (2 * in.h) * wo + size_t(2 * i) * wo + 2 * j;
           const float want = (((0.0f + d[0]) + d[1]) + d[wo]) + d[wo + 1];
-          const float got = dx[(size_t(bc) * in.h + i) * w + j];
+          const float got = r.dx[(size_t(bc) * in.h + i) * w + j];
           ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0) << "dx at " << bc << ", " << i << ", " << j;
         }
   }
