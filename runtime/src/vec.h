@@ -173,32 +173,46 @@ inline void deinterleave_rows(Vec* r) {
     }
   }
 }
+// Of a block of `cols` (<= kLanes) columns of N rows interleaved, how many floats vector b holds.
+template <int N>
+inline int interleaved_floats(int cols, int b) {
+  const int rest = N * cols - b * kLanes;
+  return rest < 0 ? 0 : rest < kLanes ? rest : kLanes;
+}
+// One block of `cols` (<= kLanes) columns of interleave_rows / deinterleave_rows below (inlined:
+// with cols == kLanes the masks fold away).
+template <int N>
+inline void interleave_block(const float* src, size_t stride, int cols, float* dst) {
+  Vec r[N];
+  for (int b = 0; b < N; ++b) r[b] = load_first(src + size_t(b) * stride, cols);
+  interleave_rows<N>(r);
+  for (int b = 0; b < N; ++b)
+    store_first(dst + size_t(b) * kLanes, r[b], interleaved_floats<N>(cols, b));
+}
+template <int N>
+inline void deinterleave_block(const float* src, int cols, float* dst, size_t stride) {
+  Vec r[N];
+  for (int b = 0; b < N; ++b)
+    r[b] = load_first(src + size_t(b) * kLanes, interleaved_floats<N>(cols, b));
+  deinterleave_rows<N>(r);
+  for (int b = 0; b < N; ++b) store_first(dst + size_t(b) * stride, r[b], cols);
+}
 // dst[j * N + b] = src[b * stride + j] for j < len and b < N: N rows of len floats interleaved,
-// each column's N entries together; a block of kLanes columns at a time, the rest one by one.
+// each column's N entries together; a block of kLanes columns at a time, the last under masks
+// (stride 0 repeats one row N times).
 template <int N>
 inline void interleave_rows(const float* src, size_t stride, size_t len, float* dst) {
   size_t j = 0;
-  for (; j + kLanes <= len; j += kLanes) {
-    Vec r[N];
-    for (int b = 0; b < N; ++b) r[b] = load(src + size_t(b) * stride + j);
-    interleave_rows<N>(r);
-    for (int b = 0; b < N; ++b) store(dst + j * N + size_t(b) * kLanes, r[b]);
-  }
-  for (; j < len; ++j)
-    for (int b = 0; b < N; ++b) dst[j * N + size_t(b)] = src[size_t(b) * stride + j];
+  for (; j + kLanes <= len; j += kLanes) interleave_block<N>(src + j, stride, kLanes, dst + j * N);
+  if (j < len) interleave_block<N>(src + j, stride, int(len - j), dst + j * N);
 }
 // The inverse: dst[b * stride + j] = src[j * N + b].
 template <int N>
 inline void deinterleave_rows(const float* src, size_t len, float* dst, size_t stride) {
   size_t j = 0;
-  for (; j + kLanes <= len; j += kLanes) {
-    Vec r[N];
-    for (int b = 0; b < N; ++b) r[b] = load(src + j * N + size_t(b) * kLanes);
-    deinterleave_rows<N>(r);
-    for (int b = 0; b < N; ++b) store(dst + size_t(b) * stride + j, r[b]);
-  }
-  for (; j < len; ++j)
-    for (int b = 0; b < N; ++b) dst[size_t(b) * stride + j] = src[j * N + size_t(b)];
+  for (; j + kLanes <= len; j += kLanes)
+    deinterleave_block<N>(src + j * N, kLanes, dst + j, stride);
+  if (j < len) deinterleave_block<N>(src + j * N, int(len - j), dst + j, stride);
 }
 
 // e^x, relative error below 2e-7, inputs clamped to [-87.3, 88.3] so the result is a finite

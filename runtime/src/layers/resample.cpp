@@ -31,15 +31,7 @@ class Upsample final : public Layer {
         float* row = yc + size_t(i) * f * s.out.w;
         const float* src = xc + size_t(i) * s.in.w;
         if (f == 2) {
-          constexpr int L = simd::kLanes;
-          for (int j = 0; j < s.in.w; j += L) {
-            const int valid = std::min(L, s.in.w - j);  // the last vector under masks
-            simd::Vec lo, hi;
-            const simd::Vec v = simd::load_first(src + j, valid);
-            simd::interleave(v, v, &lo, &hi);
-            simd::store_first(row + 2 * j, lo, std::min(L, 2 * valid));
-            simd::store_first(row + 2 * j + L, hi, std::max(0, 2 * valid - L));
-          }
+          simd::interleave_rows<2>(src, 0, size_t(s.in.w), row);  // the row with itself
         } else {
           for (int j = 0; j < s.in.w; ++j)
             for (int b = 0; b < f; ++b) row[j * f + b] = src[j];
@@ -65,8 +57,8 @@ class Upsample final : public Layer {
             simd::Vec acc = simd::splat(0.0f);
             for (int a = 0; a < 2; ++a) {
               const float* r = dyc + size_t(2 * i + a) * s.out.w + 2 * j;
-              const simd::Vec lo = simd::load_first(r, std::min(L, 2 * valid));
-              const simd::Vec hi = simd::load_first(r + L, std::max(0, 2 * valid - L));
+              const simd::Vec lo = simd::load_first(r, simd::interleaved_floats<2>(valid, 0));
+              const simd::Vec hi = simd::load_first(r + L, simd::interleaved_floats<2>(valid, 1));
               acc = acc + simd::even_lanes(lo, hi);
               acc = acc + simd::odd_lanes(lo, hi);
             }
@@ -85,40 +77,11 @@ class Upsample final : public Layer {
   }
 };
 
-// A fine row (2 w floats) into coarse rows `even` and `odd` (its even and odd columns, w floats
-// each), a vector of each at a time through stride-2 lanes; and back.
-void split_fine_row(const float* row, int w, float* even, float* odd) {
-  constexpr int L = simd::kLanes;
-  int j = 0;
-  for (; j + L <= w; j += L) {
-    const simd::Vec lo = simd::load(row + 2 * j), hi = simd::load(row + 2 * j + L);
-    simd::store(even + j, simd::even_lanes(lo, hi));
-    simd::store(odd + j, simd::odd_lanes(lo, hi));
-  }
-  for (; j < w; ++j) {
-    even[j] = row[2 * j];
-    odd[j] = row[2 * j + 1];
-  }
-}
-void merge_fine_row(const float* even, const float* odd, int w, float* row) {
-  constexpr int L = simd::kLanes;
-  int j = 0;
-  for (; j + L <= w; j += L) {
-    simd::Vec lo, hi;
-    simd::interleave(simd::load(even + j), simd::load(odd + j), &lo, &hi);
-    simd::store(row + 2 * j, lo);
-    simd::store(row + 2 * j + L, hi);
-  }
-  for (; j < w; ++j) {
-    row[2 * j] = even[j];
-    row[2 * j + 1] = odd[j];
-  }
-}
-
 // Copies between the fine layout [C, H f, W f] and the coarse one [C f^2, H, W]; `to_coarse`
 // picks the direction. Both layers and both directions of each are this one function: with f = 2
 // (the shipped U-Net's), a fine row at a time into (or from) its two coarse rows, a vector at a
-// time; a value at a time otherwise. Element by element, the stride-2 reads of fine rows ran at
+// time (simd::interleave_rows / deinterleave_rows, as the taps' chunks); a value at a time
+// otherwise. Element by element, the stride-2 reads of fine rows ran at
 // whatever speed the two buffers' addresses allowed: the U-Net's 24 -> 6 depth_to_space gradient
 // at 1 image took 0.010 or 0.021 ms natively as other layers' scratch moved the heap.
 void rearrange(const float* src, float* dst, int n, int c, int h, int w, int f, bool to_coarse) {
@@ -131,10 +94,11 @@ void rearrange(const float* src, float* dst, int n, int c, int h, int w, int f, 
           const size_t coarse = ((size_t(b) * c + ch) * 4 + size_t(a) * 2) * plane;
           for (int i = 0; i < h; ++i) {
             const size_t fi = fine + (size_t(i) * 2 + a) * fine_w, ci = coarse + size_t(i) * w;
+            // The fine row's even and odd columns are the two coarse rows, `plane` apart.
             if (to_coarse)
-              split_fine_row(src + fi, w, dst + ci, dst + ci + plane);
+              simd::deinterleave_rows<2>(src + fi, size_t(w), dst + ci, plane);
             else
-              merge_fine_row(src + ci, src + ci + plane, w, dst + fi);
+              simd::interleave_rows<2>(src + ci, plane, size_t(w), dst + fi);
           }
         }
         continue;
