@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
+
 #if defined(__EMSCRIPTEN__)
 #include <emscripten.h>
 
@@ -475,6 +479,25 @@ double multiply_add_probe(int rounds, float b, float c) {
     for (float v : lanes) sum += double(v);
   }
   return sum;
+}
+
+bool halves_wide_multiply_adds() {
+#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+  // AMD's family 19h: Zen 3 (no AVX-512) and Zen 4, which splits a 512-bit operation into two
+  // 256-bit ones. Zen 5 (family 1Ah) and Intel's AVX-512 cores are taken as full width.
+  static const bool halves = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+    unsigned family = (eax >> 8) & 0xf;
+    if (family == 0xf) family += (eax >> 20) & 0xff;
+    return family == 0x19;
+  }();
+  return halves;
+#else
+  return false;
+#endif
 }
 
 void gemm_nn(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,

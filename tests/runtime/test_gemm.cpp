@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "ebm/kernels.h"
@@ -264,6 +266,29 @@ TEST(Gemm, TheMultiplyAddProbeRunsEveryRoundOfEveryChain) {
   EXPECT_EQ(multiply_add_probe(1000, 1.0f, 1.0f), 1000.0 * floats);
   EXPECT_EQ(multiply_add_probe(3, 2.0f, 1.0f), 7.0 * floats);  // 1, 3, 7
   EXPECT_EQ(multiply_add_probe(5, 0.5f, 1.0f), 1.9375 * floats);
+}
+
+// The core's multiply-add width comes from CPUID; Linux states the same vendor and family in
+// /proc/cpuinfo, so the two readings must agree: true exactly for an AVX-512 build on AMD's
+// family 25 (19h, Zen 4), false in every other build.
+TEST(Gemm, HalvedWideMultiplyAddsAreZen4sAccordingToProcCpuinfo) {
+  std::ifstream info("/proc/cpuinfo");
+  if (!info) GTEST_SKIP() << "no /proc/cpuinfo to compare with";
+  std::string line, vendor;
+  int family = -1;
+  while (std::getline(info, line) && (vendor.empty() || family < 0)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos || colon + 2 > line.size()) continue;
+    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+    if (key == "vendor_id") vendor = line.substr(colon + 2);
+    if (key == "cpu family") family = std::stoi(line.substr(colon + 2));
+  }
+  ASSERT_FALSE(vendor.empty());
+  ASSERT_GE(family, 0);
+  const bool zen4 = kGemmLanes == 16 && vendor == "AuthenticAMD" && family == 25;
+  EXPECT_EQ(halves_wide_multiply_adds(), zen4) << vendor << ", family " << family;
+  // With it, the automatic 3x3 form is Winograd's (ebm/kernels.h), as in 4-lane builds.
+  if (zen4) EXPECT_TRUE(winograd_by_default());
 }
 
 }  // namespace

@@ -317,13 +317,42 @@ TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
                    w = run_two_forms(l, *automatic, *winograd, 2, 32, 33);
     ASSERT_NE(d.y[1], w.y[1]) << "the two forms gave the same bits: nothing to tell apart";
     ASSERT_NE(d.dx[1], w.dx[1]);
-    const bool y_winograd = winograd_by_default();
-    const bool dx_winograd =
-        winograd_by_default() || (kGemmLanes == 16 && std::min(c.in.c, c.out_c) >= 48);
+    const bool y_winograd = kGemmLanes == 4;
+    const bool dx_winograd = kGemmLanes == 4 || (kGemmLanes == 16 && std::min(c.in.c, c.out_c) >= 48);
     EXPECT_EQ(d.y[0], (y_winograd ? w : d).y[1])
         << "forward: expected the " << (y_winograd ? "Winograd" : "direct") << " form";
     EXPECT_EQ(d.dx[0], (dx_winograd ? w : d).dx[1])
         << "dx: expected the " << (dx_winograd ? "Winograd" : "direct") << " form";
+  }
+}
+
+// What the automatic form builds for 3x3 stride-1 layers, told apart by their bits: where
+// winograd_by_default (4-lane builds, and AVX-512 on a core that halves a 512-bit multiply-add)
+// F(4x4, 3x3) on planes of at least 16 blocks of 4x4, F(2x2, 3x3) on smaller ones, the direct form
+// with fewer than 8 channels on either side; elsewhere the direct form throughout.
+TEST(Conv2d, TheAutomaticStride1FormIsTheOneThisCoreMeasuredFaster) {
+  const struct {
+    Shape in;
+    int out_c;
+    Conv3x3Form expected;  // where winograd_by_default
+    bool dx;               // whether a forced Winograd form reaches dx (its depth, out_c, >= 8)
+  } cases[] = {{{12, 16, 64}, 12, Conv3x3Form::kWinograd4, true},  // 64 blocks of 4x4
+               {{16, 6, 24}, 24, Conv3x3Form::kWinograd, true},    // 12 blocks
+               {{12, 16, 64}, 6, Conv3x3Form::kDirect, false}};    // 6 channels out
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in.c) + " -> " + std::to_string(c.out_c) + " over " + c.in.str());
+    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"padding", "same"}};
+    const Architecture a = resolve_architecture(c.in, json::array({spec}));
+    const LayerSpec& l = a.layers[0];
+    const Model m = random_model(a, 41);
+    const Conv3x3Form expected = winograd_by_default() ? c.expected : Conv3x3Form::kDirect;
+    const auto automatic = layer_in_form(l, m, Conv3x3Form::kAuto);
+    for (const Conv3x3Form form : {Conv3x3Form::kDirect, Conv3x3Form::kWinograd, Conv3x3Form::kWinograd4}) {
+      const auto other = layer_in_form(l, m, form);
+      const TwoForms r = run_two_forms(l, *automatic, *other, 2, 42, 43);
+      EXPECT_EQ(r.y[0] == r.y[1], form == expected) << "forward, form " << int(form);
+      if (c.dx) EXPECT_EQ(r.dx[0] == r.dx[1], form == expected) << "dx, form " << int(form);
+    }
   }
 }
 

@@ -14,17 +14,21 @@ namespace ebm {
 enum class Conv3x3Form { kAuto, kDirect, kWinograd, kWinograd4 };
 void set_conv3x3_form(Conv3x3Form form);
 Conv3x3Form conv3x3_form();
-// What kAuto takes in this build: Winograd where a SIMD vector holds 4 floats (WebAssembly
-// SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net (stride 1) and
-// 1.11-1.13x on the paper network (stride 2), and only for layers with at least 8 channels in
-// and out (narrower ones ran faster direct); for stride 1 F(4x4, 3x3) on planes of at least 16
+// What kAuto takes in this build on this core: Winograd where a SIMD vector holds 4 floats
+// (WebAssembly SIMD128, SSE, NEON), where it measured 1.2-1.3x faster on the shipped U-Net (stride
+// 1) and 1.11-1.13x on the paper network (stride 2), and only for layers with at least 8 channels
+// in and out (narrower ones ran faster direct); for stride 1 F(4x4, 3x3) on planes of at least 16
 // blocks of 4x4 (the U-Net's 48x192, 24x96 and 12x48: a walk of the shipped sampler 1.18x faster
-// than with F(2x2, 3x3) everywhere) and F(2x2, 3x3) on smaller ones; the direct form with AVX and
-// AVX-512, whose direct GEMM runs close to the core's peak and was as fast or faster (0.84x for
-// stride 2, 0.8x and 0.65x for F(2x2, 3x3) and F(4x4, 3x3) on the U-Net; bench/README.md),
-// except, with AVX-512, the gradient of a stride-2 layer with at least 48 channels in and out
-// (the paper network's 64 -> 128, the U-Net's 48 -> 96): by Winograd's form about 0.8x the time
-// at 4 and 8 images and the same at 1.
+// than with F(2x2, 3x3) everywhere) and F(2x2, 3x3) on smaller ones. With AVX and AVX-512 the
+// direct form, whose GEMM runs close to the core's peak and was as fast or faster on a full-width
+// AVX-512 core (AMD's Zen 5: 0.84x for stride 2, 0.8x and 0.65x for F(2x2, 3x3) and F(4x4, 3x3)
+// on the U-Net; bench/README.md), except the gradient of a stride-2 layer with at least 48
+// channels in and out (the paper network's 64 -> 128, the U-Net's 48 -> 96): by Winograd's form
+// about 0.8x the time at 4 and 8 images and the same at 1. On an AVX-512 core that splits a
+// 512-bit multiply-add in two (halves_wide_multiply_adds, AMD's Zen 4), whose multiply-adds cost
+// twice what they do on a full-width one, stride-1 layers take the 4-lane rule: a Langevin step
+// of the shipped U-Net 0.85-0.88x the time at 1 and 4 images (strided layers keep the AVX-512
+// rule, which measured as fast; bench/README.md). True where stride-1 layers take the 4-lane rule.
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a
@@ -83,5 +87,12 @@ GemmDepthSteps gemm_depth_steps();
 // states each place's ceiling: the image-step's multiply-adds at this rate.
 double multiply_add_probe(int rounds, float b, float c);
 int multiply_add_probe_floats();  // lanes per round: the chains times the vector's floats
+
+// Whether this build has AVX-512 and runs on a core that executes a 512-bit multiply-add as two
+// 256-bit halves: AMD's family 19h (Zen 4; Zen 3 has no AVX-512), from CPUID. Its ceiling is half
+// a full-width core's at the same clock (bench/run.mjs: 115 GFLOP/s on one Zen 4 core at 2.6 GHz
+// nominal against 233 on a Zen 5 core), so fewer multiply-adds pay more (winograd_by_default).
+// False in other builds.
+bool halves_wide_multiply_adds();
 
 }  // namespace ebm

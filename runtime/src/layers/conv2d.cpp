@@ -483,18 +483,26 @@ bool use_winograd(int depth, int rows) {
   return f == Conv3x3Form::kAuto && winograd_by_default() &&
          std::min(depth, rows) >= kWinogradAutoMinChannels;
 }
-// With AVX-512, where the automatic form is otherwise direct, it takes the stride-2 Winograd form
-// for dx alone where both sides have at least this many channels. One layer alone, the two forms
-// alternated call by call: the paper network's 64 -> 128 dx (64 rows, 128 deep) and the shipped
-// U-Net's 48 -> 96 took 0.79-0.81x the time at 4 and 8 images, 0.88x at 2 and the same at 1
-// (1.01x, 0.99x); their 32 -> 64 and 24 -> 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x
-// at 1 image. Since kPlaneSkew and the GEMM's quad tiles the 64 -> 128 forward pass alone runs
-// 0.99-1.02x at 1 image and 0.87-0.95x at 2 to 8, but the step with it 1.012x at 1 and 0.993x at
-// 8, so forward stays direct (bench/README.md). A form is fixed when the layer is built, whatever
-// a call's batch, so that an image's result does not depend on the images beside it.
+// With AVX-512 the automatic form of a stride-2 layer is direct, but for dx where both sides
+// have at least this many channels it takes the stride-2 Winograd form; so on every AVX-512 core,
+// also one that halves a 512-bit multiply-add (where stride-1 layers take the 4-lane rule,
+// winograd_by_default). One layer alone, the two forms alternated call by call: the paper
+// network's 64 -> 128 dx (64 rows, 128 deep) and the shipped U-Net's 48 -> 96 took 0.79-0.81x the
+// time at 4 and 8 images, 0.88x at 2 and the same at 1 (1.01x, 0.99x); their 32 -> 64 and 24 ->
+// 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x at 1 image. Since kPlaneSkew and the GEMM's
+// quad tiles the 64 -> 128 forward pass alone runs 0.99-1.02x at 1 image and 0.87-0.95x at 2 to
+// 8, but the step with it 1.012x at 1 and 0.993x at 8, so forward stays direct (bench/README.md).
+// On a Zen 4 core the 4-lane rule for stride 2 as well measured no better: the paper network's
+// step 0.99x at 1 and 8 images, the shipped U-Net's 0.99x at 4 and 1.07x at 1. A form is fixed
+// when the layer is built, whatever a call's batch, so that an image's result does not depend on
+// the images beside it.
 constexpr int kStride2DxNativeMinChannels = 48;
-// Whether dx of a 3x3 stride-2 convolution (depth: output channels, rows: input channels) takes
-// the stride-2 Winograd form.
+// Whether a 3x3 stride-2 convolution takes the stride-2 Winograd form forward (depth: input
+// channels, rows: output channels) and for dx (depth: output channels, rows: input channels).
+bool use_stride2_winograd_forward(int depth, int rows) {
+  if (simd::kLanes == 16 && g_conv3x3_form.load() == Conv3x3Form::kAuto) return false;
+  return use_winograd(depth, rows);
+}
 bool use_stride2_winograd_dx(int depth, int rows) {
   if (simd::kLanes == 16 && g_conv3x3_form.load() == Conv3x3Form::kAuto)
     return std::min(depth, rows) >= kStride2DxNativeMinChannels;
@@ -1823,13 +1831,13 @@ class Conv2d final : public Layer {
   // quarter; dx only where its GEMMs have kPhaseMinRows rows (input channels) and kPhaseMinColumns
   // columns: narrower ones lost to col2im over a chunk of images (bench/README.md). `always`:
   // both directions whatever the shape (ConvStridedForm::kPhases).
-  // A 3x3 kernel of stride 2 takes the stride-2 Winograd form forward where use_winograd says so,
-  // dx where use_stride2_winograd_dx does (not with `always`, which asks for the phases
-  // themselves).
+  // A 3x3 kernel of stride 2 takes the stride-2 Winograd form forward where
+  // use_stride2_winograd_forward says so, dx where use_stride2_winograd_dx does (not with
+  // `always`, which asks for the phases themselves).
   void phased(const LayerSpec& s, const std::vector<float>& w, bool always) {
     const bool winograd =
         !always && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2;
-    if (winograd && use_winograd(s.in.c, s.out.c)) {
+    if (winograd && use_stride2_winograd_forward(s.in.c, s.out.c)) {
       forward_plane_ = std::make_unique<Stride2Winograd>(s, w);
     } else {
       auto fwd = std::make_unique<PhasedForward>(s, w);
@@ -1936,7 +1944,7 @@ class Conv2d final : public Layer {
 
 void set_conv3x3_form(Conv3x3Form form) { g_conv3x3_form.store(form); }
 Conv3x3Form conv3x3_form() { return g_conv3x3_form.load(); }
-bool winograd_by_default() { return simd::kLanes == 4; }
+bool winograd_by_default() { return simd::kLanes == 4 || halves_wide_multiply_adds(); }
 void set_conv_row_tiles(bool on) { g_conv_row_tiles.store(on); }
 bool conv_row_tiles() { return g_conv_row_tiles.load(); }
 void set_conv_taps(bool on) { g_conv_taps.store(on); }
