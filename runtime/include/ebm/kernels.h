@@ -27,8 +27,9 @@ Conv3x3Form conv3x3_form();
 // about 0.8x the time at 4 and 8 images and the same at 1. On an AVX-512 core that splits a
 // 512-bit multiply-add in two (halves_wide_multiply_adds, AMD's Zen 4), whose multiply-adds cost
 // twice what they do on a full-width one, stride-1 layers take the 4-lane rule: a Langevin step
-// of the shipped U-Net 0.85-0.88x the time at 1 and 4 images (strided layers keep the AVX-512
-// rule, which measured as fast; bench/README.md). True where stride-1 layers take the 4-lane rule.
+// of the shipped U-Net 0.85-0.87x the time at 4 images, 0.88-0.94x at 1 (strided layers keep the
+// AVX-512 rule: the 4-lane rule for them measured no faster; bench/README.md). True where
+// stride-1 layers take the 4-lane rule.
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a
