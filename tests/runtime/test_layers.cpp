@@ -296,8 +296,9 @@ TEST(Conv2d, Stride2WinogradAgreesWithStridePhasesOnLargeLayers) {
 
 // What the automatic form builds for the 3x3 stride-2 layers of the paper network (32 -> 64, 64
 // -> 128) and the shipped U-Net (24 -> 48, 48 -> 96), told apart by their bits: in 4-lane builds
-// (wasm) the stride-2 Winograd form both ways; with AVX-512 the direct form forward and Winograd's
-// for dx where both sides have at least 48 channels; with AVX the direct form throughout.
+// (wasm) the stride-2 Winograd form both ways; with AVX-512, on every core (also one where
+// stride-1 layers take Winograd's forms), the direct form forward and Winograd's for dx where both
+// sides have at least 48 channels; with AVX the direct form throughout.
 TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
   const struct {
     Shape in;
@@ -318,7 +319,8 @@ TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
     ASSERT_NE(d.y[1], w.y[1]) << "the two forms gave the same bits: nothing to tell apart";
     ASSERT_NE(d.dx[1], w.dx[1]);
     const bool y_winograd = kGemmLanes == 4;
-    const bool dx_winograd = kGemmLanes == 4 || (kGemmLanes == 16 && std::min(c.in.c, c.out_c) >= 48);
+    const bool dx_winograd =
+        kGemmLanes == 4 || (kGemmLanes == 16 && std::min(c.in.c, c.out_c) >= 48);
     EXPECT_EQ(d.y[0], (y_winograd ? w : d).y[1])
         << "forward: expected the " << (y_winograd ? "Winograd" : "direct") << " form";
     EXPECT_EQ(d.dx[0], (dx_winograd ? w : d).dx[1])
@@ -340,14 +342,17 @@ TEST(Conv2d, TheAutomaticStride1FormIsTheOneThisCoreMeasuredFaster) {
                {{16, 6, 24}, 24, Conv3x3Form::kWinograd, true},    // 12 blocks
                {{12, 16, 64}, 6, Conv3x3Form::kDirect, false}};    // 6 channels out
   for (const auto& c : cases) {
-    SCOPED_TRACE(std::to_string(c.in.c) + " -> " + std::to_string(c.out_c) + " over " + c.in.str());
-    const json spec = {{"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"padding", "same"}};
+    SCOPED_TRACE(std::to_string(c.in.c) + " -> " + std::to_string(c.out_c) + " over " +
+                 c.in.str());
+    const json spec = {
+        {"type", "conv2d"}, {"out_channels", c.out_c}, {"kernel", 3}, {"padding", "same"}};
     const Architecture a = resolve_architecture(c.in, json::array({spec}));
     const LayerSpec& l = a.layers[0];
     const Model m = random_model(a, 41);
     const Conv3x3Form expected = winograd_by_default() ? c.expected : Conv3x3Form::kDirect;
     const auto automatic = layer_in_form(l, m, Conv3x3Form::kAuto);
-    for (const Conv3x3Form form : {Conv3x3Form::kDirect, Conv3x3Form::kWinograd, Conv3x3Form::kWinograd4}) {
+    for (const Conv3x3Form form :
+         {Conv3x3Form::kDirect, Conv3x3Form::kWinograd, Conv3x3Form::kWinograd4}) {
       const auto other = layer_in_form(l, m, form);
       const TwoForms r = run_two_forms(l, *automatic, *other, 2, 42, 43);
       EXPECT_EQ(r.y[0] == r.y[1], form == expected) << "forward, form " << int(form);

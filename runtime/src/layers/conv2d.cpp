@@ -492,10 +492,11 @@ bool use_winograd(int depth, int rows) {
 // 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x at 1 image. Since kPlaneSkew and the GEMM's
 // quad tiles the 64 -> 128 forward pass alone runs 0.99-1.02x at 1 image and 0.87-0.95x at 2 to
 // 8, but the step with it 1.012x at 1 and 0.993x at 8, so forward stays direct (bench/README.md).
-// On a Zen 4 core the 4-lane rule for stride 2 as well measured no better: the paper network's
-// step 0.99x at 1 and 8 images, the shipped U-Net's 0.99x at 4 and 1.07x at 1. A form is fixed
-// when the layer is built, whatever a call's batch, so that an image's result does not depend on
-// the images beside it.
+// On a Zen 4 core the 4-lane rule for stride 2 as well measured no better (the paper network's
+// step 0.99x at 1 and 8 images, the shipped U-Net's 0.99x at 4 and 1.07x at 1), nor did the
+// forward pass by Winograd from 48 channels (the paper network 0.956x at 8 but 0.99-1.054x at 1).
+// A form is fixed when the layer is built, whatever a call's batch, so that an image's result
+// does not depend on the images beside it.
 constexpr int kStride2DxNativeMinChannels = 48;
 // Whether a 3x3 stride-2 convolution takes the stride-2 Winograd form forward (depth: input
 // channels, rows: output channels) and for dx (depth: output channels, rows: input channels).
