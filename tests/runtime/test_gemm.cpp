@@ -283,8 +283,8 @@ TEST(Gemm, HalvedWideMultiplyAddsAreZen4sAccordingToProcCpuinfo) {
     if (key == "vendor_id") vendor = line.substr(colon + 2);
     if (key == "cpu family") family = std::stoi(line.substr(colon + 2));
   }
-  ASSERT_FALSE(vendor.empty());
-  ASSERT_GE(family, 0);
+  if (kGemmLanes == 16 && (vendor.empty() || family < 0))
+    GTEST_SKIP() << "/proc/cpuinfo names no vendor_id and cpu family to compare with";
   const bool zen4 = kGemmLanes == 16 && vendor == "AuthenticAMD" && family == 25;
   EXPECT_EQ(halves_wide_multiply_adds(), zen4) << vendor << ", family " << family;
   // With it, the automatic 3x3 form is Winograd's (ebm/kernels.h), as in 4-lane builds.
