@@ -448,7 +448,20 @@ const verification = ['| where | peer | threads | what ran | energies | gradient
     `${s.error ? ` **${s.error}**` : ''} | ${s.verified ? s.verified.energy.toExponential(1) : '—'} | ` +
     `${s.verified ? s.verified.grad.toExponential(1) : '—'} |`)].join('\n');
 
-const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+// The core, not only its marketing name: "AMD EPYC" under KVM was a Zen 5 in one session, a Zen 4
+// (whose 512-bit multiply-adds run as two halves: half the ceiling) in the next (bench/README.md,
+// "A Zen 4 core"). From /proc/cpuinfo where Linux has it.
+const cpuinfo = (() => {
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (key) => text.match(new RegExp(`^${key}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim();
+    const family = field('cpu family'), model = field('model');
+    return family && model ? `, family ${family} model ${model}` : '';
+  } catch {
+    return '';
+  }
+})();
+const cpu = (os.cpus()[0]?.model ?? 'unknown CPU') + cpuinfo;
 const date = new Date().toISOString().slice(0, 10);
 const md = [
   `${date}, ${cpu}, ${os.cpus().length} logical CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; ` +
