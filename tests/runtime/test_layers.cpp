@@ -328,19 +328,25 @@ TEST(Conv2d, TheAutomaticStride2FormIsTheOneThisBuildMeasuredFaster) {
   }
 }
 
-// What the automatic form builds for 3x3 stride-1 layers, told apart by their bits: where
-// winograd_by_default (4-lane builds, and AVX-512 on a core that halves a 512-bit multiply-add)
-// F(4x4, 3x3) on planes of at least 16 blocks of 4x4, F(2x2, 3x3) on smaller ones, the direct form
-// with fewer than 8 channels on either side; elsewhere the direct form throughout.
+// What the automatic form builds for 3x3 stride-1 layers, told apart by their bits. In 4-lane
+// builds F(4x4, 3x3) on planes of at least 16 blocks of 4x4, F(2x2, 3x3) on smaller ones, the
+// direct form with fewer than 8 channels on either side. With AVX-512 on a core that halves a
+// 512-bit multiply-add, from 8 channels too, F(4x4, 3x3) on planes of at least 32 blocks, else
+// F(2x2, 3x3) from 48 channels, else the direct form. Elsewhere the direct form throughout.
 TEST(Conv2d, TheAutomaticStride1FormIsTheOneThisCoreMeasuredFaster) {
+  using F = Conv3x3Form;
   const struct {
     Shape in;
     int out_c;
-    Conv3x3Form expected;  // where winograd_by_default
+    F four_lanes, halved;  // the form expected under each rule
     bool dx;               // whether a forced Winograd form reaches dx (its depth, out_c, >= 8)
-  } cases[] = {{{12, 16, 64}, 12, Conv3x3Form::kWinograd4, true},  // 64 blocks of 4x4
-               {{16, 6, 24}, 24, Conv3x3Form::kWinograd, true},    // 12 blocks
-               {{12, 16, 64}, 6, Conv3x3Form::kDirect, false}};    // 6 channels out
+  } cases[] = {{{12, 16, 64}, 12, F::kWinograd4, F::kWinograd4, true},  // 64 blocks, 12 channels
+               {{16, 6, 24}, 24, F::kWinograd, F::kDirect, true},        // 12 blocks
+               {{12, 16, 64}, 6, F::kDirect, F::kDirect, false},         // 6 channels out
+               {{24, 16, 32}, 24, F::kWinograd4, F::kWinograd4, true},   // 32 blocks, 24 channels
+               {{32, 16, 16}, 32, F::kWinograd4, F::kDirect, true},      // 16 blocks, 32 channels
+               {{48, 8, 8}, 48, F::kWinograd, F::kWinograd, true}};      // 4 blocks, 48 channels
+  const bool four_lanes = kGemmLanes == 4, halved = halves_wide_multiply_adds();
   for (const auto& c : cases) {
     SCOPED_TRACE(std::to_string(c.in.c) + " -> " + std::to_string(c.out_c) + " over " +
                  c.in.str());
@@ -349,14 +355,16 @@ TEST(Conv2d, TheAutomaticStride1FormIsTheOneThisCoreMeasuredFaster) {
     const Architecture a = resolve_architecture(c.in, json::array({spec}));
     const LayerSpec& l = a.layers[0];
     const Model m = random_model(a, 41);
-    const Conv3x3Form expected = winograd_by_default() ? c.expected : Conv3x3Form::kDirect;
-    const auto automatic = layer_in_form(l, m, Conv3x3Form::kAuto);
-    for (const Conv3x3Form form :
-         {Conv3x3Form::kDirect, Conv3x3Form::kWinograd, Conv3x3Form::kWinograd4}) {
+    const F expected = four_lanes ? c.four_lanes : halved ? c.halved : F::kDirect;
+    EXPECT_EQ(winograd_by_default(), four_lanes || halved);
+    const auto automatic = layer_in_form(l, m, F::kAuto);
+    for (const F form : {F::kDirect, F::kWinograd, F::kWinograd4}) {
       const auto other = layer_in_form(l, m, form);
       const TwoForms r = run_two_forms(l, *automatic, *other, 2, 42, 43);
       EXPECT_EQ(r.y[0] == r.y[1], form == expected) << "forward, form " << int(form);
-      if (c.dx) EXPECT_EQ(r.dx[0] == r.dx[1], form == expected) << "dx, form " << int(form);
+      if (c.dx) {
+        EXPECT_EQ(r.dx[0] == r.dx[1], form == expected) << "dx, form " << int(form);
+      }
     }
   }
 }

@@ -26,10 +26,12 @@ Conv3x3Form conv3x3_form();
 // channels in and out (the paper network's 64 -> 128, the U-Net's 48 -> 96): by Winograd's form
 // about 0.8x the time at 4 and 8 images and the same at 1. On an AVX-512 core that splits a
 // 512-bit multiply-add in two (halves_wide_multiply_adds, AMD's Zen 4), whose multiply-adds cost
-// twice what they do on a full-width one, stride-1 layers take the 4-lane rule: a Langevin step
-// of the shipped U-Net 0.85-0.87x the time at 4 images, 0.88-0.94x at 1 (strided layers keep the
-// AVX-512 rule: the 4-lane rule for them measured no faster; bench/README.md). True where
-// stride-1 layers take the 4-lane rule.
+// twice what they do on a full-width one, stride-1 layers with at least 8 channels in and out
+// take F(4x4, 3x3) on planes of at least 32 blocks of 4x4, F(2x2, 3x3) on smaller ones from 48
+// channels, else the direct form: a Langevin step of the shipped U-Net 0.85-0.87x the time at 4
+// images, 0.88-0.94x at 1; the Fashion-MNIST model's small planes stay direct (wasm's rule took
+// its step 1.39-1.44x the time). Strided layers keep the AVX-512 rule (the 4-lane rule for them
+// measured no faster; bench/README.md). True where stride-1 layers may take Winograd's forms.
 bool winograd_by_default();
 
 // Stride-1 convolutions the shifted form does not take (padding that widens a row by more than a

@@ -12,9 +12,9 @@
 // computed and dropped. dx is the same kind of convolution of dy (padded by kernel - 1 - pad)
 // with the kernel flipped and its channels swapped, so col2im goes too.
 //
-// A 3x3 one of those with enough channels (use_winograd) can take Winograd's F(2x2, 3x3) instead
-// (below; ebm/kernels.h says where): 16 multiply-adds per 2x2 outputs and channel pair instead
-// of 36; or its F(4x4, 3x3) (Winograd4, use_winograd4): 36 per 4x4 outputs instead of 144.
+// A 3x3 one of those with enough channels can take Winograd's F(2x2, 3x3) instead (below;
+// stride1_form and ebm/kernels.h say where): 16 multiply-adds per 2x2 outputs and channel pair
+// instead of 36; or its F(4x4, 3x3) (Winograd4): 36 per 4x4 outputs instead of 144.
 //
 // A strided one goes the same way once its padded input is split into stride phases (plane
 // (c, pi, pj) holding x_pad[c, sh * y + pi, sw * x + pj]): row (c, i, j) of the im2col matrix is
@@ -474,8 +474,9 @@ constexpr int kWinogradMinDepth = 8;
 // stays faster (bench/README.md).
 constexpr int kWinogradAutoMinChannels = 8;
 
-// Whether a 3x3 stride-1 convolution (forward: depth = input channels, rows = output channels;
-// dx the other way round) takes Winograd's form.
+// Whether a 3x3 stride-2 convolution (forward: depth = input channels, rows = output channels;
+// dx the other way round) takes the stride-2 Winograd form where the AVX-512 rule (below) does not
+// decide: the form asked for, or in 4-lane builds the automatic one.
 bool use_winograd(int depth, int rows) {
   if (depth < kWinogradMinDepth) return false;
   const Conv3x3Form f = g_conv3x3_form.load();
@@ -515,13 +516,32 @@ bool use_stride2_winograd_dx(int depth, int rows) {
 // (12 blocks: a GEMM tile and a half); the Fashion-MNIST model's 16 -> 16 over 16x16 (16 blocks)
 // ran 1.76x faster with it, its 32 -> 32 over 8x8 (4 blocks) 1.38x slower (bench/README.md).
 constexpr int kWinograd4AutoMinBlocks = 16;
-// Whether a 3x3 stride-1 convolution that takes Winograd's form (use_winograd) takes F(4x4, 3x3),
-// for an output plane of h x w.
-bool use_winograd4(int h, int w) {
+// On an AVX-512 core that halves a 512-bit multiply-add (Zen 4), where a GEMM tile is 32 columns,
+// Winograd's forms need larger planes than in wasm: F(4x4, 3x3) on planes of at least this many
+// 4x4 blocks, else F(2x2, 3x3) from this many channels, else the direct form. One layer alone,
+// forward and backward, the three forms alternated (a throwaway harness, batch 8; bench/README.md,
+// "A Zen 4 core"): F(4x4, 3x3) 0.53-0.85x the direct form's time with 24 or more channels on
+// planes of 36 or more blocks, but 1.19-3.1x on 16 blocks (16x16, the Fashion-MNIST model's);
+// F(2x2, 3x3) 0.57-0.86x with 64 or 96 channels (96 -> 96 over 6x24, 64 -> 64 over 8x8), 0.93-1.35x
+// with 24 to 32. With 8 to 16 channels on large planes (the U-Net's 12 -> 12 over 48x192, 8 -> 24
+// over 24x96) F(4x4, 3x3) took 1.2-1.4x alone, yet the U-Net's step with those two direct ran
+// 1.005-1.031x the time of the step with them by Winograd: 8 channels, as in wasm.
+constexpr int kHalvedWinograd4MinBlocks = 32;
+constexpr int kHalvedWinogradMinChannels = 48;
+// The form of a 3x3 stride-1 convolution (depth: the channels its GEMMs sum over, rows: the
+// others) into an h x w plane: the one asked for (Winograd's only from kWinogradMinDepth), or
+// with kAuto the one this build and core measured faster (winograd_by_default).
+Conv3x3Form stride1_form(int depth, int rows, int h, int w) {
+  if (depth < kWinogradMinDepth) return Conv3x3Form::kDirect;
   const Conv3x3Form f = g_conv3x3_form.load();
-  if (f == Conv3x3Form::kWinograd4) return true;
-  return f == Conv3x3Form::kAuto && winograd_by_default() &&
-         ((h + 3) / 4) * ((w + 3) / 4) >= kWinograd4AutoMinBlocks;
+  if (f != Conv3x3Form::kAuto) return f;
+  if (!winograd_by_default()) return Conv3x3Form::kDirect;
+  const int channels = std::min(depth, rows), blocks4 = ((h + 3) / 4) * ((w + 3) / 4);
+  if (channels < kWinogradAutoMinChannels) return Conv3x3Form::kDirect;
+  if (simd::kLanes == 4)
+    return blocks4 >= kWinograd4AutoMinBlocks ? Conv3x3Form::kWinograd4 : Conv3x3Form::kWinograd;
+  if (blocks4 >= kHalvedWinograd4MinBlocks) return Conv3x3Form::kWinograd4;
+  return channels >= kHalvedWinogradMinChannels ? Conv3x3Form::kWinograd : Conv3x3Form::kDirect;
 }
 // The fewest channels (the depth of its GEMMs) for which a strided convolution goes by taps
 // rather than im2col.
@@ -1803,14 +1823,19 @@ class Conv2d final : public Layer {
  private:
   // One direction of a shiftable stride-1 layer: `in` channels of in_h x in_w, padded by `pad`,
   // into out_c channels by the kh x kw kernel w; Winograd's F(4x4, 3x3) or F(2x2, 3x3) for a 3x3
-  // kernel where use_winograd4 and use_winograd say so, else the direct GEMM over shifted rows.
+  // kernel where stride1_form says so, else the direct GEMM over shifted rows.
   static std::unique_ptr<PlaneConv> stride1_plane(int in, int in_h, int in_w, Padding pad, int kh,
                                                   int kw, int out_c, const std::vector<float>& w) {
-    if (kh == 3 && kw == 3 && use_winograd(in, out_c)) {
+    if (kh == 3 && kw == 3) {
       const int out_h = in_h + pad.top + pad.bottom - 2, out_w = in_w + pad.left + pad.right - 2;
-      if (use_winograd4(out_h, out_w))
-        return std::make_unique<Winograd4>(in, in_h, in_w, pad, out_c, w);
-      return std::make_unique<Winograd>(in, in_h, in_w, pad, out_c, w);
+      switch (stride1_form(in, out_c, out_h, out_w)) {
+        case Conv3x3Form::kWinograd4:
+          return std::make_unique<Winograd4>(in, in_h, in_w, pad, out_c, w);
+        case Conv3x3Form::kWinograd:
+          return std::make_unique<Winograd>(in, in_h, in_w, pad, out_c, w);
+        default:
+          break;
+      }
     }
     return std::make_unique<Shifted>(in, in_h, in_w, pad, kh, kw, out_c, w);
   }
