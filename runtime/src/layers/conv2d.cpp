@@ -486,8 +486,8 @@ bool use_winograd(int depth, int rows) {
 }
 // With AVX-512 the automatic form of a stride-2 layer is direct, but for dx where both sides
 // have at least this many channels it takes the stride-2 Winograd form; so on every AVX-512 core,
-// also one that halves a 512-bit multiply-add (where stride-1 layers take the 4-lane rule,
-// winograd_by_default). One layer alone, the two forms alternated call by call: the paper
+// also one that halves a 512-bit multiply-add (where stride-1 layers may take Winograd's forms,
+// stride1_form). One layer alone, the two forms alternated call by call: the paper
 // network's 64 -> 128 dx (64 rows, 128 deep) and the shipped U-Net's 48 -> 96 took 0.79-0.81x the
 // time at 4 and 8 images, 0.88x at 2 and the same at 1 (1.01x, 0.99x); their 32 -> 64 and 24 ->
 // 48 dx 1.06-1.16x, and every forward pass 1.16-1.25x at 1 image. Since kPlaneSkew and the GEMM's
