@@ -165,9 +165,9 @@ void wide_kernel(int kc, const float* a, const B* b, float* const* c, int ldc, I
   for (int t = 0; t < T; ++t) store_tile<R>(acc[t], c[t], ldc, init, bias, cols[t]);
 }
 
-// A column tile of at most one vector's columns (a product's last, or a row's in RowColumns) runs
-// a full row tile's kernel on that one vector alone, rather than on kNV vectors of which the rest
-// are padding: the same sums in the same order. With AVX-512 (12 x 1 vectors, 12 accumulators);
+// A column tile of at most one vector's columns (a product's last, an output row's last in
+// multiply_shifted_rows) runs a full row tile's kernel on that one vector alone, rather than on
+// kNV vectors of which the rest are padding: the same sums in the same order. With AVX-512 (12 x 1 vectors, 12 accumulators);
 // the stride-2 Winograd gradient at 1 image, whose 36 blocks are a tile and 4 columns, took 0.85x
 // the time, the paper network's layers alone 0.3-0.8% less. Not where a vector is 8 or 4 floats,
 // where the narrower tile's fewer accumulators would wait on each other (not measured).
@@ -244,19 +244,6 @@ struct FlatColumns {
   int tiles() const { return (n + kNR - 1) / kNR; }
   int c_cols() const { return n; }
   ColumnTile at(int t) const { return {t * kNR, t * kNR, std::min(kNR, n - t * kNR)}; }
-};
-// C's columns as `rows` rows of `width`, each in its own NR-wide tiles; row r of them starts at
-// column r * b_stride of B.
-struct RowColumns {
-  int rows, width, b_stride, per_row;
-  RowColumns(int rows_, int width_, int b_stride_)
-      : rows(rows_), width(width_), b_stride(b_stride_), per_row((width_ + kNR - 1) / kNR) {}
-  int tiles() const { return rows * per_row; }
-  int c_cols() const { return rows * width; }
-  ColumnTile at(int t) const {
-    const int r = t / per_row, x0 = (t - r * per_row) * kNR;
-    return {r * b_stride + x0, r * width + x0, std::min(kNR, width - x0)};
-  }
 };
 
 // The blocked loops over kc-deep passes, NR-wide column tiles and MR-high row tiles, shared by the
@@ -410,19 +397,35 @@ void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_
       FlatColumns{n}, c, ldc, row_bias, accumulate);
 }
 
-void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
-                      const int* row_offsets, float* c, int ldc, const float* row_bias) {
+namespace {
+
+__attribute__((noinline)) void multiply_shifted_flat(int m, int n, int k, const float* a_packed,
+                                                     const float* b, const int* row_offsets,
+                                                     float* c, int ldc, const float* row_bias) {
   multiply_tiles<ShiftedB>(
       m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
       FlatColumns{n}, c, ldc, row_bias, false);
 }
 
+}  // namespace
+
+void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
+                      const int* row_offsets, float* c, int ldc, const float* row_bias) {
+  multiply_shifted_flat(m, n, k, a_packed, b, row_offsets, c, ldc, row_bias);
+}
+
+// One product per output row, each through the call that multiply_shifted makes, kept out of
+// line: V8's TurboFan gave one product whose column tiles step over the rows (the same loops
+// with the row and column worked out per tile) a micro-kernel loop that keeps an accumulator
+// and a B vector on the stack, 1.8x the time of the flat product in node 20 (the paper
+// network's first layer, 32 x 2304 x 25: 188-197 against 106 us; bench/README.md). Natively
+// (and in the sums, element by element) it makes no difference.
 void multiply_shifted_rows(int m, int rows, int width, int b_stride, int k, const float* a_packed,
                            const float* b, const int* row_offsets, float* c, int ldc,
                            const float* row_bias) {
-  multiply_tiles<ShiftedB>(
-      m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
-      RowColumns(rows, width, b_stride), c, ldc, row_bias, false);
+  for (int r = 0; r < rows; ++r)
+    multiply_shifted_flat(m, width, k, a_packed, b + size_t(r) * size_t(b_stride), row_offsets,
+                          c + size_t(r) * size_t(width), ldc, row_bias);
 }
 
 void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
