@@ -169,8 +169,9 @@ void wide_kernel(int kc, const float* a, const B* b, float* const* c, int ldc, I
 // multiply_shifted_rows) runs a full row tile's kernel on that one vector alone, rather than on
 // kNV vectors of which the rest are padding: the same sums in the same order. With AVX-512 (12 x
 // 1 vectors, 12 accumulators); the stride-2 Winograd gradient at 1 image, whose 36 blocks are a
-// tile and 4 columns, took 0.85x the time, the paper network's layers alone 0.3-0.8% less. Not where a vector is 8 or 4 floats,
-// where the narrower tile's fewer accumulators would wait on each other (not measured).
+// tile and 4 columns, took 0.85x the time, the paper network's layers alone 0.3-0.8% less. Not
+// where a vector is 8 or 4 floats, where the narrower tile's fewer accumulators would wait on
+// each other (not measured).
 constexpr bool kHalfTiles = kNV > 1 && kLanes == 16;
 
 // A full row tile's last column tile of at most 4 columns (with AVX-512): the stride-2 Winograd
