@@ -398,35 +398,26 @@ void multiply_packed(int m, int n, int k, const float* a_packed, const float* b_
       FlatColumns{n}, c, ldc, row_bias, accumulate);
 }
 
-namespace {
-
-__attribute__((noinline)) void multiply_shifted_flat(int m, int n, int k, const float* a_packed,
-                                                     const float* b, const int* row_offsets,
-                                                     float* c, int ldc, const float* row_bias) {
+// Out of line, so that multiply_shifted_rows (below) calls it rather than taking its loops in.
+__attribute__((noinline)) void multiply_shifted(int m, int n, int k, const float* a_packed,
+                                                const float* b, const int* row_offsets, float* c,
+                                                int ldc, const float* row_bias) {
   multiply_tiles<ShiftedB>(
       m, k, a_packed, [&](int pc, int j0) { return ShiftedB{b + j0, row_offsets + pc}; },
       FlatColumns{n}, c, ldc, row_bias, false);
 }
 
-}  // namespace
-
-void multiply_shifted(int m, int n, int k, const float* a_packed, const float* b,
-                      const int* row_offsets, float* c, int ldc, const float* row_bias) {
-  multiply_shifted_flat(m, n, k, a_packed, b, row_offsets, c, ldc, row_bias);
-}
-
-// One product per output row, each through the call that multiply_shifted makes, kept out of
-// line: V8's TurboFan gave one product whose column tiles step over the rows (the same loops
-// with the row and column worked out per tile) a micro-kernel loop that keeps an accumulator
-// and a B vector on the stack, 1.8x the time of the flat product in node 20 (the paper
+// One product per output row, each a call of multiply_shifted: V8's TurboFan gave one product
+// whose column tiles step over the rows (the same loops with the row and column worked out per
+// tile) a micro-kernel loop that keeps an accumulator and a B vector on the stack, 1.8x the time of the flat product in node 20 (the paper
 // network's first layer, 32 x 2304 x 25: 188-197 against 106 us; bench/README.md). Natively
 // (and in the sums, element by element) it makes no difference.
 void multiply_shifted_rows(int m, int rows, int width, int b_stride, int k, const float* a_packed,
                            const float* b, const int* row_offsets, float* c, int ldc,
                            const float* row_bias) {
   for (int r = 0; r < rows; ++r)
-    multiply_shifted_flat(m, width, k, a_packed, b + size_t(r) * size_t(b_stride), row_offsets,
-                          c + size_t(r) * size_t(width), ldc, row_bias);
+    multiply_shifted(m, width, k, a_packed, b + size_t(r) * size_t(b_stride), row_offsets,
+                     c + size_t(r) * size_t(width), ldc, row_bias);
 }
 
 void multiply_strided(int m, int n, int k, const float* a_packed, const float* b, int ldb,
